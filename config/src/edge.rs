@@ -1,0 +1,339 @@
+//! Configuration of `stratus edge`, the caching reverse proxy (`[edge]` in a config file).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Invalid;
+use crate::net::{HttpUrl, ListenAddr};
+use crate::secret::Secret;
+use crate::units::{ByteSize, Duration};
+
+/// The edge: where it listens, what it caches and which sites it serves.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// This edge's name in the control plane's registry; defaults to the host name.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Client-facing listeners (HTTP, or HTTPS when `tls` is set).
+    #[serde(default)]
+    pub listeners: Vec<Listener>,
+    /// The admin API (purge, metrics, health); off unless set.
+    #[serde(default)]
+    pub admin: Option<Admin>,
+    /// The memory cache.
+    #[serde(default)]
+    pub cache: Cache,
+    /// Sites by host name, each with its origins. A site whose `hosts` holds `"*"` takes
+    /// every host that no other site names.
+    #[serde(default)]
+    pub sites: Vec<Site>,
+    /// The control plane this edge follows for purges and prewarms.
+    #[serde(default)]
+    pub control: Option<HttpUrl>,
+    /// Bearer token for the admin API and the control-plane subscription; `STRATUS_TOKEN`
+    /// in the environment takes its place when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    /// Request limits and timeouts towards clients.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// One client-facing listener.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// Address to bind, e.g. `0.0.0.0:8080`.
+    pub listen: ListenAddr,
+    /// Terminate TLS here, choosing each site's certificate by SNI.
+    #[serde(default)]
+    pub tls: bool,
+    /// Certificate for handshakes whose SNI names no site (PEM files).
+    #[serde(default)]
+    pub default_certificate: Option<Certificate>,
+}
+
+/// A PEM certificate chain and its private key.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Certificate {
+    /// Certificate chain (PEM), leaf first.
+    pub cert: PathBuf,
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// The admin listener.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// Address to bind, e.g. `127.0.0.1:8081`.
+    pub listen: ListenAddr,
+}
+
+/// The memory cache.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cache {
+    /// Capacity in bytes (bodies, headers and per-entry overhead).
+    pub size: ByteSize,
+    /// Larger responses stream through uncached.
+    pub max_object_size: ByteSize,
+    /// Response headers whose space-separated values tag an object for purge by tag.
+    /// They are removed before clients see the response.
+    pub tag_headers: Vec<String>,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Self {
+            size: ByteSize::mib(256),
+            max_object_size: ByteSize::mib(64),
+            tag_headers: vec!["Surrogate-Key".to_owned(), "Cache-Tag".to_owned()],
+        }
+    }
+}
+
+/// A site: the host names it answers for and the origins behind it.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    /// Host names (without port) this site serves; `"*"` for every other host.
+    pub hosts: Vec<String>,
+    /// Origins tried in order; the first healthy one serves. A path in the URL is a prefix
+    /// put before every request path (`http://127.0.0.1:9000/demo` serves bucket `demo`).
+    pub origins: Vec<HttpUrl>,
+    /// Send the origin's host as `Host` instead of the client's.
+    #[serde(default = "yes")]
+    pub origin_host: bool,
+    /// Freshness rules applied on top of the origin's headers.
+    #[serde(default)]
+    pub ttl: Vec<TtlRule>,
+    /// Caching of error statuses that carry no freshness of their own, e.g. 404 for 10s.
+    #[serde(default)]
+    pub negative: Vec<NegativeRule>,
+    /// How the query string and request headers make up the cache key.
+    #[serde(default)]
+    pub key: KeyRules,
+    /// Timeouts towards the origins.
+    #[serde(default)]
+    pub timeouts: OriginTimeouts,
+    /// The site's certificate on TLS listeners, chosen by SNI.
+    #[serde(default)]
+    pub tls: Option<Certificate>,
+    /// Answer plain-HTTP requests with a redirect to HTTPS.
+    #[serde(default)]
+    pub https_redirect: bool,
+    /// `Strict-Transport-Security` max-age to send on HTTPS responses.
+    #[serde(default)]
+    pub hsts: Option<Duration>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A TTL override for paths under a prefix. Bounds clamp the origin's freshness; `default`
+/// applies when the origin gives none.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TtlRule {
+    /// Path prefix, e.g. `/static/`; `/` for every path.
+    pub prefix: String,
+    /// Freshness when the response carries none (and is storable).
+    #[serde(default)]
+    pub default: Option<Duration>,
+    /// Lower bound on freshness.
+    #[serde(default)]
+    pub min: Option<Duration>,
+    /// Upper bound on freshness.
+    #[serde(default)]
+    pub max: Option<Duration>,
+}
+
+/// Cache responses with this status for `ttl` when the origin sent no freshness.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NegativeRule {
+    /// HTTP status, e.g. 404.
+    pub status: u16,
+    /// How long to keep it.
+    pub ttl: Duration,
+}
+
+/// What the query string contributes to the cache key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueryMode {
+    /// The query as sent.
+    #[default]
+    Keep,
+    /// Parameters sorted by name, so `?b=1&a=2` and `?a=2&b=1` share an entry.
+    Sort,
+    /// No query in the key at all.
+    Drop,
+}
+
+/// Cache-key rules.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyRules {
+    /// Query handling.
+    pub query: QueryMode,
+    /// Query parameters left out of the key (e.g. `utm_source`).
+    pub ignore_params: Vec<String>,
+    /// Request headers added to the key (beyond what `Vary` asks for).
+    pub headers: Vec<String>,
+}
+
+/// Timeouts towards a site's origins.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OriginTimeouts {
+    /// TCP (and TLS) connect.
+    pub connect: Duration,
+    /// From the request sent to the response head.
+    pub first_byte: Duration,
+    /// The whole response, body included.
+    pub total: Duration,
+}
+
+impl Default for OriginTimeouts {
+    fn default() -> Self {
+        Self { connect: Duration::secs(5), first_byte: Duration::secs(30), total: Duration::secs(300) }
+    }
+}
+
+/// Limits on what clients may send.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Total size of a request head; larger → 431.
+    pub max_header_size: ByteSize,
+    /// Number of request headers; more → 431.
+    pub max_headers: usize,
+    /// Request body size; larger → 413.
+    pub max_body_size: ByteSize,
+    /// Open client connections; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// A request head must arrive within this (slowloris).
+    pub header_read_timeout: Duration,
+    /// Idle keep-alive connections are closed after this.
+    pub idle_timeout: Duration,
+    /// On SIGTERM, in-flight responses get this long to finish.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_header_size: ByteSize(64 << 10),
+            max_headers: 100,
+            max_body_size: ByteSize::mib(100),
+            max_connections: 10_000,
+            header_read_timeout: Duration::secs(10),
+            idle_timeout: Duration::secs(60),
+            drain_timeout: Duration::secs(30),
+        }
+    }
+}
+
+impl EdgeConfig {
+    /// An edge with one listener and one catch-all site, as `stratus edge --listen --origin` builds.
+    pub fn simple(listen: ListenAddr, origin: HttpUrl) -> Self {
+        Self {
+            id: None,
+            listeners: vec![Listener { listen, tls: false, default_certificate: None }],
+            admin: None,
+            cache: Cache::default(),
+            sites: vec![Site::catch_all(origin)],
+            control: None,
+            token: None,
+            limits: Limits::default(),
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        if self.listeners.is_empty() {
+            return Err(Invalid::new("listeners", "at least one listener is required"));
+        }
+        if self.sites.is_empty() {
+            return Err(Invalid::new("sites", "at least one site is required"));
+        }
+        if self.cache.size.0 == 0 {
+            return Err(Invalid::new("cache.size", "must be greater than 0"));
+        }
+        if self.cache.max_object_size > self.cache.size {
+            return Err(Invalid::new("cache.max_object_size", "must not exceed cache.size"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, site) in self.sites.iter().enumerate() {
+            let at = |key: &str| format!("sites[{i}].{key}");
+            if site.hosts.is_empty() {
+                return Err(Invalid::new(at("hosts"), "at least one host is required"));
+            }
+            for host in &site.hosts {
+                if !seen.insert(host.to_ascii_lowercase()) {
+                    return Err(Invalid::new(at("hosts"), format!("host {host:?} is served by two sites")));
+                }
+            }
+            if site.origins.is_empty() {
+                return Err(Invalid::new(at("origins"), "at least one origin is required"));
+            }
+            for (j, rule) in site.ttl.iter().enumerate() {
+                if !rule.prefix.starts_with('/') {
+                    return Err(Invalid::new(at(&format!("ttl[{j}].prefix")), "must start with /"));
+                }
+                if let (Some(min), Some(max)) = (rule.min, rule.max) {
+                    if min > max {
+                        return Err(Invalid::new(at(&format!("ttl[{j}].min")), "must not exceed max"));
+                    }
+                }
+            }
+            for (j, rule) in site.negative.iter().enumerate() {
+                if !(300..=599).contains(&rule.status) {
+                    return Err(Invalid::new(
+                        at(&format!("negative[{j}].status")),
+                        "must be a 3xx, 4xx or 5xx status",
+                    ));
+                }
+            }
+        }
+        let tls_listener = self.listeners.iter().any(|l| l.tls);
+        for (i, l) in self.listeners.iter().enumerate() {
+            if l.default_certificate.is_some() && !l.tls {
+                return Err(Invalid::new(format!("listeners[{i}].default_certificate"), "needs tls = true"));
+            }
+        }
+        if tls_listener
+            && self.sites.iter().all(|s| s.tls.is_none())
+            && self.listeners.iter().all(|l| l.default_certificate.is_none())
+        {
+            return Err(Invalid::new(
+                "listeners",
+                "a TLS listener needs a site certificate or a default_certificate",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Site {
+    /// One site for every host, in front of one origin.
+    pub fn catch_all(origin: HttpUrl) -> Self {
+        Self {
+            hosts: vec!["*".to_owned()],
+            origins: vec![origin],
+            origin_host: true,
+            ttl: Vec::new(),
+            negative: Vec::new(),
+            key: KeyRules::default(),
+            timeouts: OriginTimeouts::default(),
+            tls: None,
+            https_redirect: false,
+            hsts: None,
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! `stratus`: one binary for every part of the CDN. It parses flags, loads the configuration,
+//! starts the runtime and calls the libraries; all behaviour lives in the member crates.
+
+mod up;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use stratus_config::{ByteSize, Env, HttpUrl, ListenAddr, StratusConfig};
+use tokio_util::sync::CancellationToken;
+
+/// Stratus: a caching CDN — edge, control plane, S3-compatible origin and load tester.
+#[derive(Debug, Parser)]
+#[command(version, about, propagate_version = true)]
+struct Cli {
+    /// Log format on stderr (level from RUST_LOG, default info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run an edge: the caching reverse proxy.
+    Edge(EdgeArgs),
+    /// Run the S3-compatible origin over a local directory.
+    Origin(OriginArgs),
+    /// Run the control plane: purge, prewarm, edge registry, event log.
+    Control(ControlArgs),
+    /// Generate load against an edge (or any HTTP server) and report latency and hit ratio.
+    Loadtest(stratus_loadtest::LoadtestArgs),
+    /// Purge content on every edge through the control plane.
+    Purge(stratus_control::cli::PurgeArgs),
+    /// Start a whole local CDN: origin with a demo bucket, control plane and two edges.
+    Up(up::UpArgs),
+    /// Work with configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a file and print the effective configuration (secrets masked).
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct EdgeArgs {
+    /// Client listener (HTTP), e.g. 0.0.0.0:8080; replaces the file's listeners.
+    #[arg(long)]
+    listen: Option<ListenAddr>,
+    /// Origin for every host, e.g. http://127.0.0.1:9000/demo; replaces the file's sites.
+    #[arg(long)]
+    origin: Option<HttpUrl>,
+    /// Admin API listener (purge, metrics, health).
+    #[arg(long)]
+    admin: Option<ListenAddr>,
+    /// Memory cache capacity, e.g. 256MiB.
+    #[arg(long)]
+    cache_size: Option<ByteSize>,
+    /// Control plane to follow for purges and prewarms.
+    #[arg(long)]
+    control: Option<HttpUrl>,
+    /// Name of this edge in the control plane's registry.
+    #[arg(long)]
+    id: Option<String>,
+    /// Configuration file (its [edge] section).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct OriginArgs {
+    /// Listener, e.g. 0.0.0.0:9000.
+    #[arg(long)]
+    listen: Option<ListenAddr>,
+    /// Directory holding the buckets.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// A bucket anyone may read without signing (repeatable).
+    #[arg(long = "public", value_name = "BUCKET")]
+    public: Vec<String>,
+    /// URL that object events are posted to, e.g. http://127.0.0.1:7070/v1/events/origin.
+    #[arg(long)]
+    notify: Option<HttpUrl>,
+    /// Configuration file (its [origin] section).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct ControlArgs {
+    /// API listener, e.g. 0.0.0.0:7070.
+    #[arg(long)]
+    listen: Option<ListenAddr>,
+    /// Directory for the event log.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Configuration file (its [control] section).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let env = Env::from_process();
+    match run(cli.command, &env) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("stratus: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command, env: &Env) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+    match command {
+        Command::Config(ConfigCommand::Check { file }) => {
+            let mut config = stratus_config::load(&file)?;
+            config.apply_env(env);
+            print!("{}", config.to_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Edge(args) => {
+            let config = edge_config(args, env)?;
+            runtime.block_on(serve(|stop| stratus_edge::run(config, stop)))
+        }
+        Command::Origin(args) => {
+            let config = origin_config(args, env)?;
+            runtime.block_on(serve(|stop| stratus_origin::run(config, stop)))
+        }
+        Command::Control(args) => {
+            let config = control_config(args, env)?;
+            runtime.block_on(serve(|stop| stratus_control::run(config, stop)))
+        }
+        Command::Loadtest(args) => Ok(exit_code(runtime.block_on(stratus_loadtest::run(args))?)),
+        Command::Purge(args) => {
+            Ok(exit_code(runtime.block_on(stratus_control::cli::purge(args, env.token.clone()))?))
+        }
+        Command::Up(args) => runtime.block_on(up::run(args, env)),
+    }
+}
+
+fn exit_code(ok: bool) -> ExitCode {
+    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Runs a server until SIGINT or SIGTERM, then lets it shut down gracefully.
+async fn serve<F, Fut, E>(start: F) -> Result<ExitCode>
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let stop = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(stop.clone()));
+    start(stop).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Cancels `stop` on the first SIGINT (Ctrl-C) or SIGTERM.
+async fn cancel_on_signal(stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        tracing::error!("cannot install the SIGTERM handler");
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "shutting down"),
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+    }
+    stop.cancel();
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Loads `file` (if any) with the environment's secrets applied.
+fn load(file: Option<&Path>, env: &Env) -> Result<StratusConfig> {
+    let mut config = match file {
+        Some(path) => stratus_config::load(path)?,
+        None => StratusConfig::default(),
+    };
+    config.apply_env(env);
+    Ok(config)
+}
+
+/// Re-checks the cross-field rules once flags have changed values.
+fn checked(config: StratusConfig) -> Result<StratusConfig> {
+    config.check().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    Ok(config)
+}
+
+fn edge_config(args: EdgeArgs, env: &Env) -> Result<stratus_config::EdgeConfig> {
+    let mut file = load(args.config.as_deref(), env)?;
+    let mut edge = match (file.edge.take(), args.listen, args.origin.clone()) {
+        (Some(edge), _, _) => edge,
+        (None, Some(listen), Some(origin)) => stratus_config::EdgeConfig::simple(listen, origin),
+        (None, _, _) => {
+            bail!("stratus edge needs --listen and --origin, or --config FILE with an [edge] section")
+        }
+    };
+    if let Some(listen) = args.listen {
+        edge.listeners =
+            vec![stratus_config::edge::Listener { listen, tls: false, default_certificate: None }];
+    }
+    if let Some(origin) = args.origin {
+        edge.sites = vec![stratus_config::edge::Site::catch_all(origin)];
+    }
+    if let Some(listen) = args.admin {
+        edge.admin = Some(stratus_config::edge::Admin { listen });
+    }
+    if let Some(size) = args.cache_size {
+        edge.cache.size = size;
+        edge.cache.max_object_size = edge.cache.max_object_size.min(size);
+    }
+    edge.control = args.control.or(edge.control);
+    edge.id = args.id.or(edge.id);
+    if edge.token.is_none() {
+        edge.token.clone_from(&env.token);
+    }
+    let edge = checked(StratusConfig { edge: Some(edge), ..StratusConfig::default() })?.edge;
+    edge.context("no edge configuration")
+}
+
+fn origin_config(args: OriginArgs, env: &Env) -> Result<stratus_config::OriginConfig> {
+    let mut file = load(args.config.as_deref(), env)?;
+    let mut origin = match (file.origin.take(), args.listen, args.data.clone()) {
+        (Some(origin), _, _) => origin,
+        (None, Some(listen), Some(data)) => stratus_config::OriginConfig::new(listen, data),
+        (None, _, _) => {
+            bail!("stratus origin needs --listen and --data, or --config FILE with an [origin] section")
+        }
+    };
+    origin.listen = args.listen.unwrap_or(origin.listen);
+    origin.data = args.data.unwrap_or(origin.data);
+    origin.notify = args.notify.or(origin.notify);
+    for name in args.public {
+        origin.make_public(&name);
+    }
+    let mut config = StratusConfig { origin: Some(origin), ..StratusConfig::default() };
+    config.apply_env(env);
+    checked(config)?.origin.context("no origin configuration")
+}
+
+fn control_config(args: ControlArgs, env: &Env) -> Result<stratus_config::ControlConfig> {
+    let mut file = load(args.config.as_deref(), env)?;
+    let mut control = match (file.control.take(), args.listen, args.data.clone()) {
+        (Some(control), _, _) => control,
+        (None, Some(listen), Some(data)) => stratus_config::ControlConfig::new(listen, data),
+        (None, _, _) => {
+            bail!("stratus control needs --listen and --data, or --config FILE with a [control] section")
+        }
+    };
+    control.listen = args.listen.unwrap_or(control.listen);
+    control.data = args.data.unwrap_or(control.data);
+    let mut config = StratusConfig { control: Some(control), ..StratusConfig::default() };
+    config.apply_env(env);
+    checked(config)?.control.context("no control configuration")
+}
