@@ -18,3 +18,6 @@ pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), 
     let _ = (config, shutdown);
     Err(Error::NotBuilt)
 }
+
+pub mod follow;
+pub mod purge;
