@@ -31,3 +31,28 @@ pub struct EdgeStats {
     /// Entries in the cache.
     pub cache_entries: u64,
 }
+
+/// How this edge introduces itself to the control plane.
+#[derive(Clone, Debug)]
+pub struct Registration {
+    /// Edge id in the registry.
+    pub id: String,
+    /// Client-facing URL of this edge.
+    pub url: String,
+    /// Admin API URL, when there is one.
+    pub admin: Option<String>,
+}
+
+/// Registers with the control plane at `control`, then follows its log until `shutdown`,
+/// reconnecting with backoff. Never returns an error: failures are logged and retried.
+pub async fn run(
+    control: stratus_config::HttpUrl,
+    token: Option<stratus_config::Secret>,
+    registration: Registration,
+    target: std::sync::Arc<dyn FollowTarget>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    // Filled in by the control-plane work (issue #6).
+    let _ = (control, token, registration, target);
+    shutdown.cancelled().await;
+}
