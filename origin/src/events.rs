@@ -176,3 +176,39 @@ async fn post(
         .map_err(|e| e.to_string())?;
     if resp.status().is_success() { Ok(()) } else { Err(format!("status {}", resp.status())) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_drops_the_oldest_events() {
+        let queue = Arc::new(Queue::default());
+        let notifier = Notifier { queue: Some(queue.clone()) };
+        for i in 0..QUEUE_CAPACITY + 5 {
+            notifier.send(Kind::Put, "b", &format!("k{i}"), Some("e"), Some(1));
+        }
+        let events = queue.events.lock().expect("lock");
+        assert_eq!(events.len(), QUEUE_CAPACITY);
+        assert_eq!(events.front().map(|e| e.key.as_str()), Some("k5"));
+        assert_eq!(events.back().map(|e| e.etag.as_deref()), Some(Some("\"e\"")));
+    }
+
+    #[test]
+    fn events_serialize_as_the_protocol_says() {
+        let e = Event {
+            kind: Kind::CompleteMultipart,
+            bucket: "demo".into(),
+            key: "a/b.css".into(),
+            etag: Some("\"x-2\"".into()),
+            size: Some(3),
+            at: rfc3339(SystemTime::UNIX_EPOCH),
+        };
+        let json = serde_json::to_value(Body { events: &[e] }).expect("json");
+        assert_eq!(
+            json,
+            serde_json::json!({"events": [{"kind": "complete_multipart", "bucket": "demo", "key": "a/b.css",
+                "etag": "\"x-2\"", "size": 3, "at": "1970-01-01T00:00:00.000Z"}]})
+        );
+    }
+}
