@@ -66,7 +66,9 @@ check(error_code(s3.create_bucket, Bucket=BUCKET)[0] == "BucketAlreadyOwnedByYou
 s3.head_bucket(Bucket=BUCKET)
 
 # Put / get / head with metadata and odd keys.
-keys = ["plain.txt", "dir/with space.txt", "plus+and%percent", "unicode/ünï©ødé ✓", "deep/" + "k" * 900]
+keys = ["plain.txt", "dir/with space.txt", "plus+and%percent", "unicode/ünï©ødé ✓", "deep/" + "k" * 900,
+        # Keys that look like paths out of the data directory are just keys.
+        "../../escape.txt", "/abs.txt", "%2e%2e/%2e%2e/x", "a/./b", ".."]
 for k in keys:
     body = ("body of " + k).encode()
     put = s3.put_object(Bucket=BUCKET, Key=k, Body=body, ContentType="text/plain",
