@@ -286,10 +286,10 @@ impl EdgeConfig {
                 if !rule.prefix.starts_with('/') {
                     return Err(Invalid::new(at(&format!("ttl[{j}].prefix")), "must start with /"));
                 }
-                if let (Some(min), Some(max)) = (rule.min, rule.max) {
-                    if min > max {
-                        return Err(Invalid::new(at(&format!("ttl[{j}].min")), "must not exceed max"));
-                    }
+                if let (Some(min), Some(max)) = (rule.min, rule.max)
+                    && min > max
+                {
+                    return Err(Invalid::new(at(&format!("ttl[{j}].min")), "must not exceed max"));
                 }
             }
             for (j, rule) in site.negative.iter().enumerate() {
