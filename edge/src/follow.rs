@@ -14,7 +14,8 @@ pub trait FollowTarget: Send + Sync + 'static {
     /// Drops the whole cache (the log was compacted past this edge's position).
     fn clear(&self);
     /// Fetches URLs and objects into the cache through the edge's own pipeline.
-    fn prewarm(&self, urls: Vec<String>, objects: Vec<ObjectRef>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    fn prewarm(&self, urls: Vec<String>, objects: Vec<ObjectRef>)
+    -> Pin<Box<dyn Future<Output = ()> + Send>>;
     /// Counters for heartbeats.
     fn stats(&self) -> EdgeStats;
 }
