@@ -81,6 +81,17 @@ for k in keys:
 listed = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
 check(listed == sorted(keys), "ListObjectsV2 returns every key, sorted and decoded")
 
+# Corrupted uploads are refused and store nothing.
+check(error_code(s3.put_object, Bucket=BUCKET, Key="bad-crc", Body=b"data", ChecksumCRC32="AAAAAA==")[0]
+      == "BadDigest", "a wrong CRC32 is BadDigest")
+check(error_code(s3.put_object, Bucket=BUCKET, Key="bad-crc", Body=b"data",
+                 ContentMD5="1B2M2Y8AsgTpgAmY7PhCfg==")[0] == "BadDigest", "a wrong Content-MD5 is BadDigest")
+check(error_code(s3.head_object, Bucket=BUCKET, Key="bad-crc")[1] == 404, "a refused upload stores nothing")
+# CRC32C and CRC64NVME need botocore[crt], which CI does not install.
+for algo in ["CRC32", "SHA1", "SHA256"]:
+    s3.put_object(Bucket=BUCKET, Key="sum-" + algo, Body=b"checked", ChecksumAlgorithm=algo)
+    check(s3.get_object(Bucket=BUCKET, Key="sum-" + algo)["Body"].read() == b"checked", f"{algo} upload verified")
+
 # Range and conditional GET.
 got = s3.get_object(Bucket=BUCKET, Key="plain.txt", Range="bytes=0-3")
 check(got["Body"].read() == b"body" and got["ResponseMetadata"]["HTTPStatusCode"] == 206, "Range GET is a 206")
