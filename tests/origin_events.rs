@@ -54,7 +54,7 @@ async fn receiver(fail_first: usize) -> Receiver {
                         } else {
                             let json: serde_json::Value = serde_json::from_slice(&body).expect("json body");
                             ev.lock()
-                                .expect("value")
+                                .expect("lock")
                                 .extend(json["events"].as_array().expect("events array").iter().cloned());
                             au.lock().expect("lock").extend(authz);
                             202
