@@ -239,3 +239,28 @@ async fn without_credentials_only_public_reads_work() {
     let err = err.expect_err("a signed put is refused");
     assert!(err.to_string().contains("InvalidAccessKeyId"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_payload_uploads_are_accepted_when_the_headers_are_signed() {
+    let origin = start(&[private("raw")]);
+    let unsigned = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&origin.url)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_bucket_name("raw")
+        .with_access_key_id(origin_support::ACCESS_KEY)
+        .with_secret_access_key(origin_support::SECRET_KEY)
+        .with_unsigned_payload(true)
+        .with_retry(object_store::RetryConfig { max_retries: 0, ..Default::default() })
+        .build()
+        .expect("client");
+    let body = origin_support::pattern(3 * 1024 * 1024, 5);
+    let put = unsigned
+        .put(&Path::from("blob"), PutPayload::from(body.clone()))
+        .await
+        .expect("unsigned-payload put");
+    assert_eq!(put.e_tag, Some(format!("\"{}\"", origin_support::md5_hex(&body))));
+    let got =
+        client(&origin.url, "raw").get(&Path::from("blob")).await.expect("get").bytes().await.expect("body");
+    assert_eq!(got.as_ref(), body.as_slice());
+}
