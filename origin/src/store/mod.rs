@@ -287,7 +287,7 @@ async fn scan(objects: &Path) -> Result<BTreeMap<String, Entry>, StoreError> {
                 }
                 Ok(_) => tracing::warn!(path = %path.display(), "object file under the wrong name; ignored"),
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "unreadable object file; ignored")
+                    tracing::warn!(path = %path.display(), error = %e, "unreadable object file; ignored");
                 }
             }
         }
