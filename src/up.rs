@@ -139,10 +139,10 @@ pub async fn run(args: UpArgs, env: &Env) -> Result<ExitCode> {
     // Give every part its graceful shutdown, then report the first failure, if any.
     let mut result = Ok(());
     while let Some(done) = parts.join_next().await {
-        if let Err(e) = done.context("a part of stratus up panicked").and_then(|r| r) {
-            if result.is_ok() {
-                result = Err(e);
-            }
+        if let Err(e) = done.context("a part of stratus up panicked").and_then(|r| r)
+            && result.is_ok()
+        {
+            result = Err(e);
         }
     }
     result.map(|()| ExitCode::SUCCESS)
