@@ -98,6 +98,8 @@ impl Edge {
     /// Counters for heartbeats and `/stats`.
     pub fn stats(&self) -> EdgeStats {
         let (requests, hits) = self.metrics.counts();
+        // moka updates its size and count in housekeeping; settle it so the numbers are current.
+        self.store.run_pending_tasks();
         EdgeStats { requests, hits, cache_bytes: self.store.bytes(), cache_entries: self.store.entries() }
     }
 }
