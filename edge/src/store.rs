@@ -308,10 +308,11 @@ impl Store {
                 // A URL, prefix or host purge removes every variant of the path, so the Vary
                 // marker goes too and the next request is a plain miss. (A tag may name only
                 // some variants; then the marker must stay.)
-                if !matches!(target, Target::Tag(_)) && *key != *e.key.primary {
-                    if let Some(Slot::Vary(..)) = self.cache.get(e.key.primary.as_str()) {
-                        self.cache.invalidate(e.key.primary.as_str());
-                    }
+                if !matches!(target, Target::Tag(_))
+                    && *key != *e.key.primary
+                    && let Some(Slot::Vary(..)) = self.cache.get(e.key.primary.as_str())
+                {
+                    self.cache.invalidate(e.key.primary.as_str());
                 }
             }
         }
