@@ -54,9 +54,9 @@ async fn receiver(fail_first: usize) -> Receiver {
                         } else {
                             let json: serde_json::Value = serde_json::from_slice(&body).expect("json body");
                             ev.lock()
-                                .expect("lock")
+                                .expect("event log")
                                 .extend(json["events"].as_array().expect("events array").iter().cloned());
-                            au.lock().expect("lock").extend(authz);
+                            au.lock().expect("auth log").extend(authz);
                             202
                         };
                         let mut resp = http::Response::new(Full::new(Bytes::new()));
@@ -88,7 +88,7 @@ async fn put_copy_multipart_and_delete_events_reach_the_receiver_despite_failure
     s3.delete(&Path::from("a/b.css")).await.expect("delete");
 
     let events = util::eventually("four events delivered", Duration::from_secs(20), || {
-        let events = rx.events.lock().expect("lock").clone();
+        let events = rx.events.lock().unwrap().clone();
         (events.len() >= 4).then_some(events)
     });
     let summary: Vec<(&str, &str, &str)> = events
@@ -115,7 +115,7 @@ async fn put_copy_multipart_and_delete_events_reach_the_receiver_despite_failure
     assert_eq!(events[2]["etag"].as_str(), done.e_tag.as_deref());
     assert!(events.iter().all(|e| e["at"].as_str().is_some_and(|t| t.ends_with('Z'))), "{events:?}");
     assert!(rx.posts.load(Ordering::SeqCst) >= 3, "the two failed posts were retried");
-    assert!(rx.auth.lock().expect("lock").iter().all(|a| a == "Bearer event-token"));
+    assert!(rx.auth.lock().unwrap().iter().all(|a| a == "Bearer event-token"));
     assert!(origin.proc.stderr().contains("event delivery failed"), "failures are logged");
 }
 
@@ -128,7 +128,7 @@ async fn a_hanging_or_absent_receiver_never_blocks_writes() {
     let keep = held.clone();
     tokio::spawn(async move {
         while let Ok((s, _)) = hang.accept().await {
-            keep.lock().expect("lock").push(s);
+            keep.lock().unwrap().push(s);
         }
     });
     // A receiver that is not there at all.

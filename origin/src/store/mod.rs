@@ -29,7 +29,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
-use format::{ObjectMeta, is_object_name, key_path, read_meta};
+pub use format::{Headers, ObjectMeta};
+use format::{is_object_name, key_path, read_meta};
 use listing::{ListPage, ListQuery};
 use staging::{Sealed, Staged, ensure_dir, fsync_dir, unique_suffix};
 
