@@ -113,6 +113,59 @@ impl Origin {
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))
     }
 
+    pub(super) async fn do_list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let i = req.input;
+        let bucket = self.store.bucket(&i.bucket).map_err(s3_err)?;
+        let max = i.max_uploads.unwrap_or(MAX_PARTS_LISTED).clamp(0, MAX_PARTS_LISTED) as usize;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let key_marker = i.key_marker.clone().unwrap_or_default();
+        let id_marker = i.upload_id_marker.clone();
+        // After the key marker; with an upload-id marker, also the later uploads of that key.
+        let after = |key: &str, id: &str| match &id_marker {
+            Some(m) if !key_marker.is_empty() => {
+                key > key_marker.as_str() || (key == key_marker && id > m.as_str())
+            }
+            _ => key > key_marker.as_str(),
+        };
+        let all: Vec<_> = bucket
+            .uploads()
+            .await
+            .map_err(s3_err)?
+            .into_iter()
+            .filter(|(id, u)| u.key.starts_with(&prefix) && after(&u.key, id))
+            .collect();
+        let truncated = all.len() > max;
+        let page: Vec<_> = all.into_iter().take(max).collect();
+        let (next_key, next_id) = match page.last().filter(|_| truncated) {
+            Some((id, u)) => (Some(u.key.clone()), Some(id.clone())),
+            None => (None, None),
+        };
+        let uploads = page
+            .into_iter()
+            .map(|(id, u)| MultipartUpload {
+                key: Some(u.key),
+                upload_id: Some(id),
+                initiated: Some(timestamp(u.initiated_ms)),
+                ..Default::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(i.bucket),
+            prefix: Some(prefix),
+            key_marker: i.key_marker,
+            upload_id_marker: i.upload_id_marker,
+            max_uploads: Some(max as i32),
+            is_truncated: Some(truncated),
+            next_key_marker: next_key,
+            next_upload_id_marker: next_id,
+            uploads: Some(uploads),
+            ..Default::default()
+        }))
+    }
+
     pub(super) async fn do_list_parts(
         &self,
         req: S3Request<ListPartsInput>,
