@@ -18,6 +18,8 @@ use crate::store::staging::Staged;
 /// Read buffer for streaming bodies out: large enough for throughput, small enough that many
 /// concurrent downloads stay cheap.
 const READ_CHUNK: usize = 256 * 1024;
+/// S3's limit for one PutObject or UploadPart body.
+const MAX_BODY: u64 = 5 * 1024 * 1024 * 1024;
 /// What S3 reports for objects stored without a `Content-Type`.
 const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
 
@@ -49,6 +51,12 @@ pub(super) async fn write_body(
     if let Some(mut body) = body {
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| S3Error::with_source(S3ErrorCode::IncompleteBody, e))?;
+            if staged.size() + chunk.len() as u64 > MAX_BODY {
+                return Err(s3_error!(
+                    EntityTooLarge,
+                    "Your proposed upload exceeds the maximum allowed size (5 GiB)."
+                ));
+            }
             sums.update(&chunk);
             staged.write(&chunk).await.map_err(s3_err)?;
         }
