@@ -303,3 +303,29 @@ fn sigterm_stops_the_origin_cleanly_and_data_survives_a_restart() {
         rt.block_on(async { s3.get(&Path::from("a")).await?.bytes().await }).expect("get after restart");
     assert_eq!(body.as_ref(), b"kept");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_declared_over_5_gib_is_refused_before_it_is_read() {
+    use object_store::signer::Signer;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = start(&[private("limits")]);
+    let s3 = client(&origin.url, "limits");
+    let url = s3
+        .signed_url(http::Method::PUT, &Path::from("huge.bin"), Duration::from_secs(60))
+        .await
+        .expect("sign");
+    let target = format!("{}?{}", url.path(), url.query().unwrap_or_default());
+    let host = url.authority().to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&host).await.expect("connect");
+    let head = format!("PUT {target} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 6442450944\r\n\r\n");
+    tcp.write_all(head.as_bytes()).await.expect("send head");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+        .await
+        .expect("answer")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("<Code>EntityTooLarge</Code>"), "{answer}");
+    assert!(s3.head(&Path::from("huge.bin")).await.is_err(), "nothing stored");
+}

@@ -4,7 +4,7 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::objects::{headers, user_metadata, verify_body, write_body};
+use super::objects::{check_declared_length, headers, user_metadata, verify_body, write_body};
 use super::{Origin, now_ms, s3_err, timestamp};
 use crate::events::Kind;
 use crate::store::format::ObjectMeta;
@@ -54,6 +54,7 @@ impl Origin {
         let number = part_number(i.part_number)?;
         let bucket = self.store.bucket(&i.bucket).map_err(s3_err)?;
         bucket.upload(&i.upload_id, &i.key).await.map_err(s3_err)?;
+        check_declared_length(i.content_length)?;
         let mut staged = bucket.stage_part(&i.upload_id).await.map_err(s3_err)?;
         write_body(&mut staged, i.body, &req_headers, trailing_headers.as_ref()).await?;
         verify_body(&staged, i.content_length, i.content_md5.as_deref())?;

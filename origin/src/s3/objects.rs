@@ -64,6 +64,16 @@ pub(super) async fn write_body(
     checksum::verify(&sums.finalize(), headers, trailers)
 }
 
+/// Refuses a declared `Content-Length` over S3's limit before reading any of the body.
+pub(super) fn check_declared_length(length: Option<i64>) -> S3Result<()> {
+    match length {
+        Some(len) if u64::try_from(len).unwrap_or(0) > MAX_BODY => {
+            Err(s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed size (5 GiB)."))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Checks the body against `Content-Length` and `Content-MD5` when the client sent them.
 pub(super) fn verify_body(staged: &Staged, length: Option<i64>, md5: Option<&str>) -> S3Result<()> {
     if let Some(len) = length
@@ -176,6 +186,7 @@ impl Origin {
                 ));
             }
         }
+        check_declared_length(input.content_length)?;
         let mut staged = bucket.stage(&input.key).await.map_err(s3_err)?;
         write_body(&mut staged, input.body, &req_headers, trailing_headers.as_ref()).await?;
         verify_body(&staged, input.content_length, input.content_md5.as_deref())?;
