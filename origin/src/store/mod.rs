@@ -171,6 +171,7 @@ impl Bucket {
         ensure_dir(&uploads).await?;
         let created = tokio::fs::metadata(&dir).await?.modified().unwrap_or(SystemTime::UNIX_EPOCH);
         let index = scan(&objects).await?;
+        clean_uploads(&uploads).await?;
         tracing::info!(bucket = %name, objects = index.len(), "bucket loaded");
         Ok(Self {
             name,
@@ -255,6 +256,25 @@ impl Bucket {
     pub fn list(&self, q: &ListQuery<'_>) -> ListPage<Entry> {
         listing::list(&self.index(), q)
     }
+}
+
+/// Removes what an interrupted abort (`.trash.*`) or part write (`ID/.tmp.*`) left behind.
+async fn clean_uploads(uploads: &Path) -> Result<(), StoreError> {
+    let mut entries = tokio::fs::read_dir(uploads).await?;
+    while let Some(entry) = entries.next_entry().await? {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".trash.") {
+            let _ = tokio::fs::remove_dir_all(entry.path()).await;
+        } else if entry.file_type().await?.is_dir() {
+            let mut files = tokio::fs::read_dir(entry.path()).await?;
+            while let Some(f) = files.next_entry().await? {
+                if f.file_name().to_string_lossy().starts_with(".tmp.") {
+                    let _ = tokio::fs::remove_file(f.path()).await;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads every object file's metadata; removes temporary files left by a crash.
