@@ -15,6 +15,9 @@ use bytes::Bytes;
 use edge_util::{Origin, Part, Reply, edge, edge_with_config, eventually, get};
 use tokio::sync::Semaphore;
 
+/// Path, origin status, origin headers, origin requests after two GETs.
+type Case<'a> = (&'a str, u16, Vec<(&'a str, &'a str)>, usize);
+
 /// GETs `path` twice and returns how many requests reached the origin.
 async fn twice(origin: &Origin, edge: &util::Proc, path: &str, headers: &[(&str, &str)]) -> usize {
     let url = format!("{}{path}", edge.url("edge http"));
@@ -27,7 +30,7 @@ async fn twice(origin: &Origin, edge: &util::Proc, path: &str, headers: &[(&str,
 async fn storability_rules() {
     let origin = Origin::start().await;
     let long_ago = "Tue, 15 Nov 1994 12:45:26 GMT".to_owned();
-    let cases: Vec<(&str, u16, Vec<(&str, &str)>, usize)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         ("/fresh/explicit", 200, vec![("cache-control", "max-age=60")], 1),
         ("/fresh/s-maxage-zero", 200, vec![("cache-control", "max-age=60, s-maxage=0")], 2),
         ("/fresh/no-store", 200, vec![("cache-control", "no-store, max-age=60")], 2),
