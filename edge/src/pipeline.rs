@@ -198,7 +198,7 @@ async fn from_entry(edge: &Arc<Edge>, ctx: &Ctx, e: Arc<Entry>, slot: Arc<str>) 
     let remaining = e.policy.lifetime.saturating_sub(age);
     let request_allows = !ctx.no_cache
         && match ctx.cc.seconds("max-age") {
-            Seconds::Value(n) => age.as_secs() <= n,
+            Seconds::Value(n) => age <= std::time::Duration::from_secs(n),
             Seconds::Invalid => false,
             Seconds::Absent => true,
         }
