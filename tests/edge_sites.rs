@@ -114,3 +114,20 @@ async fn oversized_request_heads_get_431() {
     assert!(answer.starts_with("HTTP/1.1 431"), "{}", answer.lines().next().unwrap_or(""));
     assert_eq!(origin.hits("/site/big"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_request_heads_are_cut_off() {
+    let origin = Origin::start().await;
+    let (edge, _dir) = edge_with_config(
+        &origin,
+        "[edge.limits]\nheader_read_timeout = \"300ms\"\n[[edge.sites]]\nhosts = [\"*\"]\norigins = [\"ORIGIN\"]\n",
+    );
+    let mut tcp = std::net::TcpStream::connect(edge.addr("edge http")).unwrap();
+    // A guard against hanging forever, not a timing assertion.
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    tcp.write_all(b"GET /site/slowloris HTTP/1.1\r\nHost: x.example\r\n").unwrap();
+    let mut answer = Vec::new();
+    let read = tcp.read_to_end(&mut answer);
+    assert!(read.is_ok(), "the edge kept a half-sent request head open: {read:?}");
+    assert_eq!(origin.hits("/site/slowloris"), 0);
+}

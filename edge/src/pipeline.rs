@@ -84,7 +84,9 @@ fn observe(
     append_via(res.headers_mut(), version);
     let elapsed = started.elapsed();
     edge.metrics.request(status, elapsed);
-    tracing::info!(
+    // Access log at debug (enable with RUST_LOG=stratus_edge::access=debug): a line per
+    // request on stderr costs more than the whole hit path.
+    tracing::debug!(
         target: "stratus_edge::access",
         method = %method,
         path,
