@@ -342,10 +342,11 @@ async fn follow(
             status.ttl = Some(e.ttl(now()));
             Ok((serve_entry(&e, ctx, now()), status))
         }
-        FillHead::Pass => match pass {
+        FillHead::Pass(reason) => match pass {
             Some(rx) => {
                 let res = rx.await.map_err(|_| ProxyError::Internal("pass response lost".into()))?;
                 status.fwd_status = Some(res.status().as_u16());
+                status.detail = status.detail.or(Some(reason));
                 if status.fwd_status.is_some_and(|c| c >= 500)
                     && let Some(served) = stale_if_error(status.fwd_status)
                 {
