@@ -21,8 +21,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// instead of a dropped connection.
 async fn handle(
     service: S3Service,
-    req: http::Request<Incoming>,
+    mut req: http::Request<Incoming>,
 ) -> Result<http::Response<s3s::Body>, Infallible> {
+    crate::s3::conditional::take_etag_lists(&mut req);
     let started = std::time::Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     match service.call(req.map(s3s::Body::from)).await {

@@ -9,7 +9,7 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::checksum;
-use super::conditional::{Conditions, Outcome, evaluate, seconds};
+use super::conditional::{Conditions, EtagLists, Outcome, Tags, evaluate, seconds};
 use super::{Origin, now_ms, s3_err, timestamp};
 use crate::events::Kind;
 use crate::store::format::{Headers, ObjectMeta};
@@ -77,6 +77,24 @@ pub(super) fn verify_body(staged: &Staged, length: Option<i64>, md5: Option<&str
     Ok(())
 }
 
+/// The request's conditions; lists taken out by `take_etag_lists` win over s3s's values.
+fn conditions(
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+    lists: Option<&EtagLists>,
+) -> Conditions {
+    Conditions {
+        if_match: lists.and_then(|l| l.if_match.clone()).or_else(|| if_match.map(Tags::from_condition)),
+        if_none_match: lists
+            .and_then(|l| l.if_none_match.clone())
+            .or_else(|| if_none_match.map(Tags::from_condition)),
+        if_modified_since: if_modified_since.and_then(seconds),
+        if_unmodified_since: if_unmodified_since.and_then(seconds),
+    }
+}
+
 fn not_found() -> S3Error {
     s3_error!(NoSuchKey, "The specified key does not exist.")
 }
@@ -87,7 +105,7 @@ impl Origin {
         &self,
         bucket: &str,
         key: &str,
-        cond: &Conditions<'_>,
+        cond: &Conditions,
     ) -> S3Result<(tokio::fs::File, ObjectMeta)> {
         let b = self.store.bucket(bucket).map_err(s3_err)?;
         let (file, meta) = b.open(key).await.map_err(s3_err)?.ok_or_else(not_found)?;
@@ -184,12 +202,13 @@ impl Origin {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let i = &req.input;
-        let cond = Conditions {
-            if_match: i.if_match.as_ref(),
-            if_none_match: i.if_none_match.as_ref(),
-            if_modified_since: i.if_modified_since.as_ref().and_then(seconds),
-            if_unmodified_since: i.if_unmodified_since.as_ref().and_then(seconds),
-        };
+        let cond = conditions(
+            i.if_match.as_ref(),
+            i.if_none_match.as_ref(),
+            i.if_modified_since.as_ref(),
+            i.if_unmodified_since.as_ref(),
+            req.extensions.get::<EtagLists>(),
+        );
         let (mut file, meta) = self.open_checked(&i.bucket, &i.key, &cond).await?;
         let range = match &i.range {
             Some(r) => Some(r.check(meta.size).map_err(|_| {
@@ -228,12 +247,13 @@ impl Origin {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let i = &req.input;
-        let cond = Conditions {
-            if_match: i.if_match.as_ref(),
-            if_none_match: i.if_none_match.as_ref(),
-            if_modified_since: i.if_modified_since.as_ref().and_then(seconds),
-            if_unmodified_since: i.if_unmodified_since.as_ref().and_then(seconds),
-        };
+        let cond = conditions(
+            i.if_match.as_ref(),
+            i.if_none_match.as_ref(),
+            i.if_modified_since.as_ref(),
+            i.if_unmodified_since.as_ref(),
+            req.extensions.get::<EtagLists>(),
+        );
         let (_file, meta) = self.open_checked(&i.bucket, &i.key, &cond).await?;
         let output = HeadObjectOutput {
             accept_ranges: Some("bytes".into()),
@@ -316,12 +336,13 @@ impl Origin {
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata."
             ));
         }
-        let cond = Conditions {
-            if_match: i.copy_source_if_match.as_ref(),
-            if_none_match: i.copy_source_if_none_match.as_ref(),
-            if_modified_since: i.copy_source_if_modified_since.as_ref().and_then(seconds),
-            if_unmodified_since: i.copy_source_if_unmodified_since.as_ref().and_then(seconds),
-        };
+        let cond = conditions(
+            i.copy_source_if_match.as_ref(),
+            i.copy_source_if_none_match.as_ref(),
+            i.copy_source_if_modified_since.as_ref(),
+            i.copy_source_if_unmodified_since.as_ref(),
+            None,
+        );
         let (file, src) = match self.open_checked(src_bucket, src_key, &cond).await {
             // For a copy, every failed source condition is a 412.
             Err(e) if *e.code() == S3ErrorCode::NotModified => {
