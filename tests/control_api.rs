@@ -318,7 +318,11 @@ async fn listing_origin() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String
                 let service = hyper::service::service_fn(
                     move |req: hyper::Request<hyper::body::Incoming>| {
                         let query = req.uri().query().unwrap_or("").to_owned();
-                        log.lock().expect("request log").push(format!("{} {}?{query}", req.method(), req.uri().path()));
+                        log.lock().expect("request log").push(format!(
+                            "{} {}?{query}",
+                            req.method(),
+                            req.uri().path()
+                        ));
                         let body = if query.contains("continuation-token=next%2F1") {
                             "<ListBucketResult><IsTruncated>false</IsTruncated>\
                          <Contents><Key>img/c.png</Key></Contents></ListBucketResult>"

@@ -192,6 +192,29 @@ async fn virtual_hosted_style_names_the_bucket_in_the_host() {
     // Path-style keeps working on the same origin.
     let r = http.get(format!("{}/assets/css/a.css", origin.url)).send().await.expect("path-style get");
     assert_eq!(r.status(), 200);
+
+    // A real client signing virtual-hosted-style requests. `assets.s3.test` does not resolve,
+    // so the client reaches the origin through it as an HTTP proxy: the request line and Host
+    // header still name `assets.s3.test`, which is what the origin and the signature see.
+    let vhost = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(format!("http://assets.s3.test:{port}"))
+        .with_virtual_hosted_style_request(true)
+        .with_bucket_name("assets")
+        .with_region("us-east-1")
+        .with_access_key_id(origin_support::ACCESS_KEY)
+        .with_secret_access_key(origin_support::SECRET_KEY)
+        .with_client_options(
+            object_store::ClientOptions::new().with_allow_http(true).with_proxy_url(&origin.url),
+        )
+        .with_retry(object_store::RetryConfig { max_retries: 0, ..Default::default() })
+        .build()
+        .expect("client");
+    vhost.put(&Path::from("js/app.js"), PutPayload::from_static(b"run()")).await.expect("virtual-hosted put");
+    let body = vhost.get(&Path::from("js/app.js")).await.expect("get").bytes().await.expect("body");
+    assert_eq!(body.as_ref(), b"run()");
+    let listed: Vec<String> =
+        vhost.list(None).map_ok(|m| m.location.to_string()).try_collect().await.expect("virtual-hosted list");
+    assert_eq!(listed, ["css/a.css", "js/app.js"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,9 +54,9 @@ async fn receiver(fail_first: usize) -> Receiver {
                         } else {
                             let json: serde_json::Value = serde_json::from_slice(&body).expect("json body");
                             ev.lock()
-                                .unwrap()
+                                .expect("event log")
                                 .extend(json["events"].as_array().expect("events array").iter().cloned());
-                            au.lock().unwrap().extend(authz);
+                            au.lock().expect("auth log").extend(authz);
                             202
                         };
                         let mut resp = http::Response::new(Full::new(Bytes::new()));

@@ -64,6 +64,15 @@ async fn objects_round_trip_with_headers_metadata_and_odd_keys() {
     want.sort();
     assert_eq!(listed, want);
 
+    // An empty object is an object.
+    let empty = Path::from("empty");
+    let put_empty = s3.put(&empty, PutPayload::default()).await.expect("put empty");
+    assert_eq!(put_empty.e_tag.as_deref(), Some("\"d41d8cd98f00b204e9800998ecf8427e\""));
+    let got = s3.get(&empty).await.expect("get empty");
+    assert_eq!(got.meta.size, 0);
+    assert!(got.bytes().await.expect("body").is_empty());
+    s3.delete(&empty).await.expect("delete empty");
+
     // CopyObject keeps the body, headers and metadata.
     let copy = Path::from("img/copy.png");
     s3.copy(&path, &copy).await.expect("copy");
@@ -276,4 +285,21 @@ async fn multipart_upload_of_100_mib_streams_with_bounded_memory() {
         .expect("VmHWM");
     eprintln!("origin peak RSS after a 100 MiB upload and download: {peak_kib} KiB");
     assert!(peak_kib < 64 * 1024, "origin peak RSS {peak_kib} KiB");
+}
+
+#[test]
+fn sigterm_stops_the_origin_cleanly_and_data_survives_a_restart() {
+    let dir = std::sync::Arc::new(util::tempdir());
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mut origin = origin_support::start_in(dir.clone(), &[private("keep")], &Default::default());
+    let s3 = client(&origin.url, "keep");
+    rt.block_on(s3.put(&Path::from("a"), PutPayload::from_static(b"kept"))).expect("put");
+    origin.proc.signal("TERM");
+    assert_eq!(origin.proc.wait_exit(Duration::from_secs(15)), Some(0), "exit code after SIGTERM");
+
+    let origin = origin_support::start_in(dir, &[private("keep")], &Default::default());
+    let s3 = client(&origin.url, "keep");
+    let body =
+        rt.block_on(async { s3.get(&Path::from("a")).await?.bytes().await }).expect("get after restart");
+    assert_eq!(body.as_ref(), b"kept");
 }

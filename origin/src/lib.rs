@@ -111,5 +111,6 @@ pub async fn run(config: OriginConfig, shutdown: CancellationToken) -> Result<()
     println!("listening origin s3 http://{addr}");
     tracing::info!(%addr, data = %config.data.display(), region = %config.region, "origin listening");
     server::serve(listener, service, shutdown).await;
+    tracing::info!("origin stopped");
     Ok(())
 }

@@ -23,8 +23,13 @@ async fn handle(
     service: S3Service,
     req: http::Request<Incoming>,
 ) -> Result<http::Response<s3s::Body>, Infallible> {
+    let started = std::time::Instant::now();
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     match service.call(req.map(s3s::Body::from)).await {
-        Ok(resp) => Ok(resp),
+        Ok(resp) => {
+            tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed = ?started.elapsed(), "request");
+            Ok(resp)
+        }
         Err(e) => {
             tracing::error!(error = ?e, "request failed inside the S3 service");
             let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code>\

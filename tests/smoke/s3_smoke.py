@@ -66,7 +66,9 @@ check(error_code(s3.create_bucket, Bucket=BUCKET)[0] == "BucketAlreadyOwnedByYou
 s3.head_bucket(Bucket=BUCKET)
 
 # Put / get / head with metadata and odd keys.
-keys = ["plain.txt", "dir/with space.txt", "plus+and%percent", "unicode/ünï©ødé ✓", "deep/" + "k" * 900]
+keys = ["plain.txt", "dir/with space.txt", "plus+and%percent", "unicode/ünï©ødé ✓", "deep/" + "k" * 900,
+        # Keys that look like paths out of the data directory are just keys.
+        "../../escape.txt", "/abs.txt", "%2e%2e/%2e%2e/x", "a/./b", ".."]
 for k in keys:
     body = ("body of " + k).encode()
     put = s3.put_object(Bucket=BUCKET, Key=k, Body=body, ContentType="text/plain",
@@ -78,6 +80,17 @@ for k in keys:
     check(got["Metadata"] == {"owner": "smoke"}, "user metadata round-trips")
 listed = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
 check(listed == sorted(keys), "ListObjectsV2 returns every key, sorted and decoded")
+
+# Corrupted uploads are refused and store nothing.
+check(error_code(s3.put_object, Bucket=BUCKET, Key="bad-crc", Body=b"data", ChecksumCRC32="AAAAAA==")[0]
+      == "BadDigest", "a wrong CRC32 is BadDigest")
+check(error_code(s3.put_object, Bucket=BUCKET, Key="bad-crc", Body=b"data",
+                 ContentMD5="1B2M2Y8AsgTpgAmY7PhCfg==")[0] == "BadDigest", "a wrong Content-MD5 is BadDigest")
+check(error_code(s3.head_object, Bucket=BUCKET, Key="bad-crc")[1] == 404, "a refused upload stores nothing")
+# CRC32C and CRC64NVME need botocore[crt], which CI does not install.
+for algo in ["CRC32", "SHA1", "SHA256"]:
+    s3.put_object(Bucket=BUCKET, Key="sum-" + algo, Body=b"checked", ChecksumAlgorithm=algo)
+    check(s3.get_object(Bucket=BUCKET, Key="sum-" + algo)["Body"].read() == b"checked", f"{algo} upload verified")
 
 # Range and conditional GET.
 got = s3.get_object(Bucket=BUCKET, Key="plain.txt", Range="bytes=0-3")

@@ -2,6 +2,7 @@
 //! the semantics (ETags, conditions, ranges, listings, multipart, events).
 
 mod buckets;
+mod checksum;
 pub mod conditional;
 mod list;
 mod multipart;

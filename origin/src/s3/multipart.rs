@@ -50,12 +50,12 @@ impl Origin {
         &self,
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
-        let i = req.input;
+        let S3Request { input: i, headers: req_headers, trailing_headers, .. } = req;
         let number = part_number(i.part_number)?;
         let bucket = self.store.bucket(&i.bucket).map_err(s3_err)?;
         bucket.upload(&i.upload_id, &i.key).await.map_err(s3_err)?;
         let mut staged = bucket.stage_part(&i.upload_id).await.map_err(s3_err)?;
-        write_body(&mut staged, i.body).await?;
+        write_body(&mut staged, i.body, &req_headers, trailing_headers.as_ref()).await?;
         verify_body(&staged, i.content_length, i.content_md5.as_deref())?;
         let meta = ObjectMeta {
             key: i.key,

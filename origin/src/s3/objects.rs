@@ -8,6 +8,7 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use super::checksum;
 use super::conditional::{Conditions, Outcome, evaluate, seconds};
 use super::{Origin, now_ms, s3_err, timestamp};
 use crate::events::Kind;
@@ -36,14 +37,23 @@ pub(super) fn user_metadata(m: Option<Metadata>) -> BTreeMap<String, String> {
     m.map(|m| m.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect()).unwrap_or_default()
 }
 
-/// Streams a request body into `staged`; a client that stops early gets `IncompleteBody`.
-pub(super) async fn write_body(staged: &mut Staged, body: Option<StreamingBlob>) -> S3Result<()> {
-    let Some(mut body) = body else { return Ok(()) };
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| S3Error::with_source(S3ErrorCode::IncompleteBody, e))?;
-        staged.write(&chunk).await.map_err(s3_err)?;
+/// Streams a request body into `staged` and checks the checksums the client declared; a
+/// client that stops early gets `IncompleteBody`, a corrupted body `BadDigest`.
+pub(super) async fn write_body(
+    staged: &mut Staged,
+    body: Option<StreamingBlob>,
+    headers: &http::HeaderMap,
+    trailers: Option<&s3s::TrailingHeaders>,
+) -> S3Result<()> {
+    let mut sums = checksum::hasher_for(headers);
+    if let Some(mut body) = body {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| S3Error::with_source(S3ErrorCode::IncompleteBody, e))?;
+            sums.update(&chunk);
+            staged.write(&chunk).await.map_err(s3_err)?;
+        }
     }
-    Ok(())
+    checksum::verify(&sums.finalize(), headers, trailers)
 }
 
 /// Checks the body against `Content-Length` and `Content-MD5` when the client sent them.
@@ -121,7 +131,7 @@ impl Origin {
         &self,
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
-        let input = req.input;
+        let S3Request { input, headers: req_headers, trailing_headers, .. } = req;
         let bucket = self.store.bucket(&input.bucket).map_err(s3_err)?;
         if input.if_none_match.is_some() || input.if_match.is_some() {
             // Conditional writes: `If-None-Match: *` creates only; `If-Match` replaces only
@@ -141,7 +151,7 @@ impl Origin {
             }
         }
         let mut staged = bucket.stage(&input.key).await.map_err(s3_err)?;
-        write_body(&mut staged, input.body).await?;
+        write_body(&mut staged, input.body, &req_headers, trailing_headers.as_ref()).await?;
         verify_body(&staged, input.content_length, input.content_md5.as_deref())?;
         let meta = ObjectMeta {
             key: input.key,

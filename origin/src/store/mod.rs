@@ -29,7 +29,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
-use format::{ObjectMeta, is_object_name, key_path, read_meta};
+pub use format::{Headers, ObjectMeta};
+use format::{is_object_name, key_path, read_meta};
 use listing::{ListPage, ListQuery};
 use staging::{Sealed, Staged, ensure_dir, fsync_dir, unique_suffix};
 
@@ -286,7 +287,7 @@ async fn scan(objects: &Path) -> Result<BTreeMap<String, Entry>, StoreError> {
                 }
                 Ok(_) => tracing::warn!(path = %path.display(), "object file under the wrong name; ignored"),
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "unreadable object file; ignored")
+                    tracing::warn!(path = %path.display(), error = %e, "unreadable object file; ignored");
                 }
             }
         }
