@@ -199,6 +199,8 @@ async fn invalid_requests_get_400_naming_the_field() {
     let response =
         api.http.post(format!("{}/v1/purge", api.base)).bearer_auth(TOKEN).body("{not json").send().await;
     assert_eq!(response.expect("answer").status(), 400);
+    let (status, answer) = api.get("/v1/edges/a/events?after=soon").await;
+    assert_eq!((status, answer["field"].as_str()), (400, Some("after")), "{answer}");
     assert_eq!(api.head().await, 0, "nothing invalid was appended");
 }
 

@@ -52,8 +52,7 @@ pub(crate) async fn register(AxState(state): AxState<Shared>, bytes: Bytes) -> R
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct After {
-    #[serde(default)]
-    after: u64,
+    after: Option<String>,
 }
 
 /// `GET /v1/edges/{id}/events?after=SEQ`: the NDJSON stream.
@@ -63,11 +62,15 @@ pub(crate) async fn events(
     Query(q): Query<After>,
 ) -> Result<Response, ApiError> {
     check_id(&id)?;
-    state.registry.subscribed(&id, q.after, state.log.head());
-    tracing::info!(edge = %id, after = q.after, head = state.log.head(), "subscription opened");
+    let after: u64 = match q.after.as_deref() {
+        None => 0,
+        Some(text) => text.parse().map_err(|_| Invalid::new("after", "must be a sequence number"))?,
+    };
+    state.registry.subscribed(&id, after, state.log.head());
+    tracing::info!(edge = %id, after, head = state.log.head(), "subscription opened");
     let head = state.log.subscribe();
     let ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
-    let sub = Subscription { state, edge: id, cursor: q.after, head, ping };
+    let sub = Subscription { state, edge: id, cursor: after, head, ping };
     let stream = futures_util::stream::unfold(sub, |mut sub| async move {
         let chunk = sub.next_chunk().await?;
         Some((Ok::<_, Infallible>(chunk), sub))

@@ -8,6 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -89,6 +91,17 @@ impl Api {
     pub async fn ack(&self, id: &str, seq: u64) {
         let (status, answer) = self.post(&format!("/v1/edges/{id}/ack"), json!({ "seq": seq })).await;
         assert_eq!(status, 204, "{answer}");
+    }
+
+    /// Waits until `n` edges hold a subscription.
+    pub async fn until_following(&self, n: usize) {
+        until(&format!("{n} edges follow the control plane"), Duration::from_secs(20), || async {
+            let (_, list) = self.get("/v1/edges").await;
+            let following =
+                list["edges"].as_array()?.iter().filter(|e| e["subscriptions"].as_u64() > Some(0)).count();
+            (following == n).then_some(())
+        })
+        .await;
     }
 
     /// The state of edge `edge` for entry `id` (`applied`, `pending`, `failed`), if listed.
@@ -216,4 +229,44 @@ impl Drop for Follower {
 pub async fn follower(api: &Api, id: &str) -> Follower {
     let head = api.register(id).await;
     Subscriber::open(api, id, head).await.ack_everything(api)
+}
+
+/// Starts `stratus edge` in front of `origin`, following `control` as `id`.
+pub fn start_edge(origin: &str, control: &str, id: &str) -> Proc {
+    let mut cmd = util::stratus();
+    cmd.args(["edge", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--origin", origin])
+        .args(["--control", control, "--id", id])
+        .env("STRATUS_TOKEN", TOKEN);
+    Proc::start(cmd, &["edge http", "edge admin"])
+}
+
+/// One response as a client sees it.
+#[derive(Debug)]
+pub struct Got {
+    pub status: u16,
+    pub cache_status: String,
+    pub body: String,
+}
+
+impl Got {
+    /// Whether the edge answered from its cache (`Cache-Status: …; hit`).
+    pub fn hit(&self) -> bool {
+        self.cache_status.split(';').any(|p| p.trim() == "hit")
+    }
+}
+
+/// `GET path` with `Host: host` from the edge at `addr` (HTTP/1.1, a fresh connection).
+pub async fn get(addr: &str, host: &str, path: &str) -> Got {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect to edge");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.expect("handshake");
+    tokio::spawn(conn);
+    let request =
+        hyper::Request::get(path).header("host", host).body(Empty::<Bytes>::new()).expect("request");
+    let response = sender.send_request(request).await.expect("edge answers");
+    let status = response.status().as_u16();
+    let cache_status =
+        response.headers().get("cache-status").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let body = response.into_body().collect().await.expect("body").to_bytes();
+    Got { status, cache_status, body: String::from_utf8_lossy(&body).into_owned() }
 }
