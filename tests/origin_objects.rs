@@ -329,3 +329,45 @@ async fn a_body_declared_over_5_gib_is_refused_before_it_is_read() {
     assert!(answer.contains("<Code>EntityTooLarge</Code>"), "{answer}");
     assert!(s3.head(&Path::from("huge.bin")).await.is_err(), "nothing stored");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_creates_are_atomic_exactly_one_of_many_wins() {
+    use object_store::{PutMode, UpdateVersion};
+    let origin = start(&[private("locks")]);
+    let s3 = client(&origin.url, "locks");
+    let path = Path::from("leader.lock");
+    let create = || PutOptions { mode: PutMode::Create, ..Default::default() };
+    let attempts = futures_util::future::join_all(
+        (0..8u8).map(|i| s3.put_opts(&path, PutPayload::from(vec![i; 1024 * 1024]), create())),
+    )
+    .await;
+    let winners: Vec<_> = attempts.iter().filter(|r| r.is_ok()).collect();
+    assert_eq!(winners.len(), 1, "{attempts:?}");
+    for r in attempts.iter().filter(|r| r.is_err()) {
+        assert!(matches!(r, Err(object_store::Error::AlreadyExists { .. })), "{r:?}");
+    }
+    let winner_etag = winners[0].as_ref().expect("winner").e_tag.clone();
+    assert_eq!(s3.head(&path).await.expect("head").e_tag, winner_etag, "the stored object is the winner's");
+
+    // If-Match: an update against a stale ETag is refused, against the current one accepted.
+    let stale = UpdateVersion { e_tag: Some("\"0123\"".into()), version: None };
+    let r = s3
+        .put_opts(
+            &path,
+            PutPayload::from_static(b"x"),
+            PutOptions { mode: PutMode::Update(stale), ..Default::default() },
+        )
+        .await;
+    assert!(matches!(r, Err(object_store::Error::Precondition { .. })), "{r:?}");
+    let current = UpdateVersion { e_tag: winner_etag, version: None };
+    let r = s3
+        .put_opts(
+            &path,
+            PutPayload::from_static(b"y"),
+            PutOptions { mode: PutMode::Update(current), ..Default::default() },
+        )
+        .await;
+    assert!(r.is_ok(), "{r:?}");
+    let body = s3.get(&path).await.expect("get").bytes().await.expect("body");
+    assert_eq!(body.as_ref(), b"y");
+}

@@ -113,6 +113,10 @@ fn conditions(
     }
 }
 
+fn precondition_failed() -> S3Error {
+    s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
+}
+
 fn not_found() -> S3Error {
     s3_error!(NoSuchKey, "The specified key does not exist.")
 }
@@ -130,10 +134,7 @@ impl Origin {
         let modified = i64::try_from(meta.modified_ms / 1000).unwrap_or(i64::MAX);
         match evaluate(cond, &meta.etag, modified) {
             Outcome::Proceed => Ok((file, meta)),
-            Outcome::PreconditionFailed => Err(s3_error!(
-                PreconditionFailed,
-                "At least one of the pre-conditions you specified did not hold"
-            )),
+            Outcome::PreconditionFailed => Err(precondition_failed()),
             Outcome::NotModified => {
                 // A 304 carries the validators (and caching headers) of the current object.
                 let mut err = S3Error::new(S3ErrorCode::NotModified);
@@ -169,22 +170,18 @@ impl Origin {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let S3Request { input, headers: req_headers, trailing_headers, .. } = req;
         let bucket = self.store.bucket(&input.bucket).map_err(s3_err)?;
-        if input.if_none_match.is_some() || input.if_match.is_some() {
-            // Conditional writes: `If-None-Match: *` creates only; `If-Match` replaces only
-            // that version.
-            let current = bucket.open(&input.key).await.map_err(s3_err)?.map(|(_, m)| m.etag);
-            let fails = match (&input.if_none_match, &input.if_match, &current) {
-                (Some(_), _, Some(_)) => true,
-                (_, Some(ETagCondition::Any), None) => true,
-                (_, Some(ETagCondition::ETag(t)), cur) => cur.as_deref() != Some(t.value()),
-                _ => false,
-            };
-            if fails {
-                return Err(s3_error!(
-                    PreconditionFailed,
-                    "At least one of the pre-conditions you specified did not hold"
-                ));
-            }
+        // Conditional writes: `If-None-Match: *` creates only; `If-Match` replaces only that
+        // version. Checked before reading the body (to fail fast) and again at the rename (to
+        // be atomic against concurrent writers).
+        let (if_none_match, if_match) = (input.if_none_match.clone(), input.if_match.clone());
+        let allowed = move |current: Option<&str>| match (&if_none_match, &if_match, current) {
+            (Some(_), _, Some(_)) | (_, Some(ETagCondition::Any), None) => false,
+            (_, Some(ETagCondition::ETag(t)), cur) => cur == Some(t.value()),
+            _ => true,
+        };
+        let conditional = input.if_none_match.is_some() || input.if_match.is_some();
+        if conditional && !allowed(bucket.current_etag(&input.key).as_deref()) {
+            return Err(precondition_failed());
         }
         check_declared_length(input.content_length)?;
         let mut staged = bucket.stage(&input.key).await.map_err(s3_err)?;
@@ -206,7 +203,9 @@ impl Origin {
             parts: None,
         };
         let sealed = staged.seal(&meta).await.map_err(s3_err)?;
-        bucket.commit(sealed, &meta).await.map_err(s3_err)?;
+        if !bucket.commit_if(sealed, &meta, |e| allowed(e.map(|e| e.etag.as_str()))).await.map_err(s3_err)? {
+            return Err(precondition_failed());
+        }
         tracing::debug!(bucket = %bucket.name, key = %meta.key, size = meta.size, "object stored");
         self.events.send(Kind::Put, &bucket.name, &meta.key, Some(&meta.etag), Some(meta.size));
         Ok(S3Response::new(PutObjectOutput {
@@ -365,10 +364,7 @@ impl Origin {
         let (file, src) = match self.open_checked(src_bucket, src_key, &cond).await {
             // For a copy, every failed source condition is a 412.
             Err(e) if *e.code() == S3ErrorCode::NotModified => {
-                return Err(s3_error!(
-                    PreconditionFailed,
-                    "At least one of the pre-conditions you specified did not hold"
-                ));
+                return Err(precondition_failed());
             }
             other => other?,
         };

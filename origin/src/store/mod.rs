@@ -193,6 +193,11 @@ impl Bucket {
         if self.deleted.load(Ordering::SeqCst) { Err(StoreError::NoSuchBucket) } else { Ok(()) }
     }
 
+    /// The ETag of the current version of `key`, from the index.
+    pub fn current_etag(&self, key: &str) -> Option<String> {
+        self.index().get(key).map(|e| e.etag.clone())
+    }
+
     /// Whether the bucket holds no object.
     pub fn is_empty(&self) -> bool {
         self.index().is_empty()
@@ -207,15 +212,32 @@ impl Bucket {
 
     /// Makes a sealed write the current version of `meta.key`, durably.
     pub async fn commit(&self, sealed: Sealed, meta: &ObjectMeta) -> Result<(), StoreError> {
+        self.commit_if(sealed, meta, |_| true).await.map(|_| ())
+    }
+
+    /// Like [`Bucket::commit`], but only if `allowed` accepts the current version (or its
+    /// absence) at the moment of the rename; returns whether it committed. This makes
+    /// `If-None-Match: *` and `If-Match` writes atomic: of concurrent creates, exactly one wins.
+    pub async fn commit_if(
+        &self,
+        sealed: Sealed,
+        meta: &ObjectMeta,
+        allowed: impl FnOnce(Option<&Entry>) -> bool,
+    ) -> Result<bool, StoreError> {
         let path = key_path(&self.objects, &meta.key);
         {
             let _write = self.write.lock().await;
             self.check_live()?;
+            if !allowed(self.index().get(&meta.key)) {
+                // Dropping `sealed` removes the temporary file.
+                return Ok(false);
+            }
             sealed.rename_to(&path).await?;
             let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             index.insert(meta.key.clone(), Entry::from(meta));
         }
-        fsync_dir(path.parent().unwrap_or(&self.objects)).await
+        fsync_dir(path.parent().unwrap_or(&self.objects)).await?;
+        Ok(true)
     }
 
     /// Opens `key` for reading: the file (positioned at the body) and its metadata. The open
