@@ -199,6 +199,24 @@ async fn range_and_conditional_gets() {
     assert_eq!(r.headers()["content-range"], "bytes 5-7/20");
     assert_eq!(r.headers()["content-length"], "3");
     assert_eq!(r.bytes().await.expect("body").as_ref(), b"567");
+    // If-Range: the range only if the validator still names this version.
+    let r = http
+        .get(url.clone())
+        .header("range", "bytes=5-7")
+        .header("if-range", &etag)
+        .send()
+        .await
+        .expect("if-range");
+    assert_eq!(r.status(), 206);
+    let r = http
+        .get(url.clone())
+        .header("range", "bytes=5-7")
+        .header("if-range", "\"old\"")
+        .send()
+        .await
+        .expect("if-range");
+    assert_eq!(r.status(), 200, "a stale If-Range gets the whole object");
+    assert_eq!(r.bytes().await.expect("body"), body);
     let r = http.get(url.clone()).header("range", "bytes=50-").send().await.expect("416");
     assert_eq!(r.status(), 416);
     assert_eq!(origin_support::error_code(&r.text().await.expect("body")).as_deref(), Some("InvalidRange"));

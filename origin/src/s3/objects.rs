@@ -1,6 +1,7 @@
 //! Object operations: PutObject, GetObject, HeadObject, DeleteObject(s), CopyObject.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use base64::Engine as _;
 use futures_util::StreamExt;
@@ -228,7 +229,20 @@ impl Origin {
             req.extensions.get::<EtagLists>(),
         );
         let (mut file, meta) = self.open_checked(&i.bucket, &i.key, &cond).await?;
-        let range = match &i.range {
+        // If-Range (RFC 9110 §13.1.5; not parsed by s3s): a range of another version would
+        // splice two bodies, so a validator that no longer matches means the whole object.
+        let range_valid =
+            req.headers.get(http::header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|v| {
+                let v = v.trim();
+                if v.starts_with('"') {
+                    v.trim_matches('"') == meta.etag
+                } else {
+                    httpdate::parse_http_date(v).is_ok_and(|t| {
+                        t == std::time::UNIX_EPOCH + Duration::from_secs(meta.modified_ms / 1000)
+                    })
+                }
+            });
+        let range = match i.range.as_ref().filter(|_| range_valid) {
             Some(r) => Some(r.check(meta.size).map_err(|_| {
                 s3_error!(InvalidRange, "The requested range is not satisfiable (object size {})", meta.size)
             })?),
