@@ -51,7 +51,8 @@ struct Ctx {
 /// Serves one client request. Never fails.
 pub async fn handle(edge: Arc<Edge>, req: Request<Body>, client: Option<SocketAddr>) -> Response<Body> {
     let started = Instant::now();
-    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    // Cheap clones (shared bytes) kept for the access log.
+    let (method, uri) = (req.method().clone(), req.uri().clone());
     let version = req.version();
     let (res, status) = match serve(&edge, req, client).await {
         Ok(pair) => pair,
@@ -62,7 +63,7 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Body>, client: Option<SocketAd
             (rescue(&e), CacheStatus::new(outcome))
         }
     };
-    observe(&edge, res, &status, started, version, &method, &path)
+    observe(&edge, res, &status, started, version, &method, uri.path())
 }
 
 /// Adapts hyper's request body for [`handle`].
