@@ -147,7 +147,9 @@ fn run(command: Command, env: &Env) -> Result<ExitCode> {
             let config = control_config(args, env)?;
             runtime.block_on(serve(|stop| stratus_control::run(config, stop)))
         }
-        Command::Loadtest(args) => Ok(exit_code(runtime.block_on(stratus_loadtest::run(args))?)),
+        Command::Loadtest(args) => {
+            Ok(exit_code(runtime.block_on(stratus_loadtest::run(args, env.token.clone()))?))
+        }
         Command::Purge(args) => {
             Ok(exit_code(runtime.block_on(stratus_control::cli::purge(args, env.token.clone()))?))
         }

@@ -1,0 +1,363 @@
+//! The hot path: one task per connection, driving its connection and its worker(s) together
+//! (one worker for HTTP/1.1, `--streams` for HTTP/2) so a request never waits for another
+//! thread to be scheduled. Workers own their stats; nothing here takes a lock.
+
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use http_body_util::BodyExt;
+use tokio::sync::{mpsc, watch};
+
+use crate::connect::{Connector, Driver, Sender};
+use crate::plan::{Length, Plan};
+use crate::schedule::share;
+use crate::stats::{CacheResult, Failure, Stats, classify};
+use crate::targets::Sampler;
+
+/// Pause after a failed connect in closed-loop mode, so a dead target is not spun on.
+const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// How long before an intended send time the timer hands over to yielding (see `wait_until`).
+const SPIN: Duration = Duration::from_millis(1);
+
+/// What every connection task shares (read-only, or atomics that are touched rarely).
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub plan: Plan,
+    pub connector: Connector,
+    /// Requests left in closed-loop phases bounded by a count (`-n`), by phase.
+    pub tickets: Vec<AtomicU64>,
+}
+
+/// Live counters for the progress line: written by one task, read once a second.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    pub responses: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+/// One request slot claimed from the plan.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    phase: usize,
+    /// Intended send time (rate mode).
+    intended: Option<Instant>,
+}
+
+/// A worker: one request in flight at a time.
+#[derive(Debug)]
+pub(crate) struct Worker {
+    id: u64,
+    sampler: Sampler,
+    phase: usize,
+    /// Scheduled requests this worker sent in the current (rate) phase.
+    sent: u64,
+    pending: Option<Slot>,
+    /// Results by phase.
+    pub stats: Vec<Stats>,
+    /// Time of the last response by phase.
+    pub last: Vec<Option<Instant>>,
+}
+
+impl Worker {
+    /// Worker `id` of the plan's `workers()`.
+    pub fn new(plan: &Plan, id: usize) -> Result<Self, crate::Error> {
+        Ok(Self {
+            id: id as u64,
+            sampler: Sampler::new(plan.targets.pick, plan.targets.uris.len(), plan.seed, id)?,
+            phase: 0,
+            sent: 0,
+            pending: None,
+            stats: plan.phases.iter().map(|_| Stats::default()).collect(),
+            last: vec![None; plan.phases.len()],
+        })
+    }
+
+    /// Claims the next request slot, moving through phases as they end; `None` when done.
+    fn next_slot(
+        &mut self,
+        now: Instant,
+        shared: &Shared,
+        timeline: &[(Instant, Option<Instant>)],
+    ) -> Option<Slot> {
+        let workers = shared.plan.workers() as u64;
+        loop {
+            let phase = shared.plan.phases.get(self.phase)?;
+            let (start, end) = timeline[self.phase];
+            let over = end.is_some_and(|end| now >= end);
+            if let Some(schedule) = phase.rate {
+                let total = match phase.length {
+                    Length::Count(n) => n,
+                    Length::Time(_) => schedule.total().unwrap_or(0),
+                };
+                let k = self.id + self.sent * workers;
+                if k < total && !over {
+                    self.sent += 1;
+                    return Some(Slot { phase: self.phase, intended: Some(start + schedule.offset(k)) });
+                }
+                // Time is up with requests still scheduled: the target could not keep up.
+                self.stats[self.phase].unsent += share(total, workers, self.id).saturating_sub(self.sent);
+            } else if !over {
+                let ticket = match phase.length {
+                    Length::Count(_) => shared.tickets[self.phase]
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                        .is_ok(),
+                    Length::Time(_) => true,
+                };
+                if ticket {
+                    return Some(Slot { phase: self.phase, intended: None });
+                }
+            }
+            self.phase += 1;
+            self.sent = 0;
+        }
+    }
+
+    /// Claims a slot and charges it a connect failure; `false` when the worker is done.
+    fn connect_failed(&mut self, shared: &Shared, timeline: &[(Instant, Option<Instant>)]) -> bool {
+        let slot = match self.pending.take() {
+            Some(slot) => slot,
+            None => match self.next_slot(Instant::now(), shared, timeline) {
+                Some(slot) => slot,
+                None => return false,
+            },
+        };
+        self.stats[slot.phase].failure(Failure::Connect);
+        true
+    }
+}
+
+/// Whether a session ended because the work is done or the connection must be replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Done,
+    Reconnect,
+}
+
+/// One connection's task: connect, report ready, wait for the start, then work until done.
+pub(crate) async fn connection_task(
+    shared: Arc<Shared>,
+    mut workers: Vec<Worker>,
+    read: Arc<AtomicU64>,
+    progress: Arc<Progress>,
+    ready: mpsc::Sender<()>,
+    mut start: watch::Receiver<Option<Instant>>,
+) -> Vec<Worker> {
+    // Connect before the clock starts, so the first requests do not pay for the handshake.
+    let mut conn = tokio::time::timeout(shared.plan.timeout, shared.connector.connect(read.clone()))
+        .await
+        .ok()
+        .and_then(Result::ok);
+    let _ = ready.send(()).await;
+    drop(ready);
+    let t0 = loop {
+        if let Some(t0) = *start.borrow_and_update() {
+            break t0;
+        }
+        if start.changed().await.is_err() {
+            return workers;
+        }
+    };
+    let timeline = shared.plan.timeline(t0);
+    loop {
+        let (sender, driver) = match conn.take() {
+            Some(c) => c,
+            None => match tokio::time::timeout(shared.plan.timeout, shared.connector.connect(read.clone()))
+                .await
+            {
+                Ok(Ok(c)) => c,
+                failed => {
+                    tracing::debug!(error = ?failed.err(), "connect failed");
+                    let mut any = false;
+                    for w in &mut workers {
+                        any |= w.connect_failed(&shared, &timeline);
+                    }
+                    progress.failures.fetch_add(workers.len() as u64, Ordering::Relaxed);
+                    if !any {
+                        return workers;
+                    }
+                    if workers.iter().all(|w| w.pending.is_none() && is_closed_loop(&shared, w)) {
+                        tokio::time::sleep(CONNECT_BACKOFF).await;
+                    }
+                    continue;
+                }
+            },
+        };
+        if session(sender, driver, &mut workers, &shared, &timeline, &progress).await == Flow::Done {
+            return workers;
+        }
+    }
+}
+
+fn is_closed_loop(shared: &Shared, w: &Worker) -> bool {
+    shared.plan.phases.get(w.phase).is_some_and(|p| p.rate.is_none())
+}
+
+/// Runs the workers over one connection until they finish or the connection breaks.
+async fn session(
+    sender: Sender,
+    driver: Driver,
+    workers: &mut [Worker],
+    shared: &Shared,
+    timeline: &[(Instant, Option<Instant>)],
+    progress: &Progress,
+) -> Flow {
+    let mut driver = pin!(driver.run());
+    let mut driver_done = false;
+    let flow = async {
+        match sender {
+            Sender::H1(send) => {
+                let mut sender = Sender::H1(send);
+                match workers.first_mut() {
+                    Some(w) => work(&mut sender, w, shared, timeline, progress).await,
+                    None => Flow::Done,
+                }
+            }
+            Sender::H2(send) => {
+                let flows = join_all(workers.iter_mut().map(|w| {
+                    let mut sender = Sender::H2(send.clone());
+                    async move { work(&mut sender, w, shared, timeline, progress).await }
+                }))
+                .await;
+                if flows.iter().all(|f| *f == Flow::Done) { Flow::Done } else { Flow::Reconnect }
+            }
+        }
+    };
+    let mut flow = pin!(flow);
+    // Poll the connection alongside the work; when it closes, in-flight requests fail and the
+    // work future notices, so a request is never dropped unrecorded.
+    loop {
+        tokio::select! {
+            f = &mut flow => return f,
+            () = &mut driver, if !driver_done => driver_done = true,
+        }
+    }
+}
+
+/// Sends requests on one connection (or HTTP/2 stream slot) until done or it breaks.
+async fn work(
+    sender: &mut Sender,
+    w: &mut Worker,
+    shared: &Shared,
+    timeline: &[(Instant, Option<Instant>)],
+    progress: &Progress,
+) -> Flow {
+    loop {
+        // Wait until the connection can take a request before claiming a slot for it.
+        if !ready(sender).await {
+            return Flow::Reconnect;
+        }
+        let slot = match w.pending.take() {
+            Some(slot) => slot,
+            None => match w.next_slot(Instant::now(), shared, timeline) {
+                Some(slot) => slot,
+                None => return Flow::Done,
+            },
+        };
+        if let Some(at) = slot.intended
+            && at > Instant::now()
+        {
+            wait_until(at).await;
+            if !ready(sender).await {
+                // Closed while idle (keep-alive timeout): send this slot on a new connection.
+                w.pending = Some(slot);
+                return Flow::Reconnect;
+            }
+        }
+        let req = shared.plan.request(w.sampler.next_index());
+        let sent = Instant::now();
+        let result = tokio::time::timeout(shared.plan.timeout, exchange(sender, req)).await;
+        let done = Instant::now();
+        let stats = &mut w.stats[slot.phase];
+        let failure = match result {
+            Ok(Ok((status, cache, body))) => {
+                let service = micros(done - sent);
+                let latency = micros(done - slot.intended.unwrap_or(sent));
+                stats.response(status, cache, body, latency, service);
+                w.last[slot.phase] = Some(done);
+                progress.responses.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            Ok(Err(e)) => failure_of(&e),
+            Err(_) => Failure::Timeout,
+        };
+        stats.failure(failure);
+        w.last[slot.phase] = Some(done);
+        progress.failures.fetch_add(1, Ordering::Relaxed);
+        // An HTTP/1.1 connection is unusable after a failed exchange (a late response would
+        // be read as the next one's); HTTP/2 only lost the stream unless the connection died.
+        if matches!(sender, Sender::H1(_)) || !ready(sender).await {
+            return Flow::Reconnect;
+        }
+    }
+}
+
+/// Sleeps until `at` with sub-millisecond precision: tokio's timer fires on millisecond ticks
+/// (up to 1 ms late), and that lateness would be charged to the server as latency. So sleep
+/// until a tick before `at`, then yield to the scheduler until `at` — I/O is still polled
+/// between yields, and the spin lasts at most [`SPIN`].
+async fn wait_until(at: Instant) {
+    if let Some(early) = at.checked_sub(SPIN)
+        && early > Instant::now()
+    {
+        tokio::time::sleep_until(early.into()).await;
+    }
+    while Instant::now() < at {
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn ready(sender: &mut Sender) -> bool {
+    match sender {
+        Sender::H1(s) => s.ready().await.is_ok(),
+        Sender::H2(s) => s.ready().await.is_ok(),
+    }
+}
+
+/// Sends one request and reads the whole response, counting body bytes.
+async fn exchange(
+    sender: &mut Sender,
+    req: http::Request<crate::connect::Body>,
+) -> Result<(u16, CacheResult, u64), hyper::Error> {
+    let resp = match sender {
+        Sender::H1(s) => s.send_request(req).await?,
+        Sender::H2(s) => s.send_request(req).await?,
+    };
+    let status = resp.status().as_u16();
+    let cache = classify(resp.headers());
+    let mut body = resp.into_body();
+    let mut bytes = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Some(data) = frame?.data_ref() {
+            bytes += data.len() as u64;
+        }
+    }
+    Ok((status, cache, bytes))
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Maps a hyper error to the kind the report counts.
+fn failure_of(e: &hyper::Error) -> Failure {
+    if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+        return Failure::Reset;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = source {
+        if err.is::<std::io::Error>() {
+            return Failure::Reset;
+        }
+        if let Some(h2) = err.downcast_ref::<h2::Error>()
+            && (h2.is_io() || h2.is_go_away() || h2.is_reset())
+        {
+            return Failure::Reset;
+        }
+        source = err.source();
+    }
+    Failure::Protocol
+}

@@ -1,0 +1,148 @@
+//! A real HTTP server for the loadtest tests, run inside the test process: HTTP/1.1 and h2c
+//! (auto-detected), counting every request, answering `/k/N` with 1 KiB and a `Cache-Status`
+//! that says `hit` for even keys, stalling every request for a while once when asked, and
+//! recording purge requests posted to `/v1/purge`.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+/// A purge request as the control plane would have received it.
+#[derive(Debug, Clone)]
+pub struct Purge {
+    pub authorization: Option<String>,
+    pub body: String,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Requests other than purges.
+    requests: AtomicU64,
+    /// Responses sent with `Cache-Status: …; hit`.
+    hits: AtomicU64,
+    /// Stall every request for `stall` when the request count reaches this (0: never).
+    stall_at: AtomicU64,
+    stall: Mutex<Duration>,
+    /// Requests arriving before this wait until it.
+    stall_until: Mutex<Option<Instant>>,
+    purges: Mutex<Vec<Purge>>,
+}
+
+/// The server; it stops when dropped.
+pub struct TestServer {
+    runtime: tokio::runtime::Runtime,
+    state: Arc<State>,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl TestServer {
+    /// Starts the server on a free port.
+    pub fn start() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("test server runtime");
+        let state = Arc::new(State::default());
+        let listener =
+            runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind test server");
+        let url = format!("http://{}", listener.local_addr().expect("local addr"));
+        let accept_state = state.clone();
+        runtime.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let _ = stream.set_nodelay(true);
+                let state = accept_state.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| handle(state.clone(), req));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { runtime, state, url }
+    }
+
+    /// Makes every request stall for `pause` once the `at`-th request arrives.
+    pub fn stall_once(&self, at: u64, pause: Duration) {
+        *self.state.stall.lock().expect("lock") = pause;
+        self.state.stall_at.store(at, Ordering::SeqCst);
+    }
+
+    /// Requests served (purges not counted).
+    pub fn requests(&self) -> u64 {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Responses that said `hit`.
+    pub fn hits(&self) -> u64 {
+        self.state.hits.load(Ordering::SeqCst)
+    }
+
+    /// Purge requests received.
+    pub fn purges(&self) -> Vec<Purge> {
+        self.state.purges.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // Dropping the runtime in place would block on the accept loop; move it out instead.
+        let runtime = std::mem::replace(
+            &mut self.runtime,
+            tokio::runtime::Builder::new_current_thread().build().expect("runtime"),
+        );
+        runtime.shutdown_background();
+    }
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().to_owned();
+    if path == "/v1/purge" {
+        let authorization =
+            req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = String::from_utf8_lossy(&body).into_owned();
+        state.purges.lock().expect("lock").push(Purge { authorization, body });
+        let resp = Response::builder().status(202).body(Full::new(Bytes::from_static(b"{\"id\":\"p-1\"}")));
+        return Ok(resp.expect("response"));
+    }
+    let n = state.requests.fetch_add(1, Ordering::SeqCst) + 1;
+    if n == state.stall_at.load(Ordering::SeqCst) {
+        let pause = *state.stall.lock().expect("lock");
+        *state.stall_until.lock().expect("lock") = Some(Instant::now() + pause);
+    }
+    let until = *state.stall_until.lock().expect("lock");
+    if let Some(until) = until
+        && until > Instant::now()
+    {
+        tokio::time::sleep_until(until.into()).await;
+    }
+    if path.starts_with("/slow") {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    let mut resp = Response::builder();
+    if path.starts_with("/missing") {
+        resp = resp.status(404);
+    }
+    if let Some(key) = path.strip_prefix("/k/").and_then(|k| k.parse::<u64>().ok()) {
+        if key % 2 == 0 {
+            state.hits.fetch_add(1, Ordering::SeqCst);
+            resp = resp.header("cache-status", "test; hit; ttl=60");
+        } else {
+            resp = resp.header("cache-status", "test; fwd=miss; stored");
+        }
+    }
+    Ok(resp.body(Full::new(Bytes::from(vec![b'x'; 1024]))).expect("response"))
+}
