@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
-use hyper::body::{Frame, Incoming};
+use hyper::body::{Body as _, Frame, Incoming};
 use tokio::sync::oneshot;
 
 use crate::Edge;
@@ -95,6 +95,11 @@ fn observe(
         cache = status.label(),
         micros = elapsed.as_micros() as u64,
     );
+    // Bodies of known size (hits, errors) are counted at once; streams as their frames go out.
+    if let Some(n) = res.body().size_hint().exact() {
+        edge.metrics.served(n);
+        return res;
+    }
     let counter = edge.clone();
     res.map(move |body| {
         body.map_frame(move |f| {
