@@ -523,9 +523,19 @@ fn invalidate(edge: &Edge, ctx: &Ctx, res: &HeaderMap) {
     for name in [header::LOCATION, header::CONTENT_LOCATION] {
         let Some(v) = res.get(&name).and_then(|v| v.to_str().ok()) else { continue };
         let Ok(uri) = v.parse::<http::Uri>() else { continue };
+        // Same origin: relative, our host, or the origin's own host (origins that are sent
+        // their own Host name themselves in absolute Locations).
         let same_origin = match uri.host() {
             None => true,
-            Some(h) => h.eq_ignore_ascii_case(&ctx.key.host),
+            Some(h) => {
+                h.eq_ignore_ascii_case(&ctx.key.host)
+                    || ctx
+                        .site
+                        .cfg
+                        .origins
+                        .iter()
+                        .any(|o| o.url().host_str().is_some_and(|oh| oh.eq_ignore_ascii_case(h)))
+            }
         };
         if same_origin && uri.path().starts_with('/') {
             let query = uri.query().and_then(|q| key::normalize_query(q, &ctx.site.cfg.key));
