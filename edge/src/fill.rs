@@ -60,12 +60,27 @@ pub struct Job {
 /// Starts the fill's task; it runs to the end whatever happens to the clients.
 pub fn spawn(job: Job, fill: Arc<Fill>) {
     tokio::spawn(async move {
-        let (edge, slot, registered) = (job.edge.clone(), job.slot.clone(), job.registered);
-        run(job, &fill).await;
-        if registered {
-            edge.inflight.remove(&slot, &fill);
-        }
+        let guard = Done { edge: job.edge.clone(), slot: job.slot.clone(), registered: job.registered, fill };
+        run(job, &guard.fill).await;
     });
+}
+
+/// Ends a fill when its task ends, even by a panic: waiters are released and the key leaves
+/// the inflight map, so one bad fetch cannot wedge a key.
+struct Done {
+    edge: Arc<Edge>,
+    slot: Arc<str>,
+    registered: bool,
+    fill: Arc<Fill>,
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.fill.abandon();
+        if self.registered {
+            self.edge.inflight.remove(&self.slot, &self.fill);
+        }
+    }
 }
 
 async fn run(job: Job, fill: &Fill) {
