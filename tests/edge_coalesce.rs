@@ -281,6 +281,9 @@ async fn objects_over_the_max_size_stream_through_uncached() {
         let got = get(&format!("{url}-chunked"), &[]).await;
         assert_eq!(got.body.len(), big.len());
         assert_eq!(origin.hits("/coalesce/huge-chunked"), n);
+        if n == 2 {
+            assert!(got.cache().contains("hit-for-miss"), "{}", got.cache());
+        }
     }
 }
 

@@ -260,9 +260,9 @@ impl Inflight {
     }
 
     /// Removes `fill` from the map (if it is still the one registered for `key`).
-    pub fn remove(&self, key: &str, fill: &Arc<Fill>) {
+    pub fn remove(&self, key: &str, fill: &Fill) {
         let mut fills = self.fills.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if fills.get(key).is_some_and(|f| Arc::ptr_eq(f, fill)) {
+        if fills.get(key).is_some_and(|f| std::ptr::eq(Arc::as_ptr(f), fill)) {
             fills.remove(key);
         }
     }

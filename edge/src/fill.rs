@@ -203,6 +203,7 @@ async fn stream_body(
     let left = job.site.upstream.timeouts.total.get().saturating_sub(spent);
     let deadline = tokio::time::Instant::now() + left;
     let mut size: u64 = 0;
+    let mut overflowed = false;
     loop {
         match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => return Err(ProxyError::Timeout("the response body")),
@@ -215,12 +216,21 @@ async fn stream_body(
                 }
             }
         }
+        if size > edge.max_object && !overflowed {
+            // Too big to store after all (no Content-Length told us): the current waiters
+            // finish from this fill, but nobody new joins it; later requests go straight
+            // to the origin.
+            overflowed = true;
+            if job.registered {
+                edge.store.mark_hit_for_miss(job.slot.clone());
+                edge.inflight.remove(&job.slot, fill);
+            }
+        }
     }
     // hyper reports a body shorter than Content-Length as an error; this catches the rest.
     if content_length.is_some_and(|n| n != size) {
         return Err(ProxyError::Upstream("body length does not match Content-Length".into()));
     }
-    let _ = edge;
     Ok(size)
 }
 
