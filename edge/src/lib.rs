@@ -11,7 +11,7 @@
 //! admin ─► admin.rs (purge, metrics, stats)        control ─► follow.rs ─► target.rs
 //! ```
 //!
-//! Module map: [`directives`] and [`freshness`] decide storability and freshness; [`key`]
+//! Module map: [`pipeline`] runs the phases and [`passthrough`] the other methods; [`directives`] and [`freshness`] decide storability and freshness; [`key`]
 //! builds cache keys; [`store`] and [`entry`] hold responses; [`coalesce`] and [`fill`] run
 //! origin fetches; [`respond`] and [`range`] answer from held responses; [`status`] is the one
 //! source of `Cache-Status` and request metrics; [`error`] maps failures to responses.
@@ -30,6 +30,7 @@ pub mod freshness;
 pub mod headers;
 pub mod key;
 pub mod metrics;
+pub mod passthrough;
 pub mod pipeline;
 pub mod purge;
 pub mod range;
