@@ -63,6 +63,11 @@ pub async fn serve(listener: TcpListener, service: S3Service, shutdown: Cancella
                 continue;
             }
         };
+        // Headers and body go out in separate writes; without TCP_NODELAY, Nagle's algorithm
+        // and the client's delayed ACK add ~40 ms to every small response.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+        }
         let service = service.clone();
         let svc = hyper::service::service_fn(move |req| handle(service.clone(), req));
         let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();

@@ -1,6 +1,7 @@
 //! Object operations: PutObject, GetObject, HeadObject, DeleteObject(s), CopyObject.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use base64::Engine as _;
 use futures_util::StreamExt;
@@ -18,6 +19,8 @@ use crate::store::staging::Staged;
 /// Read buffer for streaming bodies out: large enough for throughput, small enough that many
 /// concurrent downloads stay cheap.
 const READ_CHUNK: usize = 256 * 1024;
+/// S3's limit for one PutObject or UploadPart body.
+const MAX_BODY: u64 = 5 * 1024 * 1024 * 1024;
 /// What S3 reports for objects stored without a `Content-Type`.
 const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
 
@@ -49,11 +52,27 @@ pub(super) async fn write_body(
     if let Some(mut body) = body {
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| S3Error::with_source(S3ErrorCode::IncompleteBody, e))?;
+            if staged.size() + chunk.len() as u64 > MAX_BODY {
+                return Err(s3_error!(
+                    EntityTooLarge,
+                    "Your proposed upload exceeds the maximum allowed size (5 GiB)."
+                ));
+            }
             sums.update(&chunk);
             staged.write(&chunk).await.map_err(s3_err)?;
         }
     }
     checksum::verify(&sums.finalize(), headers, trailers)
+}
+
+/// Refuses a declared `Content-Length` over S3's limit before reading any of the body.
+pub(super) fn check_declared_length(length: Option<i64>) -> S3Result<()> {
+    match length {
+        Some(len) if u64::try_from(len).unwrap_or(0) > MAX_BODY => {
+            Err(s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed size (5 GiB)."))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Checks the body against `Content-Length` and `Content-MD5` when the client sent them.
@@ -95,6 +114,10 @@ fn conditions(
     }
 }
 
+fn precondition_failed() -> S3Error {
+    s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
+}
+
 fn not_found() -> S3Error {
     s3_error!(NoSuchKey, "The specified key does not exist.")
 }
@@ -112,10 +135,7 @@ impl Origin {
         let modified = i64::try_from(meta.modified_ms / 1000).unwrap_or(i64::MAX);
         match evaluate(cond, &meta.etag, modified) {
             Outcome::Proceed => Ok((file, meta)),
-            Outcome::PreconditionFailed => Err(s3_error!(
-                PreconditionFailed,
-                "At least one of the pre-conditions you specified did not hold"
-            )),
+            Outcome::PreconditionFailed => Err(precondition_failed()),
             Outcome::NotModified => {
                 // A 304 carries the validators (and caching headers) of the current object.
                 let mut err = S3Error::new(S3ErrorCode::NotModified);
@@ -151,23 +171,20 @@ impl Origin {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let S3Request { input, headers: req_headers, trailing_headers, .. } = req;
         let bucket = self.store.bucket(&input.bucket).map_err(s3_err)?;
-        if input.if_none_match.is_some() || input.if_match.is_some() {
-            // Conditional writes: `If-None-Match: *` creates only; `If-Match` replaces only
-            // that version.
-            let current = bucket.open(&input.key).await.map_err(s3_err)?.map(|(_, m)| m.etag);
-            let fails = match (&input.if_none_match, &input.if_match, &current) {
-                (Some(_), _, Some(_)) => true,
-                (_, Some(ETagCondition::Any), None) => true,
-                (_, Some(ETagCondition::ETag(t)), cur) => cur.as_deref() != Some(t.value()),
-                _ => false,
-            };
-            if fails {
-                return Err(s3_error!(
-                    PreconditionFailed,
-                    "At least one of the pre-conditions you specified did not hold"
-                ));
-            }
+        // Conditional writes: `If-None-Match: *` creates only; `If-Match` replaces only that
+        // version. Checked before reading the body (to fail fast) and again at the rename (to
+        // be atomic against concurrent writers).
+        let (if_none_match, if_match) = (input.if_none_match.clone(), input.if_match.clone());
+        let allowed = move |current: Option<&str>| match (&if_none_match, &if_match, current) {
+            (Some(_), _, Some(_)) | (_, Some(ETagCondition::Any), None) => false,
+            (_, Some(ETagCondition::ETag(t)), cur) => cur == Some(t.value()),
+            _ => true,
+        };
+        let conditional = input.if_none_match.is_some() || input.if_match.is_some();
+        if conditional && !allowed(bucket.current_etag(&input.key).as_deref()) {
+            return Err(precondition_failed());
         }
+        check_declared_length(input.content_length)?;
         let mut staged = bucket.stage(&input.key).await.map_err(s3_err)?;
         write_body(&mut staged, input.body, &req_headers, trailing_headers.as_ref()).await?;
         verify_body(&staged, input.content_length, input.content_md5.as_deref())?;
@@ -187,7 +204,9 @@ impl Origin {
             parts: None,
         };
         let sealed = staged.seal(&meta).await.map_err(s3_err)?;
-        bucket.commit(sealed, &meta).await.map_err(s3_err)?;
+        if !bucket.commit_if(sealed, &meta, |e| allowed(e.map(|e| e.etag.as_str()))).await.map_err(s3_err)? {
+            return Err(precondition_failed());
+        }
         tracing::debug!(bucket = %bucket.name, key = %meta.key, size = meta.size, "object stored");
         self.events.send(Kind::Put, &bucket.name, &meta.key, Some(&meta.etag), Some(meta.size));
         Ok(S3Response::new(PutObjectOutput {
@@ -210,7 +229,20 @@ impl Origin {
             req.extensions.get::<EtagLists>(),
         );
         let (mut file, meta) = self.open_checked(&i.bucket, &i.key, &cond).await?;
-        let range = match &i.range {
+        // If-Range (RFC 9110 §13.1.5; not parsed by s3s): a range of another version would
+        // splice two bodies, so a validator that no longer matches means the whole object.
+        let range_valid =
+            req.headers.get(http::header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|v| {
+                let v = v.trim();
+                if v.starts_with('"') {
+                    v.trim_matches('"') == meta.etag
+                } else {
+                    httpdate::parse_http_date(v).is_ok_and(|t| {
+                        t == std::time::UNIX_EPOCH + Duration::from_secs(meta.modified_ms / 1000)
+                    })
+                }
+            });
+        let range = match i.range.as_ref().filter(|_| range_valid) {
             Some(r) => Some(r.check(meta.size).map_err(|_| {
                 s3_error!(InvalidRange, "The requested range is not satisfiable (object size {})", meta.size)
             })?),
@@ -346,10 +378,7 @@ impl Origin {
         let (file, src) = match self.open_checked(src_bucket, src_key, &cond).await {
             // For a copy, every failed source condition is a 412.
             Err(e) if *e.code() == S3ErrorCode::NotModified => {
-                return Err(s3_error!(
-                    PreconditionFailed,
-                    "At least one of the pre-conditions you specified did not hold"
-                ));
+                return Err(precondition_failed());
             }
             other => other?,
         };
