@@ -28,7 +28,7 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STRATUS = os.path.join(ROOT, "target", "release", "stratus")
+STRATUS = os.environ.get("STRATUS_BIN", os.path.join(ROOT, "target", "release", "stratus"))
 OUT = os.path.join(ROOT, "bench", "out")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
@@ -495,9 +495,11 @@ end
         try:
             base = rss_mib(proc.pids())
             # One connection walks the keys in order, so every key is fetched; a few passes.
-            wrk(f"http://127.0.0.1:{PORTS[p]}/", 4, 1, script)
+            r = wrk(f"http://127.0.0.1:{PORTS[p]}/", 4, 1, script)
             grown = rss_mib(proc.pids()) - base
-            out[p] = {"bytes_per_object": grown * (1 << 20) / n, "overhead_per_object": grown * (1 << 20) / n - 1024}
+            stored = min(n, r["requests"])  # keys fetched at least once
+            per = grown * (1 << 20) / max(1, stored)
+            out[p] = {"objects": stored, "bytes_per_object": per, "overhead_per_object": per - 1024}
             log(f"memory {p}: {out[p]['bytes_per_object']:.0f} B per 1 KiB object")
         finally:
             stop(proc)

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use crate::freshness::{Policy, date_header};
 use crate::key::CacheKey;
@@ -100,8 +100,8 @@ impl Entry {
         let initial_age = initial_age(&head.headers, exchange);
         Self {
             status: head.status,
-            headers: head.headers,
-            body,
+            headers: compact_headers(&head.headers),
+            body: compact_body(body),
             key,
             tags: head.tags,
             targeted: head.targeted,
@@ -164,6 +164,37 @@ impl Entry {
         let tags: usize = self.tags.iter().map(|t| t.len() + 24).sum();
         self.body.len() + headers + tags + self.key.primary.len() * 2 + ENTRY_OVERHEAD
     }
+}
+
+/// Bodies up to this size are copied into an allocation of their own when stored.
+const COMPACT_BODY_MAX: usize = 256 << 10;
+
+/// A body that owns exactly its bytes. hyper hands out body chunks (and header values) as
+/// slices of its connection read buffer; storing such a slice would pin the whole buffer for as
+/// long as the entry lives — several KiB for a 1 KiB object. One copy per fill is cheap; hits
+/// still share the stored `Bytes` without copying.
+fn compact_body(body: Bytes) -> Bytes {
+    if body.len() <= COMPACT_BODY_MAX { Bytes::copy_from_slice(&body) } else { body }
+}
+
+/// The same headers in a map sized for them, all values slices of one allocation of their
+/// own (see [`compact_body`]): one buffer per entry instead of one per value.
+fn compact_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut buf = bytes::BytesMut::with_capacity(headers.values().map(HeaderValue::len).sum());
+    for value in headers.values() {
+        buf.extend_from_slice(value.as_bytes());
+    }
+    let mut buf = buf.freeze();
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let bytes = buf.split_to(value.len());
+        // The bytes were a valid value a moment ago, so this cannot fail; keep the original if
+        // it somehow does.
+        let mut copy = HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| value.clone());
+        copy.set_sensitive(value.is_sensitive());
+        out.append(name.clone(), copy);
+    }
+    out
 }
 
 #[cfg(test)]
