@@ -102,11 +102,21 @@ impl Default for Stats {
 }
 
 impl Stats {
-    /// Records a response; latencies in microseconds.
-    pub fn response(&mut self, status: u16, cache: CacheResult, body: u64, latency_us: u64, service_us: u64) {
+    /// Records a response; latencies in microseconds, `service_us` only in rate mode (in a
+    /// closed loop it equals the latency, and a second histogram write costs cache misses).
+    pub fn response(
+        &mut self,
+        status: u16,
+        cache: CacheResult,
+        body: u64,
+        latency_us: u64,
+        service_us: Option<u64>,
+    ) {
         // Auto-resizing histograms only refuse values above i64::MAX / 2 µs.
         let _ = self.latency.record(latency_us.max(1));
-        let _ = self.service.record(service_us.max(1));
+        if let Some(service) = service_us {
+            let _ = self.service.record(service.max(1));
+        }
         if let Some(slot) = self.status.get_mut(usize::from(status)) {
             *slot += 1;
         }
@@ -193,10 +203,10 @@ mod tests {
     #[test]
     fn merging_adds_everything() {
         let mut a = Stats::default();
-        a.response(200, CacheResult::Hit, 10, 100, 90);
+        a.response(200, CacheResult::Hit, 10, 100, Some(90));
         a.failure(Failure::Timeout);
         let mut b = Stats::default();
-        b.response(404, CacheResult::Miss, 5, 300, 300);
+        b.response(404, CacheResult::Miss, 5, 300, None);
         b.failure(Failure::Connect);
         a.merge(&b);
         assert_eq!((a.responses(), a.failures(), a.hits, a.misses, a.body_bytes), (2, 2, 1, 1, 15));
