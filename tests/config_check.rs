@@ -62,7 +62,12 @@ const EDGE: &str = "[edge]\n\
 
 #[test]
 fn a_bad_url_is_named_with_its_line_and_key() {
-    refused(&EDGE.replace("http://127.0.0.1:9000", "htp:/x"), 6, "edge.sites[0].origins[0]", "invalid URL \"htp:/x\"");
+    refused(
+        &EDGE.replace("http://127.0.0.1:9000", "htp:/x"),
+        6,
+        "edge.sites[0].origins[0]",
+        "invalid URL \"htp:/x\"",
+    );
 }
 
 #[test]

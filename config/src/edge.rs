@@ -81,8 +81,9 @@ pub struct Cache {
     pub size: ByteSize,
     /// Larger responses stream through uncached.
     pub max_object_size: ByteSize,
-    /// Response headers whose space-separated values tag an object for purge by tag.
-    /// They are removed before clients see the response.
+    /// Response headers whose space- or comma-separated values tag an object for purge by tag.
+    /// They are removed before clients see the response. The default adds the S3 user
+    /// metadata header `x-amz-meta-surrogate-key` to `Surrogate-Key` and `Cache-Tag`.
     pub tag_headers: Vec<String>,
 }
 
@@ -91,7 +92,11 @@ impl Default for Cache {
         Self {
             size: ByteSize::mib(256),
             max_object_size: ByteSize::mib(64),
-            tag_headers: vec!["Surrogate-Key".to_owned(), "Cache-Tag".to_owned()],
+            // S3 cannot send arbitrary response headers, so objects in a bucket carry their tags
+            // as user metadata (`aws s3 cp --metadata surrogate-key="a b"`).
+            tag_headers: ["Surrogate-Key", "Cache-Tag", "x-amz-meta-surrogate-key"]
+                .map(str::to_owned)
+                .to_vec(),
         }
     }
 }
@@ -286,10 +291,10 @@ impl EdgeConfig {
                 if !rule.prefix.starts_with('/') {
                     return Err(Invalid::new(at(&format!("ttl[{j}].prefix")), "must start with /"));
                 }
-                if let (Some(min), Some(max)) = (rule.min, rule.max) {
-                    if min > max {
-                        return Err(Invalid::new(at(&format!("ttl[{j}].min")), "must not exceed max"));
-                    }
+                if let (Some(min), Some(max)) = (rule.min, rule.max)
+                    && min > max
+                {
+                    return Err(Invalid::new(at(&format!("ttl[{j}].min")), "must not exceed max"));
                 }
             }
             for (j, rule) in site.negative.iter().enumerate() {

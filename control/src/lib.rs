@@ -1,37 +1,118 @@
-//! Stratus control: the control plane.
+//! Stratus control: the control plane of the CDN.
+//!
+//! It keeps an ordered, persisted event log of purges and prewarms, streams it to every edge
+//! that follows it (docs/PROTOCOL.md, "Edge ↔ control"), tracks which edge applied what, and
+//! serves a JSON API, a CLI client ([`cli`]) and a small dashboard. `docs/control.md` describes
+//! the API and the decisions behind it.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), stratus_control::Error> {
+//! let config = stratus_config::ControlConfig::new("127.0.0.1:0".parse().unwrap(), "/tmp/control".into());
+//! let stop = tokio_util::sync::CancellationToken::new();
+//! stratus_control::run(config, stop).await // prints `listening control api http://127.0.0.1:PORT`
+//! # }
+//! ```
+//!
+//! Architecture invariant: edges never need the control plane to serve. Everything here is
+//! advisory to them; a control plane that is down only delays purges, it never loses one.
+
+mod api;
+mod body;
+pub mod cli;
+mod dashboard;
+mod log;
+mod origin;
+mod registry;
+mod subscribe;
+
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use stratus_config::ControlConfig;
 use tokio_util::sync::CancellationToken;
 
-/// Errors of the control.
+/// Errors of the control plane and its CLI client.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// This part of Stratus is not built yet.
-    #[error("stratus control is not built yet (issue #6)")]
-    NotBuilt,
+    /// The data directory cannot be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    Data {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The log database cannot be opened.
+    #[error("cannot open the log {path}: {source}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: redb::DatabaseError,
+    },
+    /// The log has a hole, so it cannot be streamed without gaps.
+    #[error("the log is damaged: entry {seq} is missing")]
+    Corrupt {
+        /// The first missing sequence number.
+        seq: u64,
+    },
+    /// Reading or writing the log failed.
+    #[error("log storage failed: {0}")]
+    Storage(#[from] redb::Error),
+    /// A commit could not be made durable.
+    #[error("log commit failed: {0}")]
+    Durability(String),
+    /// The API listener cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("control api server failed: {0}")]
+    Serve(std::io::Error),
+    /// The CLI could not talk to the control plane, or it refused the request.
+    #[error("{0}")]
+    Client(String),
 }
 
-/// Runs the control until `shutdown` is cancelled.
+/// Everything the handlers share.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub log: log::Log,
+    pub registry: registry::Registry,
+    pub token: Option<stratus_config::Secret>,
+    pub origin: origin::Origin,
+    pub shutdown: CancellationToken,
+}
+
+/// Runs the control plane until `shutdown` is cancelled.
 ///
-/// Prints one line `listening control ROLE http://ADDR` on stdout per bound listener.
+/// Prints `listening control api http://ADDR` on stdout once the API is bound.
 pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(), Error> {
-    let _ = (config, shutdown);
-    Err(Error::NotBuilt)
-}
-
-/// `stratus purge`: the command-line client of the purge API.
-pub mod cli {
-    /// Arguments of `stratus purge`.
-    #[derive(Debug, clap::Args)]
-    pub struct PurgeArgs {
-        /// Control-plane URL, e.g. http://127.0.0.1:7070.
-        #[arg(long)]
-        pub control: String,
+    let log = log::Log::open(&config.data, config.retain_entries)?;
+    if config.token.is_none() {
+        tracing::warn!("no token configured: the control api is open to anyone who can reach it");
     }
-
-    /// Sends the purge and prints the outcome per edge; `Ok(false)` when an edge did not apply it.
-    pub async fn purge(args: PurgeArgs, token: Option<stratus_config::Secret>) -> Result<bool, super::Error> {
-        let _ = (args, token);
-        Err(super::Error::NotBuilt)
-    }
+    let state = Arc::new(State {
+        log,
+        registry: registry::Registry::new(config.edge_timeout.get()),
+        token: config.token.clone(),
+        origin: origin::Origin::new(config.origin.clone()),
+        shutdown: shutdown.clone(),
+    });
+    let addr = config.listen.0;
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?;
+    let bound = listener.local_addr().map_err(|source| Error::Bind { addr, source })?;
+    println!("listening control api http://{bound}");
+    tracing::info!(addr = %bound, data = %config.data.display(), "control plane started");
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .map_err(Error::Serve)?;
+    tracing::info!("control plane stopped");
+    Ok(())
 }

@@ -1,8 +1,23 @@
 //! Following the control plane's event log: register, subscribe, apply in order, ack, heartbeat
 //! (`docs/PROTOCOL.md`, "Edge ↔ control"). The edge keeps serving whatever happens here.
+//!
+//! One task holds the subscription: it registers, streams `GET /v1/edges/{id}/events` from the
+//! last applied sequence, applies each entry in order through [`FollowTarget`], and acks after
+//! every chunk it read (entries that arrive together are acked together). A gap, a garbled
+//! line, a silent stream (no line for three ping intervals) or any error ends the session; the
+//! next one starts after a backoff of 100 ms doubling to 5 s and resumes from the last applied
+//! sequence, so nothing is skipped. A second task sends heartbeats every 5 s.
+//!
+//! The position lives in memory: an edge that restarts has an empty cache and starts after the
+//! log's head. A purge this edge cannot parse (a newer control plane?) drops the whole cache,
+//! because serving content that should have been purged is worse than a cold cache.
+
+mod session;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::purge::{ObjectRef, PurgeRequest};
 
@@ -14,7 +29,8 @@ pub trait FollowTarget: Send + Sync + 'static {
     /// Drops the whole cache (the log was compacted past this edge's position).
     fn clear(&self);
     /// Fetches URLs and objects into the cache through the edge's own pipeline.
-    fn prewarm(&self, urls: Vec<String>, objects: Vec<ObjectRef>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    fn prewarm(&self, urls: Vec<String>, objects: Vec<ObjectRef>)
+    -> Pin<Box<dyn Future<Output = ()> + Send>>;
     /// Counters for heartbeats.
     fn stats(&self) -> EdgeStats;
 }
@@ -52,7 +68,36 @@ pub async fn run(
     target: std::sync::Arc<dyn FollowTarget>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    // Filled in by the control-plane work (issue #6).
-    let _ = (control, token, registration, target);
-    shutdown.cancelled().await;
+    if control.is_https() {
+        tracing::error!(control = %control, "following an https control plane is not supported; purges will not arrive");
+        shutdown.cancelled().await;
+        return;
+    }
+    let follower = Arc::new(session::Follower::new(&control, token, registration, target));
+    let beats = tokio::spawn(session::heartbeats(follower.clone(), shutdown.clone()));
+    let mut backoff = session::FIRST_BACKOFF;
+    loop {
+        let outcome = tokio::select! {
+            () = shutdown.cancelled() => break,
+            outcome = follower.session() => outcome,
+        };
+        match outcome {
+            Ok(()) => tracing::info!(control = %follower.base, "subscription ended"),
+            Err(e) => {
+                tracing::warn!(control = %follower.base, error = %e, "control plane unreachable; retrying");
+            }
+        }
+        if follower.take_connected() {
+            backoff = session::FIRST_BACKOFF;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+    beats.abort();
 }
+
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);

@@ -49,7 +49,7 @@ impl Proc {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                sink.lock().expect("output buffer").push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -58,7 +58,7 @@ impl Proc {
         std::thread::spawn(move || {
             for line in BufReader::new(out_pipe).lines() {
                 let Ok(line) = line else { break };
-                out_sink.lock().unwrap().push_str(&format!("{line}\n"));
+                out_sink.lock().expect("output buffer").push_str(&format!("{line}\n"));
                 let _ = tx.send(line);
             }
         });
@@ -97,12 +97,12 @@ impl Proc {
 
     /// Everything the process wrote to stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.stderr.lock().expect("output buffer").clone()
     }
 
     /// Everything the process wrote to stdout so far.
     pub fn stdout(&self) -> String {
-        self.stdout.lock().unwrap().clone()
+        self.stdout.lock().expect("output buffer").clone()
     }
 
     /// The process id, for signals.

@@ -1,0 +1,141 @@
+//! Purge latency: from the API call to "applied on every edge", p50/p99.
+//!
+//! ```sh
+//! cargo bench -p stratus --bench purge_latency            # release build
+//! PURGES=500 cargo bench -p stratus --bench purge_latency
+//! ```
+//!
+//! Each purge is `POST /v1/purge?wait=5s`, timed by the client: the answer comes once every
+//! live edge acked the entry, i.e. applied it to its cache (edges ack after applying). Purges
+//! are sent one after another so each measures an idle system, not a queue. Two set-ups:
+//!
+//! 1. **100 simulated subscribers**: real HTTP subscriptions that ack each entry as it arrives
+//!    (`tests/control_support`), so the number is the control plane's fan-out cost.
+//! 2. **2 real edges**: `stratus edge` processes in front of a small origin, following the
+//!    control plane; skipped (and said so) when the edge cannot start.
+
+#[path = "../../tests/control_support/mod.rs"]
+mod control_support;
+#[path = "../../tests/util/mod.rs"]
+mod util;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use control_support::{Api, follower, start_control, until};
+use serde_json::json;
+
+fn main() {
+    let purges: usize = std::env::var("PURGES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        simulated(100, purges).await;
+        real_edges(purges).await;
+    });
+}
+
+/// Sends `n` purges one by one with `?wait` and prints the latency percentiles.
+async fn measure(api: &Api, label: &str, edges: usize, n: usize) {
+    // Warm the connection and the code paths first.
+    for _ in 0..5 {
+        api.post("/v1/purge?wait=5s", json!({"files": ["/warmup"]})).await;
+    }
+    let mut samples = Vec::with_capacity(n);
+    let mut incomplete = 0;
+    for i in 0..n {
+        let started = Instant::now();
+        let (status, answer) =
+            api.post("/v1/purge?wait=5s", json!({ "files": [format!("/bench/{i}")] })).await;
+        let took = started.elapsed();
+        let applied =
+            answer["edges"].as_array().map_or(0, |e| e.iter().filter(|e| e["state"] == "applied").count());
+        if status != 200 || applied != edges {
+            incomplete += 1;
+            continue;
+        }
+        samples.push(took);
+    }
+    samples.sort();
+    let pct = |p: f64| {
+        let i = ((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len().max(1)) - 1;
+        samples.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+    };
+    println!(
+        "{label}: {} purges, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, incomplete {incomplete}",
+        samples.len(),
+        pct(0.50),
+        pct(0.99),
+        pct(1.0)
+    );
+}
+
+async fn simulated(subscribers: usize, n: usize) {
+    let dir = util::tempdir();
+    let control = start_control(dir.path(), "");
+    let api = Api::new(&control);
+    measure(&api, "no subscribers (durable commit only)", 0, n).await;
+    let mut followers = Vec::new();
+    for i in 0..subscribers {
+        followers.push(follower(&api, &format!("sim-{i}")).await);
+    }
+    measure(&api, &format!("{subscribers} simulated subscribers"), subscribers, n).await;
+    drop(followers);
+}
+
+/// A tiny origin answering every GET with a cacheable body.
+async fn origin() -> String {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async {
+                    let mut response = hyper::Response::new(Full::new(Bytes::from_static(b"hello")));
+                    response.headers_mut().insert("cache-control", "max-age=3600".parse().expect("header"));
+                    Ok::<_, std::convert::Infallible>(response)
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+async fn real_edges(n: usize) {
+    let dir = util::tempdir();
+    let control = start_control(dir.path(), "");
+    let api = Api::new(&control);
+    let origin = origin().await;
+    let mut edges = Vec::new();
+    for id in ["a", "b"] {
+        let mut cmd = util::stratus();
+        cmd.args(["edge", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--origin", &origin])
+            .args(["--control", &api.base, "--id", id])
+            .env("STRATUS_TOKEN", control_support::TOKEN);
+        match start_edge(cmd) {
+            Some(edge) => edges.push(edge),
+            None => {
+                println!("2 real edges: skipped, `stratus edge` does not start in this build");
+                return;
+            }
+        }
+    }
+    until("both edges follow the log", Duration::from_secs(20), || async {
+        let (_, list) = api.get("/v1/edges").await;
+        let following =
+            list["edges"].as_array()?.iter().filter(|e| e["subscriptions"].as_u64() > Some(0)).count();
+        (following == 2).then_some(())
+    })
+    .await;
+    measure(&api, "2 real edges", 2, n).await;
+}
+
+/// Starts an edge, or `None` when the binary cannot run one (the edge is not built yet).
+fn start_edge(cmd: Command) -> Option<util::Proc> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || util::Proc::start(cmd, &["edge http"])))
+        .ok()
+}

@@ -1,0 +1,593 @@
+#!/usr/bin/env python3
+"""Stratus next to nginx proxy_cache and Varnish, same origin, same load generator, one run.
+
+Method (../shared/BENCHMARKING.md): the load generator and the origin share CPU 0, the proxy under
+test runs alone on CPU 1 with one worker; each measurement is repeated and products are
+interleaved (A B C A B C); medians are reported together with the proxy's CPU time per request,
+which survives background noise best. Called by bench/run.sh, which installs and builds first.
+"""
+
+import argparse
+import asyncio
+import datetime
+import http.server
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import socketserver
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STRATUS = os.path.join(ROOT, "target", "release", "stratus")
+OUT = os.path.join(ROOT, "bench", "out")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+NCPU = os.cpu_count() or 1
+LOAD_CPU = "0"
+PROXY_CPU = "1" if NCPU > 1 else "0"
+
+ORIGIN_PORT = 18000
+SLOW_PORT = 18001
+PORTS = {"stratus": 18080, "nginx": 18082, "varnish": 18083}
+STRATUS_ADMIN = 18081
+
+ZIPF_KEYS = 100_000
+# The Zipf test's cache holds 10 % of the keys: 10,000 objects of 1 KiB. Every product gets the
+# same memory budget for it, sized so that a product with ~1.4 KB per 1 KiB object (Varnish's
+# figure) holds 10,000.
+ZIPF_CACHE_MIB = 14
+MAIN_CACHE_MIB = 512
+
+
+def log(*args):
+    print(f"[{datetime.datetime.now().strftime('%H:%M:%S')}]", *args, file=sys.stderr, flush=True)
+
+
+def wait_port(port, limit=20.0):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} after {limit}s")
+
+
+def http_get(url, headers=None):
+    req = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.status, dict(r.headers), r.read()
+
+
+# ---------------------------------------------------------------- process accounting
+
+def descendants(pid):
+    """pid and every process below it."""
+    out = [pid]
+    try:
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    except OSError:
+        children = []
+    for c in children:
+        out.extend(descendants(int(c)))
+    return out
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / CLK_TCK
+
+
+def peak_rss_mib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def rss_mib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+# ---------------------------------------------------------------- servers
+
+class Proc:
+    """A started server; `pids()` covers its workers too."""
+
+    def __init__(self, name, argv, cwd=None, env=None, pidfile=None):
+        self.name = name
+        self.pidfile = pidfile
+        self.log = open(os.path.join(OUT, f"{name}.log"), "w")
+        self.p = subprocess.Popen(argv, cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+
+    def root_pid(self):
+        if self.pidfile:
+            for _ in range(100):
+                try:
+                    with open(self.pidfile) as f:
+                        return int(f.read().strip())
+                except (OSError, ValueError):
+                    time.sleep(0.05)
+        return self.p.pid
+
+    def pids(self):
+        return descendants(self.root_pid())
+
+    def stop(self):
+        try:
+            os.killpg(self.p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        for pid in self.pids():
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        try:
+            self.p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.p.pid, signal.SIGKILL)
+        self.log.close()
+
+
+def start_origin(work):
+    """nginx serving static files on CPU 0: /1k, /1m, and /k/N (any N) → the same 1 KiB body."""
+    docroot = os.path.join(work, "www")
+    os.makedirs(docroot, exist_ok=True)
+    with open(os.path.join(docroot, "1k"), "wb") as f:
+        f.write(b"x" * 1024)
+    with open(os.path.join(docroot, "1m"), "wb") as f:
+        f.write(os.urandom(1 << 20))
+    conf = os.path.join(work, "origin.conf")
+    with open(conf, "w") as f:
+        f.write(f"""
+worker_processes 1;
+daemon off;
+pid {work}/origin.pid;
+error_log {work}/origin-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  sendfile on;
+  keepalive_requests 1000000;
+  server {{
+    listen 127.0.0.1:{ORIGIN_PORT} backlog=4096;
+    root {docroot};
+    add_header Cache-Control "public, max-age=3600";
+    location /k/ {{ try_files /1k =404; }}
+    location = /nginx_status {{ stub_status; }}
+  }}
+}}
+""")
+    p = Proc("origin", ["taskset", "-c", LOAD_CPU, "nginx", "-c", conf, "-p", work])
+    wait_port(ORIGIN_PORT)
+    return p
+
+
+def origin_requests():
+    _, _, body = http_get(f"http://127.0.0.1:{ORIGIN_PORT}/nginx_status")
+    # "Active connections: 1 \nserver accepts handled requests\n 1 1 1 \n..."
+    return int(body.decode().split("\n")[2].split()[2])
+
+
+class SlowOrigin:
+    """Answers every path after 500 ms with a cacheable 1 KiB body; counts requests."""
+
+    def __init__(self):
+        self.count = 0
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                with outer.lock:
+                    outer.count += 1
+                time.sleep(0.5)
+                body = b"s" * 1024
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "public, max-age=3600")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+            request_queue_size = 1024
+
+        self.server = Server(("127.0.0.1", SLOW_PORT), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def start_stratus(work, cache_mib, origin_port):
+    p = Proc("stratus", ["taskset", "-c", PROXY_CPU, STRATUS, "edge",
+                         "--listen", f"127.0.0.1:{PORTS['stratus']}",
+                         "--admin", f"127.0.0.1:{STRATUS_ADMIN}",
+                         "--origin", f"http://127.0.0.1:{origin_port}",
+                         "--cache-size", f"{cache_mib}MiB"],
+             env={**os.environ, "RUST_LOG": "warn"})
+    wait_port(PORTS["stratus"])
+    return p
+
+
+def start_nginx(work, cache_mib, origin_port):
+    cache_dir = tempfile.mkdtemp(prefix="nginx-cache-", dir="/dev/shm")
+    # nginx's max_size is not a hard limit under load (it grew to 4-5x here), so the number of
+    # objects is capped by the keys zone too: ~8,000 keys per MiB of zone.
+    keys_zone = max(1, round(cache_mib * 1024 / 1.4 / 8000 * 1024))
+    conf = os.path.join(work, "nginx-proxy.conf")
+    with open(conf, "w") as f:
+        f.write(f"""
+worker_processes 1;
+daemon off;
+pid {work}/nginx-proxy.pid;
+error_log {work}/nginx-proxy-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  tcp_nopush off;
+  keepalive_requests 1000000;
+  proxy_cache_path {cache_dir} levels=1:2 keys_zone=bench:{keys_zone}k max_size={cache_mib}m inactive=1h use_temp_path=off;
+  upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{PORTS['nginx']} backlog=4096;
+    location / {{
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache bench;
+      proxy_cache_lock on;
+      proxy_cache_lock_timeout 10s;
+      proxy_cache_valid 200 1h;
+      add_header X-Cache $upstream_cache_status;
+    }}
+  }}
+}}
+""")
+    p = Proc("nginx", ["taskset", "-c", PROXY_CPU, "nginx", "-c", conf, "-p", work])
+    p.cleanup = cache_dir
+    wait_port(PORTS["nginx"])
+    return p
+
+
+def start_varnish(work, cache_mib, origin_port):
+    vcl = os.path.join(work, "bench.vcl")
+    with open(vcl, "w") as f:
+        f.write(f"""vcl 4.1;
+backend origin {{ .host = "127.0.0.1"; .port = "{origin_port}"; }}
+""")
+    name = os.path.join(work, "varnish")
+    p = Proc("varnish", ["taskset", "-c", PROXY_CPU, "varnishd", "-F", "-n", name,
+                         "-a", f"127.0.0.1:{PORTS['varnish']}", "-f", vcl,
+                         "-s", f"malloc,{cache_mib}M",
+                         "-p", "thread_pools=1", "-p", "thread_pool_min=50",
+                         "-P", os.path.join(work, "varnish.pid")],
+             pidfile=os.path.join(work, "varnish.pid"))
+    wait_port(PORTS["varnish"], limit=40)
+    return p
+
+
+STARTERS = {"stratus": start_stratus, "nginx": start_nginx, "varnish": start_varnish}
+
+
+def start(product, work, cache_mib, origin_port=ORIGIN_PORT):
+    p = STARTERS[product](work, cache_mib, origin_port)
+    time.sleep(0.3)
+    return p
+
+
+def stop(p):
+    p.stop()
+    cleanup = getattr(p, "cleanup", None)
+    if cleanup:
+        shutil.rmtree(cleanup, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- load
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def parse_wrk(text):
+    out = {}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    out["rps"] = float(m.group(1)) if m else 0.0
+    m = re.search(r"(\d+) requests in", text)
+    out["requests"] = int(m.group(1)) if m else 0
+    m = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", text)
+    if m:
+        scale = {"B": 1 / (1 << 20), "KB": 1 / 1024, "MB": 1, "GB": 1024}.get(m.group(2), 0)
+        out["mib_s"] = float(m.group(1)) * scale
+    for pct in ("50", "99"):
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)", text, re.M)
+        out[f"p{pct}_ms"] = float(m.group(1)) * UNITS[m.group(2)] if m else None
+    out["errors"] = sum(int(x) for x in re.findall(r"Non-2xx or 3xx responses: (\d+)", text))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        out["errors"] += sum(int(x) for x in m.groups())
+    return out
+
+
+def wrk(url, seconds, connections, script=None):
+    argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script:
+        argv += ["-s", script]
+    argv.append(url)
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    return parse_wrk(res.stdout)
+
+
+def measured(proc, fn):
+    """Runs fn() and adds the proxy's CPU µs per request and peak RSS to its result."""
+    pids = proc.pids()
+    before = cpu_seconds(pids)
+    res = fn()
+    cpu = cpu_seconds(pids) - before
+    res["cpu_s"] = cpu
+    if res.get("requests"):
+        res["cpu_us_per_req"] = cpu / res["requests"] * 1e6
+    res["peak_rss_mib"] = peak_rss_mib(pids)
+    return res
+
+
+def warm(url, count=1):
+    for _ in range(count):
+        http_get(url)
+
+
+ZIPF_LUA = """
+-- Zipf(1.0) over N keys, seeded per thread: /k/0 is the most popular.
+local N = {n}
+local cdf = {{}}
+local sum = 0
+for i = 1, N do sum = sum + 1 / i; cdf[i] = sum end
+for i = 1, N do cdf[i] = cdf[i] / sum end
+math.randomseed({seed})
+request = function()
+  local u = math.random()
+  local lo, hi = 1, N
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if cdf[mid] < u then lo = mid + 1 else hi = mid end
+  end
+  return wrk.format("GET", "/k/" .. (lo - 1))
+end
+"""
+
+
+async def one_request(port, path):
+    t0 = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    ok = data.startswith(b"HTTP/1.1 200") and len(data) >= 1024
+    return time.perf_counter() - t0, ok
+
+
+async def burst(port, path, n):
+    return await asyncio.gather(*(one_request(port, path) for _ in range(n)))
+
+
+# ---------------------------------------------------------------- scenarios
+
+def scenario_hits(products, work, reps, seconds, path, conns, key):
+    results = {p: [] for p in products}
+    procs = {}
+    try:
+        for p in products:
+            procs[p] = start(p, work, MAIN_CACHE_MIB)
+        for p in products:
+            warm(f"http://127.0.0.1:{PORTS[p]}{path}", 3)
+        for rep in range(reps):
+            for p in products:
+                url = f"http://127.0.0.1:{PORTS[p]}{path}"
+                r = measured(procs[p], lambda: wrk(url, seconds, conns))
+                log(f"{key} {p} rep {rep + 1}: {r['rps']:.0f} req/s, p99 {r.get('p99_ms')} ms, "
+                    f"{r.get('cpu_us_per_req', 0):.1f} CPU µs/req")
+                results[p].append(r)
+    finally:
+        for p in procs.values():
+            stop(p)
+    return {p: median_of(rs) for p, rs in results.items()}
+
+
+def median_of(runs):
+    keys = {k for r in runs for k, v in r.items() if isinstance(v, (int, float))}
+    return {k: statistics.median([r[k] for r in runs if isinstance(r.get(k), (int, float))]) for k in keys}
+
+
+def scenario_zipf(products, work, seconds, warm_seconds):
+    script = os.path.join(work, "zipf.lua")
+    with open(script, "w") as f:
+        f.write(ZIPF_LUA.format(n=ZIPF_KEYS, seed=42))
+    out = {}
+    for p in products:
+        proc = start(p, work, ZIPF_CACHE_MIB)
+        try:
+            url = f"http://127.0.0.1:{PORTS[p]}/"
+            wrk(url, warm_seconds, 32, script)
+            before = origin_requests()
+            r = measured(proc, lambda: wrk(url, seconds, 32, script))
+            fetched = origin_requests() - before - 1  # the status request itself
+            r["hit_ratio"] = 1 - fetched / max(1, r["requests"])
+            r["rss_mib"] = rss_mib(proc.pids())
+            log(f"zipf {p}: hit ratio {r['hit_ratio']:.3f} over {r['requests']} requests, RSS {r['rss_mib']:.0f} MiB")
+            out[p] = r
+        finally:
+            stop(proc)
+    return out
+
+
+def scenario_coalescing(products, work, slow):
+    out = {}
+    for i, p in enumerate(products):
+        proc = start(p, work, MAIN_CACHE_MIB, origin_port=SLOW_PORT)
+        try:
+            path = f"/coalesce-{i}-{time.time_ns()}"
+            before = slow.count
+            results = asyncio.run(burst(PORTS[p], path, 200))
+            lat = sorted(t for t, _ in results)
+            out[p] = {
+                "origin_requests": slow.count - before,
+                "complete": sum(1 for _, ok in results if ok),
+                "p99_ms": lat[int(len(lat) * 0.99) - 1] * 1e3,
+                "max_ms": lat[-1] * 1e3,
+            }
+            log(f"coalescing {p}: {out[p]}")
+        finally:
+            stop(proc)
+    return out
+
+
+def scenario_object_overhead(products, work, n=20_000):
+    """RSS growth per cached 1 KiB object, after filling the cache with n distinct keys."""
+    script = os.path.join(work, "seq.lua")
+    with open(script, "w") as f:
+        f.write(f"""
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", "/k/s" .. (i % {n}))
+end
+""")
+    out = {}
+    for p in products:
+        proc = start(p, work, MAIN_CACHE_MIB)
+        try:
+            base = rss_mib(proc.pids())
+            # One connection walks the keys in order, so every key is fetched; a few passes.
+            wrk(f"http://127.0.0.1:{PORTS[p]}/", 4, 1, script)
+            grown = rss_mib(proc.pids()) - base
+            out[p] = {"bytes_per_object": grown * (1 << 20) / n, "overhead_per_object": grown * (1 << 20) / n - 1024}
+            log(f"memory {p}: {out[p]['bytes_per_object']:.0f} B per 1 KiB object")
+        finally:
+            stop(proc)
+    return out
+
+
+# ---------------------------------------------------------------- report
+
+def ratio(a, b):
+    return f"{a / b:.2f}×" if a and b else "–"
+
+
+def fmt(v, spec):
+    return format(v, spec) if isinstance(v, (int, float)) else "–"
+
+
+def write_report(res, meta):
+    lines = [
+        f"# Benchmark results — {meta['date']}",
+        "",
+        f"Machine: {meta['machine']}. Proxy alone on CPU {PROXY_CPU}, load generator (wrk, one thread) and origin "
+        f"(nginx static) on CPU {LOAD_CPU}. Medians of {meta['reps']} × {meta['seconds']} s, products interleaved. "
+        "Reproduce with `bench/run.sh`.",
+        "",
+        "| measure | Stratus | nginx | Varnish | Stratus/nginx | Stratus/Varnish |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def row(name, get, spec, higher_better=True):
+        s, n, v = (get(p) for p in ("stratus", "nginx", "varnish"))
+        rn = ratio(s, n) if higher_better else ratio(n, s)
+        rv = ratio(s, v) if higher_better else ratio(v, s)
+        lines.append(f"| {name} | {fmt(s, spec)} | {fmt(n, spec)} | {fmt(v, spec)} | {rn} | {rv} |")
+
+    def g(section, key):
+        return lambda p: res.get(section, {}).get(p, {}).get(key)
+
+    row("1 KiB hits, req/s (wrk, 64 conns)", g("hit_1k", "rps"), ",.0f")
+    row("1 KiB hits, p50 ms", g("hit_1k", "p50_ms"), ".2f", higher_better=False)
+    row("1 KiB hits, p99 ms", g("hit_1k", "p99_ms"), ".2f", higher_better=False)
+    row("1 KiB hits, proxy CPU µs/req", g("hit_1k", "cpu_us_per_req"), ".1f", higher_better=False)
+    row("1 MiB hits, MiB/s (wrk, 16 conns)", g("hit_1m", "mib_s"), ",.0f")
+    row("1 MiB hits, proxy CPU ms per request", lambda p: (res.get("hit_1m", {}).get(p, {}).get("cpu_us_per_req") or 0) / 1e3 or None, ".2f", higher_better=False)
+    row(f"Zipf(1.0) hit ratio, {ZIPF_KEYS:,} keys, {ZIPF_CACHE_MIB} MiB cache", g("zipf", "hit_ratio"), ".3f")
+    row("origin requests for 200 concurrent misses", g("coalescing", "origin_requests"), "d", higher_better=False)
+    row("p99 ms of those 200 clients (origin takes 500 ms)", g("coalescing", "p99_ms"), ".0f", higher_better=False)
+    row("peak RSS MiB (1 KiB hit run)", g("hit_1k", "peak_rss_mib"), ".0f", higher_better=False)
+    row("RSS bytes per cached 1 KiB object", g("memory", "bytes_per_object"), ",.0f", higher_better=False)
+    lines += ["", "Ratios are oriented so that above 1× means Stratus is better.", ""]
+    for extra in meta.get("notes", []):
+        lines.append(f"- {extra}")
+    with open(os.path.join(ROOT, "bench", "results.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="one repetition of 5 s each")
+    ap.add_argument("--products", default="stratus,nginx,varnish")
+    args = ap.parse_args()
+    reps, seconds = (1, 5) if args.quick else (3, 10)
+    products = args.products.split(",")
+    os.makedirs(OUT, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="stratus-bench-")
+    os.chmod(work, 0o755)  # varnishd compiles the VCL as an unprivileged user
+    meta = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{NCPU} cores, {platform.machine()}, {os.uname().release}",
+        "reps": reps,
+        "seconds": seconds,
+        "loadavg_before": os.getloadavg(),
+    }
+    res = {}
+    origin = start_origin(work)
+    slow = SlowOrigin()
+    try:
+        res["hit_1k"] = scenario_hits(products, work, reps, seconds, "/1k", 64, "1k")
+        res["hit_1m"] = scenario_hits(products, work, reps, seconds, "/1m", 16, "1m")
+        res["zipf"] = scenario_zipf(products, work, seconds * 2, seconds)
+        res["coalescing"] = scenario_coalescing(products, work, slow)
+        res["memory"] = scenario_object_overhead(products, work)
+    finally:
+        origin.stop()
+        slow.server.shutdown()
+    meta["loadavg_after"] = os.getloadavg()
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump({"meta": meta, "results": res}, f, indent=2)
+    print(write_report(res, meta))
+
+
+if __name__ == "__main__":
+    main()

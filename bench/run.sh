@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Benchmarks Stratus side by side with nginx proxy_cache and Varnish in one run, on this machine.
+# Installs what is missing from Debian's packages, builds the release binary once, then runs
+# bench/run.py, which writes bench/results.md and bench/out/results.json.
+#
+#   bench/run.sh            # everything (about 10 minutes on 2 cores)
+#   bench/run.sh --quick    # one repetition of 5 s each, to check the harness
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v nginx >/dev/null 2>&1 || need+=(nginx)
+command -v varnishd >/dev/null 2>&1 || need+=(varnish)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v h2load >/dev/null 2>&1 || need+=(nghttp2-client)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# Debian starts the packaged services on install; the benchmark runs its own instances.
+for svc in nginx varnish; do service "$svc" stop >/dev/null 2>&1 || true; done
+
+cargo build --release --locked --bin stratus
+exec python3 bench/run.py "$@"

@@ -1,0 +1,227 @@
+//! The ordered event log: entries with contiguous sequence numbers, persisted in redb under
+//! `--data` and mirrored in memory so subscriptions stream from RAM.
+//!
+//! An append commits with [`redb::Durability::Immediate`] before it returns, so an entry whose
+//! id was answered to a client survives SIGKILL. Only the newest `retain_entries` entries are
+//! kept; older ones are compacted away and the compaction floor is persisted, so a subscriber
+//! behind it is told to reset rather than silently missing entries. Retention is by count, not
+//! by the slowest edge: an edge that was gone for long drops its cache instead of pinning the
+//! log forever (the same trade Kafka's retention makes).
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use redb::{Database, Durability, ReadableDatabase, TableDefinition};
+use tokio::sync::watch;
+
+use crate::Error;
+
+/// Entries by sequence number; the value is the operation as JSON text.
+const ENTRIES: TableDefinition<'_, u64, &str> = TableDefinition::new("entries");
+/// Bookkeeping: `floor` = the highest sequence number compacted away (0 when none).
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+
+/// What a subscriber positioned after some sequence number gets next.
+#[derive(Debug)]
+pub enum Read {
+    /// The entries after the position, in order (at most the requested number).
+    Entries(Vec<(u64, Arc<str>)>),
+    /// The position is gone (compacted, or ahead of this log): start over at `next`.
+    Reset {
+        /// First sequence number still in the log (or the next one to be written).
+        next: u64,
+    },
+    /// Nothing new yet.
+    UpToDate,
+}
+
+/// The in-memory mirror: `entries[i]` has sequence number `floor + 1 + i`.
+#[derive(Debug, Default)]
+struct Mirror {
+    floor: u64,
+    entries: VecDeque<Arc<str>>,
+}
+
+impl Mirror {
+    fn head(&self) -> u64 {
+        self.floor + self.entries.len() as u64
+    }
+}
+
+/// The persisted, ordered log.
+#[derive(Debug)]
+pub struct Log {
+    db: Arc<Database>,
+    /// Serialises appends so sequence numbers are assigned in commit order.
+    writer: tokio::sync::Mutex<()>,
+    mirror: RwLock<Mirror>,
+    head: watch::Sender<u64>,
+    retain: u64,
+}
+
+fn storage(e: impl Into<redb::Error>) -> Error {
+    Error::Storage(e.into())
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir/log.redb` and loads the retained entries.
+    pub fn open(dir: &Path, retain: u64) -> Result<Self, Error> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Data { path: dir.to_owned(), source })?;
+        let path = dir.join("log.redb");
+        let db = Database::create(&path).map_err(|e| Error::Open { path: path.clone(), source: e })?;
+        // Create the tables on first start so readers never see them missing.
+        let txn = db.begin_write().map_err(storage)?;
+        txn.open_table(ENTRIES).map_err(storage)?;
+        txn.open_table(META).map_err(storage)?;
+        txn.commit().map_err(storage)?;
+
+        let mut mirror = Mirror::default();
+        let txn = db.begin_read().map_err(storage)?;
+        let meta = txn.open_table(META).map_err(storage)?;
+        mirror.floor = meta.get("floor").map_err(storage)?.map_or(0, |v| v.value());
+        let entries = txn.open_table(ENTRIES).map_err(storage)?;
+        for row in entries.range(mirror.floor + 1..).map_err(storage)? {
+            let (seq, op) = row.map_err(storage)?;
+            // Appends are contiguous; a hole would mean a damaged file, and streaming past it
+            // would break the no-gap promise, so refuse to start instead.
+            if seq.value() != mirror.head() + 1 {
+                return Err(Error::Corrupt { seq: mirror.head() + 1 });
+            }
+            mirror.entries.push_back(Arc::from(op.value()));
+        }
+        let (head, _) = watch::channel(mirror.head());
+        tracing::info!(path = %path.display(), floor = mirror.floor, head = mirror.head(), "log opened");
+        Ok(Self {
+            db: Arc::new(db),
+            writer: tokio::sync::Mutex::new(()),
+            mirror: RwLock::new(mirror),
+            head,
+            retain,
+        })
+    }
+
+    /// Appends the operation `build(seq)` returns and answers once it is durable on disk.
+    /// `committed(seq)` runs after the commit and before subscribers are woken, so whatever it
+    /// records is in place before any edge can ack the entry.
+    pub async fn append(
+        &self,
+        build: impl FnOnce(u64) -> String,
+        committed: impl FnOnce(u64),
+    ) -> Result<u64, Error> {
+        let _writer = self.writer.lock().await;
+        let (seq, floor) = {
+            let m = self.read_mirror();
+            (m.head() + 1, m.floor)
+        };
+        let op: Arc<str> = Arc::from(build(seq));
+        let new_floor = floor.max(seq.saturating_sub(self.retain));
+        let db = self.db.clone();
+        let text = op.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), Error> {
+            let mut txn = db.begin_write().map_err(storage)?;
+            txn.set_durability(Durability::Immediate).map_err(|e| Error::Durability(e.to_string()))?;
+            {
+                let mut entries = txn.open_table(ENTRIES).map_err(storage)?;
+                entries.insert(seq, &*text).map_err(storage)?;
+                for old in floor + 1..=new_floor {
+                    entries.remove(old).map_err(storage)?;
+                }
+                let mut meta = txn.open_table(META).map_err(storage)?;
+                meta.insert("floor", new_floor).map_err(storage)?;
+            }
+            txn.commit().map_err(storage)
+        })
+        .await
+        .map_err(|e| Error::Durability(e.to_string()))??;
+
+        {
+            let mut m = self.mirror.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            m.entries.push_back(op);
+            while m.floor < new_floor {
+                m.entries.pop_front();
+                m.floor += 1;
+            }
+        }
+        committed(seq);
+        self.head.send_replace(seq);
+        Ok(seq)
+    }
+
+    /// Up to `max` entries after `after`, or a reset when `after` is no longer in the log.
+    pub fn read_after(&self, after: u64, max: usize) -> Read {
+        let m = self.read_mirror();
+        if after < m.floor || after > m.head() {
+            return Read::Reset { next: m.floor.max(m.head().min(after)) + 1 };
+        }
+        if after == m.head() {
+            return Read::UpToDate;
+        }
+        let start = usize::try_from(after - m.floor).unwrap_or(usize::MAX);
+        let entries = m.entries.iter().skip(start).take(max);
+        Read::Entries(entries.enumerate().map(|(i, op)| (after + 1 + i as u64, op.clone())).collect())
+    }
+
+    /// The operation at `seq`, if it is still in the log.
+    pub fn get(&self, seq: u64) -> Option<Arc<str>> {
+        let m = self.read_mirror();
+        let index = seq.checked_sub(m.floor + 1)?;
+        m.entries.get(usize::try_from(index).ok()?).cloned()
+    }
+
+    /// The last sequence number written (0 for an empty log).
+    pub fn head(&self) -> u64 {
+        *self.head.borrow()
+    }
+
+    /// The highest sequence number compacted away.
+    pub fn floor(&self) -> u64 {
+        self.read_mirror().floor
+    }
+
+    /// A receiver that changes whenever an entry is appended.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    fn read_mirror(&self) -> std::sync::RwLockReadGuard<'_, Mirror> {
+        self.mirror.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seqs(read: Read) -> Vec<u64> {
+        match read {
+            Read::Entries(v) => v.into_iter().map(|(s, _)| s).collect(),
+            other => panic!("expected entries, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn appends_are_contiguous_compacted_and_reloaded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Log::open(dir.path(), 3).expect("open");
+        assert!(matches!(log.read_after(0, 10), Read::UpToDate));
+        for i in 1..=5u64 {
+            let seq = log.append(|seq| format!("{{\"n\":{seq}}}"), |_| ()).await.expect("append");
+            assert_eq!(seq, i);
+        }
+        assert_eq!(log.floor(), 2);
+        assert_eq!(seqs(log.read_after(2, 10)), vec![3, 4, 5]);
+        assert_eq!(seqs(log.read_after(3, 1)), vec![4]);
+        assert!(matches!(log.read_after(1, 10), Read::Reset { next: 3 }));
+        assert!(matches!(log.read_after(9, 10), Read::Reset { next: 6 }));
+        assert!(matches!(log.read_after(5, 10), Read::UpToDate));
+        assert_eq!(log.get(4).as_deref(), Some("{\"n\":4}"));
+        assert_eq!(log.get(2), None);
+        drop(log);
+
+        let log = Log::open(dir.path(), 3).expect("reopen");
+        assert_eq!((log.floor(), log.head()), (2, 5));
+        assert_eq!(seqs(log.read_after(2, 10)), vec![3, 4, 5]);
+        assert_eq!(log.append(|_| "{}".to_owned(), |_| ()).await.expect("append"), 6);
+    }
+}

@@ -1,0 +1,363 @@
+//! The edge registry and per-entry progress: who follows the log, how far each edge got, when
+//! it applied each tracked entry, and its last heartbeat stats.
+//!
+//! The registry lives in memory. After a control-plane restart edges re-register within their
+//! reconnect backoff (at most 5 s) and their subscriptions say where they are, so nothing here
+//! needs to survive a crash; the log does.
+//!
+//! An edge is *live* while it was heard from (register, subscribe, ack, heartbeat) within
+//! `edge_timeout`. For a tracked entry an edge is `applied` once it acked it, `pending` while it
+//! is live and has not, and `failed` when it went down before applying it (it still applies the
+//! entry when it comes back, and then shows `applied`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+/// How many recent entries keep per-edge timings.
+const TRACKED: usize = 10_000;
+
+/// `POST /v1/edges/register`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Register {
+    /// Edge id, unique in the fleet.
+    pub id: String,
+    /// Edge software version.
+    #[serde(default)]
+    pub version: String,
+    /// Client-facing URL.
+    #[serde(default)]
+    pub url: String,
+    /// Admin API URL.
+    #[serde(default)]
+    pub admin: Option<String>,
+}
+
+/// `POST /v1/edges/{id}/heartbeat`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Heartbeat {
+    /// Highest sequence number applied.
+    pub applied: u64,
+    /// Client requests served.
+    pub requests: u64,
+    /// Of those, cache hits.
+    pub hits: u64,
+    /// Bytes held in the cache.
+    pub cache_bytes: u64,
+    /// Entries in the cache.
+    pub cache_entries: u64,
+}
+
+#[derive(Debug)]
+struct Edge {
+    url: String,
+    admin: Option<String>,
+    version: String,
+    /// Entries at or below this were written before the edge joined; it never needed them.
+    joined_after: u64,
+    applied: u64,
+    last_seen: Instant,
+    last_seen_at: SystemTime,
+    last_heartbeat_at: Option<SystemTime>,
+    stats: Heartbeat,
+    subscriptions: usize,
+}
+
+/// A recent entry whose application by each edge is timed.
+#[derive(Debug)]
+struct Tracked {
+    created: Instant,
+    applied: HashMap<String, Duration>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    edges: BTreeMap<String, Edge>,
+    tracked: BTreeMap<u64, Tracked>,
+}
+
+/// The state of one edge for one entry.
+#[derive(Clone, Debug, Serialize)]
+pub struct EdgeProgress {
+    /// Edge id.
+    pub id: String,
+    /// `applied`, `pending` or `failed`.
+    pub state: &'static str,
+    /// Milliseconds from the API call to the edge's ack, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied_ms: Option<f64>,
+}
+
+/// One row of `GET /v1/edges`.
+#[derive(Clone, Debug, Serialize)]
+pub struct EdgeView {
+    /// Edge id.
+    pub id: String,
+    /// Client-facing URL.
+    pub url: String,
+    /// Admin API URL.
+    pub admin: Option<String>,
+    /// Edge software version.
+    pub version: String,
+    /// Heard from within `edge_timeout`.
+    pub live: bool,
+    /// Open subscriptions (normally 0 or 1).
+    pub subscriptions: usize,
+    /// When the edge was last heard from (RFC 3339).
+    pub last_seen: String,
+    /// Milliseconds since then.
+    pub last_seen_ms: u64,
+    /// When its last heartbeat arrived (RFC 3339).
+    pub last_heartbeat: Option<String>,
+    /// Highest sequence number applied.
+    pub applied: u64,
+    /// Entries written but not applied yet.
+    pub lag: u64,
+    /// Client requests served (last heartbeat).
+    pub requests: u64,
+    /// Cache hits (last heartbeat).
+    pub hits: u64,
+    /// hits / requests, 0 without requests.
+    pub hit_ratio: f64,
+    /// Bytes in the cache (last heartbeat).
+    pub cache_bytes: u64,
+    /// Entries in the cache (last heartbeat).
+    pub cache_entries: u64,
+}
+
+/// Edges and their progress through the log.
+#[derive(Debug)]
+pub struct Registry {
+    inner: Mutex<Inner>,
+    /// Bumped on every change of progress, so waiters re-check.
+    progress: watch::Sender<()>,
+    timeout: Duration,
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+impl Registry {
+    /// An empty registry; edges unheard for `timeout` count as down.
+    pub fn new(timeout: Duration) -> Self {
+        Self { inner: Mutex::default(), progress: watch::channel(()).0, timeout }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn touch<'a>(inner: &'a mut Inner, id: &str, head: u64) -> &'a mut Edge {
+        let edge = inner.edges.entry(id.to_owned()).or_insert_with(|| Edge {
+            url: String::new(),
+            admin: None,
+            version: String::new(),
+            joined_after: head,
+            applied: head,
+            last_seen: Instant::now(),
+            last_seen_at: SystemTime::now(),
+            last_heartbeat_at: None,
+            stats: Heartbeat::default(),
+            subscriptions: 0,
+        });
+        edge.last_seen = Instant::now();
+        edge.last_seen_at = SystemTime::now();
+        edge
+    }
+
+    /// Records a registration; `head` is the log's last sequence number.
+    pub fn register(&self, r: Register, head: u64) {
+        let mut inner = self.lock();
+        let edge = Self::touch(&mut inner, &r.id, head);
+        edge.url = r.url;
+        edge.admin = r.admin;
+        edge.version = r.version;
+        drop(inner);
+        self.progress.send_replace(());
+    }
+
+    /// Records a subscription starting after `after`: the edge has applied everything up to it.
+    pub fn subscribed(&self, id: &str, after: u64, head: u64) {
+        let mut inner = self.lock();
+        let edge = Self::touch(&mut inner, id, head);
+        edge.subscriptions += 1;
+        edge.joined_after = edge.joined_after.min(after);
+        edge.applied = after.min(head);
+        drop(inner);
+        self.progress.send_replace(());
+    }
+
+    /// Records that a subscription ended.
+    pub fn unsubscribed(&self, id: &str) {
+        if let Some(edge) = self.lock().edges.get_mut(id) {
+            edge.subscriptions = edge.subscriptions.saturating_sub(1);
+        }
+    }
+
+    /// Records an ack of everything up to `seq` and times the tracked entries it covers.
+    pub fn ack(&self, id: &str, seq: u64, head: u64) {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let edge = Self::touch(inner, id, head);
+        let seq = seq.min(head);
+        if seq > edge.applied {
+            let from = edge.applied + 1;
+            edge.applied = seq;
+            let now = Instant::now();
+            for tracked in inner.tracked.range_mut(from..=seq).map(|(_, t)| t) {
+                tracked.applied.entry(id.to_owned()).or_insert_with(|| now - tracked.created);
+            }
+        }
+        drop(guard);
+        self.progress.send_replace(());
+    }
+
+    /// Records a heartbeat (its `applied` counts as an ack).
+    pub fn heartbeat(&self, id: &str, beat: Heartbeat, head: u64) {
+        {
+            let mut inner = self.lock();
+            let edge = Self::touch(&mut inner, id, head);
+            edge.stats = beat;
+            edge.last_heartbeat_at = Some(SystemTime::now());
+        }
+        self.ack(id, beat.applied, head);
+    }
+
+    /// Starts timing entry `seq`, created at `created` (when its API call arrived).
+    pub fn track(&self, seq: u64, created: Instant) {
+        let mut inner = self.lock();
+        inner.tracked.insert(seq, Tracked { created, applied: HashMap::new() });
+        while inner.tracked.len() > TRACKED {
+            inner.tracked.pop_first();
+        }
+    }
+
+    /// Every edge that needs entry `seq` and how far it got with it.
+    pub fn progress(&self, seq: u64) -> Vec<EdgeProgress> {
+        let inner = self.lock();
+        let tracked = inner.tracked.get(&seq);
+        inner
+            .edges
+            .iter()
+            .filter(|(_, e)| e.joined_after < seq)
+            .map(|(id, e)| {
+                let applied_ms =
+                    tracked.and_then(|t| t.applied.get(id)).map(|d| (d.as_secs_f64() * 1e6).round() / 1e3);
+                let state = if e.applied >= seq {
+                    "applied"
+                } else if e.last_seen.elapsed() < self.timeout {
+                    "pending"
+                } else {
+                    "failed"
+                };
+                EdgeProgress { id: id.clone(), state, applied_ms }
+            })
+            .collect()
+    }
+
+    /// Whether every live edge that needs `seq` applied it.
+    pub fn complete(&self, seq: u64) -> bool {
+        self.progress(seq).iter().all(|p| p.state != "pending")
+    }
+
+    /// Waits until [`Self::complete`] or until `limit` passes; returns whether it completed.
+    pub async fn wait(&self, seq: u64, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut changed = self.progress.subscribe();
+        loop {
+            changed.mark_unchanged();
+            if self.complete(seq) {
+                return true;
+            }
+            // Liveness changes with time alone, so re-check at least every second.
+            let tick = (tokio::time::Instant::now() + Duration::from_secs(1)).min(deadline);
+            tokio::select! {
+                _ = changed.changed() => {}
+                () = tokio::time::sleep_until(tick) => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return self.complete(seq);
+            }
+        }
+    }
+
+    /// Every known edge, for `GET /v1/edges` and the dashboard.
+    pub fn edges(&self, head: u64) -> Vec<EdgeView> {
+        let inner = self.lock();
+        inner
+            .edges
+            .iter()
+            .map(|(id, e)| EdgeView {
+                id: id.clone(),
+                url: e.url.clone(),
+                admin: e.admin.clone(),
+                version: e.version.clone(),
+                live: e.last_seen.elapsed() < self.timeout,
+                subscriptions: e.subscriptions,
+                last_seen: rfc3339(e.last_seen_at),
+                last_seen_ms: u64::try_from(e.last_seen.elapsed().as_millis()).unwrap_or(u64::MAX),
+                last_heartbeat: e.last_heartbeat_at.map(rfc3339),
+                applied: e.applied,
+                lag: head.saturating_sub(e.applied),
+                requests: e.stats.requests,
+                hits: e.stats.hits,
+                hit_ratio: if e.stats.requests == 0 {
+                    0.0
+                } else {
+                    e.stats.hits as f64 / e.stats.requests as f64
+                },
+                cache_bytes: e.stats.cache_bytes,
+                cache_entries: e.stats.cache_entries,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(id: &str) -> Register {
+        Register { id: id.into(), version: "t".into(), url: String::new(), admin: None }
+    }
+
+    fn states(r: &Registry, seq: u64) -> Vec<(String, &'static str)> {
+        r.progress(seq).into_iter().map(|p| (p.id, p.state)).collect()
+    }
+
+    #[tokio::test]
+    async fn acks_move_entries_from_pending_to_applied() {
+        let r = Registry::new(Duration::from_secs(15));
+        r.register(reg("a"), 0);
+        r.register(reg("b"), 0);
+        r.subscribed("a", 0, 0);
+        r.track(1, Instant::now());
+        r.track(2, Instant::now());
+        assert_eq!(states(&r, 1), vec![("a".into(), "pending"), ("b".into(), "pending")]);
+        r.ack("a", 2, 2);
+        assert_eq!(states(&r, 2), vec![("a".into(), "applied"), ("b".into(), "pending")]);
+        assert!(r.progress(1)[0].applied_ms.is_some());
+        assert!(!r.wait(2, Duration::from_millis(30)).await);
+        r.heartbeat("b", Heartbeat { applied: 2, requests: 4, hits: 3, ..Heartbeat::default() }, 2);
+        assert!(r.wait(2, Duration::from_millis(30)).await);
+        let edges = r.edges(3);
+        assert_eq!((edges[1].lag, edges[1].hit_ratio), (1, 0.75));
+        // An edge that joins later never needed the earlier entries.
+        r.register(reg("c"), 2);
+        assert_eq!(r.progress(2).len(), 2);
+        assert_eq!(r.progress(3).len(), 3);
+    }
+
+    #[test]
+    fn silent_edges_fail_instead_of_blocking() {
+        let r = Registry::new(Duration::ZERO);
+        r.register(reg("a"), 0);
+        assert_eq!(states(&r, 1), vec![("a".into(), "failed")]);
+        assert!(r.complete(1));
+    }
+}

@@ -1,0 +1,193 @@
+//! A stored response: status, client-facing headers and the whole body as one `Bytes`, so a
+//! hit hands out reference-counted slices and copies no body bytes. Its age follows RFC 9111
+//! §4.2.3 exactly: the corrected initial age is fixed when the response arrives and resident
+//! time is measured on the monotonic clock.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, header};
+
+use crate::freshness::{Policy, date_header};
+use crate::key::CacheKey;
+
+/// How long entries that can be revalidated (they carry `ETag` or `Last-Modified`) are kept
+/// past their freshness and stale windows: a 304 is cheaper than a full fetch.
+const REVALIDATION_KEEP: Duration = Duration::from_secs(600);
+/// How long other entries are kept once stale, for clients that accept stale (`max-stale`).
+const STALE_KEEP: Duration = Duration::from_secs(60);
+/// Per-entry memory beyond body and headers (the entry, the key, moka's node), for the weigher.
+const ENTRY_OVERHEAD: usize = 512;
+
+/// One cached response.
+#[derive(Debug)]
+pub struct Entry {
+    /// Response status.
+    pub status: StatusCode,
+    /// Headers as clients get them, minus `Age` and `Cache-Status` (added per response).
+    pub headers: HeaderMap,
+    /// The complete body.
+    pub body: Bytes,
+    /// Host, path and query the entry was stored under (for purges).
+    pub key: CacheKey,
+    /// Surrogate keys / cache tags.
+    pub tags: Vec<String>,
+    /// `CDN-Cache-Control` / `Surrogate-Control` as received: hidden from clients, but needed
+    /// to recompute freshness when a 304 refreshes the entry.
+    pub targeted: HeaderMap,
+    /// Storability and freshness.
+    pub policy: Policy,
+    /// `corrected_initial_age` of §4.2.3.
+    pub initial_age: Duration,
+    /// When the response arrived (monotonic), for resident time.
+    pub stored_at: Instant,
+    /// Unique per stored response, so index removals never hit a newer entry under the same key.
+    pub generation: u64,
+    /// Set by a soft purge: the entry is stale from then on.
+    invalidated: AtomicBool,
+}
+
+/// Times around an origin exchange, for §4.2.3.
+#[derive(Clone, Copy, Debug)]
+pub struct Exchange {
+    /// When the request was sent.
+    pub request_time: SystemTime,
+    /// When the response head arrived.
+    pub response_time: SystemTime,
+    /// `response_time` on the monotonic clock.
+    pub response_instant: Instant,
+}
+
+impl Exchange {
+    /// An exchange whose request was sent at `request_time` and whose response arrived now.
+    pub fn now(request_time: SystemTime) -> Self {
+        Self { request_time, response_time: SystemTime::now(), response_instant: Instant::now() }
+    }
+}
+
+/// `corrected_initial_age` (RFC 9111 §4.2.3).
+pub fn initial_age(headers: &HeaderMap, ex: &Exchange) -> Duration {
+    let age_value = headers
+        .get(header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map_or(Duration::ZERO, Duration::from_secs);
+    let date = date_header(headers, &header::DATE).unwrap_or(ex.response_time);
+    let apparent_age = ex.response_time.duration_since(date).unwrap_or_default();
+    let response_delay = ex.response_time.duration_since(ex.request_time).unwrap_or_default();
+    apparent_age.max(age_value + response_delay)
+}
+
+/// A response head ready to be stored.
+#[derive(Debug)]
+pub struct StoredHead {
+    /// Status.
+    pub status: StatusCode,
+    /// Client-facing headers.
+    pub headers: HeaderMap,
+    /// Fields targeted at us, removed from `headers`.
+    pub targeted: HeaderMap,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Freshness.
+    pub policy: Policy,
+}
+
+impl Entry {
+    /// A new entry; `generation` must be unique.
+    pub fn new(head: StoredHead, body: Bytes, key: CacheKey, exchange: &Exchange, generation: u64) -> Self {
+        let initial_age = initial_age(&head.headers, exchange);
+        Self {
+            status: head.status,
+            headers: head.headers,
+            body,
+            key,
+            tags: head.tags,
+            targeted: head.targeted,
+            policy: head.policy,
+            initial_age,
+            stored_at: exchange.response_instant,
+            generation,
+            invalidated: AtomicBool::new(false),
+        }
+    }
+
+    /// `current_age` at `now`.
+    pub fn age(&self, now: Instant) -> Duration {
+        self.initial_age + now.saturating_duration_since(self.stored_at)
+    }
+
+    /// Remaining freshness in seconds; negative once stale (for `Cache-Status: ttl`).
+    pub fn ttl(&self, now: Instant) -> i64 {
+        let life = self.policy.lifetime.as_secs_f64();
+        let age = self.age(now).as_secs_f64();
+        (life - age).floor() as i64
+    }
+
+    /// How long past its freshness the entry is (zero when fresh).
+    pub fn staleness(&self, now: Instant) -> Duration {
+        self.age(now).saturating_sub(self.policy.lifetime)
+    }
+
+    /// Fresh: within its lifetime and not soft-purged.
+    pub fn is_fresh(&self, now: Instant) -> bool {
+        !self.is_invalidated() && self.age(now) < self.policy.lifetime
+    }
+
+    /// Whether a soft purge marked it stale.
+    pub fn is_invalidated(&self) -> bool {
+        self.invalidated.load(Ordering::Relaxed)
+    }
+
+    /// Marks it stale (soft purge).
+    pub fn invalidate(&self) {
+        self.invalidated.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a conditional request can revalidate it.
+    pub fn has_validators(&self) -> bool {
+        self.headers.contains_key(header::ETAG) || self.headers.contains_key(header::LAST_MODIFIED)
+    }
+
+    /// How long the store keeps it from now: freshness left, then the longest stale window.
+    pub fn keep(&self) -> Duration {
+        let fresh_left = self.policy.lifetime.saturating_sub(self.age(Instant::now()));
+        let keep = if self.has_validators() { REVALIDATION_KEEP } else { STALE_KEEP };
+        let stale = self.policy.swr.max(self.policy.sie).max(keep);
+        fresh_left + stale
+    }
+
+    /// Bytes this entry costs: body, headers, key and bookkeeping.
+    pub fn weight(&self) -> usize {
+        let headers: usize = self.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 32).sum();
+        let tags: usize = self.tags.iter().map(|t| t.len() + 24).sum();
+        self.body.len() + headers + tags + self.key.primary.len() * 2 + ENTRY_OVERHEAD
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_age_follows_4_2_3() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let ex = Exchange {
+            request_time: t0,
+            response_time: t0 + Duration::from_secs(2),
+            response_instant: Instant::now(),
+        };
+        let mut h = HeaderMap::new();
+        // Date 10 s before the response arrived and no Age: apparent age wins.
+        h.insert(header::DATE, httpdate::fmt_http_date(t0 - Duration::from_secs(8)).parse().unwrap());
+        assert_eq!(initial_age(&h, &ex), Duration::from_secs(10));
+        // Age 30 from an upstream cache plus 2 s of response delay.
+        h.insert(header::AGE, "30".parse().unwrap());
+        assert_eq!(initial_age(&h, &ex), Duration::from_secs(32));
+        // A Date in the future gives no negative age.
+        h.insert(header::DATE, httpdate::fmt_http_date(t0 + Duration::from_secs(100)).parse().unwrap());
+        h.remove(header::AGE);
+        assert_eq!(initial_age(&h, &ex), Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,190 @@
+//! Errors of the edge, and the one place where a failure becomes a response.
+//!
+//! [`Error`] is what `run` returns (startup failures). [`ProxyError`] is a failure while
+//! serving one request; it says who is at fault — upstream, downstream or us — and
+//! [`rescue`] alone turns it into a response: upstream → 502/504, downstream → 400/413/421,
+//! internal → 500. Clients never see internal detail, and the service stays infallible, so no
+//! failure drops a connection without an answer.
+
+use bytes::Bytes;
+use http::{Response, StatusCode, header};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+
+/// Boxed error for response bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type of every response the edge produces.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A body holding `bytes` (reference-counted, not copied).
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// An empty body.
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// Errors that stop the edge from starting or running.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TLS listeners belong to issue #10.
+    #[error(
+        "listener {0} has tls = true, but TLS termination is not built yet (issue #10); use a plain HTTP listener"
+    )]
+    TlsNotBuilt(std::net::SocketAddr),
+    /// HTTPS origins belong to issue #10 as well.
+    #[error("origin {0} is https, but HTTPS to origins is not built yet (issue #10); use an http:// origin")]
+    HttpsOrigin(String),
+    /// The metrics registry could not be built.
+    #[error("cannot set up metrics: {0}")]
+    Metrics(String),
+}
+
+/// Who caused a request to fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The origin (unreachable, slow, broken).
+    Upstream,
+    /// The client (malformed or refused request).
+    Downstream,
+    /// The edge itself.
+    Internal,
+}
+
+/// A failure while serving one request.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The origin could not be reached.
+    #[error("cannot connect to the origin: {0}")]
+    Connect(String),
+    /// The origin did not answer in time.
+    #[error("origin timed out waiting for {0}")]
+    Timeout(&'static str),
+    /// The origin broke the exchange (reset, malformed response).
+    #[error("origin failed: {0}")]
+    Upstream(String),
+    /// The request is malformed.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// The request body is over the limit.
+    #[error("request body too large")]
+    BodyTooLarge,
+    /// No site serves the request's host.
+    #[error("no site for host {0:?}")]
+    UnknownHost(String),
+    /// `only-if-cached` and nothing usable is stored.
+    #[error("not cached (only-if-cached)")]
+    NotCached,
+    /// A bug or an impossible state on our side.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ProxyError {
+    /// Who is at fault.
+    pub fn fault(&self) -> Fault {
+        match self {
+            Self::Connect(_) | Self::Timeout(_) | Self::Upstream(_) | Self::NotCached => Fault::Upstream,
+            Self::BadRequest(_) | Self::BodyTooLarge | Self::UnknownHost(_) => Fault::Downstream,
+            Self::Internal(_) => Fault::Internal,
+        }
+    }
+
+    /// Whether retrying the request elsewhere is safe (nothing reached the origin).
+    pub fn retry_safe(&self) -> bool {
+        matches!(self, Self::Connect(_))
+    }
+
+    /// The status the client gets.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Timeout(_) | Self::NotCached => StatusCode::GATEWAY_TIMEOUT,
+            Self::Connect(_) | Self::Upstream(_) => StatusCode::BAD_GATEWAY,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The metrics label of the error kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Connect(_) => "connect",
+            Self::Timeout(_) => "timeout",
+            Self::Upstream(_) => "upstream",
+            Self::BadRequest(_) => "bad_request",
+            Self::BodyTooLarge => "body_too_large",
+            Self::UnknownHost(_) => "unknown_host",
+            Self::NotCached => "not_cached",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// All labels [`ProxyError::kind`] can return.
+    pub const KINDS: [&'static str; 8] = [
+        "connect",
+        "timeout",
+        "upstream",
+        "bad_request",
+        "body_too_large",
+        "unknown_host",
+        "not_cached",
+        "internal",
+    ];
+}
+
+/// The one map from a failure to the response the client sees.
+pub fn rescue(err: &ProxyError) -> Response<Body> {
+    let status = err.status();
+    let text = match err.fault() {
+        // Say what the client did wrong, or which side failed; never our internals.
+        Fault::Downstream => format!("{err}\n"),
+        Fault::Upstream => format!("{}\n", status.canonical_reason().unwrap_or("origin error")),
+        Fault::Internal => "internal error\n".to_owned(),
+    };
+    match err.fault() {
+        Fault::Internal => tracing::error!(error = %err, "internal error"),
+        Fault::Upstream => tracing::warn!(error = %err, "origin error"),
+        Fault::Downstream => tracing::debug!(error = %err, "bad request"),
+    }
+    let mut res = Response::new(full(text));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    res.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_map_to_statuses() {
+        let cases = [
+            (ProxyError::Connect("refused".into()), 502, Fault::Upstream),
+            (ProxyError::Timeout("first byte"), 504, Fault::Upstream),
+            (ProxyError::Upstream("reset".into()), 502, Fault::Upstream),
+            (ProxyError::BadRequest("no host"), 400, Fault::Downstream),
+            (ProxyError::BodyTooLarge, 413, Fault::Downstream),
+            (ProxyError::UnknownHost("x".into()), 421, Fault::Downstream),
+            (ProxyError::NotCached, 504, Fault::Upstream),
+            (ProxyError::Internal("bug".into()), 500, Fault::Internal),
+        ];
+        for (err, status, fault) in cases {
+            assert_eq!((err.status().as_u16(), err.fault()), (status, fault), "{err}");
+            assert_eq!(rescue(&err).status().as_u16(), status);
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The fetch and store phases: what the detached task behind a [`Fill`] does. It asks the
+//! origin, decides whether the response may be shared and stored, streams the body into the
+//! fill (and so to every waiter) and stores it only when it arrived complete.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::sync::oneshot;
+
+use crate::Edge;
+use crate::coalesce::{Fill, FillHead, StreamHead, concat};
+use crate::entry::{Entry, Exchange, StoredHead, initial_age};
+use crate::error::ProxyError;
+use crate::freshness::{self, CDN_CACHE_CONTROL, SURROGATE_CONTROL};
+use crate::headers::{strip_hop_by_hop, take_tags};
+use crate::key::{CacheKey, vary_names};
+use crate::route::SiteState;
+use crate::upstream::{OriginRequest, error_chain};
+
+/// What the fill is for.
+#[derive(Debug)]
+pub enum Mode {
+    /// Fetch the object.
+    Fetch,
+    /// Revalidate this stored entry (conditional request; a 304 refreshes it).
+    Revalidate(Arc<Entry>),
+}
+
+/// Everything the detached task needs.
+#[derive(Debug)]
+pub struct Job {
+    /// The edge.
+    pub edge: Arc<Edge>,
+    /// The site.
+    pub site: Arc<SiteState>,
+    /// The object's key.
+    pub key: CacheKey,
+    /// The key the fill is registered under (or would be) — where hit-for-miss goes.
+    pub slot: Arc<str>,
+    /// Whether the fill is in the inflight map (and must leave it).
+    pub registered: bool,
+    /// Whether a non-storable answer should (re)mark the key hit-for-miss.
+    pub mark_hit_for_miss: bool,
+    /// Whether the response may be stored at all (false for `Cache-Control: no-store` requests).
+    pub may_store: bool,
+    /// The request carried `Authorization`.
+    pub authorization: bool,
+    /// The origin request.
+    pub request: OriginRequest,
+    /// Fetch or revalidate.
+    pub mode: Mode,
+    /// Where a non-shareable response goes (the leader), if anyone waits for it.
+    pub pass: Option<oneshot::Sender<Response<Incoming>>>,
+}
+
+/// Starts the fill's task; it runs to the end whatever happens to the clients.
+pub fn spawn(job: Job, fill: Arc<Fill>) {
+    tokio::spawn(async move {
+        let (edge, slot, registered) = (job.edge.clone(), job.slot.clone(), job.registered);
+        run(job, &fill).await;
+        if registered {
+            edge.inflight.remove(&slot, &fill);
+        }
+    });
+}
+
+async fn run(job: Job, fill: &Fill) {
+    let edge = &job.edge;
+    edge.metrics.origin_request();
+    let request_time = SystemTime::now();
+    let res = match job.site.upstream.send(&job.request, None).await {
+        Ok(r) => r,
+        Err(e) => {
+            edge.metrics.origin_error();
+            fill.publish_head(FillHead::Failed(e.clone()));
+            fill.finish(Err(e));
+            return;
+        }
+    };
+    let ex = Exchange::now(request_time);
+    let (mut parts, body) = res.into_parts();
+    let revalidating = matches!(job.mode, Mode::Revalidate(_));
+    if let (Mode::Revalidate(old), StatusCode::NOT_MODIFIED) = (&job.mode, parts.status) {
+        let entry = Arc::new(refresh(edge, &job.site, old, &parts.headers, &ex, job.authorization));
+        let vary = vary_names(&entry.headers).unwrap_or_default();
+        edge.store.insert(&entry, &vary, &fill.request_headers);
+        tracing::debug!(key = %job.key.primary, "revalidated");
+        fill.publish_head(FillHead::Entry(entry));
+        fill.finish(Ok(()));
+        return;
+    }
+
+    let status = parts.status;
+    let head = prepare(
+        edge,
+        &job.site,
+        &job.key,
+        status,
+        std::mem::take(&mut parts.headers),
+        &ex,
+        job.authorization,
+    );
+    let vary = vary_names(&head.headers);
+    let content_length = head
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    let too_large = content_length.is_some_and(|n| n > edge.max_object);
+    // A 5xx answering a revalidation never replaces the stale entry: stale-if-error may still
+    // need it, and the next request revalidates again.
+    let storable = job.may_store
+        && head.policy.storable.is_ok()
+        && vary.is_some()
+        && !too_large
+        && !(revalidating && status.is_server_error());
+    // Errors answering a revalidation are shared (waiters with stale-if-error serve stale,
+    // the others get the error) instead of sending every waiter to a failing origin.
+    let shareable = storable || (revalidating && status.is_server_error() && !too_large);
+
+    if !shareable {
+        if job.mark_hit_for_miss {
+            edge.store.mark_hit_for_miss(job.slot.clone());
+        }
+        tracing::debug!(key = %job.key.primary, reason = ?head.policy.storable.err(), too_large, "not stored");
+        parts.headers = head.headers;
+        if let Some(tx) = job.pass {
+            let _ = tx.send(Response::from_parts(parts, body));
+        }
+        let reason = if too_large {
+            "too-large"
+        } else if !job.may_store {
+            "request-no-store"
+        } else if vary.is_none() {
+            "vary-star"
+        } else {
+            head.policy.storable.err().map_or("not-storable", |r| r.detail())
+        };
+        fill.publish_head(FillHead::Pass(reason));
+        fill.finish(Ok(()));
+        return;
+    }
+
+    let initial = initial_age(&head.headers, &ex);
+    let ttl = storable.then(|| head.policy.lifetime.as_secs() as i64 - initial.as_secs() as i64);
+    fill.publish_head(FillHead::Stream(Arc::new(StreamHead {
+        status,
+        headers: head.headers.clone(),
+        vary: vary.clone().unwrap_or_default(),
+        storing: storable,
+        ttl,
+        initial_age: initial,
+        arrived: ex.response_instant,
+        content_length,
+    })));
+
+    let end = stream_body(edge, &job, fill, body, content_length, request_time).await;
+    match &end {
+        Ok(size) if storable && *size <= edge.max_object => {
+            let entry =
+                Entry::new(head, concat(&fill.chunks()), job.key.clone(), &ex, edge.store.next_generation());
+            edge.store.insert(&Arc::new(entry), vary.as_deref().unwrap_or_default(), &fill.request_headers);
+            tracing::debug!(key = %job.key.primary, size, "stored");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            edge.metrics.origin_error();
+            tracing::warn!(key = %job.key.primary, error = %e, "origin body failed; not stored");
+        }
+    }
+    fill.finish(end.map(|_| ()));
+}
+
+/// Reads the body into the fill; returns its size when it arrived complete.
+async fn stream_body(
+    edge: &Edge,
+    job: &Job,
+    fill: &Fill,
+    mut body: Incoming,
+    content_length: Option<u64>,
+    request_time: SystemTime,
+) -> Result<u64, ProxyError> {
+    let spent = SystemTime::now().duration_since(request_time).unwrap_or_default();
+    let left = job.site.upstream.timeouts.total.get().saturating_sub(spent);
+    let deadline = tokio::time::Instant::now() + left;
+    let mut size: u64 = 0;
+    loop {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(ProxyError::Timeout("the response body")),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(ProxyError::Upstream(error_chain(&e))),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    size += data.len() as u64;
+                    fill.push(data);
+                }
+            }
+        }
+    }
+    // hyper reports a body shorter than Content-Length as an error; this catches the rest.
+    if content_length.is_some_and(|n| n != size) {
+        return Err(ProxyError::Upstream("body length does not match Content-Length".into()));
+    }
+    let _ = edge;
+    Ok(size)
+}
+
+/// Cleans an origin response head for storage and clients and computes its policy.
+pub fn prepare(
+    edge: &Edge,
+    site: &SiteState,
+    key: &CacheKey,
+    status: StatusCode,
+    mut headers: HeaderMap,
+    ex: &Exchange,
+    authorization: bool,
+) -> StoredHead {
+    strip_hop_by_hop(&mut headers);
+    let tags = take_tags(&mut headers, &edge.tag_headers);
+    if !headers.contains_key(header::DATE) {
+        // RFC 9110 §6.6.1: a cache that stores or forwards a response without Date adds one.
+        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(ex.response_time)) {
+            headers.insert(header::DATE, v);
+        }
+    }
+    let policy = freshness::policy(status, &headers, authorization, ex.response_time, site.rules(&key.path));
+    let mut targeted = HeaderMap::new();
+    for name in [&CDN_CACHE_CONTROL, &SURROGATE_CONTROL] {
+        for v in headers.get_all(name) {
+            targeted.append(name.clone(), v.clone());
+        }
+        headers.remove(name);
+    }
+    StoredHead { status, headers, targeted, tags, policy }
+}
+
+/// Applies a 304 to a stored entry (RFC 9111 §4.3.4): its fields replace the stored ones,
+/// except those describing the body, and freshness is computed anew.
+fn refresh(
+    edge: &Edge,
+    site: &SiteState,
+    old: &Entry,
+    update: &HeaderMap,
+    ex: &Exchange,
+    authorization: bool,
+) -> Entry {
+    let mut merged = old.headers.clone();
+    for (name, value) in &old.targeted {
+        merged.append(name.clone(), value.clone());
+    }
+    // The old Date and Age describe the old exchange.
+    merged.remove(header::DATE);
+    merged.remove(header::AGE);
+    let mut update = update.clone();
+    strip_hop_by_hop(&mut update);
+    for name in
+        [header::CONTENT_LENGTH, header::CONTENT_ENCODING, header::CONTENT_RANGE, header::CONTENT_TYPE]
+    {
+        update.remove(name);
+    }
+    let tags_sent = edge.tag_headers.iter().any(|n| update.contains_key(n));
+    let mut names: Vec<header::HeaderName> = update.keys().cloned().collect();
+    names.dedup();
+    for name in names {
+        merged.remove(&name);
+        for v in update.get_all(&name) {
+            merged.append(name.clone(), v.clone());
+        }
+    }
+    let mut head = prepare(edge, site, &old.key, old.status, merged, ex, authorization);
+    if !tags_sent {
+        head.tags.clone_from(&old.tags);
+    }
+    Entry::new(head, old.body.clone(), old.key.clone(), ex, edge.store.next_generation())
+}

@@ -1,0 +1,208 @@
+//! Cache keys. A primary key names an object as clients ask for it: host (lowercased, without
+//! port, as `docs/PROTOCOL.md` fixes), path and the query after the site's rules, plus any
+//! request headers the site adds. GET and HEAD share keys (HEAD is answered from the GET).
+//! `Vary` adds a secondary key built from the request's values of the listed headers,
+//! normalized (whitespace collapsed, lists joined with ", ") so trivial differences share a variant.
+
+use http::header::HeaderName;
+use http::{HeaderMap, Uri};
+use stratus_config::edge::{KeyRules, QueryMode};
+
+/// Separates the parts of a key; it cannot appear in a host, path or header value.
+const SEP: char = '\u{1f}';
+
+/// The primary cache key of a request and the parts purges match on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheKey {
+    /// Host, lowercased, without port.
+    pub host: String,
+    /// Path as sent.
+    pub path: String,
+    /// The query after the site's rules (`None` when it contributes nothing).
+    pub query: Option<String>,
+    /// The whole primary key.
+    pub primary: String,
+}
+
+impl CacheKey {
+    /// Builds the key for a request to `host` for `uri` under the site's `rules`.
+    pub fn new(host: &str, uri: &Uri, rules: &KeyRules, headers: &HeaderMap) -> Self {
+        let path = uri.path().to_owned();
+        let query = uri.query().and_then(|q| normalize_query(q, rules));
+        let mut primary = String::with_capacity(host.len() + path.len() + 16);
+        primary.push_str(host);
+        primary.push_str(&path);
+        if let Some(q) = &query {
+            primary.push('?');
+            primary.push_str(q);
+        }
+        for name in &rules.headers {
+            primary.push(SEP);
+            primary.push_str(&name.to_ascii_lowercase());
+            primary.push(':');
+            primary.push_str(&header_value(headers, name.as_str()));
+        }
+        Self { host: host.to_owned(), path, query, primary }
+    }
+
+    /// The key of the variant selected by `vary` for a request with `headers`.
+    pub fn variant(&self, vary: &[HeaderName], headers: &HeaderMap) -> String {
+        if vary.is_empty() {
+            return self.primary.clone();
+        }
+        let mut key = self.primary.clone();
+        for name in vary {
+            key.push(SEP);
+            key.push(SEP);
+            key.push_str(name.as_str());
+            key.push(':');
+            key.push_str(&header_value(headers, name.as_str()));
+        }
+        key
+    }
+}
+
+/// The query as the site's rules make it part of the key.
+pub fn normalize_query(query: &str, rules: &KeyRules) -> Option<String> {
+    if rules.query == QueryMode::Drop {
+        return None;
+    }
+    if rules.query == QueryMode::Keep && rules.ignore_params.is_empty() {
+        return (!query.is_empty()).then(|| query.to_owned());
+    }
+    let mut pairs: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter(|p| {
+            let name = p.split_once('=').map_or(*p, |(n, _)| n);
+            !rules.ignore_params.iter().any(|i| i == name)
+        })
+        .collect();
+    if rules.query == QueryMode::Sort {
+        // Stable sort by name keeps repeated parameters (`a=2&a=1`) in their meaningful order.
+        pairs.sort_by_key(|p| p.split_once('=').map_or(*p, |(n, _)| n));
+    }
+    (!pairs.is_empty()).then(|| pairs.join("&"))
+}
+
+/// All values of `name`, whitespace-normalized and joined with ", ".
+pub fn header_value(headers: &HeaderMap, name: &str) -> String {
+    let mut out = String::new();
+    for v in headers.get_all(name) {
+        let text = String::from_utf8_lossy(v.as_bytes());
+        for item in text.split(',') {
+            let item = item.split_whitespace().collect::<Vec<_>>().join(" ");
+            if item.is_empty() {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            out.push_str(&item);
+        }
+    }
+    out
+}
+
+/// The header names listed by `Vary` (lowercased, deduplicated, sorted); `None` for `Vary: *`.
+pub fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
+    let mut names = Vec::new();
+    for v in headers.get_all(http::header::VARY) {
+        for item in String::from_utf8_lossy(v.as_bytes()).split(',') {
+            let item = item.trim();
+            if item == "*" {
+                return None;
+            }
+            if let Ok(name) = HeaderName::from_bytes(item.to_ascii_lowercase().as_bytes()) {
+                names.push(name);
+            }
+        }
+    }
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    Some(names)
+}
+
+/// The host of a request: HTTP/2 `:authority` or absolute-form URI, else `Host`; lowercased,
+/// without port. `None` when there is none.
+pub fn request_host(uri: &Uri, headers: &HeaderMap) -> Option<String> {
+    let raw = match uri.authority() {
+        Some(a) => a.host().to_owned(),
+        None => {
+            let h = headers.get(http::header::HOST)?.to_str().ok()?;
+            strip_port(h).to_owned()
+        }
+    };
+    let host = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+    (!host.is_empty()).then_some(host)
+}
+
+/// `host:port` → `host`, keeping IPv6 literals whole.
+pub fn strip_port(hostport: &str) -> &str {
+    if let Some(rest) = hostport.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    hostport
+        .rsplit_once(':')
+        .map_or(hostport, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { hostport })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(query: QueryMode, ignore: &[&str]) -> KeyRules {
+        KeyRules { query, ignore_params: ignore.iter().map(|s| (*s).to_owned()).collect(), headers: vec![] }
+    }
+
+    #[test]
+    fn query_rules_table() {
+        let cases: &[(QueryMode, &[&str], &str, Option<&str>)] = &[
+            (QueryMode::Keep, &[], "b=1&a=2", Some("b=1&a=2")),
+            (QueryMode::Keep, &[], "", None),
+            (QueryMode::Keep, &["utm_source"], "b=1&utm_source=x&a=2", Some("b=1&a=2")),
+            (QueryMode::Sort, &[], "b=1&a=2&a=1", Some("a=2&a=1&b=1")),
+            (QueryMode::Sort, &["x"], "x=1", None),
+            (QueryMode::Drop, &[], "b=1", None),
+        ];
+        for (mode, ignore, q, want) in cases {
+            assert_eq!(normalize_query(q, &rules(*mode, ignore)).as_deref(), *want, "{mode:?} {q}");
+        }
+    }
+
+    #[test]
+    fn hosts() {
+        let h = |s: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(http::header::HOST, s.parse().unwrap());
+            request_host(&Uri::from_static("/x"), &m)
+        };
+        assert_eq!(h("CDN.Example:8080").as_deref(), Some("cdn.example"));
+        assert_eq!(h("[::1]:80").as_deref(), Some("::1"));
+        assert_eq!(h("a.example.").as_deref(), Some("a.example"));
+        assert_eq!(
+            request_host(&Uri::from_static("http://B.example:1/x"), &HeaderMap::new()).as_deref(),
+            Some("b.example")
+        );
+    }
+
+    #[test]
+    fn variants_normalize_whitespace() {
+        let key = CacheKey::new("a", &Uri::from_static("/p"), &KeyRules::default(), &HeaderMap::new());
+        let mut h1 = HeaderMap::new();
+        h1.insert("accept-encoding", "gzip,  br".parse().unwrap());
+        let mut h2 = HeaderMap::new();
+        h2.append("accept-encoding", "gzip".parse().unwrap());
+        h2.append("accept-encoding", "br".parse().unwrap());
+        let vary = [HeaderName::from_static("accept-encoding")];
+        assert_eq!(key.variant(&vary, &h1), key.variant(&vary, &h2));
+        assert_eq!(
+            vary_names(&{
+                let mut h = HeaderMap::new();
+                h.insert("vary", "Accept-Encoding, *".parse().unwrap());
+                h
+            }),
+            None
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! What the cache did for one request. Both the `Cache-Status` header (RFC 9211) and the
+//! request metrics are derived from this one value, never assembled elsewhere.
+
+use std::fmt::Write as _;
+
+use http::HeaderValue;
+
+/// How the response was produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Served fresh from the cache.
+    Hit,
+    /// Served stale from the cache (`stale-while-revalidate`, `max-stale`).
+    StaleHit(StaleWhy),
+    /// Fetched from the origin (or from a fill another request started).
+    Forward(Fwd),
+    /// Served stale because the origin failed (`stale-if-error`).
+    StaleIfError,
+    /// Not forwarded and not served from cache (`only-if-cached` miss).
+    Unsatisfied,
+    /// An error response made by the edge.
+    Error,
+}
+
+/// Why a stale response was served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StaleWhy {
+    /// `stale-while-revalidate`; a background revalidation runs.
+    WhileRevalidate,
+    /// The client's `max-stale` allowed it.
+    MaxStale,
+}
+
+/// Why the request went forward (RFC 9211 §2.2 `fwd`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fwd {
+    /// Nothing stored for the URI.
+    UriMiss,
+    /// Stored, but not this variant.
+    VaryMiss,
+    /// The last response was not storable (hit-for-miss) or the request bypasses the cache.
+    Bypass,
+    /// The method is not cacheable.
+    Method,
+    /// A stored response was stale and was revalidated.
+    Stale,
+    /// The request's directives did not allow the stored response.
+    Request,
+}
+
+impl Fwd {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::UriMiss => "uri-miss",
+            Self::VaryMiss => "vary-miss",
+            Self::Bypass => "bypass",
+            Self::Method => "method",
+            Self::Stale => "stale",
+            Self::Request => "request",
+        }
+    }
+}
+
+/// `Cache-Status` for one response, and the source of its metrics labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheStatus {
+    /// What happened.
+    pub outcome: Outcome,
+    /// Status the origin answered with, when it was asked.
+    pub fwd_status: Option<u16>,
+    /// Whether the response was (or is being) stored.
+    pub stored: bool,
+    /// Whether this request waited on another request's origin fetch.
+    pub collapsed: bool,
+    /// Remaining freshness in seconds of the response served.
+    pub ttl: Option<i64>,
+    /// Extra detail (RFC 9211 `detail`).
+    pub detail: Option<&'static str>,
+}
+
+impl CacheStatus {
+    /// A status with only the outcome set.
+    pub fn new(outcome: Outcome) -> Self {
+        Self { outcome, fwd_status: None, stored: false, collapsed: false, ttl: None, detail: None }
+    }
+
+    /// The metrics label: one of `hit`, `stale`, `miss`, `revalidated`, `pass`, `error`.
+    pub fn label(&self) -> &'static str {
+        match self.outcome {
+            Outcome::Hit => "hit",
+            Outcome::StaleHit(_) | Outcome::StaleIfError => "stale",
+            Outcome::Forward(Fwd::UriMiss | Fwd::VaryMiss) => "miss",
+            Outcome::Forward(Fwd::Stale | Fwd::Request) => "revalidated",
+            Outcome::Forward(Fwd::Bypass | Fwd::Method) => "pass",
+            Outcome::Unsatisfied | Outcome::Error => "error",
+        }
+    }
+
+    /// All labels [`CacheStatus::label`] can return.
+    pub const LABELS: [&'static str; 6] = ["hit", "stale", "miss", "revalidated", "pass", "error"];
+
+    /// Whether the response came from the cache without waiting on the origin.
+    pub fn is_hit(&self) -> bool {
+        matches!(self.outcome, Outcome::Hit | Outcome::StaleHit(_))
+    }
+
+    /// The `Cache-Status` field value, e.g. `stratus; fwd=uri-miss; fwd-status=200; stored; ttl=60`.
+    pub fn header(&self, cache: &str) -> HeaderValue {
+        let mut s = String::with_capacity(64);
+        s.push_str(cache);
+        match self.outcome {
+            Outcome::Hit => s.push_str("; hit"),
+            Outcome::StaleHit(_) => s.push_str("; hit"),
+            Outcome::Forward(fwd) => {
+                let _ = write!(s, "; fwd={}", fwd.as_str());
+            }
+            Outcome::StaleIfError => s.push_str("; fwd=stale"),
+            Outcome::Unsatisfied | Outcome::Error => {}
+        }
+        if let Some(code) = self.fwd_status {
+            let _ = write!(s, "; fwd-status={code}");
+        }
+        if self.stored {
+            s.push_str("; stored");
+        }
+        if self.collapsed {
+            s.push_str("; collapsed");
+        }
+        if let Some(ttl) = self.ttl {
+            let _ = write!(s, "; ttl={ttl}");
+        }
+        let detail = match self.outcome {
+            Outcome::StaleIfError => Some("stale-if-error"),
+            Outcome::StaleHit(StaleWhy::WhileRevalidate) => Some("stale-while-revalidate"),
+            Outcome::StaleHit(StaleWhy::MaxStale) => Some("max-stale"),
+            _ => self.detail,
+        };
+        if let Some(d) = detail {
+            let _ = write!(s, "; detail={d}");
+        }
+        HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("stratus"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_table() {
+        let mut miss = CacheStatus::new(Outcome::Forward(Fwd::UriMiss));
+        miss.fwd_status = Some(200);
+        miss.stored = true;
+        miss.ttl = Some(60);
+        let mut collapsed = miss;
+        collapsed.collapsed = true;
+        let mut hit = CacheStatus::new(Outcome::Hit);
+        hit.ttl = Some(42);
+        let mut swr = CacheStatus::new(Outcome::StaleHit(StaleWhy::WhileRevalidate));
+        swr.ttl = Some(-3);
+        let mut sie = CacheStatus::new(Outcome::StaleIfError);
+        sie.fwd_status = Some(503);
+        let cases = [
+            (miss, "edge-a; fwd=uri-miss; fwd-status=200; stored; ttl=60", "miss"),
+            (collapsed, "edge-a; fwd=uri-miss; fwd-status=200; stored; collapsed; ttl=60", "miss"),
+            (hit, "edge-a; hit; ttl=42", "hit"),
+            (swr, "edge-a; hit; ttl=-3; detail=stale-while-revalidate", "stale"),
+            (sie, "edge-a; fwd=stale; fwd-status=503; detail=stale-if-error", "stale"),
+        ];
+        for (status, header, label) in cases {
+            assert_eq!(status.header("edge-a").to_str().unwrap(), header);
+            assert_eq!(status.label(), label);
+        }
+    }
+}

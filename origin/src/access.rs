@@ -1,0 +1,164 @@
+//! Who may do what: SigV4 credentials, anonymous reads of public buckets, and which `Host`
+//! headers name a bucket (virtual-hosted style).
+//!
+//! s3s verifies signatures (headers, presigned URLs with their expiry, unsigned and streaming
+//! payloads) and compares them in constant time; this module supplies the secret for an access
+//! key and the policy applied after authentication:
+//!
+//! - a request signed with the configured credentials may do everything;
+//! - an anonymous request may `GetObject`, `HeadObject`, `HeadBucket` and `ListObjects(V2)` on a
+//!   bucket configured `public`. Listing is allowed because the control plane lists a public
+//!   bucket anonymously to prewarm edges from it; it is also what S3's "public read" bucket
+//!   policy template grants together with reads (`s3:ListBucket`);
+//! - everything else is refused with `AccessDenied`.
+//!
+//! Without configured credentials no signature can verify (every signed request gets
+//! `InvalidAccessKeyId`), so only anonymous reads of public buckets work: an origin is never
+//! writable without a secret.
+
+use std::collections::HashSet;
+
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::auth::{S3Auth, SecretKey};
+use s3s::host::{S3Host, VirtualHost};
+use s3s::path::S3Path;
+use s3s::{S3Result, s3_error};
+use subtle::ConstantTimeEq;
+
+/// The one access key the origin knows, if any.
+#[derive(Debug)]
+pub struct Keys {
+    pair: Option<(String, String)>,
+}
+
+impl Keys {
+    /// Credentials from the configuration (`None` when unset).
+    pub fn new(pair: Option<(String, String)>) -> Self {
+        Self { pair }
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Auth for Keys {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        match &self.pair {
+            Some((id, secret)) if bool::from(id.as_bytes().ct_eq(access_key.as_bytes())) => {
+                Ok(SecretKey::from(secret.as_str()))
+            }
+            _ => Err(s3_error!(
+                InvalidAccessKeyId,
+                "The AWS access key Id you provided does not exist in our records."
+            )),
+        }
+    }
+}
+
+/// Operations an anonymous client may perform on a public bucket.
+const PUBLIC_OPS: &[&str] = &["GetObject", "HeadObject", "HeadBucket", "ListObjects", "ListObjectsV2"];
+
+/// The access policy: signed requests may do anything, anonymous ones only read public buckets.
+#[derive(Debug)]
+pub struct Policy {
+    public: HashSet<String>,
+}
+
+impl Policy {
+    /// A policy with these public buckets.
+    pub fn new(public: HashSet<String>) -> Self {
+        Self { public }
+    }
+
+    /// Whether an anonymous `op` on `path` is allowed.
+    pub fn allows_anonymous(&self, op: &str, path: &S3Path) -> bool {
+        let bucket = match path {
+            S3Path::Root => return false,
+            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => bucket,
+        };
+        PUBLIC_OPS.contains(&op) && self.public.contains(&**bucket)
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Access for Policy {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        if cx.credentials().is_some() || self.allows_anonymous(cx.s3_op().name(), cx.s3_path()) {
+            Ok(())
+        } else {
+            Err(s3_error!(AccessDenied, "Access Denied"))
+        }
+    }
+}
+
+/// Virtual-hosted-style addressing under one domain: `BUCKET.DOMAIN` names a bucket, any other
+/// host (the domain itself, `localhost`, an IP) means path-style.
+#[derive(Debug)]
+pub struct Domain {
+    suffix: String,
+}
+
+impl Domain {
+    /// Buckets are subdomains of `domain` (e.g. `s3.local`).
+    pub fn new(domain: &str) -> Self {
+        Self { suffix: format!(".{}", domain.trim_matches('.').to_ascii_lowercase()) }
+    }
+
+    /// The bucket named by `host` (with or without a port), if any.
+    pub fn bucket_of<'a>(&self, host: &'a str) -> Option<&'a str> {
+        let name = match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        };
+        if name.len() > self.suffix.len() && name.to_ascii_lowercase().ends_with(&self.suffix) {
+            Some(&name[..name.len() - self.suffix.len()])
+        } else {
+            None
+        }
+    }
+}
+
+impl S3Host for Domain {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<VirtualHost<'a>> {
+        Ok(match self.bucket_of(host) {
+            Some(bucket) => VirtualHost::new(host).with_bucket(bucket.to_ascii_lowercase()),
+            None => VirtualHost::new(host),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_to_buckets() {
+        let d = Domain::new("s3.local");
+        let cases = [
+            ("demo.s3.local", Some("demo")),
+            ("demo.s3.local:9000", Some("demo")),
+            ("a.b.s3.local", Some("a.b")),
+            ("DEMO.S3.LOCAL", Some("DEMO")),
+            ("s3.local", None),
+            ("s3.local:9000", None),
+            ("localhost:9000", None),
+            ("evils3.local", None),
+        ];
+        for (host, want) in cases {
+            assert_eq!(d.bucket_of(host), want, "{host}");
+        }
+    }
+
+    #[test]
+    fn anonymous_reads_only_on_public_buckets() {
+        let p = Policy::new(["pub".to_owned()].into());
+        let obj = |b: &str| S3Path::Object { bucket: b.into(), key: "k".into() };
+        let bucket = |b: &str| S3Path::Bucket { bucket: b.into() };
+        assert!(p.allows_anonymous("GetObject", &obj("pub")));
+        assert!(p.allows_anonymous("HeadObject", &obj("pub")));
+        assert!(p.allows_anonymous("ListObjectsV2", &bucket("pub")));
+        assert!(!p.allows_anonymous("PutObject", &obj("pub")));
+        assert!(!p.allows_anonymous("DeleteObject", &obj("pub")));
+        assert!(!p.allows_anonymous("DeleteBucket", &bucket("pub")));
+        assert!(!p.allows_anonymous("GetObject", &obj("private")));
+        assert!(!p.allows_anonymous("ListBuckets", &S3Path::Root));
+    }
+}

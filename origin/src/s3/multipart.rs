@@ -1,0 +1,157 @@
+//! Multipart uploads: CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
+//! AbortMultipartUpload, ListParts.
+
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+use super::objects::{headers, user_metadata, verify_body, write_body};
+use super::{Origin, now_ms, s3_err, timestamp};
+use crate::events::Kind;
+use crate::store::format::ObjectMeta;
+use crate::store::multipart::{MAX_PART_NUMBER, UploadInfo};
+
+const MAX_PARTS_LISTED: i32 = 1000;
+
+fn part_number(n: i32) -> S3Result<u32> {
+    u32::try_from(n).ok().filter(|n| (1..=MAX_PART_NUMBER).contains(n)).ok_or_else(|| {
+        s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive")
+    })
+}
+
+impl Origin {
+    pub(super) async fn do_create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let i = req.input;
+        let bucket = self.store.bucket(&i.bucket).map_err(s3_err)?;
+        let info = UploadInfo {
+            key: i.key.clone(),
+            headers: headers(
+                i.content_type,
+                i.cache_control,
+                i.content_disposition,
+                i.content_encoding,
+                i.content_language,
+            ),
+            user: user_metadata(i.metadata),
+            initiated_ms: now_ms(),
+        };
+        let id = bucket.create_upload(&info).await.map_err(s3_err)?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(i.bucket),
+            key: Some(i.key),
+            upload_id: Some(id),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn do_upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let S3Request { input: i, headers: req_headers, trailing_headers, .. } = req;
+        let number = part_number(i.part_number)?;
+        let bucket = self.store.bucket(&i.bucket).map_err(s3_err)?;
+        bucket.upload(&i.upload_id, &i.key).await.map_err(s3_err)?;
+        let mut staged = bucket.stage_part(&i.upload_id).await.map_err(s3_err)?;
+        write_body(&mut staged, i.body, &req_headers, trailing_headers.as_ref()).await?;
+        verify_body(&staged, i.content_length, i.content_md5.as_deref())?;
+        let meta = ObjectMeta {
+            key: i.key,
+            size: staged.size(),
+            etag: hex::encode(staged.md5()),
+            modified_ms: now_ms(),
+            parts: Some(number),
+            ..Default::default()
+        };
+        let sealed = staged.seal(&meta).await.map_err(s3_err)?;
+        bucket.commit_part(&i.upload_id, number, sealed).await.map_err(s3_err)?;
+        Ok(S3Response::new(UploadPartOutput { e_tag: Some(ETag::Strong(meta.etag)), ..Default::default() }))
+    }
+
+    pub(super) async fn do_complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let i = req.input;
+        let bucket = self.store.bucket(&i.bucket).map_err(s3_err)?;
+        let info = bucket.upload(&i.upload_id, &i.key).await.map_err(s3_err)?;
+        let mut chosen = Vec::new();
+        for part in i.multipart_upload.and_then(|m| m.parts).unwrap_or_default() {
+            let number = part_number(part.part_number.unwrap_or(0))?;
+            let etag = part.e_tag.map(ETag::into_value).unwrap_or_default();
+            chosen.push((number, etag));
+        }
+        let meta = ObjectMeta {
+            key: info.key,
+            modified_ms: now_ms(),
+            headers: info.headers,
+            user: info.user,
+            ..Default::default()
+        };
+        let meta = bucket.complete_upload(&i.upload_id, &chosen, meta).await.map_err(s3_err)?;
+        tracing::debug!(bucket = %bucket.name, key = %meta.key, size = meta.size, parts = chosen.len(), "multipart upload completed");
+        self.events.send(Kind::CompleteMultipart, &bucket.name, &meta.key, Some(&meta.etag), Some(meta.size));
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(i.bucket.clone()),
+            key: Some(meta.key.clone()),
+            e_tag: Some(ETag::Strong(meta.etag)),
+            location: Some(format!("/{}/{}", i.bucket, meta.key)),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn do_abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let i = req.input;
+        let bucket = self.store.bucket(&i.bucket).map_err(s3_err)?;
+        bucket.upload(&i.upload_id, &i.key).await.map_err(s3_err)?;
+        bucket.abort_upload(&i.upload_id).await.map_err(s3_err)?;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    pub(super) async fn do_list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let i = req.input;
+        let bucket = self.store.bucket(&i.bucket).map_err(s3_err)?;
+        bucket.upload(&i.upload_id, &i.key).await.map_err(s3_err)?;
+        let max = i.max_parts.unwrap_or(MAX_PARTS_LISTED).clamp(0, MAX_PARTS_LISTED) as usize;
+        let marker = i.part_number_marker.unwrap_or(0);
+        let after: Vec<_> = bucket
+            .parts(&i.upload_id)
+            .await
+            .map_err(s3_err)?
+            .into_iter()
+            .filter(|p| i64::from(p.number) > i64::from(marker))
+            .collect();
+        let truncated = after.len() > max;
+        let page: Vec<_> = after.into_iter().take(max).collect();
+        let next = page.last().map(|p| p.number as i32);
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(i.bucket),
+            key: Some(i.key),
+            upload_id: Some(i.upload_id),
+            max_parts: Some(max as i32),
+            part_number_marker: Some(marker),
+            next_part_number_marker: next,
+            is_truncated: Some(truncated),
+            parts: Some(
+                page.into_iter()
+                    .map(|p| Part {
+                        part_number: Some(p.number as i32),
+                        size: i64::try_from(p.size).ok(),
+                        e_tag: Some(ETag::Strong(p.etag)),
+                        last_modified: Some(timestamp(p.modified_ms)),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+}

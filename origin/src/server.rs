@@ -1,0 +1,81 @@
+//! The accept loop: HTTP/1.1 and HTTP/2 (prior knowledge) connections served by the s3s
+//! service, with graceful shutdown modelled on hyper-util's `server/graceful.rs`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use s3s::service::S3Service;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// How long a client may take to send its request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long in-flight requests may run once shutdown starts.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Answers one request. Never fails: an error inside s3s becomes a 500 with an S3 error body
+/// instead of a dropped connection.
+async fn handle(
+    service: S3Service,
+    mut req: http::Request<Incoming>,
+) -> Result<http::Response<s3s::Body>, Infallible> {
+    crate::s3::conditional::take_etag_lists(&mut req);
+    let started = std::time::Instant::now();
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    match service.call(req.map(s3s::Body::from)).await {
+        Ok(resp) => {
+            tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed = ?started.elapsed(), "request");
+            Ok(resp)
+        }
+        Err(e) => {
+            tracing::error!(error = ?e, "request failed inside the S3 service");
+            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code>\
+                        <Message>We encountered an internal error. Please try again.</Message></Error>";
+            let mut resp = http::Response::new(s3s::Body::from(body.to_owned()));
+            *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+            resp.headers_mut()
+                .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/xml"));
+            Ok(resp)
+        }
+    }
+}
+
+/// Serves `listener` until `shutdown` fires, then lets open requests finish (bounded).
+pub async fn serve(listener: TcpListener, service: S3Service, shutdown: CancellationToken) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Usually EMFILE: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let service = service.clone();
+        let svc = hyper::service::service_fn(move |req| handle(service.clone(), req));
+        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("shutdown: gave up waiting for open connections"),
+    }
+}

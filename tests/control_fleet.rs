@@ -1,0 +1,324 @@
+//! Acceptance of issue #6 with real processes: `stratus control`, two `stratus edge` processes
+//! following it, and an origin in front of which they cache (a small hyper server in the test
+//! that counts what it is asked; `tests/control_origin.rs` uses the real `stratus origin`).
+//! What users notice is checked: whether a request is a cache hit (`Cache-Status`, RFC 9211) and
+//! what the origin was asked.
+
+mod control_support;
+mod util;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use control_support::{Api, TOKEN, get, start_control, start_edge, until};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use serde_json::json;
+use util::Proc;
+
+/// What the test origin answered, per path: full responses and 304s.
+#[derive(Default)]
+struct Counts {
+    full: HashMap<String, u32>,
+    not_modified: HashMap<String, u32>,
+}
+
+/// A cacheable origin: every path answers `PATH vN` with an ETag, `max-age=3600`, and the tag
+/// `blog` under `/blog/`; a matching `If-None-Match` gets a 304.
+struct Origin {
+    url: String,
+    counts: Arc<Mutex<Counts>>,
+}
+
+impl Origin {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let counts = Arc::new(Mutex::new(Counts::default()));
+        let shared = counts.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let counts = shared.clone();
+                tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                            let path = req.uri().path().to_owned();
+                            let etag = "\"v1\"";
+                            let matches = req.headers().get("if-none-match").is_some_and(|v| v == etag);
+                            let mut counts = counts.lock().expect("counts");
+                            let counter = if matches { &mut counts.not_modified } else { &mut counts.full };
+                            *counter.entry(path.clone()).or_default() += 1;
+                            let mut response = hyper::Response::builder()
+                                .header("etag", etag)
+                                .header("cache-control", "max-age=3600")
+                                .header("content-type", "text/plain");
+                            if path.starts_with("/blog/") {
+                                response = response.header("surrogate-key", "blog");
+                            }
+                            let response = if matches {
+                                response.status(304).body(Full::new(Bytes::new()))
+                            } else {
+                                response.body(Full::new(Bytes::from(format!("{path} v1"))))
+                            };
+                            async move { Ok::<_, Infallible>(response.expect("response")) }
+                        });
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                });
+            }
+        });
+        Self { url, counts }
+    }
+
+    fn not_modified(&self, path: &str) -> u32 {
+        self.counts.lock().expect("counts").not_modified.get(path).copied().unwrap_or(0)
+    }
+
+    fn full(&self, path: &str) -> u32 {
+        self.counts.lock().expect("counts").full.get(path).copied().unwrap_or(0)
+    }
+}
+
+/// The control plane, two edges `a` and `b` following it, and the origin behind them.
+struct Fleet {
+    origin: Origin,
+    control: Proc,
+    edges: Vec<Proc>,
+    api: Api,
+    dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    async fn start() -> Self {
+        let origin = Origin::start().await;
+        let dir = util::tempdir();
+        let control = start_control(dir.path(), "");
+        let api = Api::new(&control);
+        let edges = ["a", "b"].iter().map(|id| start_edge(&origin.url, &api.base, id)).collect();
+        let fleet = Self { origin, control, edges, api, dir };
+        fleet.until_following().await;
+        fleet
+    }
+
+    /// Waits until both edges hold a subscription.
+    async fn until_following(&self) {
+        self.api.until_following(2).await;
+    }
+
+    fn addr(&self, edge: usize) -> String {
+        self.edges[edge].addr("edge http")
+    }
+
+    /// GETs on both edges; returns whether each was a hit.
+    async fn hits(&self, host: &str, path: &str) -> [bool; 2] {
+        let a = get(&self.addr(0), host, path).await;
+        let b = get(&self.addr(1), host, path).await;
+        for got in [&a, &b] {
+            assert_eq!(got.status, 200, "{host}{path}: {got:?}");
+            assert_eq!(got.body, format!("{path} v1"));
+        }
+        [a.hit(), b.hit()]
+    }
+
+    /// Fetches each object on both edges until it is cached there.
+    async fn warm(&self, objects: &[(&str, &str)]) {
+        for (host, path) in objects {
+            self.hits(host, path).await;
+            assert_eq!(self.hits(host, path).await, [true, true], "{host}{path} is cached on both edges");
+        }
+    }
+
+    /// Purges with `?wait` and checks both edges applied it.
+    async fn purge(&self, body: serde_json::Value) {
+        let (status, answer) = self.api.post("/v1/purge?wait=5s", body).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["complete"], true, "{answer}");
+        let applied: Vec<&str> = answer["edges"]
+            .as_array()
+            .expect("edges")
+            .iter()
+            .filter(|e| e["state"] == "applied")
+            .map(|e| e["id"].as_str().expect("id"))
+            .collect();
+        assert_eq!(applied, ["a", "b"], "{answer}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_purge_kind_removes_exactly_its_targets_on_both_edges() {
+    let fleet = Fleet::start().await;
+    let objects = [
+        ("cdn.example", "/f/1"),
+        ("cdn.example", "/f/2"),
+        ("cdn.example", "/p/1"),
+        ("cdn.example", "/p/2"),
+        ("cdn.example", "/q/1"),
+        ("cdn.example", "/blog/1"),
+        ("other.example", "/p/1"),
+        ("other.example", "/o/1"),
+    ];
+    fleet.warm(&objects).await;
+    let still_cached = async |fleet: &Fleet, keep: &[(&str, &str)]| {
+        for (host, path) in keep {
+            assert_eq!(
+                fleet.hits(host, path).await,
+                [true, true],
+                "{host}{path} is still cached on both edges"
+            );
+        }
+    };
+
+    fleet.purge(json!({"files": ["http://cdn.example/f/1"]})).await;
+    assert_eq!(fleet.hits("cdn.example", "/f/1").await, [false, false], "the purged URL misses on both");
+    still_cached(&fleet, &[("cdn.example", "/f/2"), ("other.example", "/p/1")]).await;
+
+    fleet.purge(json!({"prefixes": ["cdn.example/p/"]})).await;
+    assert_eq!(fleet.hits("cdn.example", "/p/1").await, [false, false]);
+    assert_eq!(fleet.hits("cdn.example", "/p/2").await, [false, false]);
+    still_cached(&fleet, &[("cdn.example", "/q/1"), ("other.example", "/p/1"), ("cdn.example", "/f/2")])
+        .await;
+
+    fleet.purge(json!({"tags": ["blog"]})).await;
+    assert_eq!(fleet.hits("cdn.example", "/blog/1").await, [false, false]);
+    still_cached(&fleet, &[("cdn.example", "/q/1"), ("cdn.example", "/f/2")]).await;
+
+    fleet.purge(json!({"hosts": ["other.example"]})).await;
+    assert_eq!(fleet.hits("other.example", "/p/1").await, [false, false]);
+    assert_eq!(fleet.hits("other.example", "/o/1").await, [false, false]);
+    still_cached(&fleet, &[("cdn.example", "/q/1"), ("cdn.example", "/p/1")]).await;
+
+    fleet.purge(json!({"purge_everything": true})).await;
+    for (host, path) in objects {
+        assert_eq!(fleet.hits(host, path).await, [false, false], "{host}{path} after purge_everything");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_soft_purge_makes_the_next_request_revalidate_with_a_304() {
+    let fleet = Fleet::start().await;
+    fleet.warm(&[("cdn.example", "/s/1"), ("cdn.example", "/s/2")]).await;
+    assert_eq!(fleet.origin.full("/s/1"), 2, "one fill per edge");
+    fleet.purge(json!({"files": ["http://cdn.example/s/1"], "soft": true})).await;
+
+    // Both edges ask the origin again, conditionally; its 304 refreshes the entry.
+    let hits = fleet.hits("cdn.example", "/s/1").await;
+    assert_eq!(hits, [false, false], "the first request after a soft purge goes to the origin");
+    assert_eq!(fleet.origin.not_modified("/s/1"), 2, "each edge revalidated with a 304");
+    assert_eq!(fleet.origin.full("/s/1"), 2, "no full refetch");
+    assert_eq!(fleet.hits("cdn.example", "/s/1").await, [true, true], "fresh again after the 304");
+    assert_eq!(fleet.hits("cdn.example", "/s/2").await, [true, true], "the other object was untouched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_edge_shows_pending_and_applies_the_purge_after_sigcont() {
+    let fleet = Fleet::start().await;
+    fleet.warm(&[("cdn.example", "/z/1")]).await;
+    fleet.edges[1].signal("STOP");
+    let (status, answer) =
+        fleet.api.post("/v1/purge?wait=1s", json!({"files": ["http://cdn.example/z/1"]})).await;
+    fleet.edges[1].signal("CONT");
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["complete"], false);
+    let id = answer["id"].as_str().expect("id").to_owned();
+    let states: Vec<(&str, &str)> = answer["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| (e["id"].as_str().expect("id"), e["state"].as_str().expect("state")))
+        .collect();
+    assert_eq!(states, [("a", "applied"), ("b", "pending")]);
+
+    // Resumed, `b` reads the entry waiting in its stream and applies it; the heartbeat interval
+    // (5 s) is longer than this wait, and `b`'s cache shows it applied.
+    until("b applied the purge", Duration::from_secs(4), || async {
+        (fleet.api.edge_state(&id, "b").await.as_deref() == Some("applied")).then_some(())
+    })
+    .await;
+    let got = get(&fleet.addr(1), "cdn.example", "/z/1").await;
+    assert!(!got.hit(), "b refetches the purged object: {got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_control_plane_restarts_with_its_log_and_edges_resume() {
+    let mut fleet = Fleet::start().await;
+    fleet.warm(&[("cdn.example", "/k/1"), ("cdn.example", "/k/2")]).await;
+    fleet.purge(json!({"files": ["http://cdn.example/nothing"]})).await;
+    let port = fleet.api.base.rsplit(':').next().expect("port").to_owned();
+
+    fleet.control.kill();
+    // The edges keep serving from their caches while the control plane is down.
+    assert_eq!(fleet.hits("cdn.example", "/k/1").await, [true, true]);
+
+    let file = fleet.dir.path().join("control.toml");
+    let text =
+        std::fs::read_to_string(&file).expect("config").replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(&file, text).expect("config");
+    let mut cmd = util::stratus();
+    cmd.args(["control", "--config"]).arg(&file).env("STRATUS_TOKEN", TOKEN);
+    fleet.control = Proc::start(cmd, &["control api"]);
+    assert_eq!(fleet.api.head().await, 1, "the log survived SIGKILL");
+    fleet.until_following().await;
+
+    // Both edges resumed after entry 1: nothing was replayed or reset (their caches are intact)
+    // and the next purge is applied by both.
+    let (_, list) = fleet.api.get("/v1/edges").await;
+    for edge in list["edges"].as_array().expect("edges") {
+        assert_eq!(edge["applied"], 1, "{edge}");
+    }
+    assert_eq!(fleet.hits("cdn.example", "/k/2").await, [true, true], "no reset dropped the caches");
+    fleet.purge(json!({"files": ["http://cdn.example/k/1"]})).await;
+    assert_eq!(fleet.hits("cdn.example", "/k/1").await, [false, false]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_token_purges_nothing_on_any_edge() {
+    let fleet = Fleet::start().await;
+    fleet.warm(&[("cdn.example", "/t/1")]).await;
+    let mut api = fleet.api.clone();
+    api.token = "not-the-token".into();
+    let (status, _) = api.post("/v1/purge?wait=1s", json!({"purge_everything": true})).await;
+    assert_eq!(status, 401);
+    assert_eq!(fleet.api.head().await, 0);
+    assert_eq!(fleet.hits("cdn.example", "/t/1").await, [true, true]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prewarm_makes_the_next_request_a_hit_on_both_edges() {
+    let fleet = Fleet::start().await;
+    let (status, answer) = fleet
+        .api
+        .post("/v1/prewarm", json!({"files": ["http://cdn.example/w/1", "http://cdn.example/w/2"]}))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    until("both edges fetched both objects", Duration::from_secs(10), || async {
+        (fleet.origin.full("/w/1") == 2 && fleet.origin.full("/w/2") == 2).then_some(())
+    })
+    .await;
+    assert_eq!(fleet.hits("cdn.example", "/w/1").await, [true, true]);
+    assert_eq!(fleet.hits("cdn.example", "/w/2").await, [true, true]);
+    assert_eq!(fleet.origin.full("/w/1"), 2, "served from the prewarmed copies");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_shows_both_edges_with_their_heartbeat_stats() {
+    let fleet = Fleet::start().await;
+    fleet.warm(&[("cdn.example", "/r/1")]).await;
+    let edges = until("heartbeats report the traffic", Duration::from_secs(15), || async {
+        let (_, list) = fleet.api.get("/v1/edges").await;
+        let edges = list["edges"].as_array()?.clone();
+        edges
+            .iter()
+            .all(|e| e["requests"].as_u64() >= Some(2) && e["hits"].as_u64() >= Some(1))
+            .then_some(edges)
+    })
+    .await;
+    for (edge, proc) in edges.iter().zip(&fleet.edges) {
+        assert_eq!(edge["url"], proc.url("edge http").as_str(), "{edge}");
+        assert_eq!(edge["live"], true);
+        assert_eq!(edge["lag"], 0);
+        assert!(edge["cache_bytes"].as_u64() > Some(0), "{edge}");
+        assert!(edge["version"].as_str().is_some_and(|v| !v.is_empty()), "{edge}");
+    }
+}
