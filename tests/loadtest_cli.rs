@@ -1,6 +1,7 @@
 //! `stratus loadtest` against a real HTTP server in the test process: exact `-n` counts over
 //! HTTP/1.1 and h2c, the JSON document against the text report, hit ratio from `Cache-Status`,
-//! errors by kind with the exit status, and a scenario whose purge step reaches the control API.
+//! errors by kind with the exit status, a scenario whose purge step reaches the control API,
+//! and HTTP/2 over TLS with ALPN.
 
 mod loadtest_server;
 mod util;
@@ -235,4 +236,30 @@ purge = {{ everything = true, prefixes = ["cdn.example/img/"] }}
     assert_eq!(scheduled(&phases[2]), 75);
     assert_eq!(phases[2]["rate"], serde_json::json!([100.0, 200.0]));
     assert_eq!(doc["mode"], "rate");
+}
+
+#[test]
+fn http2_over_tls_with_alpn_and_insecure_for_a_self_signed_certificate() {
+    let server = TestServer::start_tls();
+    let url = format!("{}/k/4", server.url);
+    let (code, doc) = json_run(&["--http2", "-k", "-c", "2", "--streams", "3", "-n", "120", &url]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["http"], "2");
+    assert_eq!(doc["responses"], 120);
+    assert_eq!(server.requests(), 120);
+    assert_eq!(server.h2_requests(), 120, "ALPN must have chosen h2");
+    assert_eq!(doc["cache"]["hits"], 120);
+
+    // HTTP/1.1 over the same TLS listener.
+    let (code, doc) = json_run(&["-k", "-c", "2", "-n", "30", &url]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["http"], "1.1");
+    assert_eq!(server.requests(), 150);
+    assert_eq!(server.h2_requests(), 120);
+
+    // Without --insecure the self-signed certificate is refused: every request fails to connect.
+    let (code, doc) = json_run(&["--http2", "-c", "1", "-n", "2", &url]);
+    assert_eq!(code, 1);
+    assert_eq!(doc["errors"]["connect"], 2);
+    assert_eq!(server.requests(), 150);
 }
