@@ -246,11 +246,8 @@ impl Report {
             None => self.distribution.clone(),
         };
         let streams = if self.streams > 1 { format!(" x {} streams", self.streams) } else { String::new() };
-        let _ = writeln!(
-            out,
-            "target      {} {} ({} URLs, {distribution})",
-            self.method, self.target, self.targets
-        );
+        let urls = if self.targets == 1 { "1 URL".to_owned() } else { format!("{} URLs", self.targets) };
+        let _ = writeln!(out, "target      {} {} ({urls}, {distribution})", self.method, self.target);
         let _ = writeln!(
             out,
             "load        {} connections{streams}, HTTP/{}, {} mode, timeout {}s",
