@@ -89,6 +89,7 @@ fn json_fields_are_present_and_match_the_text_report() {
         "cache",
         "phases",
         "purges",
+        "timeline",
         "ok",
     ] {
         assert!(doc.get(field).is_some(), "missing {field} in {doc}");
@@ -102,6 +103,9 @@ fn json_fields_are_present_and_match_the_text_report() {
     let l = &doc["latency_ms"];
     let ordered = ["min", "p50", "p90", "p99", "p99_9", "max"].map(|f| l[f].as_f64().expect("number"));
     assert!(ordered.windows(2).all(|w| w[0] <= w[1]), "percentiles out of order: {l}");
+    let timeline = doc["timeline"].as_array().expect("timeline");
+    let per_second: u64 = timeline.iter().map(|s| s["responses"].as_u64().expect("responses")).sum();
+    assert_eq!(per_second, 400, "the timeline counts every response once: {timeline:?}");
     assert_eq!(doc["distribution"], "zipf");
     assert_eq!(doc["mode"], "closed");
     assert_eq!(doc["ok"], true);
@@ -236,6 +240,13 @@ purge = {{ everything = true, prefixes = ["cdn.example/img/"] }}
     assert_eq!(scheduled(&phases[2]), 75);
     assert_eq!(phases[2]["rate"], serde_json::json!([100.0, 200.0]));
     assert_eq!(doc["mode"], "rate");
+
+    // The timeline covers the whole run, warm-up included, second by second.
+    let timeline = doc["timeline"].as_array().expect("timeline");
+    let per_second: u64 = timeline.iter().map(|s| s["responses"].as_u64().expect("responses")).sum();
+    let all: u64 = phases.iter().map(|p| p["responses"].as_u64().expect("responses")).sum();
+    assert_eq!(per_second, all);
+    assert!(timeline.iter().all(|s| s["hit_ratio"].as_f64().is_some()), "{timeline:?}");
 }
 
 #[test]

@@ -41,7 +41,7 @@ use std::path::PathBuf;
 
 pub use args::LoadtestArgs;
 pub use purge::PurgeResult;
-pub use report::{Cache, Errors, Latency, PhaseReport, Report, Summary};
+pub use report::{Cache, Errors, Latency, PhaseReport, Report, SecondReport, Summary};
 use stratus_config::Secret;
 
 /// Errors of the load generator: all are about setting the run up; failures of individual

@@ -16,8 +16,8 @@ use crate::Error;
 use crate::connect::Connector;
 use crate::plan::{Length, Plan};
 use crate::purge::{self, PurgeResult};
-use crate::report::{PhaseReport, Report, Summary};
-use crate::stats::Stats;
+use crate::report::{PhaseReport, Report, SecondReport, Summary};
+use crate::stats::{Seconds, Stats};
 use crate::targets::Pick;
 use crate::worker::{Progress, Shared, Worker, connection_task};
 
@@ -176,6 +176,11 @@ fn build_report(
             summary: Summary::new(&stats, secs, bytes, phase.rate.is_some()),
         });
     }
+    let mut seconds = Seconds::default();
+    for w in workers {
+        seconds.merge(&w.seconds);
+    }
+    let per_second = seconds.0.iter().enumerate().map(|(t, s)| SecondReport::new(t as u64, s)).collect();
     let rated = plan.phases.iter().filter(|p| !p.warmup && p.rate.is_some()).count();
     let measured = plan.phases.iter().filter(|p| !p.warmup).count();
     let mode = match rated {
@@ -205,6 +210,7 @@ fn build_report(
         totals,
         phases,
         purges,
+        timeline: per_second,
         ok,
     }
 }

@@ -173,6 +173,50 @@ impl Stats {
     }
 }
 
+/// What happened during one second of the run (by completion time), for the timeline.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Second {
+    pub responses: u64,
+    pub failures: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub latency_sum_us: u64,
+    pub latency_max_us: u64,
+}
+
+impl Second {
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &Second) {
+        self.responses += other.responses;
+        self.failures += other.failures;
+        self.hits += other.hits;
+        self.misses += other.misses;
+        self.latency_sum_us += other.latency_sum_us;
+        self.latency_max_us = self.latency_max_us.max(other.latency_max_us);
+    }
+}
+
+/// Per-second counters of one worker, indexed by whole seconds since the start.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Seconds(pub Vec<Second>);
+
+impl Seconds {
+    /// The slot for `second`, growing the list as the run goes on.
+    pub fn at(&mut self, second: usize) -> &mut Second {
+        if second >= self.0.len() {
+            self.0.resize(second + 1, Second::default());
+        }
+        &mut self.0[second]
+    }
+
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &Seconds) {
+        for (i, s) in other.0.iter().enumerate() {
+            self.at(i).merge(s);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use crate::connect::{Connector, Driver, Sender};
 use crate::plan::{Length, Plan};
 use crate::schedule::share;
-use crate::stats::{CacheResult, Failure, Stats, classify};
+use crate::stats::{CacheResult, Failure, Seconds, Stats, classify};
 use crate::targets::Sampler;
 
 /// Pause after a failed connect in closed-loop mode, so a dead target is not spun on.
@@ -60,6 +60,8 @@ pub(crate) struct Worker {
     pub stats: Vec<Stats>,
     /// Time of the last response by phase.
     pub last: Vec<Option<Instant>>,
+    /// Counters by second of the run, for the timeline.
+    pub seconds: Seconds,
 }
 
 impl Worker {
@@ -73,6 +75,7 @@ impl Worker {
             pending: None,
             stats: plan.phases.iter().map(|_| Stats::default()).collect(),
             last: vec![None; plan.phases.len()],
+            seconds: Seconds::default(),
         })
     }
 
@@ -317,6 +320,15 @@ async fn work(
                 let service = slot.intended.map(|_| micros(done - sent));
                 stats.response(status, cache, body, latency, service);
                 w.last[slot.phase] = Some(done);
+                let second = w.seconds.at(second_of(timeline, done));
+                second.responses += 1;
+                second.latency_sum_us += latency;
+                second.latency_max_us = second.latency_max_us.max(latency);
+                match cache {
+                    CacheResult::Hit => second.hits += 1,
+                    CacheResult::Miss => second.misses += 1,
+                    CacheResult::Unknown => {}
+                }
                 progress.responses.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
@@ -325,6 +337,7 @@ async fn work(
         };
         stats.failure(failure);
         w.last[slot.phase] = Some(done);
+        w.seconds.at(second_of(timeline, done)).failures += 1;
         progress.failures.fetch_add(1, Ordering::Relaxed);
         // An HTTP/1.1 connection is unusable after a failed exchange (a late response would
         // be read as the next one's); HTTP/2 only lost the stream unless the connection died.
@@ -375,6 +388,11 @@ async fn exchange(
         }
     }
     Ok((status, cache, bytes))
+}
+
+/// Whole seconds from the start of the run to `at`.
+fn second_of(timeline: &[(Instant, Option<Instant>)], at: Instant) -> usize {
+    timeline.first().map_or(0, |t| at.saturating_duration_since(t.0).as_secs() as usize)
 }
 
 fn micros(d: Duration) -> u64 {
