@@ -43,6 +43,9 @@ pub(crate) struct Progress {
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     phase: usize,
+    /// When its phase starts: a worker that finished its share of one phase early must not
+    /// send the next phase's requests before that phase begins.
+    start: Instant,
     /// Intended send time (rate mode).
     intended: Option<Instant>,
 }
@@ -99,7 +102,8 @@ impl Worker {
                 let k = self.id + self.sent * workers;
                 if k < total && !over {
                     self.sent += 1;
-                    return Some(Slot { phase: self.phase, intended: Some(start + schedule.offset(k)) });
+                    let intended = Some(start + schedule.offset(k));
+                    return Some(Slot { phase: self.phase, start, intended });
                 }
                 // Time is up with requests still scheduled: the target could not keep up.
                 self.stats[self.phase].unsent += share(total, workers, self.id).saturating_sub(self.sent);
@@ -111,7 +115,7 @@ impl Worker {
                     Length::Time(_) => true,
                 };
                 if ticket {
-                    return Some(Slot { phase: self.phase, intended: None });
+                    return Some(Slot { phase: self.phase, start, intended: None });
                 }
             }
             self.phase += 1;
@@ -197,9 +201,11 @@ pub(crate) async fn connection_task(
                     if next.is_empty() {
                         return workers;
                     }
-                    match next.iter().filter_map(|s| s.intended).min() {
-                        Some(at) if next.iter().all(|s| s.intended.is_some()) => wait_until(at).await,
-                        _ => tokio::time::sleep(CONNECT_BACKOFF).await,
+                    let at = next.iter().map(|s| s.intended.unwrap_or(s.start)).min().unwrap_or(t0);
+                    if next.iter().all(|s| s.intended.is_some()) || at > Instant::now() {
+                        wait_until(at).await;
+                    } else {
+                        tokio::time::sleep(CONNECT_BACKOFF).await;
                     }
                     continue;
                 }
@@ -279,9 +285,8 @@ async fn work(
                 None => return Flow::Done,
             },
         };
-        if let Some(at) = slot.intended
-            && at > Instant::now()
-        {
+        let at = slot.intended.unwrap_or(slot.start);
+        if at > Instant::now() {
             wait_until(at).await;
             if !ready(sender).await {
                 // Closed while idle (keep-alive timeout): send this slot on a new connection.
