@@ -274,3 +274,44 @@ fn http2_over_tls_with_alpn_and_insecure_for_a_self_signed_certificate() {
     assert_eq!(doc["errors"]["connect"], 2);
     assert_eq!(server.requests(), 150);
 }
+
+#[test]
+fn url_file_method_headers_body_and_warmup() {
+    let server = TestServer::start();
+    let dir = tempdir();
+    let file = write_file(
+        dir.path(),
+        "urls.txt",
+        &format!("# two targets, requested in turn\n{0}/a\n\n{0}/b\n", server.url),
+    );
+    let (code, doc) = json_run(&[
+        "--url-file",
+        file.to_str().expect("utf-8"),
+        "-m",
+        "post",
+        "-H",
+        "X-Load: yes",
+        "-b",
+        "hello",
+        "-c",
+        "2",
+        "-n",
+        "40",
+    ]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["targets"], 2);
+    assert_eq!(doc["method"], "POST");
+    assert_eq!(server.seen("POST /a yes hello"), 20);
+    assert_eq!(server.seen("POST /b yes hello"), 20);
+
+    // A warm-up runs first on the same connections and stays out of the totals.
+    let before = server.requests();
+    let url = format!("{}/k/8", server.url);
+    let (code, doc) = json_run(&["--warmup", "300ms", "-c", "2", "-n", "50", &url]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["requests"], 50);
+    let warmup = doc["phases"][0]["requests"].as_u64().expect("warm-up requests");
+    assert_eq!(doc["phases"][0]["warmup"], true);
+    assert!(warmup > 0, "{doc}");
+    assert_eq!(server.requests() - before, 50 + warmup);
+}

@@ -37,6 +37,8 @@ struct State {
     /// Requests arriving before this wait until it.
     stall_until: Mutex<Option<Instant>>,
     purges: Mutex<Vec<Purge>>,
+    /// Requests by `METHOD path x-load body`, to check what the generator sent.
+    seen: Mutex<std::collections::HashMap<String, u64>>,
 }
 
 /// The server; it stops when dropped.
@@ -119,6 +121,11 @@ impl TestServer {
         self.state.requests.load(Ordering::SeqCst)
     }
 
+    /// How many requests came as `METHOD path x-load body` (`x-load` header, body as text).
+    pub fn seen(&self, what: &str) -> u64 {
+        self.state.seen.lock().expect("lock").get(what).copied().unwrap_or(0)
+    }
+
     /// Requests that came over HTTP/2.
     pub fn h2_requests(&self) -> u64 {
         self.state.h2_requests.load(Ordering::SeqCst)
@@ -156,6 +163,14 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
         state.purges.lock().expect("lock").push(Purge { authorization, body });
         let resp = Response::builder().status(202).body(Full::new(Bytes::from_static(b"{\"id\":\"p-1\"}")));
         return Ok(resp.expect("response"));
+    }
+    if let Some(tag) = req.headers().get("x-load").and_then(|v| v.to_str().ok()).map(str::to_owned) {
+        let method = req.method().clone();
+        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let key = format!("{method} {path} {tag} {}", String::from_utf8_lossy(&body));
+        *state.seen.lock().expect("lock").entry(key).or_default() += 1;
+        state.requests.fetch_add(1, Ordering::SeqCst);
+        return Ok(Response::new(Full::new(Bytes::from_static(b"ok"))));
     }
     if req.version() == http::Version::HTTP_2 {
         state.h2_requests.fetch_add(1, Ordering::SeqCst);
