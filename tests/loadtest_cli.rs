@@ -315,3 +315,30 @@ fn url_file_method_headers_body_and_warmup() {
     assert!(warmup > 0, "{doc}");
     assert_eq!(server.requests() - before, 50 + warmup);
 }
+
+#[test]
+fn ctrl_c_ends_the_run_early_and_still_prints_the_report() {
+    let server = TestServer::start();
+    let url = format!("{}/k/6", server.url);
+    let child = util::stratus()
+        .args(["loadtest", "--json", "-c", "2", "-d", "60s", &url])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn stratus loadtest");
+    util::eventually("load reaching the server", std::time::Duration::from_secs(30), || {
+        (server.requests() >= 100).then_some(())
+    });
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    assert!(status.is_ok_and(|s| s.success()), "kill -INT failed");
+    let out = child.wait_with_output().expect("wait for stratus");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_str(&text).expect("JSON report after Ctrl-C");
+    assert_eq!(doc["interrupted"], true);
+    let responses = doc["responses"].as_u64().expect("responses");
+    assert!(responses >= 100, "{doc}");
+    assert_eq!(responses, server.requests(), "every request sent was answered and counted");
+    assert!(doc["duration_s"].as_f64().expect("duration") < 60.0, "{doc}");
+}

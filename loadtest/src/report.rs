@@ -204,6 +204,8 @@ pub struct Report {
     pub purges: Vec<PurgeResult>,
     /// Second by second: how a purge or a ramp plays out within a phase.
     pub timeline: Vec<SecondReport>,
+    /// The run was cut short by Ctrl-C (SIGINT); the figures cover it until then.
+    pub interrupted: bool,
     /// What the exit status says: the run completed with at least one response (and, with
     /// `--fail-on-errors`, without errors).
     pub ok: bool,
@@ -292,6 +294,9 @@ impl Report {
             t.rps,
             bytes_human(t.bytes_per_s)
         );
+        if self.interrupted {
+            let _ = writeln!(out, "interrupted by Ctrl-C: the figures cover the run until then");
+        }
         let _ = writeln!(out, "errors      {}", errors_line(&t.errors));
         let _ = writeln!(out, "latency     {}", latency_line(t.latency_ms.as_ref()));
         if let Some(s) = &t.service_time_ms {

@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     pub connector: Connector,
     /// Requests left in closed-loop phases bounded by a count (`-n`), by phase.
     pub tickets: Vec<AtomicU64>,
+    /// Set on Ctrl-C: workers send nothing new, in-flight requests finish, the report is printed.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 /// Live counters for the progress line: written by one task, read once a second.
@@ -90,6 +92,9 @@ impl Worker {
         timeline: &[(Instant, Option<Instant>)],
     ) -> Option<Slot> {
         let workers = shared.plan.workers() as u64;
+        if shared.stop.is_cancelled() {
+            return None;
+        }
         loop {
             let phase = shared.plan.phases.get(self.phase)?;
             let (start, end) = timeline[self.phase];
@@ -287,7 +292,10 @@ async fn work(
         };
         let at = slot.intended.unwrap_or(slot.start);
         if at > Instant::now() {
-            wait_until(at).await;
+            tokio::select! {
+                () = wait_until(at) => {}
+                () = shared.stop.cancelled() => return Flow::Done,
+            }
             if !ready(sender).await {
                 // Closed while idle (keep-alive timeout): send this slot on a new connection.
                 w.pending = Some(slot);
