@@ -4,7 +4,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use stratus_config::Secret;
@@ -29,7 +29,7 @@ pub(crate) async fn execute(plan: Plan, token: Option<Secret>) -> Result<Report,
         .iter()
         .map(|p| AtomicU64::new(if let (Length::Count(n), None) = (p.length, p.rate) { n } else { 0 }))
         .collect();
-    let shared = Arc::new(Shared { plan, connector, tickets, stop: CancellationToken::new() });
+    let shared = Arc::new(Shared { plan, connector, tickets, stop: AtomicBool::new(false) });
     let plan = &shared.plan;
 
     let (start_tx, start_rx) = watch::channel(None);
@@ -73,12 +73,12 @@ pub(crate) async fn execute(plan: Plan, token: Option<Secret>) -> Result<Report,
     // Ctrl-C ends the run early, like oha: the report covers what was done until then.
     let interrupted = Arc::new(std::sync::OnceLock::new());
     let on_signal = {
-        let (stop, interrupted) = (shared.stop.clone(), interrupted.clone());
+        let (shared, interrupted) = (shared.clone(), interrupted.clone());
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 let _ = interrupted.set(Instant::now());
                 tracing::info!("interrupted: finishing the requests in flight");
-                stop.cancel();
+                shared.stop.store(true, Ordering::Relaxed);
             }
         })
     };

@@ -4,7 +4,7 @@
 
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
@@ -23,6 +23,9 @@ const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
 /// How long before an intended send time the timer hands over to yielding (see `wait_until`).
 const SPIN: Duration = Duration::from_millis(1);
 
+/// How often a long wait checks for Ctrl-C.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
 /// What every connection task shares (read-only, or atomics that are touched rarely).
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -30,8 +33,9 @@ pub(crate) struct Shared {
     pub connector: Connector,
     /// Requests left in closed-loop phases bounded by a count (`-n`), by phase.
     pub tickets: Vec<AtomicU64>,
-    /// Set on Ctrl-C: workers send nothing new, in-flight requests finish, the report is printed.
-    pub stop: tokio_util::sync::CancellationToken,
+    /// Set on Ctrl-C: workers send nothing new, in-flight requests finish, the report is
+    /// printed. A plain flag: `CancellationToken::is_cancelled` takes a mutex.
+    pub stop: AtomicBool,
 }
 
 /// Live counters for the progress line: written by one task, read once a second.
@@ -92,7 +96,7 @@ impl Worker {
         timeline: &[(Instant, Option<Instant>)],
     ) -> Option<Slot> {
         let workers = shared.plan.workers() as u64;
-        if shared.stop.is_cancelled() {
+        if shared.stop.load(Ordering::Relaxed) {
             return None;
         }
         loop {
@@ -208,7 +212,7 @@ pub(crate) async fn connection_task(
                     }
                     let at = next.iter().map(|s| s.intended.unwrap_or(s.start)).min().unwrap_or(t0);
                     if next.iter().all(|s| s.intended.is_some()) || at > Instant::now() {
-                        wait_until(at).await;
+                        wait_until(at, &shared.stop).await;
                     } else {
                         tokio::time::sleep(CONNECT_BACKOFF).await;
                     }
@@ -292,9 +296,8 @@ async fn work(
         };
         let at = slot.intended.unwrap_or(slot.start);
         if at > Instant::now() {
-            tokio::select! {
-                () = wait_until(at) => {}
-                () = shared.stop.cancelled() => return Flow::Done,
+            if !wait_until(at, &shared.stop).await {
+                return Flow::Done;
             }
             if !ready(sender).await {
                 // Closed while idle (keep-alive timeout): send this slot on a new connection.
@@ -363,16 +366,21 @@ async fn work(
 /// Sleeps until `at` with sub-millisecond precision: tokio's timer fires on millisecond ticks
 /// (up to 1 ms late), and that lateness would be charged to the server as latency. So sleep
 /// until a tick before `at`, then yield to the scheduler until `at` — I/O is still polled
-/// between yields, and the spin lasts at most [`SPIN`].
-async fn wait_until(at: Instant) {
-    if let Some(early) = at.checked_sub(SPIN)
-        && early > Instant::now()
-    {
-        tokio::time::sleep_until(early.into()).await;
+/// between yields, and the spin lasts at most [`SPIN`]. Long waits (a phase that starts later)
+/// wake every [`STOP_CHECK`] to notice Ctrl-C; returns `false` when stopped.
+async fn wait_until(at: Instant, stop: &AtomicBool) -> bool {
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = Instant::now();
+        let Some(early) = at.checked_sub(SPIN).filter(|e| *e > now) else { break };
+        tokio::time::sleep_until(early.min(now + STOP_CHECK).into()).await;
     }
     while Instant::now() < at {
         tokio::task::yield_now().await;
     }
+    true
 }
 
 async fn ready(sender: &mut Sender) -> bool {
