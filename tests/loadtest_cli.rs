@@ -1,6 +1,7 @@
 //! `stratus loadtest` against a real HTTP server in the test process: exact `-n` counts over
 //! HTTP/1.1 and h2c, the JSON document against the text report, hit ratio from `Cache-Status`,
-//! errors by kind with the exit status, and a scenario whose purge step reaches the control API.
+//! errors by kind with the exit status, a scenario whose purge step reaches the control API,
+//! and HTTP/2 over TLS with ALPN.
 
 mod loadtest_server;
 mod util;
@@ -88,6 +89,7 @@ fn json_fields_are_present_and_match_the_text_report() {
         "cache",
         "phases",
         "purges",
+        "timeline",
         "ok",
     ] {
         assert!(doc.get(field).is_some(), "missing {field} in {doc}");
@@ -101,6 +103,9 @@ fn json_fields_are_present_and_match_the_text_report() {
     let l = &doc["latency_ms"];
     let ordered = ["min", "p50", "p90", "p99", "p99_9", "max"].map(|f| l[f].as_f64().expect("number"));
     assert!(ordered.windows(2).all(|w| w[0] <= w[1]), "percentiles out of order: {l}");
+    let timeline = doc["timeline"].as_array().expect("timeline");
+    let per_second: u64 = timeline.iter().map(|s| s["responses"].as_u64().expect("responses")).sum();
+    assert_eq!(per_second, 400, "the timeline counts every response once: {timeline:?}");
     assert_eq!(doc["distribution"], "zipf");
     assert_eq!(doc["mode"], "closed");
     assert_eq!(doc["ok"], true);
@@ -235,4 +240,105 @@ purge = {{ everything = true, prefixes = ["cdn.example/img/"] }}
     assert_eq!(scheduled(&phases[2]), 75);
     assert_eq!(phases[2]["rate"], serde_json::json!([100.0, 200.0]));
     assert_eq!(doc["mode"], "rate");
+
+    // The timeline covers the whole run, warm-up included, second by second.
+    let timeline = doc["timeline"].as_array().expect("timeline");
+    let per_second: u64 = timeline.iter().map(|s| s["responses"].as_u64().expect("responses")).sum();
+    let all: u64 = phases.iter().map(|p| p["responses"].as_u64().expect("responses")).sum();
+    assert_eq!(per_second, all);
+    assert!(timeline.iter().all(|s| s["hit_ratio"].as_f64().is_some()), "{timeline:?}");
+}
+
+#[test]
+fn http2_over_tls_with_alpn_and_insecure_for_a_self_signed_certificate() {
+    let server = TestServer::start_tls();
+    let url = format!("{}/k/4", server.url);
+    let (code, doc) = json_run(&["--http2", "-k", "-c", "2", "--streams", "3", "-n", "120", &url]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["http"], "2");
+    assert_eq!(doc["responses"], 120);
+    assert_eq!(server.requests(), 120);
+    assert_eq!(server.h2_requests(), 120, "ALPN must have chosen h2");
+    assert_eq!(doc["cache"]["hits"], 120);
+
+    // HTTP/1.1 over the same TLS listener.
+    let (code, doc) = json_run(&["-k", "-c", "2", "-n", "30", &url]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["http"], "1.1");
+    assert_eq!(server.requests(), 150);
+    assert_eq!(server.h2_requests(), 120);
+
+    // Without --insecure the self-signed certificate is refused: every request fails to connect.
+    let (code, doc) = json_run(&["--http2", "-c", "1", "-n", "2", &url]);
+    assert_eq!(code, 1);
+    assert_eq!(doc["errors"]["connect"], 2);
+    assert_eq!(server.requests(), 150);
+}
+
+#[test]
+fn url_file_method_headers_body_and_warmup() {
+    let server = TestServer::start();
+    let dir = tempdir();
+    let file = write_file(
+        dir.path(),
+        "urls.txt",
+        &format!("# two targets, requested in turn\n{0}/a\n\n{0}/b\n", server.url),
+    );
+    let (code, doc) = json_run(&[
+        "--url-file",
+        file.to_str().expect("utf-8"),
+        "-m",
+        "post",
+        "-H",
+        "X-Load: yes",
+        "-b",
+        "hello",
+        "-c",
+        "2",
+        "-n",
+        "40",
+    ]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["targets"], 2);
+    assert_eq!(doc["method"], "POST");
+    assert_eq!(server.seen("POST /a yes hello"), 20);
+    assert_eq!(server.seen("POST /b yes hello"), 20);
+
+    // A warm-up runs first on the same connections and stays out of the totals.
+    let before = server.requests();
+    let url = format!("{}/k/8", server.url);
+    let (code, doc) = json_run(&["--warmup", "300ms", "-c", "2", "-n", "50", &url]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["requests"], 50);
+    let warmup = doc["phases"][0]["requests"].as_u64().expect("warm-up requests");
+    assert_eq!(doc["phases"][0]["warmup"], true);
+    assert!(warmup > 0, "{doc}");
+    assert_eq!(server.requests() - before, 50 + warmup);
+}
+
+#[test]
+fn ctrl_c_ends_the_run_early_and_still_prints_the_report() {
+    let server = TestServer::start();
+    let url = format!("{}/k/6", server.url);
+    let child = util::stratus()
+        .args(["loadtest", "--json", "-c", "2", "-d", "60s", &url])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn stratus loadtest");
+    util::eventually("load reaching the server", std::time::Duration::from_secs(30), || {
+        (server.requests() >= 100).then_some(())
+    });
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    assert!(status.is_ok_and(|s| s.success()), "kill -INT failed");
+    let out = child.wait_with_output().expect("wait for stratus");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_str(&text).expect("JSON report after Ctrl-C");
+    assert_eq!(doc["interrupted"], true);
+    let responses = doc["responses"].as_u64().expect("responses");
+    assert!(responses >= 100, "{doc}");
+    assert_eq!(responses, server.requests(), "every request sent was answered and counted");
+    assert!(doc["duration_s"].as_f64().expect("duration") < 60.0, "{doc}");
 }

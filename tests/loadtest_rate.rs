@@ -46,6 +46,7 @@ fn a_server_stall_shows_in_p99_measured_from_intended_send_times() {
     assert_eq!(doc["errors"]["total"], 0, "{doc}");
     let latency = &doc["latency_ms"];
     let service = &doc["service_time_ms"];
+    eprintln!("latency from intended send: {latency}\nservice time from actual send: {service}");
     // ~60 requests were due during the stall and waited up to 300 ms from their intended time.
     assert!(num(&latency["p99"]) >= 200.0, "the stall is missing from p99: {latency}");
     assert!(num(&latency["max"]) >= 280.0, "{latency}");

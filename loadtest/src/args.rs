@@ -46,7 +46,7 @@ pub struct LoadtestArgs {
     /// intended send time (coordinated-omission corrected, as wrk2). Closed loop when unset.
     #[arg(long, value_name = "R")]
     pub rate: Option<f64>,
-    /// Warm-up before measuring: same load, results left out of the report.
+    /// Warm-up before measuring: same load, left out of the totals.
     #[arg(long, value_name = "DURATION")]
     pub warmup: Option<Duration>,
     /// Speak HTTP/2: prior knowledge (h2c) for http://, ALPN h2 for https://.
@@ -76,7 +76,7 @@ pub struct LoadtestArgs {
     /// Exit 1 when any request failed or got a 4xx/5xx answer (for CI gates).
     #[arg(long)]
     pub fail_on_errors: bool,
-    /// Scenario file (TOML, its [loadtest] section): target, phases, purge steps.
+    /// Scenario file (TOML, its `[loadtest]` section): target, phases, purge steps.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["urls", "url_file", "base", "requests", "rate", "warmup"])]
     pub scenario: Option<PathBuf>,
 }

@@ -16,13 +16,16 @@
 //! Design choices, where the issue left room (user-facing details in `docs/loadtest.md`):
 //! - **Never the bottleneck.** One task per connection polls the connection and its worker
 //!   together; requests are precomputed (`Uri`s built once, bodies are refcounted `Bytes`);
-//!   each worker owns its histograms and counters, merged once at the end; the only shared
-//!   writes are one relaxed atomic per request for `-n` tickets and the progress line.
+//!   each worker owns its histograms and counters, merged once at the end; per request the
+//!   only atomics are relaxed adds on counters its own connection owns (progress, wire bytes)
+//!   and, for closed-loop `-n`, one shared ticket counter. Timeouts use one watchdog timer per
+//!   worker rather than a timer per request.
 //! - **Exact counts.** `-n N` sends exactly N requests: closed loop takes tickets from one
 //!   counter; rate mode deals request `k` to worker `k mod W` of a fixed schedule.
 //! - **Warm-up** runs the same load first (connections stay open) and is left out of totals.
 //! - **Hit ratio** counts a response as a hit when any `Cache-Status` member carries `hit`
 //!   (else when `X-Cache` starts with `HIT`); responses without either are not in the ratio.
+//! - **Ctrl-C** ends the run early and still prints the report, as oha does.
 //! - **Exit status** follows wrk and oha: errors are reported, not fatal; the run fails only
 //!   when nothing answered, or with `--fail-on-errors` when any request failed.
 
@@ -41,7 +44,7 @@ use std::path::PathBuf;
 
 pub use args::LoadtestArgs;
 pub use purge::PurgeResult;
-pub use report::{Cache, Errors, Latency, PhaseReport, Report, Summary};
+pub use report::{Cache, Errors, Latency, PhaseReport, Report, SecondReport, Summary};
 use stratus_config::Secret;
 
 /// Errors of the load generator: all are about setting the run up; failures of individual

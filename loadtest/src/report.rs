@@ -137,6 +137,34 @@ impl Summary {
     }
 }
 
+/// One second of the run (by completion time, warm-up included).
+#[derive(Debug, Clone, Serialize)]
+pub struct SecondReport {
+    /// Seconds since the start: this entry covers `[t, t+1)`.
+    pub t: u64,
+    pub responses: u64,
+    /// Requests that failed without a response.
+    pub failures: u64,
+    /// `hits / (hits + misses)` of the responses in this second; `null` without cache headers.
+    pub hit_ratio: Option<f64>,
+    pub mean_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+}
+
+impl SecondReport {
+    pub(crate) fn new(t: u64, s: &crate::stats::Second) -> Self {
+        let known = s.hits + s.misses;
+        Self {
+            t,
+            responses: s.responses,
+            failures: s.failures,
+            hit_ratio: (known > 0).then(|| s.hits as f64 / known as f64),
+            mean_ms: (s.responses > 0).then(|| s.latency_sum_us as f64 / s.responses as f64 / 1e3),
+            max_ms: (s.responses > 0).then(|| s.latency_max_us as f64 / 1e3),
+        }
+    }
+}
+
 /// One phase in the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct PhaseReport {
@@ -174,6 +202,10 @@ pub struct Report {
     pub totals: Summary,
     pub phases: Vec<PhaseReport>,
     pub purges: Vec<PurgeResult>,
+    /// Second by second: how a purge or a ramp plays out within a phase.
+    pub timeline: Vec<SecondReport>,
+    /// The run was cut short by Ctrl-C (SIGINT); the figures cover it until then.
+    pub interrupted: bool,
     /// What the exit status says: the run completed with at least one response (and, with
     /// `--fail-on-errors`, without errors).
     pub ok: bool,
@@ -246,11 +278,8 @@ impl Report {
             None => self.distribution.clone(),
         };
         let streams = if self.streams > 1 { format!(" x {} streams", self.streams) } else { String::new() };
-        let _ = writeln!(
-            out,
-            "target      {} {} ({} URLs, {distribution})",
-            self.method, self.target, self.targets
-        );
+        let urls = if self.targets == 1 { "1 URL".to_owned() } else { format!("{} URLs", self.targets) };
+        let _ = writeln!(out, "target      {} {} ({urls}, {distribution})", self.method, self.target);
         let _ = writeln!(
             out,
             "load        {} connections{streams}, HTTP/{}, {} mode, timeout {}s",
@@ -265,6 +294,9 @@ impl Report {
             t.rps,
             bytes_human(t.bytes_per_s)
         );
+        if self.interrupted {
+            let _ = writeln!(out, "interrupted by Ctrl-C: the figures cover the run until then");
+        }
         let _ = writeln!(out, "errors      {}", errors_line(&t.errors));
         let _ = writeln!(out, "latency     {}", latency_line(t.latency_ms.as_ref()));
         if let Some(s) = &t.service_time_ms {

@@ -4,7 +4,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use stratus_config::Secret;
@@ -16,8 +16,8 @@ use crate::Error;
 use crate::connect::Connector;
 use crate::plan::{Length, Plan};
 use crate::purge::{self, PurgeResult};
-use crate::report::{PhaseReport, Report, Summary};
-use crate::stats::Stats;
+use crate::report::{PhaseReport, Report, SecondReport, Summary};
+use crate::stats::{Seconds, Stats};
 use crate::targets::Pick;
 use crate::worker::{Progress, Shared, Worker, connection_task};
 
@@ -29,7 +29,7 @@ pub(crate) async fn execute(plan: Plan, token: Option<Secret>) -> Result<Report,
         .iter()
         .map(|p| AtomicU64::new(if let (Length::Count(n), None) = (p.length, p.rate) { n } else { 0 }))
         .collect();
-    let shared = Arc::new(Shared { plan, connector, tickets });
+    let shared = Arc::new(Shared { plan, connector, tickets, stop: AtomicBool::new(false) });
     let plan = &shared.plan;
 
     let (start_tx, start_rx) = watch::channel(None);
@@ -70,6 +70,18 @@ pub(crate) async fn execute(plan: Plan, token: Option<Secret>) -> Result<Report,
         }
     }
 
+    // Ctrl-C ends the run early, like oha: the report covers what was done until then.
+    let interrupted = Arc::new(std::sync::OnceLock::new());
+    let on_signal = {
+        let (shared, interrupted) = (shared.clone(), interrupted.clone());
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = interrupted.set(Instant::now());
+                tracing::info!("interrupted: finishing the requests in flight");
+                shared.stop.store(true, Ordering::Relaxed);
+            }
+        })
+    };
     let stop = CancellationToken::new();
     let names: Vec<String> = plan.phases.iter().map(|p| p.name.clone()).collect();
     let monitor = tokio::spawn(monitor(timeline.clone(), names, read_total, progress, stop.clone()));
@@ -79,11 +91,13 @@ pub(crate) async fn execute(plan: Plan, token: Option<Secret>) -> Result<Report,
         workers.extend(done.map_err(|e| Error::Internal(format!("a connection task failed: {e}")))?);
     }
     stop.cancel();
+    on_signal.abort();
     let bytes_at = monitor.await.map_err(|e| Error::Internal(format!("the monitor failed: {e}")))?;
     let mut purge_results: Vec<PurgeResult> = purges.join_all().await;
     purge_results.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
 
-    Ok(build_report(plan, &workers, &timeline, bytes_at_start, &bytes_at, purge_results))
+    let interrupted = interrupted.get().copied();
+    Ok(build_report(plan, &workers, &timeline, interrupted, bytes_at_start, &bytes_at, purge_results))
 }
 
 /// Takes wire-byte snapshots at phase ends and draws the progress line; returns the snapshot
@@ -139,6 +153,7 @@ fn build_report(
     plan: &Plan,
     workers: &[Worker],
     timeline: &[(Instant, Option<Instant>)],
+    interrupted: Option<Instant>,
     bytes_at_start: u64,
     bytes_at: &[u64],
     purges: Vec<PurgeResult>,
@@ -154,6 +169,11 @@ fn build_report(
             last = last.max(w.last[i]);
         }
         let (start, end) = timeline[i];
+        // An interrupted phase ended at the interruption (phases after it never started).
+        let end = match (end, interrupted) {
+            (Some(end), Some(at)) => Some(end.min(at.max(start))),
+            (end, _) => end,
+        };
         // A timed phase lasts its length, or until its last answer if that came later.
         let until = match (end, last) {
             (Some(end), Some(last)) => end.max(last),
@@ -176,6 +196,11 @@ fn build_report(
             summary: Summary::new(&stats, secs, bytes, phase.rate.is_some()),
         });
     }
+    let mut seconds = Seconds::default();
+    for w in workers {
+        seconds.merge(&w.seconds);
+    }
+    let per_second = seconds.0.iter().enumerate().map(|(t, s)| SecondReport::new(t as u64, s)).collect();
     let rated = plan.phases.iter().filter(|p| !p.warmup && p.rate.is_some()).count();
     let measured = plan.phases.iter().filter(|p| !p.warmup).count();
     let mode = match rated {
@@ -205,6 +230,8 @@ fn build_report(
         totals,
         phases,
         purges,
+        timeline: per_second,
+        interrupted: interrupted.is_some(),
         ok,
     }
 }

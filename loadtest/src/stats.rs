@@ -102,11 +102,21 @@ impl Default for Stats {
 }
 
 impl Stats {
-    /// Records a response; latencies in microseconds.
-    pub fn response(&mut self, status: u16, cache: CacheResult, body: u64, latency_us: u64, service_us: u64) {
+    /// Records a response; latencies in microseconds, `service_us` only in rate mode (in a
+    /// closed loop it equals the latency, and a second histogram write costs cache misses).
+    pub fn response(
+        &mut self,
+        status: u16,
+        cache: CacheResult,
+        body: u64,
+        latency_us: u64,
+        service_us: Option<u64>,
+    ) {
         // Auto-resizing histograms only refuse values above i64::MAX / 2 µs.
         let _ = self.latency.record(latency_us.max(1));
-        let _ = self.service.record(service_us.max(1));
+        if let Some(service) = service_us {
+            let _ = self.service.record(service.max(1));
+        }
         if let Some(slot) = self.status.get_mut(usize::from(status)) {
             *slot += 1;
         }
@@ -163,6 +173,50 @@ impl Stats {
     }
 }
 
+/// What happened during one second of the run (by completion time), for the timeline.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Second {
+    pub responses: u64,
+    pub failures: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub latency_sum_us: u64,
+    pub latency_max_us: u64,
+}
+
+impl Second {
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &Second) {
+        self.responses += other.responses;
+        self.failures += other.failures;
+        self.hits += other.hits;
+        self.misses += other.misses;
+        self.latency_sum_us += other.latency_sum_us;
+        self.latency_max_us = self.latency_max_us.max(other.latency_max_us);
+    }
+}
+
+/// Per-second counters of one worker, indexed by whole seconds since the start.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Seconds(pub Vec<Second>);
+
+impl Seconds {
+    /// The slot for `second`, growing the list as the run goes on.
+    pub fn at(&mut self, second: usize) -> &mut Second {
+        if second >= self.0.len() {
+            self.0.resize(second + 1, Second::default());
+        }
+        &mut self.0[second]
+    }
+
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &Seconds) {
+        for (i, s) in other.0.iter().enumerate() {
+            self.at(i).merge(s);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,10 +247,10 @@ mod tests {
     #[test]
     fn merging_adds_everything() {
         let mut a = Stats::default();
-        a.response(200, CacheResult::Hit, 10, 100, 90);
+        a.response(200, CacheResult::Hit, 10, 100, Some(90));
         a.failure(Failure::Timeout);
         let mut b = Stats::default();
-        b.response(404, CacheResult::Miss, 5, 300, 300);
+        b.response(404, CacheResult::Miss, 5, 300, None);
         b.failure(Failure::Connect);
         a.merge(&b);
         assert_eq!((a.responses(), a.failures(), a.hits, a.misses, a.body_bytes), (2, 2, 1, 1, 15));

@@ -4,7 +4,7 @@
 
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use crate::connect::{Connector, Driver, Sender};
 use crate::plan::{Length, Plan};
 use crate::schedule::share;
-use crate::stats::{CacheResult, Failure, Stats, classify};
+use crate::stats::{CacheResult, Failure, Seconds, Stats, classify};
 use crate::targets::Sampler;
 
 /// Pause after a failed connect in closed-loop mode, so a dead target is not spun on.
@@ -23,6 +23,9 @@ const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
 /// How long before an intended send time the timer hands over to yielding (see `wait_until`).
 const SPIN: Duration = Duration::from_millis(1);
 
+/// How often a long wait checks for Ctrl-C.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
 /// What every connection task shares (read-only, or atomics that are touched rarely).
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -30,6 +33,9 @@ pub(crate) struct Shared {
     pub connector: Connector,
     /// Requests left in closed-loop phases bounded by a count (`-n`), by phase.
     pub tickets: Vec<AtomicU64>,
+    /// Set on Ctrl-C: workers send nothing new, in-flight requests finish, the report is
+    /// printed. A plain flag: `CancellationToken::is_cancelled` takes a mutex.
+    pub stop: AtomicBool,
 }
 
 /// Live counters for the progress line: written by one task, read once a second.
@@ -43,6 +49,9 @@ pub(crate) struct Progress {
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     phase: usize,
+    /// When its phase starts: a worker that finished its share of one phase early must not
+    /// send the next phase's requests before that phase begins.
+    start: Instant,
     /// Intended send time (rate mode).
     intended: Option<Instant>,
 }
@@ -60,6 +69,8 @@ pub(crate) struct Worker {
     pub stats: Vec<Stats>,
     /// Time of the last response by phase.
     pub last: Vec<Option<Instant>>,
+    /// Counters by second of the run, for the timeline.
+    pub seconds: Seconds,
 }
 
 impl Worker {
@@ -73,6 +84,7 @@ impl Worker {
             pending: None,
             stats: plan.phases.iter().map(|_| Stats::default()).collect(),
             last: vec![None; plan.phases.len()],
+            seconds: Seconds::default(),
         })
     }
 
@@ -84,6 +96,9 @@ impl Worker {
         timeline: &[(Instant, Option<Instant>)],
     ) -> Option<Slot> {
         let workers = shared.plan.workers() as u64;
+        if shared.stop.load(Ordering::Relaxed) {
+            return None;
+        }
         loop {
             let phase = shared.plan.phases.get(self.phase)?;
             let (start, end) = timeline[self.phase];
@@ -96,7 +111,8 @@ impl Worker {
                 let k = self.id + self.sent * workers;
                 if k < total && !over {
                     self.sent += 1;
-                    return Some(Slot { phase: self.phase, intended: Some(start + schedule.offset(k)) });
+                    let intended = Some(start + schedule.offset(k));
+                    return Some(Slot { phase: self.phase, start, intended });
                 }
                 // Time is up with requests still scheduled: the target could not keep up.
                 self.stats[self.phase].unsent += share(total, workers, self.id).saturating_sub(self.sent);
@@ -108,7 +124,7 @@ impl Worker {
                     Length::Time(_) => true,
                 };
                 if ticket {
-                    return Some(Slot { phase: self.phase, intended: None });
+                    return Some(Slot { phase: self.phase, start, intended: None });
                 }
             }
             self.phase += 1;
@@ -116,17 +132,24 @@ impl Worker {
         }
     }
 
-    /// Claims a slot and charges it a connect failure; `false` when the worker is done.
+    /// The slot this worker sends next, claimed now if need be; `None` when it is done.
+    fn claim(&mut self, shared: &Shared, timeline: &[(Instant, Option<Instant>)]) -> Option<Slot> {
+        if self.pending.is_none() {
+            self.pending = self.next_slot(Instant::now(), shared, timeline);
+        }
+        self.pending
+    }
+
+    /// Charges a failed connect to the slot this worker would have sent; `false` when done.
     fn connect_failed(&mut self, shared: &Shared, timeline: &[(Instant, Option<Instant>)]) -> bool {
-        let slot = match self.pending.take() {
-            Some(slot) => slot,
-            None => match self.next_slot(Instant::now(), shared, timeline) {
-                Some(slot) => slot,
-                None => return false,
-            },
-        };
-        self.stats[slot.phase].failure(Failure::Connect);
-        true
+        match self.claim(shared, timeline) {
+            Some(slot) => {
+                self.pending = None;
+                self.stats[slot.phase].failure(Failure::Connect);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -170,16 +193,27 @@ pub(crate) async fn connection_task(
             {
                 Ok(Ok(c)) => c,
                 failed => {
-                    tracing::debug!(error = ?failed.err(), "connect failed");
-                    let mut any = false;
+                    let error = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "timed out".to_owned(),
+                    };
+                    tracing::debug!(%error, "connect failed");
                     for w in &mut workers {
-                        any |= w.connect_failed(&shared, &timeline);
+                        if w.connect_failed(&shared, &timeline) {
+                            progress.failures.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
-                    progress.failures.fetch_add(workers.len() as u64, Ordering::Relaxed);
-                    if !any {
+                    // Pace the next attempt: a closed loop backs off briefly, rate mode waits
+                    // for the next slot's intended time (a dead target is not spun on).
+                    let next: Vec<Slot> =
+                        workers.iter_mut().filter_map(|w| w.claim(&shared, &timeline)).collect();
+                    if next.is_empty() {
                         return workers;
                     }
-                    if workers.iter().all(|w| w.pending.is_none() && is_closed_loop(&shared, w)) {
+                    let at = next.iter().map(|s| s.intended.unwrap_or(s.start)).min().unwrap_or(t0);
+                    if next.iter().all(|s| s.intended.is_some()) || at > Instant::now() {
+                        wait_until(at, &shared.stop).await;
+                    } else {
                         tokio::time::sleep(CONNECT_BACKOFF).await;
                     }
                     continue;
@@ -190,10 +224,6 @@ pub(crate) async fn connection_task(
             return workers;
         }
     }
-}
-
-fn is_closed_loop(shared: &Shared, w: &Worker) -> bool {
-    shared.plan.phases.get(w.phase).is_some_and(|p| p.rate.is_none())
 }
 
 /// Runs the workers over one connection until they finish or the connection breaks.
@@ -228,11 +258,13 @@ async fn session(
     };
     let mut flow = pin!(flow);
     // Poll the connection alongside the work; when it closes, in-flight requests fail and the
-    // work future notices, so a request is never dropped unrecorded.
+    // work future notices, so a request is never dropped unrecorded. The connection goes first
+    // so a response it just read reaches the worker in the same wake-up.
     loop {
         tokio::select! {
-            f = &mut flow => return f,
+            biased;
             () = &mut driver, if !driver_done => driver_done = true,
+            f = &mut flow => return f,
         }
     }
 }
@@ -245,6 +277,11 @@ async fn work(
     timeline: &[(Instant, Option<Instant>)],
     progress: &Progress,
 ) -> Flow {
+    // One watchdog timer per worker instead of one timer per request: it is re-armed only when
+    // it fires, to the in-flight request's own deadline, so the hot path never touches the
+    // timer wheel (a closed loop at 60k req/s would otherwise insert and remove 60k entries/s).
+    let mut watchdog = pin!(tokio::time::sleep(shared.plan.timeout));
+    let mut now = Instant::now();
     loop {
         // Wait until the connection can take a request before claiming a slot for it.
         if !ready(sender).await {
@@ -252,15 +289,16 @@ async fn work(
         }
         let slot = match w.pending.take() {
             Some(slot) => slot,
-            None => match w.next_slot(Instant::now(), shared, timeline) {
+            None => match w.next_slot(now, shared, timeline) {
                 Some(slot) => slot,
                 None => return Flow::Done,
             },
         };
-        if let Some(at) = slot.intended
-            && at > Instant::now()
-        {
-            wait_until(at).await;
+        let at = slot.intended.unwrap_or(slot.start);
+        if at > Instant::now() {
+            if !wait_until(at, &shared.stop).await {
+                return Flow::Done;
+            }
             if !ready(sender).await {
                 // Closed while idle (keep-alive timeout): send this slot on a new connection.
                 w.pending = Some(slot);
@@ -269,23 +307,53 @@ async fn work(
         }
         let req = shared.plan.request(w.sampler.next_index());
         let sent = Instant::now();
-        let result = tokio::time::timeout(shared.plan.timeout, exchange(sender, req)).await;
+        let deadline = sent + shared.plan.timeout;
+        let result = {
+            let mut exchange = pin!(exchange(sender, req));
+            loop {
+                tokio::select! {
+                    biased;
+                    r = &mut exchange => break Some(r),
+                    () = &mut watchdog => {
+                        if Instant::now() >= deadline {
+                            break None;
+                        }
+                        watchdog.as_mut().reset(deadline.into());
+                    }
+                }
+            }
+        };
+        if result.is_none() {
+            // Timed out: the next request gets a fresh full period.
+            watchdog.as_mut().reset((Instant::now() + shared.plan.timeout).into());
+        }
         let done = Instant::now();
+        now = done;
         let stats = &mut w.stats[slot.phase];
         let failure = match result {
-            Ok(Ok((status, cache, body))) => {
-                let service = micros(done - sent);
+            Some(Ok((status, cache, body))) => {
                 let latency = micros(done - slot.intended.unwrap_or(sent));
+                let service = slot.intended.map(|_| micros(done - sent));
                 stats.response(status, cache, body, latency, service);
                 w.last[slot.phase] = Some(done);
+                let second = w.seconds.at(second_of(timeline, done));
+                second.responses += 1;
+                second.latency_sum_us += latency;
+                second.latency_max_us = second.latency_max_us.max(latency);
+                match cache {
+                    CacheResult::Hit => second.hits += 1,
+                    CacheResult::Miss => second.misses += 1,
+                    CacheResult::Unknown => {}
+                }
                 progress.responses.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            Ok(Err(e)) => failure_of(&e),
-            Err(_) => Failure::Timeout,
+            Some(Err(e)) => failure_of(&e),
+            None => Failure::Timeout,
         };
         stats.failure(failure);
         w.last[slot.phase] = Some(done);
+        w.seconds.at(second_of(timeline, done)).failures += 1;
         progress.failures.fetch_add(1, Ordering::Relaxed);
         // An HTTP/1.1 connection is unusable after a failed exchange (a late response would
         // be read as the next one's); HTTP/2 only lost the stream unless the connection died.
@@ -298,16 +366,21 @@ async fn work(
 /// Sleeps until `at` with sub-millisecond precision: tokio's timer fires on millisecond ticks
 /// (up to 1 ms late), and that lateness would be charged to the server as latency. So sleep
 /// until a tick before `at`, then yield to the scheduler until `at` — I/O is still polled
-/// between yields, and the spin lasts at most [`SPIN`].
-async fn wait_until(at: Instant) {
-    if let Some(early) = at.checked_sub(SPIN)
-        && early > Instant::now()
-    {
-        tokio::time::sleep_until(early.into()).await;
+/// between yields, and the spin lasts at most [`SPIN`]. Long waits (a phase that starts later)
+/// wake every [`STOP_CHECK`] to notice Ctrl-C; returns `false` when stopped.
+async fn wait_until(at: Instant, stop: &AtomicBool) -> bool {
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = Instant::now();
+        let Some(early) = at.checked_sub(SPIN).filter(|e| *e > now) else { break };
+        tokio::time::sleep_until(early.min(now + STOP_CHECK).into()).await;
     }
     while Instant::now() < at {
         tokio::task::yield_now().await;
     }
+    true
 }
 
 async fn ready(sender: &mut Sender) -> bool {
@@ -336,6 +409,11 @@ async fn exchange(
         }
     }
     Ok((status, cache, bytes))
+}
+
+/// Whole seconds from the start of the run to `at`.
+fn second_of(timeline: &[(Instant, Option<Instant>)], at: Instant) -> usize {
+    timeline.first().map_or(0, |t| at.saturating_duration_since(t.0).as_secs() as usize)
 }
 
 fn micros(d: Duration) -> u64 {
