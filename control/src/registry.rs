@@ -260,9 +260,15 @@ impl Registry {
             .collect()
     }
 
-    /// Whether every live edge that needs `seq` applied it.
+    /// Whether every live edge that needs `seq` applied it. Called on every ack while a
+    /// `?wait` is open, so it allocates nothing.
     pub fn complete(&self, seq: u64) -> bool {
-        self.progress(seq).iter().all(|p| p.state != "pending")
+        let inner = self.lock();
+        inner
+            .edges
+            .values()
+            .filter(|e| e.joined_after < seq && e.applied < seq)
+            .all(|e| e.last_seen.elapsed() >= self.timeout)
     }
 
     /// Waits until [`Self::complete`] or until `limit` passes; returns whether it completed.
