@@ -35,6 +35,7 @@ async fn entries_stream_in_order_and_acks_mark_edges_applied() {
     assert_eq!(progress["edges"][0]["state"], "applied", "{progress}");
     assert!(progress["edges"][0]["applied_ms"].as_f64().is_some(), "{progress}");
     assert_eq!(progress["complete"], true);
+    assert!(progress["created_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{progress}");
     assert_eq!(api.edge_state(&third, "a").await.as_deref(), Some("pending"));
 
     let (status, edges) = api.get("/v1/edges").await;

@@ -262,6 +262,9 @@ async fn status(AxState(state): AxState<Shared>, Path(id): Path<String>) -> Resu
     let edges = state.registry.progress(seq);
     let complete = edges.iter().all(|e| e.state != "pending");
     let mut body = json!({ "id": id, "seq": seq, "complete": complete, "edges": edges });
+    if let Some(at) = state.registry.created_at(seq) {
+        body["created_at"] = Value::String(at);
+    }
     match op {
         Some(op) => body["op"] = op,
         None => body["compacted"] = Value::Bool(true),
