@@ -189,8 +189,10 @@ async fn cancel_on_signal(stop: CancellationToken) {
 }
 
 fn init_logging(format: LogFormat) {
+    // s3s logs every refused request (a bad signature, an anonymous write) at ERROR; the origin
+    // logs requests itself, so s3s stays quiet unless RUST_LOG asks for it.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,s3s=off"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

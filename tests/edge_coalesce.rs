@@ -275,6 +275,8 @@ async fn objects_over_the_max_size_stream_through_uncached() {
         let got = get(&url, &[]).await;
         assert_eq!(got.body.len(), big.len());
         assert!(!got.cache().contains("stored"), "{}", got.cache());
+        let why = if n == 1 { "detail=too-large" } else { "detail=hit-for-miss" };
+        assert!(got.cache().contains(why), "{}", got.cache());
         assert_eq!(origin.hits("/coalesce/huge"), n);
         let got = get(&format!("{url}-chunked"), &[]).await;
         assert_eq!(got.body.len(), big.len());

@@ -152,3 +152,27 @@ fn tls_listeners_are_refused_with_a_clear_error() {
     assert_ne!(code, 0);
     assert!(err.contains("issue #10"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_lets_in_flight_responses_finish() {
+    let origin = Origin::start().await;
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    origin.fixed(
+        "/core/slow",
+        Reply::ok("", &[("cache-control", "max-age=60")]).parts(vec![
+            edge_util::Part::Gate(gate.clone()),
+            edge_util::Part::Data(bytes::Bytes::from_static(b"finished")),
+        ]),
+    );
+    let mut edge = edge(&origin, &[]);
+    let url = format!("{}/core/slow", edge.url("edge http"));
+    let pending = tokio::spawn(async move { get(&url, &[]).await });
+    edge_util::eventually("the request reached the origin", std::time::Duration::from_secs(10), || async {
+        (origin.hits("/core/slow") == 1).then_some(())
+    })
+    .await;
+    edge.signal("TERM");
+    gate.add_permits(1);
+    assert_eq!(pending.await.unwrap().text(), "finished");
+    assert_eq!(edge.wait_exit(std::time::Duration::from_secs(20)), Some(0));
+}

@@ -109,6 +109,11 @@ async fn wrong_credentials_are_refused_with_s3_errors() {
     assert!(matches!(code.as_deref(), Some("SignatureDoesNotMatch" | "RequestTimeTooSkewed")), "{code:?}");
 }
 
+async fn etag_of(http: &reqwest::Client, url: &str) -> String {
+    let r = http.head(url).send().await.expect("head");
+    r.headers()["etag"].to_str().expect("etag").to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_buckets_are_readable_and_listable_anonymously_private_ones_are_not() {
     let origin = start(&[public("site", Some("public, max-age=300")), private("vault")]);
@@ -132,6 +137,23 @@ async fn public_buckets_are_readable_and_listable_anonymously_private_ones_are_n
     assert_eq!(r.headers()["cache-control"], "public, max-age=300", "the bucket's default");
     assert!(r.headers().contains_key("etag"));
     assert_eq!(r.text().await.expect("body"), "<h1>hi</h1>");
+    // A cache holding several versions revalidates with a list of ETags.
+    let etag = etag_of(&http, &format!("{}/site/index.html", origin.url)).await;
+    let r = http
+        .get(format!("{}/site/index.html", origin.url))
+        .header("if-none-match", format!("\"0123\", {etag}"))
+        .send()
+        .await
+        .expect("conditional get");
+    assert_eq!(r.status(), 304);
+    assert_eq!(r.headers()["cache-control"], "public, max-age=300", "a 304 carries the caching headers");
+    let r = http
+        .get(format!("{}/site/index.html", origin.url))
+        .header("if-none-match", "\"0123\", W/\"4567\"")
+        .send()
+        .await
+        .expect("conditional get");
+    assert_eq!(r.status(), 200);
     let r = http.get(format!("{}/site/own.css", origin.url)).send().await.expect("get");
     assert_eq!(r.headers()["cache-control"], "no-cache", "an object's own Cache-Control wins");
     let r = http.head(format!("{}/site/index.html", origin.url)).send().await.expect("head");
@@ -238,4 +260,29 @@ async fn without_credentials_only_public_reads_work() {
     let err = client(&origin.url, "open").put(&Path::from("b.txt"), PutPayload::from_static(b"B")).await;
     let err = err.expect_err("a signed put is refused");
     assert!(err.to_string().contains("InvalidAccessKeyId"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_payload_uploads_are_accepted_when_the_headers_are_signed() {
+    let origin = start(&[private("raw")]);
+    let unsigned = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&origin.url)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_bucket_name("raw")
+        .with_access_key_id(origin_support::ACCESS_KEY)
+        .with_secret_access_key(origin_support::SECRET_KEY)
+        .with_unsigned_payload(true)
+        .with_retry(object_store::RetryConfig { max_retries: 0, ..Default::default() })
+        .build()
+        .expect("client");
+    let body = origin_support::pattern(3 * 1024 * 1024, 5);
+    let put = unsigned
+        .put(&Path::from("blob"), PutPayload::from(body.clone()))
+        .await
+        .expect("unsigned-payload put");
+    assert_eq!(put.e_tag, Some(format!("\"{}\"", origin_support::md5_hex(&body))));
+    let got =
+        client(&origin.url, "raw").get(&Path::from("blob")).await.expect("get").bytes().await.expect("body");
+    assert_eq!(got.as_ref(), body.as_slice());
 }

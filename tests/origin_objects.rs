@@ -199,6 +199,24 @@ async fn range_and_conditional_gets() {
     assert_eq!(r.headers()["content-range"], "bytes 5-7/20");
     assert_eq!(r.headers()["content-length"], "3");
     assert_eq!(r.bytes().await.expect("body").as_ref(), b"567");
+    // If-Range: the range only if the validator still names this version.
+    let r = http
+        .get(url.clone())
+        .header("range", "bytes=5-7")
+        .header("if-range", &etag)
+        .send()
+        .await
+        .expect("if-range");
+    assert_eq!(r.status(), 206);
+    let r = http
+        .get(url.clone())
+        .header("range", "bytes=5-7")
+        .header("if-range", "\"old\"")
+        .send()
+        .await
+        .expect("if-range");
+    assert_eq!(r.status(), 200, "a stale If-Range gets the whole object");
+    assert_eq!(r.bytes().await.expect("body"), body);
     let r = http.get(url.clone()).header("range", "bytes=50-").send().await.expect("416");
     assert_eq!(r.status(), 416);
     assert_eq!(origin_support::error_code(&r.text().await.expect("body")).as_deref(), Some("InvalidRange"));
@@ -302,4 +320,72 @@ fn sigterm_stops_the_origin_cleanly_and_data_survives_a_restart() {
     let body =
         rt.block_on(async { s3.get(&Path::from("a")).await?.bytes().await }).expect("get after restart");
     assert_eq!(body.as_ref(), b"kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_declared_over_5_gib_is_refused_before_it_is_read() {
+    use object_store::signer::Signer;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = start(&[private("limits")]);
+    let s3 = client(&origin.url, "limits");
+    let url = s3
+        .signed_url(http::Method::PUT, &Path::from("huge.bin"), Duration::from_secs(60))
+        .await
+        .expect("sign");
+    let target = format!("{}?{}", url.path(), url.query().unwrap_or_default());
+    let host = url.authority().to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&host).await.expect("connect");
+    let head = format!("PUT {target} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 6442450944\r\n\r\n");
+    tcp.write_all(head.as_bytes()).await.expect("send head");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+        .await
+        .expect("answer")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("<Code>EntityTooLarge</Code>"), "{answer}");
+    assert!(s3.head(&Path::from("huge.bin")).await.is_err(), "nothing stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_creates_are_atomic_exactly_one_of_many_wins() {
+    use object_store::{PutMode, UpdateVersion};
+    let origin = start(&[private("locks")]);
+    let s3 = client(&origin.url, "locks");
+    let path = Path::from("leader.lock");
+    let create = || PutOptions { mode: PutMode::Create, ..Default::default() };
+    let attempts = futures_util::future::join_all(
+        (0..8u8).map(|i| s3.put_opts(&path, PutPayload::from(vec![i; 1024 * 1024]), create())),
+    )
+    .await;
+    let winners: Vec<_> = attempts.iter().filter(|r| r.is_ok()).collect();
+    assert_eq!(winners.len(), 1, "{attempts:?}");
+    for r in attempts.iter().filter(|r| r.is_err()) {
+        assert!(matches!(r, Err(object_store::Error::AlreadyExists { .. })), "{r:?}");
+    }
+    let winner_etag = winners[0].as_ref().expect("winner").e_tag.clone();
+    assert_eq!(s3.head(&path).await.expect("head").e_tag, winner_etag, "the stored object is the winner's");
+
+    // If-Match: an update against a stale ETag is refused, against the current one accepted.
+    let stale = UpdateVersion { e_tag: Some("\"0123\"".into()), version: None };
+    let r = s3
+        .put_opts(
+            &path,
+            PutPayload::from_static(b"x"),
+            PutOptions { mode: PutMode::Update(stale), ..Default::default() },
+        )
+        .await;
+    assert!(matches!(r, Err(object_store::Error::Precondition { .. })), "{r:?}");
+    let current = UpdateVersion { e_tag: winner_etag, version: None };
+    let r = s3
+        .put_opts(
+            &path,
+            PutPayload::from_static(b"y"),
+            PutOptions { mode: PutMode::Update(current), ..Default::default() },
+        )
+        .await;
+    assert!(r.is_ok(), "{r:?}");
+    let body = s3.get(&path).await.expect("get").bytes().await.expect("body");
+    assert_eq!(body.as_ref(), b"y");
 }

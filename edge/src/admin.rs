@@ -74,9 +74,17 @@ pub async fn handle(edge: Arc<Edge>, token: Option<Secret>, req: Request<Incomin
                     .uri()
                     .query()
                     .is_some_and(|q| q.split('&').any(|p| p == "soft" || p == "soft=1" || p == "soft=true"));
+            let target = match req
+                .uri()
+                .query()
+                .map(|q| q.split('&').filter(|p| !p.starts_with("soft")).collect::<Vec<_>>().join("&"))
+            {
+                Some(q) if !q.is_empty() => format!("{path}?{q}"),
+                _ => path,
+            };
             let file = match host {
-                Some(h) => format!("http://{h}{path}"),
-                None => path,
+                Some(h) => format!("http://{h}{target}"),
+                None => target,
             };
             purged(edge.purge(&PurgeRequest { files: vec![file], soft, ..PurgeRequest::default() }))
         }

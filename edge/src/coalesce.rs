@@ -61,8 +61,9 @@ pub enum FillHead {
     Stream(Arc<StreamHead>),
     /// A revalidation confirmed (304) the stored entry; this is the refreshed entry.
     Entry(Arc<Entry>),
-    /// Not shareable; the leader got it directly, followers must fetch on their own.
-    Pass,
+    /// Not shareable (for the reason given); the leader got it directly, followers must fetch
+    /// on their own.
+    Pass(&'static str),
     /// No response.
     Failed(ProxyError),
 }

@@ -15,6 +15,8 @@ use crate::key::CacheKey;
 /// How long entries that can be revalidated (they carry `ETag` or `Last-Modified`) are kept
 /// past their freshness and stale windows: a 304 is cheaper than a full fetch.
 const REVALIDATION_KEEP: Duration = Duration::from_secs(600);
+/// How long other entries are kept once stale, for clients that accept stale (`max-stale`).
+const STALE_KEEP: Duration = Duration::from_secs(60);
 /// Per-entry memory beyond body and headers (the entry, the key, moka's node), for the weigher.
 const ENTRY_OVERHEAD: usize = 512;
 
@@ -151,10 +153,8 @@ impl Entry {
     /// How long the store keeps it from now: freshness left, then the longest stale window.
     pub fn keep(&self) -> Duration {
         let fresh_left = self.policy.lifetime.saturating_sub(self.age(Instant::now()));
-        let mut stale = self.policy.swr.max(self.policy.sie);
-        if self.has_validators() {
-            stale = stale.max(REVALIDATION_KEEP);
-        }
+        let keep = if self.has_validators() { REVALIDATION_KEEP } else { STALE_KEEP };
+        let stale = self.policy.swr.max(self.policy.sie).max(keep);
         fresh_left + stale
     }
 

@@ -131,7 +131,16 @@ async fn run(job: Job, fill: &Fill) {
         if let Some(tx) = job.pass {
             let _ = tx.send(Response::from_parts(parts, body));
         }
-        fill.publish_head(FillHead::Pass);
+        let reason = if too_large {
+            "too-large"
+        } else if !job.may_store {
+            "request-no-store"
+        } else if vary.is_none() {
+            "vary-star"
+        } else {
+            head.policy.storable.err().map_or("not-storable", |r| r.detail())
+        };
+        fill.publish_head(FillHead::Pass(reason));
         fill.finish(Ok(()));
         return;
     }

@@ -84,6 +84,37 @@ pub struct Edge {
 }
 
 impl Edge {
+    /// Builds the edge's state from its configuration (sites, store, metrics); binds nothing.
+    pub fn new(config: &EdgeConfig) -> Result<Arc<Self>, Error> {
+        let tag_headers = config
+            .cache
+            .tag_headers
+            .iter()
+            .filter_map(|h| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok())
+            .collect();
+        let default_host = config.listeners.first().map_or_else(
+            || "localhost".to_owned(),
+            |l| {
+                if l.listen.0.ip().is_unspecified() {
+                    "127.0.0.1".to_owned()
+                } else {
+                    l.listen.0.ip().to_string()
+                }
+            },
+        );
+        Ok(Arc::new(Self {
+            router: Router::new(&config.sites)?,
+            store: Store::new(config.cache.size.bytes()),
+            inflight: Inflight::default(),
+            metrics: Metrics::new()?,
+            name: cache_name(config.id.as_deref()),
+            max_object: config.cache.max_object_size.bytes(),
+            tag_headers,
+            limits: config.limits.clone(),
+            default_host,
+        }))
+    }
+
     /// Applies a purge (admin API and control plane alike); returns entries removed or marked.
     pub fn purge(&self, purge: &PurgeRequest) -> usize {
         let n = if purge.purge_everything {
@@ -111,34 +142,7 @@ pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), 
     if let Some(l) = config.listeners.iter().find(|l| l.tls) {
         return Err(Error::TlsNotBuilt(l.listen.0));
     }
-    let tag_headers = config
-        .cache
-        .tag_headers
-        .iter()
-        .filter_map(|h| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok())
-        .collect();
-    let default_host = config.listeners.first().map_or_else(
-        || "localhost".to_owned(),
-        |l| {
-            if l.listen.0.ip().is_unspecified() {
-                "127.0.0.1".to_owned()
-            } else {
-                l.listen.0.ip().to_string()
-            }
-        },
-    );
-    let edge = Arc::new(Edge {
-        router: Router::new(&config.sites)?,
-        store: Store::new(config.cache.size.bytes()),
-        inflight: Inflight::default(),
-        metrics: Metrics::new()?,
-        name: cache_name(config.id.as_deref()),
-        max_object: config.cache.max_object_size.bytes(),
-        tag_headers,
-        limits: config.limits.clone(),
-        default_host,
-    });
-
+    let edge = Edge::new(&config)?;
     let mut servers = tokio::task::JoinSet::new();
     let mut first_url = None;
     for l in &config.listeners {

@@ -84,7 +84,9 @@ fn observe(
     append_via(res.headers_mut(), version);
     let elapsed = started.elapsed();
     edge.metrics.request(status, elapsed);
-    tracing::info!(
+    // Access log at debug (enable with RUST_LOG=stratus_edge::access=debug): a line per
+    // request on stderr costs more than the whole hit path.
+    tracing::debug!(
         target: "stratus_edge::access",
         method = %method,
         path,
@@ -198,7 +200,7 @@ async fn from_entry(edge: &Arc<Edge>, ctx: &Ctx, e: Arc<Entry>, slot: Arc<str>) 
     let remaining = e.policy.lifetime.saturating_sub(age);
     let request_allows = !ctx.no_cache
         && match ctx.cc.seconds("max-age") {
-            Seconds::Value(n) => age.as_secs() <= n,
+            Seconds::Value(n) => age <= std::time::Duration::from_secs(n),
             Seconds::Invalid => false,
             Seconds::Absent => true,
         }
@@ -340,10 +342,11 @@ async fn follow(
             status.ttl = Some(e.ttl(now()));
             Ok((serve_entry(&e, ctx, now()), status))
         }
-        FillHead::Pass => match pass {
+        FillHead::Pass(reason) => match pass {
             Some(rx) => {
                 let res = rx.await.map_err(|_| ProxyError::Internal("pass response lost".into()))?;
                 status.fwd_status = Some(res.status().as_u16());
+                status.detail = status.detail.or(Some(reason));
                 if status.fwd_status.is_some_and(|c| c >= 500)
                     && let Some(served) = stale_if_error(status.fwd_status)
                 {

@@ -141,6 +141,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn objects_map_to_site_paths() {
+        let site = |hosts: &[&str], origin: &str| {
+            let mut s = stratus_config::edge::Site::catch_all(origin.parse().expect("url"));
+            s.hosts = hosts.iter().map(|h| (*h).to_owned()).collect();
+            s
+        };
+        let router = crate::route::Router::new(&[
+            site(&["cdn.example"], "http://127.0.0.1:9000/demo"),
+            site(&["img.example"], "http://photos.s3.example"),
+            site(&["*"], "http://127.0.0.1:9000/demo/sub"),
+        ])
+        .expect("router");
+        let paths = |bucket: &str, key: &str| {
+            ObjectRef { bucket: bucket.into(), key: key.into() }.site_paths(&router)
+        };
+        assert_eq!(
+            paths("demo", "sub/a.css"),
+            vec![(Some("cdn.example".to_owned()), "/sub/a.css".to_owned()), (None, "/a.css".to_owned())]
+        );
+        assert_eq!(paths("photos", "x.png"), vec![(Some("img.example".to_owned()), "/x.png".to_owned())]);
+        assert!(paths("other", "x").is_empty());
+    }
+
+    #[test]
     fn urls_split_like_the_protocol_says() {
         let cases: &[(&str, Option<&str>, &str, Option<&str>)] = &[
             ("http://cdn.example/img/a.png", Some("cdn.example"), "/img/a.png", None),

@@ -77,3 +77,81 @@ async fn prewarm_one(edge: Arc<Edge>, host: &str, path: &str) {
         Err(e) => tracing::warn!(host, path, error = %e, "prewarm failed"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http::Response;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    use super::*;
+
+    /// A real origin on loopback answering every path with its own path, counting requests.
+    async fn origin(count: Arc<AtomicUsize>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        let body = req.uri().path().to_owned();
+                        async move {
+                            let mut res = Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+                            res.headers_mut().insert("cache-control", "max-age=60".parse().expect("value"));
+                            res.headers_mut().insert("surrogate-key", "warm".parse().expect("value"));
+                            Ok::<_, Infallible>(res)
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn prewarm_purge_stats_and_clear_through_the_follow_target() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let url = origin(count.clone()).await;
+        let mut config = stratus_config::EdgeConfig::simple(
+            "127.0.0.1:0".parse().expect("listen"),
+            format!("{url}/demo").parse().expect("origin"),
+        );
+        config.sites[0].hosts = vec!["cdn.example".into()];
+        let edge = Edge::new(&config).expect("edge");
+        let target: Arc<dyn FollowTarget> = Arc::new(EdgeTarget(edge.clone()));
+
+        target
+            .prewarm(
+                vec!["http://cdn.example/x.css".into()],
+                vec![ObjectRef { bucket: "demo".into(), key: "a/b.css".into() }],
+            )
+            .await;
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+        assert_eq!(target.stats().cache_entries, 2);
+        // Prewarmed objects are hits for clients; the object maps to its site path.
+        let req =
+            Request::get("/a/b.css").header(header::HOST, "cdn.example").body(empty()).expect("request");
+        let res = crate::pipeline::handle(edge.clone(), req, None).await;
+        assert!(res.headers()["cache-status"].to_str().expect("text").contains("hit"));
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+
+        let purge = PurgeRequest {
+            objects: vec![ObjectRef { bucket: "demo".into(), key: "a/b.css".into() }],
+            ..PurgeRequest::default()
+        };
+        assert_eq!(target.purge(&purge), 1);
+        assert_eq!(target.purge(&PurgeRequest { tags: vec!["warm".into()], ..PurgeRequest::default() }), 1);
+        target.prewarm(vec!["http://cdn.example/y.css".into()], vec![]).await;
+        target.clear();
+        assert_eq!(target.stats().cache_entries, 0);
+        let stats = target.stats();
+        assert_eq!((stats.requests, stats.hits), (4, 1));
+    }
+}

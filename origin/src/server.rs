@@ -21,8 +21,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// instead of a dropped connection.
 async fn handle(
     service: S3Service,
-    req: http::Request<Incoming>,
+    mut req: http::Request<Incoming>,
 ) -> Result<http::Response<s3s::Body>, Infallible> {
+    crate::s3::conditional::take_etag_lists(&mut req);
     let started = std::time::Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     match service.call(req.map(s3s::Body::from)).await {
@@ -62,6 +63,11 @@ pub async fn serve(listener: TcpListener, service: S3Service, shutdown: Cancella
                 continue;
             }
         };
+        // Headers and body go out in separate writes; without TCP_NODELAY, Nagle's algorithm
+        // and the client's delayed ACK add ~40 ms to every small response.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+        }
         let service = service.clone();
         let svc = hyper::service::service_fn(move |req| handle(service.clone(), req));
         let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();

@@ -125,7 +125,15 @@ check(done["ETag"] == '"%s"' % want, "multipart ETag is md5-of-part-md5s-N")
 got = s3.get_object(Bucket=BUCKET, Key="big.bin")
 check(got["Body"].read() == b"".join(parts_data) and got["ContentType"] == "application/x-big", "multipart body")
 mpu = s3.create_multipart_upload(Bucket=BUCKET, Key="aborted.bin")
+other = s3.create_multipart_upload(Bucket=BUCKET, Key="tmp/other.bin")
+pending = s3.list_multipart_uploads(Bucket=BUCKET)["Uploads"]
+check([(u["Key"], u["UploadId"]) for u in pending] == [("aborted.bin", mpu["UploadId"]), ("tmp/other.bin", other["UploadId"])],
+      "ListMultipartUploads shows uploads in progress")
+check([u["Key"] for u in s3.list_multipart_uploads(Bucket=BUCKET, Prefix="tmp/")["Uploads"]] == ["tmp/other.bin"],
+      "ListMultipartUploads filters by prefix")
+s3.abort_multipart_upload(Bucket=BUCKET, Key="tmp/other.bin", UploadId=other["UploadId"])
 s3.abort_multipart_upload(Bucket=BUCKET, Key="aborted.bin", UploadId=mpu["UploadId"])
+check(not s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads"), "aborted uploads are no longer listed")
 check(error_code(s3.list_parts, Bucket=BUCKET, Key="aborted.bin", UploadId=mpu["UploadId"])[0] == "NoSuchUpload",
       "an aborted upload is gone")
 

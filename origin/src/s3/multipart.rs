@@ -4,7 +4,7 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::objects::{headers, user_metadata, verify_body, write_body};
+use super::objects::{check_declared_length, headers, user_metadata, verify_body, write_body};
 use super::{Origin, now_ms, s3_err, timestamp};
 use crate::events::Kind;
 use crate::store::format::ObjectMeta;
@@ -54,6 +54,7 @@ impl Origin {
         let number = part_number(i.part_number)?;
         let bucket = self.store.bucket(&i.bucket).map_err(s3_err)?;
         bucket.upload(&i.upload_id, &i.key).await.map_err(s3_err)?;
+        check_declared_length(i.content_length)?;
         let mut staged = bucket.stage_part(&i.upload_id).await.map_err(s3_err)?;
         write_body(&mut staged, i.body, &req_headers, trailing_headers.as_ref()).await?;
         verify_body(&staged, i.content_length, i.content_md5.as_deref())?;
@@ -111,6 +112,59 @@ impl Origin {
         bucket.upload(&i.upload_id, &i.key).await.map_err(s3_err)?;
         bucket.abort_upload(&i.upload_id).await.map_err(s3_err)?;
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    pub(super) async fn do_list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let i = req.input;
+        let bucket = self.store.bucket(&i.bucket).map_err(s3_err)?;
+        let max = i.max_uploads.unwrap_or(MAX_PARTS_LISTED).clamp(0, MAX_PARTS_LISTED) as usize;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let key_marker = i.key_marker.clone().unwrap_or_default();
+        let id_marker = i.upload_id_marker.clone();
+        // After the key marker; with an upload-id marker, also the later uploads of that key.
+        let after = |key: &str, id: &str| match &id_marker {
+            Some(m) if !key_marker.is_empty() => {
+                key > key_marker.as_str() || (key == key_marker && id > m.as_str())
+            }
+            _ => key > key_marker.as_str(),
+        };
+        let all: Vec<_> = bucket
+            .uploads()
+            .await
+            .map_err(s3_err)?
+            .into_iter()
+            .filter(|(id, u)| u.key.starts_with(&prefix) && after(&u.key, id))
+            .collect();
+        let truncated = all.len() > max;
+        let page: Vec<_> = all.into_iter().take(max).collect();
+        let (next_key, next_id) = match page.last().filter(|_| truncated) {
+            Some((id, u)) => (Some(u.key.clone()), Some(id.clone())),
+            None => (None, None),
+        };
+        let uploads = page
+            .into_iter()
+            .map(|(id, u)| MultipartUpload {
+                key: Some(u.key),
+                upload_id: Some(id),
+                initiated: Some(timestamp(u.initiated_ms)),
+                ..Default::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(i.bucket),
+            prefix: Some(prefix),
+            key_marker: i.key_marker,
+            upload_id_marker: i.upload_id_marker,
+            max_uploads: Some(max as i32),
+            is_truncated: Some(truncated),
+            next_key_marker: next_key,
+            next_upload_id_marker: next_id,
+            uploads: Some(uploads),
+            ..Default::default()
+        }))
     }
 
     pub(super) async fn do_list_parts(

@@ -1,6 +1,7 @@
 //! Object operations: PutObject, GetObject, HeadObject, DeleteObject(s), CopyObject.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use base64::Engine as _;
 use futures_util::StreamExt;
@@ -9,7 +10,7 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::checksum;
-use super::conditional::{Conditions, Outcome, evaluate, seconds};
+use super::conditional::{Conditions, EtagLists, Outcome, Tags, evaluate, seconds};
 use super::{Origin, now_ms, s3_err, timestamp};
 use crate::events::Kind;
 use crate::store::format::{Headers, ObjectMeta};
@@ -18,6 +19,8 @@ use crate::store::staging::Staged;
 /// Read buffer for streaming bodies out: large enough for throughput, small enough that many
 /// concurrent downloads stay cheap.
 const READ_CHUNK: usize = 256 * 1024;
+/// S3's limit for one PutObject or UploadPart body.
+const MAX_BODY: u64 = 5 * 1024 * 1024 * 1024;
 /// What S3 reports for objects stored without a `Content-Type`.
 const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
 
@@ -49,11 +52,27 @@ pub(super) async fn write_body(
     if let Some(mut body) = body {
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| S3Error::with_source(S3ErrorCode::IncompleteBody, e))?;
+            if staged.size() + chunk.len() as u64 > MAX_BODY {
+                return Err(s3_error!(
+                    EntityTooLarge,
+                    "Your proposed upload exceeds the maximum allowed size (5 GiB)."
+                ));
+            }
             sums.update(&chunk);
             staged.write(&chunk).await.map_err(s3_err)?;
         }
     }
     checksum::verify(&sums.finalize(), headers, trailers)
+}
+
+/// Refuses a declared `Content-Length` over S3's limit before reading any of the body.
+pub(super) fn check_declared_length(length: Option<i64>) -> S3Result<()> {
+    match length {
+        Some(len) if u64::try_from(len).unwrap_or(0) > MAX_BODY => {
+            Err(s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed size (5 GiB)."))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Checks the body against `Content-Length` and `Content-MD5` when the client sent them.
@@ -77,6 +96,28 @@ pub(super) fn verify_body(staged: &Staged, length: Option<i64>, md5: Option<&str
     Ok(())
 }
 
+/// The request's conditions; lists taken out by `take_etag_lists` win over s3s's values.
+fn conditions(
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+    lists: Option<&EtagLists>,
+) -> Conditions {
+    Conditions {
+        if_match: lists.and_then(|l| l.if_match.clone()).or_else(|| if_match.map(Tags::from_condition)),
+        if_none_match: lists
+            .and_then(|l| l.if_none_match.clone())
+            .or_else(|| if_none_match.map(Tags::from_condition)),
+        if_modified_since: if_modified_since.and_then(seconds),
+        if_unmodified_since: if_unmodified_since.and_then(seconds),
+    }
+}
+
+fn precondition_failed() -> S3Error {
+    s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
+}
+
 fn not_found() -> S3Error {
     s3_error!(NoSuchKey, "The specified key does not exist.")
 }
@@ -87,17 +128,14 @@ impl Origin {
         &self,
         bucket: &str,
         key: &str,
-        cond: &Conditions<'_>,
+        cond: &Conditions,
     ) -> S3Result<(tokio::fs::File, ObjectMeta)> {
         let b = self.store.bucket(bucket).map_err(s3_err)?;
         let (file, meta) = b.open(key).await.map_err(s3_err)?.ok_or_else(not_found)?;
         let modified = i64::try_from(meta.modified_ms / 1000).unwrap_or(i64::MAX);
         match evaluate(cond, &meta.etag, modified) {
             Outcome::Proceed => Ok((file, meta)),
-            Outcome::PreconditionFailed => Err(s3_error!(
-                PreconditionFailed,
-                "At least one of the pre-conditions you specified did not hold"
-            )),
+            Outcome::PreconditionFailed => Err(precondition_failed()),
             Outcome::NotModified => {
                 // A 304 carries the validators (and caching headers) of the current object.
                 let mut err = S3Error::new(S3ErrorCode::NotModified);
@@ -133,23 +171,20 @@ impl Origin {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let S3Request { input, headers: req_headers, trailing_headers, .. } = req;
         let bucket = self.store.bucket(&input.bucket).map_err(s3_err)?;
-        if input.if_none_match.is_some() || input.if_match.is_some() {
-            // Conditional writes: `If-None-Match: *` creates only; `If-Match` replaces only
-            // that version.
-            let current = bucket.open(&input.key).await.map_err(s3_err)?.map(|(_, m)| m.etag);
-            let fails = match (&input.if_none_match, &input.if_match, &current) {
-                (Some(_), _, Some(_)) => true,
-                (_, Some(ETagCondition::Any), None) => true,
-                (_, Some(ETagCondition::ETag(t)), cur) => cur.as_deref() != Some(t.value()),
-                _ => false,
-            };
-            if fails {
-                return Err(s3_error!(
-                    PreconditionFailed,
-                    "At least one of the pre-conditions you specified did not hold"
-                ));
-            }
+        // Conditional writes: `If-None-Match: *` creates only; `If-Match` replaces only that
+        // version. Checked before reading the body (to fail fast) and again at the rename (to
+        // be atomic against concurrent writers).
+        let (if_none_match, if_match) = (input.if_none_match.clone(), input.if_match.clone());
+        let allowed = move |current: Option<&str>| match (&if_none_match, &if_match, current) {
+            (Some(_), _, Some(_)) | (_, Some(ETagCondition::Any), None) => false,
+            (_, Some(ETagCondition::ETag(t)), cur) => cur == Some(t.value()),
+            _ => true,
+        };
+        let conditional = input.if_none_match.is_some() || input.if_match.is_some();
+        if conditional && !allowed(bucket.current_etag(&input.key).as_deref()) {
+            return Err(precondition_failed());
         }
+        check_declared_length(input.content_length)?;
         let mut staged = bucket.stage(&input.key).await.map_err(s3_err)?;
         write_body(&mut staged, input.body, &req_headers, trailing_headers.as_ref()).await?;
         verify_body(&staged, input.content_length, input.content_md5.as_deref())?;
@@ -169,7 +204,9 @@ impl Origin {
             parts: None,
         };
         let sealed = staged.seal(&meta).await.map_err(s3_err)?;
-        bucket.commit(sealed, &meta).await.map_err(s3_err)?;
+        if !bucket.commit_if(sealed, &meta, |e| allowed(e.map(|e| e.etag.as_str()))).await.map_err(s3_err)? {
+            return Err(precondition_failed());
+        }
         tracing::debug!(bucket = %bucket.name, key = %meta.key, size = meta.size, "object stored");
         self.events.send(Kind::Put, &bucket.name, &meta.key, Some(&meta.etag), Some(meta.size));
         Ok(S3Response::new(PutObjectOutput {
@@ -184,14 +221,28 @@ impl Origin {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let i = &req.input;
-        let cond = Conditions {
-            if_match: i.if_match.as_ref(),
-            if_none_match: i.if_none_match.as_ref(),
-            if_modified_since: i.if_modified_since.as_ref().and_then(seconds),
-            if_unmodified_since: i.if_unmodified_since.as_ref().and_then(seconds),
-        };
+        let cond = conditions(
+            i.if_match.as_ref(),
+            i.if_none_match.as_ref(),
+            i.if_modified_since.as_ref(),
+            i.if_unmodified_since.as_ref(),
+            req.extensions.get::<EtagLists>(),
+        );
         let (mut file, meta) = self.open_checked(&i.bucket, &i.key, &cond).await?;
-        let range = match &i.range {
+        // If-Range (RFC 9110 §13.1.5; not parsed by s3s): a range of another version would
+        // splice two bodies, so a validator that no longer matches means the whole object.
+        let range_valid =
+            req.headers.get(http::header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|v| {
+                let v = v.trim();
+                if v.starts_with('"') {
+                    v.trim_matches('"') == meta.etag
+                } else {
+                    httpdate::parse_http_date(v).is_ok_and(|t| {
+                        t == std::time::UNIX_EPOCH + Duration::from_secs(meta.modified_ms / 1000)
+                    })
+                }
+            });
+        let range = match i.range.as_ref().filter(|_| range_valid) {
             Some(r) => Some(r.check(meta.size).map_err(|_| {
                 s3_error!(InvalidRange, "The requested range is not satisfiable (object size {})", meta.size)
             })?),
@@ -228,12 +279,13 @@ impl Origin {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let i = &req.input;
-        let cond = Conditions {
-            if_match: i.if_match.as_ref(),
-            if_none_match: i.if_none_match.as_ref(),
-            if_modified_since: i.if_modified_since.as_ref().and_then(seconds),
-            if_unmodified_since: i.if_unmodified_since.as_ref().and_then(seconds),
-        };
+        let cond = conditions(
+            i.if_match.as_ref(),
+            i.if_none_match.as_ref(),
+            i.if_modified_since.as_ref(),
+            i.if_unmodified_since.as_ref(),
+            req.extensions.get::<EtagLists>(),
+        );
         let (_file, meta) = self.open_checked(&i.bucket, &i.key, &cond).await?;
         let output = HeadObjectOutput {
             accept_ranges: Some("bytes".into()),
@@ -316,19 +368,17 @@ impl Origin {
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata."
             ));
         }
-        let cond = Conditions {
-            if_match: i.copy_source_if_match.as_ref(),
-            if_none_match: i.copy_source_if_none_match.as_ref(),
-            if_modified_since: i.copy_source_if_modified_since.as_ref().and_then(seconds),
-            if_unmodified_since: i.copy_source_if_unmodified_since.as_ref().and_then(seconds),
-        };
+        let cond = conditions(
+            i.copy_source_if_match.as_ref(),
+            i.copy_source_if_none_match.as_ref(),
+            i.copy_source_if_modified_since.as_ref(),
+            i.copy_source_if_unmodified_since.as_ref(),
+            None,
+        );
         let (file, src) = match self.open_checked(src_bucket, src_key, &cond).await {
             // For a copy, every failed source condition is a 412.
             Err(e) if *e.code() == S3ErrorCode::NotModified => {
-                return Err(s3_error!(
-                    PreconditionFailed,
-                    "At least one of the pre-conditions you specified did not hold"
-                ));
+                return Err(precondition_failed());
             }
             other => other?,
         };

@@ -30,19 +30,27 @@ pub struct ListPage<T> {
 }
 
 /// Lists `index` per `q`.
+///
+/// Each step is one ordered lookup from a cursor, and a common prefix is jumped over rather than
+/// walked, so listing the "directories" of a bucket costs the number of items returned, not the
+/// number of keys under them.
 pub fn list<T: Clone>(index: &BTreeMap<String, T>, q: &ListQuery<'_>) -> ListPage<T> {
     let mut page = ListPage { objects: Vec::new(), prefixes: Vec::new(), next_token: None };
-    let start = match &q.after {
+    let mut cursor = match &q.after {
         Some(after) if after.as_str() >= q.prefix => Bound::Excluded(after.clone()),
         _ => Bound::Included(q.prefix.to_owned()),
     };
+    if let Some(p) = &q.skip_prefix {
+        cursor = cursor.max_with(past(p));
+    }
     let mut last: Option<String> = None;
-    let mut skip = q.skip_prefix.clone();
-    for (key, value) in index.range((start, Bound::Unbounded)) {
+    while let Some((key, value)) = index.range((cursor.clone(), Bound::Unbounded)).next() {
         if !key.starts_with(q.prefix) {
             break;
         }
-        if skip.as_deref().is_some_and(|p| key.starts_with(p)) {
+        if q.skip_prefix.as_deref().is_some_and(|p| key.starts_with(p)) {
+            // Only keys continuing with U+10FFFF land here; step over them one by one.
+            cursor = Bound::Excluded(key.clone());
             continue;
         }
         let common = q.delimiter.filter(|d| !d.is_empty()).and_then(|d| {
@@ -55,16 +63,47 @@ pub fn list<T: Clone>(index: &BTreeMap<String, T>, q: &ListQuery<'_>) -> ListPag
         match common {
             Some(p) => {
                 last = Some(token_for_prefix(&p));
-                skip = Some(p.clone());
+                cursor = past(&p);
+                // Keys under `p` sorting after the jump target are skipped one by one.
+                let skip = p.clone();
                 page.prefixes.push(p);
+                while let Some((k, _)) = index.range((cursor.clone(), Bound::Unbounded)).next() {
+                    if !k.starts_with(&skip) {
+                        break;
+                    }
+                    cursor = Bound::Excluded(k.clone());
+                }
             }
             None => {
                 last = Some(token_for_key(key));
                 page.objects.push((key.clone(), value.clone()));
+                cursor = Bound::Excluded(key.clone());
             }
         }
     }
     page
+}
+
+/// A bound after (almost) every key starting with `prefix`: `prefix` followed by the highest
+/// code point. Keys continuing with that very code point are still compared one by one.
+fn past(prefix: &str) -> Bound<String> {
+    Bound::Excluded(format!("{prefix}{}", char::MAX))
+}
+
+/// The later of two lower bounds.
+trait MaxWith {
+    fn max_with(self, other: Self) -> Self;
+}
+
+impl MaxWith for Bound<String> {
+    fn max_with(self, other: Self) -> Self {
+        let key = |b: &Bound<String>| match b {
+            Bound::Included(s) => (s.clone(), 0),
+            Bound::Excluded(s) => (s.clone(), 1),
+            Bound::Unbounded => (String::new(), 0),
+        };
+        if key(&other) > key(&self) { other } else { self }
+    }
 }
 
 /// The token that resumes after `key`.
@@ -155,6 +194,90 @@ mod tests {
         assert_eq!(list(&idx, &q).next_token, None);
         let q = ListQuery { max_keys: 1, ..Default::default() };
         assert_eq!(list(&idx, &q).next_token, Some(token_for_key("a")));
+    }
+
+    #[test]
+    fn prefixes_are_jumped_including_keys_with_the_highest_code_point() {
+        let max = char::MAX;
+        let idx = index(&["a/1", "a/2", &format!("a/{max}x"), "b", "c/1"]);
+        let q = ListQuery { delimiter: Some("/"), max_keys: 1000, ..Default::default() };
+        let page = list(&idx, &q);
+        assert_eq!(page.prefixes, ["a/", "c/"]);
+        assert_eq!(keys(&page), ["b"]);
+        let q = ListQuery {
+            delimiter: Some("/"),
+            after: Some("a/".into()),
+            skip_prefix: Some("a/".into()),
+            max_keys: 1000,
+            ..Default::default()
+        };
+        let page = list(&idx, &q);
+        assert_eq!(page.prefixes, ["c/"]);
+        assert_eq!(keys(&page), ["b"]);
+    }
+
+    /// The obvious listing: every key under the prefix, rolled up at the first delimiter.
+    fn naive(keys: &[String], prefix: &str, delimiter: Option<&str>) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for k in keys.iter().filter(|k| k.starts_with(prefix)) {
+            let item = match delimiter.and_then(|d| k[prefix.len()..].find(d).map(|i| (i, d))) {
+                Some((i, d)) => k[..prefix.len() + i + d.len()].to_owned(),
+                None => k.clone(),
+            };
+            if out.last() != Some(&item) {
+                out.push(item);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn paging_through_matches_the_naive_listing() {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut rnd = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let alphabet = ['a', 'b', '/', '-', char::MAX];
+        for _ in 0..200 {
+            let mut keys: Vec<String> = (0..rnd(40))
+                .map(|_| (0..1 + rnd(6)).map(|_| alphabet[rnd(alphabet.len() as u64) as usize]).collect())
+                .collect();
+            keys.sort();
+            keys.dedup();
+            let idx: BTreeMap<String, ()> = keys.iter().map(|k| (k.clone(), ())).collect();
+            let prefix = ["", "a", "a/", "b/a"][rnd(4) as usize];
+            let delimiter = [None, Some("/"), Some("-")][rnd(3) as usize];
+            let max_keys = 1 + rnd(5) as usize;
+            let mut got = Vec::new();
+            let mut token: Option<String> = None;
+            loop {
+                let (after, skip_prefix) = token.as_deref().and_then(parse_token).unzip();
+                let q = ListQuery { prefix, delimiter, after, skip_prefix: skip_prefix.flatten(), max_keys };
+                let page = list(&idx, &q);
+                assert!(page.objects.len() + page.prefixes.len() <= max_keys);
+                let mut items: Vec<String> = keys_of(&page);
+                items.extend(page.prefixes.iter().cloned());
+                items.sort();
+                got.extend(items);
+                match page.next_token {
+                    Some(t) => token = Some(t),
+                    None => break,
+                }
+            }
+            got.sort();
+            assert_eq!(
+                got,
+                naive(&keys, prefix, delimiter),
+                "keys {keys:?} prefix {prefix:?} delimiter {delimiter:?}"
+            );
+        }
+    }
+
+    fn keys_of(page: &ListPage<()>) -> Vec<String> {
+        page.objects.iter().map(|(k, ())| k.clone()).collect()
     }
 
     #[test]

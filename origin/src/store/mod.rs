@@ -171,6 +171,7 @@ impl Bucket {
         ensure_dir(&uploads).await?;
         let created = tokio::fs::metadata(&dir).await?.modified().unwrap_or(SystemTime::UNIX_EPOCH);
         let index = scan(&objects).await?;
+        clean_uploads(&uploads).await?;
         tracing::info!(bucket = %name, objects = index.len(), "bucket loaded");
         Ok(Self {
             name,
@@ -192,6 +193,11 @@ impl Bucket {
         if self.deleted.load(Ordering::SeqCst) { Err(StoreError::NoSuchBucket) } else { Ok(()) }
     }
 
+    /// The ETag of the current version of `key`, from the index.
+    pub fn current_etag(&self, key: &str) -> Option<String> {
+        self.index().get(key).map(|e| e.etag.clone())
+    }
+
     /// Whether the bucket holds no object.
     pub fn is_empty(&self) -> bool {
         self.index().is_empty()
@@ -206,15 +212,32 @@ impl Bucket {
 
     /// Makes a sealed write the current version of `meta.key`, durably.
     pub async fn commit(&self, sealed: Sealed, meta: &ObjectMeta) -> Result<(), StoreError> {
+        self.commit_if(sealed, meta, |_| true).await.map(|_| ())
+    }
+
+    /// Like [`Bucket::commit`], but only if `allowed` accepts the current version (or its
+    /// absence) at the moment of the rename; returns whether it committed. This makes
+    /// `If-None-Match: *` and `If-Match` writes atomic: of concurrent creates, exactly one wins.
+    pub async fn commit_if(
+        &self,
+        sealed: Sealed,
+        meta: &ObjectMeta,
+        allowed: impl FnOnce(Option<&Entry>) -> bool,
+    ) -> Result<bool, StoreError> {
         let path = key_path(&self.objects, &meta.key);
         {
             let _write = self.write.lock().await;
             self.check_live()?;
+            if !allowed(self.index().get(&meta.key)) {
+                // Dropping `sealed` removes the temporary file.
+                return Ok(false);
+            }
             sealed.rename_to(&path).await?;
             let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             index.insert(meta.key.clone(), Entry::from(meta));
         }
-        fsync_dir(path.parent().unwrap_or(&self.objects)).await
+        fsync_dir(path.parent().unwrap_or(&self.objects)).await?;
+        Ok(true)
     }
 
     /// Opens `key` for reading: the file (positioned at the body) and its metadata. The open
@@ -255,6 +278,25 @@ impl Bucket {
     pub fn list(&self, q: &ListQuery<'_>) -> ListPage<Entry> {
         listing::list(&self.index(), q)
     }
+}
+
+/// Removes what an interrupted abort (`.trash.*`) or part write (`ID/.tmp.*`) left behind.
+async fn clean_uploads(uploads: &Path) -> Result<(), StoreError> {
+    let mut entries = tokio::fs::read_dir(uploads).await?;
+    while let Some(entry) = entries.next_entry().await? {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".trash.") {
+            let _ = tokio::fs::remove_dir_all(entry.path()).await;
+        } else if entry.file_type().await?.is_dir() {
+            let mut files = tokio::fs::read_dir(entry.path()).await?;
+            while let Some(f) = files.next_entry().await? {
+                if f.file_name().to_string_lossy().starts_with(".tmp.") {
+                    let _ = tokio::fs::remove_file(f.path()).await;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads every object file's metadata; removes temporary files left by a crash.

@@ -180,6 +180,25 @@ impl Bucket {
         Ok(meta)
     }
 
+    /// Every upload in progress with its id, sorted by key, then start time, then id.
+    pub async fn uploads(&self) -> Result<Vec<(String, UploadInfo)>, StoreError> {
+        let mut out = Vec::new();
+        let mut entries = tokio::fs::read_dir(&self.uploads).await?;
+        while let Some(entry) = entries.next_entry().await? {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if !valid_id(&id) {
+                continue;
+            }
+            let Ok(json) = tokio::fs::read(entry.path().join("upload.json")).await else { continue };
+            match serde_json::from_slice::<UploadInfo>(&json) {
+                Ok(info) => out.push((id, info)),
+                Err(e) => tracing::warn!(upload = %id, error = %e, "unreadable upload; ignored"),
+            }
+        }
+        out.sort_by(|a, b| (&a.1.key, a.1.initiated_ms, &a.0).cmp(&(&b.1.key, b.1.initiated_ms, &b.0)));
+        Ok(out)
+    }
+
     /// Drops an upload and its parts.
     pub async fn abort_upload(&self, id: &str) -> Result<(), StoreError> {
         let dir = self.upload_dir(id)?;
