@@ -155,7 +155,7 @@ pub(crate) async fn append(
     created: Instant,
     wait: Option<Duration>,
 ) -> Result<Response, ApiError> {
-    let mut op = serde_json::to_value(fields).map_err(|e| Error::Durability(e.to_string()))?;
+    let mut op = serde_json::to_value(fields).map_err(Error::from)?;
     let prefix = if kind == "prewarm" { "w" } else { "p" };
     let seq = state
         .log

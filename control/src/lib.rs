@@ -62,6 +62,9 @@ pub enum Error {
     /// A commit could not be made durable.
     #[error("log commit failed: {0}")]
     Durability(String),
+    /// An entry could not be encoded as JSON.
+    #[error("cannot encode a log entry: {0}")]
+    Encode(#[from] serde_json::Error),
     /// The API listener cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
