@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State as AxState};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -114,6 +115,16 @@ async fn authorize(AxState(state): AxState<Shared>, request: Request, next: Next
     next.run(request).await
 }
 
+/// The request body, or a JSON error (413 beyond [`body::MAX_BODY_BYTES`]) instead of axum's
+/// plain-text rejection.
+pub(crate) fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|r| ApiError {
+        status: r.status(),
+        field: Some("body".into()),
+        message: r.body_text().to_lowercase(),
+    })
+}
+
 /// Requires a JSON content type when one is given (browsers' form posts are not JSON).
 fn check_json(headers: &HeaderMap) -> Result<(), ApiError> {
     match headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
@@ -186,8 +197,9 @@ async fn purge(
     AxState(state): AxState<Shared>,
     Query(q): Query<WaitQuery>,
     headers: HeaderMap,
-    bytes: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let bytes = crate::api::read_body(body)?;
     let created = Instant::now();
     let wait = wait_limit(&q)?;
     check_json(&headers)?;
@@ -200,8 +212,9 @@ async fn prewarm(
     AxState(state): AxState<Shared>,
     Query(q): Query<WaitQuery>,
     headers: HeaderMap,
-    bytes: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let bytes = crate::api::read_body(body)?;
     let created = Instant::now();
     let wait = wait_limit(&q)?;
     check_json(&headers)?;
@@ -219,7 +232,11 @@ async fn prewarm(
     append(&state, "prewarm", &op, created, wait).await
 }
 
-async fn origin_events(AxState(state): AxState<Shared>, bytes: Bytes) -> Result<Response, ApiError> {
+async fn origin_events(
+    AxState(state): AxState<Shared>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let bytes = crate::api::read_body(body)?;
     let created = Instant::now();
     let events: OriginEvents = body::parse(&bytes)?;
     if events.events.is_empty() {
