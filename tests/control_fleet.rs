@@ -232,10 +232,15 @@ async fn a_stopped_edge_shows_pending_and_applies_the_purge_after_sigcont() {
     fleet.edges[1].signal("STOP");
     let (status, answer) =
         fleet.api.post("/v1/purge?wait=1s", json!({"files": ["http://cdn.example/z/1"]})).await;
-    fleet.edges[1].signal("CONT");
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["complete"], false);
     let id = answer["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        fleet.api.edge_state(&id, "b").await.as_deref(),
+        Some("pending"),
+        "GET /v1/purge/{id} while stopped"
+    );
+    fleet.edges[1].signal("CONT");
     let states: Vec<(&str, &str)> = answer["edges"]
         .as_array()
         .expect("edges")
