@@ -161,23 +161,24 @@ struct Accepted {
 /// `created`, and answers `202 {id}` (or, with `wait`, once every live edge applied it).
 pub(crate) async fn append(
     state: &State,
-    kind: &str,
+    kind: &'static str,
     fields: &impl Serialize,
     created: Instant,
     wait: Option<Duration>,
 ) -> Result<Response, ApiError> {
     let mut op = serde_json::to_value(fields).map_err(Error::from)?;
     let prefix = if kind == "prewarm" { "w" } else { "p" };
+    let registry = state.registry.clone();
     let seq = state
         .log
         .append(
-            |seq| {
+            move |seq| {
                 let map = op.as_object_mut().expect("entry fields serialise to a JSON object");
                 map.insert("type".into(), Value::String(kind.into()));
                 map.insert("id".into(), Value::String(format!("{prefix}-{seq}")));
                 op.to_string()
             },
-            |seq| state.registry.track(seq, created),
+            move |seq| registry.track(seq, created),
         )
         .await?;
     let id = format!("{prefix}-{seq}");

@@ -85,7 +85,7 @@ pub enum Error {
 #[derive(Debug)]
 pub(crate) struct State {
     pub log: log::Log,
-    pub registry: registry::Registry,
+    pub registry: Arc<registry::Registry>,
     pub token: Option<stratus_config::Secret>,
     pub origin: origin::Origin,
     pub shutdown: CancellationToken,
@@ -101,7 +101,7 @@ pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(
     }
     let state = Arc::new(State {
         log,
-        registry: registry::Registry::new(config.edge_timeout.get()),
+        registry: Arc::new(registry::Registry::new(config.edge_timeout.get())),
         token: config.token.clone(),
         origin: origin::Origin::new(config.origin.clone()),
         shutdown: shutdown.clone(),
