@@ -112,6 +112,12 @@ pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(
     let bound = listener.local_addr().map_err(|source| Error::Bind { addr, source })?;
     println!("listening control api http://{bound}");
     tracing::info!(addr = %bound, data = %config.data.display(), "control plane started");
+    // Stream lines and small JSON answers must leave at once, not wait for Nagle's algorithm.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
