@@ -165,12 +165,14 @@ fn exit_code(ok: bool) -> ExitCode {
 async fn serve<F, Fut, E>(start: F) -> Result<ExitCode>
 where
     F: FnOnce(CancellationToken) -> Fut,
-    Fut: Future<Output = Result<(), E>>,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: std::error::Error + Send + Sync + 'static,
 {
     let stop = CancellationToken::new();
     tokio::spawn(cancel_on_signal(stop.clone()));
-    start(stop).await?;
+    // Run the server on a worker thread, not on the thread blocked in `block_on`: pinned to one
+    // core, two busy threads would take turns on it.
+    tokio::spawn(start(stop)).await.context("the server task panicked")??;
     Ok(ExitCode::SUCCESS)
 }
 

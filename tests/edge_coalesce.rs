@@ -281,5 +281,34 @@ async fn objects_over_the_max_size_stream_through_uncached() {
         let got = get(&format!("{url}-chunked"), &[]).await;
         assert_eq!(got.body.len(), big.len());
         assert_eq!(origin.hits("/coalesce/huge-chunked"), n);
+        if n == 2 {
+            assert!(got.cache().contains("hit-for-miss"), "{}", got.cache());
+        }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_origin_body_past_the_total_timeout_is_aborted_and_not_stored() {
+    let origin = Origin::start().await;
+    origin.route("/coalesce/stalls", |_, n| {
+        if n == 1 {
+            // Half the body, then the origin stalls well past the edge's total timeout.
+            Reply::ok("", &[("cache-control", "max-age=300"), ("content-length", "8")])
+                .parts(vec![Part::Data(Bytes::from_static(b"half")), Part::Wait(Duration::from_secs(30))])
+        } else {
+            Reply::ok("complete", &[("cache-control", "max-age=300")])
+        }
+    });
+    let (edge, _dir) = edge_util::edge_with_config(
+        &origin,
+        "[[edge.sites]]\nhosts = [\"*\"]\norigins = [\"ORIGIN\"]\n[edge.sites.timeouts]\ntotal = \"1s\"\n",
+    );
+    let url = format!("{}/coalesce/stalls", edge.url("edge http"));
+    let res = client().get(&url).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.bytes().await.is_err(), "a timed-out body was presented as complete");
+    let next = get(&url, &[]).await;
+    assert_eq!(next.text(), "complete");
+    assert!(next.cache().contains("fwd=uri-miss"), "{}", next.cache());
+    assert_eq!(origin.hits("/coalesce/stalls"), 2);
 }

@@ -235,15 +235,40 @@ async fn stale_if_error_covers_errors_resets_and_timeouts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn must_revalidate_refuses_max_stale() {
+async fn must_and_proxy_revalidate_refuse_max_stale() {
     let origin = Origin::start().await;
     origin.fixed(
         "/fresh/must",
         Reply::ok("m", &[("cache-control", "max-age=60, must-revalidate"), ("age", "100")]),
     );
     origin.fixed("/fresh/may", Reply::ok("m", &[("cache-control", "max-age=60"), ("age", "100")]));
+    origin.fixed(
+        "/fresh/proxy",
+        Reply::ok("m", &[("cache-control", "max-age=60, proxy-revalidate"), ("age", "100")]),
+    );
     let edge = edge(&origin, &[]);
     let stale_ok = [("cache-control", "max-stale=1000")];
     assert_eq!(twice(&origin, &edge, "/fresh/must", &stale_ok).await, 2);
     assert_eq!(twice(&origin, &edge, "/fresh/may", &stale_ok).await, 1);
+    assert_eq!(twice(&origin, &edge, "/fresh/proxy", &stale_ok).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stale_if_error_covers_an_unreachable_origin() {
+    let origin = Origin::start().await;
+    origin.fixed(
+        "/fresh/sie-gone",
+        Reply::ok("stale copy", &[("cache-control", "max-age=60, stale-if-error=600"), ("age", "100")]),
+    );
+    let forwarder = edge_util::Forwarder::start(&origin.url).await;
+    let mut cmd = util::stratus();
+    cmd.args(["edge", "--listen", "127.0.0.1:0", "--origin", &forwarder.url]);
+    let edge = util::Proc::start(cmd, &["edge http"]);
+    let url = format!("{}/fresh/sie-gone", edge.url("edge http"));
+    assert_eq!(get(&url, &[]).await.text(), "stale copy");
+    forwarder.take_down();
+    let got = get(&url, &[]).await;
+    assert_eq!((got.status, got.text().as_str()), (200, "stale copy"));
+    assert!(got.cache().contains("detail=stale-if-error"), "{}", got.cache());
+    assert_eq!(origin.hits("/fresh/sie-gone"), 1);
 }

@@ -144,13 +144,14 @@ async fn unsafe_methods_pass_through_and_invalidate() {
     }
     let edge = edge(&origin, &[]);
     let base = edge.url("edge http");
-    for p in ["/req/item", "/req/list", "/req/item-failed"] {
+    for p in ["/req/item", "/req/list", "/req/item-failed", "/req/item-loc"] {
         get(&format!("{base}{p}"), &[]).await;
     }
     // POST reaches the origin with its body; the response carries a same-origin Location.
     origin.route("/req/item", |seen, _| {
         if seen.method == "POST" {
-            Reply::status(201, "created", &[("location", "/req/list")])
+            let self_url = format!("http://{}/req/item-loc", seen.headers["host"].to_str().unwrap());
+            Reply::status(201, "created", &[("location", "/req/list"), ("content-location", &self_url)])
         } else {
             Reply::ok("cached", &[MAX_AGE])
         }
@@ -164,6 +165,8 @@ async fn unsafe_methods_pass_through_and_invalidate() {
         get(&format!("{base}/req/list"), &[]).await.cache().contains("fwd=uri-miss"),
         "Location invalidated"
     );
+    let loc = get(&format!("{base}/req/item-loc"), &[]).await;
+    assert!(loc.cache().contains("fwd=uri-miss"), "Content-Location invalidated: {}", loc.cache());
 
     // An error response invalidates nothing.
     origin.route("/req/item-failed", |seen, _| {
@@ -172,4 +175,25 @@ async fn unsafe_methods_pass_through_and_invalidate() {
     let deleted = send(client().delete(format!("{base}/req/item-failed"))).await;
     assert_eq!(deleted.status, 500);
     assert!(get(&format!("{base}/req/item-failed"), &[]).await.cache().contains("hit"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn request_bodies_over_the_limit_get_413() {
+    let origin = Origin::start().await;
+    origin.fixed("/req/upload", Reply::ok("stored", &[]));
+    let (edge, _dir) = edge_util::edge_with_config(
+        &origin,
+        "[edge.limits]\nmax_body_size = \"1KiB\"\n[[edge.sites]]\nhosts = [\"*\"]\norigins = [\"ORIGIN\"]\n",
+    );
+    let url = format!("{}/req/upload", edge.url("edge http"));
+    let small = send(client().post(&url).body("x".repeat(100))).await;
+    assert_eq!((small.status, small.text().as_str()), (200, "stored"));
+    let declared = send(client().post(&url).body("x".repeat(4096))).await;
+    assert_eq!(declared.status, 413);
+    // Without a Content-Length the limit is found while streaming.
+    let chunks = futures_util::stream::iter(
+        (0..8).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'y'; 1024]))),
+    );
+    let streamed = send(client().post(&url).body(reqwest::Body::wrap_stream(chunks))).await;
+    assert_eq!(streamed.status, 413);
 }

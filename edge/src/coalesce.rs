@@ -108,6 +108,23 @@ impl Fill {
         self.state.send_modify(|s| s.end = Some(end));
     }
 
+    /// Ends the fill as failed unless it already ended: whatever happens to the task, no
+    /// waiter waits forever.
+    pub fn abandon(&self) {
+        self.state.send_if_modified(|s| {
+            let mut changed = false;
+            if s.head.is_none() {
+                s.head = Some(FillHead::Failed(ProxyError::Internal("origin fetch abandoned".into())));
+                changed = true;
+            }
+            if s.end.is_none() {
+                s.end = Some(Err(ProxyError::Internal("origin fetch abandoned".into())));
+                changed = true;
+            }
+            changed
+        });
+    }
+
     /// The chunks so far (cheap clones).
     pub fn chunks(&self) -> Vec<Bytes> {
         self.state.borrow().chunks.clone()
@@ -243,9 +260,9 @@ impl Inflight {
     }
 
     /// Removes `fill` from the map (if it is still the one registered for `key`).
-    pub fn remove(&self, key: &str, fill: &Arc<Fill>) {
+    pub fn remove(&self, key: &str, fill: &Fill) {
         let mut fills = self.fills.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if fills.get(key).is_some_and(|f| Arc::ptr_eq(f, fill)) {
+        if fills.get(key).is_some_and(|f| std::ptr::eq(Arc::as_ptr(f), fill)) {
             fills.remove(key);
         }
     }
@@ -281,6 +298,18 @@ mod tests {
         assert_eq!(a.next().await.unwrap().unwrap(), "two");
         assert!(a.next().await.unwrap().is_err());
         assert!(a.next().await.is_none());
+        assert!(fill.complete_body().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_fill_releases_its_waiters() {
+        let fill = Fill::new(HeaderMap::new());
+        let waiter = {
+            let fill = fill.clone();
+            tokio::spawn(async move { fill.head().await })
+        };
+        fill.abandon();
+        assert!(matches!(waiter.await.expect("waiter"), FillHead::Failed(_)));
         assert!(fill.complete_body().await.is_err());
     }
 

@@ -60,12 +60,27 @@ pub struct Job {
 /// Starts the fill's task; it runs to the end whatever happens to the clients.
 pub fn spawn(job: Job, fill: Arc<Fill>) {
     tokio::spawn(async move {
-        let (edge, slot, registered) = (job.edge.clone(), job.slot.clone(), job.registered);
-        run(job, &fill).await;
-        if registered {
-            edge.inflight.remove(&slot, &fill);
-        }
+        let guard = Done { edge: job.edge.clone(), slot: job.slot.clone(), registered: job.registered, fill };
+        run(job, &guard.fill).await;
     });
+}
+
+/// Ends a fill when its task ends, even by a panic: waiters are released and the key leaves
+/// the inflight map, so one bad fetch cannot wedge a key.
+struct Done {
+    edge: Arc<Edge>,
+    slot: Arc<str>,
+    registered: bool,
+    fill: Arc<Fill>,
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.fill.abandon();
+        if self.registered {
+            self.edge.inflight.remove(&self.slot, &self.fill);
+        }
+    }
 }
 
 async fn run(job: Job, fill: &Fill) {
@@ -188,6 +203,7 @@ async fn stream_body(
     let left = job.site.upstream.timeouts.total.get().saturating_sub(spent);
     let deadline = tokio::time::Instant::now() + left;
     let mut size: u64 = 0;
+    let mut overflowed = false;
     loop {
         match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => return Err(ProxyError::Timeout("the response body")),
@@ -200,12 +216,21 @@ async fn stream_body(
                 }
             }
         }
+        if size > edge.max_object && !overflowed {
+            // Too big to store after all (no Content-Length told us): the current waiters
+            // finish from this fill, but nobody new joins it; later requests go straight
+            // to the origin.
+            overflowed = true;
+            if job.registered {
+                edge.store.mark_hit_for_miss(job.slot.clone());
+                edge.inflight.remove(&job.slot, fill);
+            }
+        }
     }
     // hyper reports a body shorter than Content-Length as an error; this catches the rest.
     if content_length.is_some_and(|n| n != size) {
         return Err(ProxyError::Upstream("body length does not match Content-Length".into()));
     }
-    let _ = edge;
     Ok(size)
 }
 

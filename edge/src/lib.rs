@@ -11,10 +11,12 @@
 //! admin ─► admin.rs (purge, metrics, stats)        control ─► follow.rs ─► target.rs
 //! ```
 //!
-//! Module map: [`directives`] and [`freshness`] decide storability and freshness; [`key`]
+//! Module map: [`pipeline`] runs the phases for GET and HEAD and [`passthrough`] handles the
+//! other methods; [`directives`] and [`freshness`] decide storability and freshness; [`key`]
 //! builds cache keys; [`store`] and [`entry`] hold responses; [`coalesce`] and [`fill`] run
 //! origin fetches; [`respond`] and [`range`] answer from held responses; [`status`] is the one
-//! source of `Cache-Status` and request metrics; [`error`] maps failures to responses.
+//! source of `Cache-Status` and request metrics; [`error`] maps failures to responses;
+//! [`admin`] is the admin API and [`target`] what the control-plane follower drives.
 //!
 //! Decisions where the RFCs leave room are written down in the module that makes them
 //! (see `freshness`, `coalesce`, `store`) and in `docs/edge.md`.
@@ -30,6 +32,7 @@ pub mod freshness;
 pub mod headers;
 pub mod key;
 pub mod metrics;
+pub mod passthrough;
 pub mod pipeline;
 pub mod purge;
 pub mod range;

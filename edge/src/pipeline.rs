@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
-use hyper::body::{Frame, Incoming};
+use hyper::body::{Body as _, Frame, Incoming};
 use tokio::sync::oneshot;
 
 use crate::Edge;
@@ -22,24 +22,24 @@ use crate::directives::{Directives, Seconds};
 use crate::entry::Entry;
 use crate::error::{Body, BoxError, ProxyError, empty, rescue};
 use crate::fill::{self, Job, Mode};
-use crate::headers::{add_forwarded, append_via, strip_hop_by_hop, strip_targeted, take_tags};
+use crate::headers::{add_forwarded, append_via, strip_hop_by_hop};
 use crate::key::{self, CacheKey};
 use crate::respond::{self, Precondition};
 use crate::route::SiteState;
 use crate::status::{CacheStatus, Fwd, Outcome, StaleWhy};
-use crate::store::{Found, Target};
+use crate::store::Found;
 use crate::upstream::OriginRequest;
 
-type Served = Result<(Response<Body>, CacheStatus), ProxyError>;
+pub(crate) type Served = Result<(Response<Body>, CacheStatus), ProxyError>;
 
 /// One request's context after routing and keying.
 #[derive(Debug)]
-struct Ctx {
-    site: Arc<SiteState>,
-    key: CacheKey,
-    method: Method,
+pub(crate) struct Ctx {
+    pub(crate) site: Arc<SiteState>,
+    pub(crate) key: CacheKey,
+    pub(crate) method: Method,
     head_only: bool,
-    headers: HeaderMap,
+    pub(crate) headers: HeaderMap,
     cc: Directives,
     no_cache: bool,
     path_and_query: String,
@@ -51,7 +51,8 @@ struct Ctx {
 /// Serves one client request. Never fails.
 pub async fn handle(edge: Arc<Edge>, req: Request<Body>, client: Option<SocketAddr>) -> Response<Body> {
     let started = Instant::now();
-    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    // Cheap clones (shared bytes) kept for the access log.
+    let (method, uri) = (req.method().clone(), req.uri().clone());
     let version = req.version();
     let (res, status) = match serve(&edge, req, client).await {
         Ok(pair) => pair,
@@ -62,7 +63,7 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Body>, client: Option<SocketAd
             (rescue(&e), CacheStatus::new(outcome))
         }
     };
-    observe(&edge, res, &status, started, version, &method, &path)
+    observe(&edge, res, &status, started, version, &method, uri.path())
 }
 
 /// Adapts hyper's request body for [`handle`].
@@ -94,6 +95,11 @@ fn observe(
         cache = status.label(),
         micros = elapsed.as_micros() as u64,
     );
+    // Bodies of known size (hits, errors) are counted at once; streams as their frames go out.
+    if let Some(n) = res.body().size_hint().exact() {
+        edge.metrics.served(n);
+        return res;
+    }
     let counter = edge.clone();
     res.map(move |body| {
         body.map_frame(move |f| {
@@ -144,7 +150,7 @@ async fn serve(edge: &Arc<Edge>, req: Request<Body>, client: Option<SocketAddr>)
     if ctx.method == Method::GET || ctx.method == Method::HEAD {
         lookup(edge, &ctx).await
     } else {
-        forward_method(edge, &ctx, body).await
+        crate::passthrough::forward(edge, &ctx, body).await
     }
 }
 
@@ -436,7 +442,7 @@ fn pass_response(res: Response<Incoming>, ctx: &Ctx) -> Response<Body> {
 }
 
 /// The request a fill (or a pass) sends to the origin.
-fn origin_request(ctx: &Ctx, revalidate: Option<&Entry>, fill: bool) -> OriginRequest {
+pub(crate) fn origin_request(ctx: &Ctx, revalidate: Option<&Entry>, fill: bool) -> OriginRequest {
     let mut h = ctx.headers.clone();
     strip_hop_by_hop(&mut h);
     if fill {
@@ -470,66 +476,5 @@ fn origin_request(ctx: &Ctx, revalidate: Option<&Entry>, fill: bool) -> OriginRe
         path_and_query: ctx.path_and_query.clone(),
         headers: h,
         client_host: ctx.client_host.clone(),
-    }
-}
-
-/// Methods other than GET and HEAD pass through; unsafe ones invalidate what they name.
-async fn forward_method(edge: &Arc<Edge>, ctx: &Ctx, body: Body) -> Served {
-    let limit = edge.limits.max_body_size.bytes();
-    let declared = ctx
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ProxyError::BodyTooLarge);
-    }
-    let body =
-        http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync();
-    edge.metrics.origin_request();
-    let res =
-        ctx.site.upstream.send(&origin_request(ctx, None, false), Some(body)).await.inspect_err(|_| {
-            edge.metrics.origin_error();
-        })?;
-    let (mut parts, body) = res.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    strip_targeted(&mut parts.headers);
-    let _ = take_tags(&mut parts.headers, &edge.tag_headers);
-    let safe = matches!(ctx.method, Method::OPTIONS | Method::TRACE);
-    if !safe && !parts.status.is_client_error() && !parts.status.is_server_error() {
-        invalidate(edge, ctx, &parts.headers);
-    }
-    let mut status = CacheStatus::new(Outcome::Forward(Fwd::Method));
-    status.fwd_status = Some(parts.status.as_u16());
-    Ok((Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed_unsync()), status))
-}
-
-/// RFC 9111 §4.4: invalidate the target URI and same-origin `Location` / `Content-Location`.
-fn invalidate(edge: &Edge, ctx: &Ctx, res: &HeaderMap) {
-    let mut n = edge.store.purge(
-        &Target::Url {
-            host: Some(ctx.key.host.clone()),
-            path: ctx.key.path.clone(),
-            query: ctx.key.query.clone(),
-        },
-        false,
-    );
-    for name in [header::LOCATION, header::CONTENT_LOCATION] {
-        let Some(v) = res.get(&name).and_then(|v| v.to_str().ok()) else { continue };
-        let Ok(uri) = v.parse::<http::Uri>() else { continue };
-        let same_origin = match uri.host() {
-            None => true,
-            Some(h) => h.eq_ignore_ascii_case(&ctx.key.host),
-        };
-        if same_origin && uri.path().starts_with('/') {
-            let query = uri.query().and_then(|q| key::normalize_query(q, &ctx.site.cfg.key));
-            n += edge.store.purge(
-                &Target::Url { host: Some(ctx.key.host.clone()), path: uri.path().to_owned(), query },
-                false,
-            );
-        }
-    }
-    if n > 0 {
-        tracing::debug!(host = %ctx.key.host, path = %ctx.key.path, removed = n, "invalidated by unsafe method");
     }
 }

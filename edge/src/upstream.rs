@@ -94,6 +94,7 @@ impl Upstream {
                 Ok(Ok(res)) => return Ok(res),
                 Err(_) => ProxyError::Timeout("the response head"),
                 Ok(Err(e)) if e.is_connect() => ProxyError::Connect(error_chain(&e)),
+                Ok(Err(e)) if caused_by_body_limit(&e) => ProxyError::BodyTooLarge,
                 Ok(Err(e)) => ProxyError::Upstream(error_chain(&e)),
             };
             tracing::warn!(origin = %origin.authority, error = %err, "origin request failed");
@@ -125,6 +126,18 @@ impl Upstream {
         request.headers_mut().insert(header::HOST, host);
         Ok(request)
     }
+}
+
+/// Whether the request body hit its size limit while being sent (the client's fault).
+fn caused_by_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// An error and its sources, for logs.
