@@ -375,3 +375,31 @@ async fn an_edge_behind_the_compacted_log_drops_its_whole_cache() {
     assert!(a.hit(), "a applied every entry and kept its cache: {a:?}");
     assert!(!b.hit(), "b dropped its whole cache: {b:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_started_before_its_control_plane_serves_and_joins_later() {
+    let origin = Origin::start().await;
+    // A port nobody listens on yet: the control plane comes up there later.
+    let port =
+        std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+    let control_url = format!("http://127.0.0.1:{port}");
+    let edge = start_edge(&origin.url, &control_url, "early");
+    let addr = edge.addr("edge http");
+    assert!(!get(&addr, "cdn.example", "/e/1").await.hit());
+    assert!(get(&addr, "cdn.example", "/e/1").await.hit(), "serves from its cache without a control plane");
+
+    let dir = util::tempdir();
+    let file = util::write_file(
+        dir.path(),
+        "control.toml",
+        &format!("[control]\nlisten = \"127.0.0.1:{port}\"\ndata = {:?}\n", dir.path().join("data")),
+    );
+    let mut cmd = util::stratus();
+    cmd.args(["control", "--config"]).arg(file).env("STRATUS_TOKEN", TOKEN);
+    let control = Proc::start(cmd, &["control api"]);
+    let api = Api::new(&control);
+    api.until_following(1).await;
+    let (status, answer) = api.post("/v1/purge?wait=5s", json!({"files": ["http://cdn.example/e/1"]})).await;
+    assert_eq!((status, answer["edges"][0]["state"].as_str()), (200, Some("applied")), "{answer}");
+    assert!(!get(&addr, "cdn.example", "/e/1").await.hit(), "the purge reached the late-joined edge");
+}
