@@ -35,6 +35,7 @@ async fn entries_stream_in_order_and_acks_mark_edges_applied() {
     assert_eq!(progress["edges"][0]["state"], "applied", "{progress}");
     assert!(progress["edges"][0]["applied_ms"].as_f64().is_some(), "{progress}");
     assert_eq!(progress["complete"], true);
+    assert!(progress["created_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{progress}");
     assert_eq!(api.edge_state(&third, "a").await.as_deref(), Some("pending"));
 
     let (status, edges) = api.get("/v1/edges").await;
@@ -199,6 +200,18 @@ async fn invalid_requests_get_400_naming_the_field() {
     let response =
         api.http.post(format!("{}/v1/purge", api.base)).bearer_auth(TOKEN).body("{not json").send().await;
     assert_eq!(response.expect("answer").status(), 400);
+    let huge = json!({ "files": [format!("/{}", "x".repeat(2 << 20))] });
+    // Its own client: the server answers without reading the body and closes the connection.
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/purge", api.base))
+        .bearer_auth(TOKEN)
+        .json(&huge)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 413);
+    let answer: Value = response.json().await.expect("json error");
+    assert_eq!(answer["field"], "body", "{answer}");
     let (status, answer) = api.get("/v1/edges/a/events?after=soon").await;
     assert_eq!((status, answer["field"].as_str()), (400, Some("after")), "{answer}");
     assert_eq!(api.head().await, 0, "nothing invalid was appended");

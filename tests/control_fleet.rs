@@ -107,6 +107,20 @@ impl Fleet {
         self.api.until_following(2).await;
     }
 
+    /// Starts the control plane again on the same port and data directory (the edges know
+    /// only that address), with `extra` lines added to its configuration.
+    fn restart_control(&mut self, extra: &str) {
+        self.control.kill();
+        let port = self.api.base.rsplit(':').next().expect("port").to_owned();
+        let file = self.dir.path().join("control.toml");
+        let text = std::fs::read_to_string(&file).expect("config");
+        let text = text.replace("127.0.0.1:0", &format!("127.0.0.1:{port}")) + extra + "\n";
+        std::fs::write(&file, text).expect("config");
+        let mut cmd = util::stratus();
+        cmd.args(["control", "--config"]).arg(&file).env("STRATUS_TOKEN", TOKEN);
+        self.control = Proc::start(cmd, &["control api"]);
+    }
+
     fn addr(&self, edge: usize) -> String {
         self.edges[edge].addr("edge http")
     }
@@ -218,10 +232,15 @@ async fn a_stopped_edge_shows_pending_and_applies_the_purge_after_sigcont() {
     fleet.edges[1].signal("STOP");
     let (status, answer) =
         fleet.api.post("/v1/purge?wait=1s", json!({"files": ["http://cdn.example/z/1"]})).await;
-    fleet.edges[1].signal("CONT");
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["complete"], false);
     let id = answer["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        fleet.api.edge_state(&id, "b").await.as_deref(),
+        Some("pending"),
+        "GET /v1/purge/{id} while stopped"
+    );
+    fleet.edges[1].signal("CONT");
     let states: Vec<(&str, &str)> = answer["edges"]
         .as_array()
         .expect("edges")
@@ -245,19 +264,12 @@ async fn a_killed_control_plane_restarts_with_its_log_and_edges_resume() {
     let mut fleet = Fleet::start().await;
     fleet.warm(&[("cdn.example", "/k/1"), ("cdn.example", "/k/2")]).await;
     fleet.purge(json!({"files": ["http://cdn.example/nothing"]})).await;
-    let port = fleet.api.base.rsplit(':').next().expect("port").to_owned();
 
     fleet.control.kill();
     // The edges keep serving from their caches while the control plane is down.
     assert_eq!(fleet.hits("cdn.example", "/k/1").await, [true, true]);
 
-    let file = fleet.dir.path().join("control.toml");
-    let text =
-        std::fs::read_to_string(&file).expect("config").replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
-    std::fs::write(&file, text).expect("config");
-    let mut cmd = util::stratus();
-    cmd.args(["control", "--config"]).arg(&file).env("STRATUS_TOKEN", TOKEN);
-    fleet.control = Proc::start(cmd, &["control api"]);
+    fleet.restart_control("");
     assert_eq!(fleet.api.head().await, 1, "the log survived SIGKILL");
     fleet.until_following().await;
 
@@ -321,4 +333,73 @@ async fn the_registry_shows_both_edges_with_their_heartbeat_stats() {
         assert!(edge["cache_bytes"].as_u64() > Some(0), "{edge}");
         assert!(edge["version"].as_str().is_some_and(|v| !v.is_empty()), "{edge}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_behind_the_compacted_log_drops_its_whole_cache() {
+    let mut fleet = Fleet::start().await;
+    fleet.warm(&[("cdn.example", "/c/1")]).await;
+    // `b` sleeps through a restart of the control plane that now keeps only 2 entries, and
+    // through 3 purges of other objects.
+    fleet.edges[1].signal("STOP");
+    fleet.restart_control("retain_entries = 2");
+    until("edge a follows the restarted control plane", Duration::from_secs(10), || async {
+        let (_, list) = fleet.api.get("/v1/edges").await;
+        list["edges"]
+            .as_array()?
+            .iter()
+            .any(|e| e["id"] == "a" && e["subscriptions"].as_u64() > Some(0))
+            .then_some(())
+    })
+    .await;
+    for i in 0..3 {
+        let (status, answer) = fleet
+            .api
+            .post("/v1/purge?wait=5s", json!({ "files": [format!("http://cdn.example/other/{i}")] }))
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let (_, list) = fleet.api.get("/v1/edges").await;
+    assert_eq!((list["head"].as_u64(), list["floor"].as_u64()), (Some(3), Some(1)), "{list}");
+    fleet.edges[1].signal("CONT");
+
+    // `b` resumes after entry 0, which is compacted away: it is reset, drops everything, and
+    // then follows from entry 2.
+    until("b caught up", Duration::from_secs(10), || async {
+        let (_, list) = fleet.api.get("/v1/edges").await;
+        list["edges"].as_array()?.iter().any(|e| e["id"] == "b" && e["applied"] == 3).then_some(())
+    })
+    .await;
+    let a = get(&fleet.addr(0), "cdn.example", "/c/1").await;
+    let b = get(&fleet.addr(1), "cdn.example", "/c/1").await;
+    assert!(a.hit(), "a applied every entry and kept its cache: {a:?}");
+    assert!(!b.hit(), "b dropped its whole cache: {b:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_started_before_its_control_plane_serves_and_joins_later() {
+    let origin = Origin::start().await;
+    // A port nobody listens on yet: the control plane comes up there later.
+    let port =
+        std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+    let control_url = format!("http://127.0.0.1:{port}");
+    let edge = start_edge(&origin.url, &control_url, "early");
+    let addr = edge.addr("edge http");
+    assert!(!get(&addr, "cdn.example", "/e/1").await.hit());
+    assert!(get(&addr, "cdn.example", "/e/1").await.hit(), "serves from its cache without a control plane");
+
+    let dir = util::tempdir();
+    let file = util::write_file(
+        dir.path(),
+        "control.toml",
+        &format!("[control]\nlisten = \"127.0.0.1:{port}\"\ndata = {:?}\n", dir.path().join("data")),
+    );
+    let mut cmd = util::stratus();
+    cmd.args(["control", "--config"]).arg(file).env("STRATUS_TOKEN", TOKEN);
+    let control = Proc::start(cmd, &["control api"]);
+    let api = Api::new(&control);
+    api.until_following(1).await;
+    let (status, answer) = api.post("/v1/purge?wait=5s", json!({"files": ["http://cdn.example/e/1"]})).await;
+    assert_eq!((status, answer["edges"][0]["state"].as_str()), (200, Some("applied")), "{answer}");
+    assert!(!get(&addr, "cdn.example", "/e/1").await.hit(), "the purge reached the late-joined edge");
 }

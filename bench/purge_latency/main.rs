@@ -35,14 +35,26 @@ fn main() {
     });
 }
 
-/// Sends `n` purges one by one with `?wait` and prints the latency percentiles.
-async fn measure(api: &Api, label: &str, edges: usize, n: usize) {
+/// CPU time (user + system) the process `pid` has used so far, from `/proc` (Linux).
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// Sends `n` purges one by one with `?wait` and prints the latency percentiles, and the CPU
+/// time the control plane (`control_pid`) spent per purge.
+async fn measure(api: &Api, control_pid: u32, label: &str, edges: usize, n: usize) {
     // Warm the connection and the code paths first.
     for _ in 0..5 {
         api.post("/v1/purge?wait=5s", json!({"files": ["/warmup"]})).await;
     }
     let mut samples = Vec::with_capacity(n);
     let mut incomplete = 0;
+    let cpu_before = cpu_time(control_pid);
     for i in 0..n {
         let started = Instant::now();
         let (status, answer) =
@@ -56,17 +68,20 @@ async fn measure(api: &Api, label: &str, edges: usize, n: usize) {
         }
         samples.push(took);
     }
+    let cpu = cpu_time(control_pid).zip(cpu_before).map(|(after, before)| after.saturating_sub(before));
     samples.sort();
     let pct = |p: f64| {
         let i = ((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len().max(1)) - 1;
         samples.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
     };
     println!(
-        "{label}: {} purges, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, incomplete {incomplete}",
+        "{label}: {} purges, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, incomplete {incomplete}, \
+         control cpu {:.2} ms/purge",
         samples.len(),
         pct(0.50),
         pct(0.99),
-        pct(1.0)
+        pct(1.0),
+        cpu.map_or(f64::NAN, |c| c.as_secs_f64() * 1e3 / n.max(1) as f64),
     );
 }
 
@@ -74,12 +89,12 @@ async fn simulated(subscribers: usize, n: usize) {
     let dir = util::tempdir();
     let control = start_control(dir.path(), "");
     let api = Api::new(&control);
-    measure(&api, "no subscribers (durable commit only)", 0, n).await;
+    measure(&api, control.pid(), "no subscribers (durable commit only)", 0, n).await;
     let mut followers = Vec::new();
     for i in 0..subscribers {
         followers.push(follower(&api, &format!("sim-{i}")).await);
     }
-    measure(&api, &format!("{subscribers} simulated subscribers"), subscribers, n).await;
+    measure(&api, control.pid(), &format!("{subscribers} simulated subscribers"), subscribers, n).await;
     drop(followers);
 }
 
@@ -131,7 +146,7 @@ async fn real_edges(n: usize) {
         (following == 2).then_some(())
     })
     .await;
-    measure(&api, "2 real edges", 2, n).await;
+    measure(&api, control.pid(), "2 real edges", 2, n).await;
 }
 
 /// Starts an edge, or `None` when the binary cannot run one (the edge is not built yet).

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State as AxState};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -114,6 +115,16 @@ async fn authorize(AxState(state): AxState<Shared>, request: Request, next: Next
     next.run(request).await
 }
 
+/// The request body, or a JSON error (413 beyond [`body::MAX_BODY_BYTES`]) instead of axum's
+/// plain-text rejection.
+pub(crate) fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|r| ApiError {
+        status: r.status(),
+        field: Some("body".into()),
+        message: r.body_text().to_lowercase(),
+    })
+}
+
 /// Requires a JSON content type when one is given (browsers' form posts are not JSON).
 fn check_json(headers: &HeaderMap) -> Result<(), ApiError> {
     match headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
@@ -150,23 +161,24 @@ struct Accepted {
 /// `created`, and answers `202 {id}` (or, with `wait`, once every live edge applied it).
 pub(crate) async fn append(
     state: &State,
-    kind: &str,
+    kind: &'static str,
     fields: &impl Serialize,
     created: Instant,
     wait: Option<Duration>,
 ) -> Result<Response, ApiError> {
-    let mut op = serde_json::to_value(fields).map_err(|e| Error::Durability(e.to_string()))?;
+    let mut op = serde_json::to_value(fields).map_err(Error::from)?;
     let prefix = if kind == "prewarm" { "w" } else { "p" };
+    let registry = state.registry.clone();
     let seq = state
         .log
         .append(
-            |seq| {
+            move |seq| {
                 let map = op.as_object_mut().expect("entry fields serialise to a JSON object");
                 map.insert("type".into(), Value::String(kind.into()));
                 map.insert("id".into(), Value::String(format!("{prefix}-{seq}")));
                 op.to_string()
             },
-            |seq| state.registry.track(seq, created),
+            move |seq| registry.track(seq, created),
         )
         .await?;
     let id = format!("{prefix}-{seq}");
@@ -186,8 +198,9 @@ async fn purge(
     AxState(state): AxState<Shared>,
     Query(q): Query<WaitQuery>,
     headers: HeaderMap,
-    bytes: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let bytes = crate::api::read_body(body)?;
     let created = Instant::now();
     let wait = wait_limit(&q)?;
     check_json(&headers)?;
@@ -200,8 +213,9 @@ async fn prewarm(
     AxState(state): AxState<Shared>,
     Query(q): Query<WaitQuery>,
     headers: HeaderMap,
-    bytes: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let bytes = crate::api::read_body(body)?;
     let created = Instant::now();
     let wait = wait_limit(&q)?;
     check_json(&headers)?;
@@ -219,7 +233,11 @@ async fn prewarm(
     append(&state, "prewarm", &op, created, wait).await
 }
 
-async fn origin_events(AxState(state): AxState<Shared>, bytes: Bytes) -> Result<Response, ApiError> {
+async fn origin_events(
+    AxState(state): AxState<Shared>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let bytes = crate::api::read_body(body)?;
     let created = Instant::now();
     let events: OriginEvents = body::parse(&bytes)?;
     if events.events.is_empty() {
@@ -262,6 +280,9 @@ async fn status(AxState(state): AxState<Shared>, Path(id): Path<String>) -> Resu
     let edges = state.registry.progress(seq);
     let complete = edges.iter().all(|e| e.state != "pending");
     let mut body = json!({ "id": id, "seq": seq, "complete": complete, "edges": edges });
+    if let Some(at) = state.registry.created_at(seq) {
+        body["created_at"] = Value::String(at);
+    }
     match op {
         Some(op) => body["op"] = op,
         None => body["compacted"] = Value::Bool(true),

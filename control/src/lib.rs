@@ -62,6 +62,9 @@ pub enum Error {
     /// A commit could not be made durable.
     #[error("log commit failed: {0}")]
     Durability(String),
+    /// An entry could not be encoded as JSON.
+    #[error("cannot encode a log entry: {0}")]
+    Encode(#[from] serde_json::Error),
     /// The API listener cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -82,7 +85,7 @@ pub enum Error {
 #[derive(Debug)]
 pub(crate) struct State {
     pub log: log::Log,
-    pub registry: registry::Registry,
+    pub registry: Arc<registry::Registry>,
     pub token: Option<stratus_config::Secret>,
     pub origin: origin::Origin,
     pub shutdown: CancellationToken,
@@ -98,7 +101,7 @@ pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(
     }
     let state = Arc::new(State {
         log,
-        registry: registry::Registry::new(config.edge_timeout.get()),
+        registry: Arc::new(registry::Registry::new(config.edge_timeout.get())),
         token: config.token.clone(),
         origin: origin::Origin::new(config.origin.clone()),
         shutdown: shutdown.clone(),
@@ -109,6 +112,12 @@ pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(
     let bound = listener.local_addr().map_err(|source| Error::Bind { addr, source })?;
     println!("listening control api http://{bound}");
     tracing::info!(addr = %bound, data = %config.data.display(), "control plane started");
+    // Stream lines and small JSON answers must leave at once, not wait for Nagle's algorithm.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

@@ -49,12 +49,36 @@ impl Mirror {
     }
 }
 
+/// An append waiting for the writer.
+struct Pending {
+    build: Box<dyn FnOnce(u64) -> String + Send>,
+    committed: Box<dyn FnOnce(u64) + Send>,
+    reply: tokio::sync::oneshot::Sender<Result<u64, String>>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pending")
+    }
+}
+
 /// The persisted, ordered log.
 #[derive(Debug)]
 pub struct Log {
-    db: Arc<Database>,
-    /// Serialises appends so sequence numbers are assigned in commit order.
+    store: Arc<Store>,
+    /// Appends not yet taken by a writer.
+    queue: std::sync::Mutex<Vec<Pending>>,
+    /// Held by the request that commits the next batch, so followers queue up behind it.
     writer: tokio::sync::Mutex<()>,
+}
+
+/// What a commit touches. A commit runs whole on a blocking thread, so a request cancelled
+/// while waiting for it (client gone) never leaves the disk and the mirror disagreeing.
+#[derive(Debug)]
+struct Store {
+    db: Database,
+    /// Taken for a whole commit: sequence numbers are assigned and written under it.
+    commit: std::sync::Mutex<()>,
     mirror: RwLock<Mirror>,
     head: watch::Sender<u64>,
     retain: u64,
@@ -93,59 +117,51 @@ impl Log {
         let (head, _) = watch::channel(mirror.head());
         tracing::info!(path = %path.display(), floor = mirror.floor, head = mirror.head(), "log opened");
         Ok(Self {
-            db: Arc::new(db),
+            store: Arc::new(Store {
+                db,
+                commit: std::sync::Mutex::new(()),
+                mirror: RwLock::new(mirror),
+                head,
+                retain,
+            }),
+            queue: std::sync::Mutex::default(),
             writer: tokio::sync::Mutex::new(()),
-            mirror: RwLock::new(mirror),
-            head,
-            retain,
         })
     }
 
     /// Appends the operation `build(seq)` returns and answers once it is durable on disk.
     /// `committed(seq)` runs after the commit and before subscribers are woken, so whatever it
     /// records is in place before any edge can ack the entry.
+    ///
+    /// Appends that arrive while a commit is in flight are committed together by whichever of
+    /// them gets the writer next (group commit): one fsync for the batch, each caller answered
+    /// only once its own entry is durable.
     pub async fn append(
         &self,
-        build: impl FnOnce(u64) -> String,
-        committed: impl FnOnce(u64),
+        build: impl FnOnce(u64) -> String + Send + 'static,
+        committed: impl FnOnce(u64) + Send + 'static,
     ) -> Result<u64, Error> {
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        self.lock_queue().push(Pending { build: Box::new(build), committed: Box::new(committed), reply });
         let _writer = self.writer.lock().await;
-        let (seq, floor) = {
-            let m = self.read_mirror();
-            (m.head() + 1, m.floor)
-        };
-        let op: Arc<str> = Arc::from(build(seq));
-        let new_floor = floor.max(seq.saturating_sub(self.retain));
-        let db = self.db.clone();
-        let text = op.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), Error> {
-            let mut txn = db.begin_write().map_err(storage)?;
-            txn.set_durability(Durability::Immediate).map_err(|e| Error::Durability(e.to_string()))?;
-            {
-                let mut entries = txn.open_table(ENTRIES).map_err(storage)?;
-                entries.insert(seq, &*text).map_err(storage)?;
-                for old in floor + 1..=new_floor {
-                    entries.remove(old).map_err(storage)?;
-                }
-                let mut meta = txn.open_table(META).map_err(storage)?;
-                meta.insert("floor", new_floor).map_err(storage)?;
-            }
-            txn.commit().map_err(storage)
-        })
-        .await
-        .map_err(|e| Error::Durability(e.to_string()))??;
-
-        {
-            let mut m = self.mirror.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-            m.entries.push_back(op);
-            while m.floor < new_floor {
-                m.entries.pop_front();
-                m.floor += 1;
-            }
+        // An earlier writer may have committed this entry along with its own.
+        if let Ok(result) = answer.try_recv() {
+            return result.map_err(Error::Durability);
         }
-        committed(seq);
-        self.head.send_replace(seq);
-        Ok(seq)
+        let batch: Vec<Pending> = std::mem::take(&mut *self.lock_queue());
+        let store = self.store.clone();
+        // Awaiting the handle does not cancel the commit if this request goes away.
+        if let Err(e) = tokio::task::spawn_blocking(move || store.commit(batch)).await {
+            tracing::error!(error = %e, "log commit task failed");
+        }
+        answer
+            .try_recv()
+            .unwrap_or_else(|_| Err("the commit lost this entry".into()))
+            .map_err(Error::Durability)
+    }
+
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
+        self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Up to `max` entries after `after`, or a reset when `after` is no longer in the log.
@@ -171,7 +187,7 @@ impl Log {
 
     /// The last sequence number written (0 for an empty log).
     pub fn head(&self) -> u64 {
-        *self.head.borrow()
+        *self.store.head.borrow()
     }
 
     /// The highest sequence number compacted away.
@@ -181,7 +197,76 @@ impl Log {
 
     /// A receiver that changes whenever an entry is appended.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.head.subscribe()
+        self.store.head.subscribe()
+    }
+
+    fn read_mirror(&self) -> std::sync::RwLockReadGuard<'_, Mirror> {
+        self.store.read_mirror()
+    }
+}
+
+impl Store {
+    /// Writes `batch` in one durable transaction and answers every entry in it.
+    fn commit(&self, batch: Vec<Pending>) {
+        let _commit = self.commit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Empty when an earlier writer took this caller's entry and was cancelled: having
+        // waited for the lock, that commit is done and has answered.
+        if batch.is_empty() {
+            return;
+        }
+        let (first, floor) = {
+            let m = self.read_mirror();
+            (m.head() + 1, m.floor)
+        };
+        let mut ops: Vec<Arc<str>> = Vec::with_capacity(batch.len());
+        let mut hooks = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for (seq, p) in (first..).zip(batch) {
+            ops.push(Arc::from((p.build)(seq)));
+            hooks.push(p.committed);
+            replies.push(p.reply);
+        }
+        let last = first + ops.len() as u64 - 1;
+        let new_floor = floor.max(last.saturating_sub(self.retain));
+        let written = (|| -> Result<(), Error> {
+            let mut txn = self.db.begin_write().map_err(storage)?;
+            txn.set_durability(Durability::Immediate).map_err(|e| Error::Durability(e.to_string()))?;
+            {
+                let mut entries = txn.open_table(ENTRIES).map_err(storage)?;
+                for (seq, text) in (first..).zip(&ops) {
+                    entries.insert(seq, &**text).map_err(storage)?;
+                }
+                for old in floor + 1..=new_floor {
+                    entries.remove(old).map_err(storage)?;
+                }
+                let mut meta = txn.open_table(META).map_err(storage)?;
+                meta.insert("floor", new_floor).map_err(storage)?;
+            }
+            txn.commit().map_err(storage)
+        })();
+        if let Err(e) = written {
+            tracing::error!(error = %e, entries = replies.len(), "log commit failed");
+            for reply in replies {
+                let _ = reply.send(Err(e.to_string()));
+            }
+            return;
+        }
+        {
+            let mut m = self.mirror.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            m.entries.extend(ops);
+            while m.floor < new_floor {
+                m.entries.pop_front();
+                m.floor += 1;
+            }
+        }
+        for (seq, hook) in (first..).zip(hooks) {
+            hook(seq);
+        }
+        tracing::debug!(first, last, "log entries committed");
+        self.head.send_replace(last);
+        for (seq, reply) in (first..).zip(replies) {
+            let _ = reply.send(Ok(seq));
+        }
     }
 
     fn read_mirror(&self) -> std::sync::RwLockReadGuard<'_, Mirror> {
@@ -223,5 +308,44 @@ mod tests {
         assert_eq!((log.floor(), log.head()), (2, 5));
         assert_eq!(seqs(log.read_after(2, 10)), vec![3, 4, 5]);
         assert_eq!(log.append(|_| "{}".to_owned(), |_| ()).await.expect("append"), 6);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_are_grouped_without_losing_or_reordering_any() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Arc::new(Log::open(dir.path(), 1000).expect("open"));
+        let hooked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let (log, hooked) = (log.clone(), hooked.clone());
+                tokio::spawn(async move {
+                    let seq = log
+                        .append(
+                            move |seq| format!("{{\"i\":{i},\"seq\":{seq}}}"),
+                            move |seq| {
+                                hooked.lock().expect("hooks").push(seq);
+                            },
+                        )
+                        .await
+                        .expect("append");
+                    (i, seq)
+                })
+            })
+            .collect();
+        let mut got = Vec::new();
+        for t in tasks {
+            let (i, seq) = t.await.expect("task");
+            // Each caller gets the sequence number its own entry was written under.
+            let op = log.get(seq).expect("entry");
+            assert!(op.starts_with(&format!("{{\"i\":{i},\"seq\":{seq}}}")), "{op}");
+            got.push(seq);
+        }
+        got.sort_unstable();
+        assert_eq!(got, (1..=50).collect::<Vec<u64>>());
+        assert_eq!(hooked.lock().expect("hooks").len(), 50);
+        assert_eq!(log.head(), 50);
+        drop(log);
+        let log = Log::open(dir.path(), 1000).expect("reopen");
+        assert_eq!(seqs(log.read_after(0, 100)).len(), 50);
     }
 }

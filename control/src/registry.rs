@@ -71,6 +71,7 @@ struct Edge {
 #[derive(Debug)]
 struct Tracked {
     created: Instant,
+    created_at: SystemTime,
     applied: HashMap<String, Duration>,
 }
 
@@ -231,10 +232,16 @@ impl Registry {
     /// Starts timing entry `seq`, created at `created` (when its API call arrived).
     pub fn track(&self, seq: u64, created: Instant) {
         let mut inner = self.lock();
-        inner.tracked.insert(seq, Tracked { created, applied: HashMap::new() });
+        let created_at = SystemTime::now().checked_sub(created.elapsed()).unwrap_or_else(SystemTime::now);
+        inner.tracked.insert(seq, Tracked { created, created_at, applied: HashMap::new() });
         while inner.tracked.len() > TRACKED {
             inner.tracked.pop_first();
         }
+    }
+
+    /// When the API call that wrote entry `seq` arrived (RFC 3339), while it is tracked.
+    pub fn created_at(&self, seq: u64) -> Option<String> {
+        self.lock().tracked.get(&seq).map(|t| rfc3339(t.created_at))
     }
 
     /// Every edge that needs entry `seq` and how far it got with it.
@@ -260,9 +267,15 @@ impl Registry {
             .collect()
     }
 
-    /// Whether every live edge that needs `seq` applied it.
+    /// Whether every live edge that needs `seq` applied it. Called on every ack while a
+    /// `?wait` is open, so it allocates nothing.
     pub fn complete(&self, seq: u64) -> bool {
-        self.progress(seq).iter().all(|p| p.state != "pending")
+        let inner = self.lock();
+        inner
+            .edges
+            .values()
+            .filter(|e| e.joined_after < seq && e.applied < seq)
+            .all(|e| e.last_seen.elapsed() >= self.timeout)
     }
 
     /// Waits until [`Self::complete`] or until `limit` passes; returns whether it completed.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State as AxState};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -41,7 +42,11 @@ fn check_id(id: &str) -> Result<(), ApiError> {
 }
 
 /// `POST /v1/edges/register` → `{"head": N}`.
-pub(crate) async fn register(AxState(state): AxState<Shared>, bytes: Bytes) -> Result<Response, ApiError> {
+pub(crate) async fn register(
+    AxState(state): AxState<Shared>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let bytes = crate::api::read_body(body)?;
     let r: Register = body::parse(&bytes)?;
     check_id(&r.id)?;
     let head = state.log.head();
@@ -142,8 +147,9 @@ struct Ack {
 pub(crate) async fn ack(
     AxState(state): AxState<Shared>,
     Path(id): Path<String>,
-    bytes: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let bytes = crate::api::read_body(body)?;
     check_id(&id)?;
     let ack: Ack = body::parse(&bytes)?;
     state.registry.ack(&id, ack.seq, state.log.head());
@@ -154,8 +160,9 @@ pub(crate) async fn ack(
 pub(crate) async fn heartbeat(
     AxState(state): AxState<Shared>,
     Path(id): Path<String>,
-    bytes: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let bytes = crate::api::read_body(body)?;
     check_id(&id)?;
     let beat: Heartbeat = body::parse(&bytes)?;
     state.registry.heartbeat(&id, beat, state.log.head());

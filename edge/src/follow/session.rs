@@ -63,6 +63,13 @@ impl std::fmt::Debug for Follower {
     }
 }
 
+/// A connector that sends small requests (acks) at once instead of waiting on Nagle.
+fn connector() -> HttpConnector {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http
+}
+
 impl Follower {
     pub(super) fn new(
         control: &stratus_config::HttpUrl,
@@ -75,7 +82,7 @@ impl Follower {
             token,
             registration,
             target,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new()).build(connector()),
             applied: AtomicU64::new(0),
             positioned: AtomicBool::new(false),
             connected: AtomicBool::new(false),
