@@ -95,30 +95,24 @@ def cpu_seconds(pids):
     return total / CLK_TCK
 
 
-def peak_rss_mib(pids):
+def status_mib(pids, field):
+    """Sum of a /proc/PID/status memory field (VmRSS, VmHWM) over pids, in MiB."""
     total = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        total += int(line.split()[1])
+                total += sum(int(line.split()[1]) for line in f if line.startswith(field + ":"))
         except OSError:
             pass
     return total / 1024
+
+
+def peak_rss_mib(pids):
+    return status_mib(pids, "VmHWM")
 
 
 def rss_mib(pids):
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
+    return status_mib(pids, "VmRSS")
 
 
 # ---------------------------------------------------------------- servers

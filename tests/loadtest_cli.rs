@@ -203,7 +203,7 @@ name = "purged"
 duration = "500ms"
 rate = 100.0
 ramp_to = 200.0
-purge = {{ everything = true, prefixes = ["cdn.example/img/"] }}
+purge = {{ purge_everything = true, prefixes = ["cdn.example/img/"] }}
 "#,
             url = server.url
         ),
@@ -221,7 +221,10 @@ purge = {{ everything = true, prefixes = ["cdn.example/img/"] }}
     assert_eq!(purges.len(), 1, "{purges:?}");
     assert_eq!(purges[0].authorization.as_deref(), Some("Bearer s3cret"));
     let body: Value = serde_json::from_str(&purges[0].body).expect("purge body is JSON");
-    assert_eq!(body, serde_json::json!({"prefixes": ["cdn.example/img/"], "purge_everything": true}));
+    assert_eq!(
+        body,
+        serde_json::json!({"prefixes": ["cdn.example/img/"], "purge_everything": true, "soft": false})
+    );
     assert_eq!(doc["purges"][0]["status"], 202);
     assert_eq!(doc["purges"][0]["phase"], "purged");
 

@@ -21,6 +21,7 @@ pub mod edge;
 pub mod loadtest;
 mod net;
 pub mod origin;
+pub mod purge;
 mod secret;
 mod units;
 

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Invalid;
 use crate::net::HttpUrl;
+use crate::purge::PurgeRequest;
 use crate::units::Duration;
 
 /// A scenario: a target, then phases run in order.
@@ -61,25 +62,10 @@ pub struct Phase {
     /// Results of this phase are left out of the totals (warm-up).
     #[serde(default)]
     pub warmup: bool,
-    /// Purge issued through the control plane when the phase starts.
+    /// Purge issued through the control plane when the phase starts (the control API's body:
+    /// `files`, `prefixes`, `tags`, `hosts`, `purge_everything`, `soft`).
     #[serde(default)]
-    pub purge: Option<PurgeStep>,
-}
-
-/// A purge issued mid-run.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PurgeStep {
-    /// URLs to purge.
-    pub files: Vec<String>,
-    /// Host+path prefixes to purge.
-    pub prefixes: Vec<String>,
-    /// Tags to purge.
-    pub tags: Vec<String>,
-    /// Purge everything.
-    pub everything: bool,
-    /// Mark stale instead of removing.
-    pub soft: bool,
+    pub purge: Option<PurgeRequest>,
 }
 
 impl Scenario {
@@ -102,6 +88,9 @@ impl Scenario {
             }
             if p.ramp_to.is_some() && p.rate.is_none() {
                 return Err(Invalid::new(format!("phases[{i}].ramp_to"), "needs rate"));
+            }
+            if p.purge.as_ref().is_some_and(PurgeRequest::is_empty) {
+                return Err(Invalid::new(format!("phases[{i}].purge"), "names no target"));
             }
             if p.purge.is_some() && self.control.is_none() {
                 return Err(Invalid::new(

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::body::{self, Invalid, OriginEvents, PrewarmBody, PurgeBody};
+use crate::body::{self, Invalid, OriginEvents, PrewarmBody, PurgeRequest};
 use crate::registry::EdgeProgress;
 use crate::{Error, State, dashboard, subscribe};
 
@@ -204,8 +204,8 @@ async fn purge(
     let created = Instant::now();
     let wait = wait_limit(&q)?;
     check_json(&headers)?;
-    let purge: PurgeBody = body::parse(&bytes)?;
-    purge.validate()?;
+    let purge: PurgeRequest = body::parse(&bytes)?;
+    body::validate_purge(&purge)?;
     append(&state, "purge", &purge, created, wait).await
 }
 
@@ -255,8 +255,8 @@ async fn origin_events(
         .collect();
     objects.sort();
     objects.dedup();
-    let purge = PurgeBody { objects, ..PurgeBody::default() };
-    purge.validate()?;
+    let purge = PurgeRequest { objects, ..PurgeRequest::default() };
+    body::validate_purge(&purge)?;
     append(&state, "purge", &purge, created, None).await
 }
 

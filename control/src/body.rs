@@ -9,7 +9,7 @@
 //! [`MAX_OBJECTS`] objects, each value at most [`MAX_VALUE_LEN`] bytes, and a body of at most
 //! [`MAX_BODY_BYTES`].
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// Most URLs in one purge or prewarm.
 pub const MAX_FILES: usize = 1000;
@@ -41,40 +41,7 @@ impl Invalid {
     }
 }
 
-/// An object in an S3 bucket.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ObjectRef {
-    /// Bucket name.
-    pub bucket: String,
-    /// Object key.
-    pub key: String,
-}
-
-/// A purge, as posted to `POST /v1/purge` and written into the log.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PurgeBody {
-    /// URLs (`http://host/path`, or `/path` for every host).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub files: Vec<String>,
-    /// `host/path-prefix`, or `/path-prefix` for every host.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub prefixes: Vec<String>,
-    /// Surrogate keys / cache tags.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<String>,
-    /// Host names.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub hosts: Vec<String>,
-    /// Objects of an S3 origin.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub objects: Vec<ObjectRef>,
-    /// Everything in every cache.
-    pub purge_everything: bool,
-    /// Mark stale instead of removing.
-    pub soft: bool,
-}
+pub use stratus_config::purge::{ObjectRef, PurgeRequest};
 
 /// `POST /v1/prewarm`: URLs, objects, or every object under a bucket prefix.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -177,52 +144,40 @@ fn check_objects(objects: &[ObjectRef]) -> Result<(), Invalid> {
     Ok(())
 }
 
-impl PurgeBody {
-    /// Whether the body names no target at all.
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
-            && self.prefixes.is_empty()
-            && self.tags.is_empty()
-            && self.hosts.is_empty()
-            && self.objects.is_empty()
-            && !self.purge_everything
+/// Checks a purge's limits and the shape of every value.
+pub fn validate_purge(purge: &PurgeRequest) -> Result<(), Invalid> {
+    if purge.is_empty() {
+        return Err(Invalid::new(
+            "body",
+            "name at least one target: files, prefixes, tags, hosts, objects or purge_everything",
+        ));
     }
-
-    /// Checks limits and the shape of every value.
-    pub fn validate(&self) -> Result<(), Invalid> {
-        if self.is_empty() {
+    check_count("files", purge.files.len(), MAX_FILES)?;
+    check_count("prefixes", purge.prefixes.len(), MAX_PREFIXES)?;
+    check_count("tags", purge.tags.len(), MAX_TAGS)?;
+    check_count("hosts", purge.hosts.len(), MAX_HOSTS)?;
+    for (i, f) in purge.files.iter().enumerate() {
+        check_url("files", i, f)?;
+    }
+    for (i, p) in purge.prefixes.iter().enumerate() {
+        check_value("prefixes", i, p)?;
+        if p.contains("://") {
             return Err(Invalid::new(
-                "body",
-                "name at least one target: files, prefixes, tags, hosts, objects or purge_everything",
+                format!("prefixes[{i}]"),
+                "must be host/path without a scheme, or /path",
             ));
         }
-        check_count("files", self.files.len(), MAX_FILES)?;
-        check_count("prefixes", self.prefixes.len(), MAX_PREFIXES)?;
-        check_count("tags", self.tags.len(), MAX_TAGS)?;
-        check_count("hosts", self.hosts.len(), MAX_HOSTS)?;
-        for (i, f) in self.files.iter().enumerate() {
-            check_url("files", i, f)?;
-        }
-        for (i, p) in self.prefixes.iter().enumerate() {
-            check_value("prefixes", i, p)?;
-            if p.contains("://") {
-                return Err(Invalid::new(
-                    format!("prefixes[{i}]"),
-                    "must be host/path without a scheme, or /path",
-                ));
-            }
-        }
-        for (i, t) in self.tags.iter().enumerate() {
-            check_value("tags", i, t)?;
-            if t.contains(|c: char| c.is_whitespace() || c == ',') {
-                return Err(Invalid::new(format!("tags[{i}]"), "must not contain spaces or commas"));
-            }
-        }
-        for (i, h) in self.hosts.iter().enumerate() {
-            check_host("hosts", i, h)?;
-        }
-        check_objects(&self.objects)
     }
+    for (i, t) in purge.tags.iter().enumerate() {
+        check_value("tags", i, t)?;
+        if t.contains(|c: char| c.is_whitespace() || c == ',') {
+            return Err(Invalid::new(format!("tags[{i}]"), "must not contain spaces or commas"));
+        }
+    }
+    for (i, h) in purge.hosts.iter().enumerate() {
+        check_host("hosts", i, h)?;
+    }
+    check_objects(&purge.objects)
 }
 
 impl PrewarmBody {
@@ -255,7 +210,7 @@ mod tests {
     use super::*;
 
     fn check(json: &str, expected: Result<(), (&str, &str)>) {
-        let got = parse::<PurgeBody>(json.as_bytes()).and_then(|b| b.validate());
+        let got = parse::<PurgeRequest>(json.as_bytes()).and_then(|b| validate_purge(&b));
         match (got, expected) {
             (Ok(()), Ok(())) => {}
             (Err(e), Err((field, needle))) => {

@@ -19,7 +19,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 use crate::Error;
-use crate::body::PurgeBody;
+use crate::body::PurgeRequest;
 
 /// Arguments of `stratus purge`.
 #[derive(Debug, clap::Args)]
@@ -55,7 +55,7 @@ pub struct PurgeArgs {
 
 /// Sends the purge and prints the outcome per edge; `Ok(false)` when an edge did not apply it.
 pub async fn purge(args: PurgeArgs, token: Option<stratus_config::Secret>) -> Result<bool, Error> {
-    let body = PurgeBody {
+    let body = PurgeRequest {
         files: args.urls,
         prefixes: args.prefixes,
         tags: args.tags,

@@ -123,7 +123,7 @@ impl Edge {
         let n = if purge.purge_everything {
             self.store.purge_all(purge.soft)
         } else {
-            purge.targets(&self.router).iter().map(|t| self.store.purge(t, purge.soft)).sum()
+            crate::purge::targets(purge, &self.router).iter().map(|t| self.store.purge(t, purge.soft)).sum()
         };
         tracing::info!(purged = n, soft = purge.soft, "purge applied");
         n

@@ -1,114 +1,68 @@
 //! What a purge names: the body shared by the admin API and the control plane's log entries
 //! (see `docs/PROTOCOL.md`, "Purge body").
 
-use serde::{Deserialize, Serialize};
+pub use stratus_config::purge::{ObjectRef, PurgeRequest};
 
-/// A purge request. Every field is optional; at least one target must be given.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PurgeRequest {
-    /// URLs (`http://host/path`, or `/path` for every host).
-    pub files: Vec<String>,
-    /// `host/path-prefix`, or `/path-prefix` for every host.
-    pub prefixes: Vec<String>,
-    /// Surrogate keys / cache tags.
-    pub tags: Vec<String>,
-    /// Host names.
-    pub hosts: Vec<String>,
-    /// Objects of an S3 origin, mapped to paths on the sites in front of their bucket.
-    pub objects: Vec<ObjectRef>,
-    /// Everything in the cache.
-    pub purge_everything: bool,
-    /// Mark stale instead of removing.
-    pub soft: bool,
-}
-
-/// An object in an S3 bucket.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ObjectRef {
-    /// Bucket name.
-    pub bucket: String,
-    /// Object key.
-    pub key: String,
-}
-
-impl PurgeRequest {
-    /// Whether the request names no target at all.
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
-            && self.prefixes.is_empty()
-            && self.tags.is_empty()
-            && self.hosts.is_empty()
-            && self.objects.is_empty()
-            && !self.purge_everything
+/// What a purge names, resolved against the edge's sites (objects become site paths, file
+/// queries are normalized by the host's key rules). Unparseable entries are skipped.
+pub(crate) fn targets(purge: &PurgeRequest, router: &crate::route::Router) -> Vec<crate::store::Target> {
+    use crate::store::Target;
+    let mut out = Vec::new();
+    for f in &purge.files {
+        if let Some((host, path, query)) = split_url(f) {
+            let query = query.and_then(|q| {
+                let rules = host
+                    .as_deref()
+                    .and_then(|h| router.route(h))
+                    .map(|s| s.cfg.key.clone())
+                    .unwrap_or_default();
+                crate::key::normalize_query(q, &rules)
+            });
+            out.push(Target::Url { host, path, query });
+        }
     }
-}
-
-impl PurgeRequest {
-    /// What this purge names, resolved against the edge's sites (objects become site paths,
-    /// file queries are normalized by the host's key rules). Unparseable entries are skipped.
-    pub(crate) fn targets(&self, router: &crate::route::Router) -> Vec<crate::store::Target> {
-        use crate::store::Target;
-        let mut out = Vec::new();
-        for f in &self.files {
-            if let Some((host, path, query)) = split_url(f) {
-                let query = query.and_then(|q| {
-                    let rules = host
-                        .as_deref()
-                        .and_then(|h| router.route(h))
-                        .map(|s| s.cfg.key.clone())
-                        .unwrap_or_default();
-                    crate::key::normalize_query(q, &rules)
-                });
-                out.push(Target::Url { host, path, query });
-            }
+    for p in &purge.prefixes {
+        if let Some((host, prefix, _)) = split_url(p) {
+            out.push(Target::Prefix { host, prefix });
         }
-        for p in &self.prefixes {
-            if let Some((host, prefix, _)) = split_url(p) {
-                out.push(Target::Prefix { host, prefix });
-            }
-        }
-        out.extend(self.tags.iter().map(|t| Target::Tag(t.clone())));
-        out.extend(
-            self.hosts.iter().map(|h| Target::Host(crate::key::strip_port(h.trim()).to_ascii_lowercase())),
-        );
-        for o in &self.objects {
-            for (host, path) in o.site_paths(router) {
-                out.push(Target::Url { host, path, query: None });
-            }
-        }
-        out
     }
+    out.extend(purge.tags.iter().map(|t| Target::Tag(t.clone())));
+    out.extend(
+        purge.hosts.iter().map(|h| Target::Host(crate::key::strip_port(h.trim()).to_ascii_lowercase())),
+    );
+    for o in &purge.objects {
+        for (host, path) in site_paths(o, router) {
+            out.push(Target::Url { host, path, query: None });
+        }
+    }
+    out
 }
 
-impl ObjectRef {
-    /// The (host, path) pairs under which sites in front of this object's bucket serve it;
-    /// a `None` host means every host (the site is the catch-all `"*"`).
-    pub(crate) fn site_paths(&self, router: &crate::route::Router) -> Vec<(Option<String>, String)> {
-        let mut out = Vec::new();
-        let full = format!("/{}/{}", self.bucket, self.key.trim_start_matches('/'));
-        for site in router.sites() {
-            let mut path = None;
-            for origin in &site.cfg.origins {
-                let u = origin.url();
-                let prefix = u.path().trim_end_matches('/');
-                if !prefix.is_empty() {
-                    if let Some(rest) = full.strip_prefix(prefix).filter(|r| r.starts_with('/')) {
-                        path = Some(rest.to_owned());
-                    }
-                } else if u.host_str().and_then(|h| h.split('.').next()) == Some(self.bucket.as_str()) {
-                    path = Some(format!("/{}", self.key.trim_start_matches('/')));
+/// The (host, path) pairs under which sites in front of `object`'s bucket serve it; a `None`
+/// host means every host (the site is the catch-all `"*"`).
+pub(crate) fn site_paths(object: &ObjectRef, router: &crate::route::Router) -> Vec<(Option<String>, String)> {
+    let mut out = Vec::new();
+    let full = format!("/{}/{}", object.bucket, object.key.trim_start_matches('/'));
+    for site in router.sites() {
+        let mut path = None;
+        for origin in &site.cfg.origins {
+            let u = origin.url();
+            let prefix = u.path().trim_end_matches('/');
+            if !prefix.is_empty() {
+                if let Some(rest) = full.strip_prefix(prefix).filter(|r| r.starts_with('/')) {
+                    path = Some(rest.to_owned());
                 }
-            }
-            let Some(path) = path else { continue };
-            for h in &site.cfg.hosts {
-                let host = (h != "*").then(|| h.to_ascii_lowercase());
-                out.push((host, path.clone()));
+            } else if u.host_str().and_then(|h| h.split('.').next()) == Some(object.bucket.as_str()) {
+                path = Some(format!("/{}", object.key.trim_start_matches('/')));
             }
         }
-        out
+        let Some(path) = path else { continue };
+        for h in &site.cfg.hosts {
+            let host = (h != "*").then(|| h.to_ascii_lowercase());
+            out.push((host, path.clone()));
+        }
     }
+    out
 }
 
 /// `http://host:port/path?query`, `host/path` or `/path` → (host, path, query).
@@ -154,7 +108,7 @@ mod tests {
         ])
         .expect("router");
         let paths = |bucket: &str, key: &str| {
-            ObjectRef { bucket: bucket.into(), key: key.into() }.site_paths(&router)
+            site_paths(&ObjectRef { bucket: bucket.into(), key: key.into() }, &router)
         };
         assert_eq!(
             paths("demo", "sub/a.css"),

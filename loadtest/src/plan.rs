@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{HOST, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request};
-use stratus_config::loadtest::PurgeStep;
+use stratus_config::purge::PurgeRequest;
 use stratus_config::{HttpUrl, Scenario};
 
 use crate::Error;
@@ -34,7 +34,7 @@ pub(crate) struct PhasePlan {
     /// Left out of the totals.
     pub warmup: bool,
     /// Purge issued through the control plane when the phase starts.
-    pub purge: Option<PurgeStep>,
+    pub purge: Option<PurgeRequest>,
 }
 
 /// Everything a run needs, checked.

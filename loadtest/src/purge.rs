@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use http_body_util::{BodyExt, Full};
 use serde::Serialize;
-use stratus_config::loadtest::PurgeStep;
+use stratus_config::purge::PurgeRequest;
 use stratus_config::{HttpUrl, Secret};
 
 use crate::connect::{Connector, Sender};
@@ -32,38 +32,16 @@ pub struct PurgeResult {
     pub took_ms: f64,
 }
 
-/// The request body: only the fields the step sets, as Cloudflare's API takes them.
-#[derive(Debug, Serialize)]
-struct Body<'a> {
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    files: &'a [String],
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    prefixes: &'a [String],
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    tags: &'a [String],
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    purge_everything: bool,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    soft: bool,
-}
-
-/// The JSON body sent for `step`.
-pub(crate) fn body(step: &PurgeStep) -> String {
-    let body = Body {
-        files: &step.files,
-        prefixes: &step.prefixes,
-        tags: &step.tags,
-        purge_everything: step.everything,
-        soft: step.soft,
-    };
-    serde_json::to_string(&body).unwrap_or_default()
+/// The JSON body sent for `step`: the control API's purge body as it is.
+pub(crate) fn body(step: &PurgeRequest) -> String {
+    serde_json::to_string(step).unwrap_or_default()
 }
 
 /// Issues `step` now and reports how it went; never fails the run.
 pub(crate) async fn issue(
     control: &HttpUrl,
     token: Option<&Secret>,
-    step: &PurgeStep,
+    step: &PurgeRequest,
     phase: &str,
     t0: Instant,
     insecure: bool,
@@ -92,7 +70,7 @@ pub(crate) async fn issue(
 async fn send(
     control: &HttpUrl,
     token: Option<&Secret>,
-    step: &PurgeStep,
+    step: &PurgeRequest,
     insecure: bool,
 ) -> Result<(u16, String), String> {
     let base = control.as_str().trim_end_matches('/');
@@ -126,15 +104,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn body_is_cloudflare_shaped() {
-        let step = PurgeStep { everything: true, ..PurgeStep::default() };
-        assert_eq!(body(&step), r#"{"purge_everything":true}"#);
-        let step = PurgeStep {
+    fn body_is_the_control_apis_purge_body() {
+        let step = PurgeRequest { purge_everything: true, ..PurgeRequest::default() };
+        assert_eq!(body(&step), r#"{"purge_everything":true,"soft":false}"#);
+        let step = PurgeRequest {
             files: vec!["http://cdn.example/a".into()],
             tags: vec!["blog".into()],
             soft: true,
-            ..PurgeStep::default()
+            ..PurgeRequest::default()
         };
-        assert_eq!(body(&step), r#"{"files":["http://cdn.example/a"],"tags":["blog"],"soft":true}"#);
+        assert_eq!(
+            body(&step),
+            r#"{"files":["http://cdn.example/a"],"tags":["blog"],"purge_everything":false,"soft":true}"#
+        );
     }
 }
