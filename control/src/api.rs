@@ -194,17 +194,27 @@ pub(crate) async fn append(
     Ok((status, Json(Accepted { id, seq, complete: Some(complete), edges: Some(edges) })).into_response())
 }
 
+/// What the log-appending endpoints share: the JSON body parsed, when the request arrived (for
+/// per-edge timings) and how long `?wait` may take.
+fn posted<T: serde::de::DeserializeOwned>(
+    q: &WaitQuery,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(T, Instant, Option<Duration>), ApiError> {
+    let bytes = read_body(body)?;
+    let created = Instant::now();
+    let wait = wait_limit(q)?;
+    check_json(headers)?;
+    Ok((body::parse(&bytes)?, created, wait))
+}
+
 async fn purge(
     AxState(state): AxState<Shared>,
     Query(q): Query<WaitQuery>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let bytes = crate::api::read_body(body)?;
-    let created = Instant::now();
-    let wait = wait_limit(&q)?;
-    check_json(&headers)?;
-    let purge: PurgeRequest = body::parse(&bytes)?;
+    let (purge, created, wait): (PurgeRequest, _, _) = posted(&q, &headers, body)?;
     body::validate_purge(&purge)?;
     append(&state, "purge", &purge, created, wait).await
 }
@@ -215,11 +225,7 @@ async fn prewarm(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let bytes = crate::api::read_body(body)?;
-    let created = Instant::now();
-    let wait = wait_limit(&q)?;
-    check_json(&headers)?;
-    let request: PrewarmBody = body::parse(&bytes)?;
+    let (request, created, wait): (PrewarmBody, _, _) = posted(&q, &headers, body)?;
     request.validate()?;
     let mut objects = request.objects;
     if let Some(bucket) = &request.bucket {

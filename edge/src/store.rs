@@ -254,14 +254,7 @@ impl Store {
                         .map(|(_, m)| m),
                 ),
                 Target::Prefix { host: Some(h), prefix } => {
-                    let start = path_key(h, prefix);
-                    collect(
-                        &mut index
-                            .paths
-                            .range(start.clone()..)
-                            .take_while(|(k, _)| k.starts_with(&start))
-                            .map(|(_, m)| m),
-                    )
+                    collect(&mut starting_with(&index.paths, &path_key(h, prefix)))
                 }
                 Target::Prefix { host: None, prefix } => collect(
                     &mut index
@@ -272,16 +265,7 @@ impl Store {
                         })
                         .map(|(_, m)| m),
                 ),
-                Target::Host(h) => {
-                    let start = format!("{h}\u{1f}");
-                    collect(
-                        &mut index
-                            .paths
-                            .range(start.clone()..)
-                            .take_while(|(k, _)| k.starts_with(&start))
-                            .map(|(_, m)| m),
-                    )
-                }
+                Target::Host(h) => collect(&mut starting_with(&index.paths, &format!("{h}\u{1f}"))),
                 Target::Tag(t) => collect(&mut index.tags.get(t).into_iter()),
             }
         };
@@ -358,6 +342,13 @@ impl Store {
     pub fn evictions(&self) -> u64 {
         self.evictions.load(Ordering::Relaxed)
     }
+}
+
+/// The values of `map` whose keys start with `start`, found by a range scan of the sorted keys.
+fn starting_with<'a, V>(map: &'a BTreeMap<String, V>, start: &'a str) -> impl Iterator<Item = &'a V> + 'a {
+    map.range::<str, _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
+        .take_while(move |(k, _)| k.starts_with(start))
+        .map(|(_, v)| v)
 }
 
 fn lock(m: &Mutex<Index>) -> MutexGuard<'_, Index> {
