@@ -201,6 +201,62 @@ fn compact_headers(headers: &HeaderMap) -> HeaderMap {
 mod tests {
     use super::*;
 
+    fn entry(lifetime: u64, swr: u64, sie: u64, etag: bool) -> Entry {
+        let mut headers = HeaderMap::new();
+        if etag {
+            headers.insert(header::ETAG, HeaderValue::from_static("\"v1\""));
+        }
+        let policy = Policy {
+            storable: Ok(()),
+            lifetime: Duration::from_secs(lifetime),
+            swr: Duration::from_secs(swr),
+            sie: Duration::from_secs(sie),
+            no_cache: false,
+            must_revalidate: false,
+        };
+        let head = StoredHead {
+            status: StatusCode::OK,
+            headers,
+            targeted: HeaderMap::new(),
+            tags: Vec::new(),
+            policy,
+        };
+        let key = CacheKey { host: "h".into(), path: "/p".into(), query: None, primary: "h/p".into() };
+        Entry::new(head, Bytes::from_static(b"body"), key, &Exchange::now(SystemTime::now()), 1)
+    }
+
+    /// The store expires an entry after `keep()` (moka's per-entry expiry calls nothing else):
+    /// freshness left, then the longest window in which a stale copy is still of use.
+    #[test]
+    fn entries_are_kept_for_freshness_plus_their_longest_stale_window() {
+        let within = |got: Duration, want: u64| {
+            let want = Duration::from_secs(want);
+            assert!(got <= want && got + Duration::from_secs(1) > want, "kept {got:?}, expected {want:?}");
+        };
+        // No validators: freshness plus a minute for max-stale, or a longer swr/sie window.
+        within(entry(10, 0, 0, false).keep(), 10 + STALE_KEEP.as_secs());
+        within(entry(10, 300, 0, false).keep(), 310);
+        within(entry(10, 30, 3600, false).keep(), 3610);
+        // Validators make a stale copy worth keeping for revalidation.
+        within(entry(10, 0, 0, true).keep(), 10 + REVALIDATION_KEEP.as_secs());
+        // Already stale: only the stale window is left.
+        within(entry(0, 0, 120, false).keep(), 120);
+    }
+
+    #[test]
+    fn stored_headers_and_small_bodies_own_their_bytes() {
+        let backing = Bytes::from(vec![b'x'; 8192]);
+        let body = compact_body(backing.slice(0..1024));
+        assert_eq!(body.len(), 1024);
+        assert_ne!(body.as_ptr(), backing.as_ptr(), "a small body must not pin its source buffer");
+        let mut h = HeaderMap::new();
+        h.append(header::CACHE_CONTROL, HeaderValue::from_static("max-age=60"));
+        h.append(header::SET_COOKIE, HeaderValue::from_static("a=1"));
+        h.append(header::SET_COOKIE, HeaderValue::from_static("b=2"));
+        let c = compact_headers(&h);
+        assert_eq!(c, h, "compaction changes no header, order or repetition");
+    }
+
     #[test]
     fn initial_age_follows_4_2_3() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
