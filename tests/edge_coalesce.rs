@@ -113,25 +113,16 @@ async fn origin_reset_mid_body_is_not_stored_and_not_presented_complete() {
         let url = format!("{}{path}", edge.url("edge http"));
         let mut res = client().get(&url).send().await.unwrap();
         assert_eq!(res.status(), 200);
-        // A second client waits on the same fill.
+        // A second client waits on the same fill. The counter is cumulative over the loop, so
+        // the follower has joined once it exceeds its value from before.
+        let joined_before = coalesced_waiters(&edge).await.unwrap_or(0.0);
         let follower = {
             let url = url.clone();
             tokio::spawn(async move { client().get(&url).send().await.unwrap().bytes().await })
         };
         assert_eq!(&res.chunk().await.unwrap().unwrap()[..], b"0123456789");
         eventually("the follower joined", Duration::from_secs(10), || async {
-            let m = client()
-                .get(format!("{}/metrics", edge.url("edge admin")))
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            m.lines()
-                .find(|l| l.starts_with("stratus_edge_coalesced_waiters_total"))
-                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .filter(|n| *n >= 1.0)
+            coalesced_waiters(&edge).await.filter(|n| *n > joined_before)
         })
         .await;
         gate.add_permits(1);
@@ -311,4 +302,13 @@ async fn an_origin_body_past_the_total_timeout_is_aborted_and_not_stored() {
     assert_eq!(next.text(), "complete");
     assert!(next.cache().contains("fwd=uri-miss"), "{}", next.cache());
     assert_eq!(origin.hits("/coalesce/stalls"), 2);
+}
+
+/// The edge's `stratus_edge_coalesced_waiters_total`, when it has one yet.
+async fn coalesced_waiters(edge: &util::Proc) -> Option<f64> {
+    let m =
+        client().get(format!("{}/metrics", edge.url("edge admin"))).send().await.ok()?.text().await.ok()?;
+    m.lines()
+        .find(|l| l.starts_with("stratus_edge_coalesced_waiters_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
 }
