@@ -122,6 +122,28 @@ fn not_found() -> S3Error {
     s3_error!(NoSuchKey, "The specified key does not exist.")
 }
 
+/// A GetObject or HeadObject answer: the stored headers every read returns, plus `extra` fields.
+/// The two outputs are distinct s3s types with the same field names, hence a macro.
+macro_rules! object_output {
+    ($ty:ident, $origin:expr, $bucket:expr, $meta:expr, { $($extra:tt)* }) => {
+        $ty {
+            $($extra)*
+            accept_ranges: Some("bytes".into()),
+            cache_control: $origin.cache_control_of($bucket, &$meta),
+            content_type: Some(
+                $meta.headers.content_type.clone().unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into()),
+            ),
+            content_disposition: $meta.headers.content_disposition.clone(),
+            content_encoding: $meta.headers.content_encoding.clone(),
+            content_language: $meta.headers.content_language.clone(),
+            e_tag: Some(ETag::Strong($meta.etag.clone())),
+            last_modified: Some(timestamp($meta.modified_ms)),
+            metadata: (!$meta.user.is_empty()).then(|| $meta.user.into_iter().collect()),
+            ..Default::default()
+        }
+    };
+}
+
 impl Origin {
     /// Opens an object for GET/HEAD and applies the request's conditions.
     async fn open_checked(
@@ -254,23 +276,11 @@ impl Origin {
         }
         let len = span.end - span.start;
         let body = tokio_util::io::ReaderStream::with_capacity(file.take(len), READ_CHUNK);
-        let output = GetObjectOutput {
+        let output = object_output!(GetObjectOutput, self, &i.bucket, meta, {
             body: Some(StreamingBlob::wrap(body)),
-            accept_ranges: Some("bytes".into()),
             content_length: i64::try_from(len).ok(),
             content_range: range.map(|r| format!("bytes {}-{}/{}", r.start, r.end - 1, meta.size)),
-            cache_control: self.cache_control_of(&i.bucket, &meta),
-            content_type: Some(
-                meta.headers.content_type.clone().unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into()),
-            ),
-            content_disposition: meta.headers.content_disposition.clone(),
-            content_encoding: meta.headers.content_encoding.clone(),
-            content_language: meta.headers.content_language.clone(),
-            e_tag: Some(ETag::Strong(meta.etag.clone())),
-            last_modified: Some(timestamp(meta.modified_ms)),
-            metadata: (!meta.user.is_empty()).then(|| meta.user.into_iter().collect()),
-            ..Default::default()
-        };
+        });
         Ok(S3Response::new(output))
     }
 
@@ -287,21 +297,9 @@ impl Origin {
             req.extensions.get::<EtagLists>(),
         );
         let (_file, meta) = self.open_checked(&i.bucket, &i.key, &cond).await?;
-        let output = HeadObjectOutput {
-            accept_ranges: Some("bytes".into()),
+        let output = object_output!(HeadObjectOutput, self, &i.bucket, meta, {
             content_length: i64::try_from(meta.size).ok(),
-            cache_control: self.cache_control_of(&i.bucket, &meta),
-            content_type: Some(
-                meta.headers.content_type.clone().unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into()),
-            ),
-            content_disposition: meta.headers.content_disposition.clone(),
-            content_encoding: meta.headers.content_encoding.clone(),
-            content_language: meta.headers.content_language.clone(),
-            e_tag: Some(ETag::Strong(meta.etag.clone())),
-            last_modified: Some(timestamp(meta.modified_ms)),
-            metadata: (!meta.user.is_empty()).then(|| meta.user.into_iter().collect()),
-            ..Default::default()
-        };
+        });
         Ok(S3Response::new(output))
     }
 
