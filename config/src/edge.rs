@@ -312,6 +312,12 @@ impl EdgeConfig {
                 return Err(Invalid::new(format!("listeners[{i}].default_certificate"), "needs tls = true"));
             }
         }
+        if !tls_listener && let Some(i) = self.sites.iter().position(|s| s.https_redirect) {
+            return Err(Invalid::new(
+                format!("sites[{i}].https_redirect"),
+                "needs a listener with tls = true",
+            ));
+        }
         if tls_listener
             && self.sites.iter().all(|s| s.tls.is_none())
             && self.listeners.iter().all(|l| l.default_certificate.is_none())

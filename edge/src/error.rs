@@ -37,11 +37,17 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
-    /// TLS listeners belong to issue #10.
-    #[error(
-        "listener {0} has tls = true, but TLS termination is not built yet (issue #10); use a plain HTTP listener"
-    )]
-    TlsNotBuilt(std::net::SocketAddr),
+    /// A certificate or key file could not be used.
+    #[error("certificate file {}: {reason}", path.display())]
+    Certificate {
+        /// The file at fault.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The TLS configuration could not be built.
+    #[error("cannot set up tls: {0}")]
+    Tls(String),
     /// HTTPS origins belong to issue #10 as well.
     #[error("origin {0} is https, but HTTPS to origins is not built yet (issue #10); use an http:// origin")]
     HttpsOrigin(String),

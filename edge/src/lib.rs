@@ -1,6 +1,7 @@
 //! Stratus edge: the caching reverse proxy.
 //!
-//! `stratus edge` answers clients over HTTP/1.1 and h2c, caches origin responses in memory as
+//! `stratus edge` answers clients over HTTP/1.1 and HTTP/2 (h2c, or h2 by ALPN on TLS
+//! listeners, see [`tls`]), caches origin responses in memory as
 //! a shared cache (RFC 9111), coalesces concurrent misses into one origin fetch that every
 //! waiter streams from, and exposes an admin API for purges and metrics.
 //!
@@ -30,6 +31,7 @@ pub mod fill;
 pub mod follow;
 pub mod freshness;
 pub mod headers;
+pub mod https;
 pub mod key;
 pub mod metrics;
 pub mod passthrough;
@@ -42,6 +44,7 @@ pub mod server;
 pub mod status;
 pub mod store;
 pub mod target;
+pub mod tls;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -84,6 +87,10 @@ pub struct Edge {
     pub limits: Limits,
     /// Host used for prewarming paths of catch-all sites.
     pub default_host: String,
+    /// Certificates of the TLS listeners, chosen by SNI; `certs.reload(&config)` on SIGHUP.
+    pub certs: Arc<tls::CertStore>,
+    /// Port put in `https_redirect` locations: the first TLS listener's, unless it is 443 or 0.
+    pub https_port: Option<u16>,
 }
 
 impl Edge {
@@ -115,6 +122,13 @@ impl Edge {
             tag_headers,
             limits: config.limits.clone(),
             default_host,
+            certs: Arc::new(tls::CertStore::new(config)?),
+            https_port: config
+                .listeners
+                .iter()
+                .find(|l| l.tls)
+                .map(|l| l.listen.0.port())
+                .filter(|p| *p != 443 && *p != 0),
         }))
     }
 
@@ -140,21 +154,29 @@ impl Edge {
 
 /// Runs the edge until `shutdown` is cancelled.
 ///
-/// Prints one line `listening edge ROLE http://ADDR` on stdout per bound listener.
+/// Prints one line `listening edge http http://ADDR` (or `listening edge https https://ADDR`
+/// for a TLS listener) on stdout per bound listener.
 pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), Error> {
-    if let Some(l) = config.listeners.iter().find(|l| l.tls) {
-        return Err(Error::TlsNotBuilt(l.listen.0));
-    }
     let edge = Edge::new(&config)?;
     let mut servers = tokio::task::JoinSet::new();
     let mut first_url = None;
-    for l in &config.listeners {
+    for (i, l) in config.listeners.iter().enumerate() {
         let listener = bind(l.listen.0).await?;
+        let scheme = if l.tls { "https" } else { "http" };
         let url = format!(
-            "http://{}",
+            "{scheme}://{}",
             listener.local_addr().map_err(|e| Error::Bind { addr: l.listen.0, source: e })?
         );
-        println!("listening edge http {url}");
+        let acceptor = if l.tls {
+            Some(Arc::new(tls::Acceptor::new(
+                edge.certs.clone(),
+                i,
+                config.limits.header_read_timeout.get(),
+            )?))
+        } else {
+            None
+        };
+        println!("listening edge {scheme} {url}");
         tracing::info!(%url, "edge listening");
         first_url.get_or_insert(url);
         let e = edge.clone();
@@ -164,6 +186,7 @@ pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), 
             listener,
             server::builder(&config.limits),
             handler,
+            acceptor,
             config.limits.max_connections,
             shutdown.clone(),
             config.limits.drain_timeout.get(),
@@ -185,6 +208,7 @@ pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), 
             listener,
             server::builder(&config.limits),
             handler,
+            None,
             256,
             shutdown.clone(),
             Duration::from_secs(5),
@@ -210,6 +234,24 @@ pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), 
             }
         }
     });
+
+    // Certificate files replaced on disk are picked up by new handshakes.
+    if config.listeners.iter().any(|l| l.tls) {
+        let (certs, stop) = (edge.certs.clone(), shutdown.clone());
+        servers.spawn(async move {
+            let mut tick = tokio::time::interval(tls::POLL_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => {
+                        let certs = certs.clone();
+                        let _ = tokio::task::spawn_blocking(move || certs.poll()).await;
+                    }
+                }
+            }
+        });
+    }
 
     if let Some(control) = config.control.clone() {
         let registration = follow::Registration {

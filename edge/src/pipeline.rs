@@ -26,6 +26,7 @@ use crate::headers::{add_forwarded, append_via, strip_hop_by_hop};
 use crate::key::{self, CacheKey};
 use crate::respond::{self, Precondition};
 use crate::route::SiteState;
+use crate::server::Transport;
 use crate::status::{CacheStatus, Fwd, Outcome, StaleWhy};
 use crate::store::Found;
 use crate::upstream::OriginRequest;
@@ -46,6 +47,8 @@ pub(crate) struct Ctx {
     version: Version,
     client: Option<SocketAddr>,
     client_host: Option<HeaderValue>,
+    /// The request arrived over TLS.
+    tls: bool,
 }
 
 /// Serves one client request. Never fails.
@@ -117,6 +120,14 @@ async fn serve(edge: &Arc<Edge>, req: Request<Body>, client: Option<SocketAddr>)
     let (parts, body) = req.into_parts();
     let host = key::request_host(&parts.uri, &parts.headers).ok_or(ProxyError::BadRequest("missing host"))?;
     let site = edge.router.route(&host).ok_or_else(|| ProxyError::UnknownHost(host.clone()))?.clone();
+    let tls = parts.extensions.get::<Transport>() == Some(&Transport::Tls);
+    if !tls && site.cfg.https_redirect {
+        return Ok((
+            crate::https::redirect(&parts.method, &host, edge.https_port, &parts.uri),
+            CacheStatus::new(Outcome::Redirect),
+        ));
+    }
+    let hsts = if tls { site.cfg.hsts.map(crate::https::hsts) } else { None };
     // Key.
     let key = CacheKey::new(&host, &parts.uri, &site.cfg.key, &parts.headers);
     let cc = Directives::from_headers(&parts.headers, &header::CACHE_CONTROL).unwrap_or_default();
@@ -146,12 +157,17 @@ async fn serve(edge: &Arc<Edge>, req: Request<Body>, client: Option<SocketAddr>)
         version: parts.version,
         client,
         client_host,
+        tls,
     };
-    if ctx.method == Method::GET || ctx.method == Method::HEAD {
+    let mut served = if ctx.method == Method::GET || ctx.method == Method::HEAD {
         lookup(edge, &ctx).await
     } else {
         crate::passthrough::forward(edge, &ctx, body).await
+    };
+    if let (Some(v), Ok((res, _))) = (hsts, &mut served) {
+        res.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, v);
     }
+    served
 }
 
 /// Lookup: hit, stale, or miss → fetch.
@@ -469,7 +485,7 @@ pub(crate) fn origin_request(ctx: &Ctx, revalidate: Option<&Entry>, fill: bool) 
             h.insert(header::IF_MODIFIED_SINCE, lm.clone());
         }
     }
-    add_forwarded(&mut h, ctx.client.map(|a| a.ip()), "http");
+    add_forwarded(&mut h, ctx.client.map(|a| a.ip()), if ctx.tls { "https" } else { "http" });
     append_via(&mut h, ctx.version);
     OriginRequest {
         method: if fill { Method::GET } else { ctx.method.clone() },

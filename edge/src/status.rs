@@ -20,6 +20,8 @@ pub enum Outcome {
     Unsatisfied,
     /// An error response made by the edge.
     Error,
+    /// A redirect to HTTPS made by the edge (`https_redirect`).
+    Redirect,
 }
 
 /// Why a stale response was served.
@@ -84,7 +86,8 @@ impl CacheStatus {
         Self { outcome, fwd_status: None, stored: false, collapsed: false, ttl: None, detail: None }
     }
 
-    /// The metrics label: one of `hit`, `stale`, `miss`, `revalidated`, `pass`, `error`.
+    /// The metrics label: one of `hit`, `stale`, `miss`, `revalidated`, `pass`, `error`,
+    /// `redirect`.
     pub fn label(&self) -> &'static str {
         match self.outcome {
             Outcome::Hit => "hit",
@@ -93,11 +96,13 @@ impl CacheStatus {
             Outcome::Forward(Fwd::Stale | Fwd::Request) => "revalidated",
             Outcome::Forward(Fwd::Bypass | Fwd::Method) => "pass",
             Outcome::Unsatisfied | Outcome::Error => "error",
+            Outcome::Redirect => "redirect",
         }
     }
 
     /// All labels [`CacheStatus::label`] can return.
-    pub const LABELS: [&'static str; 6] = ["hit", "stale", "miss", "revalidated", "pass", "error"];
+    pub const LABELS: [&'static str; 7] =
+        ["hit", "stale", "miss", "revalidated", "pass", "error", "redirect"];
 
     /// Whether the response came from the cache without waiting on the origin.
     pub fn is_hit(&self) -> bool {
@@ -115,7 +120,7 @@ impl CacheStatus {
                 let _ = write!(s, "; fwd={}", fwd.as_str());
             }
             Outcome::StaleIfError => s.push_str("; fwd=stale"),
-            Outcome::Unsatisfied | Outcome::Error => {}
+            Outcome::Unsatisfied | Outcome::Error | Outcome::Redirect => {}
         }
         if let Some(code) = self.fwd_status {
             let _ = write!(s, "; fwd-status={code}");
@@ -133,6 +138,7 @@ impl CacheStatus {
             Outcome::StaleIfError => Some("stale-if-error"),
             Outcome::StaleHit(StaleWhy::WhileRevalidate) => Some("stale-while-revalidate"),
             Outcome::StaleHit(StaleWhy::MaxStale) => Some("max-stale"),
+            Outcome::Redirect => Some("https-redirect"),
             _ => self.detail,
         };
         if let Some(d) = detail {
