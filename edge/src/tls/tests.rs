@@ -23,9 +23,9 @@ fn cert(dir: &Path, file: &str, names: &[&str]) -> (Certificate, Vec<u8>) {
 fn config(sites: Vec<(Vec<&str>, Option<Certificate>)>, default: Option<Certificate>) -> EdgeConfig {
     let origin: HttpUrl = "http://127.0.0.1:9".parse().unwrap();
     let listen: ListenAddr = "127.0.0.1:0".parse().unwrap();
-    let mut c = EdgeConfig::simple(listen.clone(), origin.clone());
+    let mut c = EdgeConfig::simple(listen, origin.clone());
     c.listeners = vec![
-        Listener { listen: listen.clone(), tls: true, default_certificate: default },
+        Listener { listen, tls: true, default_certificate: default },
         Listener { listen, tls: false, default_certificate: None },
     ];
     c.sites = sites
@@ -59,7 +59,7 @@ fn sni_picks_the_site_then_the_catch_all_then_the_default() {
     let with_star =
         CertStore::new(&config(vec![(vec!["a.test"], Some(a.clone())), (vec!["*"], Some(star))], Some(dflt)))
             .unwrap();
-    let cases: [(&CertStore, Option<&str>, Option<&Vec<u8>>); 9] = [
+    let cases = [
         (&only_sites, Some("a.test"), Some(&a_der)),
         (&only_sites, Some("A.TEST"), Some(&a_der)),
         (&only_sites, Some("b.test"), None),
