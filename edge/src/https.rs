@@ -9,8 +9,9 @@
 //! port of the first TLS listener unless that is 443 (or 0, chosen at start). The redirect is
 //! made before the cache is consulted and never reaches the origin.
 //!
-//! HSTS is set on every response the site serves over TLS, hits and origin responses alike
-//! (replacing one the origin sent), and never over plain HTTP, where browsers ignore it
+//! HSTS is set on every response the site serves over TLS, hits, origin responses and the
+//! edge's own error responses alike (replacing one the origin sent, as nginx's `add_header …
+//! always` does), and never over plain HTTP, where browsers ignore it
 //! (RFC 6797 §8.1). Only `max-age` is sent: `includeSubDomains` and `preload` commit other
 //! hosts too, which should be a deliberate choice made at the origin.
 

@@ -57,7 +57,9 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Body>, client: Option<SocketAd
     // Cheap clones (shared bytes) kept for the access log.
     let (method, uri) = (req.method().clone(), req.uri().clone());
     let version = req.version();
-    let (res, status) = match serve(&edge, req, client).await {
+    // Set once the site is known, for error responses as much as for the others.
+    let mut hsts = None;
+    let (mut res, status) = match serve(&edge, req, client, &mut hsts).await {
         Ok(pair) => pair,
         Err(e) => {
             edge.metrics.error(&e);
@@ -66,6 +68,9 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Body>, client: Option<SocketAd
             (rescue(&e), CacheStatus::new(outcome))
         }
     };
+    if let Some(v) = hsts {
+        res.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, v);
+    }
     observe(&edge, res, &status, started, version, &method, uri.path())
 }
 
@@ -115,7 +120,12 @@ fn observe(
     })
 }
 
-async fn serve(edge: &Arc<Edge>, req: Request<Body>, client: Option<SocketAddr>) -> Served {
+async fn serve(
+    edge: &Arc<Edge>,
+    req: Request<Body>,
+    client: Option<SocketAddr>,
+    hsts: &mut Option<HeaderValue>,
+) -> Served {
     // Route.
     let (parts, body) = req.into_parts();
     let host = key::request_host(&parts.uri, &parts.headers).ok_or(ProxyError::BadRequest("missing host"))?;
@@ -127,7 +137,9 @@ async fn serve(edge: &Arc<Edge>, req: Request<Body>, client: Option<SocketAddr>)
             CacheStatus::new(Outcome::Redirect),
         ));
     }
-    let hsts = if tls { site.cfg.hsts.map(crate::https::hsts) } else { None };
+    if tls {
+        *hsts = site.cfg.hsts.map(crate::https::hsts);
+    }
     // Key.
     let key = CacheKey::new(&host, &parts.uri, &site.cfg.key, &parts.headers);
     let cc = Directives::from_headers(&parts.headers, &header::CACHE_CONTROL).unwrap_or_default();
@@ -159,15 +171,11 @@ async fn serve(edge: &Arc<Edge>, req: Request<Body>, client: Option<SocketAddr>)
         client_host,
         tls,
     };
-    let mut served = if ctx.method == Method::GET || ctx.method == Method::HEAD {
+    if ctx.method == Method::GET || ctx.method == Method::HEAD {
         lookup(edge, &ctx).await
     } else {
         crate::passthrough::forward(edge, &ctx, body).await
-    };
-    if let (Some(v), Ok((res, _))) = (hsts, &mut served) {
-        res.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, v);
     }
-    served
 }
 
 /// Lookup: hit, stale, or miss → fetch.
