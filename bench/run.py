@@ -39,6 +39,11 @@ ORIGIN_PORT = 18000
 SLOW_PORT = 18001
 PORTS = {"stratus": 18080, "nginx": 18082, "varnish": 18083}
 STRATUS_ADMIN = 18081
+# HTTP/2 hit throughput (h2load): cleartext h2 with prior knowledge, and h2 over TLS by ALPN.
+# Stratus answers h2c on its usual port (HTTP/1.1 and h2c share it); nginx needs its own
+# `listen … http2` port for prior knowledge.
+H2C_PORTS = {"stratus": PORTS["stratus"], "nginx": 18084}
+H2_TLS_PORTS = {"stratus": 18085, "nginx": 18086}
 
 ZIPF_KEYS = 100_000
 # The Zipf test's cache holds 10 % of the keys: 10,000 objects of 1 KiB. Every product gets the
@@ -241,7 +246,27 @@ def start_stratus(work, cache_mib, origin_port):
     return p
 
 
-def start_nginx(work, cache_mib, origin_port):
+def start_stratus_h2(work, cache_mib, origin_port, tls):
+    """Stratus with its plain listener (HTTP/1.1 + h2c) and a TLS listener; `tls` = (cert, key)."""
+    conf = os.path.join(work, "stratus-h2.toml")
+    with open(conf, "w") as f:
+        f.write(f"""
+[edge]
+listeners = [{{ listen = "127.0.0.1:{PORTS['stratus']}" }}, {{ listen = "127.0.0.1:{H2_TLS_PORTS['stratus']}", tls = true }}]
+admin = {{ listen = "127.0.0.1:{STRATUS_ADMIN}" }}
+cache = {{ size = "{cache_mib}MiB" }}
+[[edge.sites]]
+hosts = ["*"]
+origins = ["http://127.0.0.1:{origin_port}"]
+tls = {{ cert = "{tls[0]}", key = "{tls[1]}" }}
+""")
+    p = Proc("stratus", ["taskset", "-c", PROXY_CPU, STRATUS, "edge", "--config", conf],
+             env={**os.environ, "RUST_LOG": "warn"})
+    wait_port(H2_TLS_PORTS["stratus"])
+    return p
+
+
+def start_nginx(work, cache_mib, origin_port, tls=None):
     cache_dir = tempfile.mkdtemp(prefix="nginx-cache-", dir="/dev/shm")
     # nginx's max_size is not a hard limit under load (it grew to 4-5x here), so the number of
     # objects is capped by the keys zone too: ~8,000 keys per MiB of zone.
@@ -261,7 +286,7 @@ http {{
   proxy_cache_path {cache_dir} levels=1:2 keys_zone=bench:{keys_zone}k max_size={cache_mib}m inactive=1h use_temp_path=off;
   upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 64; }}
   server {{
-    listen 127.0.0.1:{PORTS['nginx']} backlog=4096;
+    listen 127.0.0.1:{PORTS['nginx']} backlog=4096;{nginx_h2(tls)}
     location / {{
       proxy_pass http://origin;
       proxy_http_version 1.1;
@@ -279,6 +304,17 @@ http {{
     p.cleanup = cache_dir
     wait_port(PORTS["nginx"])
     return p
+
+
+def nginx_h2(tls):
+    """Extra listen lines for the HTTP/2 scenario: h2c (prior knowledge) and h2 over TLS."""
+    if not tls:
+        return ""
+    return f"""
+    listen 127.0.0.1:{H2C_PORTS['nginx']} http2 backlog=4096;
+    listen 127.0.0.1:{H2_TLS_PORTS['nginx']} ssl http2 backlog=4096;
+    ssl_certificate {tls[0]};
+    ssl_certificate_key {tls[1]};"""
 
 
 def start_varnish(work, cache_mib, origin_port):
@@ -317,6 +353,33 @@ def stop(p):
 # ---------------------------------------------------------------- load
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def parse_h2load(text):
+    out = {}
+    m = re.search(r"finished in [\d.]+s, ([\d.]+) req/s", text)
+    out["rps"] = float(m.group(1)) if m else 0.0
+    m = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout", text)
+    if m:
+        out["requests"] = int(m.group(1))
+        out["errors"] = sum(int(x) for x in m.groups()[1:])
+    m = re.search(r"status codes: (\d+) 2xx", text)
+    if m and out.get("requests"):
+        out["errors"] = out.get("errors", 0) + out["requests"] - int(m.group(1))
+    m = re.search(r"^time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", text, re.M)
+    out["mean_ms"] = float(m.group(1)) * UNITS[m.group(2)] if m else None
+    m = re.search(r"Application protocol: (\S+)", text)
+    out["protocol"] = m.group(1) if m else None
+    return out
+
+
+def h2load(url, seconds, clients, streams, count=None):
+    """h2load on the load CPU: `count` requests, or for `seconds` (h2c prior knowledge for http://)."""
+    argv = ["taskset", "-c", LOAD_CPU, "h2load", "-t1", f"-c{clients}", f"-m{streams}"]
+    argv += [f"-n{count}"] if count else [f"-D{seconds}"]
+    argv.append(url)
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=(seconds or 10) + 60)
+    return parse_h2load(res.stdout)
 
 
 def parse_wrk(text):
@@ -422,6 +485,45 @@ def scenario_hits(products, work, reps, seconds, path, conns, key):
         for p in procs.values():
             stop(p)
     return {p: median_of(rs) for p, rs in results.items()}
+
+
+def self_signed(work):
+    """An ECDSA P-256 certificate for 127.0.0.1 (both proxies use the same one)."""
+    cert, key = os.path.join(work, "bench.crt"), os.path.join(work, "bench.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    return cert, key
+
+
+def scenario_h2_hits(products, work, reps, seconds, clients=16, streams=16):
+    """1 KiB hits over HTTP/2, h2c and TLS: Stratus and nginx (Varnish 7.1 has no TLS)."""
+    products = [p for p in products if p in ("stratus", "nginx")]
+    tls = self_signed(work)
+    starters = {"stratus": start_stratus_h2, "nginx": start_nginx}
+    modes = {"h2c_1k": ("http", H2C_PORTS), "h2_tls_1k": ("https", H2_TLS_PORTS)}
+    results = {m: {p: [] for p in products} for m in modes}
+    procs = {}
+    try:
+        for p in products:
+            procs[p] = starters[p](work, MAIN_CACHE_MIB, ORIGIN_PORT, tls=tls)
+            time.sleep(0.3)
+        for p in products:
+            for scheme, ports in modes.values():
+                # Fills the cache; nginx keys by scheme, so each URL is warmed over its own protocol.
+                h2load(f"{scheme}://127.0.0.1:{ports[p]}/1k", None, 1, 1, count=100)
+        for rep in range(reps):
+            for mode, (scheme, ports) in modes.items():
+                for p in products:
+                    url = f"{scheme}://127.0.0.1:{ports[p]}/1k"
+                    r = measured(procs[p], lambda: h2load(url, seconds, clients, streams))
+                    log(f"{mode} {p} rep {rep + 1}: {r['rps']:.0f} req/s over {r.get('protocol')}, "
+                        f"{r.get('cpu_us_per_req', 0):.1f} CPU µs/req, {r.get('errors')} errors")
+                    results[mode][p].append(r)
+    finally:
+        for p in procs.values():
+            stop(p)
+    return {m: {p: median_of(rs) for p, rs in by.items()} for m, by in results.items()}
 
 
 def median_of(runs):
@@ -538,6 +640,10 @@ def write_report(res, meta):
     row("1 MiB hits, MiB/s (wrk, 16 conns)", g("hit_1m", "mib_s"), ",.0f")
     row("1 MiB hits, proxy CPU ms per request", lambda p: (res.get("hit_1m", {}).get(p, {}).get("cpu_us_per_req") or 0) / 1e3 or None, ".2f", higher_better=False)
     row(f"Zipf(1.0) hit ratio, {ZIPF_KEYS:,} keys, {ZIPF_CACHE_MIB} MiB cache", g("zipf", "hit_ratio"), ".3f")
+    row("1 KiB hits over h2c, req/s (h2load, 16 conns × 16 streams)", g("h2c_1k", "rps"), ",.0f")
+    row("1 KiB hits over h2c, proxy CPU µs/req", g("h2c_1k", "cpu_us_per_req"), ".1f", higher_better=False)
+    row("1 KiB hits over h2 + TLS, req/s (h2load, 16 conns × 16 streams)", g("h2_tls_1k", "rps"), ",.0f")
+    row("1 KiB hits over h2 + TLS, proxy CPU µs/req", g("h2_tls_1k", "cpu_us_per_req"), ".1f", higher_better=False)
     row("origin requests for 200 concurrent misses", g("coalescing", "origin_requests"), "d", higher_better=False)
     row("p99 ms of those 200 clients (origin takes 500 ms)", g("coalescing", "p99_ms"), ".0f", higher_better=False)
     row("peak RSS MiB (1 KiB hit run)", g("hit_1k", "peak_rss_mib"), ".0f", higher_better=False)
@@ -554,6 +660,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="one repetition of 5 s each")
     ap.add_argument("--products", default="stratus,nginx,varnish")
+    ap.add_argument("--only", choices=["h2"], help="run only this scenario; prints its rows, keeps bench/results.md")
     args = ap.parse_args()
     reps, seconds = (1, 5) if args.quick else (3, 10)
     products = args.products.split(",")
@@ -571,15 +678,23 @@ def main():
     origin = start_origin(work)
     slow = SlowOrigin()
     try:
-        res["hit_1k"] = scenario_hits(products, work, reps, seconds, "/1k", 64, "1k")
-        res["hit_1m"] = scenario_hits(products, work, reps, seconds, "/1m", 16, "1m")
-        res["zipf"] = scenario_zipf(products, work, seconds * 2, seconds)
-        res["coalescing"] = scenario_coalescing(products, work, slow)
-        res["memory"] = scenario_object_overhead(products, work)
+        if args.only != "h2":
+            res["hit_1k"] = scenario_hits(products, work, reps, seconds, "/1k", 64, "1k")
+            res["hit_1m"] = scenario_hits(products, work, reps, seconds, "/1m", 16, "1m")
+        res.update(scenario_h2_hits(products, work, reps, seconds))
+        if args.only != "h2":
+            res["zipf"] = scenario_zipf(products, work, seconds * 2, seconds)
+            res["coalescing"] = scenario_coalescing(products, work, slow)
+            res["memory"] = scenario_object_overhead(products, work)
     finally:
         origin.stop()
         slow.server.shutdown()
     meta["loadavg_after"] = os.getloadavg()
+    if args.only:
+        with open(os.path.join(OUT, f"results-{args.only}.json"), "w") as f:
+            json.dump({"meta": meta, "results": res}, f, indent=2)
+        print(json.dumps(res, indent=2))
+        return
     with open(os.path.join(OUT, "results.json"), "w") as f:
         json.dump({"meta": meta, "results": res}, f, indent=2)
     print(write_report(res, meta))
