@@ -365,7 +365,8 @@ def parse_h2load(text):
         out["errors"] = sum(int(x) for x in m.groups()[1:])
     m = re.search(r"status codes: (\d+) 2xx", text)
     if m and out.get("requests"):
-        out["errors"] = out.get("errors", 0) + out["requests"] - int(m.group(1))
+        # With -D the 2xx count may include a response that arrived after the clock stopped.
+        out["errors"] = out.get("errors", 0) + max(0, out["requests"] - int(m.group(1)))
     m = re.search(r"^time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", text, re.M)
     out["mean_ms"] = float(m.group(1)) * UNITS[m.group(2)] if m else None
     m = re.search(r"Application protocol: (\S+)", text)
