@@ -116,7 +116,7 @@ async fn serve(edge: &Arc<Edge>, req: Request<Body>, client: Option<SocketAddr>)
     // Route.
     let (parts, body) = req.into_parts();
     let host = key::request_host(&parts.uri, &parts.headers).ok_or(ProxyError::BadRequest("missing host"))?;
-    let site = edge.router.route(&host).ok_or_else(|| ProxyError::UnknownHost(host.clone()))?.clone();
+    let site = edge.router().route(&host).ok_or_else(|| ProxyError::UnknownHost(host.clone()))?.clone();
     // Key.
     let key = CacheKey::new(&host, &parts.uri, &site.cfg.key, &parts.headers);
     let cc = Directives::from_headers(&parts.headers, &header::CACHE_CONTROL).unwrap_or_default();

@@ -45,7 +45,7 @@ impl FollowTarget for EdgeTarget {
                 targets.push((host.to_owned(), path.to_owned()));
             }
             for o in &objects {
-                for (host, path) in crate::purge::site_paths(o, &edge.router) {
+                for (host, path) in crate::purge::site_paths(o, &edge.router()) {
                     targets.push((host.unwrap_or_else(|| edge.default_host.clone()), path));
                 }
             }
