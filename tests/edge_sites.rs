@@ -39,6 +39,24 @@ async fn virtual_hosts_and_origin_host() {
     assert_eq!(unknown.status, 421);
 }
 
+/// A host is part of every cache key: one carrying a path could alias another host's keys
+/// (`h.example/site` + `/site/p` = `h.example` + `/site/site/p`) and poison the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hosts_that_are_not_host_names_are_refused() {
+    let origin = Origin::start().await;
+    origin.fixed("/site/p", Reply::ok("p", &[("cache-control", "max-age=60")]));
+    origin.fixed("/site/site/p", Reply::ok("deep", &[("cache-control", "max-age=60")]));
+    let edge = edge(&origin, &[]);
+    let base = edge.url("edge http");
+    for bad in ["h.example/site", "h example", "h.example\\x"] {
+        let res = get(&format!("{base}/site/p"), &[("host", bad)]).await;
+        assert_eq!(res.status, 400, "host {bad:?}");
+    }
+    assert_eq!(origin.hits("/site/p"), 0, "a refused request reaches no origin");
+    let deep = get(&format!("{base}/site/site/p"), &[("host", "h.example")]).await;
+    assert_eq!(deep.text(), "deep");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ttl_rules_and_negative_caching() {
     let origin = Origin::start().await;

@@ -26,6 +26,7 @@ pub mod coalesce;
 pub mod directives;
 pub mod entry;
 pub mod error;
+pub mod fields;
 pub mod fill;
 pub mod follow;
 pub mod freshness;
