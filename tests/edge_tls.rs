@@ -104,16 +104,20 @@ fn peer_cert(s: &TlsStream<TcpStream>) -> Vec<u8> {
     s.get_ref().1.peer_certificates().unwrap()[0].to_vec()
 }
 
-/// Starts an edge with one HTTPS and one plain listener in front of `origin`; `sites` is the
-/// TOML of its `[[edge.sites]]` (with `ORIGIN` replaced).
-fn edge(origin: &Origin, listener_extra: &str, sites: &str) -> (Proc, tempfile::TempDir) {
-    let dir = util::tempdir();
-    let text = format!(
+/// The configuration of an edge with one HTTPS and one plain listener in front of `origin`;
+/// `sites` is the TOML of its `[[edge.sites]]` (with `ORIGIN` replaced).
+fn config(origin: &Origin, listener_extra: &str, sites: &str) -> String {
+    format!(
         "[edge]\n[[edge.listeners]]\nlisten = \"127.0.0.1:0\"\ntls = true\n{listener_extra}\n\
          [[edge.listeners]]\nlisten = \"127.0.0.1:0\"\n{}",
         sites.replace("ORIGIN", &origin.url)
-    );
-    let path = util::write_file(dir.path(), "edge.toml", &text);
+    )
+}
+
+/// Starts an edge from [`config`]; its file is `edge.toml` in the returned directory.
+fn edge(origin: &Origin, listener_extra: &str, sites: &str) -> (Proc, tempfile::TempDir) {
+    let dir = util::tempdir();
+    let path = util::write_file(dir.path(), "edge.toml", &config(origin, listener_extra, sites));
     let mut cmd = util::stratus();
     cmd.arg("edge").arg("--config").arg(&path);
     (Proc::start(cmd, &["edge https", "edge http"]), dir)
@@ -399,4 +403,37 @@ async fn fifty_h2_streams_for_one_new_url_make_one_origin_request() {
     }
     assert_eq!(origin.hits("/tls/slow"), 1, "one origin request for fifty streams");
     assert!(collapsed > 0, "some streams waited on the first one's fetch");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sighup_adds_a_site_with_its_certificate_and_keeps_open_connections() {
+    let origin = Origin::start().await;
+    origin.fixed("/tls/hup", Reply::ok("reloaded", &[("cache-control", "max-age=60")]));
+    let pki = Pki::new();
+    pki.issue("a", &["a.test"]);
+    pki.issue("b", &["b.test"]);
+    let c_der = pki.issue("c", &["c.test"]);
+    let (edge, dir) = edge(&origin, "", &two_sites(&pki, ""));
+    let addr = edge.addr("edge https");
+    let mut open = h2(pki.connect(&addr, "a.test", &[H2]).await.unwrap()).await;
+    assert_eq!(get2(&mut open, "https", "a.test", "/tls/hup").await.status, 200);
+    assert!(pki.connect(&addr, "c.test", &[H1]).await.is_err(), "c.test is not served yet");
+
+    let sites = format!(
+        "{}[[edge.sites]]\nhosts = [\"c.test\"]\norigins = [\"ORIGIN\"]\ntls = {}\n",
+        two_sites(&pki, ""),
+        pki.files("c")
+    );
+    util::write_file(dir.path(), "edge.toml", &config(&origin, "", &sites));
+    edge.signal("HUP");
+    let tls =
+        util::eventually("c.test's certificate is served after SIGHUP", Duration::from_secs(20), || {
+            let rt = tokio::runtime::Handle::current();
+            tokio::task::block_in_place(|| rt.block_on(pki.connect(&addr, "c.test", &[H1]))).ok()
+        });
+    assert_eq!(peer_cert(&tls), c_der);
+    assert_eq!(send1(&mut h1(tls).await, "GET", "c.test", "/tls/hup").await.body, "reloaded");
+    // The connection opened before the reload still serves, from the cache.
+    let hit = get2(&mut open, "https", "a.test", "/tls/hup").await;
+    assert!(hit.header("cache-status").contains("; hit"), "{}", hit.header("cache-status"));
 }

@@ -48,9 +48,12 @@ pub enum Error {
     /// The TLS configuration could not be built.
     #[error("cannot set up tls: {0}")]
     Tls(String),
-    /// HTTPS origins belong to issue #10 as well.
+    /// HTTPS origins belong to issue #10.
     #[error("origin {0} is https, but HTTPS to origins is not built yet (issue #10); use an http:// origin")]
     HttpsOrigin(String),
+    /// A site configuration breaks a rule (a reload or a pushed configuration).
+    #[error("invalid site configuration: {0}")]
+    InvalidSites(stratus_config::Invalid),
     /// The metrics registry could not be built.
     #[error("cannot set up metrics: {0}")]
     Metrics(String),

@@ -27,6 +27,7 @@ pub mod coalesce;
 pub mod directives;
 pub mod entry;
 pub mod error;
+pub mod fields;
 pub mod fill;
 pub mod follow;
 pub mod freshness;
@@ -38,6 +39,7 @@ pub mod passthrough;
 pub mod pipeline;
 pub mod purge;
 pub mod range;
+pub mod reload;
 pub mod respond;
 pub mod route;
 pub mod server;
@@ -48,13 +50,15 @@ pub mod tls;
 pub mod upstream;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use http::header::HeaderName;
 use stratus_config::EdgeConfig;
 use stratus_config::edge::Limits;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use error::Error;
@@ -69,8 +73,10 @@ use crate::store::Store;
 /// The running edge's shared state.
 #[derive(Debug)]
 pub struct Edge {
-    /// Sites by host.
-    pub router: Router,
+    /// Sites by host; swapped whole on reload (see [`reload`]).
+    router: ArcSwap<Router>,
+    /// Where the running sites came from; taken by reloads only.
+    sources: Mutex<reload::Sources>,
     /// The cache.
     pub store: Store,
     /// Origin fetches in flight.
@@ -87,7 +93,7 @@ pub struct Edge {
     pub limits: Limits,
     /// Host used for prewarming paths of catch-all sites.
     pub default_host: String,
-    /// Certificates of the TLS listeners, chosen by SNI; `certs.reload(&config)` on SIGHUP.
+    /// Certificates of the TLS listeners, chosen by SNI; reloaded with the sites.
     pub certs: Arc<tls::CertStore>,
     /// Port put in `https_redirect` locations: the first TLS listener's, unless it is 443 or 0.
     pub https_port: Option<u16>,
@@ -113,7 +119,8 @@ impl Edge {
             },
         );
         Ok(Arc::new(Self {
-            router: Router::new(&config.sites)?,
+            router: ArcSwap::from_pointee(Router::new(&config.sites)?),
+            sources: reload::Sources::new(config),
             store: Store::new(config.cache.size.bytes()),
             inflight: Inflight::default(),
             metrics: Metrics::new()?,
@@ -132,12 +139,18 @@ impl Edge {
         }))
     }
 
+    /// The sites in force: one atomic load, no lock. A request routes once and keeps the
+    /// `SiteState` it got, so a reload never changes a request halfway.
+    pub fn router(&self) -> arc_swap::Guard<Arc<Router>> {
+        self.router.load()
+    }
+
     /// Applies a purge (admin API and control plane alike); returns entries removed or marked.
     pub fn purge(&self, purge: &PurgeRequest) -> usize {
         let n = if purge.purge_everything {
             self.store.purge_all(purge.soft)
         } else {
-            crate::purge::targets(purge, &self.router).iter().map(|t| self.store.purge(t, purge.soft)).sum()
+            crate::purge::targets(purge, &self.router()).iter().map(|t| self.store.purge(t, purge.soft)).sum()
         };
         tracing::info!(purged = n, soft = purge.soft, "purge applied");
         n
@@ -152,11 +165,16 @@ impl Edge {
     }
 }
 
-/// Runs the edge until `shutdown` is cancelled.
+/// Runs the edge until `shutdown` is cancelled. Every configuration sent on `reloads` is
+/// applied with [`Edge::reload`] (SIGHUP in `stratus edge`); dropping the sender is fine.
 ///
 /// Prints one line `listening edge http http://ADDR` (or `listening edge https https://ADDR`
 /// for a TLS listener) on stdout per bound listener.
-pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn run(
+    config: EdgeConfig,
+    shutdown: CancellationToken,
+    reloads: mpsc::Receiver<EdgeConfig>,
+) -> Result<(), Error> {
     let edge = Edge::new(&config)?;
     let mut servers = tokio::task::JoinSet::new();
     let mut first_url = None;
@@ -252,6 +270,8 @@ pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), 
             }
         });
     }
+
+    servers.spawn(reload::serve(edge.clone(), reloads, shutdown.clone()));
 
     if let Some(control) = config.control.clone() {
         let registration = follow::Registration {

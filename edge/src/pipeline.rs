@@ -128,8 +128,9 @@ async fn serve(
 ) -> Served {
     // Route.
     let (parts, body) = req.into_parts();
-    let host = key::request_host(&parts.uri, &parts.headers).ok_or(ProxyError::BadRequest("missing host"))?;
-    let site = edge.router.route(&host).ok_or_else(|| ProxyError::UnknownHost(host.clone()))?.clone();
+    let host = key::request_host(&parts.uri, &parts.headers)
+        .ok_or(ProxyError::BadRequest("missing or invalid host"))?;
+    let site = edge.router().route(&host).ok_or_else(|| ProxyError::UnknownHost(host.clone()))?.clone();
     let tls = parts.extensions.get::<Transport>() == Some(&Transport::Tls);
     if !tls && site.cfg.https_redirect {
         return Ok((
@@ -185,7 +186,7 @@ async fn lookup(edge: &Arc<Edge>, ctx: &Ctx) -> Served {
         if only_if_cached {
             return Err(ProxyError::NotCached);
         }
-        let slot = Arc::from(ctx.key.primary.as_str());
+        let slot = ctx.key.primary().clone();
         return fetch_alone(edge, ctx, slot, Fwd::Bypass, false, false).await;
     }
     for _ in 0..3 {
@@ -218,7 +219,7 @@ async fn lookup(edge: &Arc<Edge>, ctx: &Ctx) -> Served {
             }
         }
     }
-    let slot = Arc::from(ctx.key.primary.as_str());
+    let slot = ctx.key.primary().clone();
     fetch_alone(edge, ctx, slot, Fwd::UriMiss, true, false).await
 }
 
@@ -385,15 +386,7 @@ async fn follow(
                 Ok((pass_response(res, ctx), status))
             }
             None => {
-                Box::pin(fetch_alone(
-                    edge,
-                    ctx,
-                    Arc::from(ctx.key.primary.as_str()),
-                    Fwd::Bypass,
-                    true,
-                    false,
-                ))
-                .await
+                Box::pin(fetch_alone(edge, ctx, ctx.key.primary().clone(), Fwd::Bypass, true, false)).await
             }
         },
         FillHead::Stream(head) => {
@@ -406,7 +399,7 @@ async fn follow(
                 return Box::pin(fetch_alone(
                     edge,
                     ctx,
-                    Arc::from(ctx.key.primary.as_str()),
+                    ctx.key.primary().clone(),
                     Fwd::VaryMiss,
                     true,
                     false,
@@ -427,7 +420,8 @@ fn same_variant(vary: &[header::HeaderName], a: &HeaderMap, b: &HeaderMap) -> bo
 
 /// Respond from a stored entry.
 fn serve_entry(e: &Entry, ctx: &Ctx, now: Instant) -> Response<Body> {
-    let mut headers = e.headers.clone();
+    // Room for Age, Cache-Status, Content-Length and Accept-Ranges.
+    let mut headers = e.headers.to_map(4);
     headers.insert(header::AGE, HeaderValue::from(e.age(now).as_secs()));
     respond::complete(e.status, headers, &e.body, &ctx.headers, ctx.head_only)
 }
@@ -486,11 +480,11 @@ pub(crate) fn origin_request(ctx: &Ctx, revalidate: Option<&Entry>, fill: bool) 
         }
     }
     if let Some(e) = revalidate {
-        if let Some(etag) = e.headers.get(header::ETAG) {
-            h.insert(header::IF_NONE_MATCH, etag.clone());
+        if let Some(etag) = e.headers.get(&header::ETAG) {
+            h.insert(header::IF_NONE_MATCH, etag);
         }
-        if let Some(lm) = e.headers.get(header::LAST_MODIFIED) {
-            h.insert(header::IF_MODIFIED_SINCE, lm.clone());
+        if let Some(lm) = e.headers.get(&header::LAST_MODIFIED) {
+            h.insert(header::IF_MODIFIED_SINCE, lm);
         }
     }
     add_forwarded(&mut h, ctx.client.map(|a| a.ip()), if ctx.tls { "https" } else { "http" });

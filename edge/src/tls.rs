@@ -12,8 +12,9 @@
 //! cert or key file changed (mtime or length). A file that fails to load is logged once per
 //! change and the previous certificate stays in use; a half-written pair (new cert, old key)
 //! fails the key check and is picked up on the next poll once both are in place.
-//! [`CertStore::reload`] rebuilds the whole store from a new configuration (the SIGHUP path):
-//! all or nothing. Open connections keep the session they negotiated; only new handshakes see
+//! [`CertStore::reload`] rebuilds the whole store from new sites (SIGHUP and sites pushed by the
+//! control plane, through `Edge::reload` and `Edge::apply_fleet`, with the listeners bound at
+//! start): all or nothing, so a SIGHUP also re-reads every certificate file. Open connections keep the session they negotiated; only new handshakes see
 //! a new certificate.
 //!
 //! ```text
@@ -34,7 +35,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use stratus_config::EdgeConfig;
-use stratus_config::edge::Certificate;
+use stratus_config::edge::{Certificate, Listener, Site};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::LazyConfigAcceptor;
@@ -96,15 +97,17 @@ impl CertStore {
     /// naming the file. Without TLS listeners nothing is loaded.
     pub fn new(config: &EdgeConfig) -> Result<Self, Error> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let certs = build(config, &provider)?;
+        let certs = build(&config.listeners, &config.sites, &provider)?;
         Ok(Self { provider, certs: RwLock::new(Arc::new(certs)) })
     }
 
-    /// Replaces every certificate with those of `config` (new sites, new files). All or
-    /// nothing: on error the current certificates stay in use.
-    pub fn reload(&self, config: &EdgeConfig) -> Result<(), Error> {
-        let certs = build(config, &self.provider)?;
-        tracing::info!(certificates = certs.loaded.len(), "certificates reloaded");
+    /// Replaces every certificate with those `sites` and `listeners` name, every file read
+    /// again. All or nothing: on error the current certificates stay in use.
+    pub fn reload(&self, listeners: &[Listener], sites: &[Site]) -> Result<(), Error> {
+        let certs = build(listeners, sites, &self.provider)?;
+        if !certs.loaded.is_empty() {
+            tracing::info!(certificates = certs.loaded.len(), "certificates reloaded");
+        }
         *self.certs.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(certs);
         Ok(())
     }
@@ -164,9 +167,9 @@ impl CertStore {
     }
 }
 
-fn build(config: &EdgeConfig, provider: &CryptoProvider) -> Result<Certs, Error> {
+fn build(listeners: &[Listener], sites: &[Site], provider: &CryptoProvider) -> Result<Certs, Error> {
     let mut certs = Certs::default();
-    if !config.listeners.iter().any(|l| l.tls) {
+    if !listeners.iter().any(|l| l.tls) {
         return Ok(certs);
     }
     let add = |c: &Certificate, certs: &mut Certs| -> Result<Files, Error> {
@@ -178,7 +181,7 @@ fn build(config: &EdgeConfig, provider: &CryptoProvider) -> Result<Certs, Error>
         }
         Ok(files)
     };
-    for site in &config.sites {
+    for site in sites {
         let Some(c) = &site.tls else { continue };
         let files = add(c, &mut certs)?;
         for host in &site.hosts {
@@ -189,7 +192,7 @@ fn build(config: &EdgeConfig, provider: &CryptoProvider) -> Result<Certs, Error>
             }
         }
     }
-    for l in &config.listeners {
+    for l in listeners {
         let files = match (&l.default_certificate, l.tls) {
             (Some(c), true) => Some(add(c, &mut certs)?),
             _ => None,

@@ -117,11 +117,12 @@ fn reload_swaps_everything_or_nothing() {
 
     let broken = Certificate { cert: dir.path().join("missing.crt"), key: b.key.clone() };
     let bad = config(vec![(vec!["a.test"], Some(a.clone())), (vec!["b.test"], Some(broken))], None);
-    assert!(store.reload(&bad).is_err());
+    assert!(store.reload(&bad.listeners, &bad.sites).is_err());
     assert_eq!(der(&store, Some("a.test")), Some(a_der.clone()));
     assert_eq!(der(&store, Some("b.test")), None);
 
-    store.reload(&config(vec![(vec!["a.test"], Some(a)), (vec!["b.test"], Some(b))], None)).unwrap();
+    let good = config(vec![(vec!["a.test"], Some(a)), (vec!["b.test"], Some(b))], None);
+    store.reload(&good.listeners, &good.sites).unwrap();
     assert_eq!(der(&store, Some("a.test")), Some(a_der));
     assert_eq!(der(&store, Some("b.test")), Some(b_der));
 }
