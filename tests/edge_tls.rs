@@ -78,12 +78,16 @@ impl Pki {
         )
     }
 
-    fn client_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    fn client_config(
+        &self,
+        alpn: &[&[u8]],
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca.der().clone()).unwrap();
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
@@ -94,9 +98,20 @@ impl Pki {
     /// A TLS connection to `addr` naming `sni`, offering `alpn`; a fresh client configuration
     /// each time, so no session is resumed and the server always sends its certificate.
     async fn connect(&self, addr: &str, sni: &str, alpn: &[&[u8]]) -> std::io::Result<TlsStream<TcpStream>> {
+        self.connect_with(addr, sni, alpn, rustls::DEFAULT_VERSIONS).await
+    }
+
+    /// [`Pki::connect`] offering only the TLS `versions` given.
+    async fn connect_with(
+        &self,
+        addr: &str,
+        sni: &str,
+        alpn: &[&[u8]],
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> std::io::Result<TlsStream<TcpStream>> {
         let tcp = TcpStream::connect(addr).await?;
         let name = ServerName::try_from(sni.to_owned()).unwrap();
-        TlsConnector::from(self.client_config(alpn)).connect(name, tcp).await
+        TlsConnector::from(self.client_config(alpn, versions)).connect(name, tcp).await
     }
 }
 
@@ -202,6 +217,13 @@ async fn two_sites_on_one_port_each_get_their_own_certificate() {
         let got = send1(&mut h1(tls).await, "GET", host, "/tls/who").await;
         assert_eq!((got.status, &got.body[..]), (200, &b"hello"[..]), "{host}");
     }
+    // TLS 1.3 by default, TLS 1.2 for a client that offers only that.
+    let tls13 = pki.connect(&addr, "a.test", &[H1]).await.unwrap();
+    assert_eq!(tls13.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+    let tls12 = pki.connect_with(&addr, "b.test", &[H2], &[&rustls::version::TLS12]).await.unwrap();
+    assert_eq!(tls12.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+    assert_eq!(peer_cert(&tls12), b_der);
+    assert_eq!(get2(&mut h2(tls12).await, "https", "b.test", "/tls/who").await.body, "hello");
     // The origin learns the client came over HTTPS.
     let seen = origin.seen("/tls/who");
     assert_eq!(seen[0].headers["x-forwarded-proto"], "https");
@@ -365,6 +387,13 @@ async fn plain_requests_are_redirected_to_https_and_https_responses_carry_hsts()
             got.header("cache-status")
         );
     }
+    // The edge's own error responses carry it too (504: only-if-cached and nothing stored).
+    let req = Request::get("https://a.test/tls/nothing")
+        .header("cache-control", "only-if-cached")
+        .body(Empty::new())
+        .unwrap();
+    let err = read(secure.send_request(req).await.unwrap()).await;
+    assert_eq!((err.status, err.header("strict-transport-security").as_str()), (504, "max-age=31536000"));
     let mut b_secure = h2(pki.connect(&edge.addr("edge https"), "b.test", &[H2]).await.unwrap()).await;
     let got = get2(&mut b_secure, "https", "b.test", "/tls/page?x=1").await;
     assert_eq!((got.status, got.header("strict-transport-security").as_str()), (200, ""));
