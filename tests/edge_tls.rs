@@ -22,7 +22,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -246,6 +246,14 @@ async fn unknown_server_name_without_default_is_refused_and_the_listener_keeps_s
             "expected an unrecognized_name alert: {err:?}"
         );
     }
+    // Plain HTTP sent to the TLS port is refused as well, and the connection closed.
+    let mut plain = TcpStream::connect(&addr).await.unwrap();
+    plain.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), plain.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the edge closes a connection that does not speak TLS");
+    assert!(!answer.starts_with(b"HTTP/"), "no HTTP answer on a TLS port");
+
     let tls = pki.connect(&addr, "a.test", &[H1]).await.unwrap();
     let got = send1(&mut h1(tls).await, "GET", "a.test", "/tls/after").await;
     assert_eq!(got.body, "still here");
