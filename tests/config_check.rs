@@ -83,6 +83,12 @@ fn an_unknown_key_is_named_with_its_line() {
 }
 
 #[test]
+fn an_https_redirect_without_a_tls_listener_is_refused() {
+    let body = format!("{EDGE}https_redirect = true\n");
+    refused(&body, 7, "edge.sites[0].https_redirect", "needs a listener with tls = true");
+}
+
+#[test]
 fn a_toml_syntax_error_gives_the_line() {
     let dir = tempdir();
     let file = write_file(dir.path(), "syntax.toml", "[edge]\nid = \"a\"\nlisteners = [\n");
