@@ -62,6 +62,7 @@ use crate::metrics::Metrics;
 use crate::purge::PurgeRequest;
 use crate::route::Router;
 use crate::store::Store;
+use crate::upstream::Outbound;
 
 /// The running edge's shared state.
 #[derive(Debug)]
@@ -84,11 +85,15 @@ pub struct Edge {
     pub limits: Limits,
     /// Host used for prewarming paths of catch-all sites.
     pub default_host: String,
+    /// What sites' upstreams share (DNS resolver, shutdown); a reloaded router is built with it.
+    pub outbound: Outbound,
 }
 
 impl Edge {
     /// Builds the edge's state from its configuration (sites, store, metrics); binds nothing.
-    pub fn new(config: &EdgeConfig) -> Result<Arc<Self>, Error> {
+    /// Origin health probes run until `shutdown` is cancelled or the router is dropped.
+    pub fn new(config: &EdgeConfig, shutdown: &CancellationToken) -> Result<Arc<Self>, Error> {
+        let outbound = Outbound::new(&config.dns, shutdown.clone());
         let tag_headers = config
             .cache
             .tag_headers
@@ -106,7 +111,7 @@ impl Edge {
             },
         );
         Ok(Arc::new(Self {
-            router: Router::new(&config.sites)?,
+            router: Router::new(&config.sites, &outbound)?,
             store: Store::new(config.cache.size.bytes()),
             inflight: Inflight::default(),
             metrics: Metrics::new()?,
@@ -115,6 +120,7 @@ impl Edge {
             tag_headers,
             limits: config.limits.clone(),
             default_host,
+            outbound,
         }))
     }
 
@@ -145,7 +151,7 @@ pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), 
     if let Some(l) = config.listeners.iter().find(|l| l.tls) {
         return Err(Error::TlsNotBuilt(l.listen.0));
     }
-    let edge = Edge::new(&config)?;
+    let edge = Edge::new(&config, &shutdown)?;
     let mut servers = tokio::task::JoinSet::new();
     let mut first_url = None;
     for l in &config.listeners {

@@ -8,7 +8,7 @@ use stratus_config::edge::{Site, TtlRule};
 
 use crate::error::Error;
 use crate::freshness::SiteRules;
-use crate::upstream::Upstream;
+use crate::upstream::{Outbound, Upstream};
 
 /// A site with its upstream client.
 #[derive(Debug)]
@@ -37,13 +37,18 @@ pub struct Router {
 }
 
 impl Router {
-    /// Builds the router and each site's upstream client.
-    pub fn new(sites: &[Site]) -> Result<Self, Error> {
+    /// Builds the router and each site's upstream (clients, health probes); `outbound` holds
+    /// what they share. Must run inside a Tokio runtime.
+    pub fn new(sites: &[Site], outbound: &Outbound) -> Result<Self, Error> {
         let mut out = Self { sites: Vec::new(), by_host: HashMap::new(), wildcard: None };
         for (i, site) in sites.iter().enumerate() {
             let mut ttl = site.ttl.clone();
             ttl.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
-            out.sites.push(Arc::new(SiteState { cfg: site.clone(), upstream: Upstream::new(site)?, ttl }));
+            out.sites.push(Arc::new(SiteState {
+                cfg: site.clone(),
+                upstream: Upstream::new(site, outbound)?,
+                ttl,
+            }));
             for host in &site.hosts {
                 if host == "*" {
                     out.wildcard = Some(i);
