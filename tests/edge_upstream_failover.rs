@@ -1,0 +1,140 @@
+//! Several origins per site: failover to the next one, recovery when the first comes back,
+//! active health checks (probes) and passive ones (consecutive failures), and the retry rule
+//! (only idempotent requests without a body, only when no connection could be made).
+// The shared test origin in edge_util unwraps its locks.
+#![allow(clippy::unwrap_used)]
+
+mod edge_upstream_util;
+mod edge_util;
+mod util;
+
+use std::time::Duration;
+
+use edge_upstream_util::{Backend, edge};
+use edge_util::{client, eventually, send};
+
+/// A GET through the edge; returns (status, body).
+async fn get(edge: &util::Proc, path: &str) -> (u16, String) {
+    let got = send(client().get(format!("{}{path}", edge.url("edge http")))).await;
+    (got.status, got.text())
+}
+
+fn two_origins(a: &Backend, b: &Backend, health: &str) -> String {
+    format!(
+        r#"
+[[edge.sites]]
+hosts = ["*"]
+origins = ["{a}", "{b}"]
+timeouts = {{ connect = "1s", first_byte = "500ms", total = "10s" }}
+[edge.sites.health]
+{health}
+"#,
+        a = a.url("127.0.0.1"),
+        b = b.url("127.0.0.1"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_origin_down_second_serves_and_the_first_is_used_again_when_it_comes_back() {
+    let a = Backend::http("a", "127.0.0.1:0").await;
+    let b = Backend::http("b", "127.0.0.1:0").await;
+    // Active checks only, so that recovery is the probes' doing.
+    let (edge, _cfg) = edge(&two_origins(
+        &a,
+        &b,
+        r#"path = "/healthz"
+interval = "100ms"
+timeout = "500ms"
+healthy_threshold = 2
+unhealthy_threshold = 2
+max_fails = 0"#,
+    ));
+    assert_eq!(get(&edge, "/page").await, (200, "a".to_owned()), "the first origin serves while healthy");
+
+    a.take_down();
+    // At once: the connect failure is retried on the next origin.
+    assert_eq!(get(&edge, "/page").await, (200, "b".to_owned()));
+
+    // The operator's log says when the probes take it down and bring it back.
+    eventually("the probes mark the first origin down", Duration::from_secs(10), || async {
+        edge.stderr().contains("origin failed its health checks").then_some(())
+    })
+    .await;
+    assert_eq!(get(&edge, "/page").await, (200, "b".to_owned()));
+
+    a.bring_up().await;
+    eventually("the first origin is used again", Duration::from_secs(10), || async {
+        (get(&edge, "/page").await == (200, "a".to_owned())).then_some(())
+    })
+    .await;
+    assert!(edge.stderr().contains("origin passes its health checks again"), "{}", edge.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_checks_move_traffic_off_an_unhealthy_origin_and_back() {
+    let a = Backend::http("a", "127.0.0.1:0").await;
+    let b = Backend::http("b", "127.0.0.1:0").await;
+    let (edge, _cfg) = edge(&two_origins(
+        &a,
+        &b,
+        r#"path = "/healthz"
+interval = "100ms"
+healthy_threshold = 2
+unhealthy_threshold = 2"#,
+    ));
+    assert_eq!(get(&edge, "/p").await.1, "a");
+    // The origin still answers requests, but its health check fails.
+    a.set_healthy(false);
+    eventually("traffic moves to the second origin", Duration::from_secs(10), || async {
+        (get(&edge, "/p").await.1 == "b").then_some(())
+    })
+    .await;
+    let before = a.hits("/p").len();
+    for _ in 0..5 {
+        assert_eq!(get(&edge, "/p").await.1, "b", "an unhealthy origin gets no requests");
+    }
+    assert_eq!(a.hits("/p").len(), before);
+    a.set_healthy(true);
+    eventually("traffic returns to the first origin", Duration::from_secs(10), || async {
+        (get(&edge, "/p").await.1 == "a").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consecutive_failures_mark_an_origin_down_for_its_cool_down() {
+    let a = Backend::http("a", "127.0.0.1:0").await;
+    let b = Backend::http("b", "127.0.0.1:0").await;
+    let (edge, _cfg) = edge(&two_origins(&a, &b, "max_fails = 2\nfail_timeout = \"1h\""));
+    assert_eq!(get(&edge, "/q").await.1, "a");
+    a.take_down();
+    for _ in 0..2 {
+        assert_eq!(get(&edge, "/q").await, (200, "b".to_owned()), "failed over");
+    }
+    // Two consecutive failures: the first origin is down for an hour, even once it is back.
+    a.bring_up().await;
+    for _ in 0..5 {
+        assert_eq!(get(&edge, "/q").await.1, "b", "a downed origin is skipped during its cool-down");
+    }
+    assert_eq!(a.hits("/q").len(), 1, "only the request before it went down");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_failures_are_retried_but_a_post_or_a_timeout_is_not() {
+    let a = Backend::http("a", "127.0.0.1:0").await;
+    let b = Backend::http("b", "127.0.0.1:0").await;
+    // Passive checks off, so the first origin stays first and every request meets it.
+    let (edge, _cfg) = edge(&two_origins(&a, &b, "max_fails = 0"));
+
+    // A timeout is not retried: the origin may have acted on the request.
+    assert_eq!(get(&edge, "/slow").await.0, 504);
+    assert!(b.hits("/slow").is_empty(), "a timed-out request is not sent again");
+
+    a.take_down();
+    let post = send(client().post(format!("{}/form", edge.url("edge http"))).body("x=1")).await;
+    assert_eq!(post.status, 502, "a POST is not replayed on the next origin");
+    assert!(post.cache().contains("detail=connect"), "{}", post.cache());
+    assert!(b.hits("/form").is_empty());
+
+    assert_eq!(get(&edge, "/form").await, (200, "b".to_owned()), "a GET is retried on the next origin");
+}
