@@ -138,3 +138,58 @@ async fn connect_failures_are_retried_but_a_post_or_a_timeout_is_not() {
 
     assert_eq!(get(&edge, "/form").await, (200, "b".to_owned()), "a GET is retried on the next origin");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_connection_cap_sends_requests_to_the_next_origin() {
+    let a = Backend::http("a", "127.0.0.1:0").await;
+    let b = Backend::http("b", "127.0.0.1:0").await;
+    let (edge, _cfg) = edge(&format!(
+        r#"
+[[edge.sites]]
+hosts = ["*"]
+origins = ["{a}", "{b}"]
+timeouts = {{ connect = "300ms", first_byte = "10s", total = "10s" }}
+pool = {{ max_connections = 1 }}
+"#,
+        a = a.url("127.0.0.1"),
+        b = b.url("127.0.0.1"),
+    ));
+    // Holds the first origin's only connection for 3 s.
+    let url = format!("{}/slow", edge.url("edge http"));
+    let slow = tokio::spawn(async move { send(client().get(url)).await });
+    eventually("the slow request reached the first origin", Duration::from_secs(10), || async {
+        (!a.hits("/slow").is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(
+        get(&edge, "/other").await,
+        (200, "b".to_owned()),
+        "no free connection: the next origin serves"
+    );
+    assert_eq!(slow.await.expect("slow request").text(), "a");
+    assert_eq!(get(&edge, "/other").await, (200, "a".to_owned()), "the connection is free again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_total_timeout_cuts_a_pass_through_body() {
+    let a = Backend::http("a", "127.0.0.1:0").await;
+    let (edge, _cfg) = edge(&format!(
+        r#"
+[[edge.sites]]
+hosts = ["*"]
+origins = ["{a}"]
+timeouts = {{ connect = "1s", first_byte = "1s", total = "1s" }}
+"#,
+        a = a.url("127.0.0.1"),
+    ));
+    // The origin sends its head at once and the end of its body after 3 s.
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let res = client()
+            .request(method.clone(), format!("{}/trickle", edge.url("edge http")))
+            .send()
+            .await
+            .expect("response head");
+        assert_eq!(res.status(), 200, "{method}");
+        assert!(res.bytes().await.is_err(), "{method}: the body is cut at the total timeout, not completed");
+    }
+}

@@ -166,6 +166,43 @@ pub(crate) fn validate_trust(roots: CaRoots, ca_file: Option<&PathBuf>) -> Resul
 mod tests {
     use super::*;
 
+    const SITE: &str = "[edge]\nlisteners = [{ listen = \"127.0.0.1:0\" }]\n\n[[edge.sites]]\nhosts = [\"*\"]\norigins = [\"https://a.example\", \"http://10.0.0.2:8080\"]\n";
+
+    #[test]
+    fn origin_keys_parse_with_safe_defaults() {
+        let edge = crate::parse("t.toml", SITE).expect("valid").edge.expect("edge");
+        let site = &edge.sites[0];
+        assert_eq!(site.ca_roots, CaRoots::Webpki);
+        assert_eq!((site.pool.max_connections, site.pool.max_idle), (256, 32));
+        assert_eq!((site.health.path.as_deref(), site.health.max_fails), (None, 3));
+        assert!(edge.dns.nameservers.is_empty());
+
+        let full = format!(
+            "{SITE}ca_roots = \"system\"\nca_file = \"/etc/ca.pem\"\npool = {{ max_connections = 8, max_idle = 0, idle_timeout = \"5s\" }}\n\
+             health = {{ path = \"/healthz\", interval = \"1s\", max_fails = 0 }}\n\
+             [edge.dns]\nnameservers = [\"127.0.0.1:5353\"]\ntimeout = \"500ms\"\n"
+        );
+        let edge = crate::parse("t.toml", &full).expect("valid").edge.expect("edge");
+        let site = &edge.sites[0];
+        assert_eq!((site.ca_roots, site.pool.max_connections, site.pool.max_idle), (CaRoots::System, 8, 0));
+        assert_eq!(site.health.path.as_deref(), Some("/healthz"));
+        assert_eq!(edge.dns.nameservers, vec!["127.0.0.1:5353".parse::<SocketAddr>().expect("addr")]);
+    }
+
+    #[test]
+    fn origin_key_errors_are_located() {
+        let cases = [
+            ("health = { path = \"healthz\" }\n", "edge.sites[0].health.path: must start with /"),
+            ("pool = { max_connections = 0 }\n", "edge.sites[0].pool.max_connections: must be at least 1"),
+            ("ca_roots = \"none\"\n", "edge.sites[0].ca_roots: \"none\" needs a ca_file"),
+            ("[edge.dns]\nattempts = 0\n", "edge.dns.attempts: must be at least 1"),
+        ];
+        for (extra, want) in cases {
+            let got = crate::parse("t.toml", &format!("{SITE}{extra}")).expect_err(extra).to_string();
+            assert!(got.contains(want), "{extra}: {got}");
+        }
+    }
+
     #[test]
     fn health_rules() {
         let ok = Health::default();

@@ -17,7 +17,9 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record, RecordType};
 use http::{Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
@@ -82,7 +84,7 @@ struct State {
 }
 
 /// A test origin. Answers `/healthz` with 200 (or 503 after `set_healthy(false)`), `/slow`
-/// after 3 s, `/stale/…` with `max-age=1, stale-if-error=600`, everything else with
+/// after 3 s, `/trickle` with half its body at once and the rest after 3 s, `/stale/…` with `max-age=1, stale-if-error=600`, everything else with
 /// `no-store`; the body is always the backend's name.
 pub struct Backend {
     pub name: &'static str,
@@ -178,15 +180,18 @@ async fn util_bind(addr: SocketAddr) -> tokio::net::TcpListener {
     panic!("cannot bind {addr} again");
 }
 
+/// A backend's response body.
+type Reply = BoxBody<Bytes, Infallible>;
+
 fn service(
     state: Arc<State>,
     name: &'static str,
     sni: Option<String>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
-    Response = Response<Full<Bytes>>,
+    Response = Response<Reply>,
     Error = Infallible,
-    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send,
+    Future = impl Future<Output = Result<Response<Reply>, Infallible>> + Send,
 > + Clone {
     hyper::service::service_fn(move |req: Request<Incoming>| {
         let (state, sni) = (state.clone(), sni.clone());
@@ -194,12 +199,7 @@ fn service(
     })
 }
 
-async fn answer(
-    state: &State,
-    name: &str,
-    sni: Option<String>,
-    req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+async fn answer(state: &State, name: &str, sni: Option<String>, req: Request<Incoming>) -> Response<Reply> {
     let path = req.uri().path_and_query().map_or("/".to_owned(), |p| p.as_str().to_owned());
     let host = req
         .headers()
@@ -211,7 +211,23 @@ async fn answer(
     let hit = Hit { method: req.method().to_string(), path: path.clone(), version: req.version(), host, sni };
     let _ = req.into_body().collect().await;
     state.hits.lock().expect("lock").push(hit);
-    let mut res = Response::new(Full::new(Bytes::from(name.to_owned())));
+    if path == "/trickle" {
+        // The head and a first part at once, the rest after 3 s.
+        let parts = futures_util::stream::unfold(0, |n| async move {
+            match n {
+                0 => Some((Ok(Frame::data(Bytes::from_static(b"first part "))), 1)),
+                1 => {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    Some((Ok(Frame::data(Bytes::from_static(b"second part"))), 2))
+                }
+                _ => None,
+            }
+        });
+        let mut res = Response::new(StreamBody::new(parts).boxed());
+        res.headers_mut().insert(http::header::CACHE_CONTROL, "no-store".parse().expect("cache-control"));
+        return res;
+    }
+    let mut res = Response::new(Full::new(Bytes::from(name.to_owned())).boxed());
     let cc = if path == "/healthz" {
         if state.unhealthy.load(Ordering::Relaxed) {
             *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;

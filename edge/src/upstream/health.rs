@@ -102,11 +102,15 @@ impl OriginHealth {
 }
 
 /// Starts the probe task of `origin` when the site has a health path.
-pub(crate) fn spawn_probe(origin: &Arc<Origin>, cfg: &Health, stop: CancellationToken) {
-    let Some(path) = cfg.path.clone() else { return };
+pub(crate) fn spawn_probe(
+    origin: &Arc<Origin>,
+    cfg: &Health,
+    stop: CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let path = cfg.path.clone()?;
     let weak: Weak<Origin> = Arc::downgrade(origin);
     let cfg = cfg.clone();
-    tokio::spawn(async move {
+    Some(tokio::spawn(async move {
         let mut streak = (0, 0);
         let mut tick = tokio::time::interval(cfg.interval.get());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -129,7 +133,7 @@ pub(crate) fn spawn_probe(origin: &Arc<Origin>, cfg: &Health, stop: Cancellation
             }
         }
         tracing::debug!("health probe stopped");
-    });
+    }))
 }
 
 /// One probe: `GET path` with the origin's own `Host`; a 2xx or 3xx within `limit` passes.

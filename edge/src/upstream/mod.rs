@@ -32,7 +32,8 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Request, Response, Uri};
 use stratus_config::edge::{Dns as DnsConfig, Health, OriginTimeouts, Site};
 use tokio::sync::Semaphore;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 pub use body::{OriginBody, OriginBodyError};
 pub use dns::{Dns, DnsError};
@@ -97,8 +98,21 @@ pub struct Upstream {
     /// Timeouts from the site's configuration.
     pub timeouts: OriginTimeouts,
     health: Health,
-    /// Stops this site's probe tasks when the upstream is dropped (e.g. replaced by a reload).
-    _probes: DropGuard,
+    /// Stops this site's probe tasks when the upstream is dropped (e.g. replaced by a
+    /// reload); a child of the edge's shutdown token.
+    stop: CancellationToken,
+    /// The probe tasks.
+    probes: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        // Cancelling ends a probe at its next wait; aborting also ends one stuck elsewhere.
+        self.stop.cancel();
+        for probe in &self.probes {
+            probe.abort();
+        }
+    }
 }
 
 impl Upstream {
@@ -107,7 +121,7 @@ impl Upstream {
     pub fn new(site: &Site, outbound: &Outbound) -> Result<Self, Error> {
         let tls = Arc::new(connect::tls_config(site)?);
         let stop = outbound.shutdown.child_token();
-        let mut origins = Vec::new();
+        let (mut origins, mut probes) = (Vec::new(), Vec::new());
         for url in &site.origins {
             let bad = |reason: &str| Error::Origin { origin: url.to_string(), reason: reason.to_owned() };
             let u = url.url();
@@ -131,7 +145,7 @@ impl Upstream {
                 health: OriginHealth::default(),
                 base,
             });
-            health::spawn_probe(&origin, &site.health, stop.clone());
+            probes.extend(health::spawn_probe(&origin, &site.health, stop.clone()));
             origins.push(origin);
         }
         Ok(Self {
@@ -139,7 +153,8 @@ impl Upstream {
             origin_host: site.origin_host,
             timeouts: site.timeouts.clone(),
             health: site.health.clone(),
-            _probes: stop.drop_guard(),
+            stop,
+            probes,
         })
     }
 
@@ -287,7 +302,70 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    /// A site whose one origin answers probes (any request) with 200, probed every 10 ms.
+    async fn probed_site() -> (Site, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let probes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = probes.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |_req| {
+                        seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        async { Ok::<_, std::convert::Infallible>(Response::new(empty())) }
+                    });
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
+                });
+            }
+        });
+        let mut site = Site::catch_all(url.parse().unwrap());
+        site.health.path = Some("/healthz".into());
+        site.health.interval = "10ms".parse().unwrap();
+        (site, probes)
+    }
+
+    /// Polls until the origin has seen two probes.
+    async fn probing(probes: &std::sync::atomic::AtomicUsize) {
+        let seen = async {
+            while probes.load(std::sync::atomic::Ordering::Relaxed) < 2 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), seen).await.expect("probes arrive");
+    }
+
+    #[tokio::test]
+    async fn probes_stop_when_the_upstream_is_dropped_or_the_edge_shuts_down() {
+        let (site, probes) = probed_site().await;
+        let shutdown = CancellationToken::new();
+        let outbound = Outbound::new(&DnsConfig::default(), shutdown.clone());
+
+        // Dropped, as when a reload replaces the router.
+        let mut up = Upstream::new(&site, &outbound).unwrap();
+        probing(&probes).await;
+        let tasks = std::mem::take(&mut up.probes);
+        assert_eq!(tasks.len(), 1);
+        drop(up);
+        for t in tasks {
+            tokio::time::timeout(Duration::from_secs(5), t).await.expect("probe ended").unwrap();
+        }
+
+        // The edge shuts down while the upstream is still in use.
+        probes.store(0, std::sync::atomic::Ordering::Relaxed);
+        let mut up = Upstream::new(&site, &outbound).unwrap();
+        probing(&probes).await;
+        shutdown.cancel();
+        for t in std::mem::take(&mut up.probes) {
+            tokio::time::timeout(Duration::from_secs(5), t).await.expect("probe ended").unwrap();
+        }
+    }
 
     #[test]
     fn find_looks_inside_io_errors() {
