@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! client ─► server.rs ─► pipeline.rs: route → key → lookup ─┬─ hit ─────────────► respond.rs
-//!                                                           └─ miss/stale ─► coalesce.rs ◄─ fill.rs ─► upstream.rs ─► origin
+//!                                                           └─ miss/stale ─► coalesce.rs ◄─ fill.rs ─► upstream/ ─► origin
 //!                                                                                 │ store.rs (moka + purge indexes)
 //! admin ─► admin.rs (purge, metrics, stats)        control ─► follow.rs ─► target.rs
 //! ```
