@@ -7,7 +7,7 @@ mod edge_upstream_util;
 mod edge_util;
 mod util;
 
-use edge_upstream_util::{Backend, TestCa, edge, pem_file};
+use edge_upstream_util::{Backend, TestCa, edge, edge_with_env, pem_file};
 use edge_util::{client, send};
 
 /// A GET to the edge with `Host: host`.
@@ -129,4 +129,27 @@ timeouts = {{ connect = "2s", first_byte = "300ms", total = "10s" }}
     let got = get(&edge, "x.example", "/slow").await;
     assert_eq!(got.status, 504, "{}", got.cache());
     assert!(got.cache().contains("detail=timeout"), "{}", got.cache());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_roots_include_a_ca_named_by_ssl_cert_file() {
+    let ca = TestCa::new("stratus test ca");
+    let backend =
+        Backend::https("sys", "127.0.0.1:0", ca.acceptor(&["localhost"], &[b"h2", b"http/1.1"])).await;
+    let dir = util::tempdir();
+    let ca_file = pem_file(&dir, "ca.pem", &ca.pem);
+    let (edge, _cfg) = edge_with_env(
+        &format!(
+            r#"
+[[edge.sites]]
+hosts = ["*"]
+origins = ["{url}"]
+ca_roots = "system"
+"#,
+            url = backend.url("localhost")
+        ),
+        &[("SSL_CERT_FILE", &ca_file)],
+    );
+    let got = get(&edge, "x.example", "/page").await;
+    assert_eq!((got.status, got.text().as_str()), (200, "sys"), "{}", got.cache());
 }

@@ -316,6 +316,11 @@ fn dns_answer(query: &Message, records: &HashMap<String, Vec<Ipv4Addr>>) -> Mess
 /// A `stratus edge` from `[edge]` settings `toml` (sites, dns, ...); one listener on port 0
 /// and an admin listener are added here.
 pub fn edge(toml: &str) -> (Proc, tempfile::TempDir) {
+    edge_with_env(toml, &[])
+}
+
+/// [`edge`] with extra environment variables.
+pub fn edge_with_env(toml: &str, env: &[(&str, &str)]) -> (Proc, tempfile::TempDir) {
     let dir = util::tempdir();
     let text = format!(
         "[edge]\n[[edge.listeners]]\nlisten = \"127.0.0.1:0\"\n[edge.admin]\nlisten = \"127.0.0.1:0\"\n{toml}"
@@ -323,10 +328,29 @@ pub fn edge(toml: &str) -> (Proc, tempfile::TempDir) {
     let path = util::write_file(dir.path(), "edge.toml", &text);
     let mut cmd = util::stratus();
     cmd.arg("edge").arg("--config").arg(&path);
+    cmd.envs(env.iter().copied());
     (Proc::start(cmd, &["edge http", "edge admin"]), dir)
 }
 
 /// Writes `pem` to a file in `dir` and returns its path as TOML-ready text.
 pub fn pem_file(dir: &tempfile::TempDir, name: &str, pem: &str) -> String {
     util::write_file(dir.path(), name, pem).display().to_string()
+}
+
+/// Terminates TLS on a fresh loopback port and forwards the plaintext to `target`; returns
+/// the port's address.
+pub async fn tls_terminator(acceptor: tokio_rustls::TlsAcceptor, target: SocketAddr) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind terminator");
+    let addr = listener.local_addr().expect("terminator address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else { return };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(target).await else { return };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    addr
 }
