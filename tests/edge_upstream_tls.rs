@@ -153,3 +153,20 @@ ca_roots = "system"
     let got = get(&edge, "x.example", "/page").await;
     assert_eq!((got.status, got.text().as_str()), (200, "sys"), "{}", got.cache());
 }
+
+#[test]
+fn an_unreadable_ca_file_stops_the_edge_with_a_clear_error() {
+    let dir = util::tempdir();
+    let missing = dir.path().join("nope.pem").display().to_string();
+    let cfg = util::write_file(
+        dir.path(),
+        "edge.toml",
+        &format!(
+            "[edge]\n[[edge.listeners]]\nlisten = \"127.0.0.1:0\"\n[[edge.sites]]\nhosts = [\"*\"]\n\
+             origins = [\"https://localhost:9\"]\nca_file = \"{missing}\"\n"
+        ),
+    );
+    let (code, _out, err) = util::run_stratus(&["edge", "--config", &cfg.display().to_string()]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains(&format!("ca_file {missing}: cannot read the CA file")), "{err}");
+}

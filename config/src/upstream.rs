@@ -85,7 +85,7 @@ impl Default for Health {
 #[serde(deny_unknown_fields, default)]
 pub struct Dns {
     /// Name servers (`IP:PORT`) asked over UDP, then TCP for truncated answers. Empty: the
-    /// system configuration (`/etc/resolv.conf`, and `/etc/hosts`).
+    /// system configuration (`/etc/resolv.conf`). `/etc/hosts` is read first either way.
     pub nameservers: Vec<SocketAddr>,
     /// How long to wait for one answer.
     pub timeout: Duration,

@@ -43,9 +43,9 @@ pub enum Error {
     )]
     TlsNotBuilt(std::net::SocketAddr),
     /// A site's origins cannot be set up (bad URL, unreadable CA file).
-    #[error("origin {origin}: {reason}")]
+    #[error("{origin}: {reason}")]
     Origin {
-        /// The origin URL (or the site's CA file).
+        /// What: `origin URL` or `ca_file PATH`.
         origin: String,
         /// Why.
         reason: String,

@@ -85,7 +85,7 @@ pub(crate) fn tls_config(site: &Site) -> Result<rustls::ClientConfig, Error> {
         CaRoots::None => {}
     }
     if let Some(path) = &site.ca_file {
-        let name = || path.display().to_string();
+        let name = || format!("ca_file {}", path.display());
         let certs = CertificateDer::pem_file_iter(path)
             .and_then(Iterator::collect::<Result<Vec<_>, _>>)
             .map_err(|e| bad(name(), format!("cannot read the CA file: {e}")))?;
@@ -126,5 +126,8 @@ pub(crate) fn client(site: &Site, target: Uri, tls: &Arc<rustls::ClientConfig>, 
         .pool_max_idle_per_host(site.pool.max_idle)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
+        // HTTP/2 origins: grow the flow-control window with the measured bandwidth, so a
+        // large object is not throttled to 64 KiB per round trip.
+        .http2_adaptive_window(true)
         .build(connector)
 }

@@ -1,9 +1,9 @@
 //! Resolving origin host names: hickory-resolver with its per-TTL cache, behind the
 //! `tower_service::Service<Name>` that hyper-util's `HttpConnector` takes.
 //!
-//! By default the resolver reads the system configuration (`/etc/resolv.conf`, `/etc/hosts`);
+//! By default the resolver reads the system configuration (`/etc/resolv.conf`);
 //! `[edge.dns] nameservers` replaces it with the given servers (UDP, TCP for truncated
-//! answers). When the system configuration cannot be read, the edge falls back to the C
+//! answers). `/etc/hosts` is consulted first either way. When the system configuration cannot be read, the edge falls back to the C
 //! library's resolver (`getaddrinfo`) with a warning instead of refusing to start, since an
 //! edge whose origins are IP addresses needs no DNS at all.
 //!

@@ -123,7 +123,8 @@ impl Upstream {
         let stop = outbound.shutdown.child_token();
         let (mut origins, mut probes) = (Vec::new(), Vec::new());
         for url in &site.origins {
-            let bad = |reason: &str| Error::Origin { origin: url.to_string(), reason: reason.to_owned() };
+            let bad =
+                |reason: &str| Error::Origin { origin: format!("origin {url}"), reason: reason.to_owned() };
             let u = url.url();
             let host = u.host_str().ok_or_else(|| bad("no host"))?;
             let port = u.port_or_known_default().ok_or_else(|| bad("no port"))?;
