@@ -56,7 +56,7 @@ enum ConfigCommand {
     },
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Clone, Debug, clap::Args)]
 struct EdgeArgs {
     /// Client listener (HTTP), e.g. 0.0.0.0:8080; replaces the file's listeners.
     #[arg(long)]
@@ -136,8 +136,16 @@ fn run(command: Command, env: &Env) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Edge(args) => {
-            let config = edge_config(args, env)?;
-            runtime.block_on(serve(|stop| stratus_edge::run(config, stop)))
+            let config = edge_config(args.clone(), env)?;
+            let (reload, reloads) = tokio::sync::mpsc::channel(4);
+            runtime.block_on(async {
+                // Installed before anything binds, so a SIGHUP never meets the default action
+                // (terminate) once the edge is reachable.
+                let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                    .context("cannot install the SIGHUP handler")?;
+                tokio::spawn(reload_on_hangup(hangup, args, env.clone(), reload));
+                serve(|stop| stratus_edge::run(config, stop, reloads)).await
+            })
         }
         Command::Origin(args) => {
             let config = origin_config(args, env)?;
@@ -188,6 +196,30 @@ async fn cancel_on_signal(stop: CancellationToken) {
         _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
     }
     stop.cancel();
+}
+
+/// On every SIGHUP reads the edge's configuration again — the file with the same flags and
+/// environment as at start — and hands it to the running edge. A file that does not load is
+/// logged (file:line: key: why) and the running configuration stays.
+async fn reload_on_hangup(
+    mut hangup: tokio::signal::unix::Signal,
+    args: EdgeArgs,
+    env: Env,
+    reload: tokio::sync::mpsc::Sender<stratus_config::EdgeConfig>,
+) {
+    while hangup.recv().await.is_some() {
+        tracing::info!(signal = "SIGHUP", "reloading the configuration");
+        match edge_config(args.clone(), &env) {
+            Ok(config) => {
+                if reload.send(config).await.is_err() {
+                    return; // the edge has stopped
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "reload refused; the running configuration stays");
+            }
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {

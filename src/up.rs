@@ -119,7 +119,9 @@ pub async fn run(args: UpArgs, env: &Env) -> Result<ExitCode> {
         edge.admin = Some(Admin { listen: ListenAddr(local(admin)) });
         edge.control = Some(url(ports.control, "")?);
         edge.token.clone_from(&env.token);
-        parts.spawn(named(name, stratus_edge::run(edge, stop.clone())));
+        // `stratus up` builds its edges' configuration itself; there is no file to reload.
+        let (_no_reloads, reloads) = tokio::sync::mpsc::channel(1);
+        parts.spawn(named(name, stratus_edge::run(edge, stop.clone(), reloads)));
     }
 
     let ready = wait_until_listening(&ports, &stop);

@@ -281,52 +281,12 @@ impl EdgeConfig {
         if self.listeners.is_empty() {
             return Err(Invalid::new("listeners", "at least one listener is required"));
         }
-        if self.sites.is_empty() {
-            return Err(Invalid::new("sites", "at least one site is required"));
-        }
+        validate_sites(&self.sites)?;
         if self.cache.size.0 == 0 {
             return Err(Invalid::new("cache.size", "must be greater than 0"));
         }
         if self.cache.max_object_size > self.cache.size {
             return Err(Invalid::new("cache.max_object_size", "must not exceed cache.size"));
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (i, site) in self.sites.iter().enumerate() {
-            let at = |key: &str| format!("sites[{i}].{key}");
-            if site.hosts.is_empty() {
-                return Err(Invalid::new(at("hosts"), "at least one host is required"));
-            }
-            for host in &site.hosts {
-                if !seen.insert(host.to_ascii_lowercase()) {
-                    return Err(Invalid::new(at("hosts"), format!("host {host:?} is served by two sites")));
-                }
-            }
-            if site.origins.is_empty() {
-                return Err(Invalid::new(at("origins"), "at least one origin is required"));
-            }
-            for (j, rule) in site.ttl.iter().enumerate() {
-                if !rule.prefix.starts_with('/') {
-                    return Err(Invalid::new(at(&format!("ttl[{j}].prefix")), "must start with /"));
-                }
-                if let (Some(min), Some(max)) = (rule.min, rule.max)
-                    && min > max
-                {
-                    return Err(Invalid::new(at(&format!("ttl[{j}].min")), "must not exceed max"));
-                }
-            }
-            let nested = |key: &str, r: Result<(), Invalid>| r.map_err(|e| e.within(&at(key)));
-            nested("health", site.health.validate())?;
-            nested("pool", site.pool.validate())?;
-            crate::upstream::validate_trust(site.ca_roots, site.ca_file.as_ref())
-                .map_err(|e| e.within(&format!("sites[{i}]")))?;
-            for (j, rule) in site.negative.iter().enumerate() {
-                if !(300..=599).contains(&rule.status) {
-                    return Err(Invalid::new(
-                        at(&format!("negative[{j}].status")),
-                        "must be a 3xx, 4xx or 5xx status",
-                    ));
-                }
-            }
         }
         self.dns.validate().map_err(|e| e.within("dns"))?;
         let tls_listener = self.listeners.iter().any(|l| l.tls);
@@ -346,6 +306,55 @@ impl EdgeConfig {
         }
         Ok(())
     }
+}
+
+/// Checks a list of sites with the rules a configuration file's `[[edge.sites]]` must meet: at
+/// least one site, every site with hosts and origins, no host served twice, TTL prefixes that
+/// start with `/` and `min <= max`, negative rules for error statuses. The control plane checks
+/// pushed site configurations with it too; errors name the field as `sites[1].ttl[0].prefix`.
+pub fn validate_sites(sites: &[Site]) -> Result<(), Invalid> {
+    if sites.is_empty() {
+        return Err(Invalid::new("sites", "at least one site is required"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, site) in sites.iter().enumerate() {
+        let at = |key: &str| format!("sites[{i}].{key}");
+        if site.hosts.is_empty() {
+            return Err(Invalid::new(at("hosts"), "at least one host is required"));
+        }
+        for host in &site.hosts {
+            if !seen.insert(host.to_ascii_lowercase()) {
+                return Err(Invalid::new(at("hosts"), format!("host {host:?} is served by two sites")));
+            }
+        }
+        if site.origins.is_empty() {
+            return Err(Invalid::new(at("origins"), "at least one origin is required"));
+        }
+        for (j, rule) in site.ttl.iter().enumerate() {
+            if !rule.prefix.starts_with('/') {
+                return Err(Invalid::new(at(&format!("ttl[{j}].prefix")), "must start with /"));
+            }
+            if let (Some(min), Some(max)) = (rule.min, rule.max)
+                && min > max
+            {
+                return Err(Invalid::new(at(&format!("ttl[{j}].min")), "must not exceed max"));
+            }
+        }
+        let nested = |key: &str, r: Result<(), Invalid>| r.map_err(|e| e.within(&at(key)));
+        nested("health", site.health.validate())?;
+        nested("pool", site.pool.validate())?;
+        crate::upstream::validate_trust(site.ca_roots, site.ca_file.as_ref())
+            .map_err(|e| e.within(&format!("sites[{i}]")))?;
+        for (j, rule) in site.negative.iter().enumerate() {
+            if !(300..=599).contains(&rule.status) {
+                return Err(Invalid::new(
+                    at(&format!("negative[{j}].status")),
+                    "must be a 3xx, 4xx or 5xx status",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Site {

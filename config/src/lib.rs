@@ -18,6 +18,7 @@
 
 pub mod control;
 pub mod edge;
+pub mod fleet;
 pub mod loadtest;
 mod net;
 pub mod origin;
@@ -163,11 +164,14 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// A rule broken after parsing, at a key path relative to its section.
-#[derive(Clone, Debug)]
-pub(crate) struct Invalid {
-    path: String,
-    message: String,
+/// A rule broken after parsing, at a key path relative to its section (`sites[0].hosts`);
+/// displayed as `PATH: MESSAGE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid {
+    /// Dotted key path, e.g. `sites[1].ttl[0].prefix`.
+    pub path: String,
+    /// What is wrong, lowercase.
+    pub message: String,
 }
 
 impl Invalid {
@@ -175,6 +179,14 @@ impl Invalid {
         Self { path: path.into(), message: message.into() }
     }
 }
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+impl std::error::Error for Invalid {}
 
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<StratusConfig, ConfigError> {

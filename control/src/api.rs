@@ -14,14 +14,14 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State as AxState};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::body::{self, Invalid, OriginEvents, PrewarmBody, PurgeRequest};
 use crate::registry::EdgeProgress;
-use crate::{Error, State, dashboard, subscribe};
+use crate::{Error, State, dashboard, fleet, subscribe};
 
 /// Longest `?wait=` honoured; longer requests are shortened to it.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -78,6 +78,8 @@ pub(crate) fn router(state: Shared) -> axum::Router {
         .route("/purge/{id}", get(status))
         .route("/prewarm", post(prewarm))
         .route("/prewarm/{id}", get(status))
+        .route("/config", put(fleet::put).get(fleet::get))
+        .route("/config/{id}", get(status))
         .route("/events/origin", post(origin_events))
         .route("/edges", get(edges))
         .route("/edges/register", post(subscribe::register))
@@ -167,20 +169,24 @@ pub(crate) async fn append(
     wait: Option<Duration>,
 ) -> Result<Response, ApiError> {
     let mut op = serde_json::to_value(fields).map_err(Error::from)?;
-    let prefix = if kind == "prewarm" { "w" } else { "p" };
+    let prefix = match kind {
+        "prewarm" => "w",
+        "config" => "c",
+        _ => "p",
+    };
     let registry = state.registry.clone();
-    let seq = state
-        .log
-        .append(
-            move |seq| {
-                let map = op.as_object_mut().expect("entry fields serialise to a JSON object");
-                map.insert("type".into(), Value::String(kind.into()));
-                map.insert("id".into(), Value::String(format!("{prefix}-{seq}")));
-                op.to_string()
-            },
-            move |seq| registry.track(seq, created),
-        )
-        .await?;
+    let build = move |seq| {
+        let map = op.as_object_mut().expect("entry fields serialise to a JSON object");
+        map.insert("type".into(), Value::String(kind.into()));
+        map.insert("id".into(), Value::String(format!("{prefix}-{seq}")));
+        op.to_string()
+    };
+    let committed = move |seq| registry.track(seq, created);
+    let seq = if kind == "config" {
+        state.log.append_config(build, committed).await?
+    } else {
+        state.log.append(build, committed).await?
+    };
     let id = format!("{prefix}-{seq}");
     tracing::info!(%id, seq, kind, "appended");
     let Some(limit) = wait else {
@@ -196,7 +202,7 @@ pub(crate) async fn append(
 
 /// What the log-appending endpoints share: the JSON body parsed, when the request arrived (for
 /// per-edge timings) and how long `?wait` may take.
-fn posted<T: serde::de::DeserializeOwned>(
+pub(crate) fn posted<T: serde::de::DeserializeOwned>(
     q: &WaitQuery,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -266,12 +272,13 @@ async fn origin_events(
     append(&state, "purge", &purge, created, None).await
 }
 
-/// `GET /v1/purge/{id}` and `GET /v1/prewarm/{id}`.
+/// `GET /v1/purge/{id}`, `GET /v1/prewarm/{id}` and `GET /v1/config/{id}`.
 async fn status(AxState(state): AxState<Shared>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("no entry {id}"));
     let seq: u64 = id
         .strip_prefix("p-")
         .or_else(|| id.strip_prefix("w-"))
+        .or_else(|| id.strip_prefix("c-"))
         .and_then(|s| s.parse().ok())
         .ok_or_else(not_found)?;
     if seq == 0 || seq > state.log.head() {

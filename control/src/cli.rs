@@ -6,8 +6,10 @@
 //! edge a  applied  2.1 ms
 //! edge b  applied  2.4 ms
 //! ```
-//! Without `--wait` it prints the id once the purge is durably in the log. With `--wait` it
-//! waits (up to `--timeout`) for every live edge and returns `false` — a non-zero exit — if any
+//! Without `--wait` it prints the id once the purge is durably in the log, then each edge's
+//! state as the control plane knows it right after (`GET /v1/purge/{id}`; usually `pending`
+//! for a moment), and returns `false` — a non-zero exit — only if an edge is `failed` (down).
+//! With `--wait` it waits (up to `--timeout`) for every live edge and returns `false` if any
 //! edge has not applied it (pending, or down).
 
 use std::time::Duration;
@@ -75,41 +77,70 @@ pub async fn purge(args: PurgeArgs, token: Option<stratus_config::Secret>) -> Re
         format!("{base}/v1/purge")
     };
     let json = serde_json::to_vec(&body).map_err(|e| Error::Client(e.to_string()))?;
-    let (status, answer) = post(&url, token.as_ref(), json, wait + Duration::from_secs(10)).await?;
-    if !status.is_success() {
-        let why = answer["error"].as_str().unwrap_or("unexpected answer");
-        let field = answer["field"].as_str().map(|f| format!(" ({f})")).unwrap_or_default();
-        return Err(Error::Client(format!("control plane answered {status}: {why}{field}")));
-    }
-    println!("purge {} accepted (seq {})", answer["id"].as_str().unwrap_or("?"), answer["seq"]);
+    let limit = wait + Duration::from_secs(10);
+    let answer = checked(call(http::Method::POST, &url, token.as_ref(), json, limit).await?)?;
+    let id = answer["id"].as_str().unwrap_or("?");
+    println!("purge {id} accepted (seq {})", answer["seq"]);
     if !args.wait {
-        return Ok(true);
-    }
-    let mut all_applied = true;
-    for edge in answer["edges"].as_array().map(Vec::as_slice).unwrap_or_default() {
-        let id = edge["id"].as_str().unwrap_or("?");
-        let state = edge["state"].as_str().unwrap_or("?");
-        match edge["applied_ms"].as_f64() {
-            Some(ms) => println!("edge {id}  {state}  {ms:.1} ms"),
-            None => println!("edge {id}  {state}"),
+        let url = format!("{base}/v1/purge/{id}");
+        let status = checked(call(http::Method::GET, &url, token.as_ref(), Vec::new(), limit).await?)?;
+        let states = print_edges(&status);
+        let failed = states.iter().filter(|s| *s == "failed").count();
+        if failed > 0 {
+            println!("{failed} edge(s) failed: down since before the purge, or unable to apply it");
         }
-        all_applied &= state == "applied";
+        return Ok(failed == 0);
     }
+    let all_applied = print_edges(&answer).iter().all(|s| s == "applied");
     if !all_applied {
         println!("not applied by every edge within {}", args.timeout);
     }
     Ok(all_applied)
 }
 
-/// POSTs JSON and returns the status and the JSON answer (`null` when it is not JSON).
-async fn post(
+/// Prints one line per edge of an answer's `edges` and returns their states.
+fn print_edges(answer: &Value) -> Vec<String> {
+    let mut states = Vec::new();
+    for edge in answer["edges"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let id = edge["id"].as_str().unwrap_or("?");
+        let state = edge["state"].as_str().unwrap_or("?");
+        let mut line = format!("edge {id}  {state}");
+        if let Some(ms) = edge["applied_ms"].as_f64() {
+            line.push_str(&format!("  {ms:.1} ms"));
+        }
+        if let Some(error) = edge["error"].as_str() {
+            line.push_str(&format!("  {error}"));
+        }
+        println!("{line}");
+        states.push(state.to_owned());
+    }
+    states
+}
+
+/// The JSON answer of a successful call, or the control plane's error as a client error.
+fn checked((status, answer): (http::StatusCode, Value)) -> Result<Value, Error> {
+    if !status.is_success() {
+        let why = answer["error"].as_str().unwrap_or("unexpected answer");
+        let field = answer["field"].as_str().map(|f| format!(" ({f})")).unwrap_or_default();
+        return Err(Error::Client(format!("control plane answered {status}: {why}{field}")));
+    }
+    Ok(answer)
+}
+
+/// Sends a request (JSON `body` unless empty) and returns the status and the JSON answer
+/// (`null` when it is not JSON).
+async fn call(
+    method: http::Method,
     url: &str,
     token: Option<&stratus_config::Secret>,
     body: Vec<u8>,
     limit: Duration,
 ) -> Result<(http::StatusCode, Value), Error> {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut request = http::Request::post(url).header(http::header::CONTENT_TYPE, "application/json");
+    let mut request = http::Request::builder().method(method).uri(url);
+    if !body.is_empty() {
+        request = request.header(http::header::CONTENT_TYPE, "application/json");
+    }
     if let Some(token) = token {
         request = request.header(http::header::AUTHORIZATION, format!("Bearer {}", token.expose()));
     }

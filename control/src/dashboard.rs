@@ -46,6 +46,16 @@ fn summary(op: &Value) -> String {
             .collect();
         parts.push(format!("objects: {}", shown.join(", ")));
     }
+    if let Some(sites) = op.get("sites").and_then(Value::as_array) {
+        // A site configuration: the hosts of its sites.
+        let hosts: Vec<&str> = sites
+            .iter()
+            .flat_map(|s| s["hosts"].as_array().into_iter().flatten())
+            .filter_map(Value::as_str)
+            .collect();
+        let more = if hosts.len() > 3 { format!(" (+{})", hosts.len() - 3) } else { String::new() };
+        parts.push(format!("sites: {}{more}", hosts.iter().take(3).copied().collect::<Vec<_>>().join(", ")));
+    }
     if op.get("purge_everything").and_then(Value::as_bool) == Some(true) {
         parts.push("everything".into());
     }
@@ -116,6 +126,9 @@ mod tests {
     fn summaries_and_escaping() {
         let op: Value = serde_json::json!({"type": "purge", "files": ["/a", "/b", "/c", "/d"], "soft": true});
         assert_eq!(summary(&op), "files: /a, /b, /c (+1) · soft");
+        let config: Value = serde_json::json!({"type": "config", "sites": [
+            {"hosts": ["a", "b"], "origins": []}, {"hosts": ["c", "d"], "origins": []}]});
+        assert_eq!(summary(&config), "sites: a, b, c (+1)");
         assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
     }
 }

@@ -1,6 +1,6 @@
 //! Stratus control: the control plane of the CDN.
 //!
-//! It keeps an ordered, persisted event log of purges and prewarms, streams it to every edge
+//! It keeps an ordered, persisted event log of purges, prewarms and site configurations, streams it to every edge
 //! that follows it (docs/PROTOCOL.md, "Edge ↔ control"), tracks which edge applied what, and
 //! serves a JSON API, a CLI client ([`cli`]) and a small dashboard. `docs/control.md` describes
 //! the API and the decisions behind it.
@@ -20,6 +20,7 @@ mod api;
 mod body;
 pub mod cli;
 mod dashboard;
+mod fleet;
 mod log;
 mod origin;
 mod registry;

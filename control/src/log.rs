@@ -7,6 +7,10 @@
 //! behind it is told to reset rather than silently missing entries. Retention is by count, not
 //! by the slowest edge: an edge that was gone for long drops its cache instead of pinning the
 //! log forever (the same trade Kafka's retention makes).
+//!
+//! The newest `config` entry is also kept apart, in the same transaction that appends it, so
+//! compaction never loses the configuration in force: registering edges are given it
+//! ([`Log::config`]).
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -21,6 +25,8 @@ use crate::Error;
 const ENTRIES: TableDefinition<'_, u64, &str> = TableDefinition::new("entries");
 /// Bookkeeping: `floor` = the highest sequence number compacted away (0 when none).
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+/// The newest `config` entry, by sequence number: one row at most.
+const CONFIG: TableDefinition<'_, u64, &str> = TableDefinition::new("config");
 
 /// What a subscriber positioned after some sequence number gets next.
 #[derive(Debug)]
@@ -41,6 +47,8 @@ pub enum Read {
 struct Mirror {
     floor: u64,
     entries: VecDeque<Arc<str>>,
+    /// The newest `config` entry and its sequence number.
+    config: Option<(u64, Arc<str>)>,
 }
 
 impl Mirror {
@@ -52,6 +60,8 @@ impl Mirror {
 /// An append waiting for the writer.
 struct Pending {
     build: Box<dyn FnOnce(u64) -> String + Send>,
+    /// A `config` entry: also kept as the configuration in force.
+    config: bool,
     committed: Box<dyn FnOnce(u64) + Send>,
     reply: tokio::sync::oneshot::Sender<Result<u64, String>>,
 }
@@ -98,6 +108,7 @@ impl Log {
         let txn = db.begin_write().map_err(storage)?;
         txn.open_table(ENTRIES).map_err(storage)?;
         txn.open_table(META).map_err(storage)?;
+        txn.open_table(CONFIG).map_err(storage)?;
         txn.commit().map_err(storage)?;
 
         let mut mirror = Mirror::default();
@@ -113,6 +124,10 @@ impl Log {
                 return Err(Error::Corrupt { seq: mirror.head() + 1 });
             }
             mirror.entries.push_back(Arc::from(op.value()));
+        }
+        let config = txn.open_table(CONFIG).map_err(storage)?;
+        if let Some((seq, op)) = redb::ReadableTable::last(&config).map_err(storage)? {
+            mirror.config = Some((seq.value(), Arc::from(op.value())));
         }
         let (head, _) = watch::channel(mirror.head());
         tracing::info!(path = %path.display(), floor = mirror.floor, head = mirror.head(), "log opened");
@@ -141,8 +156,27 @@ impl Log {
         build: impl FnOnce(u64) -> String + Send + 'static,
         committed: impl FnOnce(u64) + Send + 'static,
     ) -> Result<u64, Error> {
+        self.push(Box::new(build), Box::new(committed), false).await
+    }
+
+    /// Appends a `config` entry as [`Self::append`] does, and keeps it as the configuration in
+    /// force ([`Self::config`]) beyond compaction.
+    pub async fn append_config(
+        &self,
+        build: impl FnOnce(u64) -> String + Send + 'static,
+        committed: impl FnOnce(u64) + Send + 'static,
+    ) -> Result<u64, Error> {
+        self.push(Box::new(build), Box::new(committed), true).await
+    }
+
+    async fn push(
+        &self,
+        build: Box<dyn FnOnce(u64) -> String + Send>,
+        committed: Box<dyn FnOnce(u64) + Send>,
+        config: bool,
+    ) -> Result<u64, Error> {
         let (reply, mut answer) = tokio::sync::oneshot::channel();
-        self.lock_queue().push(Pending { build: Box::new(build), committed: Box::new(committed), reply });
+        self.lock_queue().push(Pending { build, config, committed, reply });
         let _writer = self.writer.lock().await;
         // An earlier writer may have committed this entry along with its own.
         if let Ok(result) = answer.try_recv() {
@@ -185,6 +219,11 @@ impl Log {
         m.entries.get(usize::try_from(index).ok()?).cloned()
     }
 
+    /// The newest `config` entry and its sequence number, compacted or not.
+    pub fn config(&self) -> Option<(u64, Arc<str>)> {
+        self.read_mirror().config.clone()
+    }
+
     /// The last sequence number written (0 for an empty log).
     pub fn head(&self) -> u64 {
         *self.store.head.borrow()
@@ -214,15 +253,19 @@ impl Store {
         if batch.is_empty() {
             return;
         }
-        let (first, floor) = {
+        let (first, floor, old_config) = {
             let m = self.read_mirror();
-            (m.head() + 1, m.floor)
+            (m.head() + 1, m.floor, m.config.as_ref().map(|(seq, _)| *seq))
         };
         let mut ops: Vec<Arc<str>> = Vec::with_capacity(batch.len());
         let mut hooks = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
+        let mut config = None;
         for (seq, p) in (first..).zip(batch) {
             ops.push(Arc::from((p.build)(seq)));
+            if p.config {
+                config = Some((seq, ops.len() - 1));
+            }
             hooks.push(p.committed);
             replies.push(p.reply);
         }
@@ -241,6 +284,13 @@ impl Store {
                 }
                 let mut meta = txn.open_table(META).map_err(storage)?;
                 meta.insert("floor", new_floor).map_err(storage)?;
+                if let Some((seq, i)) = config {
+                    let mut current = txn.open_table(CONFIG).map_err(storage)?;
+                    if let Some(old) = old_config {
+                        current.remove(old).map_err(storage)?;
+                    }
+                    current.insert(seq, &*ops[i]).map_err(storage)?;
+                }
             }
             txn.commit().map_err(storage)
         })();
@@ -253,6 +303,9 @@ impl Store {
         }
         {
             let mut m = self.mirror.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((seq, i)) = config {
+                m.config = Some((seq, ops[i].clone()));
+            }
             m.entries.extend(ops);
             while m.floor < new_floor {
                 m.entries.pop_front();
@@ -308,6 +361,27 @@ mod tests {
         assert_eq!((log.floor(), log.head()), (2, 5));
         assert_eq!(seqs(log.read_after(2, 10)), vec![3, 4, 5]);
         assert_eq!(log.append(|_| "{}".to_owned(), |_| ()).await.expect("append"), 6);
+    }
+
+    #[tokio::test]
+    async fn the_newest_config_outlives_compaction_and_restarts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Log::open(dir.path(), 2).expect("open");
+        assert_eq!(log.config(), None);
+        log.append_config(|seq| format!("{{\"c\":{seq}}}"), |_| ()).await.expect("config");
+        log.append_config(|seq| format!("{{\"c\":{seq}}}"), |_| ()).await.expect("config");
+        for _ in 0..4 {
+            log.append(|_| "{}".to_owned(), |_| ()).await.expect("append");
+        }
+        assert_eq!(log.floor(), 4, "both config entries are compacted away");
+        assert_eq!(log.config(), Some((2, Arc::from("{\"c\":2}"))));
+        drop(log);
+        let log = Log::open(dir.path(), 2).expect("reopen");
+        assert_eq!(log.config(), Some((2, Arc::from("{\"c\":2}"))));
+        log.append_config(|seq| format!("{{\"c\":{seq}}}"), |_| ()).await.expect("config");
+        drop(log);
+        let log = Log::open(dir.path(), 2).expect("reopen");
+        assert_eq!(log.config(), Some((7, Arc::from("{\"c\":7}"))));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

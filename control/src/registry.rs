@@ -8,7 +8,9 @@
 //! An edge is *live* while it was heard from (register, subscribe, ack, heartbeat) within
 //! `edge_timeout`. For a tracked entry an edge is `applied` once it acked it, `pending` while it
 //! is live and has not, and `failed` when it went down before applying it (it still applies the
-//! entry when it comes back, and then shows `applied`).
+//! entry when it comes back, and then shows `applied`) or when it reported that it could not
+//! apply it (a `config` entry it cannot build; the edge keeps its old configuration, the entry
+//! shows `failed` with the edge's `error`, and the edge moves on past it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -50,6 +52,17 @@ pub struct Heartbeat {
     pub cache_bytes: u64,
     /// Entries in the cache.
     pub cache_entries: u64,
+    /// Sequence number of the `config` entry whose sites the edge runs (0: its own file's).
+    pub config: u64,
+}
+
+/// An entry an edge could not apply, as acks and heartbeats report it.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Failure {
+    /// The entry's sequence number.
+    pub seq: u64,
+    /// Why, as the edge put it.
+    pub error: String,
 }
 
 #[derive(Debug)]
@@ -73,6 +86,8 @@ struct Tracked {
     created: Instant,
     created_at: SystemTime,
     applied: HashMap<String, Duration>,
+    /// Edges that reported they could not apply it, and why.
+    failed: HashMap<String, String>,
 }
 
 #[derive(Debug, Default)]
@@ -91,6 +106,9 @@ pub struct EdgeProgress {
     /// Milliseconds from the API call to the edge's ack, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub applied_ms: Option<f64>,
+    /// Why the edge could not apply the entry, when it said so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One row of `GET /v1/edges`.
@@ -128,6 +146,8 @@ pub struct EdgeView {
     pub cache_bytes: u64,
     /// Entries in the cache (last heartbeat).
     pub cache_entries: u64,
+    /// The `config` entry whose sites the edge runs, 0 for its own file's (last heartbeat).
+    pub config: u64,
 }
 
 /// Edges and their progress through the log.
@@ -229,11 +249,31 @@ impl Registry {
         self.ack(id, beat.applied, head);
     }
 
+    /// Records entries edge `id` reported it could not apply.
+    pub fn failed(&self, id: &str, failures: &[Failure]) {
+        if failures.is_empty() {
+            return;
+        }
+        let mut inner = self.lock();
+        for f in failures {
+            if let Some(tracked) = inner.tracked.get_mut(&f.seq)
+                && !tracked.failed.contains_key(id)
+            {
+                tracing::warn!(edge = %id, seq = f.seq, error = %f.error, "edge could not apply an entry");
+                tracked.failed.insert(id.to_owned(), f.error.clone());
+            }
+        }
+        drop(inner);
+        self.progress.send_replace(());
+    }
+
     /// Starts timing entry `seq`, created at `created` (when its API call arrived).
     pub fn track(&self, seq: u64, created: Instant) {
         let mut inner = self.lock();
         let created_at = SystemTime::now().checked_sub(created.elapsed()).unwrap_or_else(SystemTime::now);
-        inner.tracked.insert(seq, Tracked { created, created_at, applied: HashMap::new() });
+        inner
+            .tracked
+            .insert(seq, Tracked { created, created_at, applied: HashMap::new(), failed: HashMap::new() });
         while inner.tracked.len() > TRACKED {
             inner.tracked.pop_first();
         }
@@ -251,18 +291,21 @@ impl Registry {
         inner
             .edges
             .iter()
-            .filter(|(_, e)| e.joined_after < seq)
+            .filter(|(id, e)| e.joined_after < seq || tracked.is_some_and(|t| t.failed.contains_key(*id)))
             .map(|(id, e)| {
                 let applied_ms =
                     tracked.and_then(|t| t.applied.get(id)).map(|d| (d.as_secs_f64() * 1e6).round() / 1e3);
-                let state = if e.applied >= seq {
+                let error = tracked.and_then(|t| t.failed.get(id)).cloned();
+                let state = if error.is_some() {
+                    "failed"
+                } else if e.applied >= seq {
                     "applied"
                 } else if e.last_seen.elapsed() < self.timeout {
                     "pending"
                 } else {
                     "failed"
                 };
-                EdgeProgress { id: id.clone(), state, applied_ms }
+                EdgeProgress { id: id.clone(), state, applied_ms, error }
             })
             .collect()
     }
@@ -326,6 +369,7 @@ impl Registry {
                 },
                 cache_bytes: e.stats.cache_bytes,
                 cache_entries: e.stats.cache_entries,
+                config: e.stats.config,
             })
             .collect()
     }
@@ -364,6 +408,32 @@ mod tests {
         r.register(reg("c"), 2);
         assert_eq!(r.progress(2).len(), 2);
         assert_eq!(r.progress(3).len(), 3);
+    }
+
+    #[test]
+    fn reported_failures_show_with_their_error_and_do_not_block() {
+        let r = Registry::new(Duration::from_secs(15));
+        r.register(reg("a"), 0);
+        r.register(reg("b"), 0);
+        r.track(1, Instant::now());
+        r.failed(
+            "a",
+            &[
+                Failure { seq: 1, error: "cannot build".into() },
+                Failure { seq: 9, error: "untracked".into() },
+            ],
+        );
+        r.ack("a", 1, 1);
+        r.ack("b", 1, 1);
+        let p = r.progress(1);
+        assert_eq!((p[0].state, p[0].error.as_deref()), ("failed", Some("cannot build")));
+        assert_eq!((p[1].state, p[1].error.as_deref()), ("applied", None));
+        assert!(r.complete(1));
+        // An edge that joined after the entry is listed when it reports failing it (a config it
+        // was given when it registered).
+        r.register(reg("c"), 1);
+        r.failed("c", &[Failure { seq: 1, error: "no".into() }]);
+        assert_eq!(states(&r, 1).len(), 3);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use crate::api::{ApiError, Shared};
 use crate::body::{self, Invalid};
 use crate::log::Read;
-use crate::registry::{Heartbeat, Register};
+use crate::registry::{Failure, Heartbeat, Register};
 
 /// Interval of `ping` lines on an idle subscription.
 const PING_EVERY: Duration = Duration::from_secs(5);
@@ -41,7 +41,8 @@ fn check_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
-/// `POST /v1/edges/register` → `{"head": N}`.
+/// `POST /v1/edges/register` → `{"head": N}`, plus `"config": {"seq", "id", "sites"}` when the
+/// control plane holds a site configuration: a starting edge applies it before subscribing.
 pub(crate) async fn register(
     AxState(state): AxState<Shared>,
     body: Result<Bytes, BytesRejection>,
@@ -52,7 +53,11 @@ pub(crate) async fn register(
     let head = state.log.head();
     tracing::info!(edge = %r.id, url = %r.url, version = %r.version, head, "edge registered");
     state.registry.register(r, head);
-    Ok(Json(json!({ "head": head })).into_response())
+    let mut answer = json!({ "head": head });
+    if let Some(config) = crate::fleet::current(&state) {
+        answer["config"] = config;
+    }
+    Ok(Json(answer).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,6 +146,18 @@ impl Drop for Subscription {
 #[derive(Debug, Deserialize)]
 struct Ack {
     seq: u64,
+    /// Entries the edge could not apply (it moved past them and kept its old state).
+    #[serde(default)]
+    failed: Vec<Failure>,
+}
+
+/// A heartbeat body: the stats, and the entries the edge could not apply.
+#[derive(Debug, Deserialize)]
+struct Beat {
+    #[serde(flatten)]
+    stats: Heartbeat,
+    #[serde(default)]
+    failed: Vec<Failure>,
 }
 
 /// `POST /v1/edges/{id}/ack {"seq": N}`.
@@ -152,6 +169,7 @@ pub(crate) async fn ack(
     let bytes = crate::api::read_body(body)?;
     check_id(&id)?;
     let ack: Ack = body::parse(&bytes)?;
+    state.registry.failed(&id, &ack.failed);
     state.registry.ack(&id, ack.seq, state.log.head());
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -164,7 +182,8 @@ pub(crate) async fn heartbeat(
 ) -> Result<Response, ApiError> {
     let bytes = crate::api::read_body(body)?;
     check_id(&id)?;
-    let beat: Heartbeat = body::parse(&bytes)?;
-    state.registry.heartbeat(&id, beat, state.log.head());
+    let beat: Beat = body::parse(&bytes)?;
+    state.registry.failed(&id, &beat.failed);
+    state.registry.heartbeat(&id, beat.stats, state.log.head());
     Ok(Json(json!({ "head": state.log.head() })).into_response())
 }

@@ -6,9 +6,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, StatusCode, header};
 
+use crate::fields::Fields;
 use crate::freshness::{Policy, date_header};
 use crate::key::CacheKey;
 
@@ -17,13 +18,12 @@ use crate::key::CacheKey;
 const REVALIDATION_KEEP: Duration = Duration::from_secs(600);
 /// How long other entries are kept once stale, for clients that accept stale (`max-stale`).
 const STALE_KEEP: Duration = Duration::from_secs(60);
-/// Per-entry memory beyond body and headers, for the weigher: the entry, its key strings, moka's
-/// node and timer links, the purge-index entries and allocator slack. Calibrated against the RSS
-/// growth per cached object that `bench/run.py` measures (3.9 KB for a 1 KiB body with eight
-/// headers, 2026-11-25), so that `--cache-size` bounds real memory, not an optimistic estimate.
-const ENTRY_OVERHEAD: usize = 1792;
-/// A header's cost beyond its name and value bytes: its slot in the header map.
-const HEADER_OVERHEAD: usize = 96;
+/// Per-entry memory beyond the body and the header text, for the weigher: the entry, its key,
+/// moka's node, timer and hash-table links, the purge-index slot and allocator slack.
+/// Calibrated against the RSS growth per cached object that `bench/run.py` measures (2,184 B
+/// for a 1 KiB body with eight headers, 2026-11-25), so that `--cache-size` bounds real memory,
+/// not an optimistic estimate.
+const ENTRY_OVERHEAD: usize = 960;
 
 /// One cached response.
 #[derive(Debug)]
@@ -31,16 +31,16 @@ pub struct Entry {
     /// Response status.
     pub status: StatusCode,
     /// Headers as clients get them, minus `Age` and `Cache-Status` (added per response).
-    pub headers: HeaderMap,
+    pub headers: Fields,
     /// The complete body.
     pub body: Bytes,
     /// Host, path and query the entry was stored under (for purges).
     pub key: CacheKey,
     /// Surrogate keys / cache tags.
-    pub tags: Vec<String>,
+    pub tags: Box<[Box<str>]>,
     /// `CDN-Cache-Control` / `Surrogate-Control` as received: hidden from clients, but needed
     /// to recompute freshness when a 304 refreshes the entry.
-    pub targeted: HeaderMap,
+    pub targeted: Fields,
     /// Storability and freshness.
     pub policy: Policy,
     /// `corrected_initial_age` of §4.2.3.
@@ -103,13 +103,14 @@ impl Entry {
     /// A new entry; `generation` must be unique.
     pub fn new(head: StoredHead, body: Bytes, key: CacheKey, exchange: &Exchange, generation: u64) -> Self {
         let initial_age = initial_age(&head.headers, exchange);
+        let (headers, targeted, body) = pack(&head.headers, &head.targeted, body);
         Self {
             status: head.status,
-            headers: compact_headers(&head.headers),
-            body: compact_body(body),
+            headers,
+            body,
             key,
-            tags: head.tags,
-            targeted: head.targeted,
+            tags: head.tags.into_iter().map(String::into_boxed_str).collect(),
+            targeted,
             policy: head.policy,
             initial_age,
             stored_at: exchange.response_instant,
@@ -152,7 +153,7 @@ impl Entry {
 
     /// Whether a conditional request can revalidate it.
     pub fn has_validators(&self) -> bool {
-        self.headers.contains_key(header::ETAG) || self.headers.contains_key(header::LAST_MODIFIED)
+        self.headers.contains(&header::ETAG) || self.headers.contains(&header::LAST_MODIFIED)
     }
 
     /// How long the store keeps it from now: freshness left, then the longest stale window.
@@ -165,47 +166,39 @@ impl Entry {
 
     /// Bytes this entry costs: body, headers, key and bookkeeping.
     pub fn weight(&self) -> usize {
-        let headers: usize =
-            self.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + HEADER_OVERHEAD).sum();
+        let headers = self.headers.bytes() + self.targeted.bytes();
         let tags: usize = self.tags.iter().map(|t| t.len() + 24).sum();
-        self.body.len() + headers + tags + self.key.primary.len() * 2 + ENTRY_OVERHEAD
+        self.body.len() + headers + tags + self.key.primary().len() + ENTRY_OVERHEAD
     }
 }
 
-/// Bodies up to this size are copied into an allocation of their own when stored.
+/// Bodies up to this size are copied into the entry's own buffer when stored.
 const COMPACT_BODY_MAX: usize = 256 << 10;
 
-/// A body that owns exactly its bytes. hyper hands out body chunks (and header values) as
-/// slices of its connection read buffer; storing such a slice would pin the whole buffer for as
-/// long as the entry lives — several KiB for a 1 KiB object. One copy per fill is cheap; hits
-/// still share the stored `Bytes` without copying.
-fn compact_body(body: Bytes) -> Bytes {
-    if body.len() <= COMPACT_BODY_MAX { Bytes::copy_from_slice(&body) } else { body }
-}
-
-/// The same headers in a map sized for them, all values slices of one allocation of their
-/// own (see [`compact_body`]): one buffer per entry instead of one per value.
-fn compact_headers(headers: &HeaderMap) -> HeaderMap {
-    let mut buf = bytes::BytesMut::with_capacity(headers.values().map(HeaderValue::len).sum());
-    for value in headers.values() {
-        buf.extend_from_slice(value.as_bytes());
+/// The fields and body of a new entry, all in one buffer of their own: header values first,
+/// then the body (when it is small). hyper hands out body chunks and header values as slices of
+/// its connection read buffer; storing such slices would pin the whole buffer for as long as
+/// the entry lives, several KiB for a 1 KiB object. One copy per fill is cheap; hits share the
+/// stored bytes without copying.
+fn pack(headers: &HeaderMap, targeted: &HeaderMap, body: Bytes) -> (Fields, Fields, Bytes) {
+    let small = body.len() <= COMPACT_BODY_MAX;
+    let fields = Fields::encoded_len(headers) + Fields::encoded_len(targeted);
+    let mut buf = BytesMut::with_capacity(fields + if small { body.len() } else { 0 });
+    Fields::encode(headers, &mut buf);
+    Fields::encode(targeted, &mut buf);
+    if small {
+        buf.extend_from_slice(&body);
     }
     let mut buf = buf.freeze();
-    let mut out = HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        let bytes = buf.split_to(value.len());
-        // The bytes were a valid value a moment ago, so this cannot fail; keep the original if
-        // it somehow does.
-        let mut copy = HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| value.clone());
-        copy.set_sensitive(value.is_sensitive());
-        out.append(name.clone(), copy);
-    }
-    out
+    let headers = Fields::take_from(headers, &mut buf);
+    let targeted = Fields::take_from(targeted, &mut buf);
+    (headers, targeted, if small { buf } else { body })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn entry(lifetime: u64, swr: u64, sie: u64, etag: bool) -> Entry {
         let mut headers = HeaderMap::new();
@@ -227,7 +220,12 @@ mod tests {
             tags: Vec::new(),
             policy,
         };
-        let key = CacheKey { host: "h".into(), path: "/p".into(), query: None, primary: "h/p".into() };
+        let key = CacheKey::new(
+            "h",
+            &http::Uri::from_static("/p"),
+            &stratus_config::edge::KeyRules::default(),
+            &HeaderMap::new(),
+        );
         Entry::new(head, Bytes::from_static(b"body"), key, &Exchange::now(SystemTime::now()), 1)
     }
 
@@ -252,15 +250,20 @@ mod tests {
     #[test]
     fn stored_headers_and_small_bodies_own_their_bytes() {
         let backing = Bytes::from(vec![b'x'; 8192]);
-        let body = compact_body(backing.slice(0..1024));
-        assert_eq!(body.len(), 1024);
-        assert_ne!(body.as_ptr(), backing.as_ptr(), "a small body must not pin its source buffer");
         let mut h = HeaderMap::new();
         h.append(header::CACHE_CONTROL, HeaderValue::from_static("max-age=60"));
         h.append(header::SET_COOKIE, HeaderValue::from_static("a=1"));
         h.append(header::SET_COOKIE, HeaderValue::from_static("b=2"));
-        let c = compact_headers(&h);
-        assert_eq!(c, h, "compaction changes no header, order or repetition");
+        let mut t = HeaderMap::new();
+        t.append("cdn-cache-control", HeaderValue::from_static("max-age=5"));
+        let (headers, targeted, body) = pack(&h, &t, backing.slice(0..1024));
+        assert_eq!(body, backing.slice(0..1024));
+        assert_ne!(body.as_ptr(), backing.as_ptr(), "a small body must not pin its source buffer");
+        assert_eq!(headers.to_map(0), h, "packing changes no header, order or repetition");
+        assert_eq!(targeted.to_map(0), t);
+        let big = Bytes::from(vec![b'y'; COMPACT_BODY_MAX + 1]);
+        let (_, _, body) = pack(&h, &t, big.clone());
+        assert_eq!(body.as_ptr(), big.as_ptr(), "a large body is kept as it came");
     }
 
     #[test]

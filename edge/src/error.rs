@@ -50,6 +50,9 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A site configuration breaks a rule (a reload or a pushed configuration).
+    #[error("invalid site configuration: {0}")]
+    InvalidSites(stratus_config::Invalid),
     /// The metrics registry could not be built.
     #[error("cannot set up metrics: {0}")]
     Metrics(String),

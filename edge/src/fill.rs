@@ -100,9 +100,9 @@ async fn run(job: Job, fill: &Fill) {
     let revalidating = matches!(job.mode, Mode::Revalidate(_));
     if let (Mode::Revalidate(old), StatusCode::NOT_MODIFIED) = (&job.mode, parts.status) {
         let entry = Arc::new(refresh(edge, &job.site, old, &parts.headers, &ex, job.authorization));
-        let vary = vary_names(&entry.headers).unwrap_or_default();
+        let vary = vary_names(&entry.headers.to_map(0)).unwrap_or_default();
         edge.store.insert(&entry, &vary, &fill.request_headers);
-        tracing::debug!(key = %job.key.primary, "revalidated");
+        tracing::debug!(key = %job.key.primary(), "revalidated");
         fill.publish_head(FillHead::Entry(entry));
         fill.finish(Ok(()));
         return;
@@ -140,7 +140,7 @@ async fn run(job: Job, fill: &Fill) {
         if job.mark_hit_for_miss {
             edge.store.mark_hit_for_miss(job.slot.clone());
         }
-        tracing::debug!(key = %job.key.primary, reason = ?head.policy.storable.err(), too_large, "not stored");
+        tracing::debug!(key = %job.key.primary(), reason = ?head.policy.storable.err(), too_large, "not stored");
         parts.headers = head.headers;
         if let Some(tx) = job.pass {
             let _ = tx.send(Response::from_parts(parts, body));
@@ -178,12 +178,12 @@ async fn run(job: Job, fill: &Fill) {
             let entry =
                 Entry::new(head, concat(&fill.chunks()), job.key.clone(), &ex, edge.store.next_generation());
             edge.store.insert(&Arc::new(entry), vary.as_deref().unwrap_or_default(), &fill.request_headers);
-            tracing::debug!(key = %job.key.primary, size, "stored");
+            tracing::debug!(key = %job.key.primary(), size, "stored");
         }
         Ok(_) => {}
         Err(e) => {
             edge.metrics.origin_error();
-            tracing::warn!(key = %job.key.primary, error = %e, "origin body failed; not stored");
+            tracing::warn!(key = %job.key.primary(), error = %e, "origin body failed; not stored");
         }
     }
     fill.finish(end.map(|_| ()));
@@ -251,7 +251,7 @@ pub fn prepare(
             headers.insert(header::DATE, v);
         }
     }
-    let policy = freshness::policy(status, &headers, authorization, ex.response_time, site.rules(&key.path));
+    let policy = freshness::policy(status, &headers, authorization, ex.response_time, site.rules(key.path()));
     let mut targeted = HeaderMap::new();
     for name in [&CDN_CACHE_CONTROL, &SURROGATE_CONTROL] {
         for v in headers.get_all(name) {
@@ -272,9 +272,9 @@ fn refresh(
     ex: &Exchange,
     authorization: bool,
 ) -> Entry {
-    let mut merged = old.headers.clone();
-    for (name, value) in &old.targeted {
-        merged.append(name.clone(), value.clone());
+    let mut merged = old.headers.to_map(old.targeted.len());
+    for (name, value) in old.targeted.iter() {
+        merged.append(name, value);
     }
     // The old Date and Age describe the old exchange.
     merged.remove(header::DATE);
@@ -297,7 +297,7 @@ fn refresh(
     }
     let mut head = prepare(edge, site, &old.key, old.status, merged, ex, authorization);
     if !tags_sent {
-        head.tags.clone_from(&old.tags);
+        head.tags = old.tags.iter().map(|t| String::from(&**t)).collect();
     }
     Entry::new(head, old.body.clone(), old.key.clone(), ex, edge.store.next_generation())
 }

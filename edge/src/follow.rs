@@ -11,6 +11,12 @@
 //! The position lives in memory: an edge that restarts has an empty cache and starts after the
 //! log's head. A purge this edge cannot parse (a newer control plane?) drops the whole cache,
 //! because serving content that should have been purged is worse than a cold cache.
+//!
+//! `config` entries carry the fleet's sites. The register answer holds the newest one, which
+//! the edge applies before subscribing when it is newer than what it runs — so a starting edge,
+//! or one whose position was compacted away, still ends up on it; later ones arrive in the
+//! stream. A configuration the edge cannot apply leaves the running one in place and is
+//! reported as failed (`failed` in acks and heartbeats) until an ack or heartbeat carried it.
 
 mod session;
 
@@ -18,6 +24,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+
+use stratus_config::fleet::FleetConfig;
 
 use crate::purge::{ObjectRef, PurgeRequest};
 
@@ -33,6 +41,10 @@ pub trait FollowTarget: Send + Sync + 'static {
     -> Pin<Box<dyn Future<Output = ()> + Send>>;
     /// Counters for heartbeats.
     fn stats(&self) -> EdgeStats;
+    /// Replaces the sites with those of `config` entry `seq`; on error the running ones stay.
+    fn configure(&self, seq: u64, config: &FleetConfig) -> Result<(), String>;
+    /// The `config` entry whose sites are in force (0: the edge's own file's).
+    fn fleet_seq(&self) -> u64;
 }
 
 /// Counters an edge reports in heartbeats.

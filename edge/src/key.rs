@@ -4,6 +4,8 @@
 //! `Vary` adds a secondary key built from the request's values of the listed headers,
 //! normalized (whitespace collapsed, lists joined with ", ") so trivial differences share a variant.
 
+use std::sync::Arc;
+
 use http::header::HeaderName;
 use http::{HeaderMap, Uri};
 use stratus_config::edge::{KeyRules, QueryMode};
@@ -11,46 +13,77 @@ use stratus_config::edge::{KeyRules, QueryMode};
 /// Separates the parts of a key; it cannot appear in a host, path or header value.
 const SEP: char = '\u{1f}';
 
-/// The primary cache key of a request and the parts purges match on.
+/// The primary cache key of a request and the parts purges match on, all in one shared
+/// string: `host path [?query] [SEP header:value]...`. The store keys its map and its purge
+/// index with the same `Arc<str>`, so a cached object carries its key once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CacheKey {
-    /// Host, lowercased, without port.
-    pub host: String,
-    /// Path as sent.
-    pub path: String,
-    /// The query after the site's rules (`None` when it contributes nothing).
-    pub query: Option<String>,
-    /// The whole primary key.
-    pub primary: String,
+    primary: Arc<str>,
+    /// `primary[..host_end]` is the host.
+    host_end: u32,
+    /// `primary[host_end..path_end]` is the path.
+    path_end: u32,
+    /// `primary[path_end + 1..query_end]` is the query, when `query_end > path_end`.
+    query_end: u32,
 }
 
 impl CacheKey {
     /// Builds the key for a request to `host` for `uri` under the site's `rules`.
     pub fn new(host: &str, uri: &Uri, rules: &KeyRules, headers: &HeaderMap) -> Self {
-        let path = uri.path().to_owned();
+        let path = uri.path();
         let query = uri.query().and_then(|q| normalize_query(q, rules));
         let mut primary = String::with_capacity(host.len() + path.len() + 16);
         primary.push_str(host);
-        primary.push_str(&path);
+        primary.push_str(path);
+        let path_end = primary.len();
         if let Some(q) = &query {
             primary.push('?');
             primary.push_str(q);
         }
+        let query_end = primary.len();
         for name in &rules.headers {
             primary.push(SEP);
             primary.push_str(&name.to_ascii_lowercase());
             primary.push(':');
             primary.push_str(&header_value(headers, name.as_str()));
         }
-        Self { host: host.to_owned(), path, query, primary }
+        // Request heads are limited to far less than 4 GiB, so the offsets fit.
+        let offset = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Self {
+            primary: Arc::from(primary),
+            host_end: offset(host.len()),
+            path_end: offset(path_end),
+            query_end: offset(query_end),
+        }
+    }
+
+    /// The host, lowercased, without port.
+    pub fn host(&self) -> &str {
+        &self.primary[..self.host_end as usize]
+    }
+
+    /// The path as sent.
+    pub fn path(&self) -> &str {
+        &self.primary[self.host_end as usize..self.path_end as usize]
+    }
+
+    /// The query after the site's rules (`None` when it contributes nothing).
+    pub fn query(&self) -> Option<&str> {
+        (self.query_end > self.path_end)
+            .then(|| &self.primary[self.path_end as usize + 1..self.query_end as usize])
+    }
+
+    /// The whole primary key.
+    pub fn primary(&self) -> &Arc<str> {
+        &self.primary
     }
 
     /// The key of the variant selected by `vary` for a request with `headers`.
-    pub fn variant(&self, vary: &[HeaderName], headers: &HeaderMap) -> String {
+    pub fn variant(&self, vary: &[HeaderName], headers: &HeaderMap) -> Arc<str> {
         if vary.is_empty() {
             return self.primary.clone();
         }
-        let mut key = self.primary.clone();
+        let mut key = String::from(&*self.primary);
         for name in vary {
             key.push(SEP);
             key.push(SEP);
@@ -58,8 +91,22 @@ impl CacheKey {
             key.push(':');
             key.push_str(&header_value(headers, name.as_str()));
         }
-        key
+        Arc::from(key)
     }
+}
+
+/// The host and path of a stored key (of a primary key or any of its variants).
+pub fn host_and_path(key: &str) -> (&str, &str) {
+    // A host has no `/` (see `request_host`) and a path starts with one; the path ends at the
+    // query or at the first separator.
+    let (host, rest) = key.split_at(key.find('/').unwrap_or(key.len()));
+    let end = rest.find(['?', SEP]).unwrap_or(rest.len());
+    (host, &rest[..end])
+}
+
+/// Whether `key` (a primary key or a variant) is for exactly `host_path`, any query or variant.
+pub fn is_for_path(key: &str, host_path: &str) -> bool {
+    key.strip_prefix(host_path).is_some_and(|rest| rest.is_empty() || rest.starts_with(['?', SEP]))
 }
 
 /// The query as the site's rules make it part of the key.
@@ -124,17 +171,17 @@ pub fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
 }
 
 /// The host of a request: HTTP/2 `:authority` or absolute-form URI, else `Host`; lowercased,
-/// without port. `None` when there is none.
+/// without port or IPv6 brackets. `None` when there is none or it is not a host name or IP
+/// literal: a host is part of every cache key, so one with `/` or other stray characters could
+/// make a key that names another host's object (`a.example/x` + `/p` = `a.example` + `/x/p`).
 pub fn request_host(uri: &Uri, headers: &HeaderMap) -> Option<String> {
-    let raw = match uri.authority() {
-        Some(a) => a.host().to_owned(),
-        None => {
-            let h = headers.get(http::header::HOST)?.to_str().ok()?;
-            strip_port(h).to_owned()
-        }
+    let hostport = match uri.authority() {
+        Some(a) => a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, h)| h),
+        None => headers.get(http::header::HOST)?.to_str().ok()?,
     };
-    let host = raw.trim().trim_end_matches('.').to_ascii_lowercase();
-    (!host.is_empty()).then_some(host)
+    let host = strip_port(hostport.trim()).trim_end_matches('.').to_ascii_lowercase();
+    let valid = host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
+    (!host.is_empty() && valid).then_some(host)
 }
 
 /// `host:port` → `host`, keeping IPv6 literals whole.
@@ -171,6 +218,22 @@ mod tests {
     }
 
     #[test]
+    fn key_parts_and_path_matching() {
+        let rules = KeyRules { headers: vec!["X-Tenant".into()], ..KeyRules::default() };
+        let mut h = HeaderMap::new();
+        h.insert("x-tenant", "t1".parse().unwrap());
+        let key = CacheKey::new("a.example", &Uri::from_static("/p/q?b=1"), &rules, &h);
+        assert_eq!((key.host(), key.path(), key.query()), ("a.example", "/p/q", Some("b=1")));
+        let bare = CacheKey::new("a.example", &Uri::from_static("/p"), &KeyRules::default(), &h);
+        assert_eq!((bare.host(), bare.path(), bare.query()), ("a.example", "/p", None));
+        assert_eq!(host_and_path(key.primary()), ("a.example", "/p/q"));
+        assert!(is_for_path(key.primary(), "a.example/p/q"));
+        assert!(is_for_path(bare.primary(), "a.example/p"));
+        assert!(!is_for_path(key.primary(), "a.example/p"), "/p/q is not /p");
+        assert!(!is_for_path("a.example/pq", "a.example/p"));
+    }
+
+    #[test]
     fn hosts() {
         let h = |s: &str| {
             let mut m = HeaderMap::new();
@@ -180,6 +243,13 @@ mod tests {
         assert_eq!(h("CDN.Example:8080").as_deref(), Some("cdn.example"));
         assert_eq!(h("[::1]:80").as_deref(), Some("::1"));
         assert_eq!(h("a.example.").as_deref(), Some("a.example"));
+        assert_eq!(h("a.example/x").as_deref(), None, "a host with a path would alias other keys");
+        assert_eq!(h("a b").as_deref(), None);
+        assert_eq!(
+            request_host(&Uri::from_static("http://[::1]:8080/x"), &HeaderMap::new()).as_deref(),
+            Some("::1"),
+            "HTTP/2 and HTTP/1.1 name an IPv6 host alike"
+        );
         assert_eq!(
             request_host(&Uri::from_static("http://B.example:1/x"), &HeaderMap::new()).as_deref(),
             Some("b.example")
@@ -196,6 +266,7 @@ mod tests {
         h2.append("accept-encoding", "br".parse().unwrap());
         let vary = [HeaderName::from_static("accept-encoding")];
         assert_eq!(key.variant(&vary, &h1), key.variant(&vary, &h2));
+        assert!(key.variant(&vary, &h1).starts_with(&**key.primary()));
         assert_eq!(
             vary_names(&{
                 let mut h = HeaderMap::new();

@@ -26,6 +26,7 @@ pub mod coalesce;
 pub mod directives;
 pub mod entry;
 pub mod error;
+pub mod fields;
 pub mod fill;
 pub mod follow;
 pub mod freshness;
@@ -36,6 +37,7 @@ pub mod passthrough;
 pub mod pipeline;
 pub mod purge;
 pub mod range;
+pub mod reload;
 pub mod respond;
 pub mod route;
 pub mod server;
@@ -45,13 +47,15 @@ pub mod target;
 pub mod upstream;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use http::header::HeaderName;
 use stratus_config::EdgeConfig;
 use stratus_config::edge::Limits;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use error::Error;
@@ -67,8 +71,10 @@ use crate::upstream::Outbound;
 /// The running edge's shared state.
 #[derive(Debug)]
 pub struct Edge {
-    /// Sites by host.
-    pub router: Router,
+    /// Sites by host; swapped whole on reload (see [`reload`]).
+    router: ArcSwap<Router>,
+    /// Where the running sites came from; taken by reloads only.
+    sources: Mutex<reload::Sources>,
     /// The cache.
     pub store: Store,
     /// Origin fetches in flight.
@@ -85,8 +91,6 @@ pub struct Edge {
     pub limits: Limits,
     /// Host used for prewarming paths of catch-all sites.
     pub default_host: String,
-    /// What sites' upstreams share (DNS resolver, shutdown); a reloaded router is built with it.
-    pub outbound: Outbound,
 }
 
 impl Edge {
@@ -111,7 +115,8 @@ impl Edge {
             },
         );
         Ok(Arc::new(Self {
-            router: Router::new(&config.sites, &outbound)?,
+            router: ArcSwap::from_pointee(Router::new(&config.sites, &outbound)?),
+            sources: reload::Sources::new(config),
             store: Store::new(config.cache.size.bytes()),
             inflight: Inflight::default(),
             metrics: Metrics::new()?,
@@ -120,8 +125,13 @@ impl Edge {
             tag_headers,
             limits: config.limits.clone(),
             default_host,
-            outbound,
         }))
+    }
+
+    /// The sites in force: one atomic load, no lock. A request routes once and keeps the
+    /// `SiteState` it got, so a reload never changes a request halfway.
+    pub fn router(&self) -> arc_swap::Guard<Arc<Router>> {
+        self.router.load()
     }
 
     /// Applies a purge (admin API and control plane alike); returns entries removed or marked.
@@ -129,7 +139,7 @@ impl Edge {
         let n = if purge.purge_everything {
             self.store.purge_all(purge.soft)
         } else {
-            crate::purge::targets(purge, &self.router).iter().map(|t| self.store.purge(t, purge.soft)).sum()
+            crate::purge::targets(purge, &self.router()).iter().map(|t| self.store.purge(t, purge.soft)).sum()
         };
         tracing::info!(purged = n, soft = purge.soft, "purge applied");
         n
@@ -144,10 +154,15 @@ impl Edge {
     }
 }
 
-/// Runs the edge until `shutdown` is cancelled.
+/// Runs the edge until `shutdown` is cancelled. Every configuration sent on `reloads` is
+/// applied with [`Edge::reload`] (SIGHUP in `stratus edge`); dropping the sender is fine.
 ///
 /// Prints one line `listening edge ROLE http://ADDR` on stdout per bound listener.
-pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn run(
+    config: EdgeConfig,
+    shutdown: CancellationToken,
+    reloads: mpsc::Receiver<EdgeConfig>,
+) -> Result<(), Error> {
     if let Some(l) = config.listeners.iter().find(|l| l.tls) {
         return Err(Error::TlsNotBuilt(l.listen.0));
     }
@@ -216,6 +231,8 @@ pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), 
             }
         }
     });
+
+    servers.spawn(reload::serve(edge.clone(), reloads, shutdown.clone()));
 
     if let Some(control) = config.control.clone() {
         let registration = follow::Registration {

@@ -51,9 +51,9 @@ pub(crate) async fn forward(edge: &Arc<Edge>, ctx: &Ctx, body: Body) -> Served {
 fn invalidate(edge: &Edge, ctx: &Ctx, res: &HeaderMap) {
     let mut n = edge.store.purge(
         &Target::Url {
-            host: Some(ctx.key.host.clone()),
-            path: ctx.key.path.clone(),
-            query: ctx.key.query.clone(),
+            host: Some(ctx.key.host().to_owned()),
+            path: ctx.key.path().to_owned(),
+            query: ctx.key.query().map(str::to_owned),
         },
         false,
     );
@@ -65,7 +65,7 @@ fn invalidate(edge: &Edge, ctx: &Ctx, res: &HeaderMap) {
         let same_origin = match uri.host() {
             None => true,
             Some(h) => {
-                h.eq_ignore_ascii_case(&ctx.key.host)
+                h.eq_ignore_ascii_case(ctx.key.host())
                     || ctx
                         .site
                         .cfg
@@ -77,12 +77,12 @@ fn invalidate(edge: &Edge, ctx: &Ctx, res: &HeaderMap) {
         if same_origin && uri.path().starts_with('/') {
             let query = uri.query().and_then(|q| key::normalize_query(q, &ctx.site.cfg.key));
             n += edge.store.purge(
-                &Target::Url { host: Some(ctx.key.host.clone()), path: uri.path().to_owned(), query },
+                &Target::Url { host: Some(ctx.key.host().to_owned()), path: uri.path().to_owned(), query },
                 false,
             );
         }
     }
     if n > 0 {
-        tracing::debug!(host = %ctx.key.host, path = %ctx.key.path, removed = n, "invalidated by unsafe method");
+        tracing::debug!(host = %ctx.key.host(), path = %ctx.key.path(), removed = n, "invalidated by unsafe method");
     }
 }

@@ -117,8 +117,9 @@ fn observe(
 async fn serve(edge: &Arc<Edge>, req: Request<Body>, client: Option<SocketAddr>) -> Served {
     // Route.
     let (parts, body) = req.into_parts();
-    let host = key::request_host(&parts.uri, &parts.headers).ok_or(ProxyError::BadRequest("missing host"))?;
-    let site = edge.router.route(&host).ok_or_else(|| ProxyError::UnknownHost(host.clone()))?.clone();
+    let host = key::request_host(&parts.uri, &parts.headers)
+        .ok_or(ProxyError::BadRequest("missing or invalid host"))?;
+    let site = edge.router().route(&host).ok_or_else(|| ProxyError::UnknownHost(host.clone()))?.clone();
     // Key.
     let key = CacheKey::new(&host, &parts.uri, &site.cfg.key, &parts.headers);
     let cc = Directives::from_headers(&parts.headers, &header::CACHE_CONTROL).unwrap_or_default();
@@ -163,7 +164,7 @@ async fn lookup(edge: &Arc<Edge>, ctx: &Ctx) -> Served {
         if only_if_cached {
             return Err(ProxyError::NotCached);
         }
-        let slot = Arc::from(ctx.key.primary.as_str());
+        let slot = ctx.key.primary().clone();
         return fetch_alone(edge, ctx, slot, Fwd::Bypass, false, false).await;
     }
     for _ in 0..3 {
@@ -196,7 +197,7 @@ async fn lookup(edge: &Arc<Edge>, ctx: &Ctx) -> Served {
             }
         }
     }
-    let slot = Arc::from(ctx.key.primary.as_str());
+    let slot = ctx.key.primary().clone();
     fetch_alone(edge, ctx, slot, Fwd::UriMiss, true, false).await
 }
 
@@ -363,15 +364,7 @@ async fn follow(
                 Ok((pass_response(res, ctx), status))
             }
             None => {
-                Box::pin(fetch_alone(
-                    edge,
-                    ctx,
-                    Arc::from(ctx.key.primary.as_str()),
-                    Fwd::Bypass,
-                    true,
-                    false,
-                ))
-                .await
+                Box::pin(fetch_alone(edge, ctx, ctx.key.primary().clone(), Fwd::Bypass, true, false)).await
             }
         },
         FillHead::Stream(head) => {
@@ -384,7 +377,7 @@ async fn follow(
                 return Box::pin(fetch_alone(
                     edge,
                     ctx,
-                    Arc::from(ctx.key.primary.as_str()),
+                    ctx.key.primary().clone(),
                     Fwd::VaryMiss,
                     true,
                     false,
@@ -405,7 +398,8 @@ fn same_variant(vary: &[header::HeaderName], a: &HeaderMap, b: &HeaderMap) -> bo
 
 /// Respond from a stored entry.
 fn serve_entry(e: &Entry, ctx: &Ctx, now: Instant) -> Response<Body> {
-    let mut headers = e.headers.clone();
+    // Room for Age, Cache-Status, Content-Length and Accept-Ranges.
+    let mut headers = e.headers.to_map(4);
     headers.insert(header::AGE, HeaderValue::from(e.age(now).as_secs()));
     respond::complete(e.status, headers, &e.body, &ctx.headers, ctx.head_only)
 }
@@ -464,11 +458,11 @@ pub(crate) fn origin_request(ctx: &Ctx, revalidate: Option<&Entry>, fill: bool) 
         }
     }
     if let Some(e) = revalidate {
-        if let Some(etag) = e.headers.get(header::ETAG) {
-            h.insert(header::IF_NONE_MATCH, etag.clone());
+        if let Some(etag) = e.headers.get(&header::ETAG) {
+            h.insert(header::IF_NONE_MATCH, etag);
         }
-        if let Some(lm) = e.headers.get(header::LAST_MODIFIED) {
-            h.insert(header::IF_MODIFIED_SINCE, lm.clone());
+        if let Some(lm) = e.headers.get(&header::LAST_MODIFIED) {
+            h.insert(header::IF_MODIFIED_SINCE, lm);
         }
     }
     add_forwarded(&mut h, ctx.client.map(|a| a.ip()), "http");

@@ -18,7 +18,7 @@ use http::header::HeaderName;
 use moka::notification::RemovalCause;
 
 use crate::entry::Entry;
-use crate::key::CacheKey;
+use crate::key::{CacheKey, host_and_path, is_for_path};
 
 /// How long a hit-for-miss marker lasts (Varnish's default is 120 s).
 const HIT_FOR_MISS: Duration = Duration::from_secs(60);
@@ -86,41 +86,53 @@ impl moka::Expiry<Arc<str>, Slot> for SlotExpiry {
 
 #[derive(Default)]
 struct Index {
-    /// `host SEP path` → key → generation.
-    paths: BTreeMap<String, HashMap<Arc<str>, u64>>,
+    /// Every stored object's key → generation. Keys start with host and path (see
+    /// `key::CacheKey`), so the objects of a host, a path or a path prefix are one range of
+    /// this map, and the keys are the same `Arc<str>`s the cache holds.
+    keys: BTreeMap<Arc<str>, u64>,
     /// tag → key → generation.
-    tags: HashMap<String, HashMap<Arc<str>, u64>>,
+    tags: HashMap<Box<str>, HashMap<Arc<str>, u64>>,
 }
 
 impl Index {
     fn add(&mut self, key: &Arc<str>, e: &Entry) {
-        self.paths.entry(path_key(&e.key.host, &e.key.path)).or_default().insert(key.clone(), e.generation);
+        self.keys.insert(key.clone(), e.generation);
         for tag in &e.tags {
             self.tags.entry(tag.clone()).or_default().insert(key.clone(), e.generation);
         }
     }
 
     fn remove(&mut self, key: &Arc<str>, e: &Entry) {
-        let mut drop_from = |map: &mut HashMap<Arc<str>, u64>| {
-            if map.get(key) == Some(&e.generation) {
-                map.remove(key);
-            }
-            map.is_empty()
-        };
-        let pk = path_key(&e.key.host, &e.key.path);
-        if self.paths.get_mut(&pk).is_some_and(&mut drop_from) {
-            self.paths.remove(&pk);
+        if self.keys.get(key) == Some(&e.generation) {
+            self.keys.remove(key);
         }
         for tag in &e.tags {
-            if self.tags.get_mut(tag).is_some_and(&mut drop_from) {
-                self.tags.remove(tag);
+            if let Some(map) = self.tags.get_mut(tag) {
+                if map.get(key) == Some(&e.generation) {
+                    map.remove(key);
+                }
+                if map.is_empty() {
+                    self.tags.remove(tag);
+                }
             }
         }
     }
-}
 
-fn path_key(host: &str, path: &str) -> String {
-    format!("{host}\u{1f}{path}")
+    /// Keys starting with `start`, by a range scan of the sorted keys.
+    fn starting_with<'a>(&'a self, start: &'a str) -> impl Iterator<Item = &'a Arc<str>> + 'a {
+        self.keys
+            .range::<str, _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
+            .take_while(move |(k, _)| k.starts_with(start))
+            .map(|(k, _)| k)
+    }
+
+    /// Keys whose path satisfies `matches`, on every host.
+    fn with_path<'a>(
+        &'a self,
+        matches: impl Fn(&str) -> bool + 'a,
+    ) -> impl Iterator<Item = &'a Arc<str>> + 'a {
+        self.keys.keys().filter(move |k| matches(host_and_path(k).1))
+    }
 }
 
 /// The cache and its purge indexes.
@@ -182,12 +194,13 @@ impl Store {
     /// Finds what serves a request with `headers` for `key`; also returns the key of the
     /// variant looked up (the key a fill for this request would store under).
     pub fn lookup(&self, key: &CacheKey, headers: &http::HeaderMap) -> (Found, Arc<str>) {
-        match self.cache.get(key.primary.as_str()) {
-            None => (Found::UriMiss, Arc::from(key.primary.as_str())),
-            Some(Slot::Object(e)) => (Found::Object(e), Arc::from(key.primary.as_str())),
-            Some(Slot::HitForMiss) => (Found::HitForMiss, Arc::from(key.primary.as_str())),
+        let primary = key.primary();
+        match self.cache.get(&**primary) {
+            None => (Found::UriMiss, primary.clone()),
+            Some(Slot::Object(e)) => (Found::Object(e), primary.clone()),
+            Some(Slot::HitForMiss) => (Found::HitForMiss, primary.clone()),
             Some(Slot::Vary(names, _)) => {
-                let vk: Arc<str> = Arc::from(key.variant(&names, headers));
+                let vk = key.variant(&names, headers);
                 match self.cache.get(&vk) {
                     Some(Slot::Object(e)) => (Found::Object(e), vk),
                     Some(Slot::HitForMiss) => (Found::HitForMiss, vk),
@@ -209,12 +222,12 @@ impl Store {
         vary: &[HeaderName],
         request_headers: &http::HeaderMap,
     ) -> Arc<str> {
-        let key: Arc<str> = if vary.is_empty() {
-            Arc::from(entry.key.primary.as_str())
+        let key = if vary.is_empty() {
+            entry.key.primary().clone()
         } else {
             let keep = entry.keep() + Duration::from_secs(60);
-            self.cache.insert(Arc::from(entry.key.primary.as_str()), Slot::Vary(Arc::from(vary), keep));
-            Arc::from(entry.key.variant(vary, request_headers))
+            self.cache.insert(entry.key.primary().clone(), Slot::Vary(Arc::from(vary), keep));
+            entry.key.variant(vary, request_headers)
         };
         self.cache.insert(key.clone(), Slot::Object(entry.clone()));
         lock(&self.index).add(&key, entry);
@@ -239,34 +252,22 @@ impl Store {
     pub fn purge(&self, target: &Target, soft: bool) -> usize {
         let keys: Vec<Arc<str>> = {
             let index = lock(&self.index);
-            let collect = |maps: &mut dyn Iterator<Item = &HashMap<Arc<str>, u64>>| -> Vec<Arc<str>> {
-                maps.flat_map(|m| m.keys().cloned()).collect()
-            };
             match target {
                 Target::Url { host: Some(h), path, .. } => {
-                    collect(&mut index.paths.get(&path_key(h, path)).into_iter())
+                    let host_path = format!("{h}{path}");
+                    index.starting_with(&host_path).filter(|k| is_for_path(k, &host_path)).cloned().collect()
                 }
-                Target::Url { host: None, path, .. } => collect(
-                    &mut index
-                        .paths
-                        .iter()
-                        .filter(|(k, _)| k.split_once('\u{1f}').is_some_and(|(_, p)| p == path))
-                        .map(|(_, m)| m),
-                ),
+                Target::Url { host: None, path, .. } => index.with_path(|p| p == path).cloned().collect(),
                 Target::Prefix { host: Some(h), prefix } => {
-                    collect(&mut starting_with(&index.paths, &path_key(h, prefix)))
+                    index.starting_with(&format!("{h}{prefix}")).cloned().collect()
                 }
-                Target::Prefix { host: None, prefix } => collect(
-                    &mut index
-                        .paths
-                        .iter()
-                        .filter(|(k, _)| {
-                            k.split_once('\u{1f}').is_some_and(|(_, p)| p.starts_with(prefix.as_str()))
-                        })
-                        .map(|(_, m)| m),
-                ),
-                Target::Host(h) => collect(&mut starting_with(&index.paths, &format!("{h}\u{1f}"))),
-                Target::Tag(t) => collect(&mut index.tags.get(t).into_iter()),
+                Target::Prefix { host: None, prefix } => {
+                    index.with_path(|p| p.starts_with(prefix.as_str())).cloned().collect()
+                }
+                Target::Host(h) => index.starting_with(&format!("{h}/")).cloned().collect(),
+                Target::Tag(t) => {
+                    index.tags.get(t.as_str()).map(|m| m.keys().cloned().collect()).unwrap_or_default()
+                }
             }
         };
         let query = match target {
@@ -276,11 +277,11 @@ impl Store {
         let mut n = 0;
         for key in keys {
             let Some(Slot::Object(e)) = self.cache.get(&key) else { continue };
-            if query.is_some_and(|q| e.key.query.as_deref() != Some(q)) {
+            if query.is_some_and(|q| e.key.query() != Some(q)) {
                 continue;
             }
             if let Target::Tag(t) = target
-                && !e.tags.contains(t)
+                && !e.tags.iter().any(|x| **x == **t)
             {
                 continue;
             }
@@ -293,10 +294,10 @@ impl Store {
                 // marker goes too and the next request is a plain miss. (A tag may name only
                 // some variants; then the marker must stay.)
                 if !matches!(target, Target::Tag(_))
-                    && *key != *e.key.primary
-                    && let Some(Slot::Vary(..)) = self.cache.get(e.key.primary.as_str())
+                    && key != *e.key.primary()
+                    && let Some(Slot::Vary(..)) = self.cache.get(&**e.key.primary())
                 {
-                    self.cache.invalidate(e.key.primary.as_str());
+                    self.cache.invalidate(&**e.key.primary());
                 }
             }
         }
@@ -317,7 +318,7 @@ impl Store {
         if !soft {
             self.cache.invalidate_all();
             let mut index = lock(&self.index);
-            index.paths.clear();
+            index.keys.clear();
             index.tags.clear();
         }
         n
@@ -342,13 +343,6 @@ impl Store {
     pub fn evictions(&self) -> u64 {
         self.evictions.load(Ordering::Relaxed)
     }
-}
-
-/// The values of `map` whose keys start with `start`, found by a range scan of the sorted keys.
-fn starting_with<'a, V>(map: &'a BTreeMap<String, V>, start: &'a str) -> impl Iterator<Item = &'a V> + 'a {
-    map.range::<str, _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
-        .take_while(move |(k, _)| k.starts_with(start))
-        .map(|(_, v)| v)
 }
 
 fn lock(m: &Mutex<Index>) -> MutexGuard<'_, Index> {

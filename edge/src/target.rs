@@ -1,5 +1,6 @@
 //! The edge as the control-plane follower sees it ([`FollowTarget`]): purges go through the
-//! same code as the admin API, prewarms are GETs through the edge's own pipeline.
+//! same code as the admin API, prewarms are GETs through the edge's own pipeline, and pushed
+//! site configurations through [`Edge::apply_fleet`], the reload path SIGHUP uses too.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use http::{Request, header};
 use http_body_util::BodyExt;
+use stratus_config::fleet::FleetConfig;
 
 use crate::Edge;
 use crate::error::empty;
@@ -45,7 +47,7 @@ impl FollowTarget for EdgeTarget {
                 targets.push((host.to_owned(), path.to_owned()));
             }
             for o in &objects {
-                for (host, path) in crate::purge::site_paths(o, &edge.router) {
+                for (host, path) in crate::purge::site_paths(o, &edge.router()) {
                     targets.push((host.unwrap_or_else(|| edge.default_host.clone()), path));
                 }
             }
@@ -60,6 +62,14 @@ impl FollowTarget for EdgeTarget {
 
     fn stats(&self) -> EdgeStats {
         self.0.stats()
+    }
+
+    fn configure(&self, seq: u64, config: &FleetConfig) -> Result<(), String> {
+        self.0.apply_fleet(seq, config).map_err(|e| e.to_string())
+    }
+
+    fn fleet_seq(&self) -> u64 {
+        self.0.fleet_seq()
     }
 }
 

@@ -1,7 +1,8 @@
 //! One subscription session and the heartbeat loop of the follower.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,6 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+use stratus_config::fleet::FleetConfig;
 
 use super::{FollowTarget, Registration};
 use crate::purge::{ObjectRef, PurgeRequest};
@@ -25,6 +27,8 @@ const SILENCE: Duration = Duration::from_secs(15);
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest line accepted from the stream.
 const MAX_LINE: usize = 64 << 20;
+/// Most unreported failures kept; older ones are dropped (the log says what they were).
+const MAX_FAILURES: usize = 16;
 
 /// Why a session ended.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +57,12 @@ pub(super) struct Follower {
     positioned: AtomicBool,
     /// Set when a session got its subscription; the backoff restarts after such a session.
     connected: AtomicBool,
+    /// The newest `config` entry tried (applied or failed), so a failing one is not retried
+    /// on every reconnect.
+    configured: AtomicU64,
+    /// Entries that could not be applied, `{"seq", "error"}`, until an ack or heartbeat
+    /// carried them to the control plane.
+    failures: Mutex<VecDeque<Value>>,
 }
 
 impl std::fmt::Debug for Follower {
@@ -99,6 +109,8 @@ impl Follower {
             applied: AtomicU64::new(0),
             positioned: AtomicBool::new(false),
             connected: AtomicBool::new(false),
+            configured: AtomicU64::new(0),
+            failures: Mutex::default(),
         }
     }
 
@@ -166,6 +178,14 @@ impl Follower {
         let head = answer["head"]
             .as_u64()
             .ok_or_else(|| SessionError::BadLine(format!("register answer {answer}")))?;
+        // The control plane's configuration in force: newer than ours means we started, or were
+        // away while it changed (the entry itself may be compacted away).
+        if let Some(seq) = answer["config"]["seq"].as_u64()
+            && seq > self.target.fleet_seq()
+            && seq > self.configured.load(Ordering::Relaxed)
+        {
+            self.configure(seq, answer["config"].clone());
+        }
         // A fresh edge has an empty cache: nothing before the head concerns it.
         if !self.positioned.swap(true, Ordering::Relaxed) {
             self.applied.store(head, Ordering::Relaxed);
@@ -207,11 +227,13 @@ impl Follower {
             }
             let applied = self.applied.load(Ordering::Relaxed);
             if applied != before {
-                // A lost ack is harmless: the next ack or heartbeat carries a higher position.
-                if let Err(e) =
-                    self.call("ack", &self.id_path("ack"), serde_json::json!({ "seq": applied })).await
-                {
-                    tracing::warn!(error = %e, seq = applied, "ack failed");
+                // A lost ack is harmless: the next ack or heartbeat carries a higher position
+                // and the failures not yet reported.
+                let failed = self.failures();
+                let ack = serde_json::json!({ "seq": applied, "failed": failed });
+                match self.call("ack", &self.id_path("ack"), ack).await {
+                    Ok(_) => self.reported(&failed),
+                    Err(e) => tracing::warn!(error = %e, seq = applied, "ack failed"),
                 }
             }
         }
@@ -231,7 +253,14 @@ impl Follower {
                 if seq != applied + 1 {
                     return Err(SessionError::Gap { got: seq, applied });
                 }
-                apply(self.target.as_ref(), seq, msg.get("op").cloned().unwrap_or(Value::Null));
+                let op = msg.get("op").cloned().unwrap_or(Value::Null);
+                if op["type"] == "config" {
+                    if seq > self.configured.load(Ordering::Relaxed) {
+                        self.configure(seq, op);
+                    }
+                } else {
+                    apply(self.target.as_ref(), seq, op);
+                }
                 self.applied.store(seq, Ordering::Relaxed);
             }
             Some("reset") => {
@@ -251,7 +280,51 @@ impl Follower {
         let stats = self.target.stats();
         let mut beat = serde_json::to_value(stats).map_err(|e| SessionError::Request(e.to_string()))?;
         beat["applied"] = Value::from(self.applied.load(Ordering::Relaxed));
-        self.call("heartbeat", &self.id_path("heartbeat"), beat).await.map(drop)
+        beat["config"] = Value::from(self.target.fleet_seq());
+        let failed = self.failures();
+        beat["failed"] = Value::Array(failed.clone());
+        self.call("heartbeat", &self.id_path("heartbeat"), beat).await?;
+        self.reported(&failed);
+        Ok(())
+    }
+
+    /// Applies `config` entry `seq`: `op` is the fleet configuration plus the entry's
+    /// bookkeeping (`type`, `id`, `seq`). Fields this edge does not know make it fail rather
+    /// than apply half of what was meant. A failure is remembered to be reported.
+    fn configure(&self, seq: u64, mut op: Value) {
+        self.configured.fetch_max(seq, Ordering::Relaxed);
+        if let Some(map) = op.as_object_mut() {
+            for bookkeeping in ["type", "id", "seq"] {
+                map.remove(bookkeeping);
+            }
+        }
+        let applied = serde_json::from_value::<FleetConfig>(op)
+            .map_err(|e| format!("cannot read the configuration: {e}"))
+            .and_then(|config| self.target.configure(seq, &config));
+        if let Err(error) = applied {
+            tracing::error!(seq, %error, "cannot apply the control plane's site configuration; the running one stays");
+            let mut failures = self.lock_failures();
+            if failures.len() == MAX_FAILURES {
+                failures.pop_front();
+            }
+            failures.push_back(serde_json::json!({ "seq": seq, "error": error }));
+        }
+    }
+
+    fn lock_failures(&self) -> std::sync::MutexGuard<'_, VecDeque<Value>> {
+        self.failures.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The failures not yet reported.
+    fn failures(&self) -> Vec<Value> {
+        self.lock_failures().iter().cloned().collect()
+    }
+
+    /// Forgets failures the control plane has now been told about.
+    fn reported(&self, sent: &[Value]) {
+        if !sent.is_empty() {
+            self.lock_failures().retain(|f| !sent.contains(f));
+        }
     }
 }
 
@@ -282,6 +355,7 @@ pub(super) fn apply(target: &dyn FollowTarget, seq: u64, op: Value) {
             // Acked once queued: fetches take as long as the origin needs.
             tokio::spawn(target.prewarm(urls, objects));
         }
+        // `config` entries are the follower's own (`Follower::configure`).
         other => tracing::debug!(seq, kind = ?other, "log entry of no concern to this edge"),
     }
 }
@@ -330,6 +404,17 @@ mod tests {
         fn stats(&self) -> EdgeStats {
             EdgeStats::default()
         }
+        fn configure(&self, seq: u64, config: &FleetConfig) -> Result<(), String> {
+            let hosts: Vec<&String> = config.sites.iter().flat_map(|s| &s.hosts).collect();
+            if hosts.iter().any(|h| *h == "bad") {
+                return Err("cannot build".into());
+            }
+            self.0.lock().unwrap().push(format!("config {seq} {hosts:?}"));
+            Ok(())
+        }
+        fn fleet_seq(&self) -> u64 {
+            0
+        }
     }
 
     fn follower(target: Arc<Recorder>, applied: u64) -> Follower {
@@ -348,7 +433,7 @@ mod tests {
             r#"{"type":"entry","seq":4,"op":{"type":"purge","id":"p-4","files":["/old"]}}"#,
             r#"{"type":"entry","seq":5,"op":{"type":"purge","id":"p-5","files":["/a"],"soft":true}}"#,
             r#"{"type":"entry","seq":6,"op":{"type":"prewarm","id":"w-6","urls":["http://h/x"],"objects":[]}}"#,
-            r#"{"type":"entry","seq":7,"op":{"type":"config","id":"c-7"}}"#,
+            r#"{"type":"entry","seq":7,"op":{"type":"config","id":"c-7","sites":[{"hosts":["a"],"origins":["http://o:1"]}]}}"#,
             r#"{"type":"entry","seq":8,"op":{"type":"purge","id":"p-8","files":["/b"],"new_field":1}}"#,
         ];
         for line in lines {
@@ -365,9 +450,35 @@ mod tests {
             vec![
                 "purge [\"/a\"] soft=true".to_owned(),
                 "prewarm [\"http://h/x\"]".to_owned(),
+                "config 7 [\"a\"]".to_owned(),
                 "clear".to_owned(),
                 "clear".to_owned(),
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn configurations_that_cannot_apply_are_reported_until_an_ack_carries_them() {
+        let target = Arc::new(Recorder::default());
+        let f = follower(target.clone(), 0);
+        let config = |seq: u64, host: &str| {
+            format!(
+                r#"{{"type":"entry","seq":{seq},"op":{{"type":"config","id":"c-{seq}","sites":[{{"hosts":["{host}"],"origins":["http://o:1"]}}]}}}}"#
+            )
+        };
+        f.handle(config(1, "bad").as_bytes()).expect("a failing config is consumed");
+        f.handle(br#"{"type":"entry","seq":2,"op":{"type":"config","id":"c-2","sites":[],"colour":1}}"#)
+            .expect("an unreadable config is consumed");
+        f.handle(config(3, "good").as_bytes()).expect("config");
+        assert_eq!(f.applied.load(Ordering::Relaxed), 3);
+        let failed = f.failures();
+        assert_eq!(failed.iter().map(|v| v["seq"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(failed[0]["error"], "cannot build");
+        // A replayed entry the follower already tried is not applied again.
+        f.applied.store(0, Ordering::Relaxed);
+        f.handle(config(1, "again").as_bytes()).expect("replay");
+        f.reported(&failed[..1]);
+        assert_eq!(f.failures().len(), 1);
+        assert_eq!(*target.0.lock().unwrap(), vec!["config 3 [\"good\"]".to_owned()]);
     }
 }
