@@ -10,7 +10,7 @@ mod util;
 
 use std::time::Duration;
 
-use edge_upstream_util::{Backend, edge};
+use edge_upstream_util::{Backend, edge, rewrite};
 use edge_util::{client, eventually, send};
 
 /// A GET through the edge; returns (status, body).
@@ -192,4 +192,37 @@ timeouts = {{ connect = "1s", first_byte = "1s", total = "1s" }}
         assert_eq!(res.status(), 200, "{method}");
         assert!(res.bytes().await.is_err(), "{method}: the body is cut at the total timeout, not completed");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_stops_the_probes_of_the_origins_it_replaces() {
+    let a = Backend::http("a", "127.0.0.1:0").await;
+    let b = Backend::http("b", "127.0.0.1:0").await;
+    let site = |origin: &Backend| {
+        format!(
+            "[[edge.sites]]\nhosts = [\"*\"]\norigins = [\"{}\"]\n[edge.sites.health]\npath = \"/healthz\"\ninterval = \"50ms\"\n",
+            origin.url("127.0.0.1")
+        )
+    };
+    let (edge, dir) = edge(&site(&a));
+    eventually("the first origin is probed", Duration::from_secs(10), || async {
+        (a.hits("/healthz").len() >= 2).then_some(())
+    })
+    .await;
+
+    rewrite(&dir, &site(&b));
+    edge.signal("HUP");
+    eventually("the new origin serves", Duration::from_secs(10), || async {
+        (get(&edge, "/r").await.1 == "b").then_some(())
+    })
+    .await;
+    // The new origin's probes are the clock: while it is probed ten more times, the old one
+    // is not probed at all (one probe may have been under way at the swap).
+    let old = a.hits("/healthz").len();
+    let now = b.hits("/healthz").len();
+    eventually("the new origin is probed", Duration::from_secs(10), || async {
+        (b.hits("/healthz").len() >= now + 10).then_some(())
+    })
+    .await;
+    assert!(a.hits("/healthz").len() <= old + 1, "the replaced origin's probes stopped");
 }

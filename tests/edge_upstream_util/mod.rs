@@ -322,14 +322,19 @@ pub fn edge(toml: &str) -> (Proc, tempfile::TempDir) {
 /// [`edge`] with extra environment variables.
 pub fn edge_with_env(toml: &str, env: &[(&str, &str)]) -> (Proc, tempfile::TempDir) {
     let dir = util::tempdir();
-    let text = format!(
-        "[edge]\n[[edge.listeners]]\nlisten = \"127.0.0.1:0\"\n[edge.admin]\nlisten = \"127.0.0.1:0\"\n{toml}"
-    );
-    let path = util::write_file(dir.path(), "edge.toml", &text);
+    let path = rewrite(&dir, toml);
     let mut cmd = util::stratus();
     cmd.arg("edge").arg("--config").arg(&path);
     cmd.envs(env.iter().copied());
     (Proc::start(cmd, &["edge http", "edge admin"]), dir)
+}
+
+/// Writes the edge's config file in `dir` with `toml` as its `[edge]` settings (for a reload).
+pub fn rewrite(dir: &tempfile::TempDir, toml: &str) -> std::path::PathBuf {
+    let text = format!(
+        "[edge]\n[[edge.listeners]]\nlisten = \"127.0.0.1:0\"\n[edge.admin]\nlisten = \"127.0.0.1:0\"\n{toml}"
+    );
+    util::write_file(dir.path(), "edge.toml", &text)
 }
 
 /// Writes `pem` to a file in `dir` and returns its path as TOML-ready text.
