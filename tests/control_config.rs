@@ -197,10 +197,11 @@ async fn an_edge_that_cannot_apply_a_config_reports_it_failed_and_keeps_its_site
     let edge = start_edge(dir.path(), "a", &api.base, &old.url);
     api.until_following(1).await;
 
-    // Valid by the rules, but not buildable on this edge: an https origin (which this edge
-    // refuses) with a certificate whose files do not exist here.
+    // Valid by the rules, but not buildable on this edge: an origin CA file and a certificate
+    // whose files do not exist here.
     let unbuildable = json!({"sites": [{
         "hosts": ["new.example"], "origins": ["https://127.0.0.1:9"],
+        "ca_file": "/nonexistent/stratus/ca.pem",
         "tls": {"cert": "/nonexistent/stratus/cert.pem", "key": "/nonexistent/stratus/key.pem"},
     }]});
     let (status, answer) = put_config(&api, "?wait=10s", &unbuildable, TOKEN).await;

@@ -8,6 +8,7 @@ use crate::Invalid;
 use crate::net::{HttpUrl, ListenAddr};
 use crate::secret::Secret;
 use crate::units::{ByteSize, Duration};
+pub use crate::upstream::{CaRoots, Dns, Health, OriginPool};
 
 /// The edge: where it listens, what it caches and which sites it serves.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -39,6 +40,9 @@ pub struct EdgeConfig {
     /// Request limits and timeouts towards clients.
     #[serde(default)]
     pub limits: Limits,
+    /// How origin host names are resolved.
+    #[serde(default)]
+    pub dns: Dns,
 }
 
 /// One client-facing listener.
@@ -125,6 +129,18 @@ pub struct Site {
     /// Timeouts towards the origins.
     #[serde(default)]
     pub timeouts: OriginTimeouts,
+    /// Certificate authorities HTTPS origins are verified against, besides `ca_file`.
+    #[serde(default)]
+    pub ca_roots: CaRoots,
+    /// Extra CA certificates (PEM) HTTPS origins may chain to, e.g. a private CA.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Connection pool and limit per origin.
+    #[serde(default)]
+    pub pool: OriginPool,
+    /// Active and passive health checks of the origins.
+    #[serde(default)]
+    pub health: Health,
     /// The site's certificate on TLS listeners, chosen by SNI.
     #[serde(default)]
     pub tls: Option<Certificate>,
@@ -257,6 +273,7 @@ impl EdgeConfig {
             control: None,
             token: None,
             limits: Limits::default(),
+            dns: Dns::default(),
         }
     }
 
@@ -271,6 +288,7 @@ impl EdgeConfig {
         if self.cache.max_object_size > self.cache.size {
             return Err(Invalid::new("cache.max_object_size", "must not exceed cache.size"));
         }
+        self.dns.validate().map_err(|e| e.within("dns"))?;
         let tls_listener = self.listeners.iter().any(|l| l.tls);
         for (i, l) in self.listeners.iter().enumerate() {
             if l.default_certificate.is_some() && !l.tls {
@@ -328,6 +346,11 @@ pub fn validate_sites(sites: &[Site]) -> Result<(), Invalid> {
                 return Err(Invalid::new(at(&format!("ttl[{j}].min")), "must not exceed max"));
             }
         }
+        let nested = |key: &str, r: Result<(), Invalid>| r.map_err(|e| e.within(&at(key)));
+        nested("health", site.health.validate())?;
+        nested("pool", site.pool.validate())?;
+        crate::upstream::validate_trust(site.ca_roots, site.ca_file.as_ref())
+            .map_err(|e| e.within(&format!("sites[{i}]")))?;
         for (j, rule) in site.negative.iter().enumerate() {
             if !(300..=599).contains(&rule.status) {
                 return Err(Invalid::new(
@@ -351,6 +374,10 @@ impl Site {
             negative: Vec::new(),
             key: KeyRules::default(),
             timeouts: OriginTimeouts::default(),
+            ca_roots: CaRoots::default(),
+            ca_file: None,
+            pool: OriginPool::default(),
+            health: Health::default(),
             tls: None,
             https_redirect: false,
             hsts: None,

@@ -25,6 +25,7 @@ pub mod origin;
 pub mod purge;
 mod secret;
 mod units;
+mod upstream;
 
 use std::fmt;
 use std::path::Path;

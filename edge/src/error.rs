@@ -48,9 +48,14 @@ pub enum Error {
     /// The TLS configuration could not be built.
     #[error("cannot set up tls: {0}")]
     Tls(String),
-    /// HTTPS origins belong to issue #10.
-    #[error("origin {0} is https, but HTTPS to origins is not built yet (issue #10); use an http:// origin")]
-    HttpsOrigin(String),
+    /// A site's origins cannot be set up (bad URL, unreadable CA file).
+    #[error("{origin}: {reason}")]
+    Origin {
+        /// What: `origin URL` or `ca_file PATH`.
+        origin: String,
+        /// Why.
+        reason: String,
+    },
     /// A site configuration breaks a rule (a reload or a pushed configuration).
     #[error("invalid site configuration: {0}")]
     InvalidSites(stratus_config::Invalid),
@@ -76,6 +81,12 @@ pub enum ProxyError {
     /// The origin could not be reached.
     #[error("cannot connect to the origin: {0}")]
     Connect(String),
+    /// The origin's host name could not be resolved.
+    #[error("cannot resolve the origin: {0}")]
+    Dns(String),
+    /// The TLS handshake with the origin failed (certificate not trusted, wrong name, ...).
+    #[error("tls handshake with the origin failed: {0}")]
+    Tls(String),
     /// The origin did not answer in time.
     #[error("origin timed out waiting for {0}")]
     Timeout(&'static str),
@@ -103,22 +114,40 @@ impl ProxyError {
     /// Who is at fault.
     pub fn fault(&self) -> Fault {
         match self {
-            Self::Connect(_) | Self::Timeout(_) | Self::Upstream(_) | Self::NotCached => Fault::Upstream,
+            Self::Connect(_)
+            | Self::Dns(_)
+            | Self::Tls(_)
+            | Self::Timeout(_)
+            | Self::Upstream(_)
+            | Self::NotCached => Fault::Upstream,
             Self::BadRequest(_) | Self::BodyTooLarge | Self::UnknownHost(_) => Fault::Downstream,
             Self::Internal(_) => Fault::Internal,
         }
     }
 
-    /// Whether retrying the request elsewhere is safe (nothing reached the origin).
+    /// Whether retrying the request elsewhere is safe: no connection was made, so nothing of
+    /// the request reached the origin.
     pub fn retry_safe(&self) -> bool {
-        matches!(self, Self::Connect(_))
+        matches!(self, Self::Connect(_) | Self::Dns(_) | Self::Tls(_))
+    }
+
+    /// The `Cache-Status` detail of an error response: which step towards the origin failed.
+    pub fn detail(&self) -> Option<&'static str> {
+        match self {
+            Self::Connect(_) => Some("connect"),
+            Self::Dns(_) => Some("dns"),
+            Self::Tls(_) => Some("tls"),
+            Self::Timeout(_) => Some("timeout"),
+            Self::Upstream(_) => Some("origin-error"),
+            _ => None,
+        }
     }
 
     /// The status the client gets.
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Timeout(_) | Self::NotCached => StatusCode::GATEWAY_TIMEOUT,
-            Self::Connect(_) | Self::Upstream(_) => StatusCode::BAD_GATEWAY,
+            Self::Connect(_) | Self::Dns(_) | Self::Tls(_) | Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
@@ -130,6 +159,8 @@ impl ProxyError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Connect(_) => "connect",
+            Self::Dns(_) => "dns",
+            Self::Tls(_) => "tls",
             Self::Timeout(_) => "timeout",
             Self::Upstream(_) => "upstream",
             Self::BadRequest(_) => "bad_request",
@@ -141,8 +172,10 @@ impl ProxyError {
     }
 
     /// All labels [`ProxyError::kind`] can return.
-    pub const KINDS: [&'static str; 8] = [
+    pub const KINDS: [&'static str; 10] = [
         "connect",
+        "dns",
+        "tls",
         "timeout",
         "upstream",
         "bad_request",
@@ -183,6 +216,8 @@ mod tests {
     fn faults_map_to_statuses() {
         let cases = [
             (ProxyError::Connect("refused".into()), 502, Fault::Upstream),
+            (ProxyError::Dns("nxdomain".into()), 502, Fault::Upstream),
+            (ProxyError::Tls("unknown issuer".into()), 502, Fault::Upstream),
             (ProxyError::Timeout("first byte"), 504, Fault::Upstream),
             (ProxyError::Upstream("reset".into()), 502, Fault::Upstream),
             (ProxyError::BadRequest("no host"), 400, Fault::Downstream),

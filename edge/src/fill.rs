@@ -8,7 +8,6 @@ use std::time::SystemTime;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
 use crate::Edge;
@@ -19,7 +18,7 @@ use crate::freshness::{self, CDN_CACHE_CONTROL, SURROGATE_CONTROL};
 use crate::headers::{strip_hop_by_hop, take_tags};
 use crate::key::{CacheKey, vary_names};
 use crate::route::SiteState;
-use crate::upstream::{OriginRequest, error_chain};
+use crate::upstream::{OriginBody, OriginRequest, error_chain};
 
 /// What the fill is for.
 #[derive(Debug)]
@@ -54,7 +53,7 @@ pub struct Job {
     /// Fetch or revalidate.
     pub mode: Mode,
     /// Where a non-shareable response goes (the leader), if anyone waits for it.
-    pub pass: Option<oneshot::Sender<Response<Incoming>>>,
+    pub pass: Option<oneshot::Sender<Response<OriginBody>>>,
 }
 
 /// Starts the fill's task; it runs to the end whatever happens to the clients.
@@ -195,7 +194,7 @@ async fn stream_body(
     edge: &Edge,
     job: &Job,
     fill: &Fill,
-    mut body: Incoming,
+    mut body: OriginBody,
     content_length: Option<u64>,
     request_time: SystemTime,
 ) -> Result<u64, ProxyError> {

@@ -80,11 +80,6 @@ pub async fn run(
     target: std::sync::Arc<dyn FollowTarget>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    if control.is_https() {
-        tracing::error!(control = %control, "following an https control plane is not supported; purges will not arrive");
-        shutdown.cancelled().await;
-        return;
-    }
     let follower = Arc::new(session::Follower::new(&control, token, registration, target));
     let beats = tokio::spawn(session::heartbeats(follower.clone(), shutdown.clone()));
     let mut backoff = session::FIRST_BACKOFF;

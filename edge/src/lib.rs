@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! client ─► server.rs ─► pipeline.rs: route → key → lookup ─┬─ hit ─────────────► respond.rs
-//!                                                           └─ miss/stale ─► coalesce.rs ◄─ fill.rs ─► upstream.rs ─► origin
+//!                                                           └─ miss/stale ─► coalesce.rs ◄─ fill.rs ─► upstream/ ─► origin
 //!                                                                                 │ store.rs (moka + purge indexes)
 //! admin ─► admin.rs (purge, metrics, stats)        control ─► follow.rs ─► target.rs
 //! ```
@@ -69,6 +69,7 @@ use crate::metrics::Metrics;
 use crate::purge::PurgeRequest;
 use crate::route::Router;
 use crate::store::Store;
+use crate::upstream::Outbound;
 
 /// The running edge's shared state.
 #[derive(Debug)]
@@ -101,7 +102,9 @@ pub struct Edge {
 
 impl Edge {
     /// Builds the edge's state from its configuration (sites, store, metrics); binds nothing.
-    pub fn new(config: &EdgeConfig) -> Result<Arc<Self>, Error> {
+    /// Origin health probes run until `shutdown` is cancelled or the router is dropped.
+    pub fn new(config: &EdgeConfig, shutdown: &CancellationToken) -> Result<Arc<Self>, Error> {
+        let outbound = Outbound::new(&config.dns, shutdown.clone());
         let tag_headers = config
             .cache
             .tag_headers
@@ -119,7 +122,7 @@ impl Edge {
             },
         );
         Ok(Arc::new(Self {
-            router: ArcSwap::from_pointee(Router::new(&config.sites)?),
+            router: ArcSwap::from_pointee(Router::new(&config.sites, &outbound)?),
             sources: reload::Sources::new(config),
             store: Store::new(config.cache.size.bytes()),
             inflight: Inflight::default(),
@@ -175,7 +178,7 @@ pub async fn run(
     shutdown: CancellationToken,
     reloads: mpsc::Receiver<EdgeConfig>,
 ) -> Result<(), Error> {
-    let edge = Edge::new(&config)?;
+    let edge = Edge::new(&config, &shutdown)?;
     let mut servers = tokio::task::JoinSet::new();
     let mut first_url = None;
     for (i, l) in config.listeners.iter().enumerate() {

@@ -29,7 +29,7 @@ use crate::route::SiteState;
 use crate::server::Transport;
 use crate::status::{CacheStatus, Fwd, Outcome, StaleWhy};
 use crate::store::Found;
-use crate::upstream::OriginRequest;
+use crate::upstream::{OriginBody, OriginRequest};
 
 pub(crate) type Served = Result<(Response<Body>, CacheStatus), ProxyError>;
 
@@ -65,7 +65,9 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Body>, client: Option<SocketAd
             edge.metrics.error(&e);
             let outcome =
                 if matches!(e, ProxyError::NotCached) { Outcome::Unsatisfied } else { Outcome::Error };
-            (rescue(&e), CacheStatus::new(outcome))
+            let mut status = CacheStatus::new(outcome);
+            status.detail = e.detail();
+            (rescue(&e), status)
         }
     };
     if let Some(v) = hsts {
@@ -334,7 +336,7 @@ fn start(
     slot: Arc<str>,
     mode: Mode,
     registered: bool,
-) -> oneshot::Receiver<Response<Incoming>> {
+) -> oneshot::Receiver<Response<OriginBody>> {
     let mut job = job(edge, ctx, slot, mode, registered);
     let (tx, rx) = oneshot::channel();
     job.pass = Some(tx);
@@ -348,7 +350,7 @@ async fn follow(
     edge: &Arc<Edge>,
     ctx: &Ctx,
     fill: &Arc<Fill>,
-    pass: Option<oneshot::Receiver<Response<Incoming>>>,
+    pass: Option<oneshot::Receiver<Response<OriginBody>>>,
     mut status: CacheStatus,
     stale: Option<Arc<Entry>>,
 ) -> Served {
@@ -454,7 +456,7 @@ async fn serve_stream(ctx: &Ctx, fill: &Arc<Fill>, head: &StreamHead) -> Result<
 }
 
 /// A non-shareable origin response, straight through.
-fn pass_response(res: Response<Incoming>, ctx: &Ctx) -> Response<Body> {
+fn pass_response(res: Response<OriginBody>, ctx: &Ctx) -> Response<Body> {
     let head_only = ctx.head_only;
     res.map(|b| if head_only { empty() } else { b.map_err(|e| Box::new(e) as BoxError).boxed_unsync() })
 }

@@ -101,11 +101,14 @@ mod tests {
             s.hosts = hosts.iter().map(|h| (*h).to_owned()).collect();
             s
         };
-        let router = crate::route::Router::new(&[
-            site(&["cdn.example"], "http://127.0.0.1:9000/demo"),
-            site(&["img.example"], "http://photos.s3.example"),
-            site(&["*"], "http://127.0.0.1:9000/demo/sub"),
-        ])
+        let router = crate::route::Router::new(
+            &[
+                site(&["cdn.example"], "http://127.0.0.1:9000/demo"),
+                site(&["img.example"], "http://photos.s3.example"),
+                site(&["*"], "http://127.0.0.1:9000/demo/sub"),
+            ],
+            &crate::upstream::Outbound::new(&Default::default(), Default::default()),
+        )
         .expect("router");
         let paths = |bucket: &str, key: &str| {
             site_paths(&ObjectRef { bucket: bucket.into(), key: key.into() }, &router)

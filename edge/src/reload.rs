@@ -6,7 +6,8 @@
 //! see `tls.rs`). A new [`Router`] is built beside the running one and swapped in with
 //! one atomic store; a request routed before the swap keeps the `SiteState` it started with, so
 //! in-flight responses, open client connections and the cache are untouched. Sites whose
-//! configuration did not change keep their upstream client and its pooled connections.
+//! configuration did not change keep their upstream client, its pooled connections and origin
+//! health; the others' health probes stop with their upstream.
 //! Cached objects are not purged: an object cached for a host whose origin changed stays until
 //! it expires or is purged, as in Varnish after a VCL reload.
 //!
@@ -33,7 +34,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Edge;
 use crate::error::Error;
-use crate::route::Router;
 
 /// Where the running sites came from, and the settings fixed at start.
 #[derive(Debug)]
@@ -73,7 +73,7 @@ impl Edge {
         if let Some(seq) = sources.pushed {
             // Checked anyway, so a broken file is reported now rather than at the next restart;
             // the certificates are still those of the pushed sites.
-            Router::new(&config.sites)?;
+            self.router().rebuild(&config.sites)?;
             sources.file_sites = config.sites.clone();
             tracing::info!(
                 config_seq = seq,
@@ -127,6 +127,8 @@ pub(crate) fn needs_restart(running: &EdgeConfig, new: &EdgeConfig) -> Vec<&'sta
         ("cache", json(&running.cache) != json(&new.cache)),
         ("limits", json(&running.limits) != json(&new.limits)),
         ("control", json(&running.control) != json(&new.control)),
+        // The resolver (and its cache) is shared by every router the edge builds.
+        ("dns", json(&running.dns) != json(&new.dns)),
         ("id", running.id != new.id),
         ("token", token(running) != token(new)),
     ]
@@ -187,7 +189,7 @@ mod tests {
 
     #[tokio::test]
     async fn file_reloads_and_pushed_sites_take_turns_by_precedence() {
-        let edge = Edge::new(&config(&["a"])).expect("edge");
+        let edge = Edge::new(&config(&["a"]), &Default::default()).expect("edge");
         let before = edge.router().route("a").cloned().expect("site a");
         edge.reload(&config(&["a", "b"])).expect("reload");
         assert!(routes(&edge, "b"));
@@ -203,9 +205,9 @@ mod tests {
             max: None,
         });
         assert!(matches!(edge.reload(&bad), Err(Error::InvalidSites(_))));
-        let mut https = config(&["c"]);
-        https.sites[0].origins = vec!["https://127.0.0.1:1".parse().expect("origin")];
-        assert!(edge.reload(&https).is_err());
+        let mut unbuildable = config(&["c"]);
+        unbuildable.sites[0].ca_file = Some("/nonexistent/ca.pem".into());
+        assert!(edge.reload(&unbuildable).is_err());
         assert!(routes(&edge, "b") && !routes(&edge, "c"));
 
         // The control plane's sites win over the file's until the edge restarts.
@@ -215,7 +217,7 @@ mod tests {
         assert_eq!(edge.fleet_seq(), 7);
         edge.reload(&config(&["f"])).expect("file reload");
         assert!(routes(&edge, "p") && !routes(&edge, "f"));
-        assert!(edge.apply_fleet(8, &FleetConfig { sites: https.sites.clone() }).is_err());
+        assert!(edge.apply_fleet(8, &FleetConfig { sites: unbuildable.sites.clone() }).is_err());
         assert!(routes(&edge, "p"));
         assert_eq!(edge.fleet_seq(), 7);
     }

@@ -8,7 +8,7 @@ use stratus_config::edge::{Site, TtlRule};
 
 use crate::error::Error;
 use crate::freshness::SiteRules;
-use crate::upstream::Upstream;
+use crate::upstream::{Outbound, Upstream};
 
 /// A site with its upstream client.
 #[derive(Debug)]
@@ -31,25 +31,30 @@ impl SiteState {
 /// Sites by host.
 #[derive(Debug)]
 pub struct Router {
+    outbound: Outbound,
     sites: Vec<Arc<SiteState>>,
     by_host: HashMap<String, usize>,
     wildcard: Option<usize>,
 }
 
 impl Router {
-    /// Builds the router and each site's upstream client.
-    pub fn new(sites: &[Site]) -> Result<Self, Error> {
-        Self::build(sites, None)
+    /// Builds the router and each site's upstream (clients, health probes); `outbound` holds
+    /// what they share and is kept for rebuilds. Must run inside a Tokio runtime.
+    pub fn new(sites: &[Site], outbound: &Outbound) -> Result<Self, Error> {
+        Self::build(sites, outbound, None)
     }
 
-    /// A router for `sites` that keeps this one's state (upstream client and its pooled
-    /// connections) for every site whose configuration did not change, as a reload does.
+    /// A router for `sites` that keeps this one's state (upstream clients with their pooled
+    /// connections and origin health) for every site whose configuration did not change, as a
+    /// reload does. Sites that changed or went away drop their upstream, which stops its
+    /// health probes.
     pub fn rebuild(&self, sites: &[Site]) -> Result<Self, Error> {
-        Self::build(sites, Some(self))
+        Self::build(sites, &self.outbound, Some(self))
     }
 
-    fn build(sites: &[Site], previous: Option<&Self>) -> Result<Self, Error> {
-        let mut out = Self { sites: Vec::new(), by_host: HashMap::new(), wildcard: None };
+    fn build(sites: &[Site], outbound: &Outbound, previous: Option<&Self>) -> Result<Self, Error> {
+        let mut out =
+            Self { outbound: outbound.clone(), sites: Vec::new(), by_host: HashMap::new(), wildcard: None };
         // Sites compare by their serialized form: the config types are plain data, and this
         // runs once per reload, never per request.
         let old: Vec<(serde_json::Value, &Arc<SiteState>)> = previous
@@ -64,7 +69,7 @@ impl Router {
                 None => {
                     let mut ttl = site.ttl.clone();
                     ttl.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
-                    Arc::new(SiteState { cfg: site.clone(), upstream: Upstream::new(site)?, ttl })
+                    Arc::new(SiteState { cfg: site.clone(), upstream: Upstream::new(site, outbound)?, ttl })
                 }
             };
             out.sites.push(state);
@@ -100,11 +105,12 @@ mod tests {
         s
     }
 
-    #[test]
-    fn a_rebuild_keeps_the_state_of_unchanged_sites() {
+    #[tokio::test]
+    async fn a_rebuild_keeps_the_state_of_unchanged_sites() {
         let a = site("a.example", "http://127.0.0.1:1");
         let b = site("b.example", "http://127.0.0.1:2");
-        let first = Router::new(&[a.clone(), b.clone()]).expect("router");
+        let outbound = Outbound::new(&Default::default(), Default::default());
+        let first = Router::new(&[a.clone(), b.clone()], &outbound).expect("router");
         let mut b2 = b.clone();
         b2.origins = vec!["http://127.0.0.1:3".parse().expect("origin")];
         let c = site("*", "http://127.0.0.1:4");

@@ -134,7 +134,7 @@ mod tests {
             format!("{url}/demo").parse().expect("origin"),
         );
         config.sites[0].hosts = vec!["cdn.example".into()];
-        let edge = Edge::new(&config).expect("edge");
+        let edge = Edge::new(&config, &Default::default()).expect("edge");
         let target: Arc<dyn FollowTarget> = Arc::new(EdgeTarget(edge.clone()));
 
         target

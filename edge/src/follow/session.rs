@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -50,7 +51,7 @@ pub(super) struct Follower {
     token: Option<stratus_config::Secret>,
     registration: Registration,
     target: Arc<dyn FollowTarget>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     /// The last applied sequence number, valid once `positioned`.
     applied: AtomicU64,
     positioned: AtomicBool,
@@ -73,11 +74,23 @@ impl std::fmt::Debug for Follower {
     }
 }
 
-/// A connector that sends small requests (acks) at once instead of waiting on Nagle.
-fn connector() -> HttpConnector {
+/// A connector for `http://` and `https://` control planes that sends small requests (acks)
+/// at once instead of waiting on Nagle. HTTPS is verified against the webpki roots and the
+/// system's store (where an operator installs a private CA).
+fn connector() -> HttpsConnector<HttpConnector> {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
-    http
+    http.enforce_http(false);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    let tls =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("the aws-lc-rs provider supports TLS 1.2 and 1.3")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http)
 }
 
 impl Follower {

@@ -1,0 +1,382 @@
+//! The way to origins (the fetch phase's transport).
+//!
+//! Each site has an [`Upstream`]: its origins in configured order, each with its own pooled
+//! client ([`connect`]: DNS via [`dns`], TCP, TLS, HTTP/1.1 or HTTP/2 by ALPN), a cap on
+//! requests in flight (`pool.max_connections`; hyper-util's pool has none) and its health
+//! ([`health`]). A request goes to the first healthy origin; when none is healthy every origin
+//! is tried in order anyway, since a guess beats a certain error.
+//!
+//! **Retries** follow one rule: a request is sent again, to the next origin, only when it is
+//! idempotent and has no body (GET and HEAD fills), and only when the failure left the
+//! request unsent — DNS, connect or TLS failures and a full connection cap. A timeout or a
+//! broken response is never retried (the origin may have acted on it), nor is a POST.
+//!
+//! **Timeouts** (`[sites.timeouts]`): `connect` bounds DNS + TCP + TLS (and the wait for a
+//! connection slot), `first_byte` the wait for the response head after that, `total` the
+//! whole exchange including the body ([`OriginBody`] enforces it on every response).
+//!
+//! **Host**: `origin_host = true` (default) sends the origin's `host[:port]`; false sends the
+//! client's `Host`. Either way the connection, TLS SNI and certificate check use the origin's
+//! name. The `Host` value is also the request URI's authority, so HTTP/2 sends it as
+//! `:authority`.
+
+mod body;
+pub mod connect;
+pub mod dns;
+mod health;
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, Method, Request, Response, Uri};
+use stratus_config::edge::{Dns as DnsConfig, Health, OriginTimeouts, Site};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use body::{OriginBody, OriginBodyError};
+pub use dns::{Dns, DnsError};
+
+use crate::error::{Body, Error, ProxyError, empty};
+use connect::{ConnectTimeout, OriginClient};
+use health::OriginHealth;
+
+/// What every site's upstream shares: the DNS resolver (one cache) and the edge's shutdown.
+#[derive(Clone, Debug)]
+pub struct Outbound {
+    /// The resolver of origin host names.
+    pub dns: Dns,
+    /// Cancelled when the edge shuts down; stops health probes.
+    pub shutdown: CancellationToken,
+}
+
+impl Outbound {
+    /// The resolver per `[edge.dns]`, and `shutdown` for the probes of every site built with it.
+    pub fn new(dns: &DnsConfig, shutdown: CancellationToken) -> Self {
+        Self { dns: Dns::new(dns), shutdown }
+    }
+}
+
+/// One origin of a site.
+#[derive(Debug)]
+pub(crate) struct Origin {
+    /// The configured URL, for logs.
+    name: String,
+    /// `scheme://host:port`, for probes.
+    base: String,
+    scheme: Scheme,
+    /// The origin URL's path without a trailing slash, put before every request path.
+    prefix: String,
+    /// `host[:port]` as configured: the `Host` sent with `origin_host`.
+    host: HeaderValue,
+    authority: Authority,
+    client: OriginClient,
+    /// Requests in flight (`pool.max_connections`).
+    slots: Arc<Semaphore>,
+    health: OriginHealth,
+}
+
+/// A request on its way to an origin; headers already cleaned and forwarded-for added.
+#[derive(Debug)]
+pub struct OriginRequest {
+    /// Method.
+    pub method: Method,
+    /// Path and query as the client sent them.
+    pub path_and_query: String,
+    /// Headers to send (`Host` is set here).
+    pub headers: HeaderMap,
+    /// The client's `Host` value, used when the site keeps the client's host.
+    pub client_host: Option<HeaderValue>,
+}
+
+/// The origins of one site and the clients that reach them.
+#[derive(Debug)]
+pub struct Upstream {
+    origins: Vec<Arc<Origin>>,
+    origin_host: bool,
+    /// Timeouts from the site's configuration.
+    pub timeouts: OriginTimeouts,
+    health: Health,
+    /// Stops this site's probe tasks when the upstream is dropped (e.g. replaced by a
+    /// reload); a child of the edge's shutdown token.
+    stop: CancellationToken,
+    /// The probe tasks.
+    probes: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        // Cancelling ends a probe at its next wait; aborting also ends one stuck elsewhere.
+        self.stop.cancel();
+        for probe in &self.probes {
+            probe.abort();
+        }
+    }
+}
+
+impl Upstream {
+    /// Builds the clients of `site`'s origins and starts their health probes (if configured).
+    /// Must run inside a Tokio runtime.
+    pub fn new(site: &Site, outbound: &Outbound) -> Result<Self, Error> {
+        let tls = Arc::new(connect::tls_config(site)?);
+        let stop = outbound.shutdown.child_token();
+        let (mut origins, mut probes) = (Vec::new(), Vec::new());
+        for url in &site.origins {
+            let bad =
+                |reason: &str| Error::Origin { origin: format!("origin {url}"), reason: reason.to_owned() };
+            let u = url.url();
+            let host = u.host_str().ok_or_else(|| bad("no host"))?;
+            let port = u.port_or_known_default().ok_or_else(|| bad("no port"))?;
+            let scheme = if url.is_https() { Scheme::HTTPS } else { Scheme::HTTP };
+            let hostport = match u.port() {
+                Some(p) => format!("{host}:{p}"),
+                None => host.to_owned(),
+            };
+            let base = format!("{scheme}://{host}:{port}");
+            let target = base.parse::<Uri>().map_err(|_| bad("invalid host"))?;
+            let origin = Arc::new(Origin {
+                name: url.to_string(),
+                scheme,
+                prefix: u.path().trim_end_matches('/').to_owned(),
+                host: HeaderValue::from_str(&hostport).map_err(|_| bad("invalid host"))?,
+                authority: hostport.parse().map_err(|_| bad("invalid host"))?,
+                client: connect::client(site, target, &tls, &outbound.dns),
+                slots: Arc::new(Semaphore::new(site.pool.max_connections)),
+                health: OriginHealth::default(),
+                base,
+            });
+            probes.extend(health::spawn_probe(&origin, &site.health, stop.clone()));
+            origins.push(origin);
+        }
+        Ok(Self {
+            origins,
+            origin_host: site.origin_host,
+            timeouts: site.timeouts.clone(),
+            health: site.health.clone(),
+            stop,
+            probes,
+        })
+    }
+
+    /// Sends `req` with `body` (see the module docs for which failures are retried on the
+    /// next origin). The response body holds the origin's connection slot until it ends.
+    pub async fn send(
+        &self,
+        req: &OriginRequest,
+        body: Option<Body>,
+    ) -> Result<Response<OriginBody>, ProxyError> {
+        // The retry rule: nothing with a body (it cannot be replayed), nothing non-idempotent.
+        let replayable = body.is_none() && req.method.is_idempotent();
+        let mut body = body;
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.timeouts.total.get();
+        let mut last = ProxyError::Internal("site without origins".to_owned());
+        for origin in self.candidates() {
+            let err = match self.attempt(origin, req, body.take().unwrap_or_else(empty), deadline).await {
+                Ok(res) => return Ok(res),
+                Err(e) => e,
+            };
+            let retry = replayable && err.retry_safe();
+            tracing::warn!(origin = %origin.name, error = %err, retry, "origin request failed");
+            if !retry {
+                return Err(err);
+            }
+            last = err;
+        }
+        Err(last)
+    }
+
+    /// Origins in the order to try: healthy ones in configured order, then the others.
+    fn candidates(&self) -> impl Iterator<Item = &Arc<Origin>> {
+        let up: Vec<bool> = self.origins.iter().map(|o| o.health.is_up()).collect();
+        let (healthy, down): (Vec<_>, Vec<_>) = self.origins.iter().zip(up).partition(|(_, up)| *up);
+        healthy.into_iter().chain(down).map(|(o, _)| o)
+    }
+
+    async fn attempt(
+        &self,
+        origin: &Origin,
+        req: &OriginRequest,
+        body: Body,
+        deadline: tokio::time::Instant,
+    ) -> Result<Response<OriginBody>, ProxyError> {
+        let connect = self.timeouts.connect.get();
+        let slot = tokio::time::timeout(connect, origin.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                ProxyError::Connect(format!("no free connection within {connect:?} (pool.max_connections)"))
+            })?
+            .map_err(|_| ProxyError::Internal("connection slots closed".to_owned()))?;
+        let request = self.build(origin, req, body)?;
+        let head_by = deadline.min(tokio::time::Instant::now() + self.timeouts.first_byte.get());
+        let err = match tokio::time::timeout_at(head_by, origin.client.request(request)).await {
+            Ok(Ok(res)) => {
+                origin.health.success(&origin.name);
+                let total = self.timeouts.total.get();
+                return Ok(res.map(|b| OriginBody::new(b, slot, deadline, total)));
+            }
+            Err(_) => ProxyError::Timeout("the response head"),
+            Ok(Err(e)) => classify(&e),
+        };
+        if !matches!(err, ProxyError::BodyTooLarge | ProxyError::BadRequest(_) | ProxyError::Internal(_)) {
+            origin.health.failure(&origin.name, &self.health);
+        }
+        Err(err)
+    }
+
+    fn build(&self, origin: &Origin, req: &OriginRequest, body: Body) -> Result<Request<Body>, ProxyError> {
+        let path = format!("{}{}", origin.prefix, req.path_and_query);
+        let pq = path.parse::<PathAndQuery>().map_err(|_| ProxyError::BadRequest("invalid path"))?;
+        let (host, authority) = match (&req.client_host, self.origin_host) {
+            (Some(h), false) => match Authority::try_from(h.as_bytes()) {
+                Ok(a) => (h.clone(), a),
+                Err(_) => (h.clone(), origin.authority.clone()),
+            },
+            _ => (origin.host.clone(), origin.authority.clone()),
+        };
+        let uri = Uri::builder()
+            .scheme(origin.scheme.clone())
+            .authority(authority)
+            .path_and_query(pq)
+            .build()
+            .map_err(|e| ProxyError::Internal(e.to_string()))?;
+        let mut request = Request::new(body);
+        *request.method_mut() = req.method.clone();
+        *request.uri_mut() = uri;
+        *request.headers_mut() = req.headers.clone();
+        request.headers_mut().insert(header::HOST, host);
+        Ok(request)
+    }
+}
+
+/// Which step of an origin exchange failed, from hyper-util's error and its sources.
+fn classify(e: &hyper_util::client::legacy::Error) -> ProxyError {
+    if let Some(dns) = find::<DnsError>(e) {
+        return ProxyError::Dns(dns.to_string());
+    }
+    if let Some(tls) = find::<rustls::Error>(e) {
+        return ProxyError::Tls(tls.to_string());
+    }
+    if let Some(t) = find::<ConnectTimeout>(e) {
+        return ProxyError::Connect(t.to_string());
+    }
+    if e.is_connect() {
+        return ProxyError::Connect(error_chain(e));
+    }
+    if find::<http_body_util::LengthLimitError>(e).is_some() {
+        // The request body hit its size limit while being sent: the client's fault.
+        return ProxyError::BodyTooLarge;
+    }
+    ProxyError::Upstream(error_chain(e))
+}
+
+/// The first error of type `T` among `e` and its sources, looking inside `io::Error`s too
+/// (whose `source` skips the error they wrap, which is where TLS errors sit).
+fn find<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<T>() {
+            return Some(t);
+        }
+        if let Some(inner) = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
+            && let Some(t) = find::<T>(inner)
+        {
+            return Some(t);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// An error and its sources, for logs.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A site whose one origin answers probes (any request) with 200, probed every 10 ms.
+    async fn probed_site() -> (Site, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let probes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = probes.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |_req| {
+                        seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        async { Ok::<_, std::convert::Infallible>(Response::new(empty())) }
+                    });
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
+                });
+            }
+        });
+        let mut site = Site::catch_all(url.parse().unwrap());
+        site.health.path = Some("/healthz".into());
+        site.health.interval = "10ms".parse().unwrap();
+        (site, probes)
+    }
+
+    /// Polls until the origin has seen two probes.
+    async fn probing(probes: &std::sync::atomic::AtomicUsize) {
+        let seen = async {
+            while probes.load(std::sync::atomic::Ordering::Relaxed) < 2 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), seen).await.expect("probes arrive");
+    }
+
+    #[tokio::test]
+    async fn probes_stop_when_the_upstream_is_dropped_or_the_edge_shuts_down() {
+        let (site, probes) = probed_site().await;
+        let shutdown = CancellationToken::new();
+        let outbound = Outbound::new(&DnsConfig::default(), shutdown.clone());
+
+        // Dropped, as when a reload replaces the router.
+        let mut up = Upstream::new(&site, &outbound).unwrap();
+        probing(&probes).await;
+        let tasks = std::mem::take(&mut up.probes);
+        assert_eq!(tasks.len(), 1);
+        drop(up);
+        for t in tasks {
+            tokio::time::timeout(Duration::from_secs(5), t).await.expect("probe ended").unwrap();
+        }
+
+        // The edge shuts down while the upstream is still in use.
+        probes.store(0, std::sync::atomic::Ordering::Relaxed);
+        let mut up = Upstream::new(&site, &outbound).unwrap();
+        probing(&probes).await;
+        shutdown.cancel();
+        for t in std::mem::take(&mut up.probes) {
+            tokio::time::timeout(Duration::from_secs(5), t).await.expect("probe ended").unwrap();
+        }
+    }
+
+    #[test]
+    fn find_looks_inside_io_errors() {
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let wrapped = std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, tls));
+        assert!(find::<rustls::Error>(&wrapped).is_some());
+        let dns = DnsError { name: "a.test".into(), reason: "no record".into() };
+        let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(dns);
+        let io = std::io::Error::other(boxed);
+        assert_eq!(find::<DnsError>(&io).map(|d| d.name.as_str()), Some("a.test"));
+        assert!(find::<DnsError>(&std::io::Error::other("plain")).is_none());
+    }
+}
