@@ -4,7 +4,7 @@
 mod control_support;
 mod util;
 
-use control_support::{Api, Subscriber, TOKEN, follower, start_control};
+use control_support::{Api, Subscriber, TOKEN, follower, start_control, stratus_purge};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,39 +272,23 @@ async fn the_purge_command_reports_each_edge_and_fails_when_one_did_not_apply() 
     let control = start_control(dir.path(), "");
     let api = Api::new(&control);
     let _a = follower(&api, "a").await;
-    let base = api.base.clone();
-    let run = move |args: Vec<&'static str>, token: &'static str| {
-        let base = base.clone();
-        tokio::task::spawn_blocking(move || {
-            let out = util::stratus()
-                .args(["purge", "--control", &base])
-                .args(args)
-                .env("STRATUS_TOKEN", token)
-                .output()
-                .expect("run stratus purge");
-            (
-                out.status.code(),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            )
-        })
-    };
     let (code, out, err) =
-        run(vec!["--url", "http://cdn.example/a", "--tag", "t", "--wait"], TOKEN).await.unwrap();
+        stratus_purge(&api.base, &["--url", "http://cdn.example/a", "--tag", "t", "--wait"], TOKEN).await;
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("purge p-1 accepted"), "{out}");
     assert!(out.contains("edge a  applied"), "{out}");
 
     let head = api.register("stuck").await;
     let _stuck = Subscriber::open(&api, "stuck", head).await;
-    let (code, out, err) = run(vec!["--all", "--soft", "--wait", "--timeout", "300ms"], TOKEN).await.unwrap();
+    let (code, out, err) =
+        stratus_purge(&api.base, &["--all", "--soft", "--wait", "--timeout", "300ms"], TOKEN).await;
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(out.contains("edge stuck  pending"), "{out}");
 
-    let (code, _, err) = run(vec!["--all"], "wrong").await.unwrap();
+    let (code, _, err) = stratus_purge(&api.base, &["--all"], "wrong").await;
     assert_eq!(code, Some(1));
     assert!(err.contains("401"), "{err}");
-    let (code, _, err) = run(vec![], TOKEN).await.unwrap();
+    let (code, _, err) = stratus_purge(&api.base, &[], TOKEN).await;
     assert_eq!(code, Some(1));
     assert!(err.contains("name something to purge"), "{err}");
     let (_, soft) = api.get("/v1/purge/p-2").await;

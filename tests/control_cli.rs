@@ -7,25 +7,11 @@ mod util;
 
 use std::time::Duration;
 
-use control_support::{Api, TOKEN, follower, start_control, until};
+use control_support::{Api, TOKEN, follower, start_control, stratus_purge, until};
 
 /// Runs `stratus purge --control BASE --tag t` and returns (exit code, stdout, stderr).
 async fn purge(base: &str) -> (Option<i32>, String, String) {
-    let base = base.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let out = util::stratus()
-            .args(["purge", "--control", &base, "--tag", "t"])
-            .env("STRATUS_TOKEN", TOKEN)
-            .output()
-            .expect("run stratus purge");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
-    .await
-    .expect("purge command")
+    stratus_purge(base, &["--tag", "t"], TOKEN).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,6 +18,23 @@ use crate::util::{self, Proc};
 /// The token every test control plane uses.
 pub const TOKEN: &str = "test-token-7f3a";
 
+/// Runs `stratus purge --control BASE ARGS...` with `token` in `STRATUS_TOKEN`; returns its
+/// exit code, stdout and stderr.
+pub async fn stratus_purge(base: &str, args: &[&str], token: &str) -> (Option<i32>, String, String) {
+    let mut cmd = util::stratus();
+    cmd.args(["purge", "--control", base]).args(args).env("STRATUS_TOKEN", token);
+    tokio::task::spawn_blocking(move || {
+        let out = cmd.output().expect("run stratus purge");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .expect("purge command")
+}
+
 /// Starts `stratus control` on a free port with `dir` as its data directory and `extra` lines
 /// added to its `[control]` section.
 pub fn start_control(dir: &Path, extra: &str) -> Proc {

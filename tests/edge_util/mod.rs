@@ -226,6 +226,13 @@ impl Got {
         self.header("cache-status")
     }
 
+    /// The `ttl` parameter of `Cache-Status` (panics when there is none).
+    pub fn ttl(&self) -> i64 {
+        let cache = self.cache();
+        let ttl = cache.split("ttl=").nth(1).and_then(|s| s.split(';').next());
+        ttl.and_then(|t| t.trim().parse().ok()).unwrap_or_else(|| panic!("no ttl in {cache:?}"))
+    }
+
     /// The body as text.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
