@@ -641,6 +641,7 @@ def write_report(res, meta):
     row("1 MiB hits, MiB/s (wrk, 16 conns)", g("hit_1m", "mib_s"), ",.0f")
     row("1 MiB hits, proxy CPU ms per request", lambda p: (res.get("hit_1m", {}).get(p, {}).get("cpu_us_per_req") or 0) / 1e3 or None, ".2f", higher_better=False)
     row(f"Zipf(1.0) hit ratio, {ZIPF_KEYS:,} keys, {ZIPF_CACHE_MIB} MiB cache", g("zipf", "hit_ratio"), ".3f")
+    row("RSS MiB at the end of that Zipf run", g("zipf", "rss_mib"), ".0f", higher_better=False)
     row("1 KiB hits over h2c, req/s (h2load, 16 conns × 16 streams)", g("h2c_1k", "rps"), ",.0f")
     row("1 KiB hits over h2c, proxy CPU µs/req", g("h2c_1k", "cpu_us_per_req"), ".1f", higher_better=False)
     row("1 KiB hits over h2 + TLS, req/s (h2load, 16 conns × 16 streams)", g("h2_tls_1k", "rps"), ",.0f")
