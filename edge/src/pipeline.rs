@@ -205,7 +205,7 @@ async fn lookup(edge: &Arc<Edge>, ctx: &Ctx) -> Served {
         if ctx.headers.contains_key(header::AUTHORIZATION) {
             return fetch_alone(edge, ctx, slot, fwd, true, false).await;
         }
-        let role = edge.inflight.join(&slot, &ctx.headers, || edge.store.get(&slot).is_some());
+        let role = edge.inflight.join(&slot, &ctx.headers, || edge.store.contains(&slot));
         match role {
             None => continue,
             Some(Role::Leader(fill)) => {

@@ -210,9 +210,12 @@ impl Store {
         }
     }
 
-    /// Whether anything is stored under `key` (used to close the lookup/fill race).
-    pub fn get(&self, key: &str) -> Option<Slot> {
-        self.cache.get(key)
+    /// Whether anything is stored under `key` (used to close the lookup/fill race). Unlike a
+    /// lookup it does not count as an access: TinyLFU admits objects by how often they are
+    /// asked for, and a miss that counted three times (lookup, this check, the check after
+    /// storing) would push out objects asked for twice as often.
+    pub fn contains(&self, key: &str) -> bool {
+        self.cache.contains_key(key)
     }
 
     /// Stores `entry`; when it varies, under its variant key with a marker at the primary key.
@@ -231,8 +234,9 @@ impl Store {
         };
         self.cache.insert(key.clone(), Slot::Object(entry.clone()));
         lock(&self.index).add(&key, entry);
-        // If moka refused or already dropped it, undo the index entry so it cannot leak.
-        if !matches!(self.cache.get(&key), Some(Slot::Object(e)) if e.generation == entry.generation) {
+        // If moka already dropped it, undo the index entry so it cannot leak. (A refusal by
+        // the admission policy comes later, through the eviction listener.)
+        if !self.cache.contains_key(&key) {
             lock(&self.index).remove(&key, entry);
         }
         key
