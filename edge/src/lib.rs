@@ -14,10 +14,10 @@
 //!
 //! Module map: [`pipeline`] runs the phases for GET and HEAD and [`passthrough`] handles the
 //! other methods; [`directives`] and [`freshness`] decide storability and freshness; [`key`]
-//! builds cache keys; [`store`] and [`entry`] hold responses; [`coalesce`] and [`fill`] run
-//! origin fetches; [`respond`] and [`range`] answer from held responses; [`status`] is the one
-//! source of `Cache-Status` and request metrics; [`error`] maps failures to responses;
-//! [`admin`] is the admin API and [`target`] what the control-plane follower drives.
+//! builds cache keys; [`store`], [`entry`] and [`fields`] hold responses; [`coalesce`] and
+//! [`fill`] run origin fetches; [`respond`] and [`range`] answer from held responses; [`status`]
+//! is the one source of `Cache-Status` and request metrics; [`error`] maps failures to
+//! responses; [`admin`] is the admin API and [`target`] what the control-plane follower drives.
 //!
 //! Decisions where the RFCs leave room are written down in the module that makes them
 //! (see `freshness`, `coalesce`, `store`) and in `docs/edge.md`.

@@ -3,7 +3,7 @@
 //!
 //! **What reloads**: the sites — hosts, origins, `origin_host`, TTL and negative rules, key
 //! rules, origin timeouts, and the sites' certificates (every certificate file is read again;
-//! see `tls.rs`). A new [`Router`] is built beside the running one and swapped in with
+//! see `tls.rs`). A new [`Router`](crate::route::Router) is built beside the running one and swapped in with
 //! one atomic store; a request routed before the swap keeps the `SiteState` it started with, so
 //! in-flight responses, open client connections and the cache are untouched. Sites whose
 //! configuration did not change keep their upstream client, its pooled connections and origin

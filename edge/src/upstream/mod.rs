@@ -3,7 +3,7 @@
 //! Each site has an [`Upstream`]: its origins in configured order, each with its own pooled
 //! client ([`connect`]: DNS via [`dns`], TCP, TLS, HTTP/1.1 or HTTP/2 by ALPN), a cap on
 //! requests in flight (`pool.max_connections`; hyper-util's pool has none) and its health
-//! ([`health`]). A request goes to the first healthy origin; when none is healthy every origin
+//! (`health.rs`). A request goes to the first healthy origin; when none is healthy every origin
 //! is tried in order anyway, since a guess beats a certain error.
 //!
 //! **Retries** follow one rule: a request is sent again, to the next origin, only when it is
