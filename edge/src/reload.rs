@@ -3,11 +3,11 @@
 //!
 //! **What reloads**: the sites — hosts, origins, `origin_host`, TTL and negative rules, key
 //! rules, origin timeouts, and the sites' certificates (every certificate file is read again;
-//! see `tls.rs`). A new [`Router`](crate::route::Router) is built beside the running one and swapped in with
-//! one atomic store; a request routed before the swap keeps the `SiteState` it started with, so
-//! in-flight responses, open client connections and the cache are untouched. Sites whose
-//! configuration did not change keep their upstream client, its pooled connections and origin
-//! health; the others' health probes stop with their upstream.
+//! see `tls.rs`). A new [`Router`](crate::route::Router) is built beside the running one and
+//! swapped in with one atomic store; a request routed before the swap keeps the `SiteState` it
+//! started with, so in-flight responses, open client connections and the cache are untouched.
+//! Sites whose configuration did not change keep their upstream client, its pooled connections
+//! and origin health; the others' health probes stop with their upstream.
 //! Cached objects are not purged: an object cached for a host whose origin changed stays until
 //! it expires or is purged, as in Varnish after a VCL reload.
 //!
