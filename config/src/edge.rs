@@ -289,29 +289,35 @@ impl EdgeConfig {
             return Err(Invalid::new("cache.max_object_size", "must not exceed cache.size"));
         }
         self.dns.validate().map_err(|e| e.within("dns"))?;
-        let tls_listener = self.listeners.iter().any(|l| l.tls);
         for (i, l) in self.listeners.iter().enumerate() {
             if l.default_certificate.is_some() && !l.tls {
                 return Err(Invalid::new(format!("listeners[{i}].default_certificate"), "needs tls = true"));
             }
         }
-        if !tls_listener && let Some(i) = self.sites.iter().position(|s| s.https_redirect) {
-            return Err(Invalid::new(
-                format!("sites[{i}].https_redirect"),
-                "needs a listener with tls = true",
-            ));
-        }
-        if tls_listener
-            && self.sites.iter().all(|s| s.tls.is_none())
-            && self.listeners.iter().all(|l| l.default_certificate.is_none())
-        {
-            return Err(Invalid::new(
-                "listeners",
-                "a TLS listener needs a site certificate or a default_certificate",
-            ));
-        }
+        validate_sites_for_listeners(&self.sites, &self.listeners)?;
         Ok(())
     }
+}
+
+/// The rules between sites and the listeners they are served on: `https_redirect` needs a TLS
+/// listener, and a TLS listener needs a certificate from some site or its own default. Checked
+/// for a configuration file and again by an edge for sites the control plane pushes, since
+/// listeners stay as the edge started.
+pub fn validate_sites_for_listeners(sites: &[Site], listeners: &[Listener]) -> Result<(), Invalid> {
+    let tls_listener = listeners.iter().any(|l| l.tls);
+    if !tls_listener && let Some(i) = sites.iter().position(|s| s.https_redirect) {
+        return Err(Invalid::new(format!("sites[{i}].https_redirect"), "needs a listener with tls = true"));
+    }
+    if tls_listener
+        && sites.iter().all(|s| s.tls.is_none())
+        && listeners.iter().all(|l| l.default_certificate.is_none())
+    {
+        return Err(Invalid::new(
+            "listeners",
+            "a TLS listener needs a site certificate or a default_certificate",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a list of sites with the rules a configuration file's `[[edge.sites]]` must meet: at

@@ -27,7 +27,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use stratus_config::EdgeConfig;
-use stratus_config::edge::{Site, validate_sites};
+use stratus_config::edge::{Site, validate_sites, validate_sites_for_listeners};
 use stratus_config::fleet::FleetConfig;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -105,6 +105,8 @@ impl Edge {
 
     /// Builds the router and the certificates for `sites` and swaps both in, or neither.
     fn install(&self, sources: &Sources, sites: &[Site]) -> Result<(), Error> {
+        // Listeners stay as the edge started, so pushed sites are checked against those.
+        validate_sites_for_listeners(sites, &sources.started.listeners).map_err(Error::InvalidSites)?;
         let router = self.router().rebuild(sites)?;
         // Listeners need a restart, so certificates follow the ones bound at start.
         self.certs.reload(&sources.started.listeners, sites)?;
@@ -218,6 +220,13 @@ mod tests {
         edge.reload(&config(&["f"])).expect("file reload");
         assert!(routes(&edge, "p") && !routes(&edge, "f"));
         assert!(edge.apply_fleet(8, &FleetConfig { sites: unbuildable.sites.clone() }).is_err());
+        // Pushed sites that redirect to HTTPS on an edge without a TLS listener would send
+        // clients nowhere.
+        let mut redirect = config(&["r"]);
+        redirect.sites[0].https_redirect = true;
+        let refused = edge.apply_fleet(9, &FleetConfig { sites: redirect.sites });
+        assert!(matches!(refused, Err(Error::InvalidSites(_))), "{refused:?}");
+        assert!(routes(&edge, "p") && !routes(&edge, "r"));
         assert!(routes(&edge, "p"));
         assert_eq!(edge.fleet_seq(), 7);
     }
