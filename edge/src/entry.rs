@@ -3,7 +3,8 @@
 //! §4.2.3 exactly: the corrected initial age is fixed when the response arrives and resident
 //! time is measured on the monotonic clock.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -19,39 +20,45 @@ const REVALIDATION_KEEP: Duration = Duration::from_secs(600);
 /// How long other entries are kept once stale, for clients that accept stale (`max-stale`).
 const STALE_KEEP: Duration = Duration::from_secs(60);
 /// Per-entry memory beyond the body and the header text, for the weigher: the entry, its key,
-/// moka's node, timer and hash-table links, the purge-index slot and allocator slack.
+/// moka's node and hash-table links, the purge-index slot and allocator slack.
 /// Calibrated against the RSS growth per cached object that `bench/run.py` measures (2,184 B
 /// for a 1 KiB body with eight headers, 2026-11-25), so that `--cache-size` bounds real memory,
 /// not an optimistic estimate.
 const ENTRY_OVERHEAD: usize = 960;
 
-/// One cached response.
+/// One cached response. It is laid out for size: a small object's headers and body share one
+/// allocation, and freshness is kept in whole seconds, the resolution of `max-age` and `Age`.
 #[derive(Debug)]
 pub struct Entry {
-    /// Response status.
-    pub status: StatusCode,
-    /// Headers as clients get them, minus `Age` and `Cache-Status` (added per response).
-    pub headers: Fields,
-    /// The complete body.
-    pub body: Bytes,
+    /// Header text, targeted-field text and tag lines (see [`Fields`]), then the body when it is
+    /// small: `..headers_end`, `..targeted_end`, `..tags_end`, then the body.
+    data: Bytes,
+    /// A large body, kept as it came; `None` when the body follows the text in `data`.
+    large_body: Option<Box<Bytes>>,
     /// Host, path and query the entry was stored under (for purges).
     pub key: CacheKey,
-    /// Surrogate keys / cache tags.
-    pub tags: Box<[Box<str>]>,
-    /// `CDN-Cache-Control` / `Surrogate-Control` as received: hidden from clients, but needed
-    /// to recompute freshness when a 304 refreshes the entry.
-    pub targeted: Fields,
-    /// Storability and freshness.
-    pub policy: Policy,
-    /// `corrected_initial_age` of §4.2.3.
-    pub initial_age: Duration,
-    /// When the response arrived (monotonic), for resident time.
-    pub stored_at: Instant,
+    /// When the response arrived, less the sub-second part of its initial age.
+    stored_at: Moment,
     /// Unique per stored response, so index removals never hit a newer entry under the same key.
     pub generation: u64,
-    /// Set by a soft purge: the entry is stale from then on.
-    invalidated: AtomicBool,
+    headers_end: u32,
+    targeted_end: u32,
+    tags_end: u32,
+    /// Whole seconds of `corrected_initial_age` (§4.2.3); with `stored_at`, the exact age.
+    initial_age: u32,
+    /// Freshness lifetime, `stale-while-revalidate` and `stale-if-error`, in seconds.
+    lifetime: u32,
+    swr: u32,
+    sie: u32,
+    /// Response status.
+    pub status: StatusCode,
+    /// `NO_CACHE`, `MUST_REVALIDATE` and `INVALIDATED` (set by a soft purge).
+    flags: AtomicU8,
 }
+
+const NO_CACHE: u8 = 1;
+const MUST_REVALIDATE: u8 = 2;
+const INVALIDATED: u8 = 4;
 
 /// Times around an origin exchange, for §4.2.3.
 #[derive(Clone, Copy, Debug)]
@@ -100,99 +107,236 @@ pub struct StoredHead {
 }
 
 impl Entry {
-    /// A new entry; `generation` must be unique.
-    pub fn new(head: StoredHead, body: Bytes, key: CacheKey, exchange: &Exchange, generation: u64) -> Self {
-        let initial_age = initial_age(&head.headers, exchange);
-        let (headers, targeted, body) = pack(&head.headers, &head.targeted, body);
+    /// A new entry for a response that arrived in `exchange`; `generation` must be unique.
+    pub fn new(
+        mut head: StoredHead,
+        body: Bytes,
+        key: CacheKey,
+        exchange: &Exchange,
+        generation: u64,
+    ) -> Self {
+        let initial = initial_age(&head.headers, exchange);
+        // Every response from the entry states the length it sends.
+        head.headers.remove(header::CONTENT_LENGTH);
+        // The sub-second part of the initial age moves the arrival back, so whole seconds are
+        // stored without rounding the age.
+        let subsec = Duration::from_nanos(initial.subsec_nanos().into());
+        let stored_at = Moment::of(exchange.response_instant).before(subsec);
+        let packed = pack(&head, body);
+        let p = &head.policy;
+        let flags =
+            if p.no_cache { NO_CACHE } else { 0 } | if p.must_revalidate { MUST_REVALIDATE } else { 0 };
         Self {
-            status: head.status,
-            headers,
-            body,
+            data: packed.data,
+            large_body: packed.large_body.map(Box::new),
             key,
-            tags: head.tags.into_iter().map(String::into_boxed_str).collect(),
-            targeted,
-            policy: head.policy,
-            initial_age,
-            stored_at: exchange.response_instant,
+            stored_at,
             generation,
-            invalidated: AtomicBool::new(false),
+            headers_end: packed.ends[0],
+            targeted_end: packed.ends[1],
+            tags_end: packed.ends[2],
+            initial_age: secs(initial),
+            lifetime: secs(p.lifetime),
+            swr: secs(p.swr),
+            sie: secs(p.sie),
+            status: head.status,
+            flags: AtomicU8::new(flags),
         }
+    }
+
+    /// Headers as clients get them, minus `Age`, `Cache-Status` and `Content-Length` (added
+    /// per response).
+    pub fn headers(&self) -> Fields<'_> {
+        Fields::new(&self.data, 0..self.headers_end as usize)
+    }
+
+    /// `CDN-Cache-Control` / `Surrogate-Control` as received: hidden from clients, but needed
+    /// to recompute freshness when a 304 refreshes the entry.
+    pub fn targeted(&self) -> Fields<'_> {
+        Fields::new(&self.data, self.headers_end as usize..self.targeted_end as usize)
+    }
+
+    /// Surrogate keys / cache tags.
+    pub fn tags(&self) -> impl Iterator<Item = &str> {
+        let text = self.data.get(self.targeted_end as usize..self.tags_end as usize).unwrap_or_default();
+        std::str::from_utf8(text).unwrap_or_default().lines()
+    }
+
+    /// The complete body.
+    pub fn body(&self) -> Bytes {
+        match &self.large_body {
+            Some(body) => Bytes::clone(body),
+            None => self.data.slice(self.tags_end as usize..),
+        }
+    }
+
+    /// Freshness lifetime (§4.2.1), after site rules.
+    pub fn lifetime(&self) -> Duration {
+        Duration::from_secs(self.lifetime.into())
+    }
+
+    /// The `stale-while-revalidate` window.
+    pub fn swr(&self) -> Duration {
+        Duration::from_secs(self.swr.into())
+    }
+
+    /// The `stale-if-error` window.
+    pub fn sie(&self) -> Duration {
+        Duration::from_secs(self.sie.into())
+    }
+
+    /// Must be revalidated before every reuse (`no-cache`).
+    pub fn no_cache(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & NO_CACHE != 0
+    }
+
+    /// Stale copies may not be served for `max-stale` or `stale-while-revalidate`.
+    pub fn must_revalidate(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & MUST_REVALIDATE != 0
     }
 
     /// `current_age` at `now`.
     pub fn age(&self, now: Instant) -> Duration {
-        self.initial_age + now.saturating_duration_since(self.stored_at)
+        Duration::from_secs(self.initial_age.into()) + Moment::of(now).since(self.stored_at)
     }
 
     /// Remaining freshness in seconds; negative once stale (for `Cache-Status: ttl`).
     pub fn ttl(&self, now: Instant) -> i64 {
-        let life = self.policy.lifetime.as_secs_f64();
+        let life = self.lifetime().as_secs_f64();
         let age = self.age(now).as_secs_f64();
         (life - age).floor() as i64
     }
 
     /// How long past its freshness the entry is (zero when fresh).
     pub fn staleness(&self, now: Instant) -> Duration {
-        self.age(now).saturating_sub(self.policy.lifetime)
+        self.age(now).saturating_sub(self.lifetime())
     }
 
     /// Fresh: within its lifetime and not soft-purged.
     pub fn is_fresh(&self, now: Instant) -> bool {
-        !self.is_invalidated() && self.age(now) < self.policy.lifetime
+        !self.is_invalidated() && self.age(now) < self.lifetime()
     }
 
     /// Whether a soft purge marked it stale.
     pub fn is_invalidated(&self) -> bool {
-        self.invalidated.load(Ordering::Relaxed)
+        self.flags.load(Ordering::Relaxed) & INVALIDATED != 0
     }
 
     /// Marks it stale (soft purge).
     pub fn invalidate(&self) {
-        self.invalidated.store(true, Ordering::Relaxed);
+        self.flags.fetch_or(INVALIDATED, Ordering::Relaxed);
     }
 
     /// Whether a conditional request can revalidate it.
     pub fn has_validators(&self) -> bool {
-        self.headers.contains(&header::ETAG) || self.headers.contains(&header::LAST_MODIFIED)
+        let h = self.headers();
+        h.contains(&header::ETAG) || h.contains(&header::LAST_MODIFIED)
     }
 
     /// How long the store keeps it from now: freshness left, then the longest stale window.
     pub fn keep(&self) -> Duration {
-        let fresh_left = self.policy.lifetime.saturating_sub(self.age(Instant::now()));
-        let keep = if self.has_validators() { REVALIDATION_KEEP } else { STALE_KEEP };
-        let stale = self.policy.swr.max(self.policy.sie).max(keep);
-        fresh_left + stale
+        (self.lifetime() + self.stale_window()).saturating_sub(self.age(Instant::now()))
     }
 
-    /// Bytes this entry costs: body, headers, key and bookkeeping.
-    pub fn weight(&self) -> usize {
-        let headers = self.headers.bytes() + self.targeted.bytes();
-        let tags: usize = self.tags.iter().map(|t| t.len() + 24).sum();
-        self.body.len() + headers + tags + self.key.primary().len() + ENTRY_OVERHEAD
+    /// Whether the store should have let it go by `now`: past its freshness and the longest
+    /// window in which a stale copy is still of use.
+    pub fn is_expired(&self, now: Instant) -> bool {
+        !self.is_fresh(now) && self.age(now) >= self.lifetime() + self.stale_window()
     }
+
+    /// How long a stale copy is worth keeping: for `stale-while-revalidate`, `stale-if-error`,
+    /// revalidation (with validators) or `max-stale`.
+    fn stale_window(&self) -> Duration {
+        let keep = if self.has_validators() { REVALIDATION_KEEP } else { STALE_KEEP };
+        self.swr().max(self.sie()).max(keep)
+    }
+
+    /// Bytes this entry costs: body, header text, key and bookkeeping.
+    pub fn weight(&self) -> usize {
+        let large = self.large_body.as_ref().map_or(0, |b| b.len());
+        self.data.len() + large + self.key.primary().len() + ENTRY_OVERHEAD
+    }
+}
+
+/// The origin of [`Moment`]s.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// A point on the monotonic clock in 8 bytes (an `Instant` takes 16): nanoseconds from the
+/// first use of the clock, negative before it; ±292 years fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Moment(i64);
+
+impl Moment {
+    /// `at` as a moment.
+    pub fn of(at: Instant) -> Self {
+        let epoch = *EPOCH;
+        Self(match at.checked_duration_since(epoch) {
+            Some(after) => i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),
+            None => -i64::try_from(epoch.duration_since(at).as_nanos()).unwrap_or(i64::MAX),
+        })
+    }
+
+    /// `d` later.
+    pub fn after(self, d: Duration) -> Self {
+        Self(self.0.saturating_add(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)))
+    }
+
+    /// `d` earlier.
+    fn before(self, d: Duration) -> Self {
+        Self(self.0.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)))
+    }
+
+    /// Time from `earlier` to this moment (zero if `earlier` is later).
+    fn since(self, earlier: Self) -> Duration {
+        Duration::from_nanos(u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0))
+    }
+}
+
+/// Whole seconds of `d`, saturated.
+fn secs(d: Duration) -> u32 {
+    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
 }
 
 /// Bodies up to this size are copied into the entry's own buffer when stored.
 const COMPACT_BODY_MAX: usize = 256 << 10;
 
-/// The fields and body of a new entry, all in one buffer of their own: header values first,
-/// then the body (when it is small). hyper hands out body chunks and header values as slices of
-/// its connection read buffer; storing such slices would pin the whole buffer for as long as
-/// the entry lives, several KiB for a 1 KiB object. One copy per fill is cheap; hits share the
+/// An entry's buffer.
+struct Packed {
+    data: Bytes,
+    /// Ends of the header text, the targeted text and the tag lines.
+    ends: [u32; 3],
+    large_body: Option<Bytes>,
+}
+
+/// The fields, tags and body of a new entry, all in one buffer of their own (the body only
+/// when it is small). hyper hands out body chunks and header values as slices of its
+/// connection read buffer; storing such slices would pin the whole buffer for as long as the
+/// entry lives, several KiB for a 1 KiB object. One copy per fill is cheap; hits share the
 /// stored bytes without copying.
-fn pack(headers: &HeaderMap, targeted: &HeaderMap, body: Bytes) -> (Fields, Fields, Bytes) {
+fn pack(head: &StoredHead, body: Bytes) -> Packed {
     let small = body.len() <= COMPACT_BODY_MAX;
-    let fields = Fields::encoded_len(headers) + Fields::encoded_len(targeted);
-    let mut buf = BytesMut::with_capacity(fields + if small { body.len() } else { 0 });
+    let headers = &head.headers;
+    let tags: usize = head.tags.iter().map(|t| t.len() + 1).sum();
+    let text = Fields::encoded_len(headers) + Fields::encoded_len(&head.targeted) + tags;
+    let mut buf = BytesMut::with_capacity(text + if small { body.len() } else { 0 });
+    let mut ends = [0; 3];
     Fields::encode(headers, &mut buf);
-    Fields::encode(targeted, &mut buf);
+    ends[0] = buf.len();
+    Fields::encode(&head.targeted, &mut buf);
+    ends[1] = buf.len();
+    for tag in &head.tags {
+        buf.extend_from_slice(tag.as_bytes());
+        buf.extend_from_slice(b"\n");
+    }
+    ends[2] = buf.len();
     if small {
         buf.extend_from_slice(&body);
     }
-    let mut buf = buf.freeze();
-    let headers = Fields::take_from(headers, &mut buf);
-    let targeted = Fields::take_from(targeted, &mut buf);
-    (headers, targeted, if small { buf } else { body })
+    Packed {
+        data: buf.freeze(),
+        ends: ends.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+        large_body: (!small).then_some(body),
+    }
 }
 
 #[cfg(test)]
@@ -200,11 +344,14 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    fn entry(lifetime: u64, swr: u64, sie: u64, etag: bool) -> Entry {
-        let mut headers = HeaderMap::new();
-        if etag {
-            headers.insert(header::ETAG, HeaderValue::from_static("\"v1\""));
-        }
+    fn head(
+        headers: HeaderMap,
+        targeted: HeaderMap,
+        tags: &[&str],
+        lifetime: u64,
+        swr: u64,
+        sie: u64,
+    ) -> StoredHead {
         let policy = Policy {
             storable: Ok(()),
             lifetime: Duration::from_secs(lifetime),
@@ -213,38 +360,47 @@ mod tests {
             no_cache: false,
             must_revalidate: false,
         };
-        let head = StoredHead {
-            status: StatusCode::OK,
-            headers,
-            targeted: HeaderMap::new(),
-            tags: Vec::new(),
-            policy,
-        };
-        let key = CacheKey::new(
+        let tags = tags.iter().map(ToString::to_string).collect();
+        StoredHead { status: StatusCode::OK, headers, targeted, tags, policy }
+    }
+
+    fn key() -> CacheKey {
+        CacheKey::new(
             "h",
             &http::Uri::from_static("/p"),
             &stratus_config::edge::KeyRules::default(),
             &HeaderMap::new(),
-        );
-        Entry::new(head, Bytes::from_static(b"body"), key, &Exchange::now(SystemTime::now()), 1)
+        )
     }
 
-    /// The store expires an entry after `keep()` (moka's per-entry expiry calls nothing else):
-    /// freshness left, then the longest window in which a stale copy is still of use.
+    fn entry(lifetime: u64, swr: u64, sie: u64, etag: bool) -> Entry {
+        let mut headers = HeaderMap::new();
+        if etag {
+            headers.insert(header::ETAG, HeaderValue::from_static("\"v1\""));
+        }
+        let head = head(headers, HeaderMap::new(), &[], lifetime, swr, sie);
+        Entry::new(head, Bytes::from_static(b"body"), key(), &Exchange::now(SystemTime::now()), 1)
+    }
+
+    /// The store drops an entry once it `is_expired`, `keep()` from now: freshness left, then
+    /// the longest window in which a stale copy is still of use.
     #[test]
     fn entries_are_kept_for_freshness_plus_their_longest_stale_window() {
-        let within = |got: Duration, want: u64| {
-            let want = Duration::from_secs(want);
+        let within = |e: Entry, want: u64| {
+            let (got, want) = (e.keep(), Duration::from_secs(want));
             assert!(got <= want && got + Duration::from_secs(1) > want, "kept {got:?}, expected {want:?}");
+            let now = Instant::now();
+            assert!(!e.is_expired(now + want - Duration::from_secs(1)));
+            assert!(e.is_expired(now + want));
         };
         // No validators: freshness plus a minute for max-stale, or a longer swr/sie window.
-        within(entry(10, 0, 0, false).keep(), 10 + STALE_KEEP.as_secs());
-        within(entry(10, 300, 0, false).keep(), 310);
-        within(entry(10, 30, 3600, false).keep(), 3610);
+        within(entry(10, 0, 0, false), 10 + STALE_KEEP.as_secs());
+        within(entry(10, 300, 0, false), 310);
+        within(entry(10, 30, 3600, false), 3610);
         // Validators make a stale copy worth keeping for revalidation.
-        within(entry(10, 0, 0, true).keep(), 10 + REVALIDATION_KEEP.as_secs());
+        within(entry(10, 0, 0, true), 10 + REVALIDATION_KEEP.as_secs());
         // Already stale: only the stale window is left.
-        within(entry(0, 0, 120, false).keep(), 120);
+        within(entry(0, 0, 120, false), 120);
     }
 
     #[test]
@@ -256,14 +412,65 @@ mod tests {
         h.append(header::SET_COOKIE, HeaderValue::from_static("b=2"));
         let mut t = HeaderMap::new();
         t.append("cdn-cache-control", HeaderValue::from_static("max-age=5"));
-        let (headers, targeted, body) = pack(&h, &t, backing.slice(0..1024));
-        assert_eq!(body, backing.slice(0..1024));
-        assert_ne!(body.as_ptr(), backing.as_ptr(), "a small body must not pin its source buffer");
-        assert_eq!(headers.to_map(0), h, "packing changes no header, order or repetition");
-        assert_eq!(targeted.to_map(0), t);
+        let ex = Exchange::now(SystemTime::now());
+        let e = Entry::new(
+            head(h.clone(), t.clone(), &["a", "b-c"], 60, 0, 0),
+            backing.slice(0..1024),
+            key(),
+            &ex,
+            1,
+        );
+        assert_eq!(e.body(), backing.slice(0..1024));
+        assert_ne!(e.body().as_ptr(), backing.as_ptr(), "a small body must not pin its source buffer");
+        assert_eq!(e.headers().to_map(0), h, "storing changes no header, order or repetition");
+        assert_eq!(e.targeted().to_map(0), t);
+        assert_eq!(e.tags().collect::<Vec<_>>(), ["a", "b-c"]);
         let big = Bytes::from(vec![b'y'; COMPACT_BODY_MAX + 1]);
-        let (_, _, body) = pack(&h, &t, big.clone());
-        assert_eq!(body.as_ptr(), big.as_ptr(), "a large body is kept as it came");
+        let e = Entry::new(head(h.clone(), t, &[], 60, 0, 0), big.clone(), key(), &ex, 2);
+        assert_eq!(e.body().as_ptr(), big.as_ptr(), "a large body is kept as it came");
+        assert_eq!(e.headers().to_map(0), h);
+        assert_eq!(e.tags().count(), 0);
+    }
+
+    /// Content-Length describes one response, and each response from the entry states its own.
+    #[test]
+    fn content_length_is_not_stored() {
+        let mut h = HeaderMap::new();
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("4"));
+        h.append(header::ETAG, HeaderValue::from_static("\"v1\""));
+        let e = Entry::new(
+            head(h, HeaderMap::new(), &[], 60, 0, 0),
+            Bytes::from_static(b"body"),
+            key(),
+            &Exchange::now(SystemTime::now()),
+            1,
+        );
+        assert!(!e.headers().contains(&header::CONTENT_LENGTH));
+        assert!(e.has_validators());
+    }
+
+    /// Seconds are stored, but the age stays exact: an initial age of 2.7 s is 3 s old 0.3 s
+    /// after arrival, not 2.
+    #[test]
+    fn ages_keep_sub_second_initial_age() {
+        let t0 = SystemTime::now();
+        let arrived = Instant::now();
+        let ex = Exchange {
+            request_time: t0,
+            response_time: t0 + Duration::from_millis(2700),
+            response_instant: arrived,
+        };
+        let mut h = HeaderMap::new();
+        h.insert(header::DATE, httpdate::fmt_http_date(t0 + Duration::from_secs(3)).parse().unwrap());
+        let e = Entry::new(head(h, HeaderMap::new(), &[], 60, 0, 0), Bytes::new(), key(), &ex, 1);
+        let age = e.age(arrived + Duration::from_millis(300));
+        assert!(age >= Duration::from_millis(2999) && age <= Duration::from_millis(3001), "{age:?}");
+    }
+
+    /// The entry struct is most of a small object's bookkeeping; keep it small.
+    #[test]
+    fn an_entry_is_compact() {
+        assert!(std::mem::size_of::<Entry>() <= 120, "{}", std::mem::size_of::<Entry>());
     }
 
     #[test]

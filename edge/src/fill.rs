@@ -100,7 +100,7 @@ async fn run(job: Job, fill: &Fill) {
     let revalidating = matches!(job.mode, Mode::Revalidate(_));
     if let (Mode::Revalidate(old), StatusCode::NOT_MODIFIED) = (&job.mode, parts.status) {
         let entry = Arc::new(refresh(edge, &job.site, old, &parts.headers, &ex, job.authorization));
-        let vary = vary_names(&entry.headers.to_map(0)).unwrap_or_default();
+        let vary = vary_names(&entry.headers().to_map(0)).unwrap_or_default();
         edge.store.insert(&entry, &vary, &fill.request_headers);
         tracing::debug!(key = %job.key.primary(), "revalidated");
         fill.publish_head(FillHead::Entry(entry));
@@ -272,8 +272,8 @@ fn refresh(
     ex: &Exchange,
     authorization: bool,
 ) -> Entry {
-    let mut merged = old.headers.to_map(old.targeted.len());
-    for (name, value) in old.targeted.iter() {
+    let mut merged = old.headers().to_map(old.targeted().len());
+    for (name, value) in old.targeted().iter() {
         merged.append(name, value);
     }
     // The old Date and Age describe the old exchange.
@@ -297,7 +297,7 @@ fn refresh(
     }
     let mut head = prepare(edge, site, &old.key, old.status, merged, ex, authorization);
     if !tags_sent {
-        head.tags = old.tags.iter().map(|t| String::from(&**t)).collect();
+        head.tags = old.tags().map(String::from).collect();
     }
-    Entry::new(head, old.body.clone(), old.key.clone(), ex, edge.store.next_generation())
+    Entry::new(head, old.body(), old.key.clone(), ex, edge.store.next_generation())
 }

@@ -236,7 +236,8 @@ pub async fn run(
         ));
     }
 
-    // Housekeeping off the request path: moka's expiry and eviction work, metrics upkeep.
+    // Housekeeping off the request path: moka's eviction work, metrics upkeep, and every 30 s
+    // a sweep for expired entries.
     let (e, stop) = (edge.clone(), shutdown.clone());
     servers.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -250,6 +251,9 @@ pub async fn run(
                     n += 1;
                     if n.is_multiple_of(10) {
                         e.metrics.upkeep();
+                    }
+                    if n.is_multiple_of(60) {
+                        e.store.sweep();
                     }
                 }
             }

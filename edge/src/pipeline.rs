@@ -230,7 +230,7 @@ async fn from_entry(edge: &Arc<Edge>, ctx: &Ctx, e: Arc<Entry>, slot: Arc<str>) 
     let now = Instant::now();
     let age = e.age(now);
     let fresh = e.is_fresh(now);
-    let remaining = e.policy.lifetime.saturating_sub(age);
+    let remaining = e.lifetime().saturating_sub(age);
     let request_allows = !ctx.no_cache
         && match ctx.cc.seconds("max-age") {
             Seconds::Value(n) => age <= std::time::Duration::from_secs(n),
@@ -248,7 +248,7 @@ async fn from_entry(edge: &Arc<Edge>, ctx: &Ctx, e: Arc<Entry>, slot: Arc<str>) 
     }
     if !fresh && !ctx.no_cache && !e.is_invalidated() {
         let staleness = e.staleness(now);
-        let may_stale = !e.policy.must_revalidate && !e.policy.no_cache;
+        let may_stale = !e.must_revalidate() && !e.no_cache();
         if let Some(max_stale) = ctx.cc.max_stale().filter(|_| may_stale)
             && staleness.as_secs() <= max_stale
         {
@@ -256,7 +256,7 @@ async fn from_entry(edge: &Arc<Edge>, ctx: &Ctx, e: Arc<Entry>, slot: Arc<str>) 
             status.ttl = Some(e.ttl(now));
             return Ok((serve_entry(&e, ctx, now), status));
         }
-        if may_stale && staleness < e.policy.swr {
+        if may_stale && staleness < e.swr() {
             if let Some(fill) = edge.inflight.start_if_idle(&slot, &ctx.headers) {
                 // Nobody waits for a background revalidation's response.
                 drop(start(edge, ctx, &fill, slot, Mode::Revalidate(e.clone()), true));
@@ -359,7 +359,7 @@ async fn follow(
     let stale_if_error = |code: Option<u16>| -> Option<Served> {
         let e = stale.as_ref()?;
         let n = now();
-        if e.policy.sie.is_zero() || e.staleness(n) > e.policy.sie {
+        if e.sie().is_zero() || e.staleness(n) > e.sie() {
             return None;
         }
         let mut st = CacheStatus::new(Outcome::StaleIfError);
@@ -423,9 +423,9 @@ fn same_variant(vary: &[header::HeaderName], a: &HeaderMap, b: &HeaderMap) -> bo
 /// Respond from a stored entry.
 fn serve_entry(e: &Entry, ctx: &Ctx, now: Instant) -> Response<Body> {
     // Room for Age, Cache-Status, Content-Length and Accept-Ranges.
-    let mut headers = e.headers.to_map(4);
+    let mut headers = e.headers().to_map(4);
     headers.insert(header::AGE, HeaderValue::from(e.age(now).as_secs()));
-    respond::complete(e.status, headers, &e.body, &ctx.headers, ctx.head_only)
+    respond::complete(e.status, headers, &e.body(), &ctx.headers, ctx.head_only)
 }
 
 /// Respond from a fill whose body may still be arriving.
@@ -482,10 +482,10 @@ pub(crate) fn origin_request(ctx: &Ctx, revalidate: Option<&Entry>, fill: bool) 
         }
     }
     if let Some(e) = revalidate {
-        if let Some(etag) = e.headers.get(&header::ETAG) {
+        if let Some(etag) = e.headers().get(&header::ETAG) {
             h.insert(header::IF_NONE_MATCH, etag);
         }
-        if let Some(lm) = e.headers.get(&header::LAST_MODIFIED) {
+        if let Some(lm) = e.headers().get(&header::LAST_MODIFIED) {
             h.insert(header::IF_MODIFIED_SINCE, lm);
         }
     }

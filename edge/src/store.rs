@@ -1,5 +1,11 @@
-//! The memory store: a moka cache weighed in bytes with a per-entry expiry, plus the indexes
-//! purges need (host + path → keys, tag → keys).
+//! The memory store: a moka cache weighed in bytes, plus the indexes purges need (host + path
+//! → keys, tag → keys).
+//!
+//! Slots expire by their own deadlines, checked where they are read: a lookup that finds an
+//! expired slot removes it and reports a miss, and [`Store::sweep`] removes the ones nobody
+//! asked for. moka's per-entry expiry would do the same with a timer-wheel node per entry,
+//! 48 bytes that a small object cannot afford (see `bench/results.md`). Expired slots are
+//! weighed like the others until they go, so the cache never holds more than its size.
 //!
 //! Slots under one key are objects, `Vary` markers (the primary key of a varying resource
 //! points to the header names that pick a variant) or hit-for-miss markers (the last response
@@ -17,7 +23,7 @@ use std::time::{Duration, Instant};
 use http::header::HeaderName;
 use moka::notification::RemovalCause;
 
-use crate::entry::Entry;
+use crate::entry::{Entry, Moment};
 use crate::key::{CacheKey, host_and_path, is_for_path};
 
 /// How long a hit-for-miss marker lasts (Varnish's default is 120 s).
@@ -29,28 +35,48 @@ pub enum Slot {
     /// A stored response.
     Object(Arc<Entry>),
     /// The resource varies on these request headers; variants live under variant keys.
-    Vary(Arc<[HeaderName]>, Duration),
-    /// The last response was not storable: go to the origin without coalescing.
-    HitForMiss,
+    Vary(Arc<VaryMarker>),
+    /// The last response was not storable: go to the origin without coalescing, until then.
+    HitForMiss(Moment),
 }
 
 impl Slot {
-    fn keep(&self) -> Duration {
+    fn is_expired(&self, now: Instant) -> bool {
         match self {
-            Self::Object(e) => e.keep(),
-            Self::Vary(_, keep) => *keep,
-            Self::HitForMiss => HIT_FOR_MISS,
+            Self::Object(e) => e.is_expired(now),
+            Self::Vary(v) => v.until <= Moment::of(now),
+            Self::HitForMiss(until) => *until <= Moment::of(now),
+        }
+    }
+
+    /// Whether both are the very same slot (not just equal).
+    fn is(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Object(a), Self::Object(b)) => Arc::ptr_eq(a, b),
+            (Self::Vary(a), Self::Vary(b)) => Arc::ptr_eq(a, b),
+            (Self::HitForMiss(a), Self::HitForMiss(b)) => a == b,
+            _ => false,
         }
     }
 
     fn weight(&self) -> u32 {
         let w = match self {
             Self::Object(e) => e.weight(),
-            Self::Vary(names, _) => 256 + names.iter().map(|n| n.as_str().len()).sum::<usize>(),
-            Self::HitForMiss => 128,
+            Self::Vary(v) => 256 + v.names.iter().map(|n| n.as_str().len()).sum::<usize>(),
+            Self::HitForMiss(_) => 128,
         };
         u32::try_from(w).unwrap_or(u32::MAX)
     }
+}
+
+/// What a `Vary` marker holds (behind an `Arc`, so that every slot stays two words: moka keeps
+/// a slot in each of its entries).
+#[derive(Debug)]
+pub struct VaryMarker {
+    /// The request headers that select a variant.
+    pub names: Box<[HeaderName]>,
+    /// When the marker expires.
+    until: Moment,
 }
 
 /// The result of a lookup.
@@ -66,24 +92,6 @@ pub enum Found {
     VaryMiss,
 }
 
-struct SlotExpiry;
-
-impl moka::Expiry<Arc<str>, Slot> for SlotExpiry {
-    fn expire_after_create(&self, _key: &Arc<str>, value: &Slot, _now: Instant) -> Option<Duration> {
-        Some(value.keep())
-    }
-
-    fn expire_after_update(
-        &self,
-        _key: &Arc<str>,
-        value: &Slot,
-        _now: Instant,
-        _left: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(value.keep())
-    }
-}
-
 #[derive(Default)]
 struct Index {
     /// Every stored object's key → generation. Keys start with host and path (see
@@ -97,8 +105,11 @@ struct Index {
 impl Index {
     fn add(&mut self, key: &Arc<str>, e: &Entry) {
         self.keys.insert(key.clone(), e.generation);
-        for tag in &e.tags {
-            self.tags.entry(tag.clone()).or_default().insert(key.clone(), e.generation);
+        for tag in e.tags() {
+            match self.tags.get_mut(tag) {
+                Some(keys) => keys.insert(key.clone(), e.generation),
+                None => self.tags.entry(tag.into()).or_default().insert(key.clone(), e.generation),
+            };
         }
     }
 
@@ -106,7 +117,7 @@ impl Index {
         if self.keys.get(key) == Some(&e.generation) {
             self.keys.remove(key);
         }
-        for tag in &e.tags {
+        for tag in e.tags() {
             if let Some(map) = self.tags.get_mut(tag) {
                 if map.get(key) == Some(&e.generation) {
                     map.remove(key);
@@ -172,7 +183,6 @@ impl Store {
         let cache = moka::sync::Cache::builder()
             .max_capacity(capacity)
             .weigher(|_k: &Arc<str>, v: &Slot| v.weight())
-            .expire_after(SlotExpiry)
             .eviction_listener(move |key: Arc<Arc<str>>, value: Slot, cause: RemovalCause| {
                 if cause == RemovalCause::Size {
                     ev.fetch_add(1, Ordering::Relaxed);
@@ -194,20 +204,51 @@ impl Store {
     /// Finds what serves a request with `headers` for `key`; also returns the key of the
     /// variant looked up (the key a fill for this request would store under).
     pub fn lookup(&self, key: &CacheKey, headers: &http::HeaderMap) -> (Found, Arc<str>) {
+        let now = Instant::now();
         let primary = key.primary();
-        match self.cache.get(&**primary) {
+        match self.get(primary, now) {
             None => (Found::UriMiss, primary.clone()),
             Some(Slot::Object(e)) => (Found::Object(e), primary.clone()),
-            Some(Slot::HitForMiss) => (Found::HitForMiss, primary.clone()),
-            Some(Slot::Vary(names, _)) => {
-                let vk = key.variant(&names, headers);
-                match self.cache.get(&vk) {
+            Some(Slot::HitForMiss(_)) => (Found::HitForMiss, primary.clone()),
+            Some(Slot::Vary(v)) => {
+                let vk = key.variant(&v.names, headers);
+                match self.get(&vk, now) {
                     Some(Slot::Object(e)) => (Found::Object(e), vk),
-                    Some(Slot::HitForMiss) => (Found::HitForMiss, vk),
+                    Some(Slot::HitForMiss(_)) => (Found::HitForMiss, vk),
                     _ => (Found::VaryMiss, vk),
                 }
             }
         }
+    }
+
+    /// The slot under `key` unless it has expired (then it is removed).
+    fn get(&self, key: &Arc<str>, now: Instant) -> Option<Slot> {
+        let slot = self.cache.get(&**key)?;
+        if slot.is_expired(now) {
+            self.remove_slot(key, &slot);
+            return None;
+        }
+        Some(slot)
+    }
+
+    /// Removes `slot` from under `key`, unless something else has replaced it meanwhile.
+    fn remove_slot(&self, key: &Arc<str>, slot: &Slot) {
+        self.cache.entry(key.clone()).and_compute_with(|current| match current {
+            Some(c) if c.value().is(slot) => moka::ops::compute::Op::Remove,
+            _ => moka::ops::compute::Op::Nop,
+        });
+    }
+
+    /// Removes every expired slot; returns how many. It walks the whole cache (reading
+    /// entries this way counts as no access), so it runs seldom: expired slots found by a
+    /// lookup go at once.
+    pub fn sweep(&self) -> usize {
+        let now = Instant::now();
+        let expired: Vec<_> = self.cache.iter().filter(|(_, slot)| slot.is_expired(now)).collect();
+        for (key, slot) in &expired {
+            self.remove_slot(key, slot);
+        }
+        expired.len()
     }
 
     /// Whether anything is stored under `key` (used to close the lookup/fill race). Unlike a
@@ -228,8 +269,9 @@ impl Store {
         let key = if vary.is_empty() {
             entry.key.primary().clone()
         } else {
-            let keep = entry.keep() + Duration::from_secs(60);
-            self.cache.insert(entry.key.primary().clone(), Slot::Vary(Arc::from(vary), keep));
+            let until = Moment::of(Instant::now()).after(entry.keep() + Duration::from_secs(60));
+            let marker = VaryMarker { names: vary.into(), until };
+            self.cache.insert(entry.key.primary().clone(), Slot::Vary(Arc::new(marker)));
             entry.key.variant(vary, request_headers)
         };
         self.cache.insert(key.clone(), Slot::Object(entry.clone()));
@@ -244,7 +286,7 @@ impl Store {
 
     /// Remembers that `key`'s last response was not storable.
     pub fn mark_hit_for_miss(&self, key: Arc<str>) {
-        self.cache.insert(key, Slot::HitForMiss);
+        self.cache.insert(key, Slot::HitForMiss(Moment::of(Instant::now()).after(HIT_FOR_MISS)));
     }
 
     /// Removes whatever `key` holds (a stale entry replaced by an uncacheable response).
@@ -285,7 +327,7 @@ impl Store {
                 continue;
             }
             if let Target::Tag(t) = target
-                && !e.tags.iter().any(|x| **x == **t)
+                && !e.tags().any(|x| x == t)
             {
                 continue;
             }
@@ -353,4 +395,102 @@ fn lock(m: &Mutex<Index>) -> MutexGuard<'_, Index> {
     // A panic while holding the lock cannot leave the index worse than stale hints, which every
     // user re-checks against the cache, so a poisoned lock is still usable.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use bytes::Bytes;
+    use http::{HeaderMap, StatusCode};
+
+    use super::*;
+    use crate::entry::{Exchange, StoredHead};
+    use crate::freshness::Policy;
+
+    fn key(path: &'static str) -> CacheKey {
+        let rules = stratus_config::edge::KeyRules::default();
+        CacheKey::new("h", &http::Uri::from_static(path), &rules, &HeaderMap::new())
+    }
+
+    /// An entry with a 10 s lifetime that arrived `ago` seconds ago (no validators, so it is
+    /// kept one minute past its freshness).
+    fn entry(store: &Store, path: &'static str, ago: u64) -> Arc<Entry> {
+        let policy = Policy {
+            storable: Ok(()),
+            lifetime: Duration::from_secs(10),
+            swr: Duration::ZERO,
+            sie: Duration::ZERO,
+            no_cache: false,
+            must_revalidate: false,
+        };
+        let head = StoredHead {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            targeted: HeaderMap::new(),
+            tags: vec![],
+            policy,
+        };
+        let ex = Exchange {
+            request_time: SystemTime::now(),
+            response_time: SystemTime::now(),
+            response_instant: Instant::now().checked_sub(Duration::from_secs(ago)).expect("clock"),
+        };
+        Arc::new(Entry::new(head, Bytes::from_static(b"x"), key(path), &ex, store.next_generation()))
+    }
+
+    fn found(store: &Store, path: &'static str) -> &'static str {
+        match store.lookup(&key(path), &HeaderMap::new()).0 {
+            Found::Object(_) => "object",
+            Found::HitForMiss => "hit-for-miss",
+            Found::UriMiss => "miss",
+            Found::VaryMiss => "vary-miss",
+        }
+    }
+
+    #[test]
+    fn an_expired_object_is_a_miss_and_leaves_store_and_index() {
+        let store = Store::new(1 << 20);
+        store.insert(&entry(&store, "/stale", 30), &[], &HeaderMap::new());
+        store.insert(&entry(&store, "/gone", 71), &[], &HeaderMap::new());
+        assert_eq!(found(&store, "/stale"), "object", "stale but within its stale window");
+        assert_eq!(found(&store, "/gone"), "miss", "10 s fresh + 60 s stale window are over");
+        assert!(!store.contains("h/gone"), "the lookup removed it");
+        store.run_pending_tasks();
+        assert_eq!(store.purge(&Target::Host("h".into()), false), 1, "only /stale is left to purge");
+    }
+
+    #[test]
+    fn an_expired_hit_for_miss_marker_is_a_miss() {
+        let store = Store::new(1 << 20);
+        let k = key("/p");
+        store.mark_hit_for_miss(k.primary().clone());
+        assert_eq!(found(&store, "/p"), "hit-for-miss");
+        let past = Moment::of(Instant::now().checked_sub(Duration::from_secs(1)).expect("clock"));
+        store.cache.insert(k.primary().clone(), Slot::HitForMiss(past));
+        assert_eq!(found(&store, "/p"), "miss");
+    }
+
+    #[test]
+    fn the_sweep_removes_expired_entries_only() {
+        let store = Store::new(1 << 20);
+        for (path, ago) in [("/a", 0), ("/b", 100), ("/c", 5), ("/d", 1000)] {
+            store.insert(&entry(&store, path, ago), &[], &HeaderMap::new());
+        }
+        assert_eq!(store.sweep(), 2);
+        store.run_pending_tasks();
+        assert_eq!(store.entries(), 2);
+        assert_eq!((found(&store, "/a"), found(&store, "/c")), ("object", "object"));
+    }
+
+    /// A lookup that found an expired entry must not remove the fresh one stored meanwhile.
+    #[test]
+    fn removing_an_expired_slot_spares_its_replacement() {
+        let store = Store::new(1 << 20);
+        let old = entry(&store, "/p", 1000);
+        store.insert(&old, &[], &HeaderMap::new());
+        store.insert(&entry(&store, "/p", 0), &[], &HeaderMap::new());
+        store.remove_slot(old.key.primary(), &Slot::Object(old.clone()));
+        assert_eq!(found(&store, "/p"), "object");
+    }
 }
