@@ -575,29 +575,36 @@ def scenario_coalescing(products, work, slow):
     return out
 
 
-def scenario_object_overhead(products, work, n=20_000):
-    """RSS growth per cached 1 KiB object, after filling the cache with n distinct keys."""
-    script = os.path.join(work, "seq.lua")
-    with open(script, "w") as f:
-        f.write(f"""
-local i = 0
+def scenario_object_overhead(products, work, first=5_000, n=20_000):
+    """RSS growth per cached 1 KiB object: the growth while n more distinct keys are cached, after
+    `first` keys have warmed connections, pools and the proxy's fixed structures (so the figure
+    is the cost of one more object, not start-up costs spread over the objects)."""
+
+    def walk(p, a, b):
+        # One connection walks keys a..b-1 in order (then again, as hits): every key is fetched.
+        script = os.path.join(work, f"seq-{a}.lua")
+        with open(script, "w") as f:
+            f.write(f"""
+local i = {a} - 1
 request = function()
   i = i + 1
-  return wrk.format("GET", "/k/s" .. (i % {n}))
+  if i >= {b} then i = {a} end
+  return wrk.format("GET", "/k/s" .. i)
 end
 """)
+        r = wrk(f"http://127.0.0.1:{PORTS[p]}/", max(3, (b - a) // 2000 + 2), 1, script)
+        return min(b - a, r["requests"])
+
     out = {}
     for p in products:
         proc = start(p, work, MAIN_CACHE_MIB)
         try:
+            walk(p, 0, first)
             base = rss_mib(proc.pids())
-            # One connection walks the keys in order, so every key is fetched; a few passes.
-            r = wrk(f"http://127.0.0.1:{PORTS[p]}/", 4, 1, script)
-            grown = rss_mib(proc.pids()) - base
-            stored = min(n, r["requests"])  # keys fetched at least once
-            per = grown * (1 << 20) / max(1, stored)
+            stored = walk(p, first, first + n)
+            per = (rss_mib(proc.pids()) - base) * (1 << 20) / max(1, stored)
             out[p] = {"objects": stored, "bytes_per_object": per, "overhead_per_object": per - 1024}
-            log(f"memory {p}: {out[p]['bytes_per_object']:.0f} B per 1 KiB object")
+            log(f"memory {p}: {per:.0f} B per 1 KiB object ({stored} objects)")
         finally:
             stop(proc)
     return out
@@ -662,7 +669,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="one repetition of 5 s each")
     ap.add_argument("--products", default="stratus,nginx,varnish")
-    ap.add_argument("--only", choices=["h2"], help="run only this scenario; prints its rows, keeps bench/results.md")
+    ap.add_argument("--only", choices=["hits", "h2", "zipf", "coalescing", "memory"],
+                    help="run only this scenario; prints its rows, keeps bench/results.md")
     args = ap.parse_args()
     reps, seconds = (1, 5) if args.quick else (3, 10)
     products = args.products.split(",")
@@ -680,13 +688,19 @@ def main():
     origin = start_origin(work)
     slow = SlowOrigin()
     try:
-        if args.only != "h2":
+        def runs(name):
+            return args.only in (None, name)
+
+        if runs("hits"):
             res["hit_1k"] = scenario_hits(products, work, reps, seconds, "/1k", 64, "1k")
             res["hit_1m"] = scenario_hits(products, work, reps, seconds, "/1m", 16, "1m")
-        res.update(scenario_h2_hits(products, work, reps, seconds))
-        if args.only != "h2":
+        if runs("h2"):
+            res.update(scenario_h2_hits(products, work, reps, seconds))
+        if runs("zipf"):
             res["zipf"] = scenario_zipf(products, work, seconds * 2, seconds)
+        if runs("coalescing"):
             res["coalescing"] = scenario_coalescing(products, work, slow)
+        if runs("memory"):
             res["memory"] = scenario_object_overhead(products, work)
     finally:
         origin.stop()

@@ -3,6 +3,13 @@
 
 mod up;
 
+/// mimalloc rather than glibc's malloc: a cache fill allocates and frees dozens of short-lived
+/// buffers around the few allocations a cached object keeps, and glibc leaves the holes they
+/// make in the heap. With mimalloc's size-segregated pages a cached 1 KiB object costs about
+/// 190 bytes less resident memory (2,005 → 1,816 B, `bench/run.py --only memory`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

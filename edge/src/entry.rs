@@ -19,12 +19,12 @@ use crate::key::CacheKey;
 const REVALIDATION_KEEP: Duration = Duration::from_secs(600);
 /// How long other entries are kept once stale, for clients that accept stale (`max-stale`).
 const STALE_KEEP: Duration = Duration::from_secs(60);
-/// Per-entry memory beyond the body and the header text, for the weigher: the entry, its key,
-/// moka's node and hash-table links, the purge-index slot and allocator slack.
-/// Calibrated against the RSS growth per cached object that `bench/run.py` measures (2,184 B
-/// for a 1 KiB body with eight headers, 2026-11-25), so that `--cache-size` bounds real memory,
-/// not an optimistic estimate.
-const ENTRY_OVERHEAD: usize = 960;
+/// Per-entry memory beyond the body, the header text and the key, for the weigher: the entry,
+/// moka's nodes and hash-table links, the purge-index slot and allocator slack. Calibrated
+/// against the RSS growth per cached object that `bench/run.py --only memory` measures (1,773 B
+/// for a 1 KiB body with seven stored headers, 2026-11-25), so that `--cache-size` bounds real
+/// memory, not an optimistic estimate.
+const ENTRY_OVERHEAD: usize = 600;
 
 /// One cached response. It is laid out for size: a small object's headers and body share one
 /// allocation, and freshness is kept in whole seconds, the resolution of `max-age` and `Age`.
@@ -39,8 +39,6 @@ pub struct Entry {
     pub key: CacheKey,
     /// When the response arrived, less the sub-second part of its initial age.
     stored_at: Moment,
-    /// Unique per stored response, so index removals never hit a newer entry under the same key.
-    pub generation: u64,
     headers_end: u32,
     targeted_end: u32,
     tags_end: u32,
@@ -107,14 +105,8 @@ pub struct StoredHead {
 }
 
 impl Entry {
-    /// A new entry for a response that arrived in `exchange`; `generation` must be unique.
-    pub fn new(
-        mut head: StoredHead,
-        body: Bytes,
-        key: CacheKey,
-        exchange: &Exchange,
-        generation: u64,
-    ) -> Self {
+    /// A new entry for a response that arrived in `exchange`.
+    pub fn new(mut head: StoredHead, body: Bytes, key: CacheKey, exchange: &Exchange) -> Self {
         let initial = initial_age(&head.headers, exchange);
         // Every response from the entry states the length it sends.
         head.headers.remove(header::CONTENT_LENGTH);
@@ -131,7 +123,6 @@ impl Entry {
             large_body: packed.large_body.map(Box::new),
             key,
             stored_at,
-            generation,
             headers_end: packed.ends[0],
             targeted_end: packed.ends[1],
             tags_end: packed.ends[2],
@@ -379,7 +370,7 @@ mod tests {
             headers.insert(header::ETAG, HeaderValue::from_static("\"v1\""));
         }
         let head = head(headers, HeaderMap::new(), &[], lifetime, swr, sie);
-        Entry::new(head, Bytes::from_static(b"body"), key(), &Exchange::now(SystemTime::now()), 1)
+        Entry::new(head, Bytes::from_static(b"body"), key(), &Exchange::now(SystemTime::now()))
     }
 
     /// The store drops an entry once it `is_expired`, `keep()` from now: freshness left, then
@@ -418,7 +409,6 @@ mod tests {
             backing.slice(0..1024),
             key(),
             &ex,
-            1,
         );
         assert_eq!(e.body(), backing.slice(0..1024));
         assert_ne!(e.body().as_ptr(), backing.as_ptr(), "a small body must not pin its source buffer");
@@ -426,7 +416,7 @@ mod tests {
         assert_eq!(e.targeted().to_map(0), t);
         assert_eq!(e.tags().collect::<Vec<_>>(), ["a", "b-c"]);
         let big = Bytes::from(vec![b'y'; COMPACT_BODY_MAX + 1]);
-        let e = Entry::new(head(h.clone(), t, &[], 60, 0, 0), big.clone(), key(), &ex, 2);
+        let e = Entry::new(head(h.clone(), t, &[], 60, 0, 0), big.clone(), key(), &ex);
         assert_eq!(e.body().as_ptr(), big.as_ptr(), "a large body is kept as it came");
         assert_eq!(e.headers().to_map(0), h);
         assert_eq!(e.tags().count(), 0);
@@ -443,7 +433,6 @@ mod tests {
             Bytes::from_static(b"body"),
             key(),
             &Exchange::now(SystemTime::now()),
-            1,
         );
         assert!(!e.headers().contains(&header::CONTENT_LENGTH));
         assert!(e.has_validators());
@@ -462,7 +451,7 @@ mod tests {
         };
         let mut h = HeaderMap::new();
         h.insert(header::DATE, httpdate::fmt_http_date(t0 + Duration::from_secs(3)).parse().unwrap());
-        let e = Entry::new(head(h, HeaderMap::new(), &[], 60, 0, 0), Bytes::new(), key(), &ex, 1);
+        let e = Entry::new(head(h, HeaderMap::new(), &[], 60, 0, 0), Bytes::new(), key(), &ex);
         let age = e.age(arrived + Duration::from_millis(300));
         assert!(age >= Duration::from_millis(2999) && age <= Duration::from_millis(3001), "{age:?}");
     }
@@ -470,7 +459,7 @@ mod tests {
     /// The entry struct is most of a small object's bookkeeping; keep it small.
     #[test]
     fn an_entry_is_compact() {
-        assert!(std::mem::size_of::<Entry>() <= 120, "{}", std::mem::size_of::<Entry>());
+        assert!(std::mem::size_of::<Entry>() <= 112, "{}", std::mem::size_of::<Entry>());
     }
 
     #[test]

@@ -175,8 +175,7 @@ async fn run(job: Job, fill: &Fill) {
     let end = stream_body(edge, &job, fill, body, content_length, request_time).await;
     match &end {
         Ok(size) if storable && *size <= edge.max_object => {
-            let entry =
-                Entry::new(head, concat(&fill.chunks()), job.key.clone(), &ex, edge.store.next_generation());
+            let entry = Entry::new(head, concat(&fill.chunks()), job.key.clone(), &ex);
             edge.store.insert(&Arc::new(entry), vary.as_deref().unwrap_or_default(), &fill.request_headers);
             tracing::debug!(key = %job.key.primary(), size, "stored");
         }
@@ -299,5 +298,5 @@ fn refresh(
     if !tags_sent {
         head.tags = old.tags().map(String::from).collect();
     }
-    Entry::new(head, old.body(), old.key.clone(), ex, edge.store.next_generation())
+    Entry::new(head, old.body(), old.key.clone(), ex)
 }

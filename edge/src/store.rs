@@ -11,8 +11,8 @@
 //! points to the header names that pick a variant) or hit-for-miss markers (the last response
 //! was not storable, so requests go to the origin at once instead of queueing behind a fill).
 //!
-//! Index entries carry the entry's generation, so a late eviction notice for an old entry can
-//! never remove the index entry of a newer one under the same key. The index lock is never held
+//! Index entries carry the entry's [`id`], so a late eviction notice for an old entry can never
+//! remove the index entry of a newer one under the same key. The index lock is never held
 //! while calling into moka, whose eviction listener takes the same lock.
 
 use std::collections::{BTreeMap, HashMap};
@@ -92,34 +92,42 @@ pub enum Found {
     VaryMiss,
 }
 
+/// What tells two entries under one key apart in the index: the entry's address. The index
+/// compares it only with an entry it holds a reference to (being inserted, or just evicted),
+/// and two live entries never share an address, so an old entry's late eviction can never
+/// remove the index slot of its successor.
+fn id(e: &Entry) -> usize {
+    std::ptr::from_ref(e).addr()
+}
+
 #[derive(Default)]
 struct Index {
-    /// Every stored object's key → generation. Keys start with host and path (see
+    /// Every stored object's key → [`id`] of its entry. Keys start with host and path (see
     /// `key::CacheKey`), so the objects of a host, a path or a path prefix are one range of
     /// this map, and the keys are the same `Arc<str>`s the cache holds.
-    keys: BTreeMap<Arc<str>, u64>,
-    /// tag → key → generation.
-    tags: HashMap<Box<str>, HashMap<Arc<str>, u64>>,
+    keys: BTreeMap<Arc<str>, usize>,
+    /// tag → key → [`id`] of its entry.
+    tags: HashMap<Box<str>, HashMap<Arc<str>, usize>>,
 }
 
 impl Index {
     fn add(&mut self, key: &Arc<str>, e: &Entry) {
-        self.keys.insert(key.clone(), e.generation);
+        self.keys.insert(key.clone(), id(e));
         for tag in e.tags() {
             match self.tags.get_mut(tag) {
-                Some(keys) => keys.insert(key.clone(), e.generation),
-                None => self.tags.entry(tag.into()).or_default().insert(key.clone(), e.generation),
+                Some(keys) => keys.insert(key.clone(), id(e)),
+                None => self.tags.entry(tag.into()).or_default().insert(key.clone(), id(e)),
             };
         }
     }
 
     fn remove(&mut self, key: &Arc<str>, e: &Entry) {
-        if self.keys.get(key) == Some(&e.generation) {
+        if self.keys.get(key) == Some(&id(e)) {
             self.keys.remove(key);
         }
         for tag in e.tags() {
             if let Some(map) = self.tags.get_mut(tag) {
-                if map.get(key) == Some(&e.generation) {
+                if map.get(key) == Some(&id(e)) {
                     map.remove(key);
                 }
                 if map.is_empty() {
@@ -152,7 +160,6 @@ pub struct Store {
     cache: moka::sync::Cache<Arc<str>, Slot>,
     index: Arc<Mutex<Index>>,
     evictions: Arc<AtomicU64>,
-    generation: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -193,12 +200,7 @@ impl Store {
                 }
             })
             .build();
-        Self { cache, index, evictions, generation: Arc::new(AtomicU64::new(1)) }
-    }
-
-    /// A fresh generation number for a new entry.
-    pub fn next_generation(&self) -> u64 {
-        self.generation.fetch_add(1, Ordering::Relaxed)
+        Self { cache, index, evictions }
     }
 
     /// Finds what serves a request with `headers` for `key`; also returns the key of the
@@ -436,7 +438,7 @@ mod tests {
             response_time: SystemTime::now(),
             response_instant: Instant::now().checked_sub(Duration::from_secs(ago)).expect("clock"),
         };
-        Arc::new(Entry::new(head, Bytes::from_static(b"x"), key(path), &ex, store.next_generation()))
+        Arc::new(Entry::new(head, Bytes::from_static(b"x"), key(path), &ex))
     }
 
     fn found(store: &Store, path: &'static str) -> &'static str {
