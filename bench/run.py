@@ -657,7 +657,9 @@ def write_report(res, meta):
     row("p99 ms of those 200 clients (origin takes 500 ms)", g("coalescing", "p99_ms"), ".0f", higher_better=False)
     row("peak RSS MiB (1 KiB hit run)", g("hit_1k", "peak_rss_mib"), ".0f", higher_better=False)
     row("RSS bytes per cached 1 KiB object", g("memory", "bytes_per_object"), ",.0f", higher_better=False)
-    lines += ["", "Ratios are oriented so that above 1× means Stratus is better.", ""]
+    lines += ["", "Ratios are oriented so that above 1× means Stratus is better. RSS per cached object is the "
+              "growth while 20,000 more 1 KiB objects are cached, after 5,000 have warmed the proxy up; nginx "
+              "keeps cached bodies in files (on tmpfs here), outside its RSS.", ""]
     for extra in meta.get("notes", []):
         lines.append(f"- {extra}")
     with open(os.path.join(ROOT, "bench", "results.md"), "w") as f:
