@@ -488,6 +488,30 @@ def scenario_hits(products, work, reps, seconds, path, conns, key):
     return {p: median_of(rs) for p, rs in results.items()}
 
 
+def scenario_profile(work, seconds=10):
+    """perf profile of Stratus serving 1 KiB hits (64 connections): where a hit's CPU goes."""
+    proc = start("stratus", work, MAIN_CACHE_MIB)
+    data = os.path.join(OUT, "perf.data")
+    try:
+        url = f"http://127.0.0.1:{PORTS['stratus']}/1k"
+        warm(url, 3)
+        pid = str(proc.pids()[0])
+        rec = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-o", data, "-p", pid, "--", "sleep", str(seconds)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        r = wrk(url, seconds, 64)
+        rec.wait(timeout=seconds + 30)
+    finally:
+        stop(proc)
+    report = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "dso,symbol",
+                             "--percent-limit", "0.7", "-g", "none"], capture_output=True, text=True).stdout
+    top = [l for l in report.splitlines() if l.strip() and not l.startswith("#")]
+    path = os.path.join(OUT, "profile.txt")
+    with open(path, "w") as f:
+        f.write("\n".join(top) + "\n")
+    log(f"profile: {r['rps']:.0f} req/s while profiled; self time by symbol in {path}")
+    return {"rps": r["rps"], "top": top[:40]}
+
+
 def self_signed(work):
     """An ECDSA P-256 certificate for 127.0.0.1 (both proxies use the same one)."""
     cert, key = os.path.join(work, "bench.crt"), os.path.join(work, "bench.key")
@@ -671,8 +695,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="one repetition of 5 s each")
     ap.add_argument("--products", default="stratus,nginx,varnish")
-    ap.add_argument("--only", choices=["hits", "h2", "zipf", "coalescing", "memory"],
-                    help="run only this scenario; prints its rows, keeps bench/results.md")
+    ap.add_argument("--only", choices=["hits", "h2", "zipf", "coalescing", "memory", "profile"],
+                    help="run only this scenario (profile: perf of Stratus's hit path, never in a full run); "
+                         "prints its figures, keeps bench/results.md")
     args = ap.parse_args()
     reps, seconds = (1, 5) if args.quick else (3, 10)
     products = args.products.split(",")
@@ -704,6 +729,8 @@ def main():
             res["coalescing"] = scenario_coalescing(products, work, slow)
         if runs("memory"):
             res["memory"] = scenario_object_overhead(products, work)
+        if args.only == "profile":
+            res["profile"] = scenario_profile(work)
     finally:
         origin.stop()
         slow.server.shutdown()

@@ -417,7 +417,7 @@ mod tests {
 
     /// An entry with a 10 s lifetime that arrived `ago` seconds ago (no validators, so it is
     /// kept one minute past its freshness).
-    fn entry(store: &Store, path: &'static str, ago: u64) -> Arc<Entry> {
+    fn entry(path: &'static str, ago: u64) -> Arc<Entry> {
         let policy = Policy {
             storable: Ok(()),
             lifetime: Duration::from_secs(10),
@@ -453,8 +453,8 @@ mod tests {
     #[test]
     fn an_expired_object_is_a_miss_and_leaves_store_and_index() {
         let store = Store::new(1 << 20);
-        store.insert(&entry(&store, "/stale", 30), &[], &HeaderMap::new());
-        store.insert(&entry(&store, "/gone", 71), &[], &HeaderMap::new());
+        store.insert(&entry("/stale", 30), &[], &HeaderMap::new());
+        store.insert(&entry("/gone", 71), &[], &HeaderMap::new());
         assert_eq!(found(&store, "/stale"), "object", "stale but within its stale window");
         assert_eq!(found(&store, "/gone"), "miss", "10 s fresh + 60 s stale window are over");
         assert!(!store.contains("h/gone"), "the lookup removed it");
@@ -477,7 +477,7 @@ mod tests {
     fn the_sweep_removes_expired_entries_only() {
         let store = Store::new(1 << 20);
         for (path, ago) in [("/a", 0), ("/b", 100), ("/c", 5), ("/d", 1000)] {
-            store.insert(&entry(&store, path, ago), &[], &HeaderMap::new());
+            store.insert(&entry(path, ago), &[], &HeaderMap::new());
         }
         assert_eq!(store.sweep(), 2);
         store.run_pending_tasks();
@@ -489,9 +489,9 @@ mod tests {
     #[test]
     fn removing_an_expired_slot_spares_its_replacement() {
         let store = Store::new(1 << 20);
-        let old = entry(&store, "/p", 1000);
+        let old = entry("/p", 1000);
         store.insert(&old, &[], &HeaderMap::new());
-        store.insert(&entry(&store, "/p", 0), &[], &HeaderMap::new());
+        store.insert(&entry("/p", 0), &[], &HeaderMap::new());
         store.remove_slot(old.key.primary(), &Slot::Object(old.clone()));
         assert_eq!(found(&store, "/p"), "object");
     }
