@@ -504,7 +504,7 @@ def scenario_profile(work, seconds=10):
         stop(proc)
     report = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "dso,symbol",
                              "--percent-limit", "0.7", "-g", "none"], capture_output=True, text=True).stdout
-    top = [l for l in report.splitlines() if l.strip() and not l.startswith("#")]
+    top = [re.sub(r"[\s-]+$", "", l) for l in report.splitlines() if l.strip() and not l.startswith("#")]
     path = os.path.join(OUT, "profile.txt")
     with open(path, "w") as f:
         f.write("\n".join(top) + "\n")
