@@ -192,9 +192,10 @@ async fn lookup(edge: &Arc<Edge>, ctx: &Ctx) -> Served {
         return fetch_alone(edge, ctx, slot, Fwd::Bypass, false, false).await;
     }
     for _ in 0..3 {
-        let (found, slot) = edge.store.lookup(&ctx.key, &ctx.headers);
+        let now = Instant::now();
+        let (found, slot) = edge.store.lookup(&ctx.key, &ctx.headers, now);
         let fwd = match found {
-            Found::Object(e) => return from_entry(edge, ctx, e, slot).await,
+            Found::Object(e) => return from_entry(edge, ctx, e, slot, now).await,
             Found::HitForMiss if only_if_cached => return Err(ProxyError::NotCached),
             Found::HitForMiss => return fetch_alone(edge, ctx, slot, Fwd::Bypass, true, true).await,
             _ if only_if_cached => return Err(ProxyError::NotCached),
@@ -226,8 +227,7 @@ async fn lookup(edge: &Arc<Edge>, ctx: &Ctx) -> Served {
 }
 
 /// A stored entry: fresh hit, stale hit, or revalidation.
-async fn from_entry(edge: &Arc<Edge>, ctx: &Ctx, e: Arc<Entry>, slot: Arc<str>) -> Served {
-    let now = Instant::now();
+async fn from_entry(edge: &Arc<Edge>, ctx: &Ctx, e: Arc<Entry>, slot: Arc<str>, now: Instant) -> Served {
     let age = e.age(now);
     let fresh = e.is_fresh(now);
     let remaining = e.lifetime().saturating_sub(age);

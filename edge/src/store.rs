@@ -203,10 +203,10 @@ impl Store {
         Self { cache, index, evictions }
     }
 
-    /// Finds what serves a request with `headers` for `key`; also returns the key of the
-    /// variant looked up (the key a fill for this request would store under).
-    pub fn lookup(&self, key: &CacheKey, headers: &http::HeaderMap) -> (Found, Arc<str>) {
-        let now = Instant::now();
+    /// Finds what serves a request with `headers` for `key` at `now` (slots expired by then are
+    /// removed and miss); also returns the key of the variant looked up (the key a fill for this
+    /// request would store under).
+    pub fn lookup(&self, key: &CacheKey, headers: &http::HeaderMap, now: Instant) -> (Found, Arc<str>) {
         let primary = key.primary();
         match self.get(primary, now) {
             None => (Found::UriMiss, primary.clone()),
@@ -442,7 +442,7 @@ mod tests {
     }
 
     fn found(store: &Store, path: &'static str) -> &'static str {
-        match store.lookup(&key(path), &HeaderMap::new()).0 {
+        match store.lookup(&key(path), &HeaderMap::new(), Instant::now()).0 {
             Found::Object(_) => "object",
             Found::HitForMiss => "hit-for-miss",
             Found::UriMiss => "miss",
