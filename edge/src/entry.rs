@@ -232,7 +232,9 @@ impl Entry {
     /// Whether the store should have let it go by `now`: past its freshness and the longest
     /// window in which a stale copy is still of use.
     pub fn is_expired(&self, now: Instant) -> bool {
-        !self.is_fresh(now) && self.age(now) >= self.lifetime() + self.stale_window()
+        // Every lookup asks this: a fresh entry answers without scanning its headers.
+        let stale_for = self.staleness(now);
+        !stale_for.is_zero() && stale_for >= self.stale_window()
     }
 
     /// How long a stale copy is worth keeping: for `stale-while-revalidate`, `stale-if-error`,
