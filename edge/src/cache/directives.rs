@@ -36,21 +36,33 @@ impl Directives {
         for v in values {
             // A field value that is not visible ASCII cannot hold directives we understand.
             if let Ok(text) = v.to_str() {
-                out.parse_into(text);
+                out.parse_into(text, name == "surrogate-control");
             }
         }
         Some(out)
     }
 
     /// Parses one field value.
+    #[cfg(test)]
     pub fn parse(text: &str) -> Self {
         let mut out = Self::default();
-        out.parse_into(text);
+        out.parse_into(text, false);
         out
     }
 
-    fn parse_into(&mut self, text: &str) {
-        for part in split_list(text) {
+    /// Parses one list. With `targeted` (Surrogate-Control), a directive may end in
+    /// `;device` (Edge Architecture Specification 1.0): the suffix is removed and the directive
+    /// applies to us. Surrogate-Control reaches only the surrogates of the site's own CDN, so
+    /// every device token names one of ours, as Fastly and Akamai read it.
+    fn parse_into(&mut self, text: &str, targeted: bool) {
+        for mut part in split_list(text) {
+            if targeted
+                && let Some((directive, device)) = part.rsplit_once(';')
+                && !device.is_empty()
+                && device.trim().bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                part = directive;
+            }
             let (name, value) = match part.split_once('=') {
                 Some((n, v)) => (n.trim(), Some(unquote(v.trim()))),
                 None => (part.trim(), None),
@@ -58,8 +70,6 @@ impl Directives {
             if name.is_empty() {
                 continue;
             }
-            // Surrogate-Control allows `;target` suffixes on values (Edge Architecture 1.0);
-            // targeted directives for other surrogates are not for us, untargeted ones are.
             self.items.push((name.to_ascii_lowercase(), value));
         }
     }
@@ -107,6 +117,7 @@ impl Directives {
     }
 
     /// The field-name list of a qualified `private="..."` / `no-cache="..."`, if any.
+    #[cfg(test)]
     pub fn value(&self, name: &str) -> Option<&str> {
         self.items.iter().find(|(n, _)| n == name).and_then(|(_, v)| v.as_deref())
     }
@@ -152,6 +163,7 @@ fn split_list(text: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::freshness::SURROGATE_CONTROL;
 
     #[test]
     fn seconds_table() {
@@ -178,6 +190,21 @@ mod tests {
         let d = Directives::parse("private=\"a, b\", max-age=5");
         assert_eq!(d.value("private"), Some("a, b"));
         assert_eq!(d.seconds("max-age"), Seconds::Value(5));
+    }
+
+    /// Regression: `max-age=60;edge` in Surrogate-Control was read as an invalid max-age, so
+    /// the response counted as stale.
+    #[test]
+    fn surrogate_control_device_suffixes_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(&SURROGATE_CONTROL, http::HeaderValue::from_static("max-age=60;edge, no-store;abc"));
+        let d = Directives::from_headers(&h, &SURROGATE_CONTROL).expect("present");
+        assert_eq!(d.seconds("max-age"), Seconds::Value(60));
+        assert!(d.has("no-store"));
+        // Cache-Control has no such syntax: the value stays invalid there.
+        h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("max-age=60;edge"));
+        let cc = Directives::from_headers(&h, &http::header::CACHE_CONTROL).expect("present");
+        assert_eq!(cc.seconds("max-age"), Seconds::Invalid);
     }
 
     #[test]

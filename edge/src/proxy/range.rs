@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 
-use crate::error::Body;
+use crate::body::Body;
 
 /// More ranges than this in one request are ignored (answered 200), a guard against
 /// requests that ask for thousands of tiny overlapping parts.
@@ -94,7 +94,7 @@ pub fn respond(
         (parts, size)
     };
     set(&mut headers, header::CONTENT_LENGTH, &size.to_string());
-    let body = if head_only { crate::error::empty() } else { chunks(payload) };
+    let body = if head_only { crate::body::empty() } else { chunks(payload) };
     let mut res = Response::new(body);
     *res.status_mut() = StatusCode::PARTIAL_CONTENT;
     *res.headers_mut() = headers;
@@ -106,7 +106,7 @@ pub fn unsatisfiable(len: u64, mut headers: HeaderMap) -> Response<Body> {
     headers.remove(header::CONTENT_TYPE);
     set(&mut headers, header::CONTENT_RANGE, &format!("bytes */{len}"));
     set(&mut headers, header::CONTENT_LENGTH, "0");
-    let mut res = Response::new(crate::error::empty());
+    let mut res = Response::new(crate::body::empty());
     *res.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
     *res.headers_mut() = headers;
     res

@@ -3,7 +3,7 @@
 //!
 //! **What reloads**: the sites — hosts, origins, `origin_host`, TTL and negative rules, key
 //! rules, origin timeouts, and the sites' certificates (every certificate file is read again;
-//! see `tls.rs`). A new [`Router`](crate::route::Router) is built beside the running one and
+//! see `tls.rs`). A new [`Router`](crate::proxy::route::Router) is built beside the running one and
 //! swapped in with one atomic store; a request routed before the swap keeps the `SiteState` it
 //! started with, so in-flight responses, open client connections and the cache are untouched.
 //! Sites whose configuration did not change keep their upstream client, its pooled connections
@@ -24,7 +24,7 @@
 //! **Invalid input changes nothing**: a configuration whose sites fail validation or whose
 //! upstream clients cannot be built is refused with the error, and the running one stays.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, MutexGuard, PoisonError};
 
 use stratus_config::EdgeConfig;
 use stratus_config::edge::{Site, validate_sites, validate_sites_for_listeners};
@@ -32,25 +32,8 @@ use stratus_config::fleet::FleetConfig;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::Edge;
+use crate::edge::{Edge, Sources};
 use crate::error::Error;
-
-/// Where the running sites came from, and the settings fixed at start.
-#[derive(Debug)]
-pub(crate) struct Sources {
-    /// The configuration the edge started with: the running values of every fixed setting.
-    started: EdgeConfig,
-    /// The sites of the last good file (start or SIGHUP).
-    file_sites: Vec<Site>,
-    /// The sequence number of the control plane's configuration in force, if any.
-    pushed: Option<u64>,
-}
-
-impl Sources {
-    pub(crate) fn new(started: &EdgeConfig) -> Mutex<Self> {
-        Mutex::new(Self { started: started.clone(), file_sites: started.sites.clone(), pushed: None })
-    }
-}
 
 impl Edge {
     fn sources(&self) -> MutexGuard<'_, Sources> {

@@ -26,7 +26,7 @@ use http::header::{self, HeaderName};
 use http::{HeaderMap, StatusCode};
 use stratus_config::edge::{NegativeRule, TtlRule};
 
-use crate::directives::{Directives, Seconds};
+use crate::cache::directives::{Directives, Seconds};
 
 /// `CDN-Cache-Control` (RFC 9213).
 pub static CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");

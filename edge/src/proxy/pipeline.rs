@@ -16,40 +16,21 @@ use http_body_util::BodyExt;
 use hyper::body::{Body as _, Frame, Incoming};
 use tokio::sync::oneshot;
 
-use crate::Edge;
-use crate::coalesce::{Fill, FillHead, Role, StreamHead};
-use crate::directives::{Directives, Seconds};
-use crate::entry::Entry;
-use crate::error::{Body, BoxError, ProxyError, empty, rescue};
-use crate::fill::{self, Job, Mode};
-use crate::headers::{add_forwarded, append_via, strip_hop_by_hop};
-use crate::key::{self, CacheKey};
-use crate::respond::{self, Precondition};
-use crate::route::SiteState;
-use crate::server::Transport;
-use crate::status::{CacheStatus, Fwd, Outcome, StaleWhy};
-use crate::store::Found;
-use crate::upstream::{OriginBody, OriginRequest};
-
-pub(crate) type Served = Result<(Response<Body>, CacheStatus), ProxyError>;
-
-/// One request's context after routing and keying.
-#[derive(Debug)]
-pub(crate) struct Ctx {
-    pub(crate) site: Arc<SiteState>,
-    pub(crate) key: CacheKey,
-    pub(crate) method: Method,
-    head_only: bool,
-    pub(crate) headers: HeaderMap,
-    cc: Directives,
-    no_cache: bool,
-    path_and_query: String,
-    version: Version,
-    client: Option<SocketAddr>,
-    client_host: Option<HeaderValue>,
-    /// The request arrived over TLS.
-    tls: bool,
-}
+use crate::body::{Body, BoxError, empty};
+use crate::cache::coalesce::{Fill, FillHead, Role, StreamHead};
+use crate::cache::entry::Entry;
+use crate::cache::key;
+use crate::cache::reuse::{Reuse, reuse};
+use crate::cache::store::Found;
+use crate::edge::Edge;
+use crate::error::{ProxyError, rescue};
+use crate::proxy::ctx::{Ctx, Served, origin_request};
+use crate::proxy::fill::{self, Job, Mode, Sharing};
+use crate::proxy::headers::append_via;
+use crate::proxy::respond::{self, Precondition};
+use crate::proxy::server::Transport;
+use crate::proxy::status::{CacheStatus, Fwd, Outcome, StaleWhy};
+use crate::upstream::OriginBody;
 
 /// Serves one client request. Never fails.
 pub async fn handle(edge: Arc<Edge>, req: Request<Body>, client: Option<SocketAddr>) -> Response<Body> {
@@ -136,48 +117,18 @@ async fn serve(
     let tls = parts.extensions.get::<Transport>() == Some(&Transport::Tls);
     if !tls && site.cfg.https_redirect {
         return Ok((
-            crate::https::redirect(&parts.method, &host, edge.https_port, &parts.uri),
+            crate::proxy::https::redirect(&parts.method, &host, edge.https_port, &parts.uri),
             CacheStatus::new(Outcome::Redirect),
         ));
     }
     if tls {
-        *hsts = site.cfg.hsts.map(crate::https::hsts);
+        *hsts = site.cfg.hsts.map(crate::proxy::https::hsts);
     }
-    // Key.
-    let key = CacheKey::new(&host, &parts.uri, &site.cfg.key, &parts.headers);
-    let cc = Directives::from_headers(&parts.headers, &header::CACHE_CONTROL).unwrap_or_default();
-    let pragma = !parts.headers.contains_key(header::CACHE_CONTROL)
-        && parts
-            .headers
-            .get_all(header::PRAGMA)
-            .iter()
-            .any(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"));
-    let client_host = parts
-        .headers
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
-    let ctx = Ctx {
-        site,
-        key,
-        head_only: parts.method == Method::HEAD,
-        method: parts.method,
-        no_cache: cc.has("no-cache") || pragma,
-        cc,
-        path_and_query: parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned()),
-        headers: parts.headers,
-        version: parts.version,
-        client,
-        client_host,
-        tls,
-    };
+    let ctx = Ctx::new(site, &host, parts, client, tls);
     if ctx.method == Method::GET || ctx.method == Method::HEAD {
         lookup(edge, &ctx).await
     } else {
-        crate::passthrough::forward(edge, &ctx, body).await
+        crate::proxy::passthrough::forward(edge, &ctx, body).await
     }
 }
 
@@ -188,127 +139,106 @@ async fn lookup(edge: &Arc<Edge>, ctx: &Ctx) -> Served {
         if only_if_cached {
             return Err(ProxyError::NotCached);
         }
-        let slot = ctx.key.primary().clone();
-        return fetch_alone(edge, ctx, slot, Fwd::Bypass, false, false).await;
+        return fetch_alone(edge, ctx, ctx.key.primary().clone(), Fwd::Bypass, Sharing::NoStore).await;
     }
     for _ in 0..3 {
         let now = Instant::now();
         let (found, slot) = edge.store.lookup(&ctx.key, &ctx.headers, now);
         let fwd = match found {
             Found::Object(e) => return from_entry(edge, ctx, e, slot, now).await,
-            Found::HitForMiss if only_if_cached => return Err(ProxyError::NotCached),
-            Found::HitForMiss => return fetch_alone(edge, ctx, slot, Fwd::Bypass, true, true).await,
             _ if only_if_cached => return Err(ProxyError::NotCached),
+            Found::HitForMiss => return fetch_alone(edge, ctx, slot, Fwd::Bypass, Sharing::HitForMiss).await,
             Found::UriMiss => Fwd::UriMiss,
             Found::VaryMiss => Fwd::VaryMiss,
         };
         // A response to a request with credentials is never handed to other waiters.
         if ctx.headers.contains_key(header::AUTHORIZATION) {
-            return fetch_alone(edge, ctx, slot, fwd, true, false).await;
+            return fetch_alone(edge, ctx, slot, fwd, Sharing::Alone).await;
         }
-        let role = edge.inflight.join(&slot, &ctx.headers, || edge.store.contains(&slot));
-        match role {
-            None => continue,
-            Some(Role::Leader(fill)) => {
-                let pass = start(edge, ctx, &fill, slot, Mode::Fetch, true);
-                return follow(edge, ctx, &fill, Some(pass), CacheStatus::new(Outcome::Forward(fwd)), None)
-                    .await;
-            }
-            Some(Role::Follower(fill)) => {
-                edge.metrics.coalesced();
-                let mut status = CacheStatus::new(Outcome::Forward(fwd));
-                status.collapsed = true;
-                return follow(edge, ctx, &fill, None, status, None).await;
-            }
+        // `None`: the fill we would have joined just stored its object; look again.
+        if let Some(role) = edge.inflight.join(&slot, &ctx.headers, || edge.store.contains(&slot)) {
+            return coalesce(edge, ctx, role, slot, Mode::Fetch, fwd, None).await;
         }
     }
-    let slot = ctx.key.primary().clone();
-    fetch_alone(edge, ctx, slot, Fwd::UriMiss, true, false).await
+    fetch_alone(edge, ctx, ctx.key.primary().clone(), Fwd::UriMiss, Sharing::Alone).await
 }
 
-/// A stored entry: fresh hit, stale hit, or revalidation.
+/// A stored entry: fresh hit, stale hit, or revalidation (see [`reuse`]).
 async fn from_entry(edge: &Arc<Edge>, ctx: &Ctx, e: Arc<Entry>, slot: Arc<str>, now: Instant) -> Served {
-    let age = e.age(now);
-    let fresh = e.is_fresh(now);
-    let remaining = e.lifetime().saturating_sub(age);
-    let request_allows = !ctx.no_cache
-        && match ctx.cc.seconds("max-age") {
-            Seconds::Value(n) => age <= std::time::Duration::from_secs(n),
-            Seconds::Invalid => false,
-            Seconds::Absent => true,
-        }
-        && match ctx.cc.seconds("min-fresh") {
-            Seconds::Value(n) => remaining.as_secs() >= n,
-            _ => true,
-        };
-    if fresh && request_allows {
-        let mut status = CacheStatus::new(Outcome::Hit);
-        status.ttl = Some(e.ttl(now));
-        return Ok((serve_entry(&e, ctx, now), status));
-    }
-    if !fresh && !ctx.no_cache && !e.is_invalidated() {
-        let staleness = e.staleness(now);
-        let may_stale = !e.must_revalidate() && !e.no_cache();
-        if let Some(max_stale) = ctx.cc.max_stale().filter(|_| may_stale)
-            && staleness.as_secs() <= max_stale
-        {
-            let mut status = CacheStatus::new(Outcome::StaleHit(StaleWhy::MaxStale));
-            status.ttl = Some(e.ttl(now));
-            return Ok((serve_entry(&e, ctx, now), status));
-        }
-        if may_stale && staleness < e.swr() {
-            if let Some(fill) = edge.inflight.start_if_idle(&slot, &ctx.headers) {
+    let fwd = match reuse(&e, &ctx.cc, ctx.no_cache, now) {
+        Reuse::Fresh => return Ok(hit(&e, ctx, now, Outcome::Hit)),
+        Reuse::Stale(why) => {
+            if why == StaleWhy::WhileRevalidate
+                && let Some(fill) = edge.inflight.start_if_idle(&slot, &ctx.headers)
+            {
                 // Nobody waits for a background revalidation's response.
-                drop(start(edge, ctx, &fill, slot, Mode::Revalidate(e.clone()), true));
+                drop(start(edge, ctx, &fill, slot, Mode::Revalidate(e.clone())));
             }
-            let mut status = CacheStatus::new(Outcome::StaleHit(StaleWhy::WhileRevalidate));
-            status.ttl = Some(e.ttl(now));
-            return Ok((serve_entry(&e, ctx, now), status));
+            return Ok(hit(&e, ctx, now, Outcome::StaleHit(why)));
         }
-    }
+        Reuse::Revalidate(fwd) => fwd,
+    };
     if ctx.cc.has("only-if-cached") {
         return Err(ProxyError::NotCached);
     }
-    let fwd = if fresh { Fwd::Request } else { Fwd::Stale };
+    let role = edge
+        .inflight
+        .join(&slot, &ctx.headers, || false)
+        .ok_or_else(|| ProxyError::Internal("join without a fill".into()))?;
+    coalesce(edge, ctx, role, slot, Mode::Revalidate(e.clone()), fwd, Some(e)).await
+}
+
+/// An answer from a stored entry, with its `Cache-Status`.
+fn hit(e: &Entry, ctx: &Ctx, now: Instant, outcome: Outcome) -> (Response<Body>, CacheStatus) {
+    let mut status = CacheStatus::new(outcome);
+    status.ttl = Some(e.ttl(now));
+    (serve_entry(e, ctx, now), status)
+}
+
+/// Leads a coalesced fill (starting it) or follows one another request leads.
+async fn coalesce(
+    edge: &Arc<Edge>,
+    ctx: &Ctx,
+    role: Role,
+    slot: Arc<str>,
+    mode: Mode,
+    fwd: Fwd,
+    stale: Option<Arc<Entry>>,
+) -> Served {
     let mut status = CacheStatus::new(Outcome::Forward(fwd));
-    match edge.inflight.join(&slot, &ctx.headers, || false) {
-        Some(Role::Follower(fill)) => {
+    match role {
+        Role::Leader(fill) => {
+            let pass = start(edge, ctx, &fill, slot, mode);
+            follow(edge, ctx, &fill, Some(pass), status, stale).await
+        }
+        Role::Follower(fill) => {
             edge.metrics.coalesced();
             status.collapsed = true;
-            follow(edge, ctx, &fill, None, status, Some(e)).await
+            follow(edge, ctx, &fill, None, status, stale).await
         }
-        Some(Role::Leader(fill)) => {
-            let pass = start(edge, ctx, &fill, slot, Mode::Revalidate(e.clone()), true);
-            follow(edge, ctx, &fill, Some(pass), status, Some(e)).await
-        }
-        None => Err(ProxyError::Internal("join without a fill".into())),
     }
 }
 
 /// Fetch without coalescing (hit-for-miss, credentials, `no-store` requests, unlike variants).
-async fn fetch_alone(
-    edge: &Arc<Edge>,
-    ctx: &Ctx,
-    slot: Arc<str>,
-    fwd: Fwd,
-    may_store: bool,
-    hfm: bool,
-) -> Served {
+async fn fetch_alone(edge: &Arc<Edge>, ctx: &Ctx, slot: Arc<str>, fwd: Fwd, sharing: Sharing) -> Served {
     let fill = Fill::new(ctx.headers.clone());
-    let mut job = job(edge, ctx, slot, Mode::Fetch, false);
-    job.may_store = may_store;
-    job.mark_hit_for_miss = hfm;
     let (tx, rx) = oneshot::channel();
-    job.pass = Some(tx);
-    fill::spawn(job, fill.clone());
+    fill::spawn(job(edge, ctx, slot, Mode::Fetch, sharing, tx), fill.clone());
     let mut status = CacheStatus::new(Outcome::Forward(fwd));
-    if hfm {
+    if sharing == Sharing::HitForMiss {
         status.detail = Some("hit-for-miss");
     }
     follow(edge, ctx, &fill, Some(rx), status, None).await
 }
 
-fn job(edge: &Arc<Edge>, ctx: &Ctx, slot: Arc<str>, mode: Mode, registered: bool) -> Job {
+fn job(
+    edge: &Arc<Edge>,
+    ctx: &Ctx,
+    slot: Arc<str>,
+    mode: Mode,
+    sharing: Sharing,
+    pass: oneshot::Sender<Response<OriginBody>>,
+) -> Job {
     let revalidate = match &mode {
         Mode::Revalidate(e) => Some(e.as_ref()),
         Mode::Fetch => None,
@@ -318,13 +248,11 @@ fn job(edge: &Arc<Edge>, ctx: &Ctx, slot: Arc<str>, mode: Mode, registered: bool
         site: ctx.site.clone(),
         key: ctx.key.clone(),
         slot,
-        registered,
-        mark_hit_for_miss: registered,
-        may_store: true,
+        sharing,
         authorization: ctx.headers.contains_key(header::AUTHORIZATION),
         request: origin_request(ctx, revalidate, true),
         mode,
-        pass: None,
+        pass: Some(pass),
     }
 }
 
@@ -335,12 +263,9 @@ fn start(
     fill: &Arc<Fill>,
     slot: Arc<str>,
     mode: Mode,
-    registered: bool,
 ) -> oneshot::Receiver<Response<OriginBody>> {
-    let mut job = job(edge, ctx, slot, mode, registered);
     let (tx, rx) = oneshot::channel();
-    job.pass = Some(tx);
-    fill::spawn(job, fill.clone());
+    fill::spawn(job(edge, ctx, slot, mode, Sharing::Coalesced, tx), fill.clone());
     rx
 }
 
@@ -388,7 +313,7 @@ async fn follow(
                 Ok((pass_response(res, ctx), status))
             }
             None => {
-                Box::pin(fetch_alone(edge, ctx, ctx.key.primary().clone(), Fwd::Bypass, true, false)).await
+                Box::pin(fetch_alone(edge, ctx, ctx.key.primary().clone(), Fwd::Bypass, Sharing::Alone)).await
             }
         },
         FillHead::Stream(head) => {
@@ -403,8 +328,7 @@ async fn follow(
                     ctx,
                     ctx.key.primary().clone(),
                     Fwd::VaryMiss,
-                    true,
-                    false,
+                    Sharing::Alone,
                 ))
                 .await;
             }
@@ -459,42 +383,4 @@ async fn serve_stream(ctx: &Ctx, fill: &Arc<Fill>, head: &StreamHead) -> Result<
 fn pass_response(res: Response<OriginBody>, ctx: &Ctx) -> Response<Body> {
     let head_only = ctx.head_only;
     res.map(|b| if head_only { empty() } else { b.map_err(|e| Box::new(e) as BoxError).boxed_unsync() })
-}
-
-/// The request a fill (or a pass) sends to the origin.
-pub(crate) fn origin_request(ctx: &Ctx, revalidate: Option<&Entry>, fill: bool) -> OriginRequest {
-    let mut h = ctx.headers.clone();
-    strip_hop_by_hop(&mut h);
-    if fill {
-        // The fill fetches the whole object for everyone; the client's own conditions and
-        // ranges are answered by us from it.
-        for name in [
-            header::IF_NONE_MATCH,
-            header::IF_MODIFIED_SINCE,
-            header::IF_MATCH,
-            header::IF_UNMODIFIED_SINCE,
-            header::IF_RANGE,
-            header::RANGE,
-            header::CACHE_CONTROL,
-            header::PRAGMA,
-        ] {
-            h.remove(name);
-        }
-    }
-    if let Some(e) = revalidate {
-        if let Some(etag) = e.headers().get(&header::ETAG) {
-            h.insert(header::IF_NONE_MATCH, etag);
-        }
-        if let Some(lm) = e.headers().get(&header::LAST_MODIFIED) {
-            h.insert(header::IF_MODIFIED_SINCE, lm);
-        }
-    }
-    add_forwarded(&mut h, ctx.client.map(|a| a.ip()), if ctx.tls { "https" } else { "http" });
-    append_via(&mut h, ctx.version);
-    OriginRequest {
-        method: if fill { Method::GET } else { ctx.method.clone() },
-        path_and_query: ctx.path_and_query.clone(),
-        headers: h,
-        client_host: ctx.client_host.clone(),
-    }
 }

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use http::header::HeaderName;
 use moka::notification::RemovalCause;
 
-use crate::entry::{Entry, Moment};
-use crate::key::{CacheKey, host_and_path, is_for_path};
+use crate::cache::entry::{Entry, Moment};
+use crate::cache::key::{CacheKey, host_and_path, is_for_path};
 
 /// How long a hit-for-miss marker lasts (Varnish's default is 120 s).
 const HIT_FOR_MISS: Duration = Duration::from_secs(60);
@@ -291,11 +291,6 @@ impl Store {
         self.cache.insert(key, Slot::HitForMiss(Moment::of(Instant::now()).after(HIT_FOR_MISS)));
     }
 
-    /// Removes whatever `key` holds (a stale entry replaced by an uncacheable response).
-    pub fn remove(&self, key: &str) {
-        self.cache.invalidate(key);
-    }
-
     /// Removes (or, with `soft`, marks stale) every entry `target` names; returns how many.
     pub fn purge(&self, target: &Target, soft: bool) -> usize {
         let keys: Vec<Arc<str>> = {
@@ -407,8 +402,8 @@ mod tests {
     use http::{HeaderMap, StatusCode};
 
     use super::*;
-    use crate::entry::{Exchange, StoredHead};
-    use crate::freshness::Policy;
+    use crate::cache::entry::{Exchange, StoredHead};
+    use crate::cache::freshness::Policy;
 
     fn key(path: &'static str) -> CacheKey {
         let rules = stratus_config::edge::KeyRules::default();

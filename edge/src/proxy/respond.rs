@@ -6,8 +6,8 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 
-use crate::error::{Body, empty, full};
-use crate::range::{self, Ranges};
+use crate::body::{Body, empty, full};
+use crate::proxy::range::{self, Ranges};
 
 /// What the client's conditional headers decide.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,12 +27,12 @@ pub fn precondition(req: &HeaderMap, status: StatusCode, res: &HeaderMap) -> Pre
         return Precondition::Proceed;
     }
     let etag = res.get(header::ETAG).and_then(|v| v.to_str().ok());
-    let last_modified = crate::freshness::date_header(res, &header::LAST_MODIFIED);
+    let last_modified = crate::cache::freshness::date_header(res, &header::LAST_MODIFIED);
     if let Some(im) = text(req, &header::IF_MATCH) {
         if !list_matches(&im, etag, true) {
             return Precondition::Failed;
         }
-    } else if let Some(ius) = crate::freshness::date_header(req, &header::IF_UNMODIFIED_SINCE)
+    } else if let Some(ius) = crate::cache::freshness::date_header(req, &header::IF_UNMODIFIED_SINCE)
         && last_modified.is_none_or(|lm| lm > ius)
     {
         return Precondition::Failed;
@@ -41,7 +41,7 @@ pub fn precondition(req: &HeaderMap, status: StatusCode, res: &HeaderMap) -> Pre
         if list_matches(&inm, etag, false) {
             return Precondition::NotModified;
         }
-    } else if let Some(ims) = crate::freshness::date_header(req, &header::IF_MODIFIED_SINCE)
+    } else if let Some(ims) = crate::cache::freshness::date_header(req, &header::IF_MODIFIED_SINCE)
         && last_modified.is_some_and(|lm| lm <= ims)
     {
         return Precondition::NotModified;
@@ -149,7 +149,10 @@ fn if_range_holds(req: &HeaderMap, res: &HeaderMap) -> bool {
     if v.starts_with('"') || v.starts_with("W/") {
         return list_matches(v, res.get(header::ETAG).and_then(|e| e.to_str().ok()), true);
     }
-    match (httpdate::parse_http_date(v).ok(), crate::freshness::date_header(res, &header::LAST_MODIFIED)) {
+    match (
+        httpdate::parse_http_date(v).ok(),
+        crate::cache::freshness::date_header(res, &header::LAST_MODIFIED),
+    ) {
         (Some(a), Some(b)) => a == b,
         _ => false,
     }

@@ -12,9 +12,9 @@ use hyper::body::Incoming;
 use stratus_config::Secret;
 use subtle::ConstantTimeEq;
 
-use crate::Edge;
-use crate::error::{Body, full};
-use crate::purge::PurgeRequest;
+use crate::body::{Body, full};
+use crate::edge::Edge;
+use crate::fleet::purge::PurgeRequest;
 
 /// Largest purge body accepted.
 const MAX_BODY: usize = 1 << 20;
@@ -68,7 +68,7 @@ pub async fn handle(edge: Arc<Edge>, token: Option<Secret>, req: Request<Incomin
                 .headers()
                 .get(header::HOST)
                 .and_then(|v| v.to_str().ok())
-                .map(|h| crate::key::strip_port(h).to_ascii_lowercase());
+                .map(|h| crate::cache::key::strip_port(h).to_ascii_lowercase());
             let soft = req.headers().get("soft-purge").is_some_and(|v| v == "1" || v == "true")
                 || req
                     .uri()

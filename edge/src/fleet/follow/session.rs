@@ -15,7 +15,7 @@ use serde_json::Value;
 use stratus_config::fleet::FleetConfig;
 
 use super::{FollowTarget, Registration};
-use crate::purge::{ObjectRef, PurgeRequest};
+use crate::fleet::purge::{ObjectRef, PurgeRequest};
 
 /// First wait before reconnecting.
 pub(super) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -339,8 +339,8 @@ pub(super) fn apply(target: &dyn FollowTarget, seq: u64, op: Value) {
             }
             match serde_json::from_value::<PurgeRequest>(fields) {
                 Ok(purge) => {
-                    let n = target.purge(&purge);
-                    tracing::info!(seq, purged = n, soft = purge.soft, "purge applied");
+                    // The edge logs each purge it applies, whoever sent it.
+                    target.purge(&purge);
                 }
                 Err(e) => {
                     tracing::error!(seq, error = %e, "cannot read a purge; dropping the whole cache instead");
@@ -384,7 +384,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::follow::EdgeStats;
+    use crate::fleet::follow::EdgeStats;
 
     #[derive(Default)]
     struct Recorder(Mutex<Vec<String>>);

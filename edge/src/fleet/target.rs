@@ -11,10 +11,10 @@ use http::{Request, header};
 use http_body_util::BodyExt;
 use stratus_config::fleet::FleetConfig;
 
-use crate::Edge;
-use crate::error::empty;
-use crate::follow::{EdgeStats, FollowTarget};
-use crate::purge::{ObjectRef, PurgeRequest};
+use crate::body::empty;
+use crate::edge::Edge;
+use crate::fleet::follow::{EdgeStats, FollowTarget};
+use crate::fleet::purge::{ObjectRef, PurgeRequest};
 
 /// How many prewarm fetches run at once.
 const PREWARM_CONCURRENCY: usize = 8;
@@ -47,7 +47,7 @@ impl FollowTarget for EdgeTarget {
                 targets.push((host.to_owned(), path.to_owned()));
             }
             for o in &objects {
-                for (host, path) in crate::purge::site_paths(o, &edge.router()) {
+                for (host, path) in crate::fleet::purge::site_paths(o, &edge.router()) {
                     targets.push((host.unwrap_or_else(|| edge.default_host.clone()), path));
                 }
             }
@@ -79,7 +79,7 @@ async fn prewarm_one(edge: Arc<Edge>, host: &str, path: &str) {
         tracing::warn!(host, path, "prewarm: invalid URL");
         return;
     };
-    let res = crate::pipeline::handle(edge, req, None).await;
+    let res = crate::proxy::pipeline::handle(edge, req, None).await;
     let status = res.status();
     match res.into_body().collect().await {
         Ok(_) if status.is_success() => tracing::debug!(host, path, "prewarmed"),
@@ -148,7 +148,7 @@ mod tests {
         // Prewarmed objects are hits for clients; the object maps to its site path.
         let req =
             Request::get("/a/b.css").header(header::HOST, "cdn.example").body(empty()).expect("request");
-        let res = crate::pipeline::handle(edge.clone(), req, None).await;
+        let res = crate::proxy::pipeline::handle(edge.clone(), req, None).await;
         assert!(res.headers()["cache-status"].to_str().expect("text").contains("hit"));
         assert_eq!(count.load(Ordering::SeqCst), 2);
 

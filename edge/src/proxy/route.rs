@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use stratus_config::edge::{Site, TtlRule};
 
+use crate::cache::freshness::SiteRules;
 use crate::error::Error;
-use crate::freshness::SiteRules;
 use crate::upstream::{Outbound, Upstream};
 
 /// A site with its upstream client.

@@ -10,14 +10,14 @@ use http::{HeaderMap, Response, StatusCode};
 use http_body_util::BodyExt;
 use tokio::sync::oneshot;
 
-use crate::Edge;
-use crate::coalesce::{Fill, FillHead, StreamHead, concat};
-use crate::entry::{Entry, Exchange, StoredHead, initial_age};
+use crate::cache::coalesce::{Fill, FillHead, StreamHead, concat};
+use crate::cache::entry::{Entry, Exchange, StoredHead, initial_age};
+use crate::cache::freshness::{self, CDN_CACHE_CONTROL, SURROGATE_CONTROL};
+use crate::cache::key::{CacheKey, vary_names};
+use crate::edge::Edge;
 use crate::error::ProxyError;
-use crate::freshness::{self, CDN_CACHE_CONTROL, SURROGATE_CONTROL};
-use crate::headers::{strip_hop_by_hop, take_tags};
-use crate::key::{CacheKey, vary_names};
-use crate::route::SiteState;
+use crate::proxy::headers::{strip_hop_by_hop, take_tags};
+use crate::proxy::route::SiteState;
 use crate::upstream::{OriginBody, OriginRequest, error_chain};
 
 /// What the fill is for.
@@ -27,6 +27,35 @@ pub enum Mode {
     Fetch,
     /// Revalidate this stored entry (conditional request; a 304 refreshes it).
     Revalidate(Arc<Entry>),
+}
+
+/// How a fill shares its response and whether it may store it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sharing {
+    /// In the inflight map: later requests join it, and a response that may not be shared
+    /// marks the key hit-for-miss so the next requests do not queue behind a fetch again.
+    Coalesced,
+    /// Alone (credentials, unlike variants, a fill that kept failing to start): nobody joins;
+    /// the response is stored if it may be.
+    Alone,
+    /// Alone for a key marked hit-for-miss: stored if it may be now, else the mark is renewed.
+    HitForMiss,
+    /// The request said `no-store`: never stored.
+    NoStore,
+}
+
+impl Sharing {
+    fn registered(self) -> bool {
+        self == Self::Coalesced
+    }
+
+    fn marks_hit_for_miss(self) -> bool {
+        matches!(self, Self::Coalesced | Self::HitForMiss)
+    }
+
+    fn may_store(self) -> bool {
+        self != Self::NoStore
+    }
 }
 
 /// Everything the detached task needs.
@@ -40,12 +69,8 @@ pub struct Job {
     pub key: CacheKey,
     /// The key the fill is registered under (or would be) — where hit-for-miss goes.
     pub slot: Arc<str>,
-    /// Whether the fill is in the inflight map (and must leave it).
-    pub registered: bool,
-    /// Whether a non-storable answer should (re)mark the key hit-for-miss.
-    pub mark_hit_for_miss: bool,
-    /// Whether the response may be stored at all (false for `Cache-Control: no-store` requests).
-    pub may_store: bool,
+    /// How the fill shares and stores its response.
+    pub sharing: Sharing,
     /// The request carried `Authorization`.
     pub authorization: bool,
     /// The origin request.
@@ -59,7 +84,12 @@ pub struct Job {
 /// Starts the fill's task; it runs to the end whatever happens to the clients.
 pub fn spawn(job: Job, fill: Arc<Fill>) {
     tokio::spawn(async move {
-        let guard = Done { edge: job.edge.clone(), slot: job.slot.clone(), registered: job.registered, fill };
+        let guard = Done {
+            edge: job.edge.clone(),
+            slot: job.slot.clone(),
+            registered: job.sharing.registered(),
+            fill,
+        };
         run(job, &guard.fill).await;
     });
 }
@@ -127,7 +157,7 @@ async fn run(job: Job, fill: &Fill) {
     let too_large = content_length.is_some_and(|n| n > edge.max_object);
     // A 5xx answering a revalidation never replaces the stale entry: stale-if-error may still
     // need it, and the next request revalidates again.
-    let storable = job.may_store
+    let storable = job.sharing.may_store()
         && head.policy.storable.is_ok()
         && vary.is_some()
         && !too_large
@@ -137,7 +167,7 @@ async fn run(job: Job, fill: &Fill) {
     let shareable = storable || (revalidating && status.is_server_error() && !too_large);
 
     if !shareable {
-        if job.mark_hit_for_miss {
+        if job.sharing.marks_hit_for_miss() {
             edge.store.mark_hit_for_miss(job.slot.clone());
         }
         tracing::debug!(key = %job.key.primary(), reason = ?head.policy.storable.err(), too_large, "not stored");
@@ -147,7 +177,7 @@ async fn run(job: Job, fill: &Fill) {
         }
         let reason = if too_large {
             "too-large"
-        } else if !job.may_store {
+        } else if !job.sharing.may_store() {
             "request-no-store"
         } else if vary.is_none() {
             "vary-star"
@@ -169,7 +199,6 @@ async fn run(job: Job, fill: &Fill) {
         ttl,
         initial_age: initial,
         arrived: ex.response_instant,
-        content_length,
     })));
 
     let end = stream_body(edge, &job, fill, body, content_length, request_time).await;
@@ -219,7 +248,7 @@ async fn stream_body(
             // finish from this fill, but nobody new joins it; later requests go straight
             // to the origin.
             overflowed = true;
-            if job.registered {
+            if job.sharing.registered() {
                 edge.store.mark_hit_for_miss(job.slot.clone());
                 edge.inflight.remove(&job.slot, fill);
             }

@@ -18,7 +18,7 @@
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode, Uri};
 
-use crate::error::{Body, full};
+use crate::body::{Body, full};
 
 /// The redirect of a plain-HTTP request for `host` (lowercase, without port) to HTTPS.
 pub fn redirect(method: &Method, host: &str, port: Option<u16>, uri: &Uri) -> Response<Body> {

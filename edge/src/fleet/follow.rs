@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use stratus_config::fleet::FleetConfig;
 
-use crate::purge::{ObjectRef, PurgeRequest};
+use crate::fleet::purge::{ObjectRef, PurgeRequest};
 
 /// What the follower needs from the running edge. The edge's state implements it; the follower
 /// knows nothing else of the edge.

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode, header};
 
-use crate::fields::Fields;
-use crate::freshness::{Policy, date_header};
-use crate::key::CacheKey;
+use crate::cache::fields::Fields;
+use crate::cache::freshness::{Policy, date_header};
+use crate::cache::key::CacheKey;
 
 /// How long entries that can be revalidated (they carry `ETag` or `Last-Modified`) are kept
 /// past their freshness and stale windows: a 304 is cheaper than a full fetch.

@@ -30,7 +30,7 @@ use http::header::HeaderName;
 use http::{HeaderMap, StatusCode};
 use tokio::sync::watch;
 
-use crate::entry::Entry;
+use crate::cache::entry::Entry;
 use crate::error::ProxyError;
 
 /// The head of a shareable response.
@@ -50,8 +50,6 @@ pub struct StreamHead {
     pub initial_age: Duration,
     /// When the head arrived.
     pub arrived: Instant,
-    /// Body length when the origin announced it.
-    pub content_length: Option<u64>,
 }
 
 /// What a fill knows once the origin answered (or failed to).
@@ -268,11 +266,13 @@ impl Inflight {
     }
 
     /// Fills in flight.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.fills.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
     }
 
     /// Whether no fill is in flight.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

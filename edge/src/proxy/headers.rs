@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Version};
 
-use crate::freshness::{CDN_CACHE_CONTROL, SURROGATE_CONTROL};
+use crate::cache::freshness::{CDN_CACHE_CONTROL, SURROGATE_CONTROL};
 
 /// Fields that describe one connection, never forwarded.
 const HOP_BY_HOP: [&str; 9] = [
@@ -53,7 +53,7 @@ pub fn append_via(h: &mut HeaderMap, version: Version) {
 pub fn add_forwarded(h: &mut HeaderMap, client: Option<IpAddr>, proto: &'static str) {
     if let Some(ip) = client {
         let xff = HeaderName::from_static("x-forwarded-for");
-        let prior = crate::key::header_value(h, xff.as_str());
+        let prior = crate::cache::key::header_value(h, xff.as_str());
         let value = if prior.is_empty() { ip.to_string() } else { format!("{prior}, {ip}") };
         if let Ok(v) = HeaderValue::from_str(&value) {
             h.insert(xff, v);

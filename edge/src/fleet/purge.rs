@@ -5,8 +5,11 @@ pub use stratus_config::purge::{ObjectRef, PurgeRequest};
 
 /// What a purge names, resolved against the edge's sites (objects become site paths, file
 /// queries are normalized by the host's key rules). Unparseable entries are skipped.
-pub(crate) fn targets(purge: &PurgeRequest, router: &crate::route::Router) -> Vec<crate::store::Target> {
-    use crate::store::Target;
+pub(crate) fn targets(
+    purge: &PurgeRequest,
+    router: &crate::proxy::route::Router,
+) -> Vec<crate::cache::store::Target> {
+    use crate::cache::store::Target;
     let mut out = Vec::new();
     for f in &purge.files {
         if let Some((host, path, query)) = split_url(f) {
@@ -16,7 +19,7 @@ pub(crate) fn targets(purge: &PurgeRequest, router: &crate::route::Router) -> Ve
                     .and_then(|h| router.route(h))
                     .map(|s| s.cfg.key.clone())
                     .unwrap_or_default();
-                crate::key::normalize_query(q, &rules)
+                crate::cache::key::normalize_query(q, &rules)
             });
             out.push(Target::Url { host, path, query });
         }
@@ -28,7 +31,10 @@ pub(crate) fn targets(purge: &PurgeRequest, router: &crate::route::Router) -> Ve
     }
     out.extend(purge.tags.iter().map(|t| Target::Tag(t.clone())));
     out.extend(
-        purge.hosts.iter().map(|h| Target::Host(crate::key::strip_port(h.trim()).to_ascii_lowercase())),
+        purge
+            .hosts
+            .iter()
+            .map(|h| Target::Host(crate::cache::key::strip_port(h.trim()).to_ascii_lowercase())),
     );
     for o in &purge.objects {
         for (host, path) in site_paths(o, router) {
@@ -40,7 +46,10 @@ pub(crate) fn targets(purge: &PurgeRequest, router: &crate::route::Router) -> Ve
 
 /// The (host, path) pairs under which sites in front of `object`'s bucket serve it; a `None`
 /// host means every host (the site is the catch-all `"*"`).
-pub(crate) fn site_paths(object: &ObjectRef, router: &crate::route::Router) -> Vec<(Option<String>, String)> {
+pub(crate) fn site_paths(
+    object: &ObjectRef,
+    router: &crate::proxy::route::Router,
+) -> Vec<(Option<String>, String)> {
     let mut out = Vec::new();
     let full = format!("/{}/{}", object.bucket, object.key.trim_start_matches('/'));
     for site in router.sites() {
@@ -82,7 +91,7 @@ fn split_url(s: &str) -> Option<(Option<String>, String, Option<&str>)> {
             None => (Some(s), "/"),
         },
     };
-    let host = host.map(|h| crate::key::strip_port(h).to_ascii_lowercase()).filter(|h| !h.is_empty());
+    let host = host.map(|h| crate::cache::key::strip_port(h).to_ascii_lowercase()).filter(|h| !h.is_empty());
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
@@ -101,7 +110,7 @@ mod tests {
             s.hosts = hosts.iter().map(|h| (*h).to_owned()).collect();
             s
         };
-        let router = crate::route::Router::new(
+        let router = crate::proxy::route::Router::new(
             &[
                 site(&["cdn.example"], "http://127.0.0.1:9000/demo"),
                 site(&["img.example"], "http://photos.s3.example"),

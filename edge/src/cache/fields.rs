@@ -128,7 +128,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A `HeaderMap` holding these fields, with room for `extra` more.
-    pub fn to_map(&self, extra: usize) -> HeaderMap {
+    pub fn to_map(self, extra: usize) -> HeaderMap {
         let mut map = HeaderMap::with_capacity(self.len() + extra);
         for (name, value) in self.iter() {
             map.append(name, value);
@@ -153,6 +153,7 @@ impl<'a> Fields<'a> {
     }
 
     /// Whether there are none.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.text.is_empty()
     }

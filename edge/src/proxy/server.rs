@@ -29,8 +29,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{Body, BoxError};
-use crate::tls::Acceptor;
+use crate::body::{Body, BoxError};
+use crate::proxy::tls::Acceptor;
 
 /// A connection builder with the client limits applied: the request head size (larger → 431
 /// from hyper), the header count, the time to send a head (slowloris).

@@ -8,13 +8,14 @@ use http::header;
 use http::{HeaderMap, Method, Response};
 use http_body_util::BodyExt;
 
-use crate::Edge;
-use crate::error::{Body, BoxError, ProxyError};
-use crate::headers::{strip_hop_by_hop, strip_targeted, take_tags};
-use crate::key;
-use crate::pipeline::{Ctx, Served, origin_request};
-use crate::status::{CacheStatus, Fwd, Outcome};
-use crate::store::Target;
+use crate::body::{Body, BoxError};
+use crate::cache::key;
+use crate::cache::store::Target;
+use crate::edge::Edge;
+use crate::error::ProxyError;
+use crate::proxy::ctx::{Ctx, Served, origin_request};
+use crate::proxy::headers::{strip_hop_by_hop, strip_targeted, take_tags};
+use crate::proxy::status::{CacheStatus, Fwd, Outcome};
 
 /// Methods other than GET and HEAD pass through; unsafe ones invalidate what they name.
 pub(crate) async fn forward(edge: &Arc<Edge>, ctx: &Ctx, body: Body) -> Served {
