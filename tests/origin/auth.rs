@@ -35,7 +35,14 @@ async fn presigned_urls_work_with_a_plain_http_client_until_they_expire() {
     let query: Vec<(String, String)> = tampered
         .query_pairs()
         .map(|(k, v)| {
-            let v = if k == "X-Amz-Signature" { format!("{}0", &v[..v.len() - 1]) } else { v.into_owned() };
+            // Change the last hex digit to a different one (always setting `0` left a signature
+            // that ended in `0` untouched, and the request passed one run in sixteen).
+            let v = if k == "X-Amz-Signature" {
+                let last = if v.ends_with('0') { '1' } else { '0' };
+                format!("{}{last}", &v[..v.len() - 1])
+            } else {
+                v.into_owned()
+            };
             (k.into_owned(), v)
         })
         .collect();
