@@ -12,17 +12,21 @@
 //!   policy template grants together with reads (`s3:ListBucket`);
 //! - everything else is refused with `AccessDenied`.
 //!
+//! s3s accepts any `X-Amz-Expires` that fits a `u32` (136 years); S3 refuses more than seven
+//! days. [`check_presigned_expiry`] applies S3's rule before s3s sees the request.
+//!
 //! Without configured credentials no signature can verify (every signed request gets
 //! `InvalidAccessKeyId`), so only anonymous reads of public buckets work: an origin is never
 //! writable without a secret.
 
 use std::collections::HashSet;
 
+use percent_encoding::percent_decode_str;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::host::{S3Host, VirtualHost};
 use s3s::path::S3Path;
-use s3s::{S3Result, s3_error};
+use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
 use subtle::ConstantTimeEq;
 
 /// The one access key the origin knows, if any.
@@ -51,6 +55,55 @@ impl S3Auth for Keys {
             )),
         }
     }
+}
+
+/// The longest a SigV4 presigned URL may stay valid, in seconds: seven days, as on S3.
+pub const MAX_PRESIGNED_EXPIRY: u64 = 604_800;
+
+/// Refuses a SigV4 presigned URL (a query with `X-Amz-Signature`) whose `X-Amz-Expires` S3
+/// would refuse, with S3's `AuthorizationQueryParametersError` (400) and its messages: above
+/// [`MAX_PRESIGNED_EXPIRY`], negative, or not a number. Parameter names and values are
+/// URL-decoded as s3s decodes them, so an encoded name (`X-Amz-%45xpires`) cannot slip past.
+/// Expired URLs and an expiry of 0 are left to s3s, which answers `403 AccessDenied` ("Request
+/// has expired") as S3 does.
+pub fn check_presigned_expiry(query: Option<&str>) -> S3Result<()> {
+    let Some(query) = query else { return Ok(()) };
+    let params: Vec<(String, String)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (name, value) = p.split_once('=').unwrap_or((p, ""));
+            (form_decode(name), form_decode(value))
+        })
+        .collect();
+    if !params.iter().any(|(n, _)| n == "X-Amz-Signature") {
+        return Ok(());
+    }
+    for (_, value) in params.iter().filter(|(n, _)| n == "X-Amz-Expires") {
+        let refuse = |msg: &'static str| {
+            Err(S3Error::with_message(S3ErrorCode::AuthorizationQueryParametersError, msg))
+        };
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if let Some(negative) = value.strip_prefix('-')
+            && digits(negative)
+        {
+            return refuse("X-Amz-Expires must be non-negative");
+        }
+        if !digits(value) {
+            return refuse("X-Amz-Expires should be a number");
+        }
+        // All digits: too many of them is too long, like any value above the limit.
+        if !value.parse::<u64>().is_ok_and(|secs| secs <= MAX_PRESIGNED_EXPIRY) {
+            return refuse("X-Amz-Expires must be less than a week (in seconds) that is; 604800 seconds");
+        }
+    }
+    Ok(())
+}
+
+/// Decodes one `application/x-www-form-urlencoded` name or value (`+` is a space), invalid
+/// UTF-8 replaced, as s3s (`serde_urlencoded`) decodes the query.
+fn form_decode(s: &str) -> String {
+    percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned()
 }
 
 /// Operations an anonymous client may perform on a public bucket.
@@ -145,6 +198,51 @@ mod tests {
         for (host, want) in cases {
             assert_eq!(d.bucket_of(host), want, "{host}");
         }
+    }
+
+    #[test]
+    fn presigned_expiry_follows_s3() {
+        const SIG: &str = "X-Amz-Signature=ab";
+        let check = |query: &str, want: Option<&str>| {
+            let got = check_presigned_expiry(Some(query)).err();
+            if let Some(e) = &got {
+                assert_eq!(e.code(), &S3ErrorCode::AuthorizationQueryParametersError, "{query}");
+            }
+            assert_eq!(got.as_ref().and_then(|e| e.message()), want, "{query}");
+        };
+        let week = Some("X-Amz-Expires must be less than a week (in seconds) that is; 604800 seconds");
+        let negative = Some("X-Amz-Expires must be non-negative");
+        let nan = Some("X-Amz-Expires should be a number");
+        let cases = [
+            (format!("X-Amz-Expires=1&{SIG}"), None),
+            (format!("X-Amz-Expires=0&{SIG}"), None),
+            (format!("X-Amz-Expires=604800&{SIG}"), None),
+            (format!("X-Amz-Expires=0000604800&{SIG}"), None),
+            (format!("X-Amz-Expires=604801&{SIG}"), week),
+            (format!("X-Amz-Expires=4294967295&{SIG}"), week),
+            (format!("X-Amz-Expires=99999999999999999999999&{SIG}"), week),
+            (format!("{SIG}&X-Amz-Expires=3600&X-Amz-Expires=604801"), week),
+            (format!("X-Amz-%45xpires=604801&{SIG}"), week),
+            ("X-Amz-Expires=%36%30%34%38%30%31&X-Amz-Signatur%65=ab".to_owned(), week),
+            (format!("X-Amz-Expires=-1&{SIG}"), negative),
+            (format!("X-Amz-Expires=-604801&{SIG}"), negative),
+            (format!("X-Amz-Expires=&{SIG}"), nan),
+            (format!("X-Amz-Expires&{SIG}"), nan),
+            (format!("X-Amz-Expires=abc&{SIG}"), nan),
+            (format!("X-Amz-Expires=1.5&{SIG}"), nan),
+            (format!("X-Amz-Expires=+60&{SIG}"), nan),
+            (format!("X-Amz-Expires=%2060&{SIG}"), nan),
+            (format!("X-Amz-Expires=-&{SIG}"), nan),
+            (format!("X-Amz-Expires=0x10&{SIG}"), nan),
+            // Not a SigV4 presigned URL: s3s does not read X-Amz-Expires, so neither do we.
+            ("X-Amz-Expires=99999999".to_owned(), None),
+            ("x-amz-expires=99999999&x-amz-signature=ab".to_owned(), None),
+            (String::new(), None),
+        ];
+        for (query, want) in &cases {
+            check(query, *want);
+        }
+        assert!(check_presigned_expiry(None).is_ok());
     }
 
     #[test]
