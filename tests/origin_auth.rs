@@ -45,7 +45,13 @@ async fn presigned_urls_work_with_a_plain_http_client_until_they_expire() {
     let query: Vec<(String, String)> = tampered
         .query_pairs()
         .map(|(k, v)| {
-            let v = if k == "X-Amz-Signature" { format!("{}0", &v[..v.len() - 1]) } else { v.into_owned() };
+            // Changes the last hex digit (a fixed replacement left 1 signature in 16 intact).
+            let flip = |d: &str| if d.ends_with('0') { "1" } else { "0" };
+            let v = if k == "X-Amz-Signature" {
+                format!("{}{}", &v[..v.len() - 1], flip(&v))
+            } else {
+                v.into_owned()
+            };
             (k.into_owned(), v)
         })
         .collect();
