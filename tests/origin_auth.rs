@@ -90,7 +90,8 @@ fn with_expires(url: &reqwest::Url, value: &str) -> reqwest::Url {
 
 /// Regression (issue 16.11): a presigned URL valid for longer than S3's seven days, up to
 /// 136 years (any `u32`), was accepted. Like S3, it is now a 400
-/// `AuthorizationQueryParametersError`, as are negative and non-numeric expiries.
+/// `AuthorizationQueryParametersError`, as are negative and non-numeric expiries and SigV2
+/// URLs expiring more than a week from now.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presigned_urls_valid_for_more_than_a_week_are_refused_like_s3() {
     let origin = start(&[private("docs")]);
@@ -139,6 +140,24 @@ async fn presigned_urls_valid_for_more_than_a_week_are_refused_like_s3() {
     // A valid expiry that is not the signed one is a signature mismatch, as on S3.
     let r = http.get(with_expires(&week, "3600")).send().await.expect("get");
     assert_eq!(r.status(), 403);
+    assert_eq!(error_code(&r.text().await.expect("body")).as_deref(), Some("SignatureDoesNotMatch"));
+
+    // SigV2 presigned URLs (`Expires` is a Unix time; boto3's default for presigning) get the
+    // same week, checked before the signature.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let v2 = |expires: u64| {
+        format!(
+            "{}/docs/contract.pdf?AWSAccessKeyId={}&Expires={expires}&Signature=bm90LWEtc2lnbmF0dXJl",
+            origin.url,
+            origin_support::ACCESS_KEY
+        )
+    };
+    let r = http.get(v2(now + 30 * 86_400)).send().await.expect("get");
+    assert_eq!(r.status(), 400);
+    let body = r.text().await.expect("body");
+    assert_eq!(error_code(&body).as_deref(), Some("AuthorizationQueryParametersError"), "{body}");
+    let r = http.get(v2(now + 86_400)).send().await.expect("get");
+    assert_eq!(r.status(), 403, "within the week the (bogus) signature is checked");
     assert_eq!(error_code(&r.text().await.expect("body")).as_deref(), Some("SignatureDoesNotMatch"));
 }
 

@@ -24,7 +24,8 @@ async fn handle(
     service: S3Service,
     mut req: http::Request<Incoming>,
 ) -> Result<http::Response<s3s::Body>, Infallible> {
-    if let Err(e) = crate::access::check_presigned_expiry(req.uri().query()) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if let Err(e) = crate::access::check_presigned_expiry(req.uri().query(), now) {
         tracing::debug!(path = %req.uri().path(), error = %e, "presigned URL refused");
         return Ok(error_response(e));
     }
