@@ -237,11 +237,13 @@ pub struct Limits {
     pub max_headers: usize,
     /// Request body size; larger → 413.
     pub max_body_size: ByteSize,
-    /// Open client connections; more wait in the listen backlog.
+    /// Open client connections; at the cap, idle ones are closed to make room for new ones,
+    /// which otherwise wait in the listen backlog.
     pub max_connections: usize,
-    /// A request head must arrive within this (slowloris).
+    /// A request head must arrive within this (slowloris), and a new connection must send its
+    /// first request within it.
     pub header_read_timeout: Duration,
-    /// Idle keep-alive connections are closed after this.
+    /// Connections with no request in flight are closed after this.
     pub idle_timeout: Duration,
     /// On SIGTERM, in-flight responses get this long to finish.
     pub drain_timeout: Duration,

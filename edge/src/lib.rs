@@ -16,10 +16,10 @@
 //! - `cache/` — what is stored and for how long: `store`, `entry`, `fields`, `key`,
 //!   `directives`, `freshness`, `reuse` (may a stored response answer?), `coalesce` (one
 //!   origin fetch for many waiters).
-//! - `proxy/` — the request path: `server` and `tls` accept, `pipeline` runs the phases of a GET
-//!   or HEAD over a `ctx`, `passthrough` the other methods, `fill` the origin fetch and store,
-//!   `respond` and `range` answer from held responses, `status` is the one source of
-//!   `Cache-Status` and request metrics.
+//! - `proxy/` — the request path: `server` and `tls` accept, `conns` closes idle connections,
+//!   `pipeline` runs the phases of a GET or HEAD over a `ctx`, `passthrough` the other methods,
+//!   `fill` the origin fetch and store, `respond` and `range` answer from held responses,
+//!   `status` is the one source of `Cache-Status` and request metrics.
 //! - `upstream/` — origins: connections, DNS, pools, health.
 //! - `fleet/` — the admin API, purges, following the control plane, reloads.
 //! - `edge.rs` holds the shared state, `run.rs` starts listeners and housekeeping, `error.rs`

@@ -85,9 +85,8 @@ async fn listen_clients(
             server::builder(&config.limits),
             handler,
             acceptor,
-            config.limits.max_connections,
+            server::ConnLimits::clients(&config.limits),
             shutdown.clone(),
-            config.limits.drain_timeout.get(),
         ));
     }
     Ok(first_url)
@@ -115,9 +114,12 @@ async fn listen_admin(
         server::builder(&config.limits),
         handler,
         None,
-        256,
+        server::ConnLimits {
+            max_connections: 256,
+            drain: Duration::from_secs(5),
+            ..server::ConnLimits::clients(&config.limits)
+        },
         shutdown.clone(),
-        Duration::from_secs(5),
     ));
     Ok(Some(url))
 }

@@ -9,6 +9,7 @@ mod admin;
 mod coalesce;
 mod core_path;
 mod freshness;
+mod idle;
 mod lifecycle;
 mod limits;
 mod requests;

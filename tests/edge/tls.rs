@@ -472,3 +472,32 @@ async fn sighup_adds_a_site_with_its_certificate_and_keeps_open_connections() {
     let hit = get2(&mut open, "https", "a.test", "/tls/hup").await;
     assert!(hit.header("cache-status").contains("; hit"), "{}", hit.header("cache-status"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_silent_tls_connection_and_an_idle_h2_connection_are_closed() {
+    let origin = Origin::start().await;
+    origin.fixed("/tls/idle", Reply::ok("idle", &[("cache-control", "max-age=60")]));
+    let pki = Pki::new();
+    pki.issue("a", &["a.test"]);
+    pki.issue("b", &["b.test"]);
+    let limits = "[edge.limits]\nheader_read_timeout = \"500ms\"\nidle_timeout = \"500ms\"\n";
+    let (edge, _dir) = edge(&origin, "", &format!("{limits}{}", two_sites(&pki, "")));
+    let addr = edge.addr("edge https");
+    // Generous: the edge closes within a second; a hanging one fails after this.
+    let deadline = Duration::from_secs(20);
+
+    // A handshake, then nothing.
+    let mut silent = pki.connect(&addr, "a.test", &[H1]).await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(deadline, silent.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "a silent TLS connection is still open after {deadline:?}");
+    assert!(rest.is_empty(), "{rest:?}");
+
+    // h2: one request, then no stream for idle_timeout (PINGs answered all along).
+    let tls = pki.connect(&addr, "a.test", &[H2]).await.unwrap();
+    let (mut send, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    let conn = tokio::spawn(conn);
+    assert_eq!(get2(&mut send, "https", "a.test", "/tls/idle").await.body, "idle");
+    let closed = tokio::time::timeout(deadline, conn).await;
+    assert!(closed.is_ok(), "an idle h2 connection is still open after {deadline:?}");
+}

@@ -3,6 +3,7 @@
 //! from held responses (`respond`, `range`), header rules (`headers`) and the one source of
 //! `Cache-Status` and request metrics (`status`).
 
+pub(crate) mod conns;
 pub(crate) mod ctx;
 pub(crate) mod fill;
 pub(crate) mod headers;

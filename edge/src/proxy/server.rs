@@ -1,7 +1,7 @@
 //! Accepting connections: HTTP/1.1 and HTTP/2 on one port via hyper-util's auto builder (h2c
 //! by prior knowledge on plain listeners, h2 or http/1.1 by ALPN after a TLS handshake), the
-//! client limits hyper can enforce, a connection cap, and graceful shutdown (stop accepting,
-//! let in-flight responses finish within the drain timeout).
+//! client limits hyper can enforce, a connection cap, idle timeouts (`conns.rs`), and graceful
+//! shutdown (stop accepting, let in-flight responses finish within the drain timeout).
 //!
 //! Every request carries a [`Transport`] extension saying whether it arrived over TLS.
 //!
@@ -23,13 +23,14 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use stratus_config::edge::Limits;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::body::{Body, BoxError};
+use crate::proxy::conns::{Conn, Conns, IdleLimits, Tracked};
 use crate::proxy::tls::Acceptor;
 
 /// A connection builder with the client limits applied: the request head size (larger → 431
@@ -65,32 +66,51 @@ pub enum Transport {
     Tls,
 }
 
-/// Serves `listener` with `handler` until `shutdown`, then drains for at most `drain`. With
-/// `tls`, each connection starts with a TLS handshake (in its own task, so a slow handshake
-/// never holds up the accept loop).
+/// What [`serve`] enforces on a listener's connections.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnLimits {
+    /// Open connections; more wait until an idle one is shed or a busy one closes.
+    pub max_connections: usize,
+    /// Idle timeouts.
+    pub idle: IdleLimits,
+    /// On shutdown, how long responses in flight may take to finish.
+    pub drain: Duration,
+}
+
+impl ConnLimits {
+    /// The limits of client listeners, from `[edge.limits]`.
+    pub fn clients(limits: &Limits) -> Self {
+        Self {
+            max_connections: limits.max_connections,
+            idle: IdleLimits {
+                first_request: limits.header_read_timeout.get(),
+                between_requests: limits.idle_timeout.get(),
+            },
+            drain: limits.drain_timeout.get(),
+        }
+    }
+}
+
+/// Serves `listener` with `handler` until `shutdown`, then drains for at most `limits.drain`.
+/// With `tls`, each connection starts with a TLS handshake (in its own task, so a slow
+/// handshake never holds up the accept loop). At the connection cap an accepted connection
+/// waits for a slot while idle connections are shed for it (see `conns.rs`).
 pub async fn serve<H, F>(
     listener: TcpListener,
     builder: auto::Builder<TokioExecutor>,
     handler: H,
     tls: Option<Arc<Acceptor>>,
-    max_connections: usize,
+    limits: ConnLimits,
     shutdown: CancellationToken,
-    drain: Duration,
 ) where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let graceful = GracefulShutdown::new();
+    let tasks = TaskTracker::new();
     let builder = Arc::new(builder);
-    let permits = Arc::new(Semaphore::new(max_connections.max(1)));
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let conns = Conns::new(limits.idle);
     loop {
-        let permit = tokio::select! {
-            () = shutdown.cancelled() => break,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -103,14 +123,34 @@ pub async fn serve<H, F>(
                 }
             },
         };
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // At the cap: idle connections make room. Until one does, this connection
+                // waits here and the next ones in the kernel's listen backlog.
+                let _waiting = conns.shed();
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    p = permits.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
-        let (h, builder, watcher, tls) = (handler.clone(), builder.clone(), graceful.watcher(), tls.clone());
-        tokio::spawn(async move {
+        let (h, builder, tls, conns, stop) =
+            (handler.clone(), builder.clone(), tls.clone(), conns.clone(), shutdown.clone());
+        tasks.spawn(async move {
             let result = match tls {
-                None => connection(TokioIo::new(stream), &builder, h, peer, Transport::Plain, watcher).await,
+                None => {
+                    let conn = conns.open();
+                    connection(TokioIo::new(stream), &builder, h, peer, Transport::Plain, &conn, &stop).await
+                }
                 Some(acceptor) => match acceptor.accept(stream).await {
                     Ok(tls) => {
-                        connection(TokioIo::new(tls), &builder, h, peer, Transport::Tls, watcher).await
+                        let conn = conns.open();
+                        connection(TokioIo::new(tls), &builder, h, peer, Transport::Tls, &conn, &stop).await
                     }
                     Err(e) => {
                         tracing::debug!(peer = %peer, error = %e, "tls handshake failed");
@@ -125,30 +165,47 @@ pub async fn serve<H, F>(
         });
     }
     drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(drain) => tracing::warn!(?drain, "drain timeout; closing remaining connections"),
+    tasks.close();
+    if tokio::time::timeout(limits.drain, tasks.wait()).await.is_err() {
+        tracing::warn!(drain = ?limits.drain, "drain timeout; closing remaining connections");
     }
 }
 
-/// Serves one connection (plain or TLS) until it closes or graceful shutdown ends it.
+/// Serves one connection (plain or TLS) until it closes; asks it to close gracefully when it
+/// idles out, is shed, or the edge shuts down.
 async fn connection<I, H, F>(
     io: TokioIo<I>,
     builder: &auto::Builder<TokioExecutor>,
     handler: H,
     peer: SocketAddr,
     transport: Transport,
-    watcher: Watcher,
+    conn: &Conn,
+    shutdown: &CancellationToken,
 ) -> Result<(), BoxError>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+    let service = hyper::service::service_fn(|mut req: Request<Incoming>| {
+        let busy = conn.busy();
         req.extensions_mut().insert(transport);
         let fut = handler(req, peer);
-        async move { Ok::<_, Infallible>(fut.await) }
+        async move { Ok::<_, Infallible>(fut.await.map(|b| Tracked::new(b, busy))) }
     });
-    watcher.watch(builder.serve_connection(io, service).into_owned()).await
+    let served = builder.serve_connection(io, service);
+    tokio::pin!(served);
+    tokio::select! {
+        done = served.as_mut() => return done,
+        () = conn.close_requested(shutdown) => {}
+    }
+    served.as_mut().graceful_shutdown();
+    tokio::select! {
+        done = served.as_mut() => done,
+        () = conn.idle_for(CLOSE_GRACE) => Ok(()),
+    }
 }
+
+/// How long a peer with nothing in flight gets to finish a graceful close (an HTTP/2 GOAWAY
+/// waits for the answer to a PING) before the connection is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
