@@ -240,8 +240,8 @@ pub struct Limits {
     /// Open client connections; at the cap, idle ones are closed to make room for new ones,
     /// which otherwise wait in the listen backlog.
     pub max_connections: usize,
-    /// A request head must arrive within this (slowloris), and a new connection must send its
-    /// first request within it.
+    /// A request head must arrive within this (slowloris), a new connection must send its
+    /// first request within it, and a request body may pause no longer (408).
     pub header_read_timeout: Duration,
     /// Connections with no request in flight are closed after this.
     pub idle_timeout: Duration,

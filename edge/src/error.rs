@@ -2,7 +2,7 @@
 //!
 //! [`Error`] is what `run` returns (startup failures). [`ProxyError`] is a failure while
 //! serving one request; it says who is at fault — upstream, downstream or us — and
-//! [`rescue`] alone turns it into a response: upstream → 502/504, downstream → 400/413/421,
+//! [`rescue`] alone turns it into a response: upstream → 502/504, downstream → 400/408/413/421,
 //! internal → 500. Clients never see internal detail, and the service stays infallible, so no
 //! failure drops a connection without an answer.
 
@@ -83,6 +83,12 @@ pub enum ProxyError {
     /// The request body is over the limit.
     #[error("request body too large")]
     BodyTooLarge,
+    /// The client stopped sending its request body.
+    #[error("request body not received in time")]
+    RequestTimeout,
+    /// The client went away before its request body ended.
+    #[error("client closed the connection during the request body")]
+    ClientGone,
     /// No site serves the request's host.
     #[error("no site for host {0:?}")]
     UnknownHost(String),
@@ -102,9 +108,12 @@ impl ProxyError {
                 Fault::Upstream
             }
             // `only-if-cached` asked nothing of the origin: the client's own constraint.
-            Self::BadRequest(_) | Self::BodyTooLarge | Self::UnknownHost(_) | Self::NotCached => {
-                Fault::Downstream
-            }
+            Self::BadRequest(_)
+            | Self::BodyTooLarge
+            | Self::RequestTimeout
+            | Self::ClientGone
+            | Self::UnknownHost(_)
+            | Self::NotCached => Fault::Downstream,
             Self::Internal(_) => Fault::Internal,
         }
     }
@@ -132,7 +141,9 @@ impl ProxyError {
         match self {
             Self::Timeout(_) | Self::NotCached => StatusCode::GATEWAY_TIMEOUT,
             Self::Connect(_) | Self::Dns(_) | Self::Tls(_) | Self::Upstream(_) => StatusCode::BAD_GATEWAY,
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            // Nobody reads the answer to a client that is gone; 400 keeps the log honest.
+            Self::BadRequest(_) | Self::ClientGone => StatusCode::BAD_REQUEST,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -149,6 +160,8 @@ impl ProxyError {
             Self::Upstream(_) => "upstream",
             Self::BadRequest(_) => "bad_request",
             Self::BodyTooLarge => "body_too_large",
+            Self::RequestTimeout => "request_timeout",
+            Self::ClientGone => "client_gone",
             Self::UnknownHost(_) => "unknown_host",
             Self::NotCached => "not_cached",
             Self::Internal(_) => "internal",
@@ -156,7 +169,7 @@ impl ProxyError {
     }
 
     /// All labels [`ProxyError::kind`] can return.
-    pub const KINDS: [&'static str; 10] = [
+    pub const KINDS: [&'static str; 12] = [
         "connect",
         "dns",
         "tls",
@@ -164,6 +177,8 @@ impl ProxyError {
         "upstream",
         "bad_request",
         "body_too_large",
+        "request_timeout",
+        "client_gone",
         "unknown_host",
         "not_cached",
         "internal",
@@ -206,6 +221,8 @@ mod tests {
             (ProxyError::Upstream("reset".into()), 502, Fault::Upstream),
             (ProxyError::BadRequest("no host"), 400, Fault::Downstream),
             (ProxyError::BodyTooLarge, 413, Fault::Downstream),
+            (ProxyError::RequestTimeout, 408, Fault::Downstream),
+            (ProxyError::ClientGone, 400, Fault::Downstream),
             (ProxyError::UnknownHost("x".into()), 421, Fault::Downstream),
             (ProxyError::NotCached, 504, Fault::Downstream),
             (ProxyError::Internal("bug".into()), 500, Fault::Internal),

@@ -16,6 +16,7 @@ mod requests;
 mod sites;
 mod store;
 mod tls;
+mod uploads;
 mod upstream_control;
 mod upstream_dns;
 mod upstream_failover;

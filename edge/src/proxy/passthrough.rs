@@ -1,5 +1,6 @@
 //! Methods other than GET and HEAD: they pass through to the origin with their body (within
-//! `limits.max_body_size`), and unsafe ones that succeed invalidate what they name
+//! `limits.max_body_size`; a body the client breaks or stops sending is the client's fault, see
+//! `upstream/upload.rs`), and unsafe ones that succeed invalidate what they name
 //! (RFC 9111 §4.4): the target URI and same-origin `Location` / `Content-Location`.
 
 use std::sync::Arc;
@@ -12,10 +13,11 @@ use crate::body::{Body, BoxError};
 use crate::cache::key;
 use crate::cache::store::Target;
 use crate::edge::Edge;
-use crate::error::ProxyError;
+use crate::error::{Fault, ProxyError};
 use crate::proxy::ctx::{Ctx, Served, origin_request};
 use crate::proxy::headers::{strip_hop_by_hop, strip_targeted, take_tags};
 use crate::proxy::status::{CacheStatus, Fwd, Outcome};
+use crate::upstream::Upload;
 
 /// Methods other than GET and HEAD pass through; unsafe ones invalidate what they name.
 pub(crate) async fn forward(edge: &Arc<Edge>, ctx: &Ctx, body: Body) -> Served {
@@ -30,11 +32,17 @@ pub(crate) async fn forward(edge: &Arc<Edge>, ctx: &Ctx, body: Body) -> Served {
     }
     let body =
         http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync();
+    // A client that stops sending gets as long between body bytes as for its request head.
+    let (body, watch) = Upload::new(body, edge.limits.header_read_timeout.get());
     edge.metrics.origin_request();
     let res =
-        ctx.site.upstream.send(&origin_request(ctx, None, false), Some(body)).await.inspect_err(|_| {
-            edge.metrics.origin_error();
-        })?;
+        ctx.site.upstream.send_upload(&origin_request(ctx, None, false), body, &watch).await.inspect_err(
+            |e| {
+                if e.fault() == Fault::Upstream {
+                    edge.metrics.origin_error();
+                }
+            },
+        )?;
     let (mut parts, body) = res.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     strip_targeted(&mut parts.headers);

@@ -24,6 +24,7 @@ mod body;
 pub mod connect;
 pub mod dns;
 mod health;
+mod upload;
 
 use std::sync::Arc;
 
@@ -37,9 +38,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use body::OriginBody;
 pub use dns::{Dns, DnsError};
+pub use upload::{Upload, UploadWatch};
 
 use crate::body::{Body, empty};
-use crate::error::{Error, ProxyError};
+use crate::error::{Error, Fault, ProxyError};
 use connect::{ConnectTimeout, OriginClient};
 use health::OriginHealth;
 
@@ -167,6 +169,27 @@ impl Upstream {
         req: &OriginRequest,
         body: Option<Body>,
     ) -> Result<Response<OriginBody>, ProxyError> {
+        self.send_watched(req, body, None).await
+    }
+
+    /// [`Upstream::send`] with a client's body: a failure that `upload` shows to be the
+    /// client's (see `upload.rs`) is answered as such and never counts against the origin.
+    pub async fn send_upload(
+        &self,
+        req: &OriginRequest,
+        body: Upload,
+        upload: &UploadWatch,
+    ) -> Result<Response<OriginBody>, ProxyError> {
+        use http_body_util::BodyExt;
+        self.send_watched(req, Some(body.boxed_unsync()), Some(upload)).await
+    }
+
+    async fn send_watched(
+        &self,
+        req: &OriginRequest,
+        body: Option<Body>,
+        upload: Option<&UploadWatch>,
+    ) -> Result<Response<OriginBody>, ProxyError> {
         // The retry rule: nothing with a body (it cannot be replayed), nothing non-idempotent.
         let replayable = body.is_none() && req.method.is_idempotent();
         let mut body = body;
@@ -174,10 +197,15 @@ impl Upstream {
         let deadline = started + self.timeouts.total.get();
         let mut last = ProxyError::Internal("site without origins".to_owned());
         for origin in self.candidates() {
-            let err = match self.attempt(origin, req, body.take().unwrap_or_else(empty), deadline).await {
+            let body = body.take().unwrap_or_else(empty);
+            let err = match self.attempt(origin, req, body, deadline, upload).await {
                 Ok(res) => return Ok(res),
                 Err(e) => e,
             };
+            if err.fault() != Fault::Upstream {
+                // The client's doing (or ours): not the origin's failure, and never retried.
+                return Err(err);
+            }
             let retry = replayable && err.retry_safe();
             tracing::warn!(origin = %origin.name, error = %err, retry, "origin request failed");
             if !retry {
@@ -201,6 +229,7 @@ impl Upstream {
         req: &OriginRequest,
         body: Body,
         deadline: tokio::time::Instant,
+        upload: Option<&UploadWatch>,
     ) -> Result<Response<OriginBody>, ProxyError> {
         let connect = self.timeouts.connect.get();
         let slot = tokio::time::timeout(connect, origin.slots.clone().acquire_owned())
@@ -220,7 +249,13 @@ impl Upstream {
             Err(_) => ProxyError::Timeout("the response head"),
             Ok(Err(e)) => classify(&e),
         };
-        if !matches!(err, ProxyError::BodyTooLarge | ProxyError::BadRequest(_) | ProxyError::Internal(_)) {
+        // A client's body that failed, or that the origin was still waiting for when it timed
+        // out, is the client's fault.
+        if let Some(fault) = upload.and_then(|u| u.fault(matches!(err, ProxyError::Timeout(_)))) {
+            tracing::debug!(origin = %origin.name, ?fault, error = %err, "request body failed on the client's side");
+            return Err(fault.error());
+        }
+        if err.fault() == Fault::Upstream {
             origin.health.failure(&origin.name, &self.health);
         }
         Err(err)
