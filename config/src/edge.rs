@@ -150,6 +150,24 @@ pub struct Site {
     /// `Strict-Transport-Security` max-age to send on HTTPS responses.
     #[serde(default)]
     pub hsts: Option<Duration>,
+    /// Whether clients' `Cache-Control`/`Pragma` request directives (`no-cache`, `max-age=0`,
+    /// `no-store`, ...) are followed, or ignored so that clients cannot send requests to the
+    /// origin at will.
+    #[serde(default)]
+    pub client_cache_control: ClientCacheControl,
+}
+
+/// What the edge does with a client's request cache directives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCacheControl {
+    /// Follow them as RFC 9111 §5.2.1 describes: `no-cache` and `max-age=0` revalidate at the
+    /// origin (coalesced with any fetch in flight), `no-store` bypasses the cache.
+    #[default]
+    Honor,
+    /// Answer as if the request carried no `Cache-Control` or `Pragma`, as Cloudflare and
+    /// Fastly do by default: only the origin's freshness decides.
+    Ignore,
 }
 
 fn yes() -> bool {
@@ -389,6 +407,7 @@ impl Site {
             tls: None,
             https_redirect: false,
             hsts: None,
+            client_cache_control: ClientCacheControl::default(),
         }
     }
 }
