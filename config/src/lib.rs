@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 pub use control::ControlConfig;
 pub use edge::EdgeConfig;
 pub use loadtest::Scenario;
-pub use net::{HttpUrl, ListenAddr};
+pub use net::{HttpUrl, IpRange, ListenAddr};
 pub use origin::OriginConfig;
 pub use secret::Secret;
 pub use units::{ByteSize, Duration};

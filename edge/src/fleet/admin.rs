@@ -68,7 +68,7 @@ pub async fn handle(edge: Arc<Edge>, token: Option<Secret>, req: Request<Incomin
                 .headers()
                 .get(header::HOST)
                 .and_then(|v| v.to_str().ok())
-                .map(|h| crate::cache::key::strip_port(h).to_ascii_lowercase());
+                .map(crate::cache::key::purge_host);
             let soft = req.headers().get("soft-purge").is_some_and(|v| v == "1" || v == "true")
                 || req
                     .uri()
