@@ -22,6 +22,7 @@ pub mod fleet;
 pub mod loadtest;
 mod net;
 pub mod origin;
+pub mod protocol;
 pub mod purge;
 mod secret;
 mod units;
