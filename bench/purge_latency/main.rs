@@ -7,23 +7,26 @@
 //!
 //! Each purge is `POST /v1/purge?wait=5s`, timed by the client: the answer comes once every
 //! live edge acked the entry, i.e. applied it to its cache (edges ack after applying). Purges
-//! are sent one after another so each measures an idle system, not a queue. Two set-ups:
+//! are sent one after another so each measures an idle system, not a queue. Three set-ups; the first
+//! two share one control plane, the third gets its own:
 //!
-//! 1. **100 simulated subscribers**: real HTTP subscriptions that ack each entry as it arrives
-//!    (`tests/control_support`), so the number is the control plane's fan-out cost.
-//! 2. **2 real edges**: `stratus edge` processes in front of a small origin, following the
+//! 1. **no subscribers**: only the durable commit of the entry (an fsync before the answer).
+//! 2. **100 simulated subscribers**: real HTTP subscriptions that ack each entry as it arrives
+//!    (`tests/support/control.rs`), so the number is the control plane's fan-out cost.
+//! 3. **2 real edges**: `stratus edge` processes in front of the test origin, following the
 //!    control plane; skipped (and said so) when the edge cannot start.
+//!
+//! It runs on the end-to-end tests' harness (`tests/support`).
 
-#[path = "../../tests/control_support/mod.rs"]
-mod control_support;
-#[path = "../../tests/util/mod.rs"]
-mod util;
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use control_support::{Api, follower, start_control, until};
 use serde_json::json;
+use support::control::{Api, TOKEN, follower, start_control};
+use support::origin::Origin;
 
 fn main() {
     let purges: usize = std::env::var("PURGES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
@@ -86,7 +89,7 @@ async fn measure(api: &Api, control_pid: u32, label: &str, edges: usize, n: usiz
 }
 
 async fn simulated(subscribers: usize, n: usize) {
-    let dir = util::tempdir();
+    let dir = support::tempdir();
     let control = start_control(dir.path(), "");
     let api = Api::new(&control);
     measure(&api, control.pid(), "no subscribers (durable commit only)", 0, n).await;
@@ -98,39 +101,18 @@ async fn simulated(subscribers: usize, n: usize) {
     drop(followers);
 }
 
-/// A tiny origin answering every GET with a cacheable body.
-async fn origin() -> String {
-    use http_body_util::Full;
-    use hyper::body::Bytes;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(|_req| async {
-                    let mut response = hyper::Response::new(Full::new(Bytes::from_static(b"hello")));
-                    response.headers_mut().insert("cache-control", "max-age=3600".parse().expect("header"));
-                    Ok::<_, std::convert::Infallible>(response)
-                });
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
-            });
-        }
-    });
-    format!("http://{addr}")
-}
-
 async fn real_edges(n: usize) {
-    let dir = util::tempdir();
+    let dir = support::tempdir();
     let control = start_control(dir.path(), "");
     let api = Api::new(&control);
-    let origin = origin().await;
+    // Every path is a small cacheable object.
+    let origin = Origin::cacheable().await;
     let mut edges = Vec::new();
     for id in ["a", "b"] {
-        let mut cmd = util::stratus();
-        cmd.args(["edge", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--origin", &origin])
+        let mut cmd = support::stratus();
+        cmd.args(["edge", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--origin", &origin.url])
             .args(["--control", &api.base, "--id", id])
-            .env("STRATUS_TOKEN", control_support::TOKEN);
+            .env("STRATUS_TOKEN", TOKEN);
         match start_edge(cmd) {
             Some(edge) => edges.push(edge),
             None => {
@@ -139,18 +121,12 @@ async fn real_edges(n: usize) {
             }
         }
     }
-    until("both edges follow the log", Duration::from_secs(20), || async {
-        let (_, list) = api.get("/v1/edges").await;
-        let following =
-            list["edges"].as_array()?.iter().filter(|e| e["subscriptions"].as_u64() > Some(0)).count();
-        (following == 2).then_some(())
-    })
-    .await;
+    api.until_following(2).await;
     measure(&api, control.pid(), "2 real edges", 2, n).await;
 }
 
 /// Starts an edge, or `None` when the binary cannot run one (the edge is not built yet).
-fn start_edge(cmd: Command) -> Option<util::Proc> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || util::Proc::start(cmd, &["edge http"])))
+fn start_edge(cmd: Command) -> Option<support::Proc> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || support::Proc::start(cmd, &["edge http"])))
         .ok()
 }

@@ -6,25 +6,9 @@
 //! internal → 500. Clients never see internal detail, and the service stays infallible, so no
 //! failure drops a connection without an answer.
 
-use bytes::Bytes;
 use http::{Response, StatusCode, header};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty, Full};
 
-/// Boxed error for response bodies.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// The body type of every response the edge produces.
-pub type Body = UnsyncBoxBody<Bytes, BoxError>;
-
-/// A body holding `bytes` (reference-counted, not copied).
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
-}
-
-/// An empty body.
-pub fn empty() -> Body {
-    Empty::new().map_err(|never| match never {}).boxed_unsync()
-}
+use crate::body::{Body, full};
 
 /// Errors that stop the edge from starting or running.
 #[derive(Debug, thiserror::Error)]
@@ -114,13 +98,13 @@ impl ProxyError {
     /// Who is at fault.
     pub fn fault(&self) -> Fault {
         match self {
-            Self::Connect(_)
-            | Self::Dns(_)
-            | Self::Tls(_)
-            | Self::Timeout(_)
-            | Self::Upstream(_)
-            | Self::NotCached => Fault::Upstream,
-            Self::BadRequest(_) | Self::BodyTooLarge | Self::UnknownHost(_) => Fault::Downstream,
+            Self::Connect(_) | Self::Dns(_) | Self::Tls(_) | Self::Timeout(_) | Self::Upstream(_) => {
+                Fault::Upstream
+            }
+            // `only-if-cached` asked nothing of the origin: the client's own constraint.
+            Self::BadRequest(_) | Self::BodyTooLarge | Self::UnknownHost(_) | Self::NotCached => {
+                Fault::Downstream
+            }
             Self::Internal(_) => Fault::Internal,
         }
     }
@@ -223,7 +207,7 @@ mod tests {
             (ProxyError::BadRequest("no host"), 400, Fault::Downstream),
             (ProxyError::BodyTooLarge, 413, Fault::Downstream),
             (ProxyError::UnknownHost("x".into()), 421, Fault::Downstream),
-            (ProxyError::NotCached, 504, Fault::Upstream),
+            (ProxyError::NotCached, 504, Fault::Downstream),
             (ProxyError::Internal("bug".into()), 500, Fault::Internal),
         ];
         for (err, status, fault) in cases {

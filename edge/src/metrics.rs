@@ -9,8 +9,8 @@ use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use crate::error::{Error, ProxyError};
-use crate::follow::EdgeStats;
-use crate::status::CacheStatus;
+use crate::fleet::follow::EdgeStats;
+use crate::proxy::status::CacheStatus;
 
 const LATENCY: &str = "stratus_edge_request_duration_seconds";
 /// Latency buckets: from a sub-millisecond hit to a slow origin.

@@ -29,7 +29,8 @@ use stratus_config::edge::{CaRoots, Site};
 use tokio::net::TcpStream;
 
 use super::dns::Dns;
-use crate::error::{Body, BoxError, Error};
+use crate::body::{Body, BoxError};
+use crate::error::Error;
 
 /// The pooled client of one origin.
 pub(crate) type OriginClient = Client<OriginConnector, Body>;

@@ -20,7 +20,7 @@ use stratus_config::edge::Health;
 use tokio_util::sync::CancellationToken;
 
 use super::Origin;
-use crate::error::empty;
+use crate::body::empty;
 
 /// Milliseconds are counted from here, so a deadline fits an atomic.
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);

@@ -35,10 +35,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use body::{OriginBody, OriginBodyError};
+pub use body::OriginBody;
 pub use dns::{Dns, DnsError};
 
-use crate::error::{Body, Error, ProxyError, empty};
+use crate::body::{Body, empty};
+use crate::error::{Error, ProxyError};
 use connect::{ConnectTimeout, OriginClient};
 use health::OriginHealth;
 

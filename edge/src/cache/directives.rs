@@ -1,0 +1,216 @@
+//! Cache-Control style directive lists (`Cache-Control`, `CDN-Cache-Control`,
+//! `Surrogate-Control`), parsed the way RFC 9111 §5.2 and RFC 9213 ask.
+//!
+//! Directive names are case-insensitive; values may be tokens or quoted strings. A directive
+//! given twice with different values, or a delta-seconds directive with a value that is not a
+//! number, is *invalid*: [`Directives::seconds`] then answers `Invalid`, and the freshness code
+//! treats the response as stale (RFC 9111 §4.2.1, "caches are encouraged to consider responses
+//! that have invalid freshness information to be stale").
+
+use http::HeaderMap;
+use http::header::HeaderName;
+
+/// A parsed directive list, in header order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Directives {
+    items: Vec<(String, Option<String>)>,
+}
+
+/// The value of a delta-seconds directive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seconds {
+    /// Not present.
+    Absent,
+    /// Present without a usable value (no value, not a number, or given twice differently).
+    Invalid,
+    /// Present with this many seconds (saturating at `u32::MAX`, as §1.2.2 allows).
+    Value(u64),
+}
+
+impl Directives {
+    /// Parses every field named `name` in `headers`, as one comma-separated list.
+    pub fn from_headers(headers: &HeaderMap, name: &HeaderName) -> Option<Self> {
+        let mut values = headers.get_all(name).iter().peekable();
+        values.peek()?;
+        let mut out = Self::default();
+        for v in values {
+            // A field value that is not visible ASCII cannot hold directives we understand.
+            if let Ok(text) = v.to_str() {
+                out.parse_into(text, name == "surrogate-control");
+            }
+        }
+        Some(out)
+    }
+
+    /// Parses one field value.
+    #[cfg(test)]
+    pub fn parse(text: &str) -> Self {
+        let mut out = Self::default();
+        out.parse_into(text, false);
+        out
+    }
+
+    /// Parses one list. With `targeted` (Surrogate-Control), a directive may end in
+    /// `;device` (Edge Architecture Specification 1.0): the suffix is removed and the directive
+    /// applies to us. Surrogate-Control reaches only the surrogates of the site's own CDN, so
+    /// every device token names one of ours, as Fastly and Akamai read it.
+    fn parse_into(&mut self, text: &str, targeted: bool) {
+        for mut part in split_list(text) {
+            if targeted
+                && let Some((directive, device)) = part.rsplit_once(';')
+                && !device.is_empty()
+                && device.trim().bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                part = directive;
+            }
+            let (name, value) = match part.split_once('=') {
+                Some((n, v)) => (n.trim(), Some(unquote(v.trim()))),
+                None => (part.trim(), None),
+            };
+            if name.is_empty() {
+                continue;
+            }
+            self.items.push((name.to_ascii_lowercase(), value));
+        }
+    }
+
+    /// Whether the directive is present (with or without a value).
+    pub fn has(&self, name: &str) -> bool {
+        self.items.iter().any(|(n, _)| n == name)
+    }
+
+    /// Whether no directive is present at all.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// A delta-seconds directive such as `max-age`.
+    pub fn seconds(&self, name: &str) -> Seconds {
+        let mut found: Option<Option<u64>> = None;
+        for (n, v) in &self.items {
+            if n != name {
+                continue;
+            }
+            let parsed = v.as_deref().and_then(parse_delta);
+            match found {
+                None => found = Some(parsed),
+                Some(prev) if prev == parsed => {}
+                Some(_) => return Seconds::Invalid,
+            }
+        }
+        match found {
+            None => Seconds::Absent,
+            Some(None) => Seconds::Invalid,
+            Some(Some(n)) => Seconds::Value(n),
+        }
+    }
+
+    /// `max-stale` may come without a value, meaning "any staleness".
+    pub fn max_stale(&self) -> Option<u64> {
+        if !self.has("max-stale") {
+            return None;
+        }
+        match self.seconds("max-stale") {
+            Seconds::Value(n) => Some(n),
+            _ => Some(u64::MAX),
+        }
+    }
+
+    /// The field-name list of a qualified `private="..."` / `no-cache="..."`, if any.
+    #[cfg(test)]
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.items.iter().find(|(n, _)| n == name).and_then(|(_, v)| v.as_deref())
+    }
+}
+
+/// delta-seconds: digits only; values too large saturate (RFC 9111 §1.2.2).
+fn parse_delta(v: &str) -> Option<u64> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(v.parse::<u64>().unwrap_or(u64::from(u32::MAX)).min(u64::from(u32::MAX)))
+}
+
+fn unquote(v: &str) -> String {
+    match v.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        Some(inner) => inner.replace("\\\"", "\"").replace("\\\\", "\\"),
+        None => v.to_owned(),
+    }
+}
+
+/// Splits a comma-separated list, keeping commas inside quoted strings.
+fn split_list(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts.into_iter().map(str::trim).filter(|p| !p.is_empty()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::freshness::SURROGATE_CONTROL;
+
+    #[test]
+    fn seconds_table() {
+        let cases: &[(&str, &str, Seconds)] = &[
+            ("max-age=60", "max-age", Seconds::Value(60)),
+            ("Max-Age=60", "max-age", Seconds::Value(60)),
+            ("max-age=\"60\"", "max-age", Seconds::Value(60)),
+            ("public, max-age=60, s-maxage=10", "s-maxage", Seconds::Value(10)),
+            ("max-age=60, max-age=60", "max-age", Seconds::Value(60)),
+            ("max-age=60, max-age=30", "max-age", Seconds::Invalid),
+            ("max-age=abc", "max-age", Seconds::Invalid),
+            ("max-age=-1", "max-age", Seconds::Invalid),
+            ("max-age", "max-age", Seconds::Invalid),
+            ("max-age=99999999999999999999", "max-age", Seconds::Value(u64::from(u32::MAX))),
+            ("no-cache", "max-age", Seconds::Absent),
+        ];
+        for (text, name, want) in cases {
+            assert_eq!(Directives::parse(text).seconds(name), *want, "{text}");
+        }
+    }
+
+    #[test]
+    fn quoted_commas_stay_in_values() {
+        let d = Directives::parse("private=\"a, b\", max-age=5");
+        assert_eq!(d.value("private"), Some("a, b"));
+        assert_eq!(d.seconds("max-age"), Seconds::Value(5));
+    }
+
+    /// Regression: `max-age=60;edge` in Surrogate-Control was read as an invalid max-age, so
+    /// the response counted as stale.
+    #[test]
+    fn surrogate_control_device_suffixes_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(&SURROGATE_CONTROL, http::HeaderValue::from_static("max-age=60;edge, no-store;abc"));
+        let d = Directives::from_headers(&h, &SURROGATE_CONTROL).expect("present");
+        assert_eq!(d.seconds("max-age"), Seconds::Value(60));
+        assert!(d.has("no-store"));
+        // Cache-Control has no such syntax: the value stays invalid there.
+        h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("max-age=60;edge"));
+        let cc = Directives::from_headers(&h, &http::header::CACHE_CONTROL).expect("present");
+        assert_eq!(cc.seconds("max-age"), Seconds::Invalid);
+    }
+
+    #[test]
+    fn max_stale_without_value_is_unbounded() {
+        assert_eq!(Directives::parse("max-stale").max_stale(), Some(u64::MAX));
+        assert_eq!(Directives::parse("max-stale=5").max_stale(), Some(5));
+        assert_eq!(Directives::parse("no-cache").max_stale(), None);
+    }
+}

@@ -1,0 +1,12 @@
+//! The cache: what is stored (`store`, `entry`, `fields`), under which name (`key`), for how
+//! long (`directives`, `freshness`), whether a stored response may answer a request (`reuse`),
+//! and how concurrent misses share one origin fetch (`coalesce`).
+
+pub(crate) mod coalesce;
+pub(crate) mod directives;
+pub(crate) mod entry;
+pub(crate) mod fields;
+pub(crate) mod freshness;
+pub(crate) mod key;
+pub(crate) mod reuse;
+pub(crate) mod store;

@@ -1,0 +1,493 @@
+//! The memory store: a moka cache weighed in bytes, plus the indexes purges need (host + path
+//! → keys, tag → keys).
+//!
+//! Slots expire by their own deadlines, checked where they are read: a lookup that finds an
+//! expired slot removes it and reports a miss, and [`Store::sweep`] removes the ones nobody
+//! asked for. moka's per-entry expiry would do the same with a timer-wheel node per entry,
+//! 48 bytes that a small object cannot afford (see `bench/results.md`). Expired slots are
+//! weighed like the others until they go, so the cache never holds more than its size.
+//!
+//! Slots under one key are objects, `Vary` markers (the primary key of a varying resource
+//! points to the header names that pick a variant) or hit-for-miss markers (the last response
+//! was not storable, so requests go to the origin at once instead of queueing behind a fill).
+//!
+//! Index entries carry the entry's [`id`], so a late eviction notice for an old entry can never
+//! remove the index entry of a newer one under the same key. The index lock is never held
+//! while calling into moka, whose eviction listener takes the same lock.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use http::header::HeaderName;
+use moka::notification::RemovalCause;
+
+use crate::cache::entry::{Entry, Moment};
+use crate::cache::key::{CacheKey, host_and_path, is_for_path};
+
+/// How long a hit-for-miss marker lasts (Varnish's default is 120 s).
+const HIT_FOR_MISS: Duration = Duration::from_secs(60);
+
+/// What one cache key holds.
+#[derive(Clone, Debug)]
+pub enum Slot {
+    /// A stored response.
+    Object(Arc<Entry>),
+    /// The resource varies on these request headers; variants live under variant keys.
+    Vary(Arc<VaryMarker>),
+    /// The last response was not storable: go to the origin without coalescing, until then.
+    HitForMiss(Moment),
+}
+
+impl Slot {
+    fn is_expired(&self, now: Instant) -> bool {
+        match self {
+            Self::Object(e) => e.is_expired(now),
+            Self::Vary(v) => v.until <= Moment::of(now),
+            Self::HitForMiss(until) => *until <= Moment::of(now),
+        }
+    }
+
+    /// Whether both are the very same slot (not just equal).
+    fn is(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Object(a), Self::Object(b)) => Arc::ptr_eq(a, b),
+            (Self::Vary(a), Self::Vary(b)) => Arc::ptr_eq(a, b),
+            (Self::HitForMiss(a), Self::HitForMiss(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    fn weight(&self) -> u32 {
+        let w = match self {
+            Self::Object(e) => e.weight(),
+            Self::Vary(v) => 256 + v.names.iter().map(|n| n.as_str().len()).sum::<usize>(),
+            Self::HitForMiss(_) => 128,
+        };
+        u32::try_from(w).unwrap_or(u32::MAX)
+    }
+}
+
+/// What a `Vary` marker holds (behind an `Arc`, so that every slot stays two words: moka keeps
+/// a slot in each of its entries).
+#[derive(Debug)]
+pub struct VaryMarker {
+    /// The request headers that select a variant.
+    pub names: Box<[HeaderName]>,
+    /// When the marker expires.
+    until: Moment,
+}
+
+/// The result of a lookup.
+#[derive(Debug)]
+pub enum Found {
+    /// A stored response for this request's variant.
+    Object(Arc<Entry>),
+    /// Nothing storable lately: go to the origin directly.
+    HitForMiss,
+    /// Nothing under the primary key.
+    UriMiss,
+    /// The resource varies and this variant is not stored.
+    VaryMiss,
+}
+
+/// What tells two entries under one key apart in the index: the entry's address. The index
+/// compares it only with an entry it holds a reference to (being inserted, or just evicted),
+/// and two live entries never share an address, so an old entry's late eviction can never
+/// remove the index slot of its successor.
+fn id(e: &Entry) -> usize {
+    std::ptr::from_ref(e).addr()
+}
+
+#[derive(Default)]
+struct Index {
+    /// Every stored object's key → [`id`] of its entry. Keys start with host and path (see
+    /// `key::CacheKey`), so the objects of a host, a path or a path prefix are one range of
+    /// this map, and the keys are the same `Arc<str>`s the cache holds.
+    keys: BTreeMap<Arc<str>, usize>,
+    /// tag → key → [`id`] of its entry.
+    tags: HashMap<Box<str>, HashMap<Arc<str>, usize>>,
+}
+
+impl Index {
+    fn add(&mut self, key: &Arc<str>, e: &Entry) {
+        self.keys.insert(key.clone(), id(e));
+        for tag in e.tags() {
+            match self.tags.get_mut(tag) {
+                Some(keys) => keys.insert(key.clone(), id(e)),
+                None => self.tags.entry(tag.into()).or_default().insert(key.clone(), id(e)),
+            };
+        }
+    }
+
+    fn remove(&mut self, key: &Arc<str>, e: &Entry) {
+        if self.keys.get(key) == Some(&id(e)) {
+            self.keys.remove(key);
+        }
+        for tag in e.tags() {
+            if let Some(map) = self.tags.get_mut(tag) {
+                if map.get(key) == Some(&id(e)) {
+                    map.remove(key);
+                }
+                if map.is_empty() {
+                    self.tags.remove(tag);
+                }
+            }
+        }
+    }
+
+    /// Keys starting with `start`, by a range scan of the sorted keys.
+    fn starting_with<'a>(&'a self, start: &'a str) -> impl Iterator<Item = &'a Arc<str>> + 'a {
+        self.keys
+            .range::<str, _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
+            .take_while(move |(k, _)| k.starts_with(start))
+            .map(|(k, _)| k)
+    }
+
+    /// Keys whose path satisfies `matches`, on every host.
+    fn with_path<'a>(
+        &'a self,
+        matches: impl Fn(&str) -> bool + 'a,
+    ) -> impl Iterator<Item = &'a Arc<str>> + 'a {
+        self.keys.keys().filter(move |k| matches(host_and_path(k).1))
+    }
+}
+
+/// The cache and its purge indexes.
+#[derive(Clone)]
+pub struct Store {
+    cache: moka::sync::Cache<Arc<str>, Slot>,
+    index: Arc<Mutex<Index>>,
+    evictions: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("entries", &self.cache.entry_count()).finish_non_exhaustive()
+    }
+}
+
+/// A purge target resolved to what the index can match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Exact path on one host (or every host), optionally one normalized query only.
+    Url { host: Option<String>, path: String, query: Option<String> },
+    /// Path prefix on one host (or every host).
+    Prefix { host: Option<String>, prefix: String },
+    /// Every object of a host.
+    Host(String),
+    /// Objects carrying a tag.
+    Tag(String),
+}
+
+impl Store {
+    /// A store holding at most `capacity` bytes.
+    pub fn new(capacity: u64) -> Self {
+        let index = Arc::new(Mutex::new(Index::default()));
+        let evictions = Arc::new(AtomicU64::new(0));
+        let (idx, ev) = (index.clone(), evictions.clone());
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(capacity)
+            .weigher(|_k: &Arc<str>, v: &Slot| v.weight())
+            .eviction_listener(move |key: Arc<Arc<str>>, value: Slot, cause: RemovalCause| {
+                if cause == RemovalCause::Size {
+                    ev.fetch_add(1, Ordering::Relaxed);
+                }
+                // A replaced entry's key lives on under its successor, which `insert` indexes.
+                if let (Slot::Object(e), true) = (&value, cause != RemovalCause::Replaced) {
+                    lock(&idx).remove(&key, e);
+                }
+            })
+            .build();
+        Self { cache, index, evictions }
+    }
+
+    /// Finds what serves a request with `headers` for `key` at `now` (slots expired by then are
+    /// removed and miss); also returns the key of the variant looked up (the key a fill for this
+    /// request would store under).
+    pub fn lookup(&self, key: &CacheKey, headers: &http::HeaderMap, now: Instant) -> (Found, Arc<str>) {
+        let primary = key.primary();
+        match self.get(primary, now) {
+            None => (Found::UriMiss, primary.clone()),
+            Some(Slot::Object(e)) => (Found::Object(e), primary.clone()),
+            Some(Slot::HitForMiss(_)) => (Found::HitForMiss, primary.clone()),
+            Some(Slot::Vary(v)) => {
+                let vk = key.variant(&v.names, headers);
+                match self.get(&vk, now) {
+                    Some(Slot::Object(e)) => (Found::Object(e), vk),
+                    Some(Slot::HitForMiss(_)) => (Found::HitForMiss, vk),
+                    _ => (Found::VaryMiss, vk),
+                }
+            }
+        }
+    }
+
+    /// The slot under `key` unless it has expired (then it is removed).
+    fn get(&self, key: &Arc<str>, now: Instant) -> Option<Slot> {
+        let slot = self.cache.get(&**key)?;
+        if slot.is_expired(now) {
+            self.remove_slot(key, &slot);
+            return None;
+        }
+        Some(slot)
+    }
+
+    /// Removes `slot` from under `key`, unless something else has replaced it meanwhile.
+    fn remove_slot(&self, key: &Arc<str>, slot: &Slot) {
+        self.cache.entry(key.clone()).and_compute_with(|current| match current {
+            Some(c) if c.value().is(slot) => moka::ops::compute::Op::Remove,
+            _ => moka::ops::compute::Op::Nop,
+        });
+    }
+
+    /// Removes every expired slot; returns how many. It walks the whole cache (reading
+    /// entries this way counts as no access), so it runs seldom: expired slots found by a
+    /// lookup go at once.
+    pub fn sweep(&self) -> usize {
+        let now = Instant::now();
+        let expired: Vec<_> = self.cache.iter().filter(|(_, slot)| slot.is_expired(now)).collect();
+        for (key, slot) in &expired {
+            self.remove_slot(key, slot);
+        }
+        expired.len()
+    }
+
+    /// Whether anything is stored under `key` (used to close the lookup/fill race). Unlike a
+    /// lookup it does not count as an access: TinyLFU admits objects by how often they are
+    /// asked for, and a miss that counted three times (lookup, this check, the check after
+    /// storing) would push out objects asked for twice as often.
+    pub fn contains(&self, key: &str) -> bool {
+        self.cache.contains_key(key)
+    }
+
+    /// Stores `entry`; when it varies, under its variant key with a marker at the primary key.
+    pub fn insert(
+        &self,
+        entry: &Arc<Entry>,
+        vary: &[HeaderName],
+        request_headers: &http::HeaderMap,
+    ) -> Arc<str> {
+        let key = if vary.is_empty() {
+            entry.key.primary().clone()
+        } else {
+            let until = Moment::of(Instant::now()).after(entry.keep() + Duration::from_secs(60));
+            let marker = VaryMarker { names: vary.into(), until };
+            self.cache.insert(entry.key.primary().clone(), Slot::Vary(Arc::new(marker)));
+            entry.key.variant(vary, request_headers)
+        };
+        self.cache.insert(key.clone(), Slot::Object(entry.clone()));
+        lock(&self.index).add(&key, entry);
+        // If moka already dropped it, undo the index entry so it cannot leak. (A refusal by
+        // the admission policy comes later, through the eviction listener.)
+        if !self.cache.contains_key(&key) {
+            lock(&self.index).remove(&key, entry);
+        }
+        key
+    }
+
+    /// Remembers that `key`'s last response was not storable.
+    pub fn mark_hit_for_miss(&self, key: Arc<str>) {
+        self.cache.insert(key, Slot::HitForMiss(Moment::of(Instant::now()).after(HIT_FOR_MISS)));
+    }
+
+    /// Removes (or, with `soft`, marks stale) every entry `target` names; returns how many.
+    pub fn purge(&self, target: &Target, soft: bool) -> usize {
+        let keys: Vec<Arc<str>> = {
+            let index = lock(&self.index);
+            match target {
+                Target::Url { host: Some(h), path, .. } => {
+                    let host_path = format!("{h}{path}");
+                    index.starting_with(&host_path).filter(|k| is_for_path(k, &host_path)).cloned().collect()
+                }
+                Target::Url { host: None, path, .. } => index.with_path(|p| p == path).cloned().collect(),
+                Target::Prefix { host: Some(h), prefix } => {
+                    index.starting_with(&format!("{h}{prefix}")).cloned().collect()
+                }
+                Target::Prefix { host: None, prefix } => {
+                    index.with_path(|p| p.starts_with(prefix.as_str())).cloned().collect()
+                }
+                Target::Host(h) => index.starting_with(&format!("{h}/")).cloned().collect(),
+                Target::Tag(t) => {
+                    index.tags.get(t.as_str()).map(|m| m.keys().cloned().collect()).unwrap_or_default()
+                }
+            }
+        };
+        let query = match target {
+            Target::Url { query, .. } => query.as_deref(),
+            _ => None,
+        };
+        let mut n = 0;
+        for key in keys {
+            let Some(Slot::Object(e)) = self.cache.get(&key) else { continue };
+            if query.is_some_and(|q| e.key.query() != Some(q)) {
+                continue;
+            }
+            if let Target::Tag(t) = target
+                && !e.tags().any(|x| x == t)
+            {
+                continue;
+            }
+            n += 1;
+            if soft {
+                e.invalidate();
+            } else {
+                self.cache.invalidate(&key);
+                // A URL, prefix or host purge removes every variant of the path, so the Vary
+                // marker goes too and the next request is a plain miss. (A tag may name only
+                // some variants; then the marker must stay.)
+                if !matches!(target, Target::Tag(_))
+                    && key != *e.key.primary()
+                    && let Some(Slot::Vary(..)) = self.cache.get(&**e.key.primary())
+                {
+                    self.cache.invalidate(&**e.key.primary());
+                }
+            }
+        }
+        n
+    }
+
+    /// Removes (or marks stale) everything; returns how many objects it held.
+    pub fn purge_all(&self, soft: bool) -> usize {
+        let mut n = 0;
+        for (_, slot) in self.cache.iter() {
+            if let Slot::Object(e) = slot {
+                n += 1;
+                if soft {
+                    e.invalidate();
+                }
+            }
+        }
+        if !soft {
+            self.cache.invalidate_all();
+            let mut index = lock(&self.index);
+            index.keys.clear();
+            index.tags.clear();
+        }
+        n
+    }
+
+    /// Runs moka's housekeeping (expiry, eviction, listener calls) off the request path.
+    pub fn run_pending_tasks(&self) {
+        self.cache.run_pending_tasks();
+    }
+
+    /// Bytes held (weighted size).
+    pub fn bytes(&self) -> u64 {
+        self.cache.weighted_size()
+    }
+
+    /// Slots held.
+    pub fn entries(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    /// Entries evicted for room so far.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
+}
+
+fn lock(m: &Mutex<Index>) -> MutexGuard<'_, Index> {
+    // A panic while holding the lock cannot leave the index worse than stale hints, which every
+    // user re-checks against the cache, so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use bytes::Bytes;
+    use http::{HeaderMap, StatusCode};
+
+    use super::*;
+    use crate::cache::entry::{Exchange, StoredHead};
+    use crate::cache::freshness::Policy;
+
+    fn key(path: &'static str) -> CacheKey {
+        let rules = stratus_config::edge::KeyRules::default();
+        CacheKey::new("h", &http::Uri::from_static(path), &rules, &HeaderMap::new())
+    }
+
+    /// An entry with a 10 s lifetime that arrived `ago` seconds ago (no validators, so it is
+    /// kept one minute past its freshness).
+    fn entry(path: &'static str, ago: u64) -> Arc<Entry> {
+        let policy = Policy {
+            storable: Ok(()),
+            lifetime: Duration::from_secs(10),
+            swr: Duration::ZERO,
+            sie: Duration::ZERO,
+            no_cache: false,
+            must_revalidate: false,
+        };
+        let head = StoredHead {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            targeted: HeaderMap::new(),
+            tags: vec![],
+            policy,
+        };
+        let ex = Exchange {
+            request_time: SystemTime::now(),
+            response_time: SystemTime::now(),
+            response_instant: Instant::now().checked_sub(Duration::from_secs(ago)).expect("clock"),
+        };
+        Arc::new(Entry::new(head, Bytes::from_static(b"x"), key(path), &ex))
+    }
+
+    fn found(store: &Store, path: &'static str) -> &'static str {
+        match store.lookup(&key(path), &HeaderMap::new(), Instant::now()).0 {
+            Found::Object(_) => "object",
+            Found::HitForMiss => "hit-for-miss",
+            Found::UriMiss => "miss",
+            Found::VaryMiss => "vary-miss",
+        }
+    }
+
+    #[test]
+    fn an_expired_object_is_a_miss_and_leaves_store_and_index() {
+        let store = Store::new(1 << 20);
+        store.insert(&entry("/stale", 30), &[], &HeaderMap::new());
+        store.insert(&entry("/gone", 71), &[], &HeaderMap::new());
+        assert_eq!(found(&store, "/stale"), "object", "stale but within its stale window");
+        assert_eq!(found(&store, "/gone"), "miss", "10 s fresh + 60 s stale window are over");
+        assert!(!store.contains("h/gone"), "the lookup removed it");
+        store.run_pending_tasks();
+        assert_eq!(store.purge(&Target::Host("h".into()), false), 1, "only /stale is left to purge");
+    }
+
+    #[test]
+    fn an_expired_hit_for_miss_marker_is_a_miss() {
+        let store = Store::new(1 << 20);
+        let k = key("/p");
+        store.mark_hit_for_miss(k.primary().clone());
+        assert_eq!(found(&store, "/p"), "hit-for-miss");
+        let past = Moment::of(Instant::now().checked_sub(Duration::from_secs(1)).expect("clock"));
+        store.cache.insert(k.primary().clone(), Slot::HitForMiss(past));
+        assert_eq!(found(&store, "/p"), "miss");
+    }
+
+    #[test]
+    fn the_sweep_removes_expired_entries_only() {
+        let store = Store::new(1 << 20);
+        for (path, ago) in [("/a", 0), ("/b", 100), ("/c", 5), ("/d", 1000)] {
+            store.insert(&entry(path, ago), &[], &HeaderMap::new());
+        }
+        assert_eq!(store.sweep(), 2);
+        store.run_pending_tasks();
+        assert_eq!(store.entries(), 2);
+        assert_eq!((found(&store, "/a"), found(&store, "/c")), ("object", "object"));
+    }
+
+    /// A lookup that found an expired entry must not remove the fresh one stored meanwhile.
+    #[test]
+    fn removing_an_expired_slot_spares_its_replacement() {
+        let store = Store::new(1 << 20);
+        let old = entry("/p", 1000);
+        store.insert(&old, &[], &HeaderMap::new());
+        store.insert(&entry("/p", 0), &[], &HeaderMap::new());
+        store.remove_slot(old.key.primary(), &Slot::Object(old.clone()));
+        assert_eq!(found(&store, "/p"), "object");
+    }
+}

@@ -1,0 +1,148 @@
+//! The running edge's shared state: sites, cache, fills in flight, metrics, certificates.
+
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use http::header::HeaderName;
+use stratus_config::EdgeConfig;
+use stratus_config::edge::{Limits, Site};
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::coalesce::Inflight;
+use crate::cache::store::Store;
+use crate::error::Error;
+use crate::fleet::follow::EdgeStats;
+use crate::fleet::purge::PurgeRequest;
+use crate::metrics::Metrics;
+use crate::proxy::route::Router;
+use crate::proxy::tls::CertStore;
+use crate::upstream::Outbound;
+
+/// The running edge's shared state.
+#[derive(Debug)]
+pub struct Edge {
+    /// Sites by host; swapped whole on reload (see [`reload`]).
+    pub(crate) router: ArcSwap<Router>,
+    /// Where the running sites came from; taken by reloads only.
+    pub(crate) sources: Mutex<Sources>,
+    /// The cache.
+    pub store: Store,
+    /// Origin fetches in flight.
+    pub inflight: Inflight,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// This cache's name in `Cache-Status`.
+    pub name: String,
+    /// Largest object stored, in bytes.
+    pub max_object: u64,
+    /// Response headers that carry tags.
+    pub tag_headers: Vec<HeaderName>,
+    /// Client limits.
+    pub limits: Limits,
+    /// Host used for prewarming paths of catch-all sites.
+    pub default_host: String,
+    /// Certificates of the TLS listeners, chosen by SNI; reloaded with the sites.
+    pub certs: Arc<CertStore>,
+    /// Port put in `https_redirect` locations: the first TLS listener's, unless it is 443 or 0.
+    pub https_port: Option<u16>,
+}
+
+impl Edge {
+    /// Builds the edge's state from its configuration (sites, store, metrics); binds nothing.
+    /// Origin health probes run until `shutdown` is cancelled or the router is dropped.
+    pub fn new(config: &EdgeConfig, shutdown: &CancellationToken) -> Result<Arc<Self>, Error> {
+        let outbound = Outbound::new(&config.dns, shutdown.clone());
+        let tag_headers = config
+            .cache
+            .tag_headers
+            .iter()
+            .filter_map(|h| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok())
+            .collect();
+        let default_host = config.listeners.first().map_or_else(
+            || "localhost".to_owned(),
+            |l| {
+                if l.listen.0.ip().is_unspecified() {
+                    "127.0.0.1".to_owned()
+                } else {
+                    l.listen.0.ip().to_string()
+                }
+            },
+        );
+        Ok(Arc::new(Self {
+            router: ArcSwap::from_pointee(Router::new(&config.sites, &outbound)?),
+            sources: Sources::new(config),
+            store: Store::new(config.cache.size.bytes()),
+            inflight: Inflight::default(),
+            metrics: Metrics::new()?,
+            name: cache_name(config.id.as_deref()),
+            max_object: config.cache.max_object_size.bytes(),
+            tag_headers,
+            limits: config.limits.clone(),
+            default_host,
+            certs: Arc::new(CertStore::new(config)?),
+            https_port: config
+                .listeners
+                .iter()
+                .find(|l| l.tls)
+                .map(|l| l.listen.0.port())
+                .filter(|p| *p != 443 && *p != 0),
+        }))
+    }
+
+    /// The sites in force: one atomic load, no lock. A request routes once and keeps the
+    /// `SiteState` it got, so a reload never changes a request halfway.
+    pub fn router(&self) -> arc_swap::Guard<Arc<Router>> {
+        self.router.load()
+    }
+
+    /// Applies a purge (admin API and control plane alike); returns entries removed or marked.
+    pub fn purge(&self, purge: &PurgeRequest) -> usize {
+        let n = if purge.purge_everything {
+            self.store.purge_all(purge.soft)
+        } else {
+            crate::fleet::purge::targets(purge, &self.router())
+                .iter()
+                .map(|t| self.store.purge(t, purge.soft))
+                .sum()
+        };
+        tracing::info!(purged = n, soft = purge.soft, "purge applied");
+        n
+    }
+
+    /// Counters for heartbeats and `/stats`.
+    pub fn stats(&self) -> EdgeStats {
+        let (requests, hits) = self.metrics.counts();
+        // moka updates its size and count in housekeeping; settle it so the numbers are current.
+        self.store.run_pending_tasks();
+        EdgeStats { requests, hits, cache_bytes: self.store.bytes(), cache_entries: self.store.entries() }
+    }
+}
+
+/// Where the running sites came from, and the settings fixed at start.
+#[derive(Debug)]
+pub(crate) struct Sources {
+    /// The configuration the edge started with: the running values of every fixed setting.
+    pub(crate) started: EdgeConfig,
+    /// The sites of the last good file (start or SIGHUP).
+    pub(crate) file_sites: Vec<Site>,
+    /// The sequence number of the control plane's configuration in force, if any.
+    pub(crate) pushed: Option<u64>,
+}
+
+impl Sources {
+    pub(crate) fn new(started: &EdgeConfig) -> Mutex<Self> {
+        Mutex::new(Self { started: started.clone(), file_sites: started.sites.clone(), pushed: None })
+    }
+}
+
+/// The cache name in `Cache-Status`: the edge id when it is a valid token, else `stratus`.
+fn cache_name(id: Option<&str>) -> String {
+    match id {
+        Some(id)
+            if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)) =>
+        {
+            id.to_owned()
+        }
+        _ => "stratus".to_owned(),
+    }
+}

@@ -1,0 +1,111 @@
+//! The admin API on its own listener (`docs/PROTOCOL.md`, "Edge admin API"): purge (JSON body
+//! or Varnish-style `PURGE /path`), health, Prometheus metrics, stats. When a token is
+//! configured every request must carry it as a bearer token, or gets 401 and changes nothing.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use stratus_config::Secret;
+use subtle::ConstantTimeEq;
+
+use crate::body::{Body, full};
+use crate::edge::Edge;
+use crate::fleet::purge::PurgeRequest;
+
+/// Largest purge body accepted.
+const MAX_BODY: usize = 1 << 20;
+
+/// Answers one admin request.
+pub async fn handle(edge: Arc<Edge>, token: Option<Secret>, req: Request<Incoming>) -> Response<Body> {
+    if let Some(token) = &token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
+            let mut res = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return res;
+        }
+    }
+    let path = req.uri().path().to_owned();
+    match (req.method().clone(), path.as_str()) {
+        (Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (Method::GET, "/metrics") => {
+            let body = edge.metrics.render(&edge.stats(), edge.store.evictions());
+            let mut res = text(StatusCode::OK, body);
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            res
+        }
+        (Method::GET, "/stats") => {
+            json(StatusCode::OK, &serde_json::to_value(edge.stats()).unwrap_or_default())
+        }
+        (Method::POST, "/purge") => {
+            let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "purge body too large or unreadable\n"),
+            };
+            let purge: PurgeRequest = match serde_json::from_slice(&bytes) {
+                Ok(p) => p,
+                Err(e) => return text(StatusCode::BAD_REQUEST, format!("invalid purge body: {e}\n")),
+            };
+            if purge.is_empty() {
+                return text(StatusCode::BAD_REQUEST, "a purge needs at least one target\n");
+            }
+            purged(edge.purge(&purge))
+        }
+        (m, _) if m.as_str() == "PURGE" => {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(|h| crate::cache::key::strip_port(h).to_ascii_lowercase());
+            let soft = req.headers().get("soft-purge").is_some_and(|v| v == "1" || v == "true")
+                || req
+                    .uri()
+                    .query()
+                    .is_some_and(|q| q.split('&').any(|p| p == "soft" || p == "soft=1" || p == "soft=true"));
+            let target = match req
+                .uri()
+                .query()
+                .map(|q| q.split('&').filter(|p| !p.starts_with("soft")).collect::<Vec<_>>().join("&"))
+            {
+                Some(q) if !q.is_empty() => format!("{path}?{q}"),
+                _ => path,
+            };
+            let file = match host {
+                Some(h) => format!("http://{h}{target}"),
+                None => target,
+            };
+            purged(edge.purge(&PurgeRequest { files: vec![file], soft, ..PurgeRequest::default() }))
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn purged(n: usize) -> Response<Body> {
+    json(StatusCode::OK, &serde_json::json!({ "purged": n }))
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut res = Response::new(full(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    res
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut res = Response::new(full(value.to_string()));
+    *res.status_mut() = status;
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}

@@ -1,0 +1,110 @@
+//! Following the control plane's event log: register, subscribe, apply in order, ack, heartbeat
+//! (`docs/PROTOCOL.md`, "Edge ↔ control"). The edge keeps serving whatever happens here.
+//!
+//! One task holds the subscription: it registers, streams `GET /v1/edges/{id}/events` from the
+//! last applied sequence, applies each entry in order through [`FollowTarget`], and acks after
+//! every chunk it read (entries that arrive together are acked together). A gap, a garbled
+//! line, a silent stream (no line for three ping intervals) or any error ends the session; the
+//! next one starts after a backoff of 100 ms doubling to 5 s and resumes from the last applied
+//! sequence, so nothing is skipped. A second task sends heartbeats every 5 s.
+//!
+//! The position lives in memory: an edge that restarts has an empty cache and starts after the
+//! log's head. A purge this edge cannot parse (a newer control plane?) drops the whole cache,
+//! because serving content that should have been purged is worse than a cold cache.
+//!
+//! `config` entries carry the fleet's sites. The register answer holds the newest one, which
+//! the edge applies before subscribing when it is newer than what it runs — so a starting edge,
+//! or one whose position was compacted away, still ends up on it; later ones arrive in the
+//! stream. A configuration the edge cannot apply leaves the running one in place and is
+//! reported as failed (`failed` in acks and heartbeats) until an ack or heartbeat carried it.
+
+mod session;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use stratus_config::fleet::FleetConfig;
+
+use crate::fleet::purge::{ObjectRef, PurgeRequest};
+
+/// What the follower needs from the running edge. The edge's state implements it; the follower
+/// knows nothing else of the edge.
+pub trait FollowTarget: Send + Sync + 'static {
+    /// Applies a purge; returns how many entries it removed or marked stale.
+    fn purge(&self, purge: &PurgeRequest) -> usize;
+    /// Drops the whole cache (the log was compacted past this edge's position).
+    fn clear(&self);
+    /// Fetches URLs and objects into the cache through the edge's own pipeline.
+    fn prewarm(&self, urls: Vec<String>, objects: Vec<ObjectRef>)
+    -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    /// Counters for heartbeats.
+    fn stats(&self) -> EdgeStats;
+    /// Replaces the sites with those of `config` entry `seq`; on error the running ones stay.
+    fn configure(&self, seq: u64, config: &FleetConfig) -> Result<(), String>;
+    /// The `config` entry whose sites are in force (0: the edge's own file's).
+    fn fleet_seq(&self) -> u64;
+}
+
+/// Counters an edge reports in heartbeats.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct EdgeStats {
+    /// Client requests served.
+    pub requests: u64,
+    /// Of those, cache hits.
+    pub hits: u64,
+    /// Bytes held in the cache.
+    pub cache_bytes: u64,
+    /// Entries in the cache.
+    pub cache_entries: u64,
+}
+
+/// How this edge introduces itself to the control plane.
+#[derive(Clone, Debug)]
+pub struct Registration {
+    /// Edge id in the registry.
+    pub id: String,
+    /// Client-facing URL of this edge.
+    pub url: String,
+    /// Admin API URL, when there is one.
+    pub admin: Option<String>,
+}
+
+/// Registers with the control plane at `control`, then follows its log until `shutdown`,
+/// reconnecting with backoff. Never returns an error: failures are logged and retried.
+pub async fn run(
+    control: stratus_config::HttpUrl,
+    token: Option<stratus_config::Secret>,
+    registration: Registration,
+    target: std::sync::Arc<dyn FollowTarget>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let follower = Arc::new(session::Follower::new(&control, token, registration, target));
+    let beats = tokio::spawn(session::heartbeats(follower.clone(), shutdown.clone()));
+    let mut backoff = session::FIRST_BACKOFF;
+    loop {
+        let outcome = tokio::select! {
+            () = shutdown.cancelled() => break,
+            outcome = follower.session() => outcome,
+        };
+        match outcome {
+            Ok(()) => tracing::info!(control = %follower.base, "subscription ended"),
+            Err(e) => {
+                tracing::warn!(control = %follower.base, error = %e, "control plane unreachable; retrying");
+            }
+        }
+        if follower.take_connected() {
+            backoff = session::FIRST_BACKOFF;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+    beats.abort();
+}
+
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);

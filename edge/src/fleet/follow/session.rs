@@ -1,0 +1,484 @@
+//! One subscription session and the heartbeat loop of the follower.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use stratus_config::fleet::FleetConfig;
+
+use super::{FollowTarget, Registration};
+use crate::fleet::purge::{ObjectRef, PurgeRequest};
+
+/// First wait before reconnecting.
+pub(super) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// Interval of heartbeats.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// A stream silent this long (three missed pings) is dead.
+const SILENCE: Duration = Duration::from_secs(15);
+/// Limit of a request that is not the stream (register, ack, heartbeat).
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest line accepted from the stream.
+const MAX_LINE: usize = 64 << 20;
+/// Most unreported failures kept; older ones are dropped (the log says what they were).
+const MAX_FAILURES: usize = 16;
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SessionError {
+    #[error("request failed: {0}")]
+    Request(String),
+    #[error("{what} answered {status}")]
+    Status { what: &'static str, status: http::StatusCode },
+    #[error("stream silent for {0:?}")]
+    Silent(Duration),
+    #[error("bad stream line: {0}")]
+    BadLine(String),
+    #[error("entry {got} arrived after {applied}: the stream skipped entries")]
+    Gap { got: u64, applied: u64 },
+}
+
+/// What the follower knows between sessions.
+pub(super) struct Follower {
+    pub(super) base: String,
+    token: Option<stratus_config::Secret>,
+    registration: Registration,
+    target: Arc<dyn FollowTarget>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// The last applied sequence number, valid once `positioned`.
+    applied: AtomicU64,
+    positioned: AtomicBool,
+    /// Set when a session got its subscription; the backoff restarts after such a session.
+    connected: AtomicBool,
+    /// The newest `config` entry tried (applied or failed), so a failing one is not retried
+    /// on every reconnect.
+    configured: AtomicU64,
+    /// Entries that could not be applied, `{"seq", "error"}`, until an ack or heartbeat
+    /// carried them to the control plane.
+    failures: Mutex<VecDeque<Value>>,
+}
+
+impl std::fmt::Debug for Follower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follower")
+            .field("base", &self.base)
+            .field("applied", &self.applied)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connector for `http://` and `https://` control planes that sends small requests (acks)
+/// at once instead of waiting on Nagle. HTTPS is verified against the webpki roots and the
+/// system's store (where an operator installs a private CA).
+fn connector() -> HttpsConnector<HttpConnector> {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    let tls =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("the aws-lc-rs provider supports TLS 1.2 and 1.3")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http)
+}
+
+impl Follower {
+    pub(super) fn new(
+        control: &stratus_config::HttpUrl,
+        token: Option<stratus_config::Secret>,
+        registration: Registration,
+        target: Arc<dyn FollowTarget>,
+    ) -> Self {
+        Self {
+            base: control.as_str().trim_end_matches('/').to_owned(),
+            token,
+            registration,
+            target,
+            client: Client::builder(TokioExecutor::new()).build(connector()),
+            applied: AtomicU64::new(0),
+            positioned: AtomicBool::new(false),
+            connected: AtomicBool::new(false),
+            configured: AtomicU64::new(0),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Whether the last session got as far as a subscription (and forgets it).
+    pub(super) fn take_connected(&self) -> bool {
+        self.connected.swap(false, Ordering::Relaxed)
+    }
+
+    fn request(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<http::Request<Full<Bytes>>, SessionError> {
+        let mut request = http::Request::builder().method(method).uri(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {}", token.expose()));
+        }
+        let body = match body {
+            Some(json) => {
+                request = request.header(http::header::CONTENT_TYPE, "application/json");
+                Bytes::from(json.to_string())
+            }
+            None => Bytes::new(),
+        };
+        request.body(Full::new(body)).map_err(|e| SessionError::Request(e.to_string()))
+    }
+
+    /// POSTs JSON and returns the JSON answer.
+    async fn call(&self, what: &'static str, path: &str, body: Value) -> Result<Value, SessionError> {
+        let request = self.request(http::Method::POST, path, Some(body))?;
+        let call = async {
+            let response =
+                self.client.request(request).await.map_err(|e| SessionError::Request(e.to_string()))?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(SessionError::Status { what, status });
+            }
+            let bytes =
+                response.into_body().collect().await.map_err(|e| SessionError::Request(e.to_string()))?;
+            Ok(serde_json::from_slice(&bytes.to_bytes()).unwrap_or(Value::Null))
+        };
+        tokio::time::timeout(CALL_TIMEOUT, call).await.map_err(|_| SessionError::Silent(CALL_TIMEOUT))?
+    }
+
+    fn id_path(&self, tail: &str) -> String {
+        let id =
+            percent_encoding::utf8_percent_encode(&self.registration.id, percent_encoding::NON_ALPHANUMERIC);
+        format!("/v1/edges/{id}/{tail}")
+    }
+
+    /// Registers, subscribes from the last applied sequence and applies what arrives until the
+    /// stream ends or fails.
+    pub(super) async fn session(&self) -> Result<(), SessionError> {
+        let reg = &self.registration;
+        let answer = self
+            .call(
+                "register",
+                "/v1/edges/register",
+                serde_json::json!({
+                    "id": reg.id, "version": env!("CARGO_PKG_VERSION"), "url": reg.url, "admin": reg.admin,
+                }),
+            )
+            .await?;
+        let head = answer["head"]
+            .as_u64()
+            .ok_or_else(|| SessionError::BadLine(format!("register answer {answer}")))?;
+        // The control plane's configuration in force: newer than ours means we started, or were
+        // away while it changed (the entry itself may be compacted away).
+        if let Some(seq) = answer["config"]["seq"].as_u64()
+            && seq > self.target.fleet_seq()
+            && seq > self.configured.load(Ordering::Relaxed)
+        {
+            self.configure(seq, answer["config"].clone());
+        }
+        // A fresh edge has an empty cache: nothing before the head concerns it.
+        if !self.positioned.swap(true, Ordering::Relaxed) {
+            self.applied.store(head, Ordering::Relaxed);
+        }
+        let after = self.applied.load(Ordering::Relaxed);
+        let request =
+            self.request(http::Method::GET, &format!("{}?after={after}", self.id_path("events")), None)?;
+        let response = tokio::time::timeout(CALL_TIMEOUT, self.client.request(request))
+            .await
+            .map_err(|_| SessionError::Silent(CALL_TIMEOUT))?
+            .map_err(|e| SessionError::Request(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(SessionError::Status { what: "subscribe", status: response.status() });
+        }
+        self.connected.store(true, Ordering::Relaxed);
+        tracing::info!(control = %self.base, after, head, "following the control plane");
+        let mut body = response.into_body();
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            let frame = tokio::time::timeout(SILENCE, body.frame())
+                .await
+                .map_err(|_| SessionError::Silent(SILENCE))?;
+            let Some(frame) = frame else { return Ok(()) };
+            let frame = frame.map_err(|e| SessionError::Request(e.to_string()))?;
+            let Ok(data) = frame.into_data() else { continue };
+            pending.extend_from_slice(&data);
+            let before = self.applied.load(Ordering::Relaxed);
+            let mut consumed = 0;
+            while let Some(end) = pending[consumed..].iter().position(|&b| b == b'\n') {
+                let line = &pending[consumed..consumed + end];
+                consumed += end + 1;
+                if !line.iter().all(u8::is_ascii_whitespace) {
+                    self.handle(line)?;
+                }
+            }
+            pending.drain(..consumed);
+            if pending.len() > MAX_LINE {
+                return Err(SessionError::BadLine("line too long".into()));
+            }
+            let applied = self.applied.load(Ordering::Relaxed);
+            if applied != before {
+                // A lost ack is harmless: the next ack or heartbeat carries a higher position
+                // and the failures not yet reported.
+                let failed = self.failures();
+                let ack = serde_json::json!({ "seq": applied, "failed": failed });
+                match self.call("ack", &self.id_path("ack"), ack).await {
+                    Ok(_) => self.reported(&failed),
+                    Err(e) => tracing::warn!(error = %e, seq = applied, "ack failed"),
+                }
+            }
+        }
+    }
+
+    /// Applies one stream line.
+    fn handle(&self, line: &[u8]) -> Result<(), SessionError> {
+        let bad = |why: &str| SessionError::BadLine(format!("{why}: {}", String::from_utf8_lossy(line)));
+        let msg: Value = serde_json::from_slice(line).map_err(|e| bad(&e.to_string()))?;
+        match msg["type"].as_str() {
+            Some("entry") => {
+                let seq = msg["seq"].as_u64().ok_or_else(|| bad("entry without seq"))?;
+                let applied = self.applied.load(Ordering::Relaxed);
+                if seq <= applied {
+                    return Ok(()); // already applied (a replay after reconnecting)
+                }
+                if seq != applied + 1 {
+                    return Err(SessionError::Gap { got: seq, applied });
+                }
+                let op = msg.get("op").cloned().unwrap_or(Value::Null);
+                if op["type"] == "config" {
+                    if seq > self.configured.load(Ordering::Relaxed) {
+                        self.configure(seq, op);
+                    }
+                } else {
+                    apply(self.target.as_ref(), seq, op);
+                }
+                self.applied.store(seq, Ordering::Relaxed);
+            }
+            Some("reset") => {
+                let next =
+                    msg["next"].as_u64().filter(|n| *n > 0).ok_or_else(|| bad("reset without next"))?;
+                tracing::warn!(next, "log compacted past this edge's position; dropping the whole cache");
+                self.target.clear();
+                self.applied.store(next - 1, Ordering::Relaxed);
+            }
+            Some("ping") => {}
+            _ => return Err(bad("unknown message type")),
+        }
+        Ok(())
+    }
+
+    async fn heartbeat(&self) -> Result<(), SessionError> {
+        let stats = self.target.stats();
+        let mut beat = serde_json::to_value(stats).map_err(|e| SessionError::Request(e.to_string()))?;
+        beat["applied"] = Value::from(self.applied.load(Ordering::Relaxed));
+        beat["config"] = Value::from(self.target.fleet_seq());
+        let failed = self.failures();
+        beat["failed"] = Value::Array(failed.clone());
+        self.call("heartbeat", &self.id_path("heartbeat"), beat).await?;
+        self.reported(&failed);
+        Ok(())
+    }
+
+    /// Applies `config` entry `seq`: `op` is the fleet configuration plus the entry's
+    /// bookkeeping (`type`, `id`, `seq`). Fields this edge does not know make it fail rather
+    /// than apply half of what was meant. A failure is remembered to be reported.
+    fn configure(&self, seq: u64, mut op: Value) {
+        self.configured.fetch_max(seq, Ordering::Relaxed);
+        if let Some(map) = op.as_object_mut() {
+            for bookkeeping in ["type", "id", "seq"] {
+                map.remove(bookkeeping);
+            }
+        }
+        let applied = serde_json::from_value::<FleetConfig>(op)
+            .map_err(|e| format!("cannot read the configuration: {e}"))
+            .and_then(|config| self.target.configure(seq, &config));
+        if let Err(error) = applied {
+            tracing::error!(seq, %error, "cannot apply the control plane's site configuration; the running one stays");
+            let mut failures = self.lock_failures();
+            if failures.len() == MAX_FAILURES {
+                failures.pop_front();
+            }
+            failures.push_back(serde_json::json!({ "seq": seq, "error": error }));
+        }
+    }
+
+    fn lock_failures(&self) -> std::sync::MutexGuard<'_, VecDeque<Value>> {
+        self.failures.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The failures not yet reported.
+    fn failures(&self) -> Vec<Value> {
+        self.lock_failures().iter().cloned().collect()
+    }
+
+    /// Forgets failures the control plane has now been told about.
+    fn reported(&self, sent: &[Value]) {
+        if !sent.is_empty() {
+            self.lock_failures().retain(|f| !sent.contains(f));
+        }
+    }
+}
+
+/// Applies one log operation. Errors are logged, never fatal: the entry counts as applied.
+pub(super) fn apply(target: &dyn FollowTarget, seq: u64, op: Value) {
+    match op["type"].as_str() {
+        Some("purge") => {
+            let mut fields = op;
+            if let Some(map) = fields.as_object_mut() {
+                map.remove("type");
+                map.remove("id");
+            }
+            match serde_json::from_value::<PurgeRequest>(fields) {
+                Ok(purge) => {
+                    // The edge logs each purge it applies, whoever sent it.
+                    target.purge(&purge);
+                }
+                Err(e) => {
+                    tracing::error!(seq, error = %e, "cannot read a purge; dropping the whole cache instead");
+                    target.clear();
+                }
+            }
+        }
+        Some("prewarm") => {
+            let urls: Vec<String> = serde_json::from_value(op["urls"].clone()).unwrap_or_default();
+            let objects: Vec<ObjectRef> = serde_json::from_value(op["objects"].clone()).unwrap_or_default();
+            tracing::info!(seq, urls = urls.len(), objects = objects.len(), "prewarm queued");
+            // Acked once queued: fetches take as long as the origin needs.
+            tokio::spawn(target.prewarm(urls, objects));
+        }
+        // `config` entries are the follower's own (`Follower::configure`).
+        other => tracing::debug!(seq, kind = ?other, "log entry of no concern to this edge"),
+    }
+}
+
+/// Sends a heartbeat every 5 s once the follower knows its position.
+pub(super) async fn heartbeats(follower: Arc<Follower>, shutdown: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if follower.positioned.load(Ordering::Relaxed)
+            && let Err(e) = follower.heartbeat().await
+        {
+            tracing::debug!(error = %e, "heartbeat failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::fleet::follow::EdgeStats;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl FollowTarget for Recorder {
+        fn purge(&self, purge: &PurgeRequest) -> usize {
+            self.0.lock().unwrap().push(format!("purge {:?} soft={}", purge.files, purge.soft));
+            1
+        }
+        fn clear(&self) {
+            self.0.lock().unwrap().push("clear".into());
+        }
+        fn prewarm(&self, urls: Vec<String>, _: Vec<ObjectRef>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+            self.0.lock().unwrap().push(format!("prewarm {urls:?}"));
+            Box::pin(async {})
+        }
+        fn stats(&self) -> EdgeStats {
+            EdgeStats::default()
+        }
+        fn configure(&self, seq: u64, config: &FleetConfig) -> Result<(), String> {
+            let hosts: Vec<&String> = config.sites.iter().flat_map(|s| &s.hosts).collect();
+            if hosts.iter().any(|h| *h == "bad") {
+                return Err("cannot build".into());
+            }
+            self.0.lock().unwrap().push(format!("config {seq} {hosts:?}"));
+            Ok(())
+        }
+        fn fleet_seq(&self) -> u64 {
+            0
+        }
+    }
+
+    fn follower(target: Arc<Recorder>, applied: u64) -> Follower {
+        let reg = Registration { id: "a".into(), url: "http://127.0.0.1:1".into(), admin: None };
+        let f = Follower::new(&"http://127.0.0.1:1".parse().unwrap(), None, reg, target);
+        f.applied.store(applied, Ordering::Relaxed);
+        f
+    }
+
+    #[tokio::test]
+    async fn lines_apply_in_order_and_gaps_are_refused() {
+        let target = Arc::new(Recorder::default());
+        let f = follower(target.clone(), 4);
+        let lines = [
+            r#"{"type":"ping","head":9}"#,
+            r#"{"type":"entry","seq":4,"op":{"type":"purge","id":"p-4","files":["/old"]}}"#,
+            r#"{"type":"entry","seq":5,"op":{"type":"purge","id":"p-5","files":["/a"],"soft":true}}"#,
+            r#"{"type":"entry","seq":6,"op":{"type":"prewarm","id":"w-6","urls":["http://h/x"],"objects":[]}}"#,
+            r#"{"type":"entry","seq":7,"op":{"type":"config","id":"c-7","sites":[{"hosts":["a"],"origins":["http://o:1"]}]}}"#,
+            r#"{"type":"entry","seq":8,"op":{"type":"purge","id":"p-8","files":["/b"],"new_field":1}}"#,
+        ];
+        for line in lines {
+            f.handle(line.as_bytes()).expect(line);
+        }
+        assert_eq!(f.applied.load(Ordering::Relaxed), 8);
+        let gap = f.handle(br#"{"type":"entry","seq":10,"op":{}}"#);
+        assert!(matches!(gap, Err(SessionError::Gap { got: 10, applied: 8 })), "{gap:?}");
+        f.handle(br#"{"type":"reset","next":40}"#).expect("reset");
+        assert_eq!(f.applied.load(Ordering::Relaxed), 39);
+        assert!(f.handle(b"not json").is_err());
+        assert_eq!(
+            *target.0.lock().unwrap(),
+            vec![
+                "purge [\"/a\"] soft=true".to_owned(),
+                "prewarm [\"http://h/x\"]".to_owned(),
+                "config 7 [\"a\"]".to_owned(),
+                "clear".to_owned(),
+                "clear".to_owned(),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn configurations_that_cannot_apply_are_reported_until_an_ack_carries_them() {
+        let target = Arc::new(Recorder::default());
+        let f = follower(target.clone(), 0);
+        let config = |seq: u64, host: &str| {
+            format!(
+                r#"{{"type":"entry","seq":{seq},"op":{{"type":"config","id":"c-{seq}","sites":[{{"hosts":["{host}"],"origins":["http://o:1"]}}]}}}}"#
+            )
+        };
+        f.handle(config(1, "bad").as_bytes()).expect("a failing config is consumed");
+        f.handle(br#"{"type":"entry","seq":2,"op":{"type":"config","id":"c-2","sites":[],"colour":1}}"#)
+            .expect("an unreadable config is consumed");
+        f.handle(config(3, "good").as_bytes()).expect("config");
+        assert_eq!(f.applied.load(Ordering::Relaxed), 3);
+        let failed = f.failures();
+        assert_eq!(failed.iter().map(|v| v["seq"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(failed[0]["error"], "cannot build");
+        // A replayed entry the follower already tried is not applied again.
+        f.applied.store(0, Ordering::Relaxed);
+        f.handle(config(1, "again").as_bytes()).expect("replay");
+        f.reported(&failed[..1]);
+        assert_eq!(f.failures().len(), 1);
+        assert_eq!(*target.0.lock().unwrap(), vec!["config 3 [\"good\"]".to_owned()]);
+    }
+}

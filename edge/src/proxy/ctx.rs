@@ -1,0 +1,120 @@
+//! One request's context after routing and keying, and the request it becomes towards the
+//! origin.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http::{HeaderMap, Method, Response, Version};
+
+use crate::body::Body;
+use crate::cache::directives::Directives;
+use crate::cache::entry::Entry;
+use crate::cache::key::CacheKey;
+use crate::error::ProxyError;
+use crate::proxy::headers::{add_forwarded, append_via, strip_hop_by_hop};
+use crate::proxy::route::SiteState;
+use crate::proxy::status::CacheStatus;
+use crate::upstream::OriginRequest;
+
+pub(crate) type Served = Result<(Response<Body>, CacheStatus), ProxyError>;
+
+/// One request's context after routing and keying.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub(crate) site: Arc<SiteState>,
+    pub(crate) key: CacheKey,
+    pub(crate) method: Method,
+    pub(crate) head_only: bool,
+    pub(crate) headers: HeaderMap,
+    pub(crate) cc: Directives,
+    pub(crate) no_cache: bool,
+    pub(crate) path_and_query: String,
+    pub(crate) version: Version,
+    pub(crate) client: Option<SocketAddr>,
+    pub(crate) client_host: Option<HeaderValue>,
+    /// The request arrived over TLS.
+    pub(crate) tls: bool,
+}
+
+impl Ctx {
+    /// Keys a routed request.
+    pub(crate) fn new(
+        site: Arc<SiteState>,
+        host: &str,
+        parts: Parts,
+        client: Option<SocketAddr>,
+        tls: bool,
+    ) -> Self {
+        // Key.
+        let key = CacheKey::new(host, &parts.uri, &site.cfg.key, &parts.headers);
+        let cc = Directives::from_headers(&parts.headers, &header::CACHE_CONTROL).unwrap_or_default();
+        let pragma = !parts.headers.contains_key(header::CACHE_CONTROL)
+            && parts
+                .headers
+                .get_all(header::PRAGMA)
+                .iter()
+                .any(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"));
+        let client_host = parts
+            .headers
+            .get(header::HOST)
+            .cloned()
+            .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+        Self {
+            site,
+            key,
+            head_only: parts.method == Method::HEAD,
+            method: parts.method,
+            no_cache: cc.has("no-cache") || pragma,
+            cc,
+            path_and_query: parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned()),
+            headers: parts.headers,
+            version: parts.version,
+            client,
+            client_host,
+            tls,
+        }
+    }
+}
+
+/// The request a fill (or a pass) sends to the origin.
+pub(crate) fn origin_request(ctx: &Ctx, revalidate: Option<&Entry>, fill: bool) -> OriginRequest {
+    let mut h = ctx.headers.clone();
+    strip_hop_by_hop(&mut h);
+    if fill {
+        // The fill fetches the whole object for everyone; the client's own conditions and
+        // ranges are answered by us from it.
+        for name in [
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_MATCH,
+            header::IF_UNMODIFIED_SINCE,
+            header::IF_RANGE,
+            header::RANGE,
+            header::CACHE_CONTROL,
+            header::PRAGMA,
+        ] {
+            h.remove(name);
+        }
+    }
+    if let Some(e) = revalidate {
+        if let Some(etag) = e.headers().get(&header::ETAG) {
+            h.insert(header::IF_NONE_MATCH, etag);
+        }
+        if let Some(lm) = e.headers().get(&header::LAST_MODIFIED) {
+            h.insert(header::IF_MODIFIED_SINCE, lm);
+        }
+    }
+    add_forwarded(&mut h, ctx.client.map(|a| a.ip()), if ctx.tls { "https" } else { "http" });
+    append_via(&mut h, ctx.version);
+    OriginRequest {
+        method: if fill { Method::GET } else { ctx.method.clone() },
+        path_and_query: ctx.path_and_query.clone(),
+        headers: h,
+        client_host: ctx.client_host.clone(),
+    }
+}

@@ -1,0 +1,331 @@
+//! The fetch and store phases: what the detached task behind a [`Fill`] does. It asks the
+//! origin, decides whether the response may be shared and stored, streams the body into the
+//! fill (and so to every waiter) and stores it only when it arrived complete.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Response, StatusCode};
+use http_body_util::BodyExt;
+use tokio::sync::oneshot;
+
+use crate::cache::coalesce::{Fill, FillHead, StreamHead, concat};
+use crate::cache::entry::{Entry, Exchange, StoredHead, initial_age};
+use crate::cache::freshness::{self, CDN_CACHE_CONTROL, SURROGATE_CONTROL};
+use crate::cache::key::{CacheKey, vary_names};
+use crate::edge::Edge;
+use crate::error::ProxyError;
+use crate::proxy::headers::{strip_hop_by_hop, take_tags};
+use crate::proxy::route::SiteState;
+use crate::upstream::{OriginBody, OriginRequest, error_chain};
+
+/// What the fill is for.
+#[derive(Debug)]
+pub enum Mode {
+    /// Fetch the object.
+    Fetch,
+    /// Revalidate this stored entry (conditional request; a 304 refreshes it).
+    Revalidate(Arc<Entry>),
+}
+
+/// How a fill shares its response and whether it may store it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sharing {
+    /// In the inflight map: later requests join it, and a response that may not be shared
+    /// marks the key hit-for-miss so the next requests do not queue behind a fetch again.
+    Coalesced,
+    /// Alone (credentials, unlike variants, a fill that kept failing to start): nobody joins;
+    /// the response is stored if it may be.
+    Alone,
+    /// Alone for a key marked hit-for-miss: stored if it may be now, else the mark is renewed.
+    HitForMiss,
+    /// The request said `no-store`: never stored.
+    NoStore,
+}
+
+impl Sharing {
+    fn registered(self) -> bool {
+        self == Self::Coalesced
+    }
+
+    fn marks_hit_for_miss(self) -> bool {
+        matches!(self, Self::Coalesced | Self::HitForMiss)
+    }
+
+    fn may_store(self) -> bool {
+        self != Self::NoStore
+    }
+}
+
+/// Everything the detached task needs.
+#[derive(Debug)]
+pub struct Job {
+    /// The edge.
+    pub edge: Arc<Edge>,
+    /// The site.
+    pub site: Arc<SiteState>,
+    /// The object's key.
+    pub key: CacheKey,
+    /// The key the fill is registered under (or would be) — where hit-for-miss goes.
+    pub slot: Arc<str>,
+    /// How the fill shares and stores its response.
+    pub sharing: Sharing,
+    /// The request carried `Authorization`.
+    pub authorization: bool,
+    /// The origin request.
+    pub request: OriginRequest,
+    /// Fetch or revalidate.
+    pub mode: Mode,
+    /// Where a non-shareable response goes (the leader), if anyone waits for it.
+    pub pass: Option<oneshot::Sender<Response<OriginBody>>>,
+}
+
+/// Starts the fill's task; it runs to the end whatever happens to the clients.
+pub fn spawn(job: Job, fill: Arc<Fill>) {
+    tokio::spawn(async move {
+        let guard = Done {
+            edge: job.edge.clone(),
+            slot: job.slot.clone(),
+            registered: job.sharing.registered(),
+            fill,
+        };
+        run(job, &guard.fill).await;
+    });
+}
+
+/// Ends a fill when its task ends, even by a panic: waiters are released and the key leaves
+/// the inflight map, so one bad fetch cannot wedge a key.
+struct Done {
+    edge: Arc<Edge>,
+    slot: Arc<str>,
+    registered: bool,
+    fill: Arc<Fill>,
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.fill.abandon();
+        if self.registered {
+            self.edge.inflight.remove(&self.slot, &self.fill);
+        }
+    }
+}
+
+async fn run(job: Job, fill: &Fill) {
+    let edge = &job.edge;
+    edge.metrics.origin_request();
+    let request_time = SystemTime::now();
+    let res = match job.site.upstream.send(&job.request, None).await {
+        Ok(r) => r,
+        Err(e) => {
+            edge.metrics.origin_error();
+            fill.publish_head(FillHead::Failed(e.clone()));
+            fill.finish(Err(e));
+            return;
+        }
+    };
+    let ex = Exchange::now(request_time);
+    let (mut parts, body) = res.into_parts();
+    let revalidating = matches!(job.mode, Mode::Revalidate(_));
+    if let (Mode::Revalidate(old), StatusCode::NOT_MODIFIED) = (&job.mode, parts.status) {
+        let entry = Arc::new(refresh(edge, &job.site, old, &parts.headers, &ex, job.authorization));
+        let vary = vary_names(&entry.headers().to_map(0)).unwrap_or_default();
+        edge.store.insert(&entry, &vary, &fill.request_headers);
+        tracing::debug!(key = %job.key.primary(), "revalidated");
+        fill.publish_head(FillHead::Entry(entry));
+        fill.finish(Ok(()));
+        return;
+    }
+
+    let status = parts.status;
+    let head = prepare(
+        edge,
+        &job.site,
+        &job.key,
+        status,
+        std::mem::take(&mut parts.headers),
+        &ex,
+        job.authorization,
+    );
+    let vary = vary_names(&head.headers);
+    let content_length = head
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    let too_large = content_length.is_some_and(|n| n > edge.max_object);
+    // A 5xx answering a revalidation never replaces the stale entry: stale-if-error may still
+    // need it, and the next request revalidates again.
+    let storable = job.sharing.may_store()
+        && head.policy.storable.is_ok()
+        && vary.is_some()
+        && !too_large
+        && !(revalidating && status.is_server_error());
+    // Errors answering a revalidation are shared (waiters with stale-if-error serve stale,
+    // the others get the error) instead of sending every waiter to a failing origin.
+    let shareable = storable || (revalidating && status.is_server_error() && !too_large);
+
+    if !shareable {
+        if job.sharing.marks_hit_for_miss() {
+            edge.store.mark_hit_for_miss(job.slot.clone());
+        }
+        tracing::debug!(key = %job.key.primary(), reason = ?head.policy.storable.err(), too_large, "not stored");
+        parts.headers = head.headers;
+        if let Some(tx) = job.pass {
+            let _ = tx.send(Response::from_parts(parts, body));
+        }
+        let reason = if too_large {
+            "too-large"
+        } else if !job.sharing.may_store() {
+            "request-no-store"
+        } else if vary.is_none() {
+            "vary-star"
+        } else {
+            head.policy.storable.err().map_or("not-storable", |r| r.detail())
+        };
+        fill.publish_head(FillHead::Pass(reason));
+        fill.finish(Ok(()));
+        return;
+    }
+
+    let initial = initial_age(&head.headers, &ex);
+    let ttl = storable.then(|| head.policy.lifetime.as_secs() as i64 - initial.as_secs() as i64);
+    fill.publish_head(FillHead::Stream(Arc::new(StreamHead {
+        status,
+        headers: head.headers.clone(),
+        vary: vary.clone().unwrap_or_default(),
+        storing: storable,
+        ttl,
+        initial_age: initial,
+        arrived: ex.response_instant,
+    })));
+
+    let end = stream_body(edge, &job, fill, body, content_length, request_time).await;
+    match &end {
+        Ok(size) if storable && *size <= edge.max_object => {
+            let entry = Entry::new(head, concat(&fill.chunks()), job.key.clone(), &ex);
+            edge.store.insert(&Arc::new(entry), vary.as_deref().unwrap_or_default(), &fill.request_headers);
+            tracing::debug!(key = %job.key.primary(), size, "stored");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            edge.metrics.origin_error();
+            tracing::warn!(key = %job.key.primary(), error = %e, "origin body failed; not stored");
+        }
+    }
+    fill.finish(end.map(|_| ()));
+}
+
+/// Reads the body into the fill; returns its size when it arrived complete.
+async fn stream_body(
+    edge: &Edge,
+    job: &Job,
+    fill: &Fill,
+    mut body: OriginBody,
+    content_length: Option<u64>,
+    request_time: SystemTime,
+) -> Result<u64, ProxyError> {
+    let spent = SystemTime::now().duration_since(request_time).unwrap_or_default();
+    let left = job.site.upstream.timeouts.total.get().saturating_sub(spent);
+    let deadline = tokio::time::Instant::now() + left;
+    let mut size: u64 = 0;
+    let mut overflowed = false;
+    loop {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(ProxyError::Timeout("the response body")),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(ProxyError::Upstream(error_chain(&e))),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    size += data.len() as u64;
+                    fill.push(data);
+                }
+            }
+        }
+        if size > edge.max_object && !overflowed {
+            // Too big to store after all (no Content-Length told us): the current waiters
+            // finish from this fill, but nobody new joins it; later requests go straight
+            // to the origin.
+            overflowed = true;
+            if job.sharing.registered() {
+                edge.store.mark_hit_for_miss(job.slot.clone());
+                edge.inflight.remove(&job.slot, fill);
+            }
+        }
+    }
+    // hyper reports a body shorter than Content-Length as an error; this catches the rest.
+    if content_length.is_some_and(|n| n != size) {
+        return Err(ProxyError::Upstream("body length does not match Content-Length".into()));
+    }
+    Ok(size)
+}
+
+/// Cleans an origin response head for storage and clients and computes its policy.
+pub fn prepare(
+    edge: &Edge,
+    site: &SiteState,
+    key: &CacheKey,
+    status: StatusCode,
+    mut headers: HeaderMap,
+    ex: &Exchange,
+    authorization: bool,
+) -> StoredHead {
+    strip_hop_by_hop(&mut headers);
+    let tags = take_tags(&mut headers, &edge.tag_headers);
+    if !headers.contains_key(header::DATE) {
+        // RFC 9110 §6.6.1: a cache that stores or forwards a response without Date adds one.
+        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(ex.response_time)) {
+            headers.insert(header::DATE, v);
+        }
+    }
+    let policy = freshness::policy(status, &headers, authorization, ex.response_time, site.rules(key.path()));
+    let mut targeted = HeaderMap::new();
+    for name in [&CDN_CACHE_CONTROL, &SURROGATE_CONTROL] {
+        for v in headers.get_all(name) {
+            targeted.append(name.clone(), v.clone());
+        }
+        headers.remove(name);
+    }
+    StoredHead { status, headers, targeted, tags, policy }
+}
+
+/// Applies a 304 to a stored entry (RFC 9111 §4.3.4): its fields replace the stored ones,
+/// except those describing the body, and freshness is computed anew.
+fn refresh(
+    edge: &Edge,
+    site: &SiteState,
+    old: &Entry,
+    update: &HeaderMap,
+    ex: &Exchange,
+    authorization: bool,
+) -> Entry {
+    let mut merged = old.headers().to_map(old.targeted().len());
+    for (name, value) in old.targeted().iter() {
+        merged.append(name, value);
+    }
+    // The old Date and Age describe the old exchange.
+    merged.remove(header::DATE);
+    merged.remove(header::AGE);
+    let mut update = update.clone();
+    strip_hop_by_hop(&mut update);
+    for name in
+        [header::CONTENT_LENGTH, header::CONTENT_ENCODING, header::CONTENT_RANGE, header::CONTENT_TYPE]
+    {
+        update.remove(name);
+    }
+    let tags_sent = edge.tag_headers.iter().any(|n| update.contains_key(n));
+    let mut names: Vec<header::HeaderName> = update.keys().cloned().collect();
+    names.dedup();
+    for name in names {
+        merged.remove(&name);
+        for v in update.get_all(&name) {
+            merged.append(name.clone(), v.clone());
+        }
+    }
+    let mut head = prepare(edge, site, &old.key, old.status, merged, ex, authorization);
+    if !tags_sent {
+        head.tags = old.tags().map(String::from).collect();
+    }
+    Entry::new(head, old.body(), old.key.clone(), ex)
+}

@@ -1,0 +1,112 @@
+//! Header hygiene on both sides of the proxy: hop-by-hop fields (RFC 9110 §7.6.1), `Via`,
+//! `X-Forwarded-*`, and the fields meant only for us (`CDN-Cache-Control`,
+//! `Surrogate-Control`, tag headers) that clients must never see.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Version};
+
+use crate::cache::freshness::{CDN_CACHE_CONTROL, SURROGATE_CONTROL};
+
+/// Fields that describe one connection, never forwarded.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+/// Removes hop-by-hop fields, including those `Connection` names.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().to_ascii_lowercase().as_bytes()).ok())
+        .collect();
+    for name in named {
+        h.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        h.remove(name);
+    }
+}
+
+/// Appends our `Via` entry (RFC 9110 §7.6.3).
+pub fn append_via(h: &mut HeaderMap, version: Version) {
+    let v = match version {
+        Version::HTTP_2 => "2 stratus",
+        Version::HTTP_10 => "1.0 stratus",
+        _ => "1.1 stratus",
+    };
+    h.append(header::VIA, HeaderValue::from_static(v));
+}
+
+/// Adds the client address to `X-Forwarded-For` and sets `X-Forwarded-Proto`.
+pub fn add_forwarded(h: &mut HeaderMap, client: Option<IpAddr>, proto: &'static str) {
+    if let Some(ip) = client {
+        let xff = HeaderName::from_static("x-forwarded-for");
+        let prior = crate::cache::key::header_value(h, xff.as_str());
+        let value = if prior.is_empty() { ip.to_string() } else { format!("{prior}, {ip}") };
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(xff, v);
+        }
+    }
+    h.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static(proto));
+}
+
+/// Removes the tag headers and returns the tags they listed (space- or comma-separated).
+pub fn take_tags(h: &mut HeaderMap, names: &[HeaderName]) -> Vec<String> {
+    let mut tags: Vec<String> = Vec::new();
+    for name in names {
+        for v in h.get_all(name) {
+            for t in String::from_utf8_lossy(v.as_bytes()).split([' ', ',', '\t']) {
+                if !t.is_empty() && !tags.iter().any(|x| x == t) {
+                    tags.push(t.to_owned());
+                }
+            }
+        }
+        h.remove(name);
+    }
+    tags
+}
+
+/// Removes the cache-control fields targeted at us (RFC 9213 says they are not forwarded).
+pub fn strip_targeted(h: &mut HeaderMap) {
+    h.remove(&CDN_CACHE_CONTROL);
+    h.remove(&SURROGATE_CONTROL);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_named_fields_go() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "close, X-Secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn tags_are_split_and_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("surrogate-key", "a b".parse().unwrap());
+        h.insert("cache-tag", "b,c".parse().unwrap());
+        let names = [HeaderName::from_static("surrogate-key"), HeaderName::from_static("cache-tag")];
+        assert_eq!(take_tags(&mut h, &names), ["a", "b", "c"]);
+        assert!(h.is_empty());
+    }
+}

@@ -1,0 +1,17 @@
+//! The request path: accept (`server`, `tls`), route (`route`, `https`), the phases of a GET
+//! or HEAD (`pipeline`) and of other methods (`passthrough`), origin fills (`fill`), answers
+//! from held responses (`respond`, `range`), header rules (`headers`) and the one source of
+//! `Cache-Status` and request metrics (`status`).
+
+pub(crate) mod ctx;
+pub(crate) mod fill;
+pub(crate) mod headers;
+pub(crate) mod https;
+pub(crate) mod passthrough;
+pub(crate) mod pipeline;
+pub(crate) mod range;
+pub(crate) mod respond;
+pub(crate) mod route;
+pub(crate) mod server;
+pub(crate) mod status;
+pub(crate) mod tls;

@@ -1,0 +1,386 @@
+//! The request pipeline, one phase after another: route → key → lookup → fetch (coalesced,
+//! see `coalesce.rs` / `fill.rs`) → respond → observe. Observe always runs, errors included,
+//! and the service never fails: every error becomes a response in [`rescue`].
+//!
+//! The hit path is: one moka `get` (no lock held across an await), a header-map clone, and a
+//! body that is a reference to the stored `Bytes`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Frame, Incoming};
+use tokio::sync::oneshot;
+
+use crate::body::{Body, BoxError, empty};
+use crate::cache::coalesce::{Fill, FillHead, Role, StreamHead};
+use crate::cache::entry::Entry;
+use crate::cache::key;
+use crate::cache::reuse::{Reuse, reuse};
+use crate::cache::store::Found;
+use crate::edge::Edge;
+use crate::error::{ProxyError, rescue};
+use crate::proxy::ctx::{Ctx, Served, origin_request};
+use crate::proxy::fill::{self, Job, Mode, Sharing};
+use crate::proxy::headers::append_via;
+use crate::proxy::respond::{self, Precondition};
+use crate::proxy::server::Transport;
+use crate::proxy::status::{CacheStatus, Fwd, Outcome, StaleWhy};
+use crate::upstream::OriginBody;
+
+/// Serves one client request. Never fails.
+pub async fn handle(edge: Arc<Edge>, req: Request<Body>, client: Option<SocketAddr>) -> Response<Body> {
+    let started = Instant::now();
+    // Cheap clones (shared bytes) kept for the access log.
+    let (method, uri) = (req.method().clone(), req.uri().clone());
+    let version = req.version();
+    // Set once the site is known, for error responses as much as for the others.
+    let mut hsts = None;
+    let (mut res, status) = match serve(&edge, req, client, &mut hsts).await {
+        Ok(pair) => pair,
+        Err(e) => {
+            edge.metrics.error(&e);
+            let outcome =
+                if matches!(e, ProxyError::NotCached) { Outcome::Unsatisfied } else { Outcome::Error };
+            let mut status = CacheStatus::new(outcome);
+            status.detail = e.detail();
+            (rescue(&e), status)
+        }
+    };
+    if let Some(v) = hsts {
+        res.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, v);
+    }
+    observe(&edge, res, &status, started, version, &method, uri.path())
+}
+
+/// Adapts hyper's request body for [`handle`].
+pub fn boxed(req: Request<Incoming>) -> Request<Body> {
+    req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync())
+}
+
+/// Observe: `Cache-Status`, `Via`, metrics, access log.
+fn observe(
+    edge: &Arc<Edge>,
+    mut res: Response<Body>,
+    status: &CacheStatus,
+    started: Instant,
+    version: Version,
+    method: &Method,
+    path: &str,
+) -> Response<Body> {
+    res.headers_mut().insert(header::HeaderName::from_static("cache-status"), status.header(&edge.name));
+    append_via(res.headers_mut(), version);
+    let elapsed = started.elapsed();
+    edge.metrics.request(status, elapsed);
+    // Access log at debug (enable with RUST_LOG=stratus_edge::access=debug): a line per
+    // request on stderr costs more than the whole hit path.
+    tracing::debug!(
+        target: "stratus_edge::access",
+        method = %method,
+        path,
+        status = res.status().as_u16(),
+        cache = status.label(),
+        micros = elapsed.as_micros() as u64,
+    );
+    // Bodies of known size (hits, errors) are counted at once; streams as their frames go out.
+    if let Some(n) = res.body().size_hint().exact() {
+        edge.metrics.served(n);
+        return res;
+    }
+    let counter = edge.clone();
+    res.map(move |body| {
+        body.map_frame(move |f| {
+            if let Some(d) = f.data_ref() {
+                counter.metrics.served(d.len() as u64);
+            }
+            f
+        })
+        .boxed_unsync()
+    })
+}
+
+async fn serve(
+    edge: &Arc<Edge>,
+    req: Request<Body>,
+    client: Option<SocketAddr>,
+    hsts: &mut Option<HeaderValue>,
+) -> Served {
+    // Route.
+    let (parts, body) = req.into_parts();
+    let host = key::request_host(&parts.uri, &parts.headers)
+        .ok_or(ProxyError::BadRequest("missing or invalid host"))?;
+    let site = edge.router().route(&host).ok_or_else(|| ProxyError::UnknownHost(host.clone()))?.clone();
+    let tls = parts.extensions.get::<Transport>() == Some(&Transport::Tls);
+    if !tls && site.cfg.https_redirect {
+        return Ok((
+            crate::proxy::https::redirect(&parts.method, &host, edge.https_port, &parts.uri),
+            CacheStatus::new(Outcome::Redirect),
+        ));
+    }
+    if tls {
+        *hsts = site.cfg.hsts.map(crate::proxy::https::hsts);
+    }
+    let ctx = Ctx::new(site, &host, parts, client, tls);
+    if ctx.method == Method::GET || ctx.method == Method::HEAD {
+        lookup(edge, &ctx).await
+    } else {
+        crate::proxy::passthrough::forward(edge, &ctx, body).await
+    }
+}
+
+/// Lookup: hit, stale, or miss → fetch.
+async fn lookup(edge: &Arc<Edge>, ctx: &Ctx) -> Served {
+    let only_if_cached = ctx.cc.has("only-if-cached");
+    if ctx.cc.has("no-store") {
+        if only_if_cached {
+            return Err(ProxyError::NotCached);
+        }
+        return fetch_alone(edge, ctx, ctx.key.primary().clone(), Fwd::Bypass, Sharing::NoStore).await;
+    }
+    for _ in 0..3 {
+        let now = Instant::now();
+        let (found, slot) = edge.store.lookup(&ctx.key, &ctx.headers, now);
+        let fwd = match found {
+            Found::Object(e) => return from_entry(edge, ctx, e, slot, now).await,
+            _ if only_if_cached => return Err(ProxyError::NotCached),
+            Found::HitForMiss => return fetch_alone(edge, ctx, slot, Fwd::Bypass, Sharing::HitForMiss).await,
+            Found::UriMiss => Fwd::UriMiss,
+            Found::VaryMiss => Fwd::VaryMiss,
+        };
+        // A response to a request with credentials is never handed to other waiters.
+        if ctx.headers.contains_key(header::AUTHORIZATION) {
+            return fetch_alone(edge, ctx, slot, fwd, Sharing::Alone).await;
+        }
+        // `None`: the fill we would have joined just stored its object; look again.
+        if let Some(role) = edge.inflight.join(&slot, &ctx.headers, || edge.store.contains(&slot)) {
+            return coalesce(edge, ctx, role, slot, Mode::Fetch, fwd, None).await;
+        }
+    }
+    fetch_alone(edge, ctx, ctx.key.primary().clone(), Fwd::UriMiss, Sharing::Alone).await
+}
+
+/// A stored entry: fresh hit, stale hit, or revalidation (see [`reuse`]).
+async fn from_entry(edge: &Arc<Edge>, ctx: &Ctx, e: Arc<Entry>, slot: Arc<str>, now: Instant) -> Served {
+    let fwd = match reuse(&e, &ctx.cc, ctx.no_cache, now) {
+        Reuse::Fresh => return Ok(hit(&e, ctx, now, Outcome::Hit)),
+        Reuse::Stale(why) => {
+            if why == StaleWhy::WhileRevalidate
+                && let Some(fill) = edge.inflight.start_if_idle(&slot, &ctx.headers)
+            {
+                // Nobody waits for a background revalidation's response.
+                drop(start(edge, ctx, &fill, slot, Mode::Revalidate(e.clone())));
+            }
+            return Ok(hit(&e, ctx, now, Outcome::StaleHit(why)));
+        }
+        Reuse::Revalidate(fwd) => fwd,
+    };
+    if ctx.cc.has("only-if-cached") {
+        return Err(ProxyError::NotCached);
+    }
+    let role = edge
+        .inflight
+        .join(&slot, &ctx.headers, || false)
+        .ok_or_else(|| ProxyError::Internal("join without a fill".into()))?;
+    coalesce(edge, ctx, role, slot, Mode::Revalidate(e.clone()), fwd, Some(e)).await
+}
+
+/// An answer from a stored entry, with its `Cache-Status`.
+fn hit(e: &Entry, ctx: &Ctx, now: Instant, outcome: Outcome) -> (Response<Body>, CacheStatus) {
+    let mut status = CacheStatus::new(outcome);
+    status.ttl = Some(e.ttl(now));
+    (serve_entry(e, ctx, now), status)
+}
+
+/// Leads a coalesced fill (starting it) or follows one another request leads.
+async fn coalesce(
+    edge: &Arc<Edge>,
+    ctx: &Ctx,
+    role: Role,
+    slot: Arc<str>,
+    mode: Mode,
+    fwd: Fwd,
+    stale: Option<Arc<Entry>>,
+) -> Served {
+    let mut status = CacheStatus::new(Outcome::Forward(fwd));
+    match role {
+        Role::Leader(fill) => {
+            let pass = start(edge, ctx, &fill, slot, mode);
+            follow(edge, ctx, &fill, Some(pass), status, stale).await
+        }
+        Role::Follower(fill) => {
+            edge.metrics.coalesced();
+            status.collapsed = true;
+            follow(edge, ctx, &fill, None, status, stale).await
+        }
+    }
+}
+
+/// Fetch without coalescing (hit-for-miss, credentials, `no-store` requests, unlike variants).
+async fn fetch_alone(edge: &Arc<Edge>, ctx: &Ctx, slot: Arc<str>, fwd: Fwd, sharing: Sharing) -> Served {
+    let fill = Fill::new(ctx.headers.clone());
+    let (tx, rx) = oneshot::channel();
+    fill::spawn(job(edge, ctx, slot, Mode::Fetch, sharing, tx), fill.clone());
+    let mut status = CacheStatus::new(Outcome::Forward(fwd));
+    if sharing == Sharing::HitForMiss {
+        status.detail = Some("hit-for-miss");
+    }
+    follow(edge, ctx, &fill, Some(rx), status, None).await
+}
+
+fn job(
+    edge: &Arc<Edge>,
+    ctx: &Ctx,
+    slot: Arc<str>,
+    mode: Mode,
+    sharing: Sharing,
+    pass: oneshot::Sender<Response<OriginBody>>,
+) -> Job {
+    let revalidate = match &mode {
+        Mode::Revalidate(e) => Some(e.as_ref()),
+        Mode::Fetch => None,
+    };
+    Job {
+        edge: edge.clone(),
+        site: ctx.site.clone(),
+        key: ctx.key.clone(),
+        slot,
+        sharing,
+        authorization: ctx.headers.contains_key(header::AUTHORIZATION),
+        request: origin_request(ctx, revalidate, true),
+        mode,
+        pass: Some(pass),
+    }
+}
+
+/// Starts a registered fill's task; returns where a non-shareable response will arrive.
+fn start(
+    edge: &Arc<Edge>,
+    ctx: &Ctx,
+    fill: &Arc<Fill>,
+    slot: Arc<str>,
+    mode: Mode,
+) -> oneshot::Receiver<Response<OriginBody>> {
+    let (tx, rx) = oneshot::channel();
+    fill::spawn(job(edge, ctx, slot, mode, Sharing::Coalesced, tx), fill.clone());
+    rx
+}
+
+/// Waits on a fill and answers from it. `pass` is set for the leader; `stale` is the entry
+/// being revalidated (for stale-if-error).
+async fn follow(
+    edge: &Arc<Edge>,
+    ctx: &Ctx,
+    fill: &Arc<Fill>,
+    pass: Option<oneshot::Receiver<Response<OriginBody>>>,
+    mut status: CacheStatus,
+    stale: Option<Arc<Entry>>,
+) -> Served {
+    let leader = pass.is_some();
+    let now = || Instant::now();
+    let stale_if_error = |code: Option<u16>| -> Option<Served> {
+        let e = stale.as_ref()?;
+        let n = now();
+        if e.sie().is_zero() || e.staleness(n) > e.sie() {
+            return None;
+        }
+        let mut st = CacheStatus::new(Outcome::StaleIfError);
+        st.fwd_status = code;
+        st.ttl = Some(e.ttl(n));
+        Some(Ok((serve_entry(e, ctx, n), st)))
+    };
+    match fill.head().await {
+        FillHead::Failed(err) => stale_if_error(None).unwrap_or(Err(err)),
+        FillHead::Entry(e) => {
+            status.fwd_status = Some(304);
+            status.stored = true;
+            status.ttl = Some(e.ttl(now()));
+            Ok((serve_entry(&e, ctx, now()), status))
+        }
+        FillHead::Pass(reason) => match pass {
+            Some(rx) => {
+                let res = rx.await.map_err(|_| ProxyError::Internal("pass response lost".into()))?;
+                status.fwd_status = Some(res.status().as_u16());
+                status.detail = status.detail.or(Some(reason));
+                if status.fwd_status.is_some_and(|c| c >= 500)
+                    && let Some(served) = stale_if_error(status.fwd_status)
+                {
+                    return served;
+                }
+                Ok((pass_response(res, ctx), status))
+            }
+            None => {
+                Box::pin(fetch_alone(edge, ctx, ctx.key.primary().clone(), Fwd::Bypass, Sharing::Alone)).await
+            }
+        },
+        FillHead::Stream(head) => {
+            if head.status.is_server_error()
+                && let Some(served) = stale_if_error(Some(head.status.as_u16()))
+            {
+                return served;
+            }
+            if !leader && !same_variant(&head.vary, &fill.request_headers, &ctx.headers) {
+                return Box::pin(fetch_alone(
+                    edge,
+                    ctx,
+                    ctx.key.primary().clone(),
+                    Fwd::VaryMiss,
+                    Sharing::Alone,
+                ))
+                .await;
+            }
+            status.fwd_status = Some(head.status.as_u16());
+            status.stored = head.storing;
+            status.ttl = head.ttl;
+            Ok((serve_stream(ctx, fill, &head).await?, status))
+        }
+    }
+}
+
+fn same_variant(vary: &[header::HeaderName], a: &HeaderMap, b: &HeaderMap) -> bool {
+    vary.iter().all(|n| key::header_value(a, n.as_str()) == key::header_value(b, n.as_str()))
+}
+
+/// Respond from a stored entry.
+fn serve_entry(e: &Entry, ctx: &Ctx, now: Instant) -> Response<Body> {
+    // Room for Age, Cache-Status, Content-Length and Accept-Ranges.
+    let mut headers = e.headers().to_map(4);
+    headers.insert(header::AGE, HeaderValue::from(e.age(now).as_secs()));
+    respond::complete(e.status, headers, &e.body(), &ctx.headers, ctx.head_only)
+}
+
+/// Respond from a fill whose body may still be arriving.
+async fn serve_stream(ctx: &Ctx, fill: &Arc<Fill>, head: &StreamHead) -> Result<Response<Body>, ProxyError> {
+    let mut headers = head.headers.clone();
+    let age = head.initial_age + head.arrived.elapsed();
+    headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
+    match respond::precondition(&ctx.headers, head.status, &headers) {
+        Precondition::NotModified => return Ok(respond::not_modified(&headers)),
+        Precondition::Failed => return Ok(respond::precondition_failed()),
+        Precondition::Proceed => {}
+    }
+    if head.status == StatusCode::OK && respond::wants_range(&ctx.headers) {
+        // A range of an object we are fetching whole: wait for it, then slice.
+        let body = fill.complete_body().await?;
+        return Ok(respond::complete(head.status, headers, &body, &ctx.headers, ctx.head_only));
+    }
+    let body = if ctx.head_only {
+        empty()
+    } else {
+        let stream = fill.body().map(|r| r.map(Frame::data).map_err(|e| Box::new(e) as BoxError));
+        http_body_util::StreamBody::new(stream).boxed_unsync()
+    };
+    let mut res = Response::new(body);
+    *res.status_mut() = head.status;
+    *res.headers_mut() = headers;
+    Ok(res)
+}
+
+/// A non-shareable origin response, straight through.
+fn pass_response(res: Response<OriginBody>, ctx: &Ctx) -> Response<Body> {
+    let head_only = ctx.head_only;
+    res.map(|b| if head_only { empty() } else { b.map_err(|e| Box::new(e) as BoxError).boxed_unsync() })
+}

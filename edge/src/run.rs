@@ -1,0 +1,183 @@
+//! Starting the edge: bind the listeners, start the housekeeping tasks, follow the control plane.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use stratus_config::EdgeConfig;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::edge::Edge;
+use crate::error::Error;
+use crate::fleet::{admin, follow, reload, target};
+use crate::proxy::{pipeline, server, tls};
+
+/// Runs the edge until `shutdown` is cancelled. Every configuration sent on `reloads` is
+/// applied with [`Edge::reload`] (SIGHUP in `stratus edge`); dropping the sender is fine.
+///
+/// Prints one line `listening edge http http://ADDR` (or `listening edge https https://ADDR`
+/// for a TLS listener) on stdout per bound listener.
+pub async fn run(
+    config: EdgeConfig,
+    shutdown: CancellationToken,
+    reloads: mpsc::Receiver<EdgeConfig>,
+) -> Result<(), Error> {
+    let edge = Edge::new(&config, &shutdown)?;
+    let mut tasks = JoinSet::new();
+    let first_url = listen_clients(&edge, &config, &shutdown, &mut tasks).await?;
+    let admin_url = listen_admin(&edge, &config, &shutdown, &mut tasks).await?;
+    housekeeping(&edge, &config, &shutdown, &mut tasks);
+    tasks.spawn(reload::serve(edge.clone(), reloads, shutdown.clone()));
+    if let Some(control) = config.control.clone() {
+        let registration = follow::Registration {
+            id: config.id.clone().unwrap_or_else(host_name),
+            url: first_url.unwrap_or_default(),
+            admin: admin_url,
+        };
+        let target: Arc<dyn follow::FollowTarget> = Arc::new(target::EdgeTarget(edge.clone()));
+        tasks.spawn(follow::run(control, config.token.clone(), registration, target, shutdown.clone()));
+    }
+
+    while let Some(done) = tasks.join_next().await {
+        if let Err(e) = done {
+            tracing::error!(error = %e, "edge task failed");
+        }
+    }
+    tracing::info!("edge stopped");
+    Ok(())
+}
+
+/// Binds the client listeners and starts serving them; returns the first one's URL.
+async fn listen_clients(
+    edge: &Arc<Edge>,
+    config: &EdgeConfig,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> Result<Option<String>, Error> {
+    let mut first_url = None;
+    for (i, l) in config.listeners.iter().enumerate() {
+        let listener = bind(l.listen.0).await?;
+        let scheme = if l.tls { "https" } else { "http" };
+        let url = format!(
+            "{scheme}://{}",
+            listener.local_addr().map_err(|e| Error::Bind { addr: l.listen.0, source: e })?
+        );
+        let acceptor = if l.tls {
+            Some(Arc::new(tls::Acceptor::new(
+                edge.certs.clone(),
+                i,
+                config.limits.header_read_timeout.get(),
+            )?))
+        } else {
+            None
+        };
+        println!("listening edge {scheme} {url}");
+        tracing::info!(%url, "edge listening");
+        first_url.get_or_insert(url);
+        let e = edge.clone();
+        let handler =
+            move |req, peer: SocketAddr| pipeline::handle(e.clone(), pipeline::boxed(req), Some(peer));
+        tasks.spawn(server::serve(
+            listener,
+            server::builder(&config.limits),
+            handler,
+            acceptor,
+            config.limits.max_connections,
+            shutdown.clone(),
+            config.limits.drain_timeout.get(),
+        ));
+    }
+    Ok(first_url)
+}
+
+/// Binds the admin listener, if one is configured; returns its URL.
+async fn listen_admin(
+    edge: &Arc<Edge>,
+    config: &EdgeConfig,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> Result<Option<String>, Error> {
+    let Some(admin) = &config.admin else { return Ok(None) };
+    let listener = bind(admin.listen.0).await?;
+    let url = format!(
+        "http://{}",
+        listener.local_addr().map_err(|e| Error::Bind { addr: admin.listen.0, source: e })?
+    );
+    println!("listening edge admin {url}");
+    tracing::info!(%url, "edge admin listening");
+    let (e, token) = (edge.clone(), config.token.clone());
+    let handler = move |req, _peer: SocketAddr| admin::handle(e.clone(), token.clone(), req);
+    tasks.spawn(server::serve(
+        listener,
+        server::builder(&config.limits),
+        handler,
+        None,
+        256,
+        shutdown.clone(),
+        Duration::from_secs(5),
+    ));
+    Ok(Some(url))
+}
+
+/// Work off the request path: moka's eviction work, metrics upkeep, a sweep for expired
+/// entries every 30 s, and certificate files replaced on disk.
+fn housekeeping(
+    edge: &Arc<Edge>,
+    config: &EdgeConfig,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) {
+    let (e, stop) = (edge.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut n: u64 = 0;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = tick.tick() => {
+                    e.store.run_pending_tasks();
+                    // Histogram samples wait in memory until drained: 8 bytes a request.
+                    e.metrics.upkeep();
+                    n += 1;
+                    if n.is_multiple_of(60) {
+                        e.store.sweep();
+                    }
+                }
+            }
+        }
+    });
+
+    // New handshakes pick up certificate files replaced on disk.
+    if config.listeners.iter().any(|l| l.tls) {
+        let (certs, stop) = (edge.certs.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(tls::POLL_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => {
+                        let certs = certs.clone();
+                        let _ = tokio::task::spawn_blocking(move || certs.poll()).await;
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "edge".to_owned())
+}

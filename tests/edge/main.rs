@@ -1,0 +1,22 @@
+//! End-to-end tests of `stratus edge`: the caching core, requests and limits, sites, TLS,
+//! upstreams (HTTPS, DNS, failover), reload and shutdown, against the scriptable origin of
+//! `tests/support`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod admin;
+mod coalesce;
+mod core_path;
+mod freshness;
+mod lifecycle;
+mod limits;
+mod requests;
+mod sites;
+mod store;
+mod tls;
+mod upstream_control;
+mod upstream_dns;
+mod upstream_failover;
+mod upstream_tls;
+mod vary;

@@ -1,0 +1,12 @@
+//! End-to-end tests of `stratus origin`, the S3-compatible server: objects, authentication,
+//! crash safety, object events, an edge in front of it, and real S3 clients.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod auth;
+mod crash;
+mod edge;
+mod events;
+mod objects;
+mod smoke;

@@ -1,0 +1,170 @@
+//! S3: start `stratus origin` with credentials and buckets, and build real S3 clients
+//! (`object_store`) against it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::{ClientOptions, RetryConfig};
+
+use crate::support::process::{self, Proc};
+
+/// Credentials every test origin is started with.
+pub const ACCESS_KEY: &str = "test-access-key";
+pub const SECRET_KEY: &str = "test-secret-key-0123456789";
+
+/// A bucket in the origin's configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct BucketSpec<'a> {
+    pub name: &'a str,
+    pub public: bool,
+    pub cache_control: Option<&'a str>,
+}
+
+/// A private bucket.
+pub fn private(name: &str) -> BucketSpec<'_> {
+    BucketSpec { name, public: false, cache_control: None }
+}
+
+/// A public bucket.
+pub fn public<'a>(name: &'a str, cache_control: Option<&'a str>) -> BucketSpec<'a> {
+    BucketSpec { name, public: true, cache_control }
+}
+
+/// A running origin and its data directory.
+pub struct Origin {
+    pub proc: Proc,
+    pub url: String,
+    pub data: PathBuf,
+    /// Holds the temporary directory for the test's lifetime.
+    pub dir: Arc<tempfile::TempDir>,
+}
+
+/// Extra settings for [`start_with`].
+#[derive(Default)]
+pub struct Options<'a> {
+    pub notify: Option<&'a str>,
+    pub token: Option<&'a str>,
+    pub domain: Option<&'a str>,
+    /// Start without STRATUS_ACCESS_KEY / STRATUS_SECRET_KEY.
+    pub no_credentials: bool,
+}
+
+/// Starts an origin with these buckets in a fresh temporary directory.
+pub fn start(buckets: &[BucketSpec<'_>]) -> Origin {
+    start_with(buckets, &Options::default())
+}
+
+/// Starts an origin with these buckets and options in a fresh temporary directory.
+pub fn start_with(buckets: &[BucketSpec<'_>], opts: &Options<'_>) -> Origin {
+    let dir = Arc::new(process::tempdir());
+    start_in(dir, buckets, opts)
+}
+
+/// Starts an origin over `dir/data` (reusing what an earlier run left there).
+pub fn start_in(dir: Arc<tempfile::TempDir>, buckets: &[BucketSpec<'_>], opts: &Options<'_>) -> Origin {
+    let data = dir.path().join("data");
+    let mut toml = format!("[origin]\nlisten = \"127.0.0.1:0\"\ndata = {:?}\n", data.display().to_string());
+    if let Some(n) = opts.notify {
+        toml.push_str(&format!("notify = {n:?}\n"));
+    }
+    if let Some(d) = opts.domain {
+        toml.push_str(&format!("domain = {d:?}\n"));
+    }
+    for b in buckets {
+        toml.push_str(&format!("\n[[origin.buckets]]\nname = {:?}\npublic = {}\n", b.name, b.public));
+        if let Some(cc) = b.cache_control {
+            toml.push_str(&format!("cache_control = {cc:?}\n"));
+        }
+    }
+    let config = process::write_file(dir.path(), "origin.toml", &toml);
+    let mut cmd = process::stratus();
+    cmd.arg("origin").arg("--config").arg(&config);
+    if !opts.no_credentials {
+        cmd.env("STRATUS_ACCESS_KEY", ACCESS_KEY).env("STRATUS_SECRET_KEY", SECRET_KEY);
+    }
+    if let Some(t) = opts.token {
+        cmd.env("STRATUS_TOKEN", t);
+    }
+    let proc = Proc::start(cmd, &["origin s3"]);
+    let url = proc.url("origin s3");
+    Origin { proc, url, data, dir }
+}
+
+/// An `object_store` S3 client for `bucket` with the test credentials and no retries (so a
+/// failure shows as one).
+pub fn client(url: &str, bucket: &str) -> AmazonS3 {
+    client_with(url, bucket, ACCESS_KEY, SECRET_KEY)
+}
+
+/// An `object_store` S3 client with the given credentials.
+pub fn client_with(url: &str, bucket: &str, access: &str, secret: &str) -> AmazonS3 {
+    AmazonS3Builder::new()
+        .with_endpoint(url)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_bucket_name(bucket)
+        .with_access_key_id(access)
+        .with_secret_access_key(secret)
+        .with_virtual_hosted_style_request(false)
+        .with_retry(RetryConfig { max_retries: 0, ..RetryConfig::default() })
+        .with_client_options(ClientOptions::new().with_allow_http(true))
+        .build()
+        .expect("object_store client")
+}
+
+/// An `object_store` client that sends no signature at all.
+pub fn anonymous(url: &str, bucket: &str) -> AmazonS3 {
+    AmazonS3Builder::new()
+        .with_endpoint(url)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_bucket_name(bucket)
+        .with_skip_signature(true)
+        .with_virtual_hosted_style_request(false)
+        .with_retry(RetryConfig { max_retries: 0, ..RetryConfig::default() })
+        .build()
+        .expect("object_store client")
+}
+
+/// `len` bytes of a deterministic pseudo-random pattern (xorshift), distinct per `seed`.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Hex MD5 of `data`.
+pub fn md5_hex(data: &[u8]) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest(data))
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The S3 error code in an XML error body, e.g. `NoSuchKey`.
+pub fn error_code(body: &str) -> Option<String> {
+    let start = body.find("<Code>")? + "<Code>".len();
+    let end = body[start..].find("</Code>")? + start;
+    Some(body[start..end].to_owned())
+}
