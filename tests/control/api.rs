@@ -383,22 +383,22 @@ async fn raw_request(addr: &str, method: &str, path: &str, host: &str, token: Op
 }
 
 /// Starts `stratus control` without a token (and without `STRATUS_TOKEN`).
-fn start_open_control(dir: &std::path::Path, extra: &str) -> util::Proc {
-    let file = util::write_file(
+fn start_open_control(dir: &std::path::Path, extra: &str) -> support::Proc {
+    let file = support::write_file(
         dir,
         "control.toml",
         &format!("[control]\nlisten = \"127.0.0.1:0\"\ndata = {:?}\n{extra}\n", dir.join("data")),
     );
-    let mut cmd = util::stratus();
+    let mut cmd = support::stratus();
     cmd.args(["control", "--config"]).arg(file);
-    util::Proc::start(cmd, &["control api"])
+    support::Proc::start(cmd, &["control api"])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_control_plane_answers_only_its_own_host_names() {
     // DNS rebinding: a web page on evil.example re-points its name at 127.0.0.1 and drives an
     // open control plane through the operator's browser. Its requests say `Host: evil.example`.
-    let dir = util::tempdir();
+    let dir = support::tempdir();
     let control = start_open_control(dir.path(), "allowed_hosts = [\"control.internal\"]");
     let addr = control.addr("control api");
     let port = addr.rsplit(':').next().expect("port");
@@ -422,7 +422,7 @@ async fn an_open_control_plane_answers_only_its_own_host_names() {
     assert!(answer.contains("\"head\":0"), "no purge from another host was appended: {answer}");
 
     // With a token the browser cannot authenticate, so any name works (edges behind DNS).
-    let dir = util::tempdir();
+    let dir = support::tempdir();
     let control = start_control(dir.path(), "");
     let addr = control.addr("control api");
     let (status, answer) = raw_request(&addr, "GET", "/v1/edges", "control.example.com", Some(TOKEN)).await;
@@ -431,7 +431,7 @@ async fn an_open_control_plane_answers_only_its_own_host_names() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_no_private_targets_without_the_token() {
-    let dir = util::tempdir();
+    let dir = support::tempdir();
     let control = start_control(dir.path(), "");
     let api = Api::new(&control);
     let body = json!({"id": "edge-a", "version": "test", "url": "http://10.9.8.7:8080", "admin": null});
@@ -479,8 +479,8 @@ async fn a_log_that_cannot_be_written_says_so_and_recovers_without_a_restart() {
     // The disk fills: a limit on the size of files the process may write (RLIMIT_FSIZE) makes
     // growing the log fail with EFBIG, as ENOSPC would, with no root and no tmpfs. The shell
     // ignores SIGXFSZ, which `exec` passes on, so the write fails instead of killing the process.
-    let dir = util::tempdir();
-    let file = util::write_file(
+    let dir = support::tempdir();
+    let file = support::write_file(
         dir.path(),
         "control.toml",
         &format!("[control]\nlisten = \"127.0.0.1:0\"\ndata = {:?}\n", dir.path().join("data")),
@@ -496,7 +496,7 @@ async fn a_log_that_cannot_be_written_says_so_and_recovers_without_a_restart() {
     .arg(&file)
     .env("STRATUS_TOKEN", TOKEN)
     .env("RUST_LOG", "info");
-    let control = util::Proc::start(cmd, &["control api"]);
+    let control = support::Proc::start(cmd, &["control api"]);
     let api = Api::new(&control);
     let head = api.register("a").await;
     let mut sub = Subscriber::open(&api, "a", head).await;
