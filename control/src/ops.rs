@@ -192,3 +192,50 @@ pub(crate) async fn status(
     };
     Ok(Json(answer).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::response::IntoResponse;
+    use stratus_config::purge::ObjectRef;
+
+    use super::*;
+    use crate::log::Log;
+    use crate::origin::Origin;
+    use crate::registry::Registry;
+
+    #[tokio::test]
+    async fn an_entry_no_edge_could_read_is_refused_and_not_appended() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = State {
+            log: Log::open(dir.path(), 10).expect("log"),
+            registry: Arc::new(Registry::new(Duration::from_secs(15))),
+            token: None,
+            allowed_hosts: Vec::new(),
+            origin: Origin::new(None),
+            shutdown: tokio_util::sync::CancellationToken::new(),
+        };
+        // A prewarm of 10 000 listed objects whose 1024-byte keys are control characters, each
+        // written as a six-byte escape: some 60 MiB on one line.
+        let key: String = std::iter::repeat_n('\u{1}', 1024).collect();
+        let objects: Vec<ObjectRef> =
+            (0..10_000).map(|i| ObjectRef { bucket: format!("b{i}"), key: key.clone() }).collect();
+        let refused =
+            append(&state, move |seq| Op::prewarm(seq, Vec::new(), objects.clone()), Instant::now(), None)
+                .await
+                .expect_err("over MAX_LINE");
+        assert_eq!(refused.into_response().status(), StatusCode::BAD_REQUEST);
+        assert_eq!(state.log.head(), 0);
+        let small = append(
+            &state,
+            |seq| Op::prewarm(seq, vec!["http://a/b".into()], Vec::new()),
+            Instant::now(),
+            None,
+        )
+        .await
+        .expect("a small entry");
+        assert_eq!(small.status(), StatusCode::ACCEPTED);
+        assert_eq!(state.log.head(), 1);
+    }
+}

@@ -157,6 +157,9 @@ async fn a_bad_or_missing_token_gets_401_and_changes_nothing() {
         assert_eq!(response.status(), 401);
         assert_eq!(response.headers()["www-authenticate"], "Bearer");
     }
+    // The scheme is case-insensitive (RFC 9110 §11.1), as on the edge admin API.
+    let lower = http.get(format!("{base}/v1/edges")).header("authorization", format!("bearer {TOKEN}"));
+    assert_eq!(lower.send().await.expect("answer").status(), 200);
     let (status, edges) = api.get("/v1/edges").await;
     assert_eq!(status, 200);
     assert_eq!(edges["head"], 0, "nothing was appended");
