@@ -1,5 +1,11 @@
 //! `stratus up`: a whole local CDN in one command — an origin with a public demo bucket, the
 //! control plane, and two edges following it, all in this process on 127.0.0.1.
+//!
+//! Nothing runs open or with well-known keys, even on loopback (any local process or a web page
+//! the user visits can reach 127.0.0.1): the bearer token of the control API and the edge admin
+//! APIs and the origin's S3 credentials come from `STRATUS_TOKEN`, `STRATUS_ACCESS_KEY` and
+//! `STRATUS_SECRET_KEY` when set, and are otherwise generated for this run and printed once
+//! everything listens.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -15,10 +21,45 @@ use tokio_util::sync::CancellationToken;
 
 /// The demo bucket every edge serves.
 const BUCKET: &str = "demo";
-/// Credentials used when `STRATUS_ACCESS_KEY`/`STRATUS_SECRET_KEY` are not set: this is a local
-/// playground on loopback, and the user needs keys to try aws-cli.
-const DEV_ACCESS_KEY: &str = "stratus";
-const DEV_SECRET_KEY: &str = "stratus-dev-secret";
+
+/// A secret of this run and where it came from.
+struct RunSecret {
+    value: Secret,
+    /// Generated here rather than taken from the environment, so it is printed.
+    generated: bool,
+}
+
+impl RunSecret {
+    /// The environment's value, or `bytes` random bytes as hex from the thread-local CSPRNG
+    /// (ChaCha seeded by the operating system).
+    fn from_env_or_random(env: Option<&Secret>, bytes: usize) -> Self {
+        match env {
+            Some(value) => Self { value: value.clone(), generated: false },
+            None => {
+                let mut random = vec![0u8; bytes];
+                rand::fill(&mut random[..]);
+                Self { value: Secret::new(hex(&random)), generated: true }
+            }
+        }
+    }
+}
+
+/// The token and S3 credentials of this run.
+struct Secrets {
+    token: RunSecret,
+    access_key: RunSecret,
+    secret_key: RunSecret,
+}
+
+impl Secrets {
+    fn new(env: &Env) -> Self {
+        Self {
+            token: RunSecret::from_env_or_random(env.token.as_ref(), 16),
+            access_key: RunSecret::from_env_or_random(env.access_key.as_ref(), 10),
+            secret_key: RunSecret::from_env_or_random(env.secret_key.as_ref(), 16),
+        }
+    }
+}
 
 /// Arguments of `stratus up`.
 #[derive(Debug, clap::Args)]
@@ -92,21 +133,21 @@ pub async fn run(args: UpArgs, env: &Env) -> Result<ExitCode> {
     let origin_dir = data.join("origin");
     let seeded = seed_demo_bucket(&origin_dir).await?;
 
-    let access = env.access_key.clone().unwrap_or_else(|| Secret::new(DEV_ACCESS_KEY));
-    let secret = env.secret_key.clone().unwrap_or_else(|| Secret::new(DEV_SECRET_KEY));
+    let secrets = Secrets::new(env);
+    let token = Some(secrets.token.value.clone());
     let mut origin = OriginConfig::new(ListenAddr(local(ports.origin)), origin_dir);
     origin.make_public(BUCKET);
     if let Some(bucket) = origin.buckets.iter_mut().find(|b| b.name == BUCKET) {
         bucket.cache_control = Some("public, max-age=60".to_owned());
     }
-    origin.access_key = Some(access.clone());
-    origin.secret_key = Some(secret.clone());
+    origin.access_key = Some(secrets.access_key.value.clone());
+    origin.secret_key = Some(secrets.secret_key.value.clone());
     origin.notify = Some(url(ports.control, "/v1/events/origin")?);
-    origin.token.clone_from(&env.token);
+    origin.token.clone_from(&token);
 
     let mut control = ControlConfig::new(ListenAddr(local(ports.control)), data.join("control"));
     control.origin = Some(url(ports.origin, "")?);
-    control.token.clone_from(&env.token);
+    control.token.clone_from(&token);
 
     let stop = CancellationToken::new();
     tokio::spawn(crate::cancel_on_signal(stop.clone()));
@@ -118,7 +159,7 @@ pub async fn run(args: UpArgs, env: &Env) -> Result<ExitCode> {
         edge.id = Some(name.to_owned());
         edge.admin = Some(Admin { listen: ListenAddr(local(admin)) });
         edge.control = Some(url(ports.control, "")?);
-        edge.token.clone_from(&env.token);
+        edge.token.clone_from(&token);
         // `stratus up` builds its edges' configuration itself; there is no file to reload.
         let (_no_reloads, reloads) = tokio::sync::mpsc::channel(1);
         parts.spawn(named(name, stratus_edge::run(edge, stop.clone(), reloads)));
@@ -128,7 +169,7 @@ pub async fn run(args: UpArgs, env: &Env) -> Result<ExitCode> {
     tokio::select! {
         ready = ready => {
             if ready {
-                print_welcome(&ports, &data, seeded, &access, &secret, env.token.is_some());
+                print_welcome(&ports, &data, seeded, &secrets);
             }
         }
         Some(done) = parts.join_next() => {
@@ -174,9 +215,8 @@ async fn wait_until_listening(ports: &Ports, stop: &CancellationToken) -> bool {
     true
 }
 
-fn print_welcome(ports: &Ports, data: &Path, seeded: bool, access: &Secret, secret: &Secret, token: bool) {
+fn print_welcome(ports: &Ports, data: &Path, seeded: bool, secrets: &Secrets) {
     let [(a, a_admin), (b, b_admin)] = ports.edges;
-    let auth = if token { " -H \"Authorization: Bearer $STRATUS_TOKEN\"" } else { "" };
     println!(
         "\nStratus is up{seeded}.\n\
          \n  origin (S3)     http://127.0.0.1:{origin}   bucket `{BUCKET}` is public\
@@ -184,22 +224,53 @@ fn print_welcome(ports: &Ports, data: &Path, seeded: bool, access: &Secret, secr
          \n  edge a          http://127.0.0.1:{a}   admin http://127.0.0.1:{a_admin}\
          \n  edge b          http://127.0.0.1:{b}   admin http://127.0.0.1:{b_admin}\
          \n  data            {data}\
+         \n\n{secrets}\
          \n\nTry:\
          \n  curl -si http://127.0.0.1:{a}/index.html | grep -iE '^(cache-status|age)'   # miss, then hit\
          \n  curl -si http://127.0.0.1:{b}/index.html | grep -iE '^(cache-status|age)'\
          \n  stratus purge --control http://127.0.0.1:{control} --tag blog --wait\
-         \n  curl -s{auth} http://127.0.0.1:{control}/v1/edges\
-         \n  curl -s http://127.0.0.1:{a_admin}/metrics | grep stratus_\
-         \n  AWS_ACCESS_KEY_ID={access_key} AWS_SECRET_ACCESS_KEY={secret_key} \\\
-         \n    aws --endpoint-url http://127.0.0.1:{origin} s3 cp ./some-file s3://{BUCKET}/some-file\
+         \n  curl -s -H \"Authorization: Bearer $STRATUS_TOKEN\" http://127.0.0.1:{control}/v1/edges\
+         \n  curl -s -H \"Authorization: Bearer $STRATUS_TOKEN\" http://127.0.0.1:{a_admin}/metrics | grep stratus_\
+         \n  aws --endpoint-url http://127.0.0.1:{origin} s3 cp ./some-file s3://{BUCKET}/some-file\
          \n\nCtrl-C stops everything.",
         seeded = if seeded { ", with the demo bucket seeded" } else { "" },
         origin = ports.origin,
         control = ports.control,
         data = data.display(),
-        access_key = access.expose(),
-        secret_key = if secret.expose() == DEV_SECRET_KEY { DEV_SECRET_KEY } else { "$STRATUS_SECRET_KEY" },
+        secrets = secret_lines(secrets),
     );
+}
+
+/// Shell lines that put this run's secrets where the `Try:` commands look for them. Generated
+/// values are printed (there is no other way to learn them); values the user set in the
+/// environment are not echoed.
+fn secret_lines(s: &Secrets) -> String {
+    let line = |var: &str, secret: &RunSecret, from: &str, what: &str| {
+        let value = if secret.generated { secret.value.expose().to_owned() } else { format!("\"${from}\"") };
+        format!("  export {var}={value}   # {what}")
+    };
+    let token = if s.token.generated {
+        line(
+            "STRATUS_TOKEN",
+            &s.token,
+            "STRATUS_TOKEN",
+            "bearer token of the control API and the edge admin APIs",
+        )
+    } else {
+        "  # STRATUS_TOKEN (from your environment) guards the control API and the edge admin APIs".to_owned()
+    };
+    let chosen = if s.token.generated || s.access_key.generated || s.secret_key.generated {
+        "Secrets, generated for this run (set STRATUS_TOKEN, STRATUS_ACCESS_KEY and STRATUS_SECRET_KEY to \
+         choose your own)"
+    } else {
+        "Secrets from your environment"
+    };
+    format!(
+        "{chosen}. Paste these lines into the shell you try things from:\n{token}\n{access}\n{secret}",
+        access = line("AWS_ACCESS_KEY_ID", &s.access_key, "STRATUS_ACCESS_KEY", "the origin's S3 access key"),
+        secret =
+            line("AWS_SECRET_ACCESS_KEY", &s.secret_key, "STRATUS_SECRET_KEY", "the origin's S3 secret key"),
+    )
 }
 
 /// The demo content: (key, content type, surrogate keys, body).
@@ -242,7 +313,7 @@ async fn seed_demo_bucket(dir: &Path) -> Result<bool> {
         let mut meta = ObjectMeta {
             key: key.to_owned(),
             size: staged.size(),
-            etag: hex_md5(staged.md5()),
+            etag: hex(&staged.md5()),
             modified_ms: now,
             ..ObjectMeta::default()
         };
@@ -254,6 +325,6 @@ async fn seed_demo_bucket(dir: &Path) -> Result<bool> {
     Ok(true)
 }
 
-fn hex_md5(digest: [u8; 16]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

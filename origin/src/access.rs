@@ -12,17 +12,23 @@
 //!   policy template grants together with reads (`s3:ListBucket`);
 //! - everything else is refused with `AccessDenied`.
 //!
+//! s3s accepts any `X-Amz-Expires` that fits a `u32` (136 years); S3 refuses more than seven
+//! days. [`check_presigned_expiry`] applies S3's rule before s3s sees the request, and the same
+//! week to SigV2 presigned URLs (whose `Expires` is a time, unbounded on S3), so that no
+//! presigned URL, whichever signature version made it, outlives a week.
+//!
 //! Without configured credentials no signature can verify (every signed request gets
 //! `InvalidAccessKeyId`), so only anonymous reads of public buckets work: an origin is never
 //! writable without a secret.
 
 use std::collections::HashSet;
 
+use percent_encoding::percent_decode_str;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::host::{S3Host, VirtualHost};
 use s3s::path::S3Path;
-use s3s::{S3Result, s3_error};
+use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
 use subtle::ConstantTimeEq;
 
 /// The one access key the origin knows, if any.
@@ -51,6 +57,65 @@ impl S3Auth for Keys {
             )),
         }
     }
+}
+
+/// The longest a presigned URL may stay valid, in seconds: seven days, S3's limit for SigV4.
+pub const MAX_PRESIGNED_EXPIRY: u64 = 604_800;
+
+/// Refuses a SigV4 presigned URL (a query with `X-Amz-Signature`) whose `X-Amz-Expires` S3
+/// would refuse, with S3's `AuthorizationQueryParametersError` (400) and its messages: above
+/// [`MAX_PRESIGNED_EXPIRY`], negative, or not a number. A SigV2 presigned URL (`Signature`) whose
+/// `Expires` lies more than [`MAX_PRESIGNED_EXPIRY`] after `now` (Unix seconds) is refused the
+/// same way; S3 has no limit there, but without one the SigV4 limit would be one parameter away.
+/// Parameter names and values are URL-decoded as s3s decodes them, so an encoded name
+/// (`X-Amz-%45xpires`) cannot slip past. Expired URLs and an expiry of 0 are left to s3s, which
+/// answers `403 AccessDenied` ("Request has expired") as S3 does.
+pub fn check_presigned_expiry(query: Option<&str>, now: u64) -> S3Result<()> {
+    let Some(query) = query else { return Ok(()) };
+    let params: Vec<(String, String)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (name, value) = p.split_once('=').unwrap_or((p, ""));
+            (form_decode(name), form_decode(value))
+        })
+        .collect();
+    let has = |name: &str| params.iter().any(|(n, _)| n == name);
+    let values = |name: &'static str| params.iter().filter(move |(n, _)| n == name).map(|(_, v)| v);
+    let refuse =
+        |msg: &'static str| Err(S3Error::with_message(S3ErrorCode::AuthorizationQueryParametersError, msg));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !has("X-Amz-Signature") {
+        if has("Signature") {
+            // SigV2: `Expires` is a Unix time; what is not a number is left to s3s to refuse.
+            let limit = now.saturating_add(MAX_PRESIGNED_EXPIRY);
+            if values("Expires").any(|v| digits(v) && !v.parse::<u64>().is_ok_and(|t| t <= limit)) {
+                return refuse("Expires must be at most a week (604800 seconds) from now");
+            }
+        }
+        return Ok(());
+    }
+    for value in values("X-Amz-Expires") {
+        if let Some(negative) = value.strip_prefix('-')
+            && digits(negative)
+        {
+            return refuse("X-Amz-Expires must be non-negative");
+        }
+        if !digits(value) {
+            return refuse("X-Amz-Expires should be a number");
+        }
+        // All digits: too many of them is too long, like any value above the limit.
+        if !value.parse::<u64>().is_ok_and(|secs| secs <= MAX_PRESIGNED_EXPIRY) {
+            return refuse("X-Amz-Expires must be less than a week (in seconds) that is; 604800 seconds");
+        }
+    }
+    Ok(())
+}
+
+/// Decodes one `application/x-www-form-urlencoded` name or value (`+` is a space), invalid
+/// UTF-8 replaced, as s3s (`serde_urlencoded`) decodes the query.
+fn form_decode(s: &str) -> String {
+    percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned()
 }
 
 /// Operations an anonymous client may perform on a public bucket.
@@ -145,6 +210,64 @@ mod tests {
         for (host, want) in cases {
             assert_eq!(d.bucket_of(host), want, "{host}");
         }
+    }
+
+    #[test]
+    fn presigned_expiry_follows_s3() {
+        const SIG: &str = "X-Amz-Signature=ab";
+        const NOW: u64 = 1_796_515_476;
+        let check = |query: &str, want: Option<&str>| {
+            let got = check_presigned_expiry(Some(query), NOW).err();
+            if let Some(e) = &got {
+                assert_eq!(e.code(), &S3ErrorCode::AuthorizationQueryParametersError, "{query}");
+            }
+            assert_eq!(got.as_ref().and_then(|e| e.message()), want, "{query}");
+        };
+        let week = Some("X-Amz-Expires must be less than a week (in seconds) that is; 604800 seconds");
+        let negative = Some("X-Amz-Expires must be non-negative");
+        let nan = Some("X-Amz-Expires should be a number");
+        let v2week = Some("Expires must be at most a week (604800 seconds) from now");
+        let cases = [
+            (format!("X-Amz-Expires=1&{SIG}"), None),
+            (format!("X-Amz-Expires=0&{SIG}"), None),
+            (format!("X-Amz-Expires=604800&{SIG}"), None),
+            (format!("X-Amz-Expires=0000604800&{SIG}"), None),
+            (format!("X-Amz-Expires=604801&{SIG}"), week),
+            (format!("X-Amz-Expires=4294967295&{SIG}"), week),
+            (format!("X-Amz-Expires=99999999999999999999999&{SIG}"), week),
+            (format!("{SIG}&X-Amz-Expires=3600&X-Amz-Expires=604801"), week),
+            (format!("X-Amz-%45xpires=604801&{SIG}"), week),
+            ("X-Amz-Expires=%36%30%34%38%30%31&X-Amz-Signatur%65=ab".to_owned(), week),
+            (format!("X-Amz-Expires=-1&{SIG}"), negative),
+            (format!("X-Amz-Expires=-604801&{SIG}"), negative),
+            (format!("X-Amz-Expires=&{SIG}"), nan),
+            (format!("X-Amz-Expires&{SIG}"), nan),
+            (format!("X-Amz-Expires=abc&{SIG}"), nan),
+            (format!("X-Amz-Expires=1.5&{SIG}"), nan),
+            (format!("X-Amz-Expires=+60&{SIG}"), nan),
+            (format!("X-Amz-Expires=%2060&{SIG}"), nan),
+            (format!("X-Amz-Expires=-&{SIG}"), nan),
+            (format!("X-Amz-Expires=0x10&{SIG}"), nan),
+            // Not a SigV4 presigned URL: s3s does not read X-Amz-Expires, so neither do we.
+            ("X-Amz-Expires=99999999".to_owned(), None),
+            ("x-amz-expires=99999999&x-amz-signature=ab".to_owned(), None),
+            (String::new(), None),
+            // SigV2: Expires is a Unix time, at most a week from now.
+            (format!("AWSAccessKeyId=a&Signature=x&Expires={}", NOW + 604_800), None),
+            (format!("AWSAccessKeyId=a&Signature=x&Expires={}", NOW - 1), None),
+            ("AWSAccessKeyId=a&Signature=x&Expires=soon".to_owned(), None),
+            ("AWSAccessKeyId=a&Signature=x".to_owned(), None),
+            (format!("AWSAccessKeyId=a&Signature=x&Expires={}", NOW + 604_801), v2week),
+            ("AWSAccessKeyId=a&Signature=x&Expires=99999999999999999999999".to_owned(), v2week),
+            (format!("Signature=x&Expires=0&Expires={}", NOW + 604_801), v2week),
+            (format!("Signatur%65=x&%45xpires={}", NOW + 604_801), v2week),
+            // SigV4 wins when both are present, as in s3s.
+            (format!("X-Amz-Expires=60&{SIG}&Signature=x&Expires={}", NOW + 604_801), None),
+        ];
+        for (query, want) in &cases {
+            check(query, *want);
+        }
+        assert!(check_presigned_expiry(None, NOW).is_ok());
     }
 
     #[test]

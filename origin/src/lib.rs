@@ -19,6 +19,9 @@
 //! - A bucket's configured `cache_control` is applied when an object is read, to every object
 //!   stored without its own, so changing the setting applies to existing objects.
 //! - Buckets named in the configuration are created at startup when missing.
+//! - No presigned URL is valid for more than a week: SigV4 as on S3, SigV2 too (`access`).
+//! - A listing page holding a name XML 1.0 cannot carry is URL-encoded even when the client did
+//!   not ask, and says so with `<EncodingType>url</EncodingType>` (`s3/list.rs`).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), stratus_origin::Error> {

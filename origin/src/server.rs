@@ -8,6 +8,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use s3s::S3Error;
 use s3s::service::S3Service;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +24,11 @@ async fn handle(
     service: S3Service,
     mut req: http::Request<Incoming>,
 ) -> Result<http::Response<s3s::Body>, Infallible> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if let Err(e) = crate::access::check_presigned_expiry(req.uri().query(), now) {
+        tracing::debug!(path = %req.uri().path(), error = %e, "presigned URL refused");
+        return Ok(error_response(e));
+    }
     crate::s3::conditional::take_etag_lists(&mut req);
     let started = std::time::Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
@@ -33,15 +39,26 @@ async fn handle(
         }
         Err(e) => {
             tracing::error!(error = ?e, "request failed inside the S3 service");
-            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code>\
-                        <Message>We encountered an internal error. Please try again.</Message></Error>";
-            let mut resp = http::Response::new(s3s::Body::from(body.to_owned()));
-            *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-            resp.headers_mut()
-                .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/xml"));
-            Ok(resp)
+            Ok(internal_error())
         }
     }
+}
+
+/// An S3 error refused before s3s saw the request, as s3s would render it.
+fn error_response(e: S3Error) -> http::Response<s3s::Body> {
+    e.to_http_response().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot render an S3 error");
+        internal_error()
+    })
+}
+
+fn internal_error() -> http::Response<s3s::Body> {
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code>\
+                <Message>We encountered an internal error. Please try again.</Message></Error>";
+    let mut resp = http::Response::new(s3s::Body::from(body.to_owned()));
+    *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/xml"));
+    resp
 }
 
 /// Serves `listener` until `shutdown` fires, then lets open requests finish (bounded).

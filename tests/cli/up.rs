@@ -1,8 +1,13 @@
 //! `stratus up`: the one command a newcomer runs. It starts, serves the demo page through both
-//! edges, stops cleanly on SIGTERM, and refuses to start half a CDN when a port is taken.
+//! edges, stops cleanly on SIGTERM, and refuses to start half a CDN when a port is taken. Its
+//! control API, edge admin APIs and S3 origin need this run's token and keys, which it prints,
+//! or takes from the environment.
 
 use std::net::TcpListener;
 use std::time::Duration;
+
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
 
 use crate::support::{self, Proc, run_stratus, stratus};
 
@@ -19,6 +24,48 @@ fn free_port_base() -> u16 {
     panic!("no six consecutive free ports found");
 }
 
+/// The value `stratus up` printed for `name` in its `export NAME=VALUE` line, if any.
+fn printed(stdout: &str, name: &str) -> Option<String> {
+    let line = stdout.lines().find_map(|l| l.trim_start().strip_prefix(&format!("export {name}=")))?;
+    line.split_whitespace().next().map(str::to_owned)
+}
+
+/// Status of `GET url`, with `token` as a bearer token if given.
+fn status(url: &str, token: Option<&str>) -> u16 {
+    let mut req = reqwest::blocking::Client::new().get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().expect("GET").status().as_u16()
+}
+
+/// The control API and both edge admin APIs answer 401 without `token` (or with a wrong one)
+/// and 200 with it.
+fn assert_guarded_by(base: u16, token: &str) {
+    let urls = [
+        format!("http://127.0.0.1:{}/v1/edges", base + 1),
+        format!("http://127.0.0.1:{}/metrics", base + 4),
+        format!("http://127.0.0.1:{}/healthz", base + 5),
+    ];
+    for url in &urls {
+        assert_eq!(status(url, None), 401, "{url} without a token");
+        assert_eq!(status(url, Some("not-the-token")), 401, "{url} with a wrong token");
+        assert_eq!(status(url, Some(token)), 200, "{url} with the token");
+    }
+}
+
+/// A PUT with `access`/`secret` to the origin on `base`: the error text, or `None` if it worked.
+fn s3_put(base: u16, access: &str, secret: &str, key: &str) -> Option<String> {
+    let url = format!("http://127.0.0.1:{base}");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let s3 = support::s3::client_with(&url, "demo", access, secret);
+        s3.put(&Path::from(key), PutPayload::from_static(b"uploaded")).await.err().map(|e| e.to_string())
+    })
+}
+
+/// Regression (issue 16.12): `stratus up` ran the control API and the edge admin APIs without
+/// a token and the origin with fixed, published S3 keys (`stratus` / `stratus-dev-secret`).
 #[test]
 fn up_serves_the_demo_through_both_edges_and_stops_on_sigterm() {
     let base = free_port_base();
@@ -26,7 +73,7 @@ fn up_serves_the_demo_through_both_edges_and_stops_on_sigterm() {
     cmd.args(["up", "--port-base", &base.to_string()]);
     let mut up = Proc::start(cmd, &["origin s3", "control api", "edge http", "edge admin"]);
     support::eventually("the welcome banner", Duration::from_secs(20), || {
-        up.stdout().contains("Stratus is up").then_some(())
+        up.stdout().contains("Ctrl-C stops everything").then_some(())
     });
     for port in [base + 2, base + 3] {
         let url = format!("http://127.0.0.1:{port}/index.html");
@@ -39,8 +86,53 @@ fn up_serves_the_demo_through_both_edges_and_stops_on_sigterm() {
         let status = second.headers()["cache-status"].to_str().expect("ascii").to_owned();
         assert!(status.contains("; hit"), "{url} second request: {status}");
     }
+
+    // This run's secrets are printed, random, and required.
+    let out = up.stdout();
+    let token = printed(&out, "STRATUS_TOKEN").unwrap_or_else(|| panic!("no token printed: {out}"));
+    let access = printed(&out, "AWS_ACCESS_KEY_ID").unwrap_or_else(|| panic!("no access key printed: {out}"));
+    let secret = printed(&out, "AWS_SECRET_ACCESS_KEY").unwrap_or_else(|| panic!("no secret printed: {out}"));
+    assert_eq!((token.len(), access.len(), secret.len()), (32, 20, 32), "{out}");
+    assert!([&token, &access, &secret].iter().all(|s| s.bytes().all(|b| b.is_ascii_hexdigit())), "{out}");
+    assert_ne!(token, secret);
+    assert!(!out.contains("stratus-dev-secret"), "{out}");
+    assert_guarded_by(base, &token);
+    let err = s3_put(base, "stratus", "stratus-dev-secret", "old-keys.txt").expect("the old fixed keys");
+    assert!(err.contains("InvalidAccessKeyId"), "{err}");
+    let err = s3_put(base, &access, "wrong-secret", "wrong.txt").expect("a wrong secret is refused");
+    assert!(err.contains("SignatureDoesNotMatch"), "{err}");
+    assert_eq!(s3_put(base, &access, &secret, "uploaded.txt"), None, "the printed keys work");
+    let r = reqwest::blocking::get(format!("http://127.0.0.1:{}/uploaded.txt", base + 2)).expect("GET");
+    assert_eq!(r.text().expect("body"), "uploaded", "the upload is served through the edge");
+
     up.signal("TERM");
     assert_eq!(up.wait_exit(Duration::from_secs(30)), Some(0), "stratus up did not exit 0 on SIGTERM");
+}
+
+/// With `STRATUS_TOKEN`, `STRATUS_ACCESS_KEY` and `STRATUS_SECRET_KEY` set, `stratus up` uses
+/// them and does not echo them.
+#[test]
+fn up_takes_its_token_and_keys_from_the_environment_without_printing_them() {
+    let base = free_port_base();
+    let (token, access, secret) =
+        ("env-token-0123456789abcdef", "env-access-key", "env-secret-key-fedcba9876543210");
+    let mut cmd = stratus();
+    cmd.args(["up", "--port-base", &base.to_string()])
+        .env("STRATUS_TOKEN", token)
+        .env("STRATUS_ACCESS_KEY", access)
+        .env("STRATUS_SECRET_KEY", secret);
+    let up = Proc::start(cmd, &["origin s3", "control api", "edge http", "edge admin"]);
+    support::eventually("the welcome banner", Duration::from_secs(20), || {
+        up.stdout().contains("Ctrl-C stops everything").then_some(())
+    });
+    let out = up.stdout();
+    assert!(!out.contains(token) && !out.contains(secret), "a secret from the environment was echoed: {out}");
+    assert_eq!(printed(&out, "AWS_SECRET_ACCESS_KEY").as_deref(), Some("\"$STRATUS_SECRET_KEY\""), "{out}");
+    assert_eq!(printed(&out, "STRATUS_TOKEN"), None, "{out}");
+    assert_guarded_by(base, token);
+    let err = s3_put(base, access, "wrong-secret", "wrong.txt").expect("a wrong secret is refused");
+    assert!(err.contains("SignatureDoesNotMatch"), "{err}");
+    assert_eq!(s3_put(base, access, secret, "env.txt"), None, "the environment's keys work");
 }
 
 #[test]

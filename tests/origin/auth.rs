@@ -66,6 +66,94 @@ async fn presigned_urls_work_with_a_plain_http_client_until_they_expire() {
     .await;
 }
 
+/// The URL with its `X-Amz-Expires` value replaced (the signature no longer matches, but S3
+/// checks the parameters first).
+fn with_expires(url: &reqwest::Url, value: &str) -> reqwest::Url {
+    let mut out = url.clone();
+    let query: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "X-Amz-Expires" { value.to_owned() } else { v.into_owned() };
+            (k.into_owned(), v)
+        })
+        .collect();
+    out.query_pairs_mut().clear().extend_pairs(query);
+    out
+}
+
+/// Regression (issue 16.11): a presigned URL valid for longer than S3's seven days, up to
+/// 136 years (any `u32`), was accepted. Like S3, it is now a 400
+/// `AuthorizationQueryParametersError`, as are negative and non-numeric expiries and SigV2
+/// URLs expiring more than a week from now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presigned_urls_valid_for_more_than_a_week_are_refused_like_s3() {
+    let origin = start(&[private("docs")]);
+    let s3 = client(&origin.url, "docs");
+    let http = reqwest::Client::new();
+    let path = Path::from("contract.pdf");
+    s3.put(&path, PutPayload::from_static(b"signed")).await.expect("put");
+
+    // Exactly seven days is S3's maximum, and works.
+    let week = s3.signed_url(http::Method::GET, &path, Duration::from_secs(604_800)).await.expect("presign");
+    let r = http.get(week.clone()).send().await.expect("get");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.expect("body"), "signed");
+
+    // Correctly signed, but for longer than a week.
+    for secs in [604_801, 30 * 86_400, u64::from(u32::MAX)] {
+        let url = s3.signed_url(http::Method::GET, &path, Duration::from_secs(secs)).await.expect("presign");
+        let r = http.get(url).send().await.expect("get");
+        assert_eq!(r.status(), 400, "X-Amz-Expires={secs}");
+        let body = r.text().await.expect("body");
+        assert_eq!(error_code(&body).as_deref(), Some("AuthorizationQueryParametersError"), "{body}");
+        assert!(body.contains("X-Amz-Expires must be less than a week (in seconds) that is; 604800 seconds"));
+    }
+    let put = s3.signed_url(http::Method::PUT, &path, Duration::from_secs(604_801)).await.expect("presign");
+    let r = http.put(put).body("replaced").send().await.expect("put");
+    assert_eq!(r.status(), 400);
+    let body = s3.get(&path).await.expect("get").bytes().await.expect("body");
+    assert_eq!(body.as_ref(), b"signed", "the refused presigned PUT stored nothing");
+
+    // Malformed expiries get S3's messages, not a generic InvalidRequest.
+    let cases = [
+        ("-1", "X-Amz-Expires must be non-negative"),
+        ("-604801", "X-Amz-Expires must be non-negative"),
+        ("abc", "X-Amz-Expires should be a number"),
+        ("", "X-Amz-Expires should be a number"),
+        ("1.5", "X-Amz-Expires should be a number"),
+        ("99999999999999999999999", "X-Amz-Expires must be less than a week"),
+    ];
+    for (value, message) in cases {
+        let r = http.get(with_expires(&week, value)).send().await.expect("get");
+        assert_eq!(r.status(), 400, "X-Amz-Expires={value:?}");
+        let body = r.text().await.expect("body");
+        assert_eq!(error_code(&body).as_deref(), Some("AuthorizationQueryParametersError"), "{body}");
+        assert!(body.contains(message), "X-Amz-Expires={value:?}: {body}");
+    }
+    // A valid expiry that is not the signed one is a signature mismatch, as on S3.
+    let r = http.get(with_expires(&week, "3600")).send().await.expect("get");
+    assert_eq!(r.status(), 403);
+    assert_eq!(error_code(&r.text().await.expect("body")).as_deref(), Some("SignatureDoesNotMatch"));
+
+    // SigV2 presigned URLs (`Expires` is a Unix time; boto3's default for presigning) get the
+    // same week, checked before the signature.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let v2 = |expires: u64| {
+        format!(
+            "{}/docs/contract.pdf?AWSAccessKeyId={}&Expires={expires}&Signature=bm90LWEtc2lnbmF0dXJl",
+            origin.url,
+            crate::support::s3::ACCESS_KEY
+        )
+    };
+    let r = http.get(v2(now + 30 * 86_400)).send().await.expect("get");
+    assert_eq!(r.status(), 400);
+    let body = r.text().await.expect("body");
+    assert_eq!(error_code(&body).as_deref(), Some("AuthorizationQueryParametersError"), "{body}");
+    let r = http.get(v2(now + 86_400)).send().await.expect("get");
+    assert_eq!(r.status(), 403, "within the week the (bogus) signature is checked");
+    assert_eq!(error_code(&r.text().await.expect("body")).as_deref(), Some("SignatureDoesNotMatch"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_are_refused_with_s3_errors() {
     let origin = start(&[private("vault")]);

@@ -11,7 +11,9 @@ use object_store::{
 };
 
 use crate::support;
-use crate::support::s3::{client, md5_hex, pattern, private, start};
+use crate::support::s3::{
+    client, decode_url, encode_path, md5_hex, pattern, private, send_signed, start, xml_texts,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_round_trip_with_headers_metadata_and_odd_keys() {
@@ -142,6 +144,102 @@ async fn listing_paginates_over_2500_keys_with_prefixes_and_offsets() {
         .await
         .expect("offset");
     assert_eq!(after, want.iter().filter(|k| k.as_str() > "dir4/key-02000").cloned().collect::<Vec<_>>());
+}
+
+/// Regression (issue 16.11): one key holding a control character made every listing of its
+/// bucket unparseable XML. With `encoding-type=url` (ListObjects v1 and v2,
+/// ListMultipartUploads) names come percent-encoded; without it a page holding a name XML 1.0
+/// cannot carry is answered URL-encoded anyway, with `<EncodingType>url</EncodingType>`. Every
+/// answer is well-formed XML 1.0 and every key round-trips.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_of_keys_with_control_characters_are_well_formed_xml_and_round_trip() {
+    let origin = start(&[private("ctl")]);
+    let base = format!("{}/ctl", origin.url);
+    let keys = [
+        "k/bell\u{7}",
+        "k/cr\r\nlf",
+        "k/del\u{7f}",
+        "k/dir\u{1}/inner",
+        "k/esc\u{1b}[31m",
+        "k/nul\u{0}",
+        "k/plain.txt",
+        "k/tab\tnewline\n",
+        "k/unit\u{1f}",
+        "k/with space+plus%pct",
+        "k/\u{FFFF}",
+    ];
+    for k in keys {
+        let r = send_signed(http::Method::PUT, &format!("{base}/{}", encode_path(k)), k.into()).await;
+        assert_eq!(r.status(), 200, "PUT {k:?}: {}", r.text().await.unwrap_or_default());
+    }
+    let get = async |url: String| {
+        let r = send_signed(http::Method::GET, &url, Vec::new()).await;
+        assert_eq!(r.status(), 200, "{url}");
+        r.text().await.expect("body")
+    };
+    let mut sorted = keys.map(str::to_owned).to_vec();
+    sorted.sort();
+
+    // encoding-type=url: v2 and v1, names decode to the stored keys.
+    for list in ["list-type=2&", ""] {
+        let xml = get(format!("{base}?{list}prefix=k%2F&encoding-type=url")).await;
+        assert_eq!(xml_texts(&xml, &["EncodingType"]), ["url"], "{xml}");
+        let listed: Vec<String> =
+            xml_texts(&xml, &["Contents", "Key"]).iter().map(|k| decode_url(k)).collect();
+        assert_eq!(listed, sorted, "{list}");
+        assert_eq!(xml_texts(&xml, &["Prefix"]), ["k/"]);
+    }
+    // A delimiter: the common prefix holding a control character is encoded too.
+    let xml = get(format!("{base}?list-type=2&prefix=k%2Fdir&delimiter=%2F&encoding-type=url")).await;
+    assert_eq!(xml_texts(&xml, &["CommonPrefixes", "Prefix"]), ["k/dir%01/"], "{xml}");
+    // Markers come back encoded and resume where they should.
+    let xml = get(format!("{base}?prefix=k%2F&encoding-type=url&max-keys=3")).await;
+    let next = decode_url(&xml_texts(&xml, &["NextMarker"])[0]);
+    assert_eq!(next, sorted[2]);
+    let xml = get(format!("{base}?prefix=k%2F&encoding-type=url&marker={}", encode_path(&next))).await;
+    assert_eq!(decode_url(&xml_texts(&xml, &["Marker"])[0]), next);
+    assert_eq!(xml_texts(&xml, &["Contents", "Key"]).len(), sorted.len() - 3);
+
+    // No encoding-type: a page of plain names is verbatim; a page holding a control character is
+    // URL-encoded and says so.
+    let xml = get(format!("{base}?list-type=2&prefix=k%2Fplain")).await;
+    assert!(xml_texts(&xml, &["EncodingType"]).is_empty(), "{xml}");
+    assert_eq!(xml_texts(&xml, &["Contents", "Key"]), ["k/plain.txt"]);
+    let xml = get(format!("{base}?list-type=2&prefix=k%2Fwith")).await;
+    assert_eq!(xml_texts(&xml, &["Contents", "Key"]), ["k/with space+plus%pct"], "verbatim, as on S3");
+    for list in ["list-type=2&", ""] {
+        let xml = get(format!("{base}?{list}prefix=k%2F")).await;
+        assert_eq!(xml_texts(&xml, &["EncodingType"]), ["url"], "{xml}");
+        let listed: Vec<String> =
+            xml_texts(&xml, &["Contents", "Key"]).iter().map(|k| decode_url(k)).collect();
+        assert_eq!(listed, sorted, "{list}");
+    }
+
+    // Every listed key reads back by its decoded name.
+    for k in &sorted {
+        assert_eq!(&get(format!("{base}/{}", encode_path(k))).await, k);
+    }
+
+    // Any other encoding is refused, as on S3.
+    let r =
+        send_signed(http::Method::GET, &format!("{base}?list-type=2&encoding-type=base64"), Vec::new()).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(support::s3::error_code(&r.text().await.expect("body")).as_deref(), Some("InvalidArgument"));
+
+    // ListMultipartUploads, with and without encoding-type=url.
+    let key = "up/esc\u{1b}[0m";
+    let r =
+        send_signed(http::Method::POST, &format!("{base}/{}?uploads", encode_path(key)), Vec::new()).await;
+    assert_eq!(r.status(), 200);
+    let created = r.text().await.expect("body");
+    let upload_id = xml_texts(&created.replace('\u{1b}', "?"), &["UploadId"]).remove(0);
+    for query in ["uploads&encoding-type=url", "uploads"] {
+        let xml = get(format!("{base}?{query}")).await;
+        assert_eq!(xml_texts(&xml, &["EncodingType"]), ["url"], "{query}: {xml}");
+        let listed: Vec<String> = xml_texts(&xml, &["Upload", "Key"]).iter().map(|k| decode_url(k)).collect();
+        assert_eq!(listed, [key], "{query}");
+        assert_eq!(xml_texts(&xml, &["Upload", "UploadId"]), std::slice::from_ref(&upload_id));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -168,3 +168,82 @@ pub fn error_code(body: &str) -> Option<String> {
     let end = body[start..].find("</Code>")? + start;
     Some(body[start..end].to_owned())
 }
+
+/// `s` percent-encoded as S3 canonicalises a path: everything but unreserved characters and `/`.
+pub fn encode_path(s: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+    percent_encoding::utf8_percent_encode(s, KEEP).to_string()
+}
+
+/// `s` with `%XX` escapes decoded (as boto3's `unquote`).
+pub fn decode_url(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8().expect("UTF-8 after decoding").into_owned()
+}
+
+/// Sends `method url` signed with the test credentials (SigV4 in headers, `UNSIGNED-PAYLOAD`):
+/// a raw request for keys and queries a high-level client will not send. `url`'s path must be
+/// encoded as S3 canonicalises it ([`encode_path`]).
+pub async fn send_signed(method: http::Method, url: &str, body: Vec<u8>) -> reqwest::Response {
+    use object_store::aws::{AwsAuthorizer, AwsCredential};
+    let credential =
+        AwsCredential { key_id: ACCESS_KEY.to_owned(), secret_key: SECRET_KEY.to_owned(), token: None };
+    let mut req = http::Request::builder()
+        .method(method.clone())
+        .uri(url)
+        .body(object_store::client::HttpRequestBody::from(body.clone()))
+        .expect("request");
+    AwsAuthorizer::new(&credential, "s3", "us-east-1")
+        .with_sign_payload(false)
+        .try_authorize(&mut req, None)
+        .expect("sign");
+    let mut out = reqwest::Client::new().request(method, url).body(body);
+    for (name, value) in req.headers() {
+        out = out.header(name, value);
+    }
+    out.send().await.expect("send")
+}
+
+/// The text of every element at the end of `path` (e.g. `["Contents", "Key"]`) in `xml`, after
+/// checking the document is well-formed XML 1.0: only characters XML 1.0 allows, no carriage
+/// return (a parser would hand it back as a line feed), and properly nested elements with
+/// known entities. quick-xml does not check characters itself, hence the first check; Python's
+/// expat, Go's `encoding/xml` and Java's parsers do and refuse the whole document.
+pub fn xml_texts(xml: &str, path: &[&str]) -> Vec<String> {
+    use quick_xml::events::Event;
+    let bad = xml.char_indices().find(
+        |&(_, c)| !matches!(c, '\t' | '\n' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..),
+    );
+    assert!(bad.is_none(), "{bad:?} cannot appear in XML 1.0: {xml:?}");
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut at: Vec<String> = Vec::new();
+    let mut text = String::new();
+    let mut found = Vec::new();
+    loop {
+        match reader.read_event().unwrap_or_else(|e| panic!("not well-formed: {e}: {xml:?}")) {
+            Event::Start(e) => {
+                at.push(String::from_utf8_lossy(e.local_name().as_ref()).into_owned());
+                text.clear();
+            }
+            Event::Text(t) => text.push_str(&t.decode().expect("text")),
+            Event::GeneralRef(r) => match r.resolve_char_ref().expect("character reference") {
+                Some(c) => text.push(c),
+                None => {
+                    let name = r.decode().expect("entity");
+                    text.push_str(quick_xml::escape::resolve_xml_entity(&name).expect("known entity"));
+                }
+            },
+            Event::End(_) => {
+                if at.ends_with(&path.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()) {
+                    found.push(std::mem::take(&mut text));
+                }
+                at.pop();
+                text.clear();
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    assert!(at.is_empty(), "unclosed elements {at:?}: {xml:?}");
+    found
+}

@@ -1,11 +1,11 @@
 //! Multipart uploads: CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
-//! AbortMultipartUpload, ListParts.
+//! AbortMultipartUpload, ListParts, ListMultipartUploads.
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::objects::{check_declared_length, headers, user_metadata, verify_body, write_body};
-use super::{Origin, now_ms, s3_err, timestamp};
+use super::{Origin, list, now_ms, s3_err, timestamp};
 use crate::events::Kind;
 use crate::store::format::ObjectMeta;
 use crate::store::multipart::{MAX_PART_NUMBER, UploadInfo};
@@ -144,10 +144,14 @@ impl Origin {
             Some((id, u)) => (Some(u.key.clone()), Some(id.clone())),
             None => (None, None),
         };
+        // Names are encoded as in ListObjects (`list.rs`): on request, or when XML cannot carry one.
+        let names = [&prefix].into_iter().chain(&i.key_marker).chain(page.iter().map(|(_, u)| &u.key));
+        let encoding_type = list::encoding(i.encoding_type.as_ref(), names.map(String::as_str))?;
+        let url = encoding_type.is_some();
         let uploads = page
             .into_iter()
             .map(|(id, u)| MultipartUpload {
-                key: Some(u.key),
+                key: Some(list::enc(url, u.key)),
                 upload_id: Some(id),
                 initiated: Some(timestamp(u.initiated_ms)),
                 ..Default::default()
@@ -155,13 +159,14 @@ impl Origin {
             .collect();
         Ok(S3Response::new(ListMultipartUploadsOutput {
             bucket: Some(i.bucket),
-            prefix: Some(prefix),
-            key_marker: i.key_marker,
+            prefix: Some(list::enc(url, prefix)),
+            key_marker: i.key_marker.map(|k| list::enc(url, k)),
             upload_id_marker: i.upload_id_marker,
             max_uploads: Some(max as i32),
             is_truncated: Some(truncated),
-            next_key_marker: next_key,
+            next_key_marker: next_key.map(|k| list::enc(url, k)),
             next_upload_id_marker: next_id,
+            encoding_type,
             uploads: Some(uploads),
             ..Default::default()
         }))
