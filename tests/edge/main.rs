@@ -14,6 +14,7 @@ mod lifecycle;
 mod limits;
 mod origin_load;
 mod requests;
+mod security;
 mod sites;
 mod store;
 mod tls;

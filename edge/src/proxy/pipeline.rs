@@ -113,8 +113,7 @@ async fn serve(
 ) -> Served {
     // Route.
     let (parts, body) = req.into_parts();
-    let host = key::request_host(&parts.uri, &parts.headers)
-        .ok_or(ProxyError::BadRequest("missing or invalid host"))?;
+    let host = key::request_host(&parts.uri, &parts.headers).map_err(ProxyError::BadRequest)?;
     let site = edge.router().route(&host).ok_or_else(|| ProxyError::UnknownHost(host.clone()))?.clone();
     let tls = parts.extensions.get::<Transport>() == Some(&Transport::Tls);
     if !tls && site.cfg.https_redirect {
@@ -126,8 +125,9 @@ async fn serve(
     if tls {
         *hsts = site.cfg.hsts.map(crate::proxy::https::hsts);
     }
+    let trusted = client.is_some_and(|c| edge.trusted_proxies.iter().any(|r| r.contains(c.ip())));
     let ignore_directives = site.cfg.client_cache_control == ClientCacheControl::Ignore;
-    let mut ctx = Ctx::new(site, &host, parts, client, tls);
+    let mut ctx = Ctx::new(site, &host, parts, client, tls, trusted);
     if ignore_directives {
         // The site does not let clients decide what reaches the origin (`docs/edge.md`).
         ctx.cc = Directives::default();
