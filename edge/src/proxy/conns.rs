@@ -58,7 +58,7 @@ struct ConnState {
     busy: AtomicUsize,
     /// Requests seen so far.
     requests: AtomicU64,
-    /// When `busy` last dropped to 0 (or the connection opened), in ms since [`Conns::epoch`].
+    /// When `busy` last dropped to 0 (or the connection opened), in ns since [`Conns::epoch`].
     idle_since: AtomicU64,
     /// Wakes [`Conn::close_requested`] when `busy` changes.
     changed: Notify,
@@ -78,12 +78,14 @@ impl Conns {
         })
     }
 
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    /// Nanoseconds, not milliseconds: a connection that opened in the same millisecond as
+    /// another turned idle must still sort after it.
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    fn instant(&self, ms: u64) -> Instant {
-        self.epoch + Duration::from_millis(ms)
+    fn instant(&self, ns: u64) -> Instant {
+        self.epoch + Duration::from_nanos(ns)
     }
 
     /// Registers a new connection; it is idle until its first request.
@@ -92,7 +94,7 @@ impl Conns {
         let state = Arc::new(ConnState {
             busy: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
-            idle_since: AtomicU64::new(self.now_ms()),
+            idle_since: AtomicU64::new(self.now_ns()),
             changed: Notify::new(),
             shed: CancellationToken::new(),
         });
@@ -236,7 +238,7 @@ pub struct Busy {
 impl Drop for Busy {
     fn drop(&mut self) {
         if self.state.busy.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.state.idle_since.store(self.conns.now_ms(), Ordering::Relaxed);
+            self.state.idle_since.store(self.conns.now_ns(), Ordering::Relaxed);
             // A new connection waits for a slot: this one turned idle, so it makes room.
             if self.conns.waiting.load(Ordering::Relaxed) > 0 {
                 self.state.shed.cancel();
