@@ -124,3 +124,35 @@ async fn broken_uploads_are_the_clients_fault_and_leave_the_origin_in_rotation()
         .to_owned();
     assert!(origin_errors.ends_with(" 0"), "client faults counted as origin errors: {origin_errors}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_but_steady_upload_longer_than_first_byte_is_answered() {
+    let a = Origin::backend("a", "127.0.0.1:0").await;
+    let b = Origin::backend("b", "127.0.0.1:0").await;
+    let (edge, _dir) = edge_with_toml(&config(&a, &b));
+    let addr = edge.addr("edge http");
+    // `quick.test` waits 300 ms for the origin's head; the body takes about a second, a byte
+    // every 100 ms (well within the 1 s stall limit).
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut tcp = TcpStream::connect(&addr).unwrap();
+        tcp.write_all(b"POST /upload HTTP/1.1\r\nHost: quick.test\r\nContent-Length: 10\r\n\r\n").unwrap();
+        for byte in b"0123456789" {
+            std::thread::sleep(Duration::from_millis(100));
+            tcp.write_all(&[*byte]).unwrap();
+        }
+        tcp.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.ends_with(b"a") {
+            match tcp.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(a.seen("/upload")[0].body, "0123456789");
+}

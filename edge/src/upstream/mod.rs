@@ -26,6 +26,7 @@ pub mod dns;
 mod health;
 mod upload;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
@@ -239,8 +240,7 @@ impl Upstream {
             })?
             .map_err(|_| ProxyError::Internal("connection slots closed".to_owned()))?;
         let request = self.build(origin, req, body)?;
-        let head_by = deadline.min(tokio::time::Instant::now() + self.timeouts.first_byte.get());
-        let err = match tokio::time::timeout_at(head_by, origin.client.request(request)).await {
+        let err = match self.head(origin.client.request(request), deadline, upload).await {
             Ok(Ok(res)) => {
                 origin.health.success(&origin.name);
                 let total = self.timeouts.total.get();
@@ -259,6 +259,40 @@ impl Upstream {
             origin.health.failure(&origin.name, &self.health);
         }
         Err(err)
+    }
+
+    /// Waits for the response head: `first_byte` after the request went out — counted from the
+    /// end of the client's body when there is one, since an origin answers a request once it
+    /// has it (a client that stops sending is cut by its own stall limit) — and never past
+    /// `deadline`. `Err` when the time is up.
+    async fn head<F: Future>(
+        &self,
+        request: F,
+        deadline: tokio::time::Instant,
+        upload: Option<&UploadWatch>,
+    ) -> Result<F::Output, tokio::time::error::Elapsed> {
+        let first_byte = self.timeouts.first_byte.get();
+        let mut request = std::pin::pin!(request);
+        let mut head_by = deadline.min(tokio::time::Instant::now() + first_byte);
+        loop {
+            let elapsed = match tokio::time::timeout_at(head_by, request.as_mut()).await {
+                Ok(res) => return Ok(res),
+                Err(elapsed) => elapsed,
+            };
+            let next = match upload {
+                Some(u) if u.uploading() => tokio::time::Instant::now() + first_byte,
+                Some(u) => match u.finished_at() {
+                    Some(at) => at + first_byte,
+                    None => return Err(elapsed),
+                },
+                None => return Err(elapsed),
+            };
+            let next = deadline.min(next);
+            if next <= head_by {
+                return Err(elapsed);
+            }
+            head_by = next;
+        }
     }
 
     fn build(&self, origin: &Origin, req: &OriginRequest, body: Body) -> Result<Request<Body>, ProxyError> {

@@ -10,13 +10,15 @@
 //!
 //! A body that makes no progress for `stall` (the edge's `header_read_timeout`, the limit a
 //! client already has for each request head) while the origin waits for it ends with
-//! [`ClientFault::Stalled`] (408). So does an origin timeout that fires while the edge is still
-//! waiting for the client's next bytes: the origin cannot answer a request it has not received.
+//! [`ClientFault::Stalled`] (408). The origin's `first_byte` timeout counts from the end of the
+//! body (a slow but steady upload is not the origin's failure), and an origin timeout that
+//! fires while the edge still waits for the client's next bytes is the client's fault too: the
+//! origin cannot answer a request it has not received.
 
 use std::error::Error as StdError;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -107,6 +109,8 @@ struct State {
     waiting: AtomicBool,
     /// The body ended.
     done: AtomicBool,
+    /// When it ended.
+    finished_at: OnceLock<tokio::time::Instant>,
 }
 
 /// What an [`Upload`] saw, for the code that decides whom a failed exchange is blamed on.
@@ -114,6 +118,17 @@ struct State {
 pub struct UploadWatch(Arc<State>);
 
 impl UploadWatch {
+    /// The body is still on its way, and made progress within the stall limit (else it has
+    /// failed): the origin cannot be expected to answer yet.
+    pub fn uploading(&self) -> bool {
+        !self.0.done.load(Ordering::Acquire) && self.0.fault.load(Ordering::Acquire) == 0
+    }
+
+    /// When the whole body had been read from the client.
+    pub fn finished_at(&self) -> Option<tokio::time::Instant> {
+        self.0.finished_at.get().copied()
+    }
+
     /// The client's fault in a failed exchange, if it was one: the body failed, or the origin
     /// timed out (`timed_out`) while the edge still waited for the client's bytes.
     pub fn fault(&self, timed_out: bool) -> Option<ClientFault> {
@@ -147,6 +162,13 @@ impl Upload {
         (Self { inner, state: state.clone(), stall, timer: None }, UploadWatch(state))
     }
 
+    fn finish(&mut self) {
+        let _ = self.state.finished_at.set(tokio::time::Instant::now());
+        self.state.done.store(true, Ordering::Release);
+        self.state.waiting.store(false, Ordering::Release);
+        self.timer = None;
+    }
+
     fn fail(&mut self, fault: ClientFault) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         // The first fault is the one that counts.
         let _ = self.state.fault.compare_exchange(0, fault.code(), Ordering::AcqRel, Ordering::Acquire);
@@ -169,6 +191,10 @@ impl HttpBody for Upload {
             Poll::Ready(Some(Ok(frame))) => {
                 this.state.waiting.store(false, Ordering::Release);
                 this.timer = None;
+                // hyper stops polling a body that says it ended (a full Content-Length).
+                if this.inner.is_end_stream() {
+                    this.finish();
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -176,9 +202,7 @@ impl HttpBody for Upload {
                 this.fail(fault)
             }
             Poll::Ready(None) => {
-                this.state.done.store(true, Ordering::Release);
-                this.state.waiting.store(false, Ordering::Release);
-                this.timer = None;
+                this.finish();
                 Poll::Ready(None)
             }
             Poll::Pending => {
@@ -266,8 +290,11 @@ mod tests {
     #[tokio::test]
     async fn a_complete_body_leaves_timeouts_to_the_origin() {
         let full = crate::body::full("all of it");
-        let (upload, watch) = Upload::new(full, Duration::from_secs(60));
-        assert_eq!(drain(upload).await, None);
+        let (mut upload, watch) = Upload::new(full, Duration::from_secs(60));
+        assert!(watch.uploading());
+        // One frame: hyper stops there, since the body says it ended.
+        assert!(upload.frame().await.is_some());
+        assert!(!watch.uploading() && watch.finished_at().is_some());
         assert_eq!(watch.fault(true), None);
     }
 }
