@@ -21,9 +21,11 @@
 //! `:authority`.
 
 mod body;
+mod chain;
 pub mod connect;
 pub mod dns;
 mod health;
+mod origin;
 
 use std::sync::Arc;
 
@@ -36,12 +38,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use body::OriginBody;
+pub use chain::error_chain;
 pub use dns::{Dns, DnsError};
 
 use crate::body::{Body, empty};
 use crate::error::{Error, ProxyError};
-use connect::{ConnectTimeout, OriginClient};
+use chain::find;
+use connect::ConnectTimeout;
 use health::OriginHealth;
+use origin::{Origin, spawn_probe};
 
 /// What every site's upstream shares: the DNS resolver (one cache) and the edge's shutdown.
 #[derive(Clone, Debug)]
@@ -57,25 +62,6 @@ impl Outbound {
     pub fn new(dns: &DnsConfig, shutdown: CancellationToken) -> Self {
         Self { dns: Dns::new(dns), shutdown }
     }
-}
-
-/// One origin of a site.
-#[derive(Debug)]
-pub(crate) struct Origin {
-    /// The configured URL, for logs.
-    name: String,
-    /// `scheme://host:port`, for probes.
-    base: String,
-    scheme: Scheme,
-    /// The origin URL's path without a trailing slash, put before every request path.
-    prefix: String,
-    /// `host[:port]` as configured: the `Host` sent with `origin_host`.
-    host: HeaderValue,
-    authority: Authority,
-    client: OriginClient,
-    /// Requests in flight (`pool.max_connections`).
-    slots: Arc<Semaphore>,
-    health: OriginHealth,
 }
 
 /// A request on its way to an origin; headers already cleaned and forwarded-for added.
@@ -147,7 +133,7 @@ impl Upstream {
                 health: OriginHealth::default(),
                 base,
             });
-            probes.extend(health::spawn_probe(&origin, &site.health, stop.clone()));
+            probes.extend(spawn_probe(&origin, &site.health, stop.clone()));
             origins.push(origin);
         }
         Ok(Self {
@@ -270,36 +256,6 @@ fn classify(e: &hyper_util::client::legacy::Error) -> ProxyError {
         return ProxyError::BodyTooLarge;
     }
     ProxyError::Upstream(error_chain(e))
-}
-
-/// The first error of type `T` among `e` and its sources, looking inside `io::Error`s too
-/// (whose `source` skips the error they wrap, which is where TLS errors sit).
-fn find<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if let Some(t) = err.downcast_ref::<T>() {
-            return Some(t);
-        }
-        if let Some(inner) = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
-            && let Some(t) = find::<T>(inner)
-        {
-            return Some(t);
-        }
-        cur = err.source();
-    }
-    None
-}
-
-/// An error and its sources, for logs.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
 }
 
 #[cfg(test)]
