@@ -109,6 +109,10 @@ async fn serve(
     client: Option<SocketAddr>,
     hsts: &mut Option<HeaderValue>,
 ) -> Served {
+    // A reverse proxy opens no tunnels: CONNECT is answered here, never forwarded.
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::MethodNotAllowed);
+    }
     // Route.
     let (parts, body) = req.into_parts();
     let host = key::request_host(&parts.uri, &parts.headers)
