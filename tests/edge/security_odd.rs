@@ -114,7 +114,7 @@ async fn content_length_with_transfer_encoding_is_framed_by_transfer_encoding() 
             // One framing, and it describes the body that follows.
             match (chunked, length) {
                 (true, None) => {
-                    assert_eq!(body.to_ascii_lowercase(), "b\r\nhello world\r\n0\r\n\r\n", "{path} #{n}")
+                    assert_eq!(body.to_ascii_lowercase(), "b\r\nhello world\r\n0\r\n\r\n", "{path} #{n}");
                 }
                 (false, Some(len)) => {
                     assert_eq!(len, "11", "{path} #{n}: {got:?}");
