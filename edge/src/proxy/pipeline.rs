@@ -320,6 +320,7 @@ async fn follow(
                 Ok((pass_response(res, ctx), status))
             }
             None => {
+                drop(reader);
                 Box::pin(fetch_alone(edge, ctx, ctx.key.primary().clone(), Fwd::Bypass, Sharing::Alone)).await
             }
         },
@@ -330,6 +331,8 @@ async fn follow(
                 return served;
             }
             if !leader && !same_variant(&head.vary, &fill.request_headers, &ctx.headers) {
+                // Leave this fill first: a reader that never reads would hold its body back.
+                drop(reader);
                 return Box::pin(fetch_alone(
                     edge,
                     ctx,
