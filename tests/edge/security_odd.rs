@@ -59,6 +59,13 @@ async fn an_unsolicited_101_or_a_status_outside_100_to_599_is_a_502_and_not_stor
             }
             "/odd/600" => "600 Beyond",
             "/odd/999" => "999 Odd",
+            "/odd/099" => "099 Low",
+            // Informational answers before the final one are skipped, as they should be.
+            "/odd/103" => {
+                return bytes(
+                    "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+                );
+            }
             _ => "200 OK",
         };
         bytes(&format!(
@@ -72,7 +79,7 @@ async fn an_unsolicited_101_or_a_status_outside_100_to_599_is_a_502_and_not_stor
     )
     .0;
     let base = edge.url("edge http");
-    for path in ["/odd/101", "/odd/600", "/odd/999"] {
+    for path in ["/odd/101", "/odd/600", "/odd/999", "/odd/099"] {
         for _ in 0..2 {
             let got = get(&format!("{base}{path}"), &[]).await;
             assert_eq!(got.status, 502, "{path}: {}", got.cache());
@@ -81,8 +88,60 @@ async fn an_unsolicited_101_or_a_status_outside_100_to_599_is_a_502_and_not_stor
         let asked = origin.heads().iter().filter(|h| h.contains(&format!("GET {path} "))).count();
         assert_eq!(asked, 2, "{path}: not stored, so asked twice");
     }
-    // The edge itself is fine, and an ordinary answer from the same origin is served.
+    // Passed-through methods get the same treatment.
+    let post =
+        crate::support::http::send(crate::support::http::client().post(format!("{base}/odd/999")).body("x"))
+            .await;
+    assert_eq!(post.status, 502);
+    // The edge itself is fine, and ordinary answers from the same origin are served.
     assert_eq!(get(&format!("{base}/odd/ok"), &[]).await.text(), "hi");
+    let early = get(&format!("{base}/odd/103"), &[]).await;
+    assert_eq!((early.status, early.text().as_str()), (200, "hi"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_status_says_stored_only_when_the_response_was_stored() {
+    let origin = RawOrigin::start(|head, _| {
+        let path = head.split_whitespace().nth(1).unwrap_or("");
+        let (len, chunked) = match path {
+            "/stored/big-chunked" => (1 << 20, true),
+            "/stored/small-chunked" => (1000, true),
+            _ => (1000, false),
+        };
+        let framing =
+            if chunked { "Transfer-Encoding: chunked".to_owned() } else { format!("Content-Length: {len}") };
+        vec![
+            Piece::Bytes(
+                format!("HTTP/1.1 200 OK\r\nCache-Control: max-age=300\r\n{framing}\r\n\r\n").into_bytes(),
+            ),
+            Piece::Pattern { len, chunked },
+        ]
+    })
+    .await;
+    let edge = crate::support::edge::edge_with_config(
+        &Origin::start().await,
+        &format!(
+            "[edge.cache]\nsize = \"4MiB\"\nmax_object_size = \"256KiB\"\n[[edge.sites]]\nhosts = [\"*\"]\norigins = [\"{}\"]\n",
+            origin.url
+        ),
+    )
+    .0;
+    let base = edge.url("edge http");
+    // Chunked and too big: learnt while streaming; never claimed, never a hit.
+    for _ in 0..2 {
+        let got = get(&format!("{base}/stored/big-chunked"), &[]).await;
+        assert_eq!(got.body.len(), 1 << 20);
+        assert!(!got.cache().contains("stored") && !got.hit(), "{}", got.cache());
+    }
+    // A length that fits: claimed at once, and true.
+    let got = get(&format!("{base}/stored/sized"), &[]).await;
+    assert!(got.cache().contains("; stored"), "{}", got.cache());
+    assert!(get(&format!("{base}/stored/sized"), &[]).await.hit());
+    // Chunked and small, asked for a range: the answer waits for the whole body, so it knows.
+    let got = get(&format!("{base}/stored/small-chunked"), &[("range", "bytes=0-9")]).await;
+    assert_eq!(got.status, 206);
+    assert!(got.cache().contains("; stored"), "{}", got.cache());
+    assert!(get(&format!("{base}/stored/small-chunked"), &[]).await.hit());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
