@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Invalid;
+use crate::invalid::Invalid;
 use crate::net::{HttpUrl, ListenAddr};
 use crate::secret::Secret;
 use crate::units::Duration;
@@ -21,6 +21,11 @@ pub struct ControlConfig {
     /// unset. Without any, the API is open (fine on loopback, logged as a warning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
+    /// Host names (without port) the API answers for while no token is configured, besides IP
+    /// addresses and `localhost`; other `Host` values get 421, so a web page cannot reach an
+    /// open control plane through DNS rebinding. Ignored when a token is configured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
     /// The S3 origin used to list objects for prewarm by bucket and prefix.
     #[serde(default)]
     pub origin: Option<HttpUrl>,
@@ -47,6 +52,7 @@ impl ControlConfig {
             listen,
             data,
             token: None,
+            allowed_hosts: Vec::new(),
             origin: None,
             retain_entries: default_retain(),
             edge_timeout: default_edge_timeout(),
@@ -56,6 +62,19 @@ impl ControlConfig {
     pub(crate) fn validate(&self) -> Result<(), Invalid> {
         if self.retain_entries == 0 {
             return Err(Invalid::new("retain_entries", "must be at least 1"));
+        }
+        for (i, host) in self.allowed_hosts.iter().enumerate() {
+            let name = host.strip_suffix('.').unwrap_or(host);
+            let ok = !name.is_empty()
+                && name.split('.').all(|label| {
+                    !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                });
+            if !ok {
+                return Err(Invalid::new(
+                    format!("allowed_hosts[{i}]"),
+                    "must be a host name such as control.internal, without scheme or port",
+                ));
+            }
         }
         Ok(())
     }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Invalid;
+use crate::invalid::Invalid;
 use crate::net::{HttpUrl, ListenAddr};
 use crate::secret::Secret;
 use crate::units::{ByteSize, Duration};
@@ -43,6 +43,12 @@ pub struct EdgeConfig {
     /// How origin host names are resolved.
     #[serde(default)]
     pub dns: Dns,
+    /// Proxies in front of this edge (addresses or CIDR blocks) whose forwarding headers are
+    /// kept: `X-Forwarded-For` is appended to, and `Forwarded`, `X-Forwarded-Host`,
+    /// `X-Forwarded-Proto`, ... pass to the origin. From any other client they are dropped (or,
+    /// for `X-Forwarded-For` and `-Proto`, overwritten): see `docs/security.md`.
+    #[serde(default)]
+    pub trusted_proxies: Vec<crate::IpRange>,
 }
 
 /// One client-facing listener.
@@ -274,6 +280,7 @@ impl EdgeConfig {
             token: None,
             limits: Limits::default(),
             dns: Dns::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 

@@ -6,8 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Invalid;
 use crate::edge::{Site, validate_sites};
+use crate::invalid::Invalid;
 
 /// Settings pushed to every edge that follows a control plane. An edge replaces its sites with
 /// these and keeps every other setting from its own file.

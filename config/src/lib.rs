@@ -19,9 +19,11 @@
 pub mod control;
 pub mod edge;
 pub mod fleet;
+mod invalid;
 pub mod loadtest;
 mod net;
 pub mod origin;
+pub mod protocol;
 pub mod purge;
 mod secret;
 mod units;
@@ -34,8 +36,9 @@ use serde::{Deserialize, Serialize};
 
 pub use control::ControlConfig;
 pub use edge::EdgeConfig;
+pub use invalid::Invalid;
 pub use loadtest::Scenario;
-pub use net::{HttpUrl, ListenAddr};
+pub use net::{HttpUrl, IpRange, ListenAddr};
 pub use origin::OriginConfig;
 pub use secret::Secret;
 pub use units::{ByteSize, Duration};
@@ -163,30 +166,6 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-/// A rule broken after parsing, at a key path relative to its section (`sites[0].hosts`);
-/// displayed as `PATH: MESSAGE`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Invalid {
-    /// Dotted key path, e.g. `sites[1].ttl[0].prefix`.
-    pub path: String,
-    /// What is wrong, lowercase.
-    pub message: String,
-}
-
-impl Invalid {
-    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { path: path.into(), message: message.into() }
-    }
-}
-
-impl fmt::Display for Invalid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
-
-impl std::error::Error for Invalid {}
 
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<StratusConfig, ConfigError> {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Invalid;
+use crate::invalid::Invalid;
 use crate::net::HttpUrl;
 use crate::purge::PurgeRequest;
 use crate::units::Duration;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Invalid;
+use crate::invalid::Invalid;
 use crate::net::{HttpUrl, ListenAddr};
 use crate::secret::Secret;
 

@@ -1,4 +1,10 @@
 //! Human units in configuration files: byte sizes (`256MiB`) and durations (`30s`).
+//!
+//! Sizes are parsed here rather than by the `bytesize` crate (2.x): it reads `K`, `M` and `G`
+//! alone as decimal (`1K` = 1000) where nginx, whose syntax operators bring along, and our
+//! documented configuration read them as binary (`1K` = 1024); it truncates fractions of a
+//! byte (`1.5B` → 1) and saturates overflow where we refuse both; and its errors do not say
+//! which syntax is accepted. Keeping the twenty lines is cheaper than those differences.
 
 use std::fmt;
 use std::str::FromStr;

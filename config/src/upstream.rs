@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Invalid;
+use crate::invalid::Invalid;
 use crate::units::Duration;
 
 /// Which certificate authorities an HTTPS origin's certificate may chain to (besides `ca_file`).

@@ -11,6 +11,8 @@
 
 use serde::Deserialize;
 
+use crate::error::Invalid;
+
 /// Most URLs in one purge or prewarm.
 pub const MAX_FILES: usize = 1000;
 /// Most prefixes in one purge.
@@ -25,21 +27,6 @@ pub const MAX_OBJECTS: usize = 10_000;
 pub const MAX_VALUE_LEN: usize = 4096;
 /// Largest request body accepted by the API.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
-
-/// A validation failure: which field and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Invalid {
-    /// The field, e.g. `files[2]`, or `body` for the whole request.
-    pub field: String,
-    /// What is wrong, lowercase.
-    pub message: String,
-}
-
-impl Invalid {
-    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
-    }
-}
 
 pub use stratus_config::purge::{ObjectRef, PurgeRequest};
 

@@ -20,8 +20,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-use crate::Error;
 use crate::body::PurgeRequest;
+use crate::error::Error;
 
 /// Arguments of `stratus purge`.
 #[derive(Debug, clap::Args)]

@@ -1,14 +1,21 @@
 //! The dashboard at `/`: one server-rendered HTML page with the fleet and the recent log
-//! entries. No JavaScript; it refreshes itself every 5 seconds. It shows no secrets, so it is
-//! served without the token (the API behind it is not).
+//! entries. No JavaScript; it refreshes itself every 5 seconds.
+//!
+//! It is served without the token, so what it shows depends on the request: one that would
+//! pass the API's token check (no token configured, or `Authorization: Bearer TOKEN`) sees every
+//! target of every entry and the edges' URLs; anyone else sees the fleet's health (edge ids,
+//! liveness, lag, hit ratio, cache size) and, per entry, its id, type, how many targets of each
+//! kind it has and how many edges applied it — never a URL, path, tag, host, bucket or object
+//! key, since those name private content.
 
 use std::fmt::Write;
 
 use axum::extract::State as AxState;
+use axum::http::HeaderMap;
 use axum::response::Html;
-use serde_json::Value;
+use stratus_config::protocol::{EdgeState, Op, OpKind, Readable};
 
-use crate::api::Shared;
+use crate::state::Shared;
 
 /// Entries listed under "Recent".
 const RECENT: u64 = 20;
@@ -28,45 +35,66 @@ fn escape(s: &str) -> String {
     out
 }
 
-/// A one-line summary of an operation's targets, e.g. `files: http://a/x, /y · soft`.
-fn summary(op: &Value) -> String {
+/// What the page may show of an entry's targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Detail {
+    /// Every target (the first three of each kind).
+    Targets,
+    /// How many targets of each kind, nothing else.
+    Counts,
+}
+
+/// A one-line summary of an operation's targets, e.g. `files: http://a/x, /y · soft`, or with
+/// [`Detail::Counts`] `files: 2 · soft`.
+fn summary(op: &Op, detail: Detail) -> String {
     let mut parts = Vec::new();
-    for field in ["files", "urls", "prefixes", "tags", "hosts"] {
-        if let Some(list) = op.get(field).and_then(Value::as_array).filter(|l| !l.is_empty()) {
-            let shown: Vec<&str> = list.iter().take(3).filter_map(Value::as_str).collect();
-            let more = if list.len() > 3 { format!(" (+{})", list.len() - 3) } else { String::new() };
-            parts.push(format!("{field}: {}{more}", shown.join(", ")));
+    let mut list = |name: &str, values: Vec<String>| {
+        if values.is_empty() {
+            return;
         }
+        match detail {
+            Detail::Counts => parts.push(format!("{name}: {}", values.len())),
+            Detail::Targets => {
+                let more = if values.len() > 3 { format!(" (+{})", values.len() - 3) } else { String::new() };
+                parts.push(format!("{name}: {}{more}", values[..values.len().min(3)].join(", ")));
+            }
+        }
+    };
+    let objects = |objects: &[stratus_config::purge::ObjectRef]| {
+        objects.iter().map(|o| format!("{}/{}", o.bucket, o.key)).collect::<Vec<_>>()
+    };
+    let mut flags = Vec::new();
+    match op {
+        Op::Purge { purge: Readable::Read(p), .. } => {
+            list("files", p.files.clone());
+            list("prefixes", p.prefixes.clone());
+            list("tags", p.tags.clone());
+            list("hosts", p.hosts.clone());
+            list("objects", objects(&p.objects));
+            if p.purge_everything {
+                flags.push("everything");
+            }
+            if p.soft {
+                flags.push("soft");
+            }
+        }
+        Op::Prewarm { urls, objects: o, .. } => {
+            list("urls", urls.clone());
+            list("objects", objects(o));
+        }
+        Op::Config { config: Readable::Read(c), .. } => {
+            list("sites", c.sites.iter().flat_map(|s| s.hosts.iter().cloned()).collect());
+        }
+        Op::Purge { .. } | Op::Config { .. } | Op::Unknown => flags.push("unreadable"),
     }
-    if let Some(list) = op.get("objects").and_then(Value::as_array).filter(|l| !l.is_empty()) {
-        let shown: Vec<String> = list
-            .iter()
-            .take(3)
-            .map(|o| format!("{}/{}", o["bucket"].as_str().unwrap_or(""), o["key"].as_str().unwrap_or("")))
-            .collect();
-        parts.push(format!("objects: {}", shown.join(", ")));
-    }
-    if let Some(sites) = op.get("sites").and_then(Value::as_array) {
-        // A site configuration: the hosts of its sites.
-        let hosts: Vec<&str> = sites
-            .iter()
-            .flat_map(|s| s["hosts"].as_array().into_iter().flatten())
-            .filter_map(Value::as_str)
-            .collect();
-        let more = if hosts.len() > 3 { format!(" (+{})", hosts.len() - 3) } else { String::new() };
-        parts.push(format!("sites: {}{more}", hosts.iter().take(3).copied().collect::<Vec<_>>().join(", ")));
-    }
-    if op.get("purge_everything").and_then(Value::as_bool) == Some(true) {
-        parts.push("everything".into());
-    }
-    if op.get("soft").and_then(Value::as_bool) == Some(true) {
-        parts.push("soft".into());
-    }
+    parts.extend(flags.into_iter().map(str::to_owned));
     parts.join(" · ")
 }
 
 /// `GET /`.
-pub(crate) async fn page(AxState(state): AxState<Shared>) -> Html<String> {
+pub(crate) async fn page(AxState(state): AxState<Shared>, headers: HeaderMap) -> Html<String> {
+    let authorized = state.authorized(&headers);
+    let detail = if authorized { Detail::Targets } else { Detail::Counts };
     let head = state.log.head();
     let mut html = String::from(
         "<!doctype html><html><head><meta charset=utf-8><meta http-equiv=refresh content=5>\
@@ -74,19 +102,31 @@ pub(crate) async fn page(AxState(state): AxState<Shared>) -> Html<String> {
          table{border-collapse:collapse}td,th{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}\
          .down{color:#b00}.up{color:#070}</style></head><body><h1>Stratus control</h1>",
     );
+    if let Some(failure) = state.log.failure() {
+        let _ = write!(
+            html,
+            "<p class=down><strong>The log cannot be written</strong> since {}: {}. \
+             Purges are refused until a write succeeds.</p>",
+            escape(&failure.since),
+            escape(&failure.error),
+        );
+    }
     let _ = write!(html, "<p>Log head {head}, compacted up to {}.</p>", state.log.floor());
+    if !authorized {
+        html.push_str("<p>Targets and edge addresses are shown to requests that carry the API token.</p>");
+    }
     html.push_str(
         "<h2>Edges</h2><table><tr><th>id</th><th>url</th><th>version</th><th>state</th><th>last seen</th>\
          <th>applied</th><th>lag</th><th>requests</th><th>hit ratio</th><th>cache</th></tr>",
     );
     for e in state.registry.edges(head) {
         let (class, word) = if e.live { ("up", "live") } else { ("down", "down") };
+        let url = if authorized { escape(&e.url) } else { String::new() };
         let _ = write!(
             html,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class={class}>{word}</td><td>{} ms ago</td><td>{}</td>\
+            "<tr><td>{}</td><td>{url}</td><td>{}</td><td class={class}>{word}</td><td>{} ms ago</td><td>{}</td>\
              <td>{}</td><td>{}</td><td>{:.1}%</td><td>{} B / {} entries</td></tr>",
             escape(&e.id),
-            escape(&e.url),
             escape(&e.version),
             e.last_seen_ms,
             e.applied,
@@ -100,17 +140,17 @@ pub(crate) async fn page(AxState(state): AxState<Shared>) -> Html<String> {
     html.push_str("</table><h2>Recent</h2><table><tr><th>seq</th><th>id</th><th>type</th><th>targets</th><th>edges</th></tr>");
     let oldest = head.saturating_sub(RECENT).max(state.log.floor()) + 1;
     for seq in (oldest..=head).rev() {
-        let Some(op) = state.log.get(seq).and_then(|t| serde_json::from_str::<Value>(&t).ok()) else {
+        let Some(op) = state.log.get(seq).and_then(|t| serde_json::from_str::<Op>(&t).ok()) else {
             continue;
         };
         let progress = state.registry.progress(seq);
-        let applied = progress.iter().filter(|p| p.state == "applied").count();
+        let applied = progress.iter().filter(|p| p.state == EdgeState::Applied).count();
+        let kind = op.kind().map_or("unknown", OpKind::name);
         let _ = write!(
             html,
-            "<tr><td>{seq}</td><td>{}</td><td>{}</td><td>{}</td><td>{applied}/{} applied</td></tr>",
-            escape(op["id"].as_str().unwrap_or("")),
-            escape(op["type"].as_str().unwrap_or("")),
-            escape(&summary(&op)),
+            "<tr><td>{seq}</td><td>{}</td><td>{kind}</td><td>{}</td><td>{applied}/{} applied</td></tr>",
+            escape(op.id().unwrap_or("")),
+            escape(&summary(&op, detail)),
             progress.len(),
         );
     }
@@ -122,13 +162,27 @@ pub(crate) async fn page(AxState(state): AxState<Shared>) -> Html<String> {
 mod tests {
     use super::*;
 
+    fn op(json: &str) -> Op {
+        serde_json::from_str(json).expect("op")
+    }
+
     #[test]
     fn summaries_and_escaping() {
-        let op: Value = serde_json::json!({"type": "purge", "files": ["/a", "/b", "/c", "/d"], "soft": true});
-        assert_eq!(summary(&op), "files: /a, /b, /c (+1) · soft");
-        let config: Value = serde_json::json!({"type": "config", "sites": [
-            {"hosts": ["a", "b"], "origins": []}, {"hosts": ["c", "d"], "origins": []}]});
-        assert_eq!(summary(&config), "sites: a, b, c (+1)");
+        let purge = op(r#"{"type": "purge", "id": "p-1", "files": ["/a", "/b", "/c", "/d"], "soft": true}"#);
+        assert_eq!(summary(&purge, Detail::Targets), "files: /a, /b, /c (+1) · soft");
+        assert_eq!(summary(&purge, Detail::Counts), "files: 4 · soft");
+        let config = op(r#"{"type": "config", "id": "c-2", "sites": [
+            {"hosts": ["a", "b"], "origins": ["http://o:1"]}, {"hosts": ["c", "d"], "origins": ["http://o:1"]}]}"#);
+        assert_eq!(summary(&config, Detail::Targets), "sites: a, b, c (+1)");
+        assert_eq!(summary(&config, Detail::Counts), "sites: 4");
+        let private =
+            op(r#"{"type": "prewarm", "id": "w-3", "objects": [{"bucket": "hr", "key": "pay/2026.pdf"}]}"#);
+        assert_eq!(summary(&private, Detail::Targets), "objects: hr/pay/2026.pdf");
+        assert_eq!(summary(&private, Detail::Counts), "objects: 1");
+        assert_eq!(
+            summary(&op(r#"{"type": "purge", "id": "p-4", "regex": "."}"#), Detail::Targets),
+            "unreadable"
+        );
         assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
     }
 }

@@ -10,29 +10,40 @@
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State as AxState};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use serde_json::Value;
+use serde::Serialize;
 use stratus_config::fleet::FleetConfig;
+use stratus_config::protocol::{ConfigInForce, EdgeProgress, Op};
 
-use crate::State;
-use crate::api::{self, ApiError, Shared, WaitQuery};
-use crate::body::Invalid;
+use crate::error::{ApiError, Invalid};
+use crate::extract::JsonBody;
+use crate::ops::{self, WaitQuery};
+use crate::state::{Shared, State};
 
 /// `PUT /v1/config {"sites": [...]}` → `202 {"id": "c-N", "seq": N}` once durable; `?wait=`
 /// as for purges.
 pub(crate) async fn put(
     AxState(state): AxState<Shared>,
     Query(q): Query<WaitQuery>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(fleet): JsonBody<FleetConfig>,
 ) -> Result<Response, ApiError> {
-    let (fleet, created, wait): (FleetConfig, Instant, _) = api::posted(&q, &headers, body)?;
+    let created = Instant::now();
+    let wait = q.limit()?;
     fleet.validate().map_err(|e| Invalid::new(e.path, e.message))?;
-    api::append(&state, "config", &fleet, created, wait).await
+    ops::append(&state, move |seq| Op::config(seq, fleet.clone()), created, wait).await
+}
+
+/// What `GET /v1/config` answers.
+#[derive(Debug, Serialize)]
+struct ConfigStatus {
+    #[serde(flatten)]
+    current: ConfigInForce,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_at: Option<String>,
+    complete: bool,
+    edges: Vec<EdgeProgress>,
 }
 
 /// `GET /v1/config` → the configuration in force: `{"id", "seq", "sites", "complete", "edges"}`,
@@ -41,29 +52,28 @@ pub(crate) async fn get(AxState(state): AxState<Shared>) -> Result<Response, Api
     let Some(current) = current(&state) else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "no site configuration has been pushed"));
     };
-    let seq = current["seq"].as_u64().unwrap_or_default();
-    let mut body = current;
-    let edges = state.registry.progress(seq);
-    body["complete"] = Value::Bool(edges.iter().all(|e| e.state != "pending"));
-    body["edges"] = serde_json::to_value(edges).unwrap_or_default();
-    if let Some(at) = state.registry.created_at(seq) {
-        body["created_at"] = Value::String(at);
-    }
-    Ok(Json(body).into_response())
+    let edges = state.registry.progress(current.seq);
+    let answer = ConfigStatus {
+        created_at: state.registry.created_at(current.seq),
+        complete: ops::complete(&edges),
+        edges,
+        current,
+    };
+    Ok(Json(answer).into_response())
 }
 
-/// The configuration in force as `{"seq", "id", "sites"}`, for register answers and `GET`.
-pub(crate) fn current(state: &State) -> Option<Value> {
-    let (seq, op) = state.log.config()?;
-    let mut value: Value = match serde_json::from_str(&op) {
-        Ok(v) => v,
+/// The configuration in force, for register answers and `GET`.
+pub(crate) fn current(state: &State) -> Option<ConfigInForce> {
+    let (seq, text) = state.log.config()?;
+    match serde_json::from_str::<Op>(&text) {
+        Ok(Op::Config { id, config }) => Some(ConfigInForce { seq, id, config }),
+        Ok(other) => {
+            tracing::error!(seq, kind = ?other.kind(), "the stored configuration is another operation");
+            None
+        }
         Err(e) => {
             tracing::error!(seq, error = %e, "the stored configuration is not JSON");
-            return None;
+            None
         }
-    };
-    let map = value.as_object_mut()?;
-    map.remove("type");
-    map.insert("seq".into(), Value::from(seq));
-    Some(value)
+    }
 }

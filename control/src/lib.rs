@@ -20,77 +20,23 @@ mod api;
 mod body;
 pub mod cli;
 mod dashboard;
+mod error;
+mod extract;
 mod fleet;
+mod health;
 mod log;
+mod ops;
 mod origin;
 mod registry;
+mod state;
 mod subscribe;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use stratus_config::ControlConfig;
 use tokio_util::sync::CancellationToken;
 
-/// Errors of the control plane and its CLI client.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The data directory cannot be created.
-    #[error("cannot create the data directory {path}: {source}")]
-    Data {
-        /// The directory.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The log database cannot be opened.
-    #[error("cannot open the log {path}: {source}")]
-    Open {
-        /// The database file.
-        path: PathBuf,
-        /// Why.
-        source: redb::DatabaseError,
-    },
-    /// The log has a hole, so it cannot be streamed without gaps.
-    #[error("the log is damaged: entry {seq} is missing")]
-    Corrupt {
-        /// The first missing sequence number.
-        seq: u64,
-    },
-    /// Reading or writing the log failed.
-    #[error("log storage failed: {0}")]
-    Storage(#[from] redb::Error),
-    /// A commit could not be made durable.
-    #[error("log commit failed: {0}")]
-    Durability(String),
-    /// An entry could not be encoded as JSON.
-    #[error("cannot encode a log entry: {0}")]
-    Encode(#[from] serde_json::Error),
-    /// The API listener cannot be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The server failed while running.
-    #[error("control api server failed: {0}")]
-    Serve(std::io::Error),
-    /// The CLI could not talk to the control plane, or it refused the request.
-    #[error("{0}")]
-    Client(String),
-}
-
-/// Everything the handlers share.
-#[derive(Debug)]
-pub(crate) struct State {
-    pub log: log::Log,
-    pub registry: Arc<registry::Registry>,
-    pub token: Option<stratus_config::Secret>,
-    pub origin: origin::Origin,
-    pub shutdown: CancellationToken,
-}
+pub use error::Error;
 
 /// Runs the control plane until `shutdown` is cancelled.
 ///
@@ -98,12 +44,17 @@ pub(crate) struct State {
 pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(), Error> {
     let log = log::Log::open(&config.data, config.retain_entries)?;
     if config.token.is_none() {
-        tracing::warn!("no token configured: the control api is open to anyone who can reach it");
+        tracing::warn!(
+            allowed_hosts = ?config.allowed_hosts,
+            "no token configured: the control api is open to anyone who can reach it \
+             (by IP address, localhost or an allowed host name)"
+        );
     }
-    let state = Arc::new(State {
+    let state = Arc::new(state::State {
         log,
         registry: Arc::new(registry::Registry::new(config.edge_timeout.get())),
         token: config.token.clone(),
+        allowed_hosts: config.allowed_hosts.clone(),
         origin: origin::Origin::new(config.origin.clone()),
         shutdown: shutdown.clone(),
     });

@@ -11,15 +11,24 @@
 //! The newest `config` entry is also kept apart, in the same transaction that appends it, so
 //! compaction never loses the configuration in force: registering edges are given it
 //! ([`Log::config`]).
+//!
+//! A commit that fails (disk full, an I/O error) fails its callers and leaves the log
+//! [failing](Log::failure), which `/healthz` and the dashboard report. redb refuses every write
+//! after an I/O error until the database is reopened, so the failed database is closed and the
+//! next append reopens it and reloads the mirror from the file, the one truth: the log recovers
+//! as soon as the disk does, without a restart. (An entry whose commit reported failure may
+//! still have reached the disk; after the reload it is streamed like any other — a purge its
+//! client retries is then applied twice, which is harmless.)
 
 use std::collections::VecDeque;
-use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::SystemTime;
 
 use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 use tokio::sync::watch;
 
-use crate::Error;
+use crate::error::Error;
 
 /// Entries by sequence number; the value is the operation as JSON text.
 const ENTRIES: TableDefinition<'_, u64, &str> = TableDefinition::new("entries");
@@ -77,7 +86,7 @@ impl std::fmt::Debug for Pending {
 pub struct Log {
     store: Arc<Store>,
     /// Appends not yet taken by a writer.
-    queue: std::sync::Mutex<Vec<Pending>>,
+    queue: Mutex<Vec<Pending>>,
     /// Held by the request that commits the next batch, so followers queue up behind it.
     writer: tokio::sync::Mutex<()>,
 }
@@ -86,16 +95,60 @@ pub struct Log {
 /// while waiting for it (client gone) never leaves the disk and the mirror disagreeing.
 #[derive(Debug)]
 struct Store {
-    db: Database,
-    /// Taken for a whole commit: sequence numbers are assigned and written under it.
-    commit: std::sync::Mutex<()>,
+    path: PathBuf,
+    /// Taken for a whole commit: sequence numbers are assigned and written under it. `None`
+    /// after a failed commit, until the next one reopens the file.
+    db: Mutex<Option<Database>>,
     mirror: RwLock<Mirror>,
     head: watch::Sender<u64>,
     retain: u64,
+    /// Set while commits fail.
+    failure: Mutex<Option<Failure>>,
+}
+
+/// Why and since when the log cannot be written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// When the first of the failing commits failed (RFC 3339).
+    pub since: String,
+    /// The latest error.
+    pub error: String,
 }
 
 fn storage(e: impl Into<redb::Error>) -> Error {
     Error::Storage(e.into())
+}
+
+/// Opens (or creates) the database at `path` and reads the retained entries into a mirror.
+fn load(path: &Path) -> Result<(Database, Mirror), Error> {
+    let db = Database::create(path).map_err(|e| Error::Open { path: path.to_owned(), source: e })?;
+    // Create the tables on first start so readers never see them missing.
+    let txn = db.begin_write().map_err(storage)?;
+    txn.open_table(ENTRIES).map_err(storage)?;
+    txn.open_table(META).map_err(storage)?;
+    txn.open_table(CONFIG).map_err(storage)?;
+    txn.commit().map_err(storage)?;
+
+    let mut mirror = Mirror::default();
+    let txn = db.begin_read().map_err(storage)?;
+    let meta = txn.open_table(META).map_err(storage)?;
+    mirror.floor = meta.get("floor").map_err(storage)?.map_or(0, |v| v.value());
+    let entries = txn.open_table(ENTRIES).map_err(storage)?;
+    for row in entries.range(mirror.floor + 1..).map_err(storage)? {
+        let (seq, op) = row.map_err(storage)?;
+        // Appends are contiguous; a hole would mean a damaged file, and streaming past it
+        // would break the no-gap promise, so refuse to start instead.
+        if seq.value() != mirror.head() + 1 {
+            return Err(Error::Corrupt { seq: mirror.head() + 1 });
+        }
+        mirror.entries.push_back(Arc::from(op.value()));
+    }
+    let config = txn.open_table(CONFIG).map_err(storage)?;
+    if let Some((seq, op)) = redb::ReadableTable::last(&config).map_err(storage)? {
+        mirror.config = Some((seq.value(), Arc::from(op.value())));
+    }
+    drop((meta, entries, config, txn));
+    Ok((db, mirror))
 }
 
 impl Log {
@@ -103,43 +156,19 @@ impl Log {
     pub fn open(dir: &Path, retain: u64) -> Result<Self, Error> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Data { path: dir.to_owned(), source })?;
         let path = dir.join("log.redb");
-        let db = Database::create(&path).map_err(|e| Error::Open { path: path.clone(), source: e })?;
-        // Create the tables on first start so readers never see them missing.
-        let txn = db.begin_write().map_err(storage)?;
-        txn.open_table(ENTRIES).map_err(storage)?;
-        txn.open_table(META).map_err(storage)?;
-        txn.open_table(CONFIG).map_err(storage)?;
-        txn.commit().map_err(storage)?;
-
-        let mut mirror = Mirror::default();
-        let txn = db.begin_read().map_err(storage)?;
-        let meta = txn.open_table(META).map_err(storage)?;
-        mirror.floor = meta.get("floor").map_err(storage)?.map_or(0, |v| v.value());
-        let entries = txn.open_table(ENTRIES).map_err(storage)?;
-        for row in entries.range(mirror.floor + 1..).map_err(storage)? {
-            let (seq, op) = row.map_err(storage)?;
-            // Appends are contiguous; a hole would mean a damaged file, and streaming past it
-            // would break the no-gap promise, so refuse to start instead.
-            if seq.value() != mirror.head() + 1 {
-                return Err(Error::Corrupt { seq: mirror.head() + 1 });
-            }
-            mirror.entries.push_back(Arc::from(op.value()));
-        }
-        let config = txn.open_table(CONFIG).map_err(storage)?;
-        if let Some((seq, op)) = redb::ReadableTable::last(&config).map_err(storage)? {
-            mirror.config = Some((seq.value(), Arc::from(op.value())));
-        }
+        let (db, mirror) = load(&path)?;
         let (head, _) = watch::channel(mirror.head());
         tracing::info!(path = %path.display(), floor = mirror.floor, head = mirror.head(), "log opened");
         Ok(Self {
             store: Arc::new(Store {
-                db,
-                commit: std::sync::Mutex::new(()),
+                path,
+                db: Mutex::new(Some(db)),
                 mirror: RwLock::new(mirror),
                 head,
                 retain,
+                failure: Mutex::default(),
             }),
-            queue: std::sync::Mutex::default(),
+            queue: Mutex::default(),
             writer: tokio::sync::Mutex::new(()),
         })
     }
@@ -195,7 +224,7 @@ impl Log {
     }
 
     fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
-        self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Up to `max` entries after `after`, or a reset when `after` is no longer in the log.
@@ -234,6 +263,11 @@ impl Log {
         self.read_mirror().floor
     }
 
+    /// Why the log cannot be written, while the last commit failed.
+    pub fn failure(&self) -> Option<Failure> {
+        self.store.failure.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     /// A receiver that changes whenever an entry is appended.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.store.head.subscribe()
@@ -247,12 +281,19 @@ impl Log {
 impl Store {
     /// Writes `batch` in one durable transaction and answers every entry in it.
     fn commit(&self, batch: Vec<Pending>) {
-        let _commit = self.commit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
         // Empty when an earlier writer took this caller's entry and was cancelled: having
         // waited for the lock, that commit is done and has answered.
         if batch.is_empty() {
             return;
         }
+        if db.is_none() {
+            match self.reopen() {
+                Ok(reopened) => *db = Some(reopened),
+                Err(e) => return self.failed(&e, batch),
+            }
+        }
+        let Some(database) = db.as_ref() else { return };
         let (first, floor, old_config) = {
             let m = self.read_mirror();
             (m.head() + 1, m.floor, m.config.as_ref().map(|(seq, _)| *seq))
@@ -272,7 +313,7 @@ impl Store {
         let last = first + ops.len() as u64 - 1;
         let new_floor = floor.max(last.saturating_sub(self.retain));
         let written = (|| -> Result<(), Error> {
-            let mut txn = self.db.begin_write().map_err(storage)?;
+            let mut txn = database.begin_write().map_err(storage)?;
             txn.set_durability(Durability::Immediate).map_err(|e| Error::Durability(e.to_string()))?;
             {
                 let mut entries = txn.open_table(ENTRIES).map_err(storage)?;
@@ -295,14 +336,20 @@ impl Store {
             txn.commit().map_err(storage)
         })();
         if let Err(e) = written {
-            tracing::error!(error = %e, entries = replies.len(), "log commit failed");
+            // redb refuses every write after an I/O error until it is reopened: close it now
+            // and reopen on the next commit.
+            *db = None;
+            self.fail(&e, replies.len());
             for reply in replies {
                 let _ = reply.send(Err(e.to_string()));
             }
             return;
         }
+        if self.failure.lock().unwrap_or_else(PoisonError::into_inner).take().is_some() {
+            tracing::info!(path = %self.path.display(), "log writes recovered");
+        }
         {
-            let mut m = self.mirror.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut m = self.mirror.write().unwrap_or_else(PoisonError::into_inner);
             if let Some((seq, i)) = config {
                 m.config = Some((seq, ops[i].clone()));
             }
@@ -323,7 +370,36 @@ impl Store {
     }
 
     fn read_mirror(&self) -> std::sync::RwLockReadGuard<'_, Mirror> {
-        self.mirror.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.mirror.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reopens the file after a failed commit and reloads the mirror from it.
+    fn reopen(&self) -> Result<Database, Error> {
+        let (db, mirror) = load(&self.path)?;
+        let head = mirror.head();
+        let before =
+            std::mem::replace(&mut *self.mirror.write().unwrap_or_else(PoisonError::into_inner), mirror);
+        tracing::info!(path = %self.path.display(), head, was = before.head(), "log reopened");
+        self.head.send_if_modified(|h| std::mem::replace(h, head) != head);
+        Ok(db)
+    }
+
+    /// Records a failed commit of `entries` entries.
+    fn fail(&self, e: &Error, entries: usize) {
+        tracing::error!(error = %e, entries, "log commit failed; the next append reopens the log");
+        let mut failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        let since = failure
+            .take()
+            .map_or_else(|| humantime::format_rfc3339_millis(SystemTime::now()).to_string(), |f| f.since);
+        *failure = Some(Failure { since, error: e.to_string() });
+    }
+
+    /// Fails every entry of `batch` with `e`.
+    fn failed(&self, e: &Error, batch: Vec<Pending>) {
+        self.fail(e, batch.len());
+        for p in batch {
+            let _ = p.reply.send(Err(e.to_string()));
+        }
     }
 }
 

@@ -15,8 +15,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use quick_xml::events::Event;
 
-use crate::api::ApiError;
-use crate::body::{Invalid, MAX_OBJECTS, ObjectRef};
+use crate::body::{MAX_OBJECTS, ObjectRef};
+use crate::error::{ApiError, Invalid};
 
 /// How long one listing page may take.
 const PAGE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -16,54 +16,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use stratus_config::protocol::{EdgeProgress, EdgeState, EdgeStats, Failure, Heartbeat, Register};
 use tokio::sync::watch;
 
 /// How many recent entries keep per-edge timings.
 const TRACKED: usize = 10_000;
-
-/// `POST /v1/edges/register`.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Register {
-    /// Edge id, unique in the fleet.
-    pub id: String,
-    /// Edge software version.
-    #[serde(default)]
-    pub version: String,
-    /// Client-facing URL.
-    #[serde(default)]
-    pub url: String,
-    /// Admin API URL.
-    #[serde(default)]
-    pub admin: Option<String>,
-}
-
-/// `POST /v1/edges/{id}/heartbeat`.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize)]
-#[serde(default)]
-pub struct Heartbeat {
-    /// Highest sequence number applied.
-    pub applied: u64,
-    /// Client requests served.
-    pub requests: u64,
-    /// Of those, cache hits.
-    pub hits: u64,
-    /// Bytes held in the cache.
-    pub cache_bytes: u64,
-    /// Entries in the cache.
-    pub cache_entries: u64,
-    /// Sequence number of the `config` entry whose sites the edge runs (0: its own file's).
-    pub config: u64,
-}
-
-/// An entry an edge could not apply, as acks and heartbeats report it.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct Failure {
-    /// The entry's sequence number.
-    pub seq: u64,
-    /// Why, as the edge put it.
-    pub error: String,
-}
 
 #[derive(Debug)]
 struct Edge {
@@ -76,7 +34,9 @@ struct Edge {
     last_seen: Instant,
     last_seen_at: SystemTime,
     last_heartbeat_at: Option<SystemTime>,
-    stats: Heartbeat,
+    stats: EdgeStats,
+    /// The `config` entry the edge runs (last heartbeat).
+    config: u64,
     subscriptions: usize,
 }
 
@@ -94,21 +54,6 @@ struct Tracked {
 struct Inner {
     edges: BTreeMap<String, Edge>,
     tracked: BTreeMap<u64, Tracked>,
-}
-
-/// The state of one edge for one entry.
-#[derive(Clone, Debug, Serialize)]
-pub struct EdgeProgress {
-    /// Edge id.
-    pub id: String,
-    /// `applied`, `pending` or `failed`.
-    pub state: &'static str,
-    /// Milliseconds from the API call to the edge's ack, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub applied_ms: Option<f64>,
-    /// Why the edge could not apply the entry, when it said so.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 /// One row of `GET /v1/edges`.
@@ -183,7 +128,8 @@ impl Registry {
             last_seen: Instant::now(),
             last_seen_at: SystemTime::now(),
             last_heartbeat_at: None,
-            stats: Heartbeat::default(),
+            stats: EdgeStats::default(),
+            config: 0,
             subscriptions: 0,
         });
         edge.last_seen = Instant::now();
@@ -239,11 +185,12 @@ impl Registry {
     }
 
     /// Records a heartbeat (its `applied` counts as an ack).
-    pub fn heartbeat(&self, id: &str, beat: Heartbeat, head: u64) {
+    pub fn heartbeat(&self, id: &str, beat: &Heartbeat, head: u64) {
         {
             let mut inner = self.lock();
             let edge = Self::touch(&mut inner, id, head);
-            edge.stats = beat;
+            edge.stats = beat.stats;
+            edge.config = beat.config;
             edge.last_heartbeat_at = Some(SystemTime::now());
         }
         self.ack(id, beat.applied, head);
@@ -297,13 +244,13 @@ impl Registry {
                     tracked.and_then(|t| t.applied.get(id)).map(|d| (d.as_secs_f64() * 1e6).round() / 1e3);
                 let error = tracked.and_then(|t| t.failed.get(id)).cloned();
                 let state = if error.is_some() {
-                    "failed"
+                    EdgeState::Failed
                 } else if e.applied >= seq {
-                    "applied"
+                    EdgeState::Applied
                 } else if e.last_seen.elapsed() < self.timeout {
-                    "pending"
+                    EdgeState::Pending
                 } else {
-                    "failed"
+                    EdgeState::Failed
                 };
                 EdgeProgress { id: id.clone(), state, applied_ms, error }
             })
@@ -369,7 +316,7 @@ impl Registry {
                 },
                 cache_bytes: e.stats.cache_bytes,
                 cache_entries: e.stats.cache_entries,
-                config: e.stats.config,
+                config: e.config,
             })
             .collect()
     }
@@ -383,7 +330,7 @@ mod tests {
         Register { id: id.into(), version: "t".into(), url: String::new(), admin: None }
     }
 
-    fn states(r: &Registry, seq: u64) -> Vec<(String, &'static str)> {
+    fn states(r: &Registry, seq: u64) -> Vec<(String, EdgeState)> {
         r.progress(seq).into_iter().map(|p| (p.id, p.state)).collect()
     }
 
@@ -395,12 +342,13 @@ mod tests {
         r.subscribed("a", 0, 0);
         r.track(1, Instant::now());
         r.track(2, Instant::now());
-        assert_eq!(states(&r, 1), vec![("a".into(), "pending"), ("b".into(), "pending")]);
+        assert_eq!(states(&r, 1), vec![("a".into(), EdgeState::Pending), ("b".into(), EdgeState::Pending)]);
         r.ack("a", 2, 2);
-        assert_eq!(states(&r, 2), vec![("a".into(), "applied"), ("b".into(), "pending")]);
+        assert_eq!(states(&r, 2), vec![("a".into(), EdgeState::Applied), ("b".into(), EdgeState::Pending)]);
         assert!(r.progress(1)[0].applied_ms.is_some());
         assert!(!r.wait(2, Duration::from_millis(30)).await);
-        r.heartbeat("b", Heartbeat { applied: 2, requests: 4, hits: 3, ..Heartbeat::default() }, 2);
+        let stats = EdgeStats { requests: 4, hits: 3, ..EdgeStats::default() };
+        r.heartbeat("b", &Heartbeat { applied: 2, stats, ..Heartbeat::default() }, 2);
         assert!(r.wait(2, Duration::from_millis(30)).await);
         let edges = r.edges(3);
         assert_eq!((edges[1].lag, edges[1].hit_ratio), (1, 0.75));
@@ -426,8 +374,8 @@ mod tests {
         r.ack("a", 1, 1);
         r.ack("b", 1, 1);
         let p = r.progress(1);
-        assert_eq!((p[0].state, p[0].error.as_deref()), ("failed", Some("cannot build")));
-        assert_eq!((p[1].state, p[1].error.as_deref()), ("applied", None));
+        assert_eq!((p[0].state, p[0].error.as_deref()), (EdgeState::Failed, Some("cannot build")));
+        assert_eq!((p[1].state, p[1].error.as_deref()), (EdgeState::Applied, None));
         assert!(r.complete(1));
         // An edge that joined after the entry is listed when it reports failing it (a config it
         // was given when it registered).
@@ -440,7 +388,7 @@ mod tests {
     fn silent_edges_fail_instead_of_blocking() {
         let r = Registry::new(Duration::ZERO);
         r.register(reg("a"), 0);
-        assert_eq!(states(&r, 1), vec![("a".into(), "failed")]);
+        assert_eq!(states(&r, 1), vec![("a".into(), EdgeState::Failed)]);
         assert!(r.complete(1));
     }
 }

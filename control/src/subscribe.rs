@@ -11,19 +11,21 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State as AxState};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use stratus_config::protocol::{Ack, Heartbeat, HeartbeatAnswer, Register, Registered, StreamLine};
 use tokio::sync::watch;
 
-use crate::api::{ApiError, Shared};
-use crate::body::{self, Invalid};
+use crate::error::{ApiError, Invalid};
+use crate::extract::JsonBody;
+use crate::fleet;
 use crate::log::Read;
-use crate::registry::{Failure, Heartbeat, Register};
+use crate::registry::EdgeView;
+use crate::state::Shared;
 
 /// Interval of `ping` lines on an idle subscription.
 const PING_EVERY: Duration = Duration::from_secs(5);
@@ -45,19 +47,13 @@ fn check_id(id: &str) -> Result<(), ApiError> {
 /// control plane holds a site configuration: a starting edge applies it before subscribing.
 pub(crate) async fn register(
     AxState(state): AxState<Shared>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let bytes = crate::api::read_body(body)?;
-    let r: Register = body::parse(&bytes)?;
+    JsonBody(r): JsonBody<Register>,
+) -> Result<Json<Registered>, ApiError> {
     check_id(&r.id)?;
     let head = state.log.head();
     tracing::info!(edge = %r.id, url = %r.url, version = %r.version, head, "edge registered");
     state.registry.register(r, head);
-    let mut answer = json!({ "head": head });
-    if let Some(config) = crate::fleet::current(&state) {
-        answer["config"] = config;
-    }
-    Ok(Json(answer).into_response())
+    Ok(Json(Registered { head, config: fleet::current(&state) }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,12 +109,21 @@ impl Subscription {
                 Read::Reset { next } => {
                     tracing::info!(edge = %self.edge, after = self.cursor, next, "subscriber reset");
                     self.cursor = next - 1;
-                    return Some(Bytes::from(format!("{{\"type\":\"reset\",\"next\":{next}}}\n")));
+                    return line(&StreamLine::<&RawValue>::Reset { next }).map(Bytes::from);
                 }
                 Read::Entries(entries) => {
                     let mut out = String::new();
                     for (seq, op) in entries {
-                        out.push_str(&format!("{{\"type\":\"entry\",\"seq\":{seq},\"op\":{op}}}\n"));
+                        // The operation goes out as the log stored it, written by `Op`'s
+                        // serialiser when it was appended.
+                        let op = match serde_json::from_str::<&RawValue>(&op) {
+                            Ok(op) => op,
+                            Err(e) => {
+                                tracing::error!(seq, error = %e, "a stored log entry is not JSON; ending the stream");
+                                return None;
+                            }
+                        };
+                        out.push_str(&line(&StreamLine::Entry { seq, op })?);
                         self.cursor = seq;
                     }
                     return Some(Bytes::from(out));
@@ -129,7 +134,7 @@ impl Subscription {
                 () = self.state.shutdown.cancelled() => return None,
                 changed = self.head.changed() => changed.ok()?,
                 _ = self.ping.tick() => {
-                    return Some(Bytes::from(format!("{{\"type\":\"ping\",\"head\":{}}}\n", self.state.log.head())));
+                    return line(&StreamLine::<&RawValue>::Ping { head: self.state.log.head() }).map(Bytes::from);
                 }
             }
         }
@@ -143,47 +148,51 @@ impl Drop for Subscription {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct Ack {
-    seq: u64,
-    /// Entries the edge could not apply (it moved past them and kept its old state).
-    #[serde(default)]
-    failed: Vec<Failure>,
+/// One stream line, or `None` (ending the stream) if it cannot be written.
+fn line(line: &StreamLine<&RawValue>) -> Option<String> {
+    match line.to_line() {
+        Ok(text) => Some(text),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot write a stream line; ending the stream");
+            None
+        }
+    }
 }
 
-/// A heartbeat body: the stats, and the entries the edge could not apply.
-#[derive(Debug, Deserialize)]
-struct Beat {
-    #[serde(flatten)]
-    stats: Heartbeat,
-    #[serde(default)]
-    failed: Vec<Failure>,
-}
-
-/// `POST /v1/edges/{id}/ack {"seq": N}`.
+/// `POST /v1/edges/{id}/ack {"seq": N, "failed": [...]}`.
 pub(crate) async fn ack(
     AxState(state): AxState<Shared>,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let bytes = crate::api::read_body(body)?;
+    JsonBody(ack): JsonBody<Ack>,
+) -> Result<StatusCode, ApiError> {
     check_id(&id)?;
-    let ack: Ack = body::parse(&bytes)?;
     state.registry.failed(&id, &ack.failed);
     state.registry.ack(&id, ack.seq, state.log.head());
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /v1/edges/{id}/heartbeat` with the edge's stats.
 pub(crate) async fn heartbeat(
     AxState(state): AxState<Shared>,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let bytes = crate::api::read_body(body)?;
+    JsonBody(beat): JsonBody<Heartbeat>,
+) -> Result<Json<HeartbeatAnswer>, ApiError> {
     check_id(&id)?;
-    let beat: Beat = body::parse(&bytes)?;
     state.registry.failed(&id, &beat.failed);
-    state.registry.heartbeat(&id, beat.stats, state.log.head());
-    Ok(Json(json!({ "head": state.log.head() })).into_response())
+    state.registry.heartbeat(&id, &beat, state.log.head());
+    Ok(Json(HeartbeatAnswer { head: state.log.head() }))
+}
+
+/// What `GET /v1/edges` answers.
+#[derive(Debug, Serialize)]
+struct Edges {
+    head: u64,
+    floor: u64,
+    edges: Vec<EdgeView>,
+}
+
+/// `GET /v1/edges`: every edge seen since the start, and the log's bounds.
+pub(crate) async fn list(AxState(state): AxState<Shared>) -> Json<impl Serialize> {
+    let head = state.log.head();
+    Json(Edges { head, floor: state.log.floor(), edges: state.registry.edges(head) })
 }

@@ -45,6 +45,8 @@ pub struct Edge {
     pub certs: Arc<CertStore>,
     /// Port put in `https_redirect` locations: the first TLS listener's, unless it is 443 or 0.
     pub https_port: Option<u16>,
+    /// Proxies whose forwarding fields reach the origin (`trusted_proxies`).
+    pub trusted_proxies: Vec<stratus_config::IpRange>,
 }
 
 impl Edge {
@@ -86,6 +88,7 @@ impl Edge {
                 .find(|l| l.tls)
                 .map(|l| l.listen.0.port())
                 .filter(|p| *p != 443 && *p != 0),
+            trusted_proxies: config.trusted_proxies.clone(),
         }))
     }
 

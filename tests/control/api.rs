@@ -157,6 +157,9 @@ async fn a_bad_or_missing_token_gets_401_and_changes_nothing() {
         assert_eq!(response.status(), 401);
         assert_eq!(response.headers()["www-authenticate"], "Bearer");
     }
+    // The scheme is case-insensitive (RFC 9110 §11.1), as on the edge admin API.
+    let lower = http.get(format!("{base}/v1/edges")).header("authorization", format!("bearer {TOKEN}"));
+    assert_eq!(lower.send().await.expect("answer").status(), 200);
     let (status, edges) = api.get("/v1/edges").await;
     assert_eq!(status, 200);
     assert_eq!(edges["head"], 0, "nothing was appended");
@@ -361,4 +364,192 @@ async fn prewarm_of_a_bucket_prefix_lists_the_origin_and_logs_every_object() {
     let (status, progress) = api.get(&format!("/v1/prewarm/{}", answer["id"].as_str().unwrap())).await;
     assert_eq!(status, 200, "{progress}");
     assert_eq!(progress["edges"][0]["state"], "pending");
+}
+
+/// `METHOD path` with `Host: host` (and a bearer token, if given) on a fresh connection, as raw
+/// HTTP/1.1; returns the status and the body.
+async fn raw_request(addr: &str, method: &str, path: &str, host: &str, token: Option<&str>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to control");
+    let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let body = if method == "POST" { r#"{"purge_everything":true}"# } else { "" };
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {host}\r\n{auth}content-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.expect("read");
+    let status = answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, answer)
+}
+
+/// Starts `stratus control` without a token (and without `STRATUS_TOKEN`).
+fn start_open_control(dir: &std::path::Path, extra: &str) -> support::Proc {
+    let file = support::write_file(
+        dir,
+        "control.toml",
+        &format!("[control]\nlisten = \"127.0.0.1:0\"\ndata = {:?}\n{extra}\n", dir.join("data")),
+    );
+    let mut cmd = support::stratus();
+    cmd.args(["control", "--config"]).arg(file);
+    support::Proc::start(cmd, &["control api"])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_control_plane_answers_only_its_own_host_names() {
+    // DNS rebinding: a web page on evil.example re-points its name at 127.0.0.1 and drives an
+    // open control plane through the operator's browser. Its requests say `Host: evil.example`.
+    let dir = support::tempdir();
+    let control = start_open_control(dir.path(), "allowed_hosts = [\"control.internal\"]");
+    let addr = control.addr("control api");
+    let port = addr.rsplit(':').next().expect("port");
+    for host in
+        ["evil.example", &format!("evil.example:{port}"), "localhost.evil.example", "127.0.0.1.nip.io"]
+    {
+        for (method, path) in [("GET", "/v1/edges"), ("POST", "/v1/purge"), ("GET", "/")] {
+            let (status, answer) = raw_request(&addr, method, path, host, None).await;
+            assert_eq!(status, 421, "{method} {path} for {host}: {answer}");
+            assert!(answer.contains("allowed_hosts"), "{answer}");
+        }
+    }
+    for host in [addr.as_str(), &format!("localhost:{port}"), "[::1]", &format!("control.internal:{port}")] {
+        let (status, answer) = raw_request(&addr, "GET", "/v1/edges", host, None).await;
+        assert_eq!(status, 200, "{host}: {answer}");
+    }
+    let (status, _) = raw_request(&addr, "GET", "/healthz", "evil.example", None).await;
+    assert_eq!(status, 200, "health checks answer for any host");
+    let (status, answer) = raw_request(&addr, "GET", "/v1/edges", "127.0.0.1", None).await;
+    assert_eq!(status, 200);
+    assert!(answer.contains("\"head\":0"), "no purge from another host was appended: {answer}");
+
+    // With a token the browser cannot authenticate, so any name works (edges behind DNS).
+    let dir = support::tempdir();
+    let control = start_control(dir.path(), "");
+    let addr = control.addr("control api");
+    let (status, answer) = raw_request(&addr, "GET", "/v1/edges", "control.example.com", Some(TOKEN)).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_no_private_targets_without_the_token() {
+    let dir = support::tempdir();
+    let control = start_control(dir.path(), "");
+    let api = Api::new(&control);
+    let body = json!({"id": "edge-a", "version": "test", "url": "http://10.9.8.7:8080", "admin": null});
+    let (status, _) = api.post("/v1/edges/register", body).await;
+    assert_eq!(status, 200);
+    api.purge(
+        json!({"objects": [{"bucket": "payroll", "key": "2026/salaries.xlsx"}], "tags": ["secret-tag"]}),
+    )
+    .await;
+    let (status, answer) =
+        api.post("/v1/prewarm", json!({"files": ["http://intra.example/board-minutes.pdf"]})).await;
+    assert_eq!(status, 202, "{answer}");
+    let private = ["payroll", "salaries", "secret-tag", "intra.example", "board-minutes", "10.9.8.7"];
+
+    let page = reqwest::get(format!("{}/", api.base)).await.expect("dashboard").text().await.expect("html");
+    for word in private {
+        assert!(!page.contains(word), "{word} shown without the token: {page}");
+    }
+    assert!(page.contains("p-1") && page.contains("tags: 1 · objects: 1"), "{page}");
+    assert!(page.contains("w-2") && page.contains("urls: 1"), "{page}");
+    assert!(page.contains("<td>edge-a</td>"), "fleet health stays visible: {page}");
+
+    let wrong = api.http.get(format!("{}/", api.base)).bearer_auth("wrong").send().await.expect("dashboard");
+    let wrong = wrong.text().await.expect("html");
+    assert!(!wrong.contains("salaries"), "a wrong token sees no more: {wrong}");
+
+    let page = api.http.get(format!("{}/", api.base)).bearer_auth(TOKEN).send().await.expect("dashboard");
+    let page = page.text().await.expect("html");
+    for word in private {
+        assert!(page.contains(word), "{word} hidden from the token's holder: {page}");
+    }
+}
+
+/// Sets the soft limit on the size of files process `pid` writes (`unlimited`, or bytes).
+fn limit_file_size(pid: u32, limit: &str) {
+    let status = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--fsize={limit}:")])
+        .status()
+        .expect("run prlimit (util-linux)");
+    assert!(status.success(), "prlimit --fsize={limit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_that_cannot_be_written_says_so_and_recovers_without_a_restart() {
+    // The disk fills: a limit on the size of files the process may write (RLIMIT_FSIZE) makes
+    // growing the log fail with EFBIG, as ENOSPC would, with no root and no tmpfs. The shell
+    // ignores SIGXFSZ, which `exec` passes on, so the write fails instead of killing the process.
+    let dir = support::tempdir();
+    let file = support::write_file(
+        dir.path(),
+        "control.toml",
+        &format!("[control]\nlisten = \"127.0.0.1:0\"\ndata = {:?}\n", dir.path().join("data")),
+    );
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args([
+        "-c",
+        "trap '' XFSZ; exec \"$0\" \"$@\"",
+        env!("CARGO_BIN_EXE_stratus"),
+        "control",
+        "--config",
+    ])
+    .arg(&file)
+    .env("STRATUS_TOKEN", TOKEN)
+    .env("RUST_LOG", "info");
+    let control = support::Proc::start(cmd, &["control api"]);
+    let api = Api::new(&control);
+    let head = api.register("a").await;
+    let mut sub = Subscriber::open(&api, "a", head).await;
+    api.purge(json!({"files": ["/before"]})).await;
+    assert_eq!(sub.entries(1).await[0].0, 1);
+
+    let log = dir.path().join("data").join("log.redb");
+    let size = std::fs::metadata(&log).expect("log file").len();
+    limit_file_size(control.pid(), &size.to_string());
+    let big = |i: usize| json!({"files": (0..200).map(|j| format!("/{i}/{j}/{}", "x".repeat(4000))).collect::<Vec<_>>()});
+    let mut refused = None;
+    for i in 0..20 {
+        let (status, answer) = api.post("/v1/purge", big(i)).await;
+        if status != 202 {
+            refused = Some((status, answer));
+            break;
+        }
+    }
+    let (status, answer) = refused.expect("a purge is refused once the log cannot grow");
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer["error"].as_str().is_some_and(|e| e.contains("retry")), "{answer}");
+    let head = api.head().await;
+    let health = reqwest::get(format!("{}/healthz", api.base)).await.expect("healthz");
+    assert_eq!(health.status(), 503, "healthz while writes fail");
+    let why = health.text().await.expect("reason");
+    assert!(why.contains("cannot be written"), "{why}");
+    let page = reqwest::get(format!("{}/", api.base)).await.expect("dashboard").text().await.expect("html");
+    assert!(page.contains("The log cannot be written"), "{page}");
+    let (status, answer) = api.post("/v1/purge", big(99)).await;
+    assert_eq!(status, 503, "still refused while the disk is full: {answer}");
+
+    // Space comes back: the next purge reopens the log, without a restart.
+    limit_file_size(control.pid(), "unlimited");
+    let id = api.purge(big(100)).await;
+    assert_eq!(id, format!("p-{}", head + 1), "sequence numbers stay contiguous");
+    let health = reqwest::get(format!("{}/healthz", api.base)).await.expect("healthz");
+    assert_eq!(health.status(), 200);
+    assert!(
+        !reqwest::get(format!("{}/", api.base))
+            .await
+            .expect("page")
+            .text()
+            .await
+            .expect("html")
+            .contains("cannot be written")
+    );
+    // A subscriber sees every entry after the failure in order, the new one last.
+    let mut fresh = Subscriber::open(&api, "a", 1).await;
+    let seqs: Vec<u64> =
+        fresh.entries(usize::try_from(head).expect("small")).await.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, (2..=head + 1).collect::<Vec<_>>());
+    drop(sub);
 }

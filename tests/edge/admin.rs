@@ -140,7 +140,7 @@ async fn token_guards_the_admin_api() {
     let edge = support::Proc::start(cmd, &["edge http", "edge admin"]);
     let admin = edge.url("edge admin");
     let c = client();
-    for auth in [None, Some("Bearer wrong"), Some("s3cret")] {
+    for auth in [None, Some("Bearer wrong"), Some("s3cret"), Some("Basic s3cret"), Some("Bearer s3cre")] {
         let mut req = c.post(format!("{admin}/purge")).json(&json!({"purge_everything": true}));
         if let Some(a) = auth {
             req = req.header("authorization", a);
@@ -156,6 +156,10 @@ async fn token_guards_the_admin_api() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
+    // The scheme is case-insensitive (RFC 9110 §11.1), as on the control plane.
+    let lower =
+        c.get(format!("{admin}/stats")).header("authorization", "bearer s3cret").send().await.unwrap();
+    assert_eq!(lower.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -92,7 +92,9 @@ async fn headers_are_cleaned_both_ways() {
     assert_eq!(seen.len(), 1);
     let h = &seen[0].headers;
     assert!(!h.contains_key("x-client-secret"), "connection-named field forwarded");
-    assert_eq!(h.get("x-forwarded-for").unwrap(), "10.9.8.7, 127.0.0.1");
+    // The client is no trusted proxy: its own X-Forwarded-For is replaced, not appended to
+    // (docs/security.md, "Unkeyed inputs").
+    assert_eq!(h.get("x-forwarded-for").unwrap(), "127.0.0.1");
     assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
     assert!(h.get("via").unwrap().to_str().unwrap().contains("stratus"));
     // origin_host defaults to true: the origin sees its own host.

@@ -12,6 +12,7 @@ mod freshness;
 mod lifecycle;
 mod limits;
 mod requests;
+mod security;
 mod security_memory;
 mod security_odd;
 mod security_ranges;

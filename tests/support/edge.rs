@@ -36,9 +36,12 @@ pub fn edge_with_toml_env(toml: &str, env: &[(&str, &str)]) -> (Proc, tempfile::
 }
 
 /// Writes the edge's config file in `dir` with `toml` as its `[edge]` settings (for a reload).
+/// Keys before the first table header in `toml` are keys of `[edge]` itself.
 pub fn rewrite(dir: &tempfile::TempDir, toml: &str) -> std::path::PathBuf {
+    let first_table = if toml.starts_with('[') { Some(0) } else { toml.find("\n[").map(|i| i + 1) };
+    let (top, tables) = toml.split_at(first_table.unwrap_or(toml.len()));
     let text = format!(
-        "[edge]\n[[edge.listeners]]\nlisten = \"127.0.0.1:0\"\n[edge.admin]\nlisten = \"127.0.0.1:0\"\n{toml}"
+        "[edge]\n{top}\n[[edge.listeners]]\nlisten = \"127.0.0.1:0\"\n[edge.admin]\nlisten = \"127.0.0.1:0\"\n{tables}"
     );
     process::write_file(dir.path(), "edge.toml", &text)
 }

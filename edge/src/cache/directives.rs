@@ -67,7 +67,10 @@ impl Directives {
                 Some((n, v)) => (n.trim(), Some(unquote(v.trim()))),
                 None => (part.trim(), None),
             };
-            if name.is_empty() {
+            // A name that is not a token (RFC 9110 §5.6.2) is junk, e.g. from an unclosed quote.
+            if name.is_empty()
+                || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+            {
                 continue;
             }
             self.items.push((name.to_ascii_lowercase(), value));
@@ -212,5 +215,46 @@ mod tests {
         assert_eq!(Directives::parse("max-stale").max_stale(), Some(u64::MAX));
         assert_eq!(Directives::parse("max-stale=5").max_stale(), Some(5));
         assert_eq!(Directives::parse("no-cache").max_stale(), None);
+    }
+
+    proptest::proptest! {
+        /// Any field value parses without panicking, and what comes out is well-formed: names
+        /// are non-empty lowercase tokens.
+        #[test]
+        fn any_value_parses_to_clean_names(text in "\\PC{0,80}") {
+            let d = Directives::parse(&text);
+            for (name, _) in &d.items {
+                proptest::prop_assert!(!name.is_empty());
+                proptest::prop_assert_eq!(name.to_ascii_lowercase(), name.clone());
+                proptest::prop_assert!(!name.contains([',', '"', ' ', '=', ';']));
+            }
+            let _ = d.seconds("max-age");
+            let _ = d.max_stale();
+        }
+
+        /// A list written by an origin reads back: every delta-seconds value, quoted or not,
+        /// in any case, among other directives with quoted commas.
+        #[test]
+        fn written_lists_read_back(
+            max_age in 0u64..=u64::from(u32::MAX),
+            s_maxage in proptest::option::of(0u64..1_000_000),
+            quoted in proptest::bool::ANY,
+            upper in proptest::bool::ANY,
+            private_fields in "[a-z-]{1,10}(, [a-z-]{1,10}){0,3}",
+        ) {
+            let name = if upper { "Max-Age" } else { "max-age" };
+            let value = if quoted { format!("\"{max_age}\"") } else { max_age.to_string() };
+            let mut text = format!("public, private=\"{private_fields}\", {name}={value}");
+            if let Some(s) = s_maxage {
+                text.push_str(&format!(" ,s-maxage={s}"));
+            }
+            let d = Directives::parse(&text);
+            proptest::prop_assert_eq!(d.seconds("max-age"), Seconds::Value(max_age));
+            proptest::prop_assert_eq!(d.value("private"), Some(private_fields.as_str()));
+            proptest::prop_assert_eq!(
+                d.seconds("s-maxage"),
+                s_maxage.map_or(Seconds::Absent, Seconds::Value)
+            );
+        }
     }
 }

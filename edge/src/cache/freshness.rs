@@ -386,4 +386,20 @@ mod tests {
             }
         }
     }
+
+    proptest::proptest! {
+        /// HTTP dates from a client or origin never panic the parser; a date we would write
+        /// reads back to the same second.
+        #[test]
+        fn http_dates(text in "\\PC{0,40}", secs in 0u64..4_102_444_800) {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = http::HeaderValue::from_str(&text) {
+                h.insert(header::EXPIRES, v);
+                let _ = date_header(&h, &header::EXPIRES);
+            }
+            let t = std::time::UNIX_EPOCH + Duration::from_secs(secs);
+            h.insert(header::DATE, http::HeaderValue::from_str(&httpdate::fmt_http_date(t)).unwrap());
+            proptest::prop_assert_eq!(date_header(&h, &header::DATE), Some(t));
+        }
+    }
 }

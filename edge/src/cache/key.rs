@@ -132,6 +132,26 @@ pub fn normalize_query(query: &str, rules: &KeyRules) -> Option<String> {
     (!pairs.is_empty()).then(|| pairs.join("&"))
 }
 
+/// The query sent to the origin for a GET or HEAD: the client's, without the parameters the
+/// key ignores (`ignore_params`, or all of them with `query = "drop"`), in the client's order.
+pub fn upstream_query(query: &str, rules: &KeyRules) -> Option<String> {
+    if rules.query == QueryMode::Drop {
+        return None;
+    }
+    if rules.ignore_params.is_empty() {
+        return (!query.is_empty()).then(|| query.to_owned());
+    }
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter(|p| {
+            let name = p.split_once('=').map_or(*p, |(n, _)| n);
+            !rules.ignore_params.iter().any(|i| i == name)
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
+}
+
 /// All values of `name`, whitespace-normalized and joined with ", ".
 pub fn header_value(headers: &HeaderMap, name: &str) -> String {
     let mut out = String::new();
@@ -170,28 +190,74 @@ pub fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
     Some(names)
 }
 
-/// The host of a request: HTTP/2 `:authority` or absolute-form URI, else `Host`; lowercased,
-/// without port or IPv6 brackets. `None` when there is none or it is not a host name or IP
-/// literal: a host is part of every cache key, so one with `/` or other stray characters could
-/// make a key that names another host's object (`a.example/x` + `/p` = `a.example` + `/x/p`).
-pub fn request_host(uri: &Uri, headers: &HeaderMap) -> Option<String> {
-    let hostport = match uri.authority() {
-        Some(a) => a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, h)| h),
-        None => headers.get(http::header::HOST)?.to_str().ok()?,
-    };
-    let host = strip_port(hostport.trim()).trim_end_matches('.').to_ascii_lowercase();
-    let valid = host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
-    (!host.is_empty() && valid).then_some(host)
+/// The host of a request: HTTP/2 `:authority` or absolute-form URI, else `Host`, normalized
+/// by [`normalize_host`]. The cache key and the `Host` the origin receives both come from this
+/// one value, so no client can have one host's answer stored under another's name.
+///
+/// Refused (the request is answered 400): no host; two `Host` fields (RFC 9112 §3.2); a target
+/// authority and a `Host` that name different hosts (RFC 9113 §8.3.1 says so for h2; for
+/// HTTP/1.1 absolute-form RFC 9112 §3.2.2 lets a server ignore `Host`, but a disagreement is
+/// what a poisoning attempt looks like); userinfo; an invalid port; a host with characters no
+/// host name or IP literal has (a host is part of every cache key, so one with `/` could make a
+/// key that names another host's object: `a.example/x` + `/p` = `a.example` + `/x/p`).
+pub fn request_host(uri: &Uri, headers: &HeaderMap) -> Result<String, &'static str> {
+    let mut fields = headers.get_all(http::header::HOST).iter();
+    let field = fields.next();
+    if fields.next().is_some() {
+        return Err("more than one Host field");
+    }
+    let field = field.map(|v| v.to_str().map_err(|_| "invalid Host field")).transpose()?;
+    let from_field = field.map(normalize_host).transpose()?;
+    match uri.authority() {
+        Some(authority) => {
+            let host = normalize_host(authority.as_str())?;
+            if from_field.as_ref().is_some_and(|f| *f != host) {
+                return Err("Host does not match the request target");
+            }
+            Ok(host)
+        }
+        None => from_field.ok_or("missing Host"),
+    }
 }
 
-/// `host:port` → `host`, keeping IPv6 literals whole.
-pub fn strip_port(hostport: &str) -> &str {
-    if let Some(rest) = hostport.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
+/// `Host`-style `host[:port]` → the host as keys and origins see it: lowercased, without port,
+/// IPv6 brackets or a trailing dot (`Example.COM.:8080` → `example.com`). Purges normalize
+/// their hosts the same way.
+pub fn normalize_host(hostport: &str) -> Result<String, &'static str> {
+    let hostport = hostport.trim();
+    if hostport.contains('@') {
+        return Err("userinfo in the authority");
     }
-    hostport
-        .rsplit_once(':')
-        .map_or(hostport, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { hostport })
+    let (host, port) = if let Some(rest) = hostport.strip_prefix('[') {
+        let (inner, after) = rest.split_once(']').ok_or("unclosed IPv6 literal")?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or("invalid authority")?),
+        };
+        (inner, port)
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, Some(p)),
+            Some(_) => return Err("IPv6 literal without brackets"),
+            None => (hostport, None),
+        }
+    };
+    // An empty port is allowed by RFC 3986 and means the default.
+    if let Some(p) = port
+        && !p.is_empty()
+        && !(p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok())
+    {
+        return Err("invalid port");
+    }
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    let valid = !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
+    if valid { Ok(host) } else { Err("invalid host") }
+}
+
+/// A purge's or admin's host as keys hold it ([`normalize_host`]), leniently: an entry that
+/// does not normalize is kept as given (lowercased), so it matches nothing rather than all.
+pub fn purge_host(hostport: &str) -> String {
+    normalize_host(hostport).unwrap_or_else(|_| hostport.trim().to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -234,26 +300,70 @@ mod tests {
     }
 
     #[test]
-    fn hosts() {
-        let h = |s: &str| {
+    fn request_hosts_table() {
+        let hosts = |fields: &[&str]| {
             let mut m = HeaderMap::new();
-            m.insert(http::header::HOST, s.parse().unwrap());
-            request_host(&Uri::from_static("/x"), &m)
+            for f in fields {
+                m.append(http::header::HOST, f.parse().unwrap());
+            }
+            m
         };
-        assert_eq!(h("CDN.Example:8080").as_deref(), Some("cdn.example"));
-        assert_eq!(h("[::1]:80").as_deref(), Some("::1"));
-        assert_eq!(h("a.example.").as_deref(), Some("a.example"));
-        assert_eq!(h("a.example/x").as_deref(), None, "a host with a path would alias other keys");
-        assert_eq!(h("a b").as_deref(), None);
-        assert_eq!(
-            request_host(&Uri::from_static("http://[::1]:8080/x"), &HeaderMap::new()).as_deref(),
-            Some("::1"),
-            "HTTP/2 and HTTP/1.1 name an IPv6 host alike"
-        );
-        assert_eq!(
-            request_host(&Uri::from_static("http://B.example:1/x"), &HeaderMap::new()).as_deref(),
-            Some("b.example")
-        );
+        #[rustfmt::skip]
+        let cases: &[(&str, &[&str], Result<&str, &str>)] = &[
+            // (target, Host fields, expected)
+            ("/x", &["CDN.Example:8080"], Ok("cdn.example")),
+            ("/x", &["[::1]:80"], Ok("::1")),
+            ("/x", &["a.example."], Ok("a.example")),
+            ("/x", &["a.example.:"], Ok("a.example")),
+            ("/x", &["a.example/x"], Err("invalid host")),
+            ("/x", &["a b"], Err("invalid host")),
+            ("/x", &["a.example:1337x"], Err("invalid port")),
+            ("/x", &["a.example:65536"], Err("invalid port")),
+            ("/x", &["a.example:-1"], Err("invalid port")),
+            ("/x", &["user@a.example"], Err("userinfo in the authority")),
+            ("/x", &["::1"], Err("IPv6 literal without brackets")),
+            ("/x", &["[::1"], Err("unclosed IPv6 literal")),
+            ("/x", &[""], Err("invalid host")),
+            ("/x", &[], Err("missing Host")),
+            ("/x", &["a.example", "b.example"], Err("more than one Host field")),
+            ("/x", &["a.example", "a.example"], Err("more than one Host field")),
+            // HTTP/2 `:authority` and HTTP/1.1 absolute-form name an IPv6 host alike.
+            ("http://[::1]:8080/x", &[], Ok("::1")),
+            ("http://B.example:1/x", &[], Ok("b.example")),
+            ("http://victim.example/x", &["victim.example:1337"], Ok("victim.example")),
+            ("http://victim.example/x", &["Victim.Example."], Ok("victim.example")),
+            ("http://victim.example/x", &["evil.example"], Err("Host does not match the request target")),
+        ];
+        for (target, fields, want) in cases {
+            let got = request_host(&target.parse::<Uri>().unwrap(), &hosts(fields));
+            assert_eq!(got.as_ref().map(String::as_str).map_err(|e| *e), *want, "{target} {fields:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the client sends, a host that is accepted cannot name another key's path
+        /// or query, and normalizing it again changes nothing.
+        #[test]
+        fn accepted_hosts_are_normal(host in "\\PC{0,40}") {
+            if let Ok(h) = normalize_host(&host) {
+                proptest::prop_assert!(!h.is_empty());
+                proptest::prop_assert!(!h.contains(['/', '?', '#', SEP, '@', ' ']));
+                proptest::prop_assert_eq!(h.to_ascii_lowercase(), h.clone());
+                let again = if h.contains(':') { format!("[{h}]") } else { h.clone() };
+                proptest::prop_assert_eq!(normalize_host(&again), Ok(h));
+            }
+        }
+
+        /// Keys of accepted hosts split back into the host and path they were built from.
+        #[test]
+        fn keys_split_back(host in "[a-zA-Z0-9.-]{1,20}(:[0-9]{1,5})?", path in "/[a-zA-Z0-9/._~%-]{0,30}", query in "[a-z0-9=&]{0,20}") {
+            if let Ok(h) = normalize_host(&host) {
+                let uri: Uri = format!("{path}?{query}").parse().unwrap();
+                let key = CacheKey::new(&h, &uri, &KeyRules::default(), &HeaderMap::new());
+                proptest::prop_assert_eq!(host_and_path(key.primary()), (h.as_str(), path.as_str()));
+                proptest::prop_assert_eq!(key.host(), h.as_str());
+            }
+        }
     }
 
     #[test]

@@ -10,7 +10,6 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use stratus_config::Secret;
-use subtle::ConstantTimeEq;
 
 use crate::body::{Body, full};
 use crate::edge::Edge;
@@ -22,13 +21,9 @@ const MAX_BODY: usize = 1 << 20;
 /// Answers one admin request.
 pub async fn handle(edge: Arc<Edge>, token: Option<Secret>, req: Request<Incoming>) -> Response<Body> {
     if let Some(token) = &token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
+        // The one bearer check, shared with the control plane (scheme case-insensitive,
+        // constant time).
+        if !token.verify_bearer(req.headers().get(header::AUTHORIZATION)) {
             let mut res = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
             res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return res;
@@ -68,7 +63,7 @@ pub async fn handle(edge: Arc<Edge>, token: Option<Secret>, req: Request<Incomin
                 .headers()
                 .get(header::HOST)
                 .and_then(|v| v.to_str().ok())
-                .map(|h| crate::cache::key::strip_port(h).to_ascii_lowercase());
+                .map(crate::cache::key::purge_host);
             let soft = req.headers().get("soft-purge").is_some_and(|v| v == "1" || v == "true")
                 || req
                     .uri()

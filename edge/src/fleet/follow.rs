@@ -2,10 +2,12 @@
 //! (`docs/PROTOCOL.md`, "Edge ↔ control"). The edge keeps serving whatever happens here.
 //!
 //! One task holds the subscription: it registers, streams `GET /v1/edges/{id}/events` from the
-//! last applied sequence, applies each entry in order through [`FollowTarget`], and acks after
-//! every chunk it read (entries that arrive together are acked together). A gap, a garbled
+//! last applied sequence (lines framed by `LinesCodec`, at most `protocol::MAX_LINE` long, read
+//! as `stratus_config::protocol` types), applies each entry in order through [`FollowTarget`],
+//! and acks the lines that arrived together once. A gap, a garbled
 //! line, a silent stream (no line for three ping intervals) or any error ends the session; the
-//! next one starts after a backoff of 100 ms doubling to 5 s and resumes from the last applied
+//! next one starts after a backoff of 100 ms doubling to 5 s, each wait drawn between half and
+//! all of it so a fleet does not reconnect in lockstep, and resumes from the last applied
 //! sequence, so nothing is skipped. A second task sends heartbeats every 5 s.
 //!
 //! The position lives in memory: an edge that restarts has an empty cache and starts after the
@@ -47,18 +49,8 @@ pub trait FollowTarget: Send + Sync + 'static {
     fn fleet_seq(&self) -> u64;
 }
 
-/// Counters an edge reports in heartbeats.
-#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct EdgeStats {
-    /// Client requests served.
-    pub requests: u64,
-    /// Of those, cache hits.
-    pub hits: u64,
-    /// Bytes held in the cache.
-    pub cache_bytes: u64,
-    /// Entries in the cache.
-    pub cache_entries: u64,
-}
+/// Counters an edge reports in heartbeats (a protocol type, `stratus_config::protocol`).
+pub use stratus_config::protocol::EdgeStats;
 
 /// How this edge introduces itself to the control plane.
 #[derive(Clone, Debug)]
@@ -99,7 +91,7 @@ pub async fn run(
         }
         tokio::select! {
             () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(jittered(backoff)) => {}
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
@@ -108,3 +100,23 @@ pub async fn run(
 
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A wait of between half and all of `backoff`, drawn at random ("equal jitter"): after a
+/// control-plane restart a fleet's edges reconnect spread over the interval instead of all in
+/// the same millisecond, and no edge waits longer than the backoff says.
+fn jittered(backoff: Duration) -> Duration {
+    backoff.mul_f64(rand::random_range(0.5..=1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnects_are_spread_over_the_backoff() {
+        let waits: Vec<Duration> = (0..100).map(|_| jittered(MAX_BACKOFF)).collect();
+        assert!(waits.iter().all(|w| (MAX_BACKOFF / 2..=MAX_BACKOFF).contains(w)), "{waits:?}");
+        let spread = *waits.iter().max().expect("waits") - *waits.iter().min().expect("waits");
+        assert!(spread > MAX_BACKOFF / 4, "100 edges would reconnect within {spread:?} of each other");
+    }
+}

@@ -30,12 +30,7 @@ pub(crate) fn targets(
         }
     }
     out.extend(purge.tags.iter().map(|t| Target::Tag(t.clone())));
-    out.extend(
-        purge
-            .hosts
-            .iter()
-            .map(|h| Target::Host(crate::cache::key::strip_port(h.trim()).to_ascii_lowercase())),
-    );
+    out.extend(purge.hosts.iter().map(|h| Target::Host(crate::cache::key::purge_host(h))));
     for o in &purge.objects {
         for (host, path) in site_paths(o, router) {
             out.push(Target::Url { host, path, query: None });
@@ -67,7 +62,7 @@ pub(crate) fn site_paths(
         }
         let Some(path) = path else { continue };
         for h in &site.cfg.hosts {
-            let host = (h != "*").then(|| h.to_ascii_lowercase());
+            let host = (h != "*").then(|| crate::cache::key::purge_host(h));
             out.push((host, path.clone()));
         }
     }
@@ -91,7 +86,7 @@ fn split_url(s: &str) -> Option<(Option<String>, String, Option<&str>)> {
             None => (Some(s), "/"),
         },
     };
-    let host = host.map(|h| crate::cache::key::strip_port(h).to_ascii_lowercase()).filter(|h| !h.is_empty());
+    let host = host.map(crate::cache::key::purge_host).filter(|h| !h.is_empty());
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),

@@ -114,6 +114,7 @@ pub(crate) fn needs_restart(running: &EdgeConfig, new: &EdgeConfig) -> Vec<&'sta
         ("control", json(&running.control) != json(&new.control)),
         // The resolver (and its cache) is shared by every router the edge builds.
         ("dns", json(&running.dns) != json(&new.dns)),
+        ("trusted_proxies", running.trusted_proxies != new.trusted_proxies),
         ("id", running.id != new.id),
         ("token", token(running) != token(new)),
     ]

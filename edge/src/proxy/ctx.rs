@@ -11,9 +11,9 @@ use http::{HeaderMap, Method, Response, Version};
 use crate::body::Body;
 use crate::cache::directives::Directives;
 use crate::cache::entry::Entry;
-use crate::cache::key::CacheKey;
+use crate::cache::key::{CacheKey, upstream_query};
 use crate::error::ProxyError;
-use crate::proxy::headers::{add_forwarded, append_via, strip_hop_by_hop};
+use crate::proxy::headers::{append_via, set_forwarding, strip_hop_by_hop, strip_method_override};
 use crate::proxy::route::SiteState;
 use crate::proxy::status::CacheStatus;
 use crate::upstream::OriginRequest;
@@ -36,6 +36,8 @@ pub(crate) struct Ctx {
     pub(crate) client_host: Option<HeaderValue>,
     /// The request arrived over TLS.
     pub(crate) tls: bool,
+    /// The client is a trusted proxy: its forwarding fields reach the origin.
+    pub(crate) trusted: bool,
 }
 
 impl Ctx {
@@ -46,8 +48,8 @@ impl Ctx {
         parts: Parts,
         client: Option<SocketAddr>,
         tls: bool,
+        trusted: bool,
     ) -> Self {
-        // Key.
         let key = CacheKey::new(host, &parts.uri, &site.cfg.key, &parts.headers);
         let cc = Directives::from_headers(&parts.headers, &header::CACHE_CONTROL).unwrap_or_default();
         let pragma = !parts.headers.contains_key(header::CACHE_CONTROL)
@@ -56,11 +58,22 @@ impl Ctx {
                 .get_all(header::PRAGMA)
                 .iter()
                 .any(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"));
-        let client_host = parts
-            .headers
-            .get(header::HOST)
-            .cloned()
-            .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+        // The origin gets the host the key holds, never the client's spelling of it.
+        let client_host =
+            HeaderValue::from_str(&if host.contains(':') { format!("[{host}]") } else { host.to_owned() })
+                .ok();
+        let cacheable = parts.method == Method::GET || parts.method == Method::HEAD;
+        let path_and_query = if cacheable {
+            // What is fetched is what is keyed: parameters the key ignores do not reach the
+            // origin either, so they cannot change the stored answer.
+            let query = parts.uri.query().and_then(|q| upstream_query(q, &site.cfg.key));
+            match query {
+                Some(q) => format!("{}?{q}", parts.uri.path()),
+                None => parts.uri.path().to_owned(),
+            }
+        } else {
+            parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned())
+        };
         Self {
             site,
             key,
@@ -68,15 +81,13 @@ impl Ctx {
             method: parts.method,
             no_cache: cc.has("no-cache") || pragma,
             cc,
-            path_and_query: parts
-                .uri
-                .path_and_query()
-                .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned()),
+            path_and_query,
             headers: parts.headers,
             version: parts.version,
             client,
             client_host,
             tls,
+            trusted,
         }
     }
 }
@@ -85,6 +96,14 @@ impl Ctx {
 pub(crate) fn origin_request(ctx: &Ctx, revalidate: Option<&Entry>, fill: bool) -> OriginRequest {
     let mut h = ctx.headers.clone();
     strip_hop_by_hop(&mut h);
+    if ctx.method == Method::GET || ctx.method == Method::HEAD {
+        // Their body is not forwarded, so neither is its framing: a `Content-Length` without
+        // the bytes it announces would make the origin read the next request on the pooled
+        // connection as this one's body (request smuggling). `Transfer-Encoding` went with
+        // the hop-by-hop fields.
+        h.remove(header::CONTENT_LENGTH);
+        strip_method_override(&mut h);
+    }
     if fill {
         // The fill fetches the whole object for everyone; the client's own conditions and
         // ranges are answered by us from it.
@@ -109,7 +128,7 @@ pub(crate) fn origin_request(ctx: &Ctx, revalidate: Option<&Entry>, fill: bool) 
             h.insert(header::IF_MODIFIED_SINCE, lm);
         }
     }
-    add_forwarded(&mut h, ctx.client.map(|a| a.ip()), if ctx.tls { "https" } else { "http" });
+    set_forwarding(&mut h, ctx.client.map(|a| a.ip()), if ctx.tls { "https" } else { "http" }, ctx.trusted);
     append_via(&mut h, ctx.version);
     OriginRequest {
         method: if fill { Method::GET } else { ctx.method.clone() },

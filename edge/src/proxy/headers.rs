@@ -49,17 +49,60 @@ pub fn append_via(h: &mut HeaderMap, version: Version) {
     h.append(header::VIA, HeaderValue::from_static(v));
 }
 
-/// Adds the client address to `X-Forwarded-For` and sets `X-Forwarded-Proto`.
-pub fn add_forwarded(h: &mut HeaderMap, client: Option<IpAddr>, proto: &'static str) {
+/// Fields through which a proxy tells the origin who the client is and what it asked for.
+/// An origin that builds links or redirects from them would answer differently for the same
+/// cache key, so a client's own values never reach it: only those of trusted proxies do.
+const FORWARDING: [&str; 14] = [
+    "forwarded",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-scheme",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-forwarded-ssl",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-host",
+    "x-host",
+    "x-real-ip",
+    "front-end-https",
+];
+
+/// Fields that make some frameworks treat a GET as another method: never on a request whose
+/// answer may be stored.
+const METHOD_OVERRIDE: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+
+/// Sets the forwarding fields of a request to the origin. From a `trusted` proxy, its fields
+/// pass and the client address is appended to its `X-Forwarded-For`; from anyone else, every
+/// [`FORWARDING`] field is dropped and `X-Forwarded-For` holds just the client address. In
+/// both cases `X-Forwarded-Proto` says how the request reached us unless a trusted proxy set it.
+pub fn set_forwarding(h: &mut HeaderMap, client: Option<IpAddr>, proto: &'static str, trusted: bool) {
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let xfp = HeaderName::from_static("x-forwarded-proto");
+    let prior = if trusted { crate::cache::key::header_value(h, xff.as_str()) } else { String::new() };
+    if !trusted {
+        for name in FORWARDING {
+            h.remove(name);
+        }
+    }
+    h.remove(&xff);
     if let Some(ip) = client {
-        let xff = HeaderName::from_static("x-forwarded-for");
-        let prior = crate::cache::key::header_value(h, xff.as_str());
         let value = if prior.is_empty() { ip.to_string() } else { format!("{prior}, {ip}") };
         if let Ok(v) = HeaderValue::from_str(&value) {
             h.insert(xff, v);
         }
     }
-    h.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static(proto));
+    if !h.contains_key(&xfp) {
+        h.insert(xfp, HeaderValue::from_static(proto));
+    }
+}
+
+/// Removes the method-override fields (see [`METHOD_OVERRIDE`]).
+pub fn strip_method_override(h: &mut HeaderMap) {
+    for name in METHOD_OVERRIDE {
+        h.remove(name);
+    }
 }
 
 /// Removes the tag headers and returns the tags they listed (space- or comma-separated).

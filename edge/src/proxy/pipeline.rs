@@ -116,8 +116,7 @@ async fn serve(
     }
     // Route.
     let (parts, body) = req.into_parts();
-    let host = key::request_host(&parts.uri, &parts.headers)
-        .ok_or(ProxyError::BadRequest("missing or invalid host"))?;
+    let host = key::request_host(&parts.uri, &parts.headers).map_err(ProxyError::BadRequest)?;
     let site = edge.router().route(&host).ok_or_else(|| ProxyError::UnknownHost(host.clone()))?.clone();
     let tls = parts.extensions.get::<Transport>() == Some(&Transport::Tls);
     if !tls && site.cfg.https_redirect {
@@ -129,7 +128,8 @@ async fn serve(
     if tls {
         *hsts = site.cfg.hsts.map(crate::proxy::https::hsts);
     }
-    let ctx = Ctx::new(site, &host, parts, client, tls);
+    let trusted = client.is_some_and(|c| edge.trusted_proxies.iter().any(|r| r.contains(c.ip())));
+    let ctx = Ctx::new(site, &host, parts, client, tls, trusted);
     if ctx.method == Method::GET || ctx.method == Method::HEAD {
         lookup(edge, &ctx).await
     } else {

@@ -6,16 +6,21 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use serde_json::Value;
+use serde::Serialize;
 use stratus_config::fleet::FleetConfig;
+use stratus_config::protocol::{
+    Ack, Failure, Heartbeat, MAX_LINE, Op, Readable, Register, Registered, StreamLine,
+};
+use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio_util::io::StreamReader;
 
 use super::{FollowTarget, Registration};
-use crate::fleet::purge::{ObjectRef, PurgeRequest};
 
 /// First wait before reconnecting.
 pub(super) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -25,8 +30,8 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 const SILENCE: Duration = Duration::from_secs(15);
 /// Limit of a request that is not the stream (register, ack, heartbeat).
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest line accepted from the stream.
-const MAX_LINE: usize = 64 << 20;
+/// Most lines applied before one ack: lines that arrived together are acked together.
+const BATCH: usize = 512;
 /// Most unreported failures kept; older ones are dropped (the log says what they were).
 const MAX_FAILURES: usize = 16;
 
@@ -41,6 +46,8 @@ pub(super) enum SessionError {
     Silent(Duration),
     #[error("bad stream line: {0}")]
     BadLine(String),
+    #[error("bad {what} answer: {error}")]
+    BadAnswer { what: &'static str, error: String },
     #[error("entry {got} arrived after {applied}: the stream skipped entries")]
     Gap { got: u64, applied: u64 },
 }
@@ -62,7 +69,7 @@ pub(super) struct Follower {
     configured: AtomicU64,
     /// Entries that could not be applied, `{"seq", "error"}`, until an ack or heartbeat
     /// carried them to the control plane.
-    failures: Mutex<VecDeque<Value>>,
+    failures: Mutex<VecDeque<Failure>>,
 }
 
 impl std::fmt::Debug for Follower {
@@ -123,25 +130,31 @@ impl Follower {
         &self,
         method: http::Method,
         path: &str,
-        body: Option<Value>,
+        json: Option<Vec<u8>>,
     ) -> Result<http::Request<Full<Bytes>>, SessionError> {
         let mut request = http::Request::builder().method(method).uri(format!("{}{path}", self.base));
         if let Some(token) = &self.token {
             request = request.header(http::header::AUTHORIZATION, format!("Bearer {}", token.expose()));
         }
-        let body = match body {
+        let body = match json {
             Some(json) => {
                 request = request.header(http::header::CONTENT_TYPE, "application/json");
-                Bytes::from(json.to_string())
+                Bytes::from(json)
             }
             None => Bytes::new(),
         };
         request.body(Full::new(body)).map_err(|e| SessionError::Request(e.to_string()))
     }
 
-    /// POSTs JSON and returns the JSON answer.
-    async fn call(&self, what: &'static str, path: &str, body: Value) -> Result<Value, SessionError> {
-        let request = self.request(http::Method::POST, path, Some(body))?;
+    /// POSTs `body` as JSON and returns the answer's body.
+    async fn call(
+        &self,
+        what: &'static str,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<Bytes, SessionError> {
+        let json = serde_json::to_vec(body).map_err(|e| SessionError::Request(e.to_string()))?;
+        let request = self.request(http::Method::POST, path, Some(json))?;
         let call = async {
             let response =
                 self.client.request(request).await.map_err(|e| SessionError::Request(e.to_string()))?;
@@ -151,7 +164,7 @@ impl Follower {
             }
             let bytes =
                 response.into_body().collect().await.map_err(|e| SessionError::Request(e.to_string()))?;
-            Ok(serde_json::from_slice(&bytes.to_bytes()).unwrap_or(Value::Null))
+            Ok(bytes.to_bytes())
         };
         tokio::time::timeout(CALL_TIMEOUT, call).await.map_err(|_| SessionError::Silent(CALL_TIMEOUT))?
     }
@@ -166,25 +179,22 @@ impl Follower {
     /// stream ends or fails.
     pub(super) async fn session(&self) -> Result<(), SessionError> {
         let reg = &self.registration;
-        let answer = self
-            .call(
-                "register",
-                "/v1/edges/register",
-                serde_json::json!({
-                    "id": reg.id, "version": env!("CARGO_PKG_VERSION"), "url": reg.url, "admin": reg.admin,
-                }),
-            )
-            .await?;
-        let head = answer["head"]
-            .as_u64()
-            .ok_or_else(|| SessionError::BadLine(format!("register answer {answer}")))?;
+        let register = Register {
+            id: reg.id.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            url: reg.url.clone(),
+            admin: reg.admin.clone(),
+        };
+        let answer = self.call("register", "/v1/edges/register", &register).await?;
+        let Registered { head, config } = serde_json::from_slice(&answer)
+            .map_err(|e| SessionError::BadAnswer { what: "register", error: e.to_string() })?;
         // The control plane's configuration in force: newer than ours means we started, or were
         // away while it changed (the entry itself may be compacted away).
-        if let Some(seq) = answer["config"]["seq"].as_u64()
-            && seq > self.target.fleet_seq()
-            && seq > self.configured.load(Ordering::Relaxed)
+        if let Some(config) = config
+            && config.seq > self.target.fleet_seq()
+            && config.seq > self.configured.load(Ordering::Relaxed)
         {
-            self.configure(seq, answer["config"].clone());
+            self.configure(config.seq, &config.config);
         }
         // A fresh edge has an empty cache: nothing before the head concerns it.
         if !self.positioned.swap(true, Ordering::Relaxed) {
@@ -202,36 +212,35 @@ impl Follower {
         }
         self.connected.store(true, Ordering::Relaxed);
         tracing::info!(control = %self.base, after, head, "following the control plane");
-        let mut body = response.into_body();
-        let mut pending: Vec<u8> = Vec::new();
+        // NDJSON framed by `LinesCodec`, which stops buffering at `MAX_LINE` (the control plane
+        // never writes longer lines). Lines that arrived together are applied, then acked once.
+        let body = response.into_body().into_data_stream().map_err(std::io::Error::other);
+        let codec = LinesCodec::new_with_max_length(MAX_LINE);
+        let mut lines = FramedRead::new(StreamReader::new(body), codec).ready_chunks(BATCH);
         loop {
-            let frame = tokio::time::timeout(SILENCE, body.frame())
+            let chunk = tokio::time::timeout(SILENCE, lines.next())
                 .await
                 .map_err(|_| SessionError::Silent(SILENCE))?;
-            let Some(frame) = frame else { return Ok(()) };
-            let frame = frame.map_err(|e| SessionError::Request(e.to_string()))?;
-            let Ok(data) = frame.into_data() else { continue };
-            pending.extend_from_slice(&data);
+            let Some(chunk) = chunk else { return Ok(()) };
             let before = self.applied.load(Ordering::Relaxed);
-            let mut consumed = 0;
-            while let Some(end) = pending[consumed..].iter().position(|&b| b == b'\n') {
-                let line = &pending[consumed..consumed + end];
-                consumed += end + 1;
-                if !line.iter().all(u8::is_ascii_whitespace) {
-                    self.handle(line)?;
+            for line in chunk {
+                let line = line.map_err(|e| match e {
+                    LinesCodecError::MaxLineLengthExceeded => {
+                        SessionError::BadLine(format!("a line longer than {MAX_LINE} bytes"))
+                    }
+                    LinesCodecError::Io(e) => SessionError::Request(e.to_string()),
+                })?;
+                if !line.trim().is_empty() {
+                    self.handle(&line)?;
                 }
-            }
-            pending.drain(..consumed);
-            if pending.len() > MAX_LINE {
-                return Err(SessionError::BadLine("line too long".into()));
             }
             let applied = self.applied.load(Ordering::Relaxed);
             if applied != before {
                 // A lost ack is harmless: the next ack or heartbeat carries a higher position
                 // and the failures not yet reported.
                 let failed = self.failures();
-                let ack = serde_json::json!({ "seq": applied, "failed": failed });
-                match self.call("ack", &self.id_path("ack"), ack).await {
+                let ack = Ack { seq: applied, failed: failed.clone() };
+                match self.call("ack", &self.id_path("ack"), &ack).await {
                     Ok(_) => self.reported(&failed),
                     Err(e) => tracing::warn!(error = %e, seq = applied, "ack failed"),
                 }
@@ -240,12 +249,13 @@ impl Follower {
     }
 
     /// Applies one stream line.
-    fn handle(&self, line: &[u8]) -> Result<(), SessionError> {
-        let bad = |why: &str| SessionError::BadLine(format!("{why}: {}", String::from_utf8_lossy(line)));
-        let msg: Value = serde_json::from_slice(line).map_err(|e| bad(&e.to_string()))?;
-        match msg["type"].as_str() {
-            Some("entry") => {
-                let seq = msg["seq"].as_u64().ok_or_else(|| bad("entry without seq"))?;
+    fn handle(&self, line: &str) -> Result<(), SessionError> {
+        let bad = |why: &str| {
+            let shown: String = line.chars().take(200).collect();
+            SessionError::BadLine(format!("{why}: {shown}"))
+        };
+        match StreamLine::read(line).map_err(|e| bad(&e.to_string()))? {
+            StreamLine::Entry { seq, op } => {
                 let applied = self.applied.load(Ordering::Relaxed);
                 if seq <= applied {
                     return Ok(()); // already applied (a replay after reconnecting)
@@ -253,75 +263,69 @@ impl Follower {
                 if seq != applied + 1 {
                     return Err(SessionError::Gap { got: seq, applied });
                 }
-                let op = msg.get("op").cloned().unwrap_or(Value::Null);
-                if op["type"] == "config" {
-                    if seq > self.configured.load(Ordering::Relaxed) {
-                        self.configure(seq, op);
+                match op {
+                    Op::Config { config, .. } => {
+                        if seq > self.configured.load(Ordering::Relaxed) {
+                            self.configure(seq, &config);
+                        }
                     }
-                } else {
-                    apply(self.target.as_ref(), seq, op);
+                    op => apply(self.target.as_ref(), seq, op),
                 }
                 self.applied.store(seq, Ordering::Relaxed);
             }
-            Some("reset") => {
-                let next =
-                    msg["next"].as_u64().filter(|n| *n > 0).ok_or_else(|| bad("reset without next"))?;
+            StreamLine::Reset { next: 0 } => return Err(bad("reset to 0")),
+            StreamLine::Reset { next } => {
                 tracing::warn!(next, "log compacted past this edge's position; dropping the whole cache");
                 self.target.clear();
                 self.applied.store(next - 1, Ordering::Relaxed);
             }
-            Some("ping") => {}
-            _ => return Err(bad("unknown message type")),
+            StreamLine::Ping { .. } => {}
         }
         Ok(())
     }
 
     async fn heartbeat(&self) -> Result<(), SessionError> {
-        let stats = self.target.stats();
-        let mut beat = serde_json::to_value(stats).map_err(|e| SessionError::Request(e.to_string()))?;
-        beat["applied"] = Value::from(self.applied.load(Ordering::Relaxed));
-        beat["config"] = Value::from(self.target.fleet_seq());
         let failed = self.failures();
-        beat["failed"] = Value::Array(failed.clone());
-        self.call("heartbeat", &self.id_path("heartbeat"), beat).await?;
+        let beat = Heartbeat {
+            applied: self.applied.load(Ordering::Relaxed),
+            config: self.target.fleet_seq(),
+            stats: self.target.stats(),
+            failed: failed.clone(),
+        };
+        self.call("heartbeat", &self.id_path("heartbeat"), &beat).await?;
         self.reported(&failed);
         Ok(())
     }
 
-    /// Applies `config` entry `seq`: `op` is the fleet configuration plus the entry's
-    /// bookkeeping (`type`, `id`, `seq`). Fields this edge does not know make it fail rather
-    /// than apply half of what was meant. A failure is remembered to be reported.
-    fn configure(&self, seq: u64, mut op: Value) {
+    /// Applies `config` entry `seq`. Fields this edge does not know make it unreadable, and it
+    /// fails rather than apply half of what was meant. A failure is remembered to be reported.
+    fn configure(&self, seq: u64, config: &Readable<FleetConfig>) {
         self.configured.fetch_max(seq, Ordering::Relaxed);
-        if let Some(map) = op.as_object_mut() {
-            for bookkeeping in ["type", "id", "seq"] {
-                map.remove(bookkeeping);
-            }
-        }
-        let applied = serde_json::from_value::<FleetConfig>(op)
+        let applied = config
+            .as_result()
             .map_err(|e| format!("cannot read the configuration: {e}"))
-            .and_then(|config| self.target.configure(seq, &config));
+            .and_then(|config| self.target.configure(seq, config));
         if let Err(error) = applied {
             tracing::error!(seq, %error, "cannot apply the control plane's site configuration; the running one stays");
             let mut failures = self.lock_failures();
             if failures.len() == MAX_FAILURES {
                 failures.pop_front();
             }
-            failures.push_back(serde_json::json!({ "seq": seq, "error": error }));
+            failures.push_back(Failure { seq, error });
         }
     }
 
-    fn lock_failures(&self) -> std::sync::MutexGuard<'_, VecDeque<Value>> {
+    fn lock_failures(&self) -> std::sync::MutexGuard<'_, VecDeque<Failure>> {
         self.failures.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The failures not yet reported.
-    fn failures(&self) -> Vec<Value> {
+    fn failures(&self) -> Vec<Failure> {
         self.lock_failures().iter().cloned().collect()
     }
 
     /// Forgets failures the control plane has now been told about.
-    fn reported(&self, sent: &[Value]) {
+    fn reported(&self, sent: &[Failure]) {
         if !sent.is_empty() {
             self.lock_failures().retain(|f| !sent.contains(f));
         }
@@ -329,34 +333,24 @@ impl Follower {
 }
 
 /// Applies one log operation. Errors are logged, never fatal: the entry counts as applied.
-pub(super) fn apply(target: &dyn FollowTarget, seq: u64, op: Value) {
-    match op["type"].as_str() {
-        Some("purge") => {
-            let mut fields = op;
-            if let Some(map) = fields.as_object_mut() {
-                map.remove("type");
-                map.remove("id");
-            }
-            match serde_json::from_value::<PurgeRequest>(fields) {
-                Ok(purge) => {
-                    // The edge logs each purge it applies, whoever sent it.
-                    target.purge(&purge);
-                }
-                Err(e) => {
-                    tracing::error!(seq, error = %e, "cannot read a purge; dropping the whole cache instead");
-                    target.clear();
-                }
-            }
+pub(super) fn apply(target: &dyn FollowTarget, seq: u64, op: Op) {
+    match op {
+        Op::Purge { purge: Readable::Read(purge), .. } => {
+            // The edge logs each purge it applies, whoever sent it.
+            target.purge(&purge);
         }
-        Some("prewarm") => {
-            let urls: Vec<String> = serde_json::from_value(op["urls"].clone()).unwrap_or_default();
-            let objects: Vec<ObjectRef> = serde_json::from_value(op["objects"].clone()).unwrap_or_default();
+        Op::Purge { purge: Readable::Unreadable { error, .. }, .. } => {
+            tracing::error!(seq, %error, "cannot read a purge; dropping the whole cache instead");
+            target.clear();
+        }
+        Op::Prewarm { urls, objects, .. } => {
             tracing::info!(seq, urls = urls.len(), objects = objects.len(), "prewarm queued");
             // Acked once queued: fetches take as long as the origin needs.
             tokio::spawn(target.prewarm(urls, objects));
         }
         // `config` entries are the follower's own (`Follower::configure`).
-        other => tracing::debug!(seq, kind = ?other, "log entry of no concern to this edge"),
+        Op::Config { .. } => {}
+        Op::Unknown => tracing::debug!(seq, "log entry of a type this edge does not know"),
     }
 }
 
@@ -382,6 +376,8 @@ mod tests {
     use std::future::Future;
     use std::pin::Pin;
     use std::sync::Mutex;
+
+    use stratus_config::purge::{ObjectRef, PurgeRequest};
 
     use super::*;
     use crate::fleet::follow::EdgeStats;
@@ -437,14 +433,16 @@ mod tests {
             r#"{"type":"entry","seq":8,"op":{"type":"purge","id":"p-8","files":["/b"],"new_field":1}}"#,
         ];
         for line in lines {
-            f.handle(line.as_bytes()).expect(line);
+            f.handle(line).expect(line);
         }
         assert_eq!(f.applied.load(Ordering::Relaxed), 8);
-        let gap = f.handle(br#"{"type":"entry","seq":10,"op":{}}"#);
+        let gap = f.handle(r#"{"type":"entry","seq":10,"op":{"type":"purge","id":"p-10","files":["/x"]}}"#);
         assert!(matches!(gap, Err(SessionError::Gap { got: 10, applied: 8 })), "{gap:?}");
-        f.handle(br#"{"type":"reset","next":40}"#).expect("reset");
+        f.handle(r#"{"type":"reset","next":40}"#).expect("reset");
         assert_eq!(f.applied.load(Ordering::Relaxed), 39);
-        assert!(f.handle(b"not json").is_err());
+        assert!(f.handle("not json").is_err());
+        assert!(f.handle(r#"{"type":"reset","next":0}"#).is_err());
+        assert!(f.handle(r#"{"type":"gossip"}"#).is_err());
         assert_eq!(
             *target.0.lock().unwrap(),
             vec![
@@ -466,19 +464,78 @@ mod tests {
                 r#"{{"type":"entry","seq":{seq},"op":{{"type":"config","id":"c-{seq}","sites":[{{"hosts":["{host}"],"origins":["http://o:1"]}}]}}}}"#
             )
         };
-        f.handle(config(1, "bad").as_bytes()).expect("a failing config is consumed");
-        f.handle(br#"{"type":"entry","seq":2,"op":{"type":"config","id":"c-2","sites":[],"colour":1}}"#)
+        f.handle(&config(1, "bad")).expect("a failing config is consumed");
+        f.handle(r#"{"type":"entry","seq":2,"op":{"type":"config","id":"c-2","sites":[],"colour":1}}"#)
             .expect("an unreadable config is consumed");
-        f.handle(config(3, "good").as_bytes()).expect("config");
+        f.handle(&config(3, "good")).expect("config");
         assert_eq!(f.applied.load(Ordering::Relaxed), 3);
         let failed = f.failures();
-        assert_eq!(failed.iter().map(|v| v["seq"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 2]);
-        assert_eq!(failed[0]["error"], "cannot build");
+        assert_eq!(failed.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(failed[0].error, "cannot build");
+        assert!(failed[1].error.contains("unknown field `colour`"), "{failed:?}");
         // A replayed entry the follower already tried is not applied again.
         f.applied.store(0, Ordering::Relaxed);
-        f.handle(config(1, "again").as_bytes()).expect("replay");
+        f.handle(&config(1, "again")).expect("replay");
         f.reported(&failed[..1]);
         assert_eq!(f.failures().len(), 1);
         assert_eq!(*target.0.lock().unwrap(), vec!["config 3 [\"good\"]".to_owned()]);
+    }
+
+    /// A control plane of one answer per connection: the register answer, then a stream whose
+    /// body is `stream` (close-delimited).
+    async fn scripted_control(stream: Vec<u8>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut stream = Some(stream);
+            loop {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = conn.read(&mut buf).await.unwrap();
+                    request.extend_from_slice(&buf[..n]);
+                }
+                let head = String::from_utf8_lossy(&request).to_string();
+                let answer = if head.starts_with("POST /v1/edges/register") {
+                    let body = r#"{"head":0}"#;
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .into_bytes()
+                } else if head.starts_with("GET /v1/edges/a/events?after=0") {
+                    let mut answer = b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n".to_vec();
+                    answer.extend(stream.take().unwrap_or_default());
+                    answer
+                } else {
+                    b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n".to_vec()
+                };
+                let _ = conn.write_all(&answer).await;
+                let _ = conn.shutdown().await;
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_line_over_the_protocol_limit_ends_the_session_after_the_lines_before_it() {
+        let mut stream =
+            br#"{"type":"entry","seq":1,"op":{"type":"purge","id":"p-1","files":["/a"]}}"#.to_vec();
+        stream.push(b'\n');
+        stream.extend(std::iter::repeat_n(b'x', MAX_LINE + 1));
+        stream.extend(b"\n");
+        let base = scripted_control(stream).await;
+        let target = Arc::new(Recorder::default());
+        let reg = Registration { id: "a".into(), url: "http://127.0.0.1:1".into(), admin: None };
+        let f = Follower::new(&base.parse().unwrap(), None, reg, target.clone());
+        let ended = f.session().await;
+        assert!(
+            matches!(&ended, Err(SessionError::BadLine(why)) if why.contains("longer than")),
+            "{ended:?}"
+        );
+        assert_eq!(f.applied.load(Ordering::Relaxed), 1);
+        assert_eq!(*target.0.lock().unwrap(), vec!["purge [\"/a\"] soft=false".to_owned()]);
     }
 }
