@@ -44,6 +44,20 @@ async fn connect_gets_405_from_the_edge_and_reaches_no_origin() {
         assert!(head.starts_with("http/1.1 405"), "{request:?} → {got:?}");
         assert!(head.contains("\r\nallow: get, head"), "{got:?}");
     }
+    // Over HTTP/2 (h2c with prior knowledge), a CONNECT is a stream like any other.
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req =
+        http::Request::connect(target.as_str()).body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+    let res = h2.send_request(req).await.unwrap();
+    assert_eq!(res.status(), 405);
+    assert!(res.headers().get("allow").is_some());
     assert!(origin.requests().is_empty(), "a CONNECT reached the origin");
 }
 
