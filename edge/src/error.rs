@@ -83,6 +83,9 @@ pub enum ProxyError {
     /// The request body is over the limit.
     #[error("request body too large")]
     BodyTooLarge,
+    /// The method is not one a reverse proxy serves (`CONNECT`: the edge is no tunnel).
+    #[error("method not allowed")]
+    MethodNotAllowed,
     /// No site serves the request's host.
     #[error("no site for host {0:?}")]
     UnknownHost(String),
@@ -102,9 +105,11 @@ impl ProxyError {
                 Fault::Upstream
             }
             // `only-if-cached` asked nothing of the origin: the client's own constraint.
-            Self::BadRequest(_) | Self::BodyTooLarge | Self::UnknownHost(_) | Self::NotCached => {
-                Fault::Downstream
-            }
+            Self::BadRequest(_)
+            | Self::BodyTooLarge
+            | Self::MethodNotAllowed
+            | Self::UnknownHost(_)
+            | Self::NotCached => Fault::Downstream,
             Self::Internal(_) => Fault::Internal,
         }
     }
@@ -134,6 +139,7 @@ impl ProxyError {
             Self::Connect(_) | Self::Dns(_) | Self::Tls(_) | Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -149,6 +155,7 @@ impl ProxyError {
             Self::Upstream(_) => "upstream",
             Self::BadRequest(_) => "bad_request",
             Self::BodyTooLarge => "body_too_large",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::UnknownHost(_) => "unknown_host",
             Self::NotCached => "not_cached",
             Self::Internal(_) => "internal",
@@ -156,7 +163,7 @@ impl ProxyError {
     }
 
     /// All labels [`ProxyError::kind`] can return.
-    pub const KINDS: [&'static str; 10] = [
+    pub const KINDS: [&'static str; 11] = [
         "connect",
         "dns",
         "tls",
@@ -164,6 +171,7 @@ impl ProxyError {
         "upstream",
         "bad_request",
         "body_too_large",
+        "method_not_allowed",
         "unknown_host",
         "not_cached",
         "internal",
@@ -189,8 +197,15 @@ pub fn rescue(err: &ProxyError) -> Response<Body> {
     res.headers_mut()
         .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
     res.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    if matches!(err, ProxyError::MethodNotAllowed) {
+        // RFC 9110 §15.5.6: a 405 lists the methods the target does support.
+        res.headers_mut().insert(header::ALLOW, http::HeaderValue::from_static(ALLOW));
+    }
     res
 }
+
+/// The methods the edge serves: GET and HEAD from the cache, the others passed to the origin.
+const ALLOW: &str = "GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE";
 
 #[cfg(test)]
 mod tests {
@@ -206,6 +221,7 @@ mod tests {
             (ProxyError::Upstream("reset".into()), 502, Fault::Upstream),
             (ProxyError::BadRequest("no host"), 400, Fault::Downstream),
             (ProxyError::BodyTooLarge, 413, Fault::Downstream),
+            (ProxyError::MethodNotAllowed, 405, Fault::Downstream),
             (ProxyError::UnknownHost("x".into()), 421, Fault::Downstream),
             (ProxyError::NotCached, 504, Fault::Downstream),
             (ProxyError::Internal("bug".into()), 500, Fault::Internal),

@@ -198,11 +198,14 @@ impl Upstream {
         let request = self.build(origin, req, body)?;
         let head_by = deadline.min(tokio::time::Instant::now() + self.timeouts.first_byte.get());
         let err = match tokio::time::timeout_at(head_by, origin.client.request(request)).await {
-            Ok(Ok(res)) => {
-                origin.health.success(&origin.name);
-                let total = self.timeouts.total.get();
-                return Ok(res.map(|b| OriginBody::new(b, slot, deadline, total)));
-            }
+            Ok(Ok(res)) => match checked(res) {
+                Ok(res) => {
+                    origin.health.success(&origin.name);
+                    let total = self.timeouts.total.get();
+                    return Ok(res.map(|b| OriginBody::new(b, slot, deadline, total)));
+                }
+                Err(e) => e,
+            },
             Err(_) => ProxyError::Timeout("the response head"),
             Ok(Err(e)) => classify(&e),
         };
@@ -235,6 +238,27 @@ impl Upstream {
         request.headers_mut().insert(header::HOST, host);
         Ok(request)
     }
+}
+
+/// Refuses response heads the edge cannot relay faithfully and fixes framing it can.
+///
+/// - A `101 Switching Protocols` the edge never asked for (it forwards no `Upgrade`), and
+///   statuses outside 100–599 (hyper accepts any three digits), are origin errors (502).
+/// - With both `Transfer-Encoding` and `Content-Length` (RFC 9112 §6.3), hyper frames the body by
+///   `Transfer-Encoding`; the `Content-Length` is removed before anything is forwarded or stored,
+///   so clients never get a length that does not describe the body.
+fn checked<B>(mut res: Response<B>) -> Result<Response<B>, ProxyError> {
+    let code = res.status().as_u16();
+    if code == 101 {
+        return Err(ProxyError::Upstream("unsolicited 101 switching protocols".to_owned()));
+    }
+    if !(100..=599).contains(&code) {
+        return Err(ProxyError::Upstream(format!("invalid status {code}")));
+    }
+    if res.headers().contains_key(header::TRANSFER_ENCODING) {
+        res.headers_mut().remove(header::CONTENT_LENGTH);
+    }
+    Ok(res)
 }
 
 /// Which step of an origin exchange failed, from hyper-util's error and its sources.
