@@ -1,6 +1,7 @@
 //! `stratus`: one binary for every part of the CDN. It parses flags, loads the configuration,
 //! starts the runtime and calls the libraries; all behaviour lives in the member crates.
 
+mod signal;
 mod up;
 
 use std::path::{Path, PathBuf};
@@ -199,25 +200,11 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     let stop = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(stop.clone()));
+    tokio::spawn(signal::cancel_on_signal(stop.clone()));
     // With several workers, run the server on one of them, not on the thread blocked in
     // `block_on` (on one core that thread is the only one and runs it anyway).
     tokio::spawn(start(stop)).await.context("the server task panicked")??;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Cancels `stop` on the first SIGINT (Ctrl-C) or SIGTERM.
-async fn cancel_on_signal(stop: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        tracing::error!("cannot install the SIGTERM handler");
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "shutting down"),
-        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
-    }
-    stop.cancel();
 }
 
 /// On every SIGHUP reads the edge's configuration again — the file with the same flags and

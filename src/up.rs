@@ -150,7 +150,7 @@ pub async fn run(args: UpArgs, env: &Env) -> Result<ExitCode> {
     control.token.clone_from(&token);
 
     let stop = CancellationToken::new();
-    tokio::spawn(crate::cancel_on_signal(stop.clone()));
+    tokio::spawn(crate::signal::cancel_on_signal(stop.clone()));
     let mut parts = JoinSet::new();
     parts.spawn(named("origin", stratus_origin::run(origin, stop.clone())));
     parts.spawn(named("control", stratus_control::run(control, stop.clone())));

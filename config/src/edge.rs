@@ -48,7 +48,7 @@ pub struct EdgeConfig {
     /// `X-Forwarded-Proto`, ... pass to the origin. From any other client they are dropped (or,
     /// for `X-Forwarded-For` and `-Proto`, overwritten): see `docs/security.md`.
     #[serde(default)]
-    pub trusted_proxies: Vec<crate::IpRange>,
+    pub trusted_proxies: Vec<crate::net::IpRange>,
 }
 
 /// One client-facing listener.

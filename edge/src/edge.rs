@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::coalesce::Inflight;
 use crate::cache::store::Store;
 use crate::error::Error;
-use crate::fleet::follow::EdgeStats;
+use crate::fleet::follow_target::EdgeStats;
 use crate::fleet::purge::PurgeRequest;
 use crate::metrics::Metrics;
 use crate::proxy::route::Router;

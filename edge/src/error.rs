@@ -89,6 +89,9 @@ pub enum ProxyError {
     /// The client went away before its request body ended.
     #[error("client closed the connection during the request body")]
     ClientGone,
+    /// The method is not one a reverse proxy serves (`CONNECT`: the edge is no tunnel).
+    #[error("method not allowed")]
+    MethodNotAllowed,
     /// No site serves the request's host.
     #[error("no site for host {0:?}")]
     UnknownHost(String),
@@ -112,6 +115,7 @@ impl ProxyError {
             | Self::BodyTooLarge
             | Self::RequestTimeout
             | Self::ClientGone
+            | Self::MethodNotAllowed
             | Self::UnknownHost(_)
             | Self::NotCached => Fault::Downstream,
             Self::Internal(_) => Fault::Internal,
@@ -145,6 +149,7 @@ impl ProxyError {
             Self::BadRequest(_) | Self::ClientGone => StatusCode::BAD_REQUEST,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -162,6 +167,7 @@ impl ProxyError {
             Self::BodyTooLarge => "body_too_large",
             Self::RequestTimeout => "request_timeout",
             Self::ClientGone => "client_gone",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::UnknownHost(_) => "unknown_host",
             Self::NotCached => "not_cached",
             Self::Internal(_) => "internal",
@@ -169,7 +175,7 @@ impl ProxyError {
     }
 
     /// All labels [`ProxyError::kind`] can return.
-    pub const KINDS: [&'static str; 12] = [
+    pub const KINDS: [&'static str; 13] = [
         "connect",
         "dns",
         "tls",
@@ -179,6 +185,7 @@ impl ProxyError {
         "body_too_large",
         "request_timeout",
         "client_gone",
+        "method_not_allowed",
         "unknown_host",
         "not_cached",
         "internal",
@@ -204,8 +211,15 @@ pub fn rescue(err: &ProxyError) -> Response<Body> {
     res.headers_mut()
         .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
     res.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    if matches!(err, ProxyError::MethodNotAllowed) {
+        // RFC 9110 §15.5.6: a 405 lists the methods the target does support.
+        res.headers_mut().insert(header::ALLOW, http::HeaderValue::from_static(ALLOW));
+    }
     res
 }
+
+/// The methods the edge serves: GET and HEAD from the cache, the others passed to the origin.
+const ALLOW: &str = "GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE";
 
 #[cfg(test)]
 mod tests {
@@ -223,6 +237,7 @@ mod tests {
             (ProxyError::BodyTooLarge, 413, Fault::Downstream),
             (ProxyError::RequestTimeout, 408, Fault::Downstream),
             (ProxyError::ClientGone, 400, Fault::Downstream),
+            (ProxyError::MethodNotAllowed, 405, Fault::Downstream),
             (ProxyError::UnknownHost("x".into()), 421, Fault::Downstream),
             (ProxyError::NotCached, 504, Fault::Downstream),
             (ProxyError::Internal("bug".into()), 500, Fault::Internal),

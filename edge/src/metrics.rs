@@ -9,7 +9,7 @@ use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use crate::error::{Error, ProxyError};
-use crate::fleet::follow::EdgeStats;
+use crate::fleet::follow_target::EdgeStats;
 use crate::proxy::status::CacheStatus;
 
 const LATENCY: &str = "stratus_edge_request_duration_seconds";

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::edge::Edge;
 use crate::error::Error;
-use crate::fleet::{admin, follow, reload, target};
+use crate::fleet::{admin, follow, follow_target, reload, target};
 use crate::proxy::{pipeline, server, tls};
 
 /// Runs the edge until `shutdown` is cancelled. Every configuration sent on `reloads` is
@@ -32,12 +32,12 @@ pub async fn run(
     housekeeping(&edge, &config, &shutdown, &mut tasks);
     tasks.spawn(reload::serve(edge.clone(), reloads, shutdown.clone()));
     if let Some(control) = config.control.clone() {
-        let registration = follow::Registration {
+        let registration = follow_target::Registration {
             id: config.id.clone().unwrap_or_else(host_name),
             url: first_url.unwrap_or_default(),
             admin: admin_url,
         };
-        let target: Arc<dyn follow::FollowTarget> = Arc::new(target::EdgeTarget(edge.clone()));
+        let target: Arc<dyn follow_target::FollowTarget> = Arc::new(target::EdgeTarget(edge.clone()));
         tasks.spawn(follow::run(control, config.token.clone(), registration, target, shutdown.clone()));
     }
 

@@ -23,7 +23,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_util::either::Either;
 
-use crate::Error;
+use crate::error::Error;
 use crate::targets::Origin;
 
 /// The request body type every connection sends.

@@ -31,6 +31,7 @@
 
 mod args;
 mod connect;
+mod error;
 mod plan;
 mod purge;
 mod report;
@@ -40,47 +41,11 @@ mod stats;
 mod targets;
 mod worker;
 
-use std::path::PathBuf;
-
 pub use args::LoadtestArgs;
+pub use error::Error;
 pub use purge::PurgeResult;
 pub use report::{Cache, Errors, Latency, PhaseReport, Report, SecondReport, Summary};
 use stratus_config::Secret;
-
-/// Errors of the load generator: all are about setting the run up; failures of individual
-/// requests are results, counted in the report.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Bad flags or targets.
-    #[error("{0}")]
-    Invalid(String),
-    /// No URL, URL file entry, key space or scenario was given.
-    #[error("no targets: give URLs, --url-file, --base with --keys, or --scenario")]
-    NoTargets,
-    /// Targets on different origins.
-    #[error("all targets must share one scheme, host and port: {0} and {1} differ")]
-    MixedOrigins(String, String),
-    /// A file named on the command line cannot be read.
-    #[error("cannot read {}: {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The scenario file is invalid.
-    #[error(transparent)]
-    Config(#[from] stratus_config::ConfigError),
-    /// The target's host name does not resolve.
-    #[error("cannot resolve {0}: {1}")]
-    Resolve(String, #[source] std::io::Error),
-    /// TLS cannot be set up.
-    #[error("tls: {0}")]
-    Tls(String),
-    /// A task of the generator itself failed.
-    #[error("internal error: {0}")]
-    Internal(String),
-}
 
 /// Runs the load test and prints its report on stdout (text, or JSON with `--json`).
 ///

@@ -9,9 +9,9 @@ use http::{HeaderMap, Method, Request};
 use stratus_config::purge::PurgeRequest;
 use stratus_config::{HttpUrl, Scenario};
 
-use crate::Error;
 use crate::args::LoadtestArgs;
 use crate::connect::Body;
+use crate::error::Error;
 use crate::schedule::Schedule;
 use crate::targets::{Pick, Targets};
 

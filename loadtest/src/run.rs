@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::Error;
 use crate::connect::Connector;
+use crate::error::Error;
 use crate::plan::{Length, Plan};
 use crate::purge::{self, PurgeResult};
 use crate::report::{PhaseReport, Report, SecondReport, Summary};

@@ -9,7 +9,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 
-use crate::Error;
+use crate::error::Error;
 
 /// The origin every connection is opened to.
 #[derive(Debug, Clone)]

@@ -75,7 +75,7 @@ pub(crate) struct Worker {
 
 impl Worker {
     /// Worker `id` of the plan's `workers()`.
-    pub fn new(plan: &Plan, id: usize) -> Result<Self, crate::Error> {
+    pub fn new(plan: &Plan, id: usize) -> Result<Self, crate::error::Error> {
         Ok(Self {
             id: id as u64,
             sampler: Sampler::new(plan.targets.pick, plan.targets.uris.len(), plan.seed, id)?,

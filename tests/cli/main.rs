@@ -5,5 +5,6 @@
 mod support;
 
 mod config_check;
+mod house;
 mod journey;
 mod up;

@@ -74,6 +74,33 @@ async fn purge_by_url_prefix_tag_host_and_everything() {
     let res =
         client().post(format!("{}/purge", edge.url("edge admin"))).json(&json!({})).send().await.unwrap();
     assert_eq!(res.status(), 400);
+
+    // Regression: a body a browser on another site can send without a preflight (text/plain,
+    // a form, or no type at all) purged. Only JSON does; nothing is purged otherwise.
+    origin.fixed("/adm/csrf", Reply::ok("x", &[MAX_AGE]));
+    fetch(&edge, "a.example", "/adm/csrf").await;
+    let body = r#"{"purge_everything": true}"#;
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let mut req = client().post(format!("{}/purge", edge.url("edge admin"))).body(body);
+        if let Some(t) = content_type {
+            req = req.header("content-type", t);
+        }
+        assert_eq!(req.send().await.unwrap().status(), 415, "{content_type:?}");
+    }
+    assert!(fetch(&edge, "a.example", "/adm/csrf").await.contains("hit"), "a cross-site purge went through");
+    let res = client()
+        .post(format!("{}/purge", edge.url("edge admin")))
+        .header("content-type", "application/json; charset=utf-8")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

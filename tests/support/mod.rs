@@ -12,6 +12,7 @@
 //! - [`control`]: start `stratus control`, its API, simulated followers.
 //! - [`s3`]: start `stratus origin` and real S3 clients (`object_store`) against it.
 //! - [`dns`], [`tls`], [`net`]: a scriptable DNS server, a test CA, a TCP forwarder.
+//! - [`raw`]: a raw-TCP origin for malformed or huge answers, and a raw-TCP client.
 #![allow(dead_code, unused_imports)]
 
 pub mod control;
@@ -23,6 +24,7 @@ pub mod net;
 pub mod origin;
 pub mod poll;
 pub mod process;
+pub mod raw;
 pub mod s3;
 pub mod tls;
 

@@ -3,14 +3,15 @@
 //! A [`Fill`] is the shared state of one origin fetch: the response head once it is known and
 //! the body chunks as they arrive. The fetch itself runs in a detached task (see `fill.rs`)
 //! that owns the `watch::Sender`, so it outlives any client: a leader that disconnects does not
-//! restart or cancel anything. Waiters hold a receiver and a cursor into the chunk list, so each
-//! streams at its own pace and gets the first byte as soon as the origin sends it; chunks are
-//! `Bytes`, shared, never copied per waiter.
+//! restart or cancel anything. Each waiter holds a [`Reader`], its place in the chunk list, so
+//! each streams at its own pace and gets the first byte as soon as the origin sends it; chunks
+//! are `Bytes`, shared, never copied per waiter.
 //!
 //! Life cycle:
 //! 1. A request that misses calls [`Inflight::join`]. Under the map lock it re-checks the
 //!    cache (closing the race with a fill that just stored), then either joins the running
-//!    fill (follower) or registers a new one (leader) and starts its task.
+//!    fill (follower) or registers a new one (leader) and starts its task; either way it gets
+//!    a [`Reader`] registered from the first chunk.
 //! 2. The task publishes a [`FillHead`]: `Stream` (shareable; followers stream it), `Entry`
 //!    (a revalidation refreshed the stored entry), `Pass` (not shareable: the leader alone gets
 //!    the origin's response, followers fetch on their own and a hit-for-miss marker makes
@@ -19,8 +20,15 @@
 //!    so any request that does not find the fill finds the entry.
 //! 4. A body that ends early publishes an error end: nothing is stored and every waiter's
 //!    response is aborted (its connection or stream reset), never presented as complete.
+//!
+//! Memory: a body that may be stored is kept whole (at most `max_object_size`). One that
+//! outgrows it (no `Content-Length` told us) leaves the map first — so no reader can join
+//! after that — and is then only streamed: chunks every reader has read are released, the
+//! origin is read while the slowest reader is within [`WINDOW`], and a reader that stays far
+//! behind the others for [`PATIENCE`] is cut off. A body of any size costs at most about
+//! `max_object_size` + [`WINDOW`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,7 +36,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use http::header::HeaderName;
 use http::{HeaderMap, StatusCode};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::cache::entry::Entry;
 use crate::error::ProxyError;
@@ -42,8 +50,11 @@ pub struct StreamHead {
     pub headers: HeaderMap,
     /// `Vary` header names, for followers whose request might select another variant.
     pub vary: Vec<HeaderName>,
-    /// Whether the response is being stored.
+    /// Whether the response is meant to be stored (if it arrives whole and, without a
+    /// `Content-Length`, turns out small enough).
     pub storing: bool,
+    /// `Content-Length`, when the origin sent one.
+    pub length: Option<u64>,
     /// Freshness lifetime in seconds, for `Cache-Status: ttl`.
     pub ttl: Option<i64>,
     /// `corrected_initial_age` and arrival, for `Age`.
@@ -66,21 +77,83 @@ pub enum FillHead {
     Failed(ProxyError),
 }
 
+/// Once a body has outgrown `max_object_size` (so it will not be stored), the fill holds at
+/// most about this much beyond what its slowest reader has read: the origin is read no faster
+/// than that reader.
+pub const WINDOW: u64 = 4 << 20;
+
+/// A reader more than half a [`WINDOW`] behind the fastest one for this long, while the fill
+/// waits for room, is cut off (its response is aborted) so one stalled client cannot hold the
+/// others back, nor the buffer grow.
+pub const PATIENCE: Duration = Duration::from_secs(5);
+
+/// Where one reader is.
+#[derive(Debug)]
+struct Position {
+    /// The next chunk it reads (a chunk number, counted from the first chunk of the body).
+    chunk: usize,
+    /// Bytes it has read.
+    bytes: u64,
+    /// Since when it has been far behind the fastest reader, while the fill waited for room.
+    behind_since: Option<Instant>,
+}
+
 /// The shared state of one fill.
 #[derive(Debug, Default)]
 pub struct FillState {
     /// Set once.
     pub head: Option<FillHead>,
-    /// Body chunks so far.
-    pub chunks: Vec<Bytes>,
+    /// Body chunks not yet released; `chunks[0]` is chunk number `first`.
+    chunks: VecDeque<Bytes>,
+    first: usize,
+    /// Bytes in `chunks`.
+    held: u64,
+    /// Set once the body will not be stored: chunks every reader has read are released.
+    streaming_only: bool,
+    /// Where each reader is, by id; a reader missing here was cut off.
+    readers: HashMap<u64, Position>,
+    next_reader: u64,
     /// Set once at the end: `Ok` when the body was complete.
     pub end: Option<Result<(), ProxyError>>,
+    /// Set with `end`: whether the response was stored.
+    stored: bool,
+}
+
+impl FillState {
+    /// Drops the chunks every reader has read (only once the body streams only).
+    fn release(&mut self) -> bool {
+        if !self.streaming_only {
+            return false;
+        }
+        let upto = self.readers.values().map(|p| p.chunk).min().unwrap_or(self.first + self.chunks.len());
+        let mut released = false;
+        while self.first < upto {
+            let Some(c) = self.chunks.pop_front() else { break };
+            self.held -= c.len() as u64;
+            self.first += 1;
+            released = true;
+        }
+        released
+    }
+}
+
+/// Whether the fill may read more of the origin's body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Room {
+    /// Yes: the slowest reader is within the window.
+    Yes,
+    /// Not yet.
+    No,
+    /// Nobody reads any more: stop.
+    Nobody,
 }
 
 /// One origin fetch that requests can wait on.
 #[derive(Debug)]
 pub struct Fill {
     state: watch::Sender<FillState>,
+    /// Signalled when a reader moves on or leaves (the fill may have room again).
+    moved: Notify,
     /// Headers of the request that started it (to check `Vary` for followers).
     pub request_headers: HeaderMap,
 }
@@ -88,7 +161,27 @@ pub struct Fill {
 impl Fill {
     /// A fill started by a request with `request_headers`.
     pub fn new(request_headers: HeaderMap) -> Arc<Self> {
-        Arc::new(Self { state: watch::Sender::new(FillState::default()), request_headers })
+        Arc::new(Self {
+            state: watch::Sender::new(FillState::default()),
+            moved: Notify::new(),
+            request_headers,
+        })
+    }
+
+    /// A reader of the body from its first byte. Readers must be made before the body can
+    /// outgrow the store (when joining or starting the fill); one made after chunks were
+    /// released is cut off at once.
+    pub fn reader(self: &Arc<Self>) -> Reader {
+        let mut id = 0;
+        self.state.send_if_modified(|s| {
+            id = s.next_reader;
+            s.next_reader += 1;
+            if s.first == 0 {
+                s.readers.insert(id, Position { chunk: 0, bytes: 0, behind_since: None });
+            }
+            false
+        });
+        Reader { fill: self.clone(), rx: self.state.subscribe(), id }
     }
 
     /// Publishes the head.
@@ -98,12 +191,60 @@ impl Fill {
 
     /// Appends a body chunk.
     pub fn push(&self, chunk: Bytes) {
-        self.state.send_modify(|s| s.chunks.push(chunk));
+        self.state.send_modify(|s| {
+            s.held += chunk.len() as u64;
+            s.chunks.push_back(chunk);
+        });
     }
 
-    /// Publishes the end of the body.
-    pub fn finish(&self, end: Result<(), ProxyError>) {
-        self.state.send_modify(|s| s.end = Some(end));
+    /// The body will not be stored: from now on only what some reader has yet to read is kept.
+    pub fn stream_only(&self) {
+        self.state.send_if_modified(|s| {
+            s.streaming_only = true;
+            s.release();
+            false
+        });
+    }
+
+    /// Whether the fill may read more (see [`WINDOW`]); cuts off readers that stayed far
+    /// behind for [`PATIENCE`].
+    pub fn room(&self, now: Instant) -> Room {
+        let mut room = Room::No;
+        self.state.send_if_modified(|s| {
+            let Some(fastest) = s.readers.values().map(|p| p.bytes).max() else {
+                room = Room::Nobody;
+                return false;
+            };
+            let mut cut = false;
+            s.readers.retain(|_, p| {
+                if fastest - p.bytes <= WINDOW / 2 {
+                    p.behind_since = None;
+                    return true;
+                }
+                let since = *p.behind_since.get_or_insert(now);
+                let keep = now.duration_since(since) < PATIENCE;
+                cut |= !keep;
+                keep
+            });
+            s.release();
+            room = if s.held <= WINDOW { Room::Yes } else { Room::No };
+            // Readers that were cut off learn it from the next change.
+            cut
+        });
+        room
+    }
+
+    /// Waits until a reader moves on or leaves.
+    pub async fn moved(&self) {
+        self.moved.notified().await;
+    }
+
+    /// Publishes the end of the body, and whether the response was stored.
+    pub fn finish(&self, end: Result<(), ProxyError>, stored: bool) {
+        self.state.send_modify(|s| {
+            s.end = Some(end);
+            s.stored = stored;
+        });
     }
 
     /// Ends the fill as failed unless it already ended: whatever happens to the task, no
@@ -123,9 +264,22 @@ impl Fill {
         });
     }
 
-    /// The chunks so far (cheap clones).
-    pub fn chunks(&self) -> Vec<Bytes> {
-        self.state.borrow().chunks.clone()
+    /// The whole body, unless part of it was released.
+    pub fn whole(&self) -> Option<Bytes> {
+        let s = self.state.borrow();
+        if s.first != 0 {
+            return None;
+        }
+        match s.chunks.as_slices() {
+            (all, []) => Some(concat(all)),
+            _ => Some(concat(&s.chunks.iter().cloned().collect::<Vec<_>>())),
+        }
+    }
+
+    /// `Some(stored)` once the fill ended.
+    pub fn stored(&self) -> Option<bool> {
+        let s = self.state.borrow();
+        s.end.as_ref().map(|_| s.stored)
     }
 
     /// Waits for the head.
@@ -140,58 +294,129 @@ impl Fill {
             }
         }
     }
+}
 
-    /// Waits for the end of the body; returns the whole body when it was complete.
-    pub async fn complete_body(&self) -> Result<Bytes, ProxyError> {
-        let mut rx = self.state.subscribe();
+/// What [`Reader::collect`] found.
+#[derive(Debug)]
+pub enum Collected {
+    /// The whole body, and whether it was stored.
+    Whole(Bytes, bool),
+    /// The body is longer than the limit: what was read so far, and the reader for the rest.
+    Longer(Vec<Bytes>, Reader),
+}
+
+/// One waiter's place in a fill's body. Dropping it lets the fill release what it held back.
+#[derive(Debug)]
+pub struct Reader {
+    fill: Arc<Fill>,
+    rx: watch::Receiver<FillState>,
+    id: u64,
+}
+
+impl Reader {
+    /// The fill read from.
+    pub fn fill(&self) -> &Arc<Fill> {
+        &self.fill
+    }
+
+    /// The next chunk; an error when the body was cut short or this reader was cut off;
+    /// `None` at the end.
+    pub async fn next(&mut self) -> Option<Result<Bytes, ProxyError>> {
         loop {
-            {
-                let s = rx.borrow_and_update();
-                match &s.end {
-                    Some(Ok(())) => return Ok(concat(&s.chunks)),
-                    Some(Err(e)) => return Err(e.clone()),
-                    None => {}
+            let step = {
+                let s = self.rx.borrow_and_update();
+                match s.readers.get(&self.id) {
+                    None => Some(Err(ProxyError::Internal("reader fell too far behind the origin".into()))),
+                    Some(p) => match p.chunk.checked_sub(s.first).map(|i| s.chunks.get(i)) {
+                        None => {
+                            Some(Err(ProxyError::Internal("reader fell too far behind the origin".into())))
+                        }
+                        Some(Some(c)) => Some(Ok(c.clone())),
+                        Some(None) => match &s.end {
+                            Some(Ok(())) => return None,
+                            Some(Err(e)) => Some(Err(e.clone())),
+                            None => None,
+                        },
+                    },
                 }
-            }
-            if rx.changed().await.is_err() {
-                return Err(ProxyError::Internal("fill ended without an end".into()));
+            };
+            match step {
+                Some(Ok(chunk)) => {
+                    let id = self.id;
+                    let mut released = false;
+                    self.fill.state.send_if_modified(|s| {
+                        if let Some(p) = s.readers.get_mut(&id) {
+                            p.chunk += 1;
+                            p.bytes += chunk.len() as u64;
+                        }
+                        released = s.release();
+                        false
+                    });
+                    if released {
+                        self.fill.moved.notify_one();
+                    }
+                    return Some(Ok(chunk));
+                }
+                Some(Err(e)) => {
+                    self.leave();
+                    return Some(Err(e));
+                }
+                None => {
+                    if self.rx.changed().await.is_err() {
+                        return Some(Err(ProxyError::Internal("fill ended without an end".into())));
+                    }
+                }
             }
         }
     }
 
-    /// The body as a stream of chunks, from the first, ending with an error if the origin's
-    /// body was cut short.
-    pub fn body(self: &Arc<Self>) -> impl Stream<Item = Result<Bytes, ProxyError>> + Send + 'static {
-        let rx = self.state.subscribe();
-        futures_util::stream::unfold((rx, 0usize, false), |(mut rx, next, done)| async move {
+    /// The body as a stream of chunks, ending with an error if it was cut short.
+    pub fn into_body(self) -> impl Stream<Item = Result<Bytes, ProxyError>> + Send + 'static {
+        futures_util::stream::unfold((self, false), |(mut reader, done)| async move {
             if done {
                 return None;
             }
-            loop {
-                let step = {
-                    let s = rx.borrow_and_update();
-                    if let Some(c) = s.chunks.get(next) {
-                        Some(Ok(c.clone()))
-                    } else {
-                        match &s.end {
-                            Some(Ok(())) => return None,
-                            Some(Err(e)) => Some(Err(e.clone())),
-                            None => None,
-                        }
-                    }
-                };
-                match step {
-                    Some(Ok(c)) => return Some((Ok(c), (rx, next + 1, false))),
-                    Some(Err(e)) => return Some((Err(e), (rx, next, true))),
-                    None => {
-                        if rx.changed().await.is_err() {
-                            let e = ProxyError::Internal("fill ended without an end".into());
-                            return Some((Err(e), (rx, next, true)));
-                        }
-                    }
-                }
+            match reader.next().await? {
+                Ok(c) => Some((Ok(c), (reader, false))),
+                Err(e) => Some((Err(e), (reader, true))),
             }
         })
+    }
+
+    /// Reads the body to its end if it is at most `limit` bytes.
+    pub async fn collect(mut self, limit: u64) -> Result<Collected, ProxyError> {
+        let mut chunks = Vec::new();
+        let mut size = 0u64;
+        while size <= limit {
+            match self.next().await {
+                None => {
+                    let stored = self.fill.stored().unwrap_or(false);
+                    return Ok(Collected::Whole(concat(&chunks), stored));
+                }
+                Some(Err(e)) => return Err(e),
+                Some(Ok(c)) => {
+                    size += c.len() as u64;
+                    chunks.push(c);
+                }
+            }
+        }
+        Ok(Collected::Longer(chunks, self))
+    }
+
+    fn leave(&self) {
+        let id = self.id;
+        self.fill.state.send_if_modified(|s| {
+            s.readers.remove(&id);
+            s.release();
+            false
+        });
+        self.fill.moved.notify_one();
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.leave();
     }
 }
 
@@ -210,13 +435,14 @@ pub fn concat(chunks: &[Bytes]) -> Bytes {
     }
 }
 
-/// Whether this request waits on a fill it started or on someone else's.
+/// Whether this request waits on a fill it started or on someone else's; either way it holds
+/// a [`Reader`] made under the map lock, before the body can outgrow the store.
 #[derive(Debug)]
 pub enum Role {
     /// Started the fill (and must start its task).
-    Leader(Arc<Fill>),
+    Leader(Reader),
     /// Joined a running fill.
-    Follower(Arc<Fill>),
+    Follower(Reader),
 }
 
 /// The fills in flight, by cache key.
@@ -236,14 +462,14 @@ impl Inflight {
     ) -> Option<Role> {
         let mut fills = self.fills.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(f) = fills.get(key) {
-            return Some(Role::Follower(f.clone()));
+            return Some(Role::Follower(f.reader()));
         }
         if cached() {
             return None;
         }
         let fill = Fill::new(request_headers.clone());
         fills.insert(key.clone(), fill.clone());
-        Some(Role::Leader(fill))
+        Some(Role::Leader(fill.reader()))
     }
 
     /// Registers a fill for `key` unless one runs already (background revalidation).
@@ -283,22 +509,27 @@ mod tests {
     use super::*;
     use futures_util::StreamExt;
 
+    fn held(fill: &Fill) -> u64 {
+        fill.state.borrow().held
+    }
+
     #[tokio::test]
     async fn waiters_stream_before_the_end_and_see_truncation() {
         let fill = Fill::new(HeaderMap::new());
-        let mut a = Box::pin(fill.body());
+        let (a, b) = (fill.reader(), fill.reader());
+        let mut a = Box::pin(a.into_body());
         fill.push(Bytes::from_static(b"one"));
         assert_eq!(a.next().await.unwrap().unwrap(), "one");
-        // A late joiner starts from the first chunk.
-        let mut b = Box::pin(fill.body());
+        // A waiter that starts reading late starts from the first chunk.
+        let mut b = Box::pin(b.into_body());
         fill.push(Bytes::from_static(b"two"));
         assert_eq!(b.next().await.unwrap().unwrap(), "one");
         assert_eq!(b.next().await.unwrap().unwrap(), "two");
-        fill.finish(Err(ProxyError::Upstream("reset".into())));
+        fill.finish(Err(ProxyError::Upstream("reset".into())), false);
         assert_eq!(a.next().await.unwrap().unwrap(), "two");
         assert!(a.next().await.unwrap().is_err());
         assert!(a.next().await.is_none());
-        assert!(fill.complete_body().await.is_err());
+        assert!(fill.reader().collect(100).await.is_err());
     }
 
     #[tokio::test]
@@ -310,7 +541,74 @@ mod tests {
         };
         fill.abandon();
         assert!(matches!(waiter.await.expect("waiter"), FillHead::Failed(_)));
-        assert!(fill.complete_body().await.is_err());
+        assert!(fill.reader().collect(100).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn collect_gives_the_whole_body_or_what_it_read_of_a_longer_one() {
+        let fill = Fill::new(HeaderMap::new());
+        let (short, long) = (fill.reader(), fill.reader());
+        fill.push(Bytes::from_static(b"0123"));
+        fill.push(Bytes::from_static(b"4567"));
+        fill.finish(Ok(()), true);
+        assert!(matches!(short.collect(8).await, Ok(Collected::Whole(b, true)) if b == "01234567"));
+        let Ok(Collected::Longer(read, mut rest)) = long.collect(3).await else { panic!("not longer") };
+        assert_eq!(read, [Bytes::from_static(b"0123")]);
+        assert_eq!(rest.next().await.unwrap().unwrap(), "4567");
+        assert!(rest.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn once_streaming_only_a_fill_keeps_just_what_some_reader_has_not_read() {
+        let fill = Fill::new(HeaderMap::new());
+        let (mut fast, mut slow) = (fill.reader(), fill.reader());
+        for _ in 0..4 {
+            fill.push(Bytes::from(vec![0u8; 100]));
+        }
+        // While the body may still be stored, everything is kept.
+        for _ in 0..4 {
+            fast.next().await.unwrap().unwrap();
+        }
+        slow.next().await.unwrap().unwrap();
+        assert_eq!(held(&fill), 400);
+        fill.stream_only();
+        assert_eq!(held(&fill), 300, "the chunk both have read is released");
+        assert!(fill.whole().is_none());
+        // A reader made now would miss the start: it is cut off at once.
+        assert!(fill.reader().next().await.unwrap().is_err());
+        drop(slow);
+        assert_eq!(held(&fill), 0, "the slow reader left; the fast one has read everything");
+        assert_eq!(fill.room(Instant::now()), Room::Yes);
+        drop(fast);
+        assert_eq!(fill.room(Instant::now()), Room::Nobody);
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_stays_far_behind_is_cut_off() {
+        let fill = Fill::new(HeaderMap::new());
+        let (mut fast, mut slow) = (fill.reader(), fill.reader());
+        fill.stream_only();
+        let chunk = Bytes::from(vec![0u8; 1 << 20]);
+        for _ in 0..(WINDOW >> 20) + 2 {
+            fill.push(chunk.clone());
+            fast.next().await.unwrap().unwrap();
+        }
+        let t0 = Instant::now();
+        assert_eq!(fill.room(t0), Room::No, "the slow reader holds the window");
+        assert_eq!(fill.room(t0 + PATIENCE / 2), Room::No, "and is given time");
+        // Then it is cut off and what it held back goes.
+        assert_eq!(fill.room(t0 + PATIENCE), Room::Yes);
+        assert_eq!(held(&fill), 0);
+        assert!(slow.next().await.unwrap().is_err());
+        // A reader alone is never cut off: the fill waits for it.
+        let fill = Fill::new(HeaderMap::new());
+        let _alone = fill.reader();
+        fill.stream_only();
+        for _ in 0..(WINDOW >> 20) + 2 {
+            fill.push(chunk.clone());
+        }
+        assert_eq!(fill.room(t0), Room::No);
+        assert_eq!(fill.room(t0 + PATIENCE * 10), Room::No);
     }
 
     #[test]
@@ -318,10 +616,10 @@ mod tests {
         let inflight = Inflight::default();
         let key: Arc<str> = Arc::from("k");
         assert!(matches!(inflight.join(&key, &HeaderMap::new(), || false), Some(Role::Leader(_))));
-        let Some(Role::Follower(f)) = inflight.join(&key, &HeaderMap::new(), || false) else {
+        let Some(Role::Follower(r)) = inflight.join(&key, &HeaderMap::new(), || false) else {
             panic!("not joined")
         };
-        inflight.remove(&key, &f);
+        inflight.remove(&key, r.fill());
         assert!(inflight.is_empty());
         assert!(inflight.join(&key, &HeaderMap::new(), || true).is_none());
     }

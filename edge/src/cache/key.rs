@@ -111,10 +111,23 @@ pub fn is_for_path(key: &str, host_path: &str) -> bool {
 
 /// The query as the site's rules make it part of the key.
 pub fn normalize_query(query: &str, rules: &KeyRules) -> Option<String> {
-    if rules.query == QueryMode::Drop {
+    select_params(query, rules, rules.query)
+}
+
+/// The query sent to the origin for a GET or HEAD: the client's, without the parameters the
+/// key ignores (`ignore_params`, or all of them with `query = "drop"`), in the client's order.
+pub fn upstream_query(query: &str, rules: &KeyRules) -> Option<String> {
+    let mode = if rules.query == QueryMode::Sort { QueryMode::Keep } else { rules.query };
+    select_params(query, rules, mode)
+}
+
+/// `query` without `rules.ignore_params`, sorted by name with `mode = Sort`, nothing with
+/// `Drop`; `None` when nothing is left.
+fn select_params(query: &str, rules: &KeyRules, mode: QueryMode) -> Option<String> {
+    if mode == QueryMode::Drop {
         return None;
     }
-    if rules.query == QueryMode::Keep && rules.ignore_params.is_empty() {
+    if mode == QueryMode::Keep && rules.ignore_params.is_empty() {
         return (!query.is_empty()).then(|| query.to_owned());
     }
     let mut pairs: Vec<&str> = query
@@ -125,31 +138,11 @@ pub fn normalize_query(query: &str, rules: &KeyRules) -> Option<String> {
             !rules.ignore_params.iter().any(|i| i == name)
         })
         .collect();
-    if rules.query == QueryMode::Sort {
+    if mode == QueryMode::Sort {
         // Stable sort by name keeps repeated parameters (`a=2&a=1`) in their meaningful order.
         pairs.sort_by_key(|p| p.split_once('=').map_or(*p, |(n, _)| n));
     }
     (!pairs.is_empty()).then(|| pairs.join("&"))
-}
-
-/// The query sent to the origin for a GET or HEAD: the client's, without the parameters the
-/// key ignores (`ignore_params`, or all of them with `query = "drop"`), in the client's order.
-pub fn upstream_query(query: &str, rules: &KeyRules) -> Option<String> {
-    if rules.query == QueryMode::Drop {
-        return None;
-    }
-    if rules.ignore_params.is_empty() {
-        return (!query.is_empty()).then(|| query.to_owned());
-    }
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .filter(|p| {
-            let name = p.split_once('=').map_or(*p, |(n, _)| n);
-            !rules.ignore_params.iter().any(|i| i == name)
-        })
-        .collect();
-    (!kept.is_empty()).then(|| kept.join("&"))
 }
 
 /// All values of `name`, whitespace-normalized and joined with ", ".
@@ -280,6 +273,15 @@ mod tests {
         ];
         for (mode, ignore, q, want) in cases {
             assert_eq!(normalize_query(q, &rules(*mode, ignore)).as_deref(), *want, "{mode:?} {q}");
+        }
+        // Upstream, the client's order stays; what is left out is left out of the key too.
+        let upstream: &[(QueryMode, &[&str], &str, Option<&str>)] = &[
+            (QueryMode::Keep, &["utm_source"], "b=1&utm_source=x&a=2", Some("b=1&a=2")),
+            (QueryMode::Sort, &["x"], "b=1&x=1&a=2", Some("b=1&a=2")),
+            (QueryMode::Drop, &[], "b=1", None),
+        ];
+        for (mode, ignore, q, want) in upstream {
+            assert_eq!(upstream_query(q, &rules(*mode, ignore)).as_deref(), *want, "{mode:?} {q}");
         }
     }
 

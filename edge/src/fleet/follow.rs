@@ -22,46 +22,10 @@
 
 mod session;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use stratus_config::fleet::FleetConfig;
-
-use crate::fleet::purge::{ObjectRef, PurgeRequest};
-
-/// What the follower needs from the running edge. The edge's state implements it; the follower
-/// knows nothing else of the edge.
-pub trait FollowTarget: Send + Sync + 'static {
-    /// Applies a purge; returns how many entries it removed or marked stale.
-    fn purge(&self, purge: &PurgeRequest) -> usize;
-    /// Drops the whole cache (the log was compacted past this edge's position).
-    fn clear(&self);
-    /// Fetches URLs and objects into the cache through the edge's own pipeline.
-    fn prewarm(&self, urls: Vec<String>, objects: Vec<ObjectRef>)
-    -> Pin<Box<dyn Future<Output = ()> + Send>>;
-    /// Counters for heartbeats.
-    fn stats(&self) -> EdgeStats;
-    /// Replaces the sites with those of `config` entry `seq`; on error the running ones stay.
-    fn configure(&self, seq: u64, config: &FleetConfig) -> Result<(), String>;
-    /// The `config` entry whose sites are in force (0: the edge's own file's).
-    fn fleet_seq(&self) -> u64;
-}
-
-/// Counters an edge reports in heartbeats (a protocol type, `stratus_config::protocol`).
-pub use stratus_config::protocol::EdgeStats;
-
-/// How this edge introduces itself to the control plane.
-#[derive(Clone, Debug)]
-pub struct Registration {
-    /// Edge id in the registry.
-    pub id: String,
-    /// Client-facing URL of this edge.
-    pub url: String,
-    /// Admin API URL, when there is one.
-    pub admin: Option<String>,
-}
+use crate::fleet::follow_target::{FollowTarget, Registration};
 
 /// Registers with the control plane at `control`, then follows its log until `shutdown`,
 /// reconnecting with backoff. Never returns an error: failures are logged and retried.

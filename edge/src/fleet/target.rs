@@ -13,7 +13,7 @@ use stratus_config::fleet::FleetConfig;
 
 use crate::body::empty;
 use crate::edge::Edge;
-use crate::fleet::follow::{EdgeStats, FollowTarget};
+use crate::fleet::follow_target::{EdgeStats, FollowTarget};
 use crate::fleet::purge::{ObjectRef, PurgeRequest};
 
 /// How many prewarm fetches run at once.

@@ -10,7 +10,7 @@ use http::{HeaderMap, Response, StatusCode};
 use http_body_util::BodyExt;
 use tokio::sync::oneshot;
 
-use crate::cache::coalesce::{Fill, FillHead, StreamHead, concat};
+use crate::cache::coalesce::{self, Fill, FillHead, Room, StreamHead};
 use crate::cache::entry::{Entry, Exchange, StoredHead, initial_age};
 use crate::cache::freshness::{self, CDN_CACHE_CONTROL, SURROGATE_CONTROL};
 use crate::cache::key::{CacheKey, vary_names};
@@ -121,7 +121,7 @@ async fn run(job: Job, fill: &Fill) {
         Err(e) => {
             edge.metrics.origin_error();
             fill.publish_head(FillHead::Failed(e.clone()));
-            fill.finish(Err(e));
+            fill.finish(Err(e), false);
             return;
         }
     };
@@ -134,7 +134,7 @@ async fn run(job: Job, fill: &Fill) {
         edge.store.insert(&entry, &vary, &fill.request_headers);
         tracing::debug!(key = %job.key.primary(), "revalidated");
         fill.publish_head(FillHead::Entry(entry));
-        fill.finish(Ok(()));
+        fill.finish(Ok(()), true);
         return;
     }
 
@@ -185,7 +185,7 @@ async fn run(job: Job, fill: &Fill) {
             head.policy.storable.err().map_or("not-storable", |r| r.detail())
         };
         fill.publish_head(FillHead::Pass(reason));
-        fill.finish(Ok(()));
+        fill.finish(Ok(()), false);
         return;
     }
 
@@ -196,28 +196,52 @@ async fn run(job: Job, fill: &Fill) {
         headers: head.headers.clone(),
         vary: vary.clone().unwrap_or_default(),
         storing: storable,
+        length: content_length,
         ttl,
         initial_age: initial,
         arrived: ex.response_instant,
     })));
 
     let end = stream_body(edge, &job, fill, body, content_length, request_time).await;
+    let mut stored = false;
     match &end {
-        Ok(size) if storable && *size <= edge.max_object => {
-            let entry = Entry::new(head, concat(&fill.chunks()), job.key.clone(), &ex);
-            edge.store.insert(&Arc::new(entry), vary.as_deref().unwrap_or_default(), &fill.request_headers);
-            tracing::debug!(key = %job.key.primary(), size, "stored");
+        Ok(Some(size)) if storable && *size <= edge.max_object => {
+            if let Some(body) = fill.whole() {
+                let entry = Entry::new(head, body, job.key.clone(), &ex);
+                edge.store.insert(
+                    &Arc::new(entry),
+                    vary.as_deref().unwrap_or_default(),
+                    &fill.request_headers,
+                );
+                stored = true;
+                tracing::debug!(key = %job.key.primary(), size, "stored");
+            }
         }
-        Ok(_) => {}
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            tracing::debug!(key = %job.key.primary(), "nobody reads the body any more; origin fetch stopped");
+        }
         Err(e) => {
             edge.metrics.origin_error();
             tracing::warn!(key = %job.key.primary(), error = %e, "origin body failed; not stored");
         }
     }
-    fill.finish(end.map(|_| ()));
+    let end = match end {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(ProxyError::Internal("origin fetch stopped: nobody reads".into())),
+        Err(e) => Err(e),
+    };
+    fill.finish(end, stored);
 }
 
-/// Reads the body into the fill; returns its size when it arrived complete.
+/// Reads the body into the fill; returns its size when it arrived complete, `None` when it
+/// outgrew the store and nobody reads it any more.
+///
+/// Up to `max_object_size` every chunk is kept (the body may be stored). Past it the body only
+/// streams: the fill leaves the inflight map (nobody new joins), chunks every reader has read
+/// are released, and the origin is read only while the slowest reader is within
+/// [`coalesce::WINDOW`] (readers that stay far behind are cut off, see [`coalesce::PATIENCE`]).
+/// So memory per fill stays near `max_object_size` + the window whatever the body's size.
 async fn stream_body(
     edge: &Edge,
     job: &Job,
@@ -225,7 +249,7 @@ async fn stream_body(
     mut body: OriginBody,
     content_length: Option<u64>,
     request_time: SystemTime,
-) -> Result<u64, ProxyError> {
+) -> Result<Option<u64>, ProxyError> {
     let spent = SystemTime::now().duration_since(request_time).unwrap_or_default();
     let left = job.site.upstream.timeouts.total.get().saturating_sub(spent);
     let deadline = tokio::time::Instant::now() + left;
@@ -243,14 +267,32 @@ async fn stream_body(
                 }
             }
         }
-        if size > edge.max_object && !overflowed {
-            // Too big to store after all (no Content-Length told us): the current waiters
-            // finish from this fill, but nobody new joins it; later requests go straight
-            // to the origin.
-            overflowed = true;
-            if job.sharing.registered() {
-                edge.store.mark_hit_for_miss(job.slot.clone());
-                edge.inflight.remove(&job.slot, fill);
+        if size > edge.max_object {
+            if !overflowed {
+                // Too big to store after all (no Content-Length told us): the current waiters
+                // finish from this fill, but nobody new joins it; later requests go straight
+                // to the origin. Only then may chunks be released: every reader joined under
+                // the map lock, so each one is registered from the first chunk.
+                overflowed = true;
+                if job.sharing.registered() {
+                    edge.store.mark_hit_for_miss(job.slot.clone());
+                    edge.inflight.remove(&job.slot, fill);
+                }
+                fill.stream_only();
+            }
+            loop {
+                match fill.room(std::time::Instant::now()) {
+                    Room::Yes => break,
+                    Room::Nobody => return Ok(None),
+                    Room::No => {}
+                }
+                // Wake up now and then even if no reader moves, to cut off stalled ones.
+                let check = deadline.min(tokio::time::Instant::now() + coalesce::PATIENCE / 4);
+                if tokio::time::timeout_at(check, fill.moved()).await.is_err()
+                    && tokio::time::Instant::now() >= deadline
+                {
+                    return Err(ProxyError::Timeout("the response body"));
+                }
             }
         }
     }
@@ -258,7 +300,7 @@ async fn stream_body(
     if content_length.is_some_and(|n| n != size) {
         return Err(ProxyError::Upstream("body length does not match Content-Length".into()));
     }
-    Ok(size)
+    Ok(Some(size))
 }
 
 /// Cleans an origin response head for storage and clients and computes its policy.

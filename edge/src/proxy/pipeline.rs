@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
@@ -18,7 +19,7 @@ use stratus_config::edge::ClientCacheControl;
 use tokio::sync::oneshot;
 
 use crate::body::{Body, BoxError, empty};
-use crate::cache::coalesce::{Fill, FillHead, Role, StreamHead};
+use crate::cache::coalesce::{Collected, Fill, FillHead, Reader, Role};
 use crate::cache::directives::Directives;
 use crate::cache::entry::Entry;
 use crate::cache::key;
@@ -111,6 +112,10 @@ async fn serve(
     client: Option<SocketAddr>,
     hsts: &mut Option<HeaderValue>,
 ) -> Served {
+    // A reverse proxy opens no tunnels: CONNECT is answered here, never forwarded.
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::MethodNotAllowed);
+    }
     // Route.
     let (parts, body) = req.into_parts();
     let host = key::request_host(&parts.uri, &parts.headers).map_err(ProxyError::BadRequest)?;
@@ -215,14 +220,14 @@ async fn coalesce(
 ) -> Served {
     let mut status = CacheStatus::new(Outcome::Forward(fwd));
     match role {
-        Role::Leader(fill) => {
-            let pass = start(edge, ctx, &fill, slot, mode);
-            follow(edge, ctx, &fill, Some(pass), status, stale).await
+        Role::Leader(reader) => {
+            let pass = start(edge, ctx, reader.fill(), slot, mode);
+            follow(edge, ctx, reader, Some(pass), status, stale).await
         }
-        Role::Follower(fill) => {
+        Role::Follower(reader) => {
             edge.metrics.coalesced();
             status.collapsed = true;
-            follow(edge, ctx, &fill, None, status, stale).await
+            follow(edge, ctx, reader, None, status, stale).await
         }
     }
 }
@@ -230,13 +235,14 @@ async fn coalesce(
 /// Fetch without coalescing (hit-for-miss, credentials, `no-store` requests, unlike variants).
 async fn fetch_alone(edge: &Arc<Edge>, ctx: &Ctx, slot: Arc<str>, fwd: Fwd, sharing: Sharing) -> Served {
     let fill = Fill::new(ctx.headers.clone());
+    let reader = fill.reader();
     let (tx, rx) = oneshot::channel();
-    fill::spawn(job(edge, ctx, slot, Mode::Fetch, sharing, tx), fill.clone());
+    fill::spawn(job(edge, ctx, slot, Mode::Fetch, sharing, tx), fill);
     let mut status = CacheStatus::new(Outcome::Forward(fwd));
     if sharing == Sharing::HitForMiss {
         status.detail = Some("hit-for-miss");
     }
-    follow(edge, ctx, &fill, Some(rx), status, None).await
+    follow(edge, ctx, reader, Some(rx), status, None).await
 }
 
 fn job(
@@ -282,12 +288,13 @@ fn start(
 async fn follow(
     edge: &Arc<Edge>,
     ctx: &Ctx,
-    fill: &Arc<Fill>,
+    reader: Reader,
     pass: Option<oneshot::Receiver<Response<OriginBody>>>,
     mut status: CacheStatus,
     stale: Option<Arc<Entry>>,
 ) -> Served {
     let leader = pass.is_some();
+    let fill = reader.fill().clone();
     let now = || Instant::now();
     let stale_if_error = |code: Option<u16>| -> Option<Served> {
         let e = stale.as_ref()?;
@@ -321,6 +328,7 @@ async fn follow(
                 Ok((pass_response(res, ctx), status))
             }
             None => {
+                drop(reader);
                 Box::pin(fetch_alone(edge, ctx, ctx.key.primary().clone(), Fwd::Bypass, Sharing::Alone)).await
             }
         },
@@ -331,6 +339,8 @@ async fn follow(
                 return served;
             }
             if !leader && !same_variant(&head.vary, &fill.request_headers, &ctx.headers) {
+                // Leave this fill first: a reader that never reads would hold its body back.
+                drop(reader);
                 return Box::pin(fetch_alone(
                     edge,
                     ctx,
@@ -341,9 +351,37 @@ async fn follow(
                 .await;
             }
             status.fwd_status = Some(head.status.as_u16());
-            status.stored = head.storing;
             status.ttl = head.ttl;
-            Ok((serve_stream(ctx, fill, &head).await?, status))
+            let mut headers = head.headers.clone();
+            let age = head.initial_age + head.arrived.elapsed();
+            headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
+            match respond::precondition(&ctx.headers, head.status, &headers) {
+                Precondition::NotModified => return Ok((respond::not_modified(&headers), status)),
+                Precondition::Failed => return Ok((respond::precondition_failed(), status)),
+                Precondition::Proceed => {}
+            }
+            // A range is cut from the whole body; a revalidation's new body is only served
+            // whole, so that one cut short still leaves the stale copy (stale-if-error) or a
+            // clean error to answer with. Either waits for at most `max_object_size` bytes:
+            // a longer body is not stored and streams whole (200).
+            let (mut prefix, mut reader) = (Vec::new(), reader);
+            if stale.is_some() || (head.status == StatusCode::OK && respond::wants_range(&ctx.headers)) {
+                match reader.collect(edge.max_object).await {
+                    Ok(Collected::Whole(body, stored)) => {
+                        status.stored = stored;
+                        let res = respond::complete(head.status, headers, &body, &ctx.headers, ctx.head_only);
+                        return Ok((res, status));
+                    }
+                    Ok(Collected::Longer(read, rest)) => (prefix, reader) = (read, rest),
+                    Err(e) => return stale_if_error(None).unwrap_or(Err(e)),
+                }
+            }
+            // `stored` only when it is sure: the length is known to fit (a body then cut short
+            // aborts this response too), or the body has already arrived and was stored.
+            status.stored = prefix.is_empty()
+                && head.storing
+                && (head.length.is_some() || reader.fill().stored() == Some(true));
+            Ok((serve_stream(ctx, head.status, headers, prefix, reader), status))
         }
     }
 }
@@ -360,31 +398,27 @@ fn serve_entry(e: &Entry, ctx: &Ctx, now: Instant) -> Response<Body> {
     respond::complete(e.status, headers, &e.body(), &ctx.headers, ctx.head_only)
 }
 
-/// Respond from a fill whose body may still be arriving.
-async fn serve_stream(ctx: &Ctx, fill: &Arc<Fill>, head: &StreamHead) -> Result<Response<Body>, ProxyError> {
-    let mut headers = head.headers.clone();
-    let age = head.initial_age + head.arrived.elapsed();
-    headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
-    match respond::precondition(&ctx.headers, head.status, &headers) {
-        Precondition::NotModified => return Ok(respond::not_modified(&headers)),
-        Precondition::Failed => return Ok(respond::precondition_failed()),
-        Precondition::Proceed => {}
-    }
-    if head.status == StatusCode::OK && respond::wants_range(&ctx.headers) {
-        // A range of an object we are fetching whole: wait for it, then slice.
-        let body = fill.complete_body().await?;
-        return Ok(respond::complete(head.status, headers, &body, &ctx.headers, ctx.head_only));
-    }
+/// Respond from a fill whose body may still be arriving: `prefix` (already read), then the
+/// rest as it comes.
+fn serve_stream(
+    ctx: &Ctx,
+    status: StatusCode,
+    headers: HeaderMap,
+    prefix: Vec<Bytes>,
+    reader: Reader,
+) -> Response<Body> {
     let body = if ctx.head_only {
         empty()
     } else {
-        let stream = fill.body().map(|r| r.map(Frame::data).map_err(|e| Box::new(e) as BoxError));
+        let stream = futures_util::stream::iter(prefix.into_iter().map(Ok))
+            .chain(reader.into_body())
+            .map(|r| r.map(Frame::data).map_err(|e| Box::new(e) as BoxError));
         http_body_util::StreamBody::new(stream).boxed_unsync()
     };
     let mut res = Response::new(body);
-    *res.status_mut() = head.status;
+    *res.status_mut() = status;
     *res.headers_mut() = headers;
-    Ok(res)
+    res
 }
 
 /// A non-shareable origin response, straight through.

@@ -1,6 +1,13 @@
 //! Byte ranges (RFC 9110 §14): `Range: bytes=…` against a complete stored body, answered 206
 //! with one part or `multipart/byteranges`, or 416. Parts are slices of the stored `Bytes`, so
 //! no body byte is copied.
+//!
+//! A range request never makes the answer larger than the representation (issue 16: 32
+//! overlapping `bytes=0-` used to return 32 copies). Ranges are sorted and coalesced when they
+//! overlap, touch or are closer than a part header costs (§14.6 allows this whatever order they
+//! came in); more than [`MAX_PARTS`] parts after that, or a multipart body that would be larger
+//! than the whole representation, are answered 200 with the whole body (§14.2 lets a server
+//! ignore `Range`).
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -8,16 +15,19 @@ use http::{HeaderMap, Response, StatusCode};
 
 use crate::body::Body;
 
-/// More ranges than this in one request are ignored (answered 200), a guard against
-/// requests that ask for thousands of tiny overlapping parts.
-const MAX_RANGES: usize = 32;
+/// More parts than this (after coalescing) are ignored: the whole body is sent (200).
+pub const MAX_PARTS: usize = 16;
+
+/// Ranges separated by fewer bytes than this are merged: a multipart part header (boundary,
+/// `Content-Range`, maybe `Content-Type`) costs about as much as the gap.
+const MERGE_GAP: u64 = 80;
 
 /// What a `Range` header asks of a body of a given length.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ranges {
-    /// Serve the whole body (no usable `Range`).
+    /// Serve the whole body (no usable `Range`, or too many parts).
     Full,
-    /// These inclusive byte ranges.
+    /// These inclusive byte ranges: within the body, sorted, disjoint and not adjacent.
     Parts(Vec<(u64, u64)>),
     /// Nothing requested overlaps the body.
     Unsatisfiable,
@@ -56,49 +66,112 @@ pub fn parse(value: &str, len: u64) -> Ranges {
         };
         parts.push(range);
     }
-    if !any || parts.len() > MAX_RANGES {
+    if !any {
         return Ranges::Full;
     }
-    if parts.is_empty() { Ranges::Unsatisfiable } else { Ranges::Parts(parts) }
+    if parts.is_empty() {
+        return Ranges::Unsatisfiable;
+    }
+    let parts = coalesce(parts);
+    if parts.len() > MAX_PARTS { Ranges::Full } else { Ranges::Parts(parts) }
 }
 
-/// Builds the 206 (or 416) response for `ranges` of `body`; `headers` are the full response's.
+/// Sorts ranges and merges those that overlap or are less than [`MERGE_GAP`] apart.
+fn coalesce(mut parts: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    parts.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(parts.len());
+    for (a, b) in parts {
+        match out.last_mut() {
+            Some(last) if a <= last.1.saturating_add(MERGE_GAP) => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+/// One piece of a 206 body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Piece {
+    /// A multipart boundary and part header (or the closing boundary).
+    Head(Bytes),
+    /// Bytes `a..=b` of the body.
+    Slice(u64, u64),
+}
+
+/// How a 206 answer is laid out.
+#[derive(Debug)]
+struct Layout {
+    pieces: Vec<Piece>,
+    /// Body length.
+    size: u64,
+    /// `Content-Range` for a single part, `Content-Type` for multipart.
+    header: (header::HeaderName, String),
+}
+
+/// Lays out the 206 for `ranges` (as [`parse`] returns them) of a body of `len` bytes, or
+/// `None` when a multipart answer would be larger than the body itself.
+fn layout(ranges: &[(u64, u64)], len: u64, content_type: Option<&str>) -> Option<Layout> {
+    if let [(a, b)] = ranges {
+        return Some(Layout {
+            pieces: vec![Piece::Slice(*a, *b)],
+            size: b - a + 1,
+            header: (header::CONTENT_RANGE, format!("bytes {a}-{b}/{len}")),
+        });
+    }
+    let boundary = format!("stratus-{:016x}", len.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ranges.len() as u64);
+    let mut pieces = Vec::with_capacity(ranges.len() * 2 + 1);
+    let mut size = 0u64;
+    for &(a, b) in ranges {
+        let mut head = format!("\r\n--{boundary}\r\n");
+        if let Some(ct) = content_type {
+            head.push_str(&format!("Content-Type: {ct}\r\n"));
+        }
+        head.push_str(&format!("Content-Range: bytes {a}-{b}/{len}\r\n\r\n"));
+        size += head.len() as u64 + (b - a + 1);
+        pieces.push(Piece::Head(Bytes::from(head)));
+        pieces.push(Piece::Slice(a, b));
+    }
+    let close = format!("\r\n--{boundary}--\r\n");
+    size += close.len() as u64;
+    pieces.push(Piece::Head(Bytes::from(close)));
+    if size > len {
+        return None;
+    }
+    let ctype = format!("multipart/byteranges; boundary={boundary}");
+    Some(Layout { pieces, size, header: (header::CONTENT_TYPE, ctype) })
+}
+
+/// Builds the 206 response for `ranges` (as [`parse`] returns them) of `body`; `headers` are
+/// the full response's. `Err` gives the headers back when the whole body is the better answer.
 pub fn respond(
     ranges: &[(u64, u64)],
     body: &Bytes,
     mut headers: HeaderMap,
     head_only: bool,
-) -> Response<Body> {
-    let len = body.len() as u64;
-    let slice = |(a, b): (u64, u64)| body.slice(a as usize..=b as usize);
-    let (payload, size): (Vec<Bytes>, u64) = if let [one] = ranges {
-        set(&mut headers, header::CONTENT_RANGE, &format!("bytes {}-{}/{len}", one.0, one.1));
-        (vec![slice(*one)], one.1 - one.0 + 1)
+) -> Result<Response<Body>, HeaderMap> {
+    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let Some(layout) = layout(ranges, body.len() as u64, ctype) else { return Err(headers) };
+    let (name, value) = layout.header;
+    set(&mut headers, name, &value);
+    set(&mut headers, header::CONTENT_LENGTH, &layout.size.to_string());
+    let body = if head_only {
+        crate::body::empty()
     } else {
-        let boundary =
-            format!("stratus-{:016x}", len.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ranges.len() as u64);
-        let ctype = headers.get(header::CONTENT_TYPE).cloned();
-        let mut parts = Vec::with_capacity(ranges.len() * 2 + 1);
-        for r in ranges {
-            let mut head = format!("\r\n--{boundary}\r\n");
-            if let Some(ct) = ctype.as_ref().and_then(|v| v.to_str().ok()) {
-                head.push_str(&format!("Content-Type: {ct}\r\n"));
-            }
-            head.push_str(&format!("Content-Range: bytes {}-{}/{len}\r\n\r\n", r.0, r.1));
-            parts.push(Bytes::from(head));
-            parts.push(slice(*r));
-        }
-        parts.push(Bytes::from(format!("\r\n--{boundary}--\r\n")));
-        set(&mut headers, header::CONTENT_TYPE, &format!("multipart/byteranges; boundary={boundary}"));
-        let size = parts.iter().map(|p| p.len() as u64).sum();
-        (parts, size)
+        chunks(
+            layout
+                .pieces
+                .into_iter()
+                .map(|p| match p {
+                    Piece::Head(h) => h,
+                    Piece::Slice(a, b) => body.slice(a as usize..=b as usize),
+                })
+                .collect(),
+        )
     };
-    set(&mut headers, header::CONTENT_LENGTH, &size.to_string());
-    let body = if head_only { crate::body::empty() } else { chunks(payload) };
     let mut res = Response::new(body);
     *res.status_mut() = StatusCode::PARTIAL_CONTENT;
     *res.headers_mut() = headers;
-    res
+    Ok(res)
 }
 
 /// The 416 answer for a body of `len` bytes.
@@ -128,6 +201,7 @@ fn set(h: &mut HeaderMap, name: header::HeaderName, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn parse_table() {
@@ -137,16 +211,104 @@ mod tests {
             ("bytes=-3", 10, Ranges::Parts(vec![(7, 9)])),
             ("bytes=-30", 10, Ranges::Parts(vec![(0, 9)])),
             ("bytes=0-99", 10, Ranges::Parts(vec![(0, 9)])),
-            ("bytes=0-1, 4-5", 10, Ranges::Parts(vec![(0, 1), (4, 5)])),
             ("bytes=10-20", 10, Ranges::Unsatisfiable),
             ("bytes=-0", 10, Ranges::Unsatisfiable),
             ("bytes=5-2", 10, Ranges::Full),
             ("bytes=a-b", 10, Ranges::Full),
             ("items=0-1", 10, Ranges::Full),
             ("bytes=", 10, Ranges::Full),
+            ("bytes=,", 10, Ranges::Full),
+            // Coalescing: overlapping, adjacent and near ranges become one, in any order.
+            ("bytes=0-1, 4-5", 10, Ranges::Parts(vec![(0, 5)])),
+            ("bytes=0-,0-,0-,0-", 1000, Ranges::Parts(vec![(0, 999)])),
+            ("bytes=500-599,0-99", 1000, Ranges::Parts(vec![(0, 99), (500, 599)])),
+            ("bytes=0-99,100-199", 1000, Ranges::Parts(vec![(0, 199)])),
+            ("bytes=0-99,179-199", 1000, Ranges::Parts(vec![(0, 199)])),
+            ("bytes=0-99,181-199", 1000, Ranges::Parts(vec![(0, 99), (181, 199)])),
+            ("bytes=-100,900-", 1000, Ranges::Parts(vec![(900, 999)])),
+            ("bytes=0-0,-1", 1000, Ranges::Parts(vec![(0, 0), (999, 999)])),
+            ("bytes=18446744073709551615-", 10, Ranges::Unsatisfiable),
+            ("bytes=0-18446744073709551615", 10, Ranges::Parts(vec![(0, 9)])),
+            ("bytes=0-18446744073709551616", 10, Ranges::Full),
         ];
         for (value, len, want) in cases {
             assert_eq!(&parse(value, *len), want, "{value}");
+        }
+    }
+
+    #[test]
+    fn too_many_parts_are_ignored() {
+        let spread =
+            |n: u64| (0..n).map(|i| format!("{}-{}", i * 1000, i * 1000)).collect::<Vec<_>>().join(",");
+        let at_limit = format!("bytes={}", spread(MAX_PARTS as u64));
+        assert!(matches!(parse(&at_limit, 1 << 20), Ranges::Parts(p) if p.len() == MAX_PARTS));
+        assert_eq!(parse(&format!("bytes={}", spread(MAX_PARTS as u64 + 1)), 1 << 20), Ranges::Full);
+        // 32 copies of the whole object are one part, not 32.
+        let copies = format!("bytes={}", vec!["0-"; 32].join(","));
+        assert_eq!(parse(&copies, 50 << 20), Ranges::Parts(vec![(0, (50 << 20) - 1)]));
+    }
+
+    #[test]
+    fn a_multipart_answer_larger_than_the_body_is_not_made() {
+        // Two tiny parts of a small body: the part headers alone outweigh it.
+        assert!(layout(&[(0, 0), (200, 200)], 210, Some("text/plain")).is_none());
+        let big = layout(&[(0, 0), (200, 200)], 100_000, Some("text/plain")).unwrap();
+        assert_eq!(big.pieces.len(), 5);
+        assert!(big.size < 400, "{}", big.size);
+    }
+
+    /// The length of the answer `respond` gives for `value` on a body of `len` bytes.
+    fn answer_len(value: &str, len: usize, ctype: &str) -> u64 {
+        let body = Bytes::from(vec![b'x'; len]);
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(ctype).unwrap());
+        match parse(value, len as u64) {
+            Ranges::Full => len as u64,
+            Ranges::Unsatisfiable => 0,
+            Ranges::Parts(parts) => {
+                for w in parts.windows(2) {
+                    assert!(w[0].1 + MERGE_GAP < w[1].0, "{parts:?}");
+                }
+                assert!(parts.iter().all(|&(a, b)| a <= b && b < len as u64), "{parts:?}");
+                match respond(&parts, &body, headers, false) {
+                    Ok(res) => {
+                        let n: u64 = res.headers()[header::CONTENT_LENGTH].to_str().unwrap().parse().unwrap();
+                        // The parts are ready slices: collecting never waits.
+                        let collect = http_body_util::BodyExt::collect(res.into_body());
+                        let got = futures_util::FutureExt::now_or_never(collect).unwrap().unwrap().to_bytes();
+                        assert_eq!(got.len() as u64, n);
+                        n
+                    }
+                    Err(_) => len as u64,
+                }
+            }
+        }
+    }
+
+    fn spec() -> impl Strategy<Value = String> {
+        let n = 0u64..3000;
+        prop_oneof![
+            (n.clone(), n.clone()).prop_map(|(a, b)| format!("{a}-{b}")),
+            n.clone().prop_map(|a| format!("{a}-")),
+            n.prop_map(|b| format!("-{b}")),
+            "[0-9a-z ,-]{0,8}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn no_range_header_makes_the_answer_larger_than_the_body(
+            specs in prop::collection::vec(spec(), 0..64),
+            len in 0usize..2500,
+            ctype in "[a-z/+;= -]{0,200}",
+        ) {
+            let value = format!("bytes={}", specs.join(","));
+            prop_assert!(answer_len(&value, len, &ctype) <= len as u64, "{value} on {len}");
+        }
+
+        #[test]
+        fn any_text_parses_without_panicking(value in "\\PC{0,64}", len in 0u64..u64::MAX) {
+            let _ = parse(&value, len);
         }
     }
 }

@@ -130,7 +130,11 @@ pub fn complete(
     {
         headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         match range::parse(value, body.len() as u64) {
-            Ranges::Parts(parts) => return range::respond(&parts, body, headers, head_only),
+            Ranges::Parts(parts) => match range::respond(&parts, body, headers, head_only) {
+                Ok(partial) => return partial,
+                // A multipart answer would outweigh the whole body: send the body.
+                Err(h) => headers = h,
+            },
             Ranges::Unsatisfiable => return range::unsatisfiable(body.len() as u64, headers),
             Ranges::Full => {}
         }

@@ -11,16 +11,11 @@
 //! origin and a token that is cancelled when the upstream is dropped (a configuration reload
 //! builds new upstreams) or when the edge shuts down.
 
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use http::{Method, Request};
 use stratus_config::edge::Health;
-use tokio_util::sync::CancellationToken;
-
-use super::Origin;
-use crate::body::empty;
 
 /// Milliseconds are counted from here, so a deadline fits an atomic.
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
@@ -79,7 +74,7 @@ impl OriginHealth {
     }
 
     /// Records one probe result; returns the new verdict when it changed.
-    fn probed(&self, passed: bool, streak: &mut (u32, u32), cfg: &Health) -> Option<bool> {
+    pub(crate) fn probed(&self, passed: bool, streak: &mut (u32, u32), cfg: &Health) -> Option<bool> {
         let (passes, failures) = streak;
         if passed {
             *passes = passes.saturating_add(1);
@@ -98,72 +93,6 @@ impl OriginHealth {
         };
         self.probe_up.store(verdict, Ordering::Relaxed);
         Some(verdict)
-    }
-}
-
-/// Starts the probe task of `origin` when the site has a health path.
-pub(crate) fn spawn_probe(
-    origin: &Arc<Origin>,
-    cfg: &Health,
-    stop: CancellationToken,
-) -> Option<tokio::task::JoinHandle<()>> {
-    let path = cfg.path.clone()?;
-    let weak: Weak<Origin> = Arc::downgrade(origin);
-    let cfg = cfg.clone();
-    Some(tokio::spawn(async move {
-        let mut streak = (0, 0);
-        let mut tick = tokio::time::interval(cfg.interval.get());
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                _ = tick.tick() => {}
-            }
-            let Some(origin) = weak.upgrade() else { break };
-            let passed = tokio::select! {
-                () = stop.cancelled() => break,
-                passed = probe(&origin, &path, cfg.timeout.get()) => passed,
-            };
-            match origin.health.probed(passed, &mut streak, &cfg) {
-                Some(true) => tracing::info!(origin = %origin.name, "origin passes its health checks again"),
-                Some(false) => {
-                    tracing::warn!(origin = %origin.name, %path, "origin failed its health checks; marked down");
-                }
-                None => {}
-            }
-        }
-        tracing::debug!("health probe stopped");
-    }))
-}
-
-/// One probe: `GET path` with the origin's own `Host`; a 2xx or 3xx within `limit` passes.
-async fn probe(origin: &Origin, path: &str, limit: Duration) -> bool {
-    let Ok(uri) = format!("{}{path}", origin.base).parse::<http::Uri>() else { return false };
-    let mut req = Request::new(empty());
-    *req.method_mut() = Method::GET;
-    *req.uri_mut() = uri;
-    req.headers_mut().insert(http::header::HOST, origin.host.clone());
-    req.headers_mut()
-        .insert(http::header::USER_AGENT, http::HeaderValue::from_static("stratus-health-check"));
-    match tokio::time::timeout(limit, origin.client.request(req)).await {
-        Ok(Ok(res)) => {
-            let status = res.status();
-            // Drain the body so the connection can go back to the pool.
-            let _ = tokio::time::timeout(limit, http_body_util::BodyExt::collect(res.into_body())).await;
-            let ok = status.is_success() || status.is_redirection();
-            if !ok {
-                tracing::debug!(origin = %origin.name, status = status.as_u16(), "health probe failed");
-            }
-            ok
-        }
-        Ok(Err(e)) => {
-            tracing::debug!(origin = %origin.name, error = %super::error_chain(&e), "health probe failed");
-            false
-        }
-        Err(_) => {
-            tracing::debug!(origin = %origin.name, "health probe timed out");
-            false
-        }
     }
 }
 

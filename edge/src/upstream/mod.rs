@@ -21,9 +21,11 @@
 //! `:authority`.
 
 mod body;
+mod chain;
 pub mod connect;
 pub mod dns;
 mod health;
+mod origin;
 mod upload;
 
 use std::future::Future;
@@ -38,13 +40,16 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use body::OriginBody;
+pub use chain::error_chain;
 pub use dns::{Dns, DnsError};
 pub use upload::{Upload, UploadWatch};
 
 use crate::body::{Body, empty};
 use crate::error::{Error, Fault, ProxyError};
-use connect::{ConnectTimeout, OriginClient};
+use chain::find;
+use connect::ConnectTimeout;
 use health::OriginHealth;
+use origin::{Origin, spawn_probe};
 
 /// What every site's upstream shares: the DNS resolver (one cache) and the edge's shutdown.
 #[derive(Clone, Debug)]
@@ -60,25 +65,6 @@ impl Outbound {
     pub fn new(dns: &DnsConfig, shutdown: CancellationToken) -> Self {
         Self { dns: Dns::new(dns), shutdown }
     }
-}
-
-/// One origin of a site.
-#[derive(Debug)]
-pub(crate) struct Origin {
-    /// The configured URL, for logs.
-    name: String,
-    /// `scheme://host:port`, for probes.
-    base: String,
-    scheme: Scheme,
-    /// The origin URL's path without a trailing slash, put before every request path.
-    prefix: String,
-    /// `host[:port]` as configured: the `Host` sent with `origin_host`.
-    host: HeaderValue,
-    authority: Authority,
-    client: OriginClient,
-    /// Requests in flight (`pool.max_connections`).
-    slots: Arc<Semaphore>,
-    health: OriginHealth,
 }
 
 /// A request on its way to an origin; headers already cleaned and forwarded-for added.
@@ -150,7 +136,7 @@ impl Upstream {
                 health: OriginHealth::default(),
                 base,
             });
-            probes.extend(health::spawn_probe(&origin, &site.health, stop.clone()));
+            probes.extend(spawn_probe(&origin, &site.health, stop.clone()));
             origins.push(origin);
         }
         Ok(Self {
@@ -241,11 +227,14 @@ impl Upstream {
             .map_err(|_| ProxyError::Internal("connection slots closed".to_owned()))?;
         let request = self.build(origin, req, body)?;
         let err = match self.head(origin.client.request(request), deadline, upload).await {
-            Ok(Ok(res)) => {
-                origin.health.success(&origin.name);
-                let total = self.timeouts.total.get();
-                return Ok(res.map(|b| OriginBody::new(b, slot, deadline, total)));
-            }
+            Ok(Ok(res)) => match checked(res) {
+                Ok(res) => {
+                    origin.health.success(&origin.name);
+                    let total = self.timeouts.total.get();
+                    return Ok(res.map(|b| OriginBody::new(b, slot, deadline, total)));
+                }
+                Err(e) => e,
+            },
             Err(_) => ProxyError::Timeout("the response head"),
             Ok(Err(e)) => classify(&e),
         };
@@ -320,6 +309,27 @@ impl Upstream {
     }
 }
 
+/// Refuses response heads the edge cannot relay faithfully and fixes framing it can.
+///
+/// - A `101 Switching Protocols` the edge never asked for (it forwards no `Upgrade`), and
+///   statuses outside 100–599 (hyper accepts any three digits), are origin errors (502).
+/// - With both `Transfer-Encoding` and `Content-Length` (RFC 9112 §6.3), hyper frames the body by
+///   `Transfer-Encoding`; the `Content-Length` is removed before anything is forwarded or stored,
+///   so clients never get a length that does not describe the body.
+fn checked<B>(mut res: Response<B>) -> Result<Response<B>, ProxyError> {
+    let code = res.status().as_u16();
+    if code == 101 {
+        return Err(ProxyError::Upstream("unsolicited 101 switching protocols".to_owned()));
+    }
+    if !(100..=599).contains(&code) {
+        return Err(ProxyError::Upstream(format!("invalid status {code}")));
+    }
+    if res.headers().contains_key(header::TRANSFER_ENCODING) {
+        res.headers_mut().remove(header::CONTENT_LENGTH);
+    }
+    Ok(res)
+}
+
 /// Which step of an origin exchange failed, from hyper-util's error and its sources.
 fn classify(e: &hyper_util::client::legacy::Error) -> ProxyError {
     if let Some(dns) = find::<DnsError>(e) {
@@ -339,36 +349,6 @@ fn classify(e: &hyper_util::client::legacy::Error) -> ProxyError {
         return ProxyError::BodyTooLarge;
     }
     ProxyError::Upstream(error_chain(e))
-}
-
-/// The first error of type `T` among `e` and its sources, looking inside `io::Error`s too
-/// (whose `source` skips the error they wrap, which is where TLS errors sit).
-fn find<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if let Some(t) = err.downcast_ref::<T>() {
-            return Some(t);
-        }
-        if let Some(inner) = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
-            && let Some(t) = find::<T>(inner)
-        {
-            return Some(t);
-        }
-        cur = err.source();
-    }
-    None
-}
-
-/// An error and its sources, for logs.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
 }
 
 #[cfg(test)]

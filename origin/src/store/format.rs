@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::StoreError;
+use super::error::StoreError;
 
 /// Bytes after the body and the JSON: JSON length (u32 LE) and magic.
 pub const TRAILER_LEN: u64 = 12;

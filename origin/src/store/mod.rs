@@ -18,6 +18,7 @@
 //! the rename, so its order of updates is the order of renames. GET and HEAD read the metadata
 //! from the object file itself, so the ETag always belongs to the body being served.
 
+mod error;
 pub mod format;
 pub mod listing;
 pub mod multipart;
@@ -29,33 +30,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
+pub use error::StoreError;
 pub use format::{Headers, ObjectMeta};
 use format::{is_object_name, key_path, read_meta};
 use listing::{ListPage, ListQuery};
 use staging::{Sealed, Staged, ensure_dir, fsync_dir, unique_suffix};
-
-/// Failures of the storage layer; the S3 layer maps them to S3 error codes.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("no such bucket")]
-    NoSuchBucket,
-    #[error("bucket already exists")]
-    BucketExists,
-    #[error("bucket is not empty")]
-    BucketNotEmpty,
-    #[error("no such upload")]
-    NoSuchUpload,
-    #[error("invalid part: {0}")]
-    InvalidPart(String),
-    #[error("parts are not in ascending order")]
-    InvalidPartOrder,
-    #[error("part {0} is smaller than 5 MiB and not the last")]
-    EntityTooSmall(u32),
-    #[error("corrupt object file: {0}")]
-    Corrupt(String),
-    #[error("i/o error: {0}")]
-    Io(#[from] std::io::Error),
-}
 
 /// An entry of a bucket's listing index.
 #[derive(Clone, Debug, PartialEq, Eq)]

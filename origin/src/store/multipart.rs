@@ -8,9 +8,10 @@ use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
+use super::Bucket;
+use super::error::StoreError;
 use super::format::{Headers, ObjectMeta, read_meta};
 use super::staging::{Sealed, Staged, ensure_dir, fsync_dir, unique_suffix};
-use super::{Bucket, StoreError};
 
 /// S3's minimum size of every part but the last.
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;

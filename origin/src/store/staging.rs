@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use md5::{Digest, Md5};
 use tokio::io::AsyncWriteExt;
 
-use super::StoreError;
+use super::error::StoreError;
 use super::format::{ObjectMeta, encode_trailer};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -20,7 +20,7 @@ use stratus_config::protocol::{
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::io::StreamReader;
 
-use super::{FollowTarget, Registration};
+use crate::fleet::follow_target::{FollowTarget, Registration};
 
 /// First wait before reconnecting.
 pub(super) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -380,7 +380,7 @@ mod tests {
     use stratus_config::purge::{ObjectRef, PurgeRequest};
 
     use super::*;
-    use crate::fleet::follow::EdgeStats;
+    use crate::fleet::follow_target::EdgeStats;
 
     #[derive(Default)]
     struct Recorder(Mutex<Vec<String>>);
