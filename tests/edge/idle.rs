@@ -173,3 +173,39 @@ async fn at_the_connection_cap_idle_connections_make_room_for_a_new_client() {
     assert!(third.starts_with("HTTP/1.1 200"), "{third}");
     assert!(closed.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_of_a_large_cached_object_gets_all_of_it_past_the_idle_timeout() {
+    let origin = Origin::start().await;
+    let len = 32 << 20;
+    origin.fixed("/idle/large", Reply::ok(&"x".repeat(len), &[("cache-control", "max-age=600")]).sized());
+    let (edge, _dir) = edge_with_config(&origin, &config("idle_timeout = \"300ms\""));
+    let url = format!("{}/idle/large", edge.url("edge http"));
+    let stored = crate::support::http::send(crate::support::http::client().get(&url)).await;
+    assert_eq!(stored.body.len(), len);
+
+    // The idle timeout must not cut a response still being read: ~1.7 MB/s, about 19 s,
+    // far past `idle_timeout` (kernel buffers hold a few MB of it).
+    let addr = edge.addr("edge http");
+    let read = tokio::task::spawn_blocking(move || {
+        let mut tcp = TcpStream::connect(&addr).unwrap();
+        tcp.write_all(b"GET /idle/large HTTP/1.1\r\nHost: x.example\r\n\r\n").unwrap();
+        tcp.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut total = 0;
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            match tcp.read(&mut buf) {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+            if total > len {
+                // Head and body (the head is well under 1 KiB).
+                return total;
+            }
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    })
+    .await
+    .unwrap();
+    assert!(read > len, "the response was cut after {read} of {len} body bytes (and the head)");
+}
