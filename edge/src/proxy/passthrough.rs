@@ -13,7 +13,7 @@ use crate::cache::key;
 use crate::cache::store::Target;
 use crate::edge::Edge;
 use crate::error::ProxyError;
-use crate::proxy::ctx::{Ctx, Served, origin_request};
+use crate::proxy::ctx::{Ctx, Purpose, Served, origin_request};
 use crate::proxy::headers::{strip_hop_by_hop, strip_targeted, take_tags};
 use crate::proxy::status::{CacheStatus, Fwd, Outcome};
 
@@ -32,7 +32,7 @@ pub(crate) async fn forward(edge: &Arc<Edge>, ctx: &Ctx, body: Body) -> Served {
         http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync();
     edge.metrics.origin_request();
     let res =
-        ctx.site.upstream.send(&origin_request(ctx, None, false), Some(body)).await.inspect_err(|_| {
+        ctx.site.upstream.send(&origin_request(ctx, Purpose::Pass), Some(body)).await.inspect_err(|_| {
             edge.metrics.origin_error();
         })?;
     let (mut parts, body) = res.into_parts();
