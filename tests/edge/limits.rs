@@ -17,24 +17,10 @@ use crate::support;
 use crate::support::edge::edge_with_config;
 use crate::support::origin::{Origin, Part, Reply};
 
-/// Reads one whole response of `Content-Length` framing from `tcp`; returns the status line.
+/// Reads one whole response from `tcp`; returns the status line.
 fn read_response(tcp: &mut TcpStream) -> String {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        assert_eq!(tcp.read(&mut byte).unwrap(), 1, "connection closed before the head ended");
-        buf.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&buf).into_owned();
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    tcp.read_exact(&mut body).unwrap();
-    head.lines().next().unwrap_or("").to_owned()
+    let res = support::raw::read_response(tcp, false);
+    res.head.lines().next().unwrap_or("").to_owned()
 }
 
 fn request(tcp: &mut TcpStream, path: &str, extra_headers: usize) {

@@ -5,85 +5,17 @@
 // In tests a panic is the failure report; `unwrap` keeps assertions short.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
 use serde_json::json;
 
 use crate::support::edge::{edge, edge_with_config, purge};
 use crate::support::http::{client, get};
 use crate::support::origin::{Origin, Reply};
+use crate::support::raw::{Raw, exchange_framed};
 
 const MAX_AGE: (&str, &str) = ("cache-control", "max-age=300");
 
-/// One response read off a raw connection: status code, head, body (`Content-Length` or
-/// chunked framing).
-struct Raw {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-fn read_head(tcp: &mut TcpStream) -> String {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        assert_eq!(tcp.read(&mut byte).unwrap(), 1, "connection closed before the head ended: {buf:?}");
-        buf.push(byte[0]);
-    }
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-fn read_line(tcp: &mut TcpStream) -> String {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n") {
-        assert_eq!(tcp.read(&mut byte).unwrap(), 1, "connection closed inside a chunk header");
-        buf.push(byte[0]);
-    }
-    String::from_utf8_lossy(&buf[..buf.len() - 2]).into_owned()
-}
-
-fn read_response(tcp: &mut TcpStream, head_request: bool) -> Raw {
-    let head = read_head(tcp);
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let field = |name: &str| {
-        head.lines().find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-        })
-    };
-    let mut body = Vec::new();
-    if head_request {
-    } else if field("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        loop {
-            let size = usize::from_str_radix(read_line(tcp).split(';').next().unwrap().trim(), 16).unwrap();
-            let mut chunk = vec![0u8; size + 2];
-            tcp.read_exact(&mut chunk).unwrap();
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..size]);
-        }
-    } else {
-        let len: usize = field("content-length").map_or(0, |v| v.parse().unwrap());
-        body = vec![0u8; len];
-        tcp.read_exact(&mut body).unwrap();
-    }
-    Raw { status, head, body }
-}
-
-/// Sends `bytes` on a new connection to `addr` and reads `n` responses.
-fn exchange(addr: &str, bytes: &[u8], n: usize, head_request: bool) -> Vec<Raw> {
-    let mut tcp = TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    tcp.write_all(bytes).unwrap();
-    (0..n).map(|_| read_response(&mut tcp, head_request)).collect()
-}
-
 async fn raw(addr: String, bytes: Vec<u8>, n: usize, head_request: bool) -> Vec<Raw> {
-    tokio::task::spawn_blocking(move || exchange(&addr, &bytes, n, head_request)).await.unwrap()
+    tokio::task::spawn_blocking(move || exchange_framed(&addr, &bytes, n, head_request)).await.unwrap()
 }
 
 /// Regression (critical): a GET or HEAD with a body was forwarded with its `Content-Length`

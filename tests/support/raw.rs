@@ -150,3 +150,84 @@ pub async fn exchange(addr: &str, request: &[u8]) -> Vec<u8> {
         }
     }
 }
+
+/// One response read off a raw connection: status code, head, body (`Content-Length` or
+/// chunked framing).
+pub struct Raw {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+/// Reads a response head (through the blank line) off a blocking connection.
+pub fn read_head_blocking(tcp: &mut std::net::TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            std::io::Read::read(tcp, &mut byte).expect("well-formed response"),
+            1,
+            "connection closed before the head ended: {buf:?}"
+        );
+        buf.push(byte[0]);
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+fn read_line(tcp: &mut std::net::TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n") {
+        assert_eq!(
+            std::io::Read::read(tcp, &mut byte).expect("well-formed response"),
+            1,
+            "connection closed inside a chunk header"
+        );
+        buf.push(byte[0]);
+    }
+    String::from_utf8_lossy(&buf[..buf.len() - 2]).into_owned()
+}
+
+/// Reads one whole response off a blocking connection (no body for a HEAD).
+pub fn read_response(tcp: &mut std::net::TcpStream, head_request: bool) -> Raw {
+    let head = read_head_blocking(tcp);
+    let status =
+        head.split_whitespace().nth(1).expect("well-formed response").parse().expect("well-formed response");
+    let field = |name: &str| {
+        head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    };
+    let mut body = Vec::new();
+    if head_request {
+    } else if field("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let size = usize::from_str_radix(
+                read_line(tcp).split(';').next().expect("well-formed response").trim(),
+                16,
+            )
+            .expect("well-formed response");
+            let mut chunk = vec![0u8; size + 2];
+            std::io::Read::read_exact(tcp, &mut chunk).expect("well-formed response");
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else {
+        let len: usize = field("content-length").map_or(0, |v| v.parse().expect("well-formed response"));
+        body = vec![0u8; len];
+        std::io::Read::read_exact(tcp, &mut body).expect("well-formed response");
+    }
+    Raw { status, head, body }
+}
+
+/// Sends `bytes` on a new blocking connection to `addr` and reads `n` framed responses.
+pub fn exchange_framed(addr: &str, bytes: &[u8], n: usize, head_request: bool) -> Vec<Raw> {
+    use std::io::Write;
+    let mut tcp = std::net::TcpStream::connect(addr).expect("connect");
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(20))).expect("timeout");
+    tcp.write_all(bytes).expect("send");
+    (0..n).map(|_| read_response(&mut tcp, head_request)).collect()
+}

@@ -92,8 +92,22 @@ impl Ctx {
     }
 }
 
+/// What a request to the origin is for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Purpose<'a> {
+    /// A fill: the whole object for every waiter (a GET without the client's conditions and
+    /// ranges), conditional on the validators of the entry it revalidates, if any.
+    Fill(Option<&'a Entry>),
+    /// The client's own request, passed through (methods other than GET and HEAD).
+    Pass,
+}
+
 /// The request a fill (or a pass) sends to the origin.
-pub(crate) fn origin_request(ctx: &Ctx, revalidate: Option<&Entry>, fill: bool) -> OriginRequest {
+pub(crate) fn origin_request(ctx: &Ctx, purpose: Purpose<'_>) -> OriginRequest {
+    let (fill, revalidate) = match purpose {
+        Purpose::Fill(entry) => (true, entry),
+        Purpose::Pass => (false, None),
+    };
     let mut h = ctx.headers.clone();
     strip_hop_by_hop(&mut h);
     if ctx.method == Method::GET || ctx.method == Method::HEAD {

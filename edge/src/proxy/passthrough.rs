@@ -14,7 +14,7 @@ use crate::cache::key;
 use crate::cache::store::Target;
 use crate::edge::Edge;
 use crate::error::{Fault, ProxyError};
-use crate::proxy::ctx::{Ctx, Served, origin_request};
+use crate::proxy::ctx::{Ctx, Purpose, Served, origin_request};
 use crate::proxy::headers::{strip_hop_by_hop, strip_targeted, take_tags};
 use crate::proxy::status::{CacheStatus, Fwd, Outcome};
 use crate::upstream::Upload;
@@ -36,7 +36,7 @@ pub(crate) async fn forward(edge: &Arc<Edge>, ctx: &Ctx, body: Body) -> Served {
     let (body, watch) = Upload::new(body, edge.limits.header_read_timeout.get());
     edge.metrics.origin_request();
     let res =
-        ctx.site.upstream.send_upload(&origin_request(ctx, None, false), body, &watch).await.inspect_err(
+        ctx.site.upstream.send_upload(&origin_request(ctx, Purpose::Pass), body, &watch).await.inspect_err(
             |e| {
                 if e.fault() == Fault::Upstream {
                     edge.metrics.origin_error();

@@ -27,7 +27,7 @@ use crate::cache::reuse::{Reuse, reuse};
 use crate::cache::store::Found;
 use crate::edge::Edge;
 use crate::error::{ProxyError, rescue};
-use crate::proxy::ctx::{Ctx, Served, origin_request};
+use crate::proxy::ctx::{Ctx, Purpose, Served, origin_request};
 use crate::proxy::fill::{self, Job, Mode, Sharing};
 use crate::proxy::headers::append_via;
 use crate::proxy::respond::{self, Precondition};
@@ -264,7 +264,7 @@ fn job(
         slot,
         sharing,
         authorization: ctx.headers.contains_key(header::AUTHORIZATION),
-        request: origin_request(ctx, revalidate, true),
+        request: origin_request(ctx, Purpose::Fill(revalidate)),
         mode,
         pass: Some(pass),
     }
