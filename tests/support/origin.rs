@@ -268,8 +268,16 @@ impl Origin {
 
     /// Closes the port and every open connection: connecting is refused from now on.
     pub fn take_down(&self) {
-        for t in self.tasks.lock().expect("lock").drain(..) {
+        let tasks: Vec<JoinHandle<()>> = self.tasks.lock().expect("lock").drain(..).collect();
+        for t in &tasks {
             t.abort();
+        }
+        // Aborting only schedules the cancellation: wait (boundedly) until every connection is
+        // really closed, so that a request sent next meets a closed port, not a half-closed
+        // pooled connection.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !tasks.iter().all(JoinHandle::is_finished) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
