@@ -30,10 +30,11 @@ pub(crate) struct Ctx {
     pub(crate) headers: HeaderMap,
     pub(crate) cc: Directives,
     pub(crate) no_cache: bool,
-    pub(crate) path_and_query: String,
+    /// The request target as the client sent it; what goes upstream is derived from it only
+    /// when the origin is asked (hits never pay for it).
+    pub(crate) uri: http::Uri,
     pub(crate) version: Version,
     pub(crate) client: Option<SocketAddr>,
-    pub(crate) client_host: Option<HeaderValue>,
     /// The request arrived over TLS.
     pub(crate) tls: bool,
     /// The client is a trusted proxy: its forwarding fields reach the origin.
@@ -58,22 +59,6 @@ impl Ctx {
                 .get_all(header::PRAGMA)
                 .iter()
                 .any(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"));
-        // The origin gets the host the key holds, never the client's spelling of it.
-        let client_host =
-            HeaderValue::from_str(&if host.contains(':') { format!("[{host}]") } else { host.to_owned() })
-                .ok();
-        let cacheable = parts.method == Method::GET || parts.method == Method::HEAD;
-        let path_and_query = if cacheable {
-            // What is fetched is what is keyed: parameters the key ignores do not reach the
-            // origin either, so they cannot change the stored answer.
-            let query = parts.uri.query().and_then(|q| upstream_query(q, &site.cfg.key));
-            match query {
-                Some(q) => format!("{}?{q}", parts.uri.path()),
-                None => parts.uri.path().to_owned(),
-            }
-        } else {
-            parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned())
-        };
         Self {
             site,
             key,
@@ -81,11 +66,10 @@ impl Ctx {
             method: parts.method,
             no_cache: cc.has("no-cache") || pragma,
             cc,
-            path_and_query,
+            uri: parts.uri,
             headers: parts.headers,
             version: parts.version,
             client,
-            client_host,
             tls,
             trusted,
         }
@@ -146,8 +130,28 @@ pub(crate) fn origin_request(ctx: &Ctx, purpose: Purpose<'_>) -> OriginRequest {
     append_via(&mut h, ctx.version);
     OriginRequest {
         method: if fill { Method::GET } else { ctx.method.clone() },
-        path_and_query: ctx.path_and_query.clone(),
+        path_and_query: upstream_target(ctx),
         headers: h,
-        client_host: ctx.client_host.clone(),
+        // The origin gets the host the key holds, never the client's spelling of it.
+        client_host: {
+            let host = ctx.key.host();
+            HeaderValue::from_str(&if host.contains(':') { format!("[{host}]") } else { host.to_owned() })
+                .ok()
+        },
+    }
+}
+
+/// The path and query sent upstream.
+fn upstream_target(ctx: &Ctx) -> String {
+    let uri = &ctx.uri;
+    if ctx.method == Method::GET || ctx.method == Method::HEAD {
+        // What is fetched is what is keyed: parameters the key ignores do not reach the
+        // origin either, so they cannot change the stored answer.
+        match uri.query().and_then(|q| upstream_query(q, &ctx.site.cfg.key)) {
+            Some(q) => format!("{}?{q}", uri.path()),
+            None => uri.path().to_owned(),
+        }
+    } else {
+        uri.path_and_query().map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned())
     }
 }
