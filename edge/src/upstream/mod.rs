@@ -22,8 +22,8 @@
 
 mod body;
 mod chain;
-pub mod connect;
-pub mod dns;
+pub(crate) mod connect;
+pub(crate) mod dns;
 mod health;
 mod origin;
 mod upload;
