@@ -168,30 +168,33 @@ impl Conn {
     }
 
     /// Resolves when the connection should close (see the module docs): it has been idle for
-    /// its limit, it was shed, or the edge shuts down. The counters are read when a deadline
-    /// passes; while busy, they are read again one limit later, so an idle connection closes
-    /// exactly one limit after it turned idle.
+    /// its limit, it was shed, or the edge shuts down. The counters are read when the watcher
+    /// wakes, at the idle deadline or at most one step (the shorter limit) after it last
+    /// looked, so an idle connection closes between one limit and one limit plus a step after
+    /// it turned idle, and a first request's end is noticed under the shorter limit too.
     pub async fn close_requested(&self, shutdown: &CancellationToken) {
         let (conns, state) = (&self.conns, &self.state);
+        let step = conns.limits.first_request.min(conns.limits.between_requests);
         loop {
+            let now = Instant::now();
             let limit = if state.requests.load(Ordering::Relaxed) == 0 {
                 conns.limits.first_request
             } else {
                 conns.limits.between_requests
             };
-            let deadline = if state.busy.load(Ordering::Relaxed) == 0 {
+            let wake = if state.busy.load(Ordering::Relaxed) == 0 {
                 let at = conns.instant(state.idle_since.load(Ordering::Relaxed)) + limit;
-                if at <= Instant::now() {
+                if at <= now {
                     return;
                 }
-                at
+                at.min(now + step)
             } else {
-                Instant::now() + limit
+                now + step
             };
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = state.shed.cancelled() => return,
-                () = tokio::time::sleep_until(deadline.into()) => {}
+                () = tokio::time::sleep_until(wake.into()) => {}
             }
         }
     }
