@@ -29,10 +29,9 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Every `crate::a::b::c` path in `text` outside comments and inline unit tests, as segments; `crate::{a,
+/// Every `crate::a::b::c` path in `text` outside comments, as segments; `crate::{a,
 /// b::c}` groups are expanded one level, which is how this code base writes them.
 fn crate_paths(text: &str) -> Vec<Vec<String>> {
-    let text = text.split("#[cfg(test)]\nmod tests").next().unwrap_or(text);
     // Doc links are not imports.
     let text: String =
         text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
@@ -58,7 +57,6 @@ fn crate_paths(text: &str) -> Vec<Vec<String>> {
 /// (a lowercase first segment that is not `crate`, `self`, `std` or another crate is tried;
 /// the caller keeps those that name a file).
 fn relative_paths(text: &str) -> Vec<Vec<String>> {
-    let text = text.split("#[cfg(test)]\nmod tests").next().unwrap_or(text);
     let mut out = Vec::new();
     for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
         let bytes = line.as_bytes();
@@ -99,9 +97,19 @@ fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     for (module, file) in &modules {
         let text = std::fs::read_to_string(file).expect("read source");
         let mut uses = BTreeSet::new();
+        // Unit tests may call the crate's entry points (its root), but the files they import
+        // count like any other import.
+        let (code, tests) = text.split_once("#[cfg(test)]\nmod tests").unwrap_or((&text, ""));
+        for path in crate_paths(tests) {
+            let target =
+                (1..=path.len()).rev().map(|n| path[..n].join("::")).find(|m| modules.contains_key(m));
+            if let Some(target) = target.filter(|t| t != module) {
+                uses.insert(target);
+            }
+        }
         // Paths relative to this module (`plan::Plan` in `lib.rs`, `super::x`) name files too.
-        let mut paths = crate_paths(&text);
-        for rel in relative_paths(&text) {
+        let mut paths = crate_paths(code);
+        for rel in relative_paths(code) {
             let mut path: Vec<String> =
                 if module.is_empty() { Vec::new() } else { module.split("::").map(str::to_owned).collect() };
             for seg in rel {

@@ -10,6 +10,11 @@
 use http::HeaderMap;
 use http::header::HeaderName;
 
+/// `CDN-Cache-Control` (RFC 9213).
+pub static CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
+/// `Surrogate-Control` (Edge Architecture Specification).
+pub static SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
+
 /// A parsed directive list, in header order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Directives {
@@ -36,7 +41,7 @@ impl Directives {
         for v in values {
             // A field value that is not visible ASCII cannot hold directives we understand.
             if let Ok(text) = v.to_str() {
-                out.parse_into(text, name == "surrogate-control");
+                out.parse_into(text, *name == SURROGATE_CONTROL);
             }
         }
         Some(out)
@@ -166,7 +171,6 @@ fn split_list(text: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::freshness::SURROGATE_CONTROL;
 
     #[test]
     fn seconds_table() {

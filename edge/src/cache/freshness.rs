@@ -26,12 +26,7 @@ use http::header::{self, HeaderName};
 use http::{HeaderMap, StatusCode};
 use stratus_config::edge::{NegativeRule, TtlRule};
 
-use crate::cache::directives::{Directives, Seconds};
-
-/// `CDN-Cache-Control` (RFC 9213).
-pub static CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
-/// `Surrogate-Control` (Edge Architecture Specification).
-pub static SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
+use crate::cache::directives::{CDN_CACHE_CONTROL, Directives, SURROGATE_CONTROL, Seconds};
 
 /// Statuses that may get heuristic freshness (RFC 9110 §15.1).
 const HEURISTIC_STATUSES: [u16; 12] = [200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501];

@@ -11,8 +11,9 @@ use http_body_util::BodyExt;
 use tokio::sync::oneshot;
 
 use crate::cache::coalesce::{self, Fill, FillHead, Room, StreamHead};
+use crate::cache::directives::{CDN_CACHE_CONTROL, SURROGATE_CONTROL};
 use crate::cache::entry::{Entry, Exchange, StoredHead, initial_age};
-use crate::cache::freshness::{self, CDN_CACHE_CONTROL, SURROGATE_CONTROL};
+use crate::cache::freshness;
 use crate::cache::key::{CacheKey, vary_names};
 use crate::edge::Edge;
 use crate::error::ProxyError;

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Version};
 
-use crate::cache::freshness::{CDN_CACHE_CONTROL, SURROGATE_CONTROL};
+use crate::cache::directives::{CDN_CACHE_CONTROL, SURROGATE_CONTROL};
 
 /// Fields that describe one connection, never forwarded.
 const HOP_BY_HOP: [&str; 9] = [
