@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{HeaderMap, Method, Response, Version};
+use stratus_config::edge::ClientCacheControl;
 
 use crate::body::Body;
 use crate::cache::directives::Directives;
@@ -52,19 +53,27 @@ impl Ctx {
         trusted: bool,
     ) -> Self {
         let key = CacheKey::new(host, &parts.uri, &site.cfg.key, &parts.headers);
-        let cc = Directives::from_headers(&parts.headers, &header::CACHE_CONTROL).unwrap_or_default();
-        let pragma = !parts.headers.contains_key(header::CACHE_CONTROL)
-            && parts
-                .headers
-                .get_all(header::PRAGMA)
-                .iter()
-                .any(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"));
+        // A site that does not let clients decide what reaches the origin reads no request
+        // directives at all (`client_cache_control = "ignore"`, `docs/edge.md`).
+        let (cc, no_cache) = if site.cfg.client_cache_control == ClientCacheControl::Ignore {
+            (Directives::default(), false)
+        } else {
+            let cc = Directives::from_headers(&parts.headers, &header::CACHE_CONTROL).unwrap_or_default();
+            let pragma = !parts.headers.contains_key(header::CACHE_CONTROL)
+                && parts
+                    .headers
+                    .get_all(header::PRAGMA)
+                    .iter()
+                    .any(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"));
+            let no_cache = cc.has("no-cache") || pragma;
+            (cc, no_cache)
+        };
         Self {
             site,
             key,
             head_only: parts.method == Method::HEAD,
             method: parts.method,
-            no_cache: cc.has("no-cache") || pragma,
+            no_cache,
             cc,
             uri: parts.uri,
             headers: parts.headers,

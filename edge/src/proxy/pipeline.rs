@@ -15,12 +15,10 @@ use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Frame, Incoming};
-use stratus_config::edge::ClientCacheControl;
 use tokio::sync::oneshot;
 
 use crate::body::{Body, BoxError, empty};
 use crate::cache::coalesce::{Collected, Fill, FillHead, Reader, Role};
-use crate::cache::directives::Directives;
 use crate::cache::entry::Entry;
 use crate::cache::key;
 use crate::cache::reuse::{Reuse, reuse};
@@ -131,13 +129,7 @@ async fn serve(
         *hsts = site.cfg.hsts.map(crate::proxy::https::hsts);
     }
     let trusted = client.is_some_and(|c| edge.trusted_proxies.iter().any(|r| r.contains(c.ip())));
-    let ignore_directives = site.cfg.client_cache_control == ClientCacheControl::Ignore;
-    let mut ctx = Ctx::new(site, &host, parts, client, tls, trusted);
-    if ignore_directives {
-        // The site does not let clients decide what reaches the origin (`docs/edge.md`).
-        ctx.cc = Directives::default();
-        ctx.no_cache = false;
-    }
+    let ctx = Ctx::new(site, &host, parts, client, tls, trusted);
     if ctx.method == Method::GET || ctx.method == Method::HEAD {
         lookup(edge, &ctx).await
     } else {
