@@ -30,6 +30,17 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::fleet::FleetConfig;
 use crate::purge::{ObjectRef, PurgeRequest};
 
+/// Whether a `Content-Type` value names JSON (`application/json` or `application/*+json`,
+/// parameters allowed). Every JSON body the parts accept (control API, edge admin API) must say
+/// so: a browser on another site can send `text/plain`, a form or no type at all without a
+/// CORS preflight, but not JSON, so this is what keeps such pages from purging (CSRF).
+pub fn is_json(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|v| {
+        let essence = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    })
+}
+
 /// Longest line of a subscription stream, newline excluded: 16 MiB.
 ///
 /// The edge refuses longer lines (its framing stops buffering there), and the control plane

@@ -1,15 +1,16 @@
 //! Reading JSON request bodies: one axum extractor, so no handler reads a body by hand.
 //!
-//! [`JsonBody`] refuses a `Content-Type` other than JSON with 415 (a browser on another site can
-//! send `text/plain` without a preflight; it cannot send `application/json`), a body over
+//! [`JsonBody`] refuses a body whose `Content-Type` is not JSON with 415 (a browser on another
+//! site can send `text/plain`, a form or a typeless body without a preflight; it cannot send
+//! `application/json`; see `stratus_config::protocol::is_json`), a body over
 //! [`body::MAX_BODY_BYTES`] with 413, and JSON that does not fit the type with 400 naming the field
-//! (`files[2]`). A missing `Content-Type` is accepted, as `curl -d` with `-H` forgotten is a
-//! common and harmless mistake. Every refusal is a JSON [`ApiError`], never axum's plain text.
+//! (`files[2]`). Every refusal is a JSON [`ApiError`], never axum's plain text.
 
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
+use stratus_config::protocol::is_json;
 
 use crate::body;
 use crate::error::ApiError;
@@ -23,7 +24,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        if content_type.is_some_and(|ct| !is_json(ct)) {
+        if !is_json(content_type) {
             return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send application/json"));
         }
         // `Bytes` honours the router's `DefaultBodyLimit` of `MAX_BODY_BYTES`.
@@ -34,12 +35,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// Whether a `Content-Type` value is JSON: `application/json`, with or without parameters.
-fn is_json(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or_default().trim();
-    essence.eq_ignore_ascii_case("application/json")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,6 +43,7 @@ mod tests {
     fn json_content_types() {
         for (ct, json) in [
             ("application/json", true),
+            ("application/problem+json", true),
             ("application/json; charset=utf-8", true),
             ("Application/JSON", true),
             ("application/jsonx", false),
@@ -55,7 +51,9 @@ mod tests {
             ("application/x-www-form-urlencoded", false),
             ("multipart/form-data; boundary=x", false),
         ] {
-            assert_eq!(is_json(ct), json, "{ct}");
+            assert_eq!(is_json(Some(ct)), json, "{ct}");
         }
+        // A typeless body is what `fetch` sends for a Blob without a type: not JSON.
+        assert!(!is_json(None));
     }
 }

@@ -200,9 +200,25 @@ async fn invalid_requests_get_400_naming_the_field() {
         assert_eq!(answer["field"], field, "{path} {body}: {answer}");
         assert!(answer["error"].as_str().is_some_and(|e| !e.is_empty()), "{answer}");
     }
-    let response =
-        api.http.post(format!("{}/v1/purge", api.base)).bearer_auth(TOKEN).body("{not json").send().await;
+    let response = api
+        .http
+        .post(format!("{}/v1/purge", api.base))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await;
     assert_eq!(response.expect("answer").status(), 400);
+    // Regression: a body without a type (a page's typeless Blob, no CORS preflight) was read
+    // as JSON; only JSON is.
+    let response = api
+        .http
+        .post(format!("{}/v1/purge", api.base))
+        .bearer_auth(TOKEN)
+        .body(r#"{"purge_everything": true}"#)
+        .send()
+        .await;
+    assert_eq!(response.expect("answer").status(), 415);
     let huge = json!({ "files": [format!("/{}", "x".repeat(2 << 20))] });
     // Its own client: the server answers without reading the body and closes the connection.
     let response = reqwest::Client::new()

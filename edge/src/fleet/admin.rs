@@ -10,6 +10,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use stratus_config::Secret;
+use stratus_config::protocol::is_json;
 
 use crate::body::{Body, full};
 use crate::edge::Edge;
@@ -48,7 +49,7 @@ pub async fn handle(edge: Arc<Edge>, token: Option<Secret>, req: Request<Incomin
             // A browser on another site can send a cross-origin POST without asking first only
             // with a "simple" content type (text/plain, forms) or none: requiring JSON makes the
             // admin API answer only clients that meant to call it (CSRF).
-            if !is_json(req.headers()) {
+            if !is_json(req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())) {
                 return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, "a purge body must be application/json\n");
             }
             let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
@@ -91,14 +92,6 @@ pub async fn handle(edge: Arc<Edge>, token: Option<Secret>, req: Request<Incomin
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
-}
-
-/// `Content-Type: application/json` (or `application/*+json`), parameters allowed.
-fn is_json(headers: &http::HeaderMap) -> bool {
-    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
-        let essence = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
-    })
 }
 
 fn purged(n: usize) -> Response<Body> {
