@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::invalid::Invalid;
 use crate::net::{HttpUrl, ListenAddr};
 use crate::secret::Secret;
+use crate::units::Duration;
 
 /// The origin: where it listens, where buckets live, who may write.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -38,6 +39,15 @@ pub struct OriginConfig {
     /// Bearer token sent with events; `STRATUS_TOKEN` takes its place when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
+    /// Age after which an incomplete multipart upload is aborted and its parts deleted, counted
+    /// from its creation, as S3's `AbortIncompleteMultipartUpload` lifecycle rule does.
+    #[serde(default = "default_multipart_expiry")]
+    pub multipart_expiry: Duration,
+}
+
+/// A week: long enough for any real upload, short enough that abandoned parts do not pile up.
+fn default_multipart_expiry() -> Duration {
+    Duration::secs(7 * 24 * 3600)
 }
 
 fn default_region() -> String {
@@ -71,6 +81,7 @@ impl OriginConfig {
             buckets: Vec::new(),
             notify: None,
             token: None,
+            multipart_expiry: default_multipart_expiry(),
         }
     }
 
@@ -94,6 +105,12 @@ impl OriginConfig {
                     format!("bucket {:?} is listed twice", b.name),
                 ));
             }
+        }
+        if self.multipart_expiry.get().is_zero() {
+            return Err(Invalid::new(
+                "multipart_expiry",
+                "must be longer than 0s (every upload would expire at once); use e.g. \"7d\"",
+            ));
         }
         if self.access_key.is_some() != self.secret_key.is_some() {
             return Err(Invalid::new("secret_key", "access_key and secret_key go together"));

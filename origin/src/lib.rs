@@ -9,7 +9,9 @@
 //!   holding body and metadata, keys mapped to SHA-256 file names so no key can escape.
 //! - `s3`: the operations — ETags, conditional and range requests, listings, multipart.
 //! - `access`: credentials, the public-read policy, virtual-hosted bucket names.
-//! - `events`: object events posted to the control plane without ever blocking a write.
+//! - `events`: object events posted to the control plane at least once, across crashes too (an
+//!   outbox fsynced before each change is visible), without ever blocking a write.
+//! - `expiry`: incomplete multipart uploads deleted after `multipart_expiry`.
 //!
 //! Decisions where S3 leaves room (see also `docs/origin.md`):
 //! - Without configured credentials the origin still starts, logs a warning, and serves only
@@ -32,6 +34,7 @@
 
 mod access;
 mod events;
+mod expiry;
 mod s3;
 mod server;
 pub mod store;
@@ -62,7 +65,8 @@ pub enum Error {
 /// Prints `listening origin s3 http://ADDR` on stdout once bound.
 pub async fn run(config: OriginConfig, shutdown: CancellationToken) -> Result<(), Error> {
     let data_err = |source| Error::Data { path: config.data.clone(), source };
-    let store = Arc::new(Store::open(&config.data).await.map_err(data_err)?);
+    let expiry = config.multipart_expiry.get();
+    let store = Arc::new(Store::open_with(&config.data, Some(expiry)).await.map_err(data_err)?);
     for b in &config.buckets {
         match store.create_bucket(&b.name).await {
             Ok(()) => tracing::info!(bucket = %b.name, "created configured bucket"),
@@ -93,11 +97,15 @@ pub async fn run(config: OriginConfig, shutdown: CancellationToken) -> Result<()
         Some(url) => {
             let token = config.token.as_ref().map(|t| t.expose().to_owned());
             tracing::info!(url = %url, "posting object events");
-            events::Notifier::start(url.as_str().to_owned(), token, shutdown.clone())
+            let outbox = config.data.join(events::OUTBOX_DIR);
+            events::Notifier::start(&config.data, url.as_str().to_owned(), token, shutdown.clone())
+                .await
+                .map_err(|source| Error::Data { path: outbox, source: source.into() })?
         }
         None => events::Notifier::disabled(),
     };
 
+    tokio::spawn(expiry::sweep_uploads(store.clone(), expiry, shutdown.clone()));
     let origin = Origin::new(store, settings, config.region.clone(), notifier);
     let mut builder = S3ServiceBuilder::new(origin);
     builder.set_auth(access::Keys::new(keys));

@@ -4,9 +4,11 @@
 mod buckets;
 mod checksum;
 pub mod conditional;
+mod copy_source;
 mod list;
 mod multipart;
 mod objects;
+mod span;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use s3s::dto::*;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
-use crate::events::Notifier;
+use crate::events::{Kind, Notifier, Pending};
 use crate::store::{Store, StoreError};
 
 /// Per-bucket settings from the configuration.
@@ -42,6 +44,19 @@ impl Origin {
         events: Notifier,
     ) -> Self {
         Self { store, settings, region, events }
+    }
+
+    /// Records the event of a change about to be made visible (see `events`); the caller calls
+    /// `ready()` once it is. A failure to record it fails the request before anything changed.
+    async fn announce(
+        &self,
+        kind: Kind,
+        bucket: &str,
+        key: &str,
+        etag: Option<&str>,
+        size: Option<u64>,
+    ) -> S3Result<Pending> {
+        self.events.prepare(kind, bucket, key, etag, size).await.map_err(|e| s3_err(StoreError::Io(e)))
     }
 
     /// The bucket's default `Cache-Control`, for objects stored without one.
@@ -193,5 +208,12 @@ impl S3 for Origin {
 
     async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
         self.do_list_parts(req).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        self.do_upload_part_copy(req).await
     }
 }

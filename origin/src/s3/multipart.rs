@@ -4,7 +4,10 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::objects::{check_declared_length, headers, user_metadata, verify_body, write_body};
+use super::copy_source;
+use super::objects::{
+    check_declared_length, conditions, copy_span, headers, user_metadata, verify_body, write_body,
+};
 use super::{Origin, list, now_ms, s3_err, timestamp};
 use crate::events::Kind;
 use crate::store::format::ObjectMeta;
@@ -71,6 +74,50 @@ impl Origin {
         Ok(S3Response::new(UploadPartOutput { e_tag: Some(ETag::Strong(meta.etag)), ..Default::default() }))
     }
 
+    /// UploadPartCopy: a part copied from (a range of) an existing object, as aws-cli, boto3's
+    /// `copy()` and minio's `compose_object` do for large copies. The source's conditions are
+    /// checked, then its bytes are read from the version opened, whatever happens to the key
+    /// meanwhile.
+    pub(super) async fn do_upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let i = req.input;
+        let number = part_number(i.part_number)?;
+        let (src_bucket, src_key) = copy_source::bucket_and_key(&i.copy_source)?;
+        let bucket = self.store.bucket(&i.bucket).map_err(s3_err)?;
+        bucket.upload(&i.upload_id, &i.key).await.map_err(s3_err)?;
+        let cond = conditions(
+            i.copy_source_if_match.as_ref(),
+            i.copy_source_if_none_match.as_ref(),
+            i.copy_source_if_modified_since.as_ref(),
+            i.copy_source_if_unmodified_since.as_ref(),
+            None,
+        );
+        let (file, src) = self.open_copy_source(src_bucket, src_key, &cond).await?;
+        let span = copy_source::resolve(i.copy_source_range.as_deref(), src.size)?;
+        let mut staged = bucket.stage_part(&i.upload_id).await.map_err(s3_err)?;
+        copy_span(file, span, &mut staged).await?;
+        let meta = ObjectMeta {
+            key: i.key,
+            size: staged.size(),
+            etag: hex::encode(staged.md5()),
+            modified_ms: now_ms(),
+            parts: Some(number),
+            ..Default::default()
+        };
+        let sealed = staged.seal(&meta).await.map_err(s3_err)?;
+        bucket.commit_part(&i.upload_id, number, sealed).await.map_err(s3_err)?;
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(CopyPartResult {
+                e_tag: Some(ETag::Strong(meta.etag)),
+                last_modified: Some(timestamp(meta.modified_ms)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
     pub(super) async fn do_complete_multipart_upload(
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
@@ -91,9 +138,13 @@ impl Origin {
             user: info.user,
             ..Default::default()
         };
-        let meta = bucket.complete_upload(&i.upload_id, &chosen, meta).await.map_err(s3_err)?;
+        let (sealed, meta) = bucket.assemble_upload(&i.upload_id, &chosen, meta).await.map_err(s3_err)?;
+        let event = self
+            .announce(Kind::CompleteMultipart, &bucket.name, &meta.key, Some(&meta.etag), Some(meta.size))
+            .await?;
+        bucket.finish_upload(&i.upload_id, sealed, &meta).await.map_err(s3_err)?;
+        event.ready();
         tracing::debug!(bucket = %bucket.name, key = %meta.key, size = meta.size, parts = chosen.len(), "multipart upload completed");
-        self.events.send(Kind::CompleteMultipart, &bucket.name, &meta.key, Some(&meta.etag), Some(meta.size));
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(i.bucket.clone()),
             key: Some(meta.key.clone()),

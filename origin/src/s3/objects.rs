@@ -1,7 +1,6 @@
 //! Object operations: PutObject, GetObject, HeadObject, DeleteObject(s), CopyObject.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use base64::Engine as _;
 use futures_util::StreamExt;
@@ -11,8 +10,11 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::checksum;
 use super::conditional::{Conditions, EtagLists, Outcome, Tags, evaluate, seconds};
+use super::copy_source;
+use super::span;
 use super::{Origin, now_ms, s3_err, timestamp};
 use crate::events::Kind;
+use crate::store::Bucket;
 use crate::store::format::{Headers, ObjectMeta};
 use crate::store::staging::Staged;
 
@@ -96,8 +98,28 @@ pub(super) fn verify_body(staged: &Staged, length: Option<i64>, md5: Option<&str
     Ok(())
 }
 
+/// Copies bytes `span` of an open object file into `staged`.
+pub(super) async fn copy_span(
+    mut file: tokio::fs::File,
+    span: std::ops::Range<u64>,
+    staged: &mut Staged,
+) -> S3Result<()> {
+    if span.start > 0 {
+        file.seek(std::io::SeekFrom::Start(span.start)).await.map_err(|e| s3_err(e.into()))?;
+    }
+    let mut body = file.take(span.end - span.start);
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        let n = body.read(&mut buf).await.map_err(|e| s3_err(e.into()))?;
+        if n == 0 {
+            return Ok(());
+        }
+        staged.write(&buf[..n]).await.map_err(s3_err)?;
+    }
+}
+
 /// The request's conditions; lists taken out by `take_etag_lists` win over s3s's values.
-fn conditions(
+pub(super) fn conditions(
     if_match: Option<&ETagCondition>,
     if_none_match: Option<&ETagCondition>,
     if_modified_since: Option<&Timestamp>,
@@ -114,7 +136,7 @@ fn conditions(
     }
 }
 
-fn precondition_failed() -> S3Error {
+pub(super) fn precondition_failed() -> S3Error {
     s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
 }
 
@@ -146,7 +168,7 @@ macro_rules! object_output {
 
 impl Origin {
     /// Opens an object for GET/HEAD and applies the request's conditions.
-    async fn open_checked(
+    pub(super) async fn open_checked(
         &self,
         bucket: &str,
         key: &str,
@@ -181,6 +203,33 @@ impl Origin {
                 Err(err)
             }
         }
+    }
+
+    /// Opens the source of a copy under its `x-amz-copy-source-if-*` conditions: for a copy,
+    /// every failed condition is a 412, `If-None-Match` and `If-Modified-Since` included.
+    pub(super) async fn open_copy_source(
+        &self,
+        bucket: &str,
+        key: &str,
+        cond: &Conditions,
+    ) -> S3Result<(tokio::fs::File, ObjectMeta)> {
+        match self.open_checked(bucket, key, cond).await {
+            Err(e) if *e.code() == S3ErrorCode::NotModified => Err(precondition_failed()),
+            other => other,
+        }
+    }
+
+    /// Deletes `key` and announces it. A key the index does not hold is left alone and not
+    /// announced: the delete is ordered before any write creating it concurrently.
+    async fn delete_key(&self, bucket: &Bucket, key: &str) -> S3Result<()> {
+        if bucket.current_etag(key).is_none() {
+            return Ok(());
+        }
+        let event = self.announce(Kind::Delete, &bucket.name, key, None, None).await?;
+        if bucket.delete(key).await.map_err(s3_err)? {
+            event.ready();
+        }
+        Ok(())
     }
 
     fn cache_control_of(&self, bucket: &str, meta: &ObjectMeta) -> Option<String> {
@@ -224,13 +273,16 @@ impl Origin {
             ),
             user: user_metadata(input.metadata),
             parts: None,
+            part_sizes: Vec::new(),
         };
         let sealed = staged.seal(&meta).await.map_err(s3_err)?;
+        let event =
+            self.announce(Kind::Put, &bucket.name, &meta.key, Some(&meta.etag), Some(meta.size)).await?;
         if !bucket.commit_if(sealed, &meta, |e| allowed(e.map(|e| e.etag.as_str()))).await.map_err(s3_err)? {
             return Err(precondition_failed());
         }
+        event.ready();
         tracing::debug!(bucket = %bucket.name, key = %meta.key, size = meta.size, "object stored");
-        self.events.send(Kind::Put, &bucket.name, &meta.key, Some(&meta.etag), Some(meta.size));
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(meta.etag)),
             size: i64::try_from(meta.size).ok(),
@@ -251,35 +303,18 @@ impl Origin {
             req.extensions.get::<EtagLists>(),
         );
         let (mut file, meta) = self.open_checked(&i.bucket, &i.key, &cond).await?;
-        // If-Range (RFC 9110 §13.1.5; not parsed by s3s): a range of another version would
-        // splice two bodies, so a validator that no longer matches means the whole object.
-        let range_valid =
-            req.headers.get(http::header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|v| {
-                let v = v.trim();
-                if v.starts_with('"') {
-                    v.trim_matches('"') == meta.etag
-                } else {
-                    httpdate::parse_http_date(v).is_ok_and(|t| {
-                        t == std::time::UNIX_EPOCH + Duration::from_secs(meta.modified_ms / 1000)
-                    })
-                }
-            });
-        let range = match i.range.as_ref().filter(|_| range_valid) {
-            Some(r) => Some(r.check(meta.size).map_err(|_| {
-                s3_error!(InvalidRange, "The requested range is not satisfiable (object size {})", meta.size)
-            })?),
-            None => None,
-        };
-        let span = range.clone().unwrap_or(0..meta.size);
-        if span.start > 0 {
-            file.seek(std::io::SeekFrom::Start(span.start)).await.map_err(|e| s3_err(e.into()))?;
+        let span =
+            span::requested(&meta, i.range.as_ref(), i.part_number, req.headers.get(http::header::IF_RANGE))?;
+        if span.bytes.start > 0 {
+            file.seek(std::io::SeekFrom::Start(span.bytes.start)).await.map_err(|e| s3_err(e.into()))?;
         }
-        let len = span.end - span.start;
+        let len = span.bytes.end - span.bytes.start;
         let body = tokio_util::io::ReaderStream::with_capacity(file.take(len), READ_CHUNK);
         let output = object_output!(GetObjectOutput, self, &i.bucket, meta, {
             body: Some(StreamingBlob::wrap(body)),
             content_length: i64::try_from(len).ok(),
-            content_range: range.map(|r| format!("bytes {}-{}/{}", r.start, r.end - 1, meta.size)),
+            content_range: span.content_range,
+            parts_count: span.parts_count,
         });
         Ok(S3Response::new(output))
     }
@@ -297,10 +332,18 @@ impl Origin {
             req.extensions.get::<EtagLists>(),
         );
         let (_file, meta) = self.open_checked(&i.bucket, &i.key, &cond).await?;
+        let span =
+            span::requested(&meta, i.range.as_ref(), i.part_number, req.headers.get(http::header::IF_RANGE))?;
+        // s3s answers HeadObject with 200 whatever the output says; a ranged HEAD is a 206.
+        let status = span.content_range.is_some().then_some(http::StatusCode::PARTIAL_CONTENT);
         let output = object_output!(HeadObjectOutput, self, &i.bucket, meta, {
-            content_length: i64::try_from(meta.size).ok(),
+            content_length: i64::try_from(span.bytes.end - span.bytes.start).ok(),
+            content_range: span.content_range,
+            parts_count: span.parts_count,
         });
-        Ok(S3Response::new(output))
+        let mut resp = S3Response::new(output);
+        resp.status = status;
+        Ok(resp)
     }
 
     pub(super) async fn do_delete_object(
@@ -308,9 +351,7 @@ impl Origin {
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let bucket = self.store.bucket(&req.input.bucket).map_err(s3_err)?;
-        if bucket.delete(&req.input.key).await.map_err(s3_err)? {
-            self.events.send(Kind::Delete, &bucket.name, &req.input.key, None, None);
-        }
+        self.delete_key(&bucket, &req.input.key).await?;
         // S3 answers 204 whether or not the key existed.
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
@@ -324,17 +365,13 @@ impl Origin {
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         for obj in req.input.delete.objects {
-            match bucket.delete(&obj.key).await {
-                Ok(existed) => {
-                    if existed {
-                        self.events.send(Kind::Delete, &bucket.name, &obj.key, None, None);
-                    }
+            match self.delete_key(&bucket, &obj.key).await {
+                Ok(()) => {
                     if !quiet {
                         deleted.push(DeletedObject { key: Some(obj.key), ..Default::default() });
                     }
                 }
-                Err(e) => {
-                    let err = s3_err(e);
+                Err(err) => {
                     errors.push(Error {
                         code: Some(err.code().as_str().to_owned()),
                         key: Some(obj.key),
@@ -356,11 +393,9 @@ impl Origin {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let i = req.input;
-        let CopySource::Bucket { bucket: src_bucket, key: src_key, .. } = &i.copy_source else {
-            return Err(s3_error!(NotImplemented, "copying from an access point is not supported"));
-        };
+        let (src_bucket, src_key) = copy_source::bucket_and_key(&i.copy_source)?;
         let replace = i.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-        if **src_bucket == *i.bucket && **src_key == *i.key && !replace {
+        if *src_bucket == *i.bucket && *src_key == *i.key && !replace {
             return Err(s3_error!(
                 InvalidRequest,
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata."
@@ -373,24 +408,13 @@ impl Origin {
             i.copy_source_if_unmodified_since.as_ref(),
             None,
         );
-        let (file, src) = match self.open_checked(src_bucket, src_key, &cond).await {
-            // For a copy, every failed source condition is a 412.
-            Err(e) if *e.code() == S3ErrorCode::NotModified => {
-                return Err(precondition_failed());
-            }
-            other => other?,
-        };
+        let (file, src) = self.open_copy_source(src_bucket, src_key, &cond).await?;
+        if src.size > copy_source::MAX_COPY {
+            return Err(copy_source::too_large());
+        }
         let dest = self.store.bucket(&i.bucket).map_err(s3_err)?;
         let mut staged = dest.stage(&i.key).await.map_err(s3_err)?;
-        let mut body = file.take(src.size);
-        let mut buf = vec![0u8; READ_CHUNK];
-        loop {
-            let n = body.read(&mut buf).await.map_err(|e| s3_err(e.into()))?;
-            if n == 0 {
-                break;
-            }
-            staged.write(&buf[..n]).await.map_err(s3_err)?;
-        }
+        copy_span(file, 0..src.size, &mut staged).await?;
         let (hdrs, user) = if replace {
             (
                 headers(
@@ -413,10 +437,13 @@ impl Origin {
             headers: hdrs,
             user,
             parts: None,
+            part_sizes: Vec::new(),
         };
         let sealed = staged.seal(&meta).await.map_err(s3_err)?;
+        let event =
+            self.announce(Kind::Copy, &dest.name, &meta.key, Some(&meta.etag), Some(meta.size)).await?;
         dest.commit(sealed, &meta).await.map_err(s3_err)?;
-        self.events.send(Kind::Copy, &dest.name, &meta.key, Some(&meta.etag), Some(meta.size));
+        event.ready();
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(ETag::Strong(meta.etag)),

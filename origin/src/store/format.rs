@@ -47,6 +47,25 @@ pub struct ObjectMeta {
     /// Number of parts for a multipart object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parts: Option<u32>,
+    /// Size of each part of a multipart object, in order (for GET/HEAD `?partNumber=`). Objects
+    /// completed before this was recorded have none and are served as one part.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub part_sizes: Vec<u64>,
+}
+
+impl ObjectMeta {
+    /// The byte range of part `number` (1-based) and the number of parts, as S3 counts them:
+    /// an object not uploaded in parts is one part. `None` when there is no such part.
+    pub fn part_range(&self, number: u32) -> Option<(std::ops::Range<u64>, u32)> {
+        if self.part_sizes.is_empty() {
+            return (number == 1).then_some((0..self.size, 1));
+        }
+        let count = u32::try_from(self.part_sizes.len()).ok()?;
+        let index = usize::try_from(number.checked_sub(1)?).ok()?;
+        let start: u64 = self.part_sizes.get(..index)?.iter().sum();
+        let len = *self.part_sizes.get(index)?;
+        Some((start..start + len, count))
+    }
 }
 
 /// The standard headers S3 stores with an object.
@@ -131,6 +150,19 @@ mod tests {
             assert!(is_object_name(path.file_name().and_then(|n| n.to_str()).unwrap_or("")));
         }
         assert!(!is_object_name(".tmp.abc"));
+    }
+
+    #[test]
+    fn part_ranges_follow_the_recorded_sizes() {
+        let meta =
+            ObjectMeta { size: 12, parts: Some(3), part_sizes: vec![5, 5, 2], ..ObjectMeta::default() };
+        assert_eq!(meta.part_range(1), Some((0..5, 3)));
+        assert_eq!(meta.part_range(3), Some((10..12, 3)));
+        assert_eq!(meta.part_range(0), None);
+        assert_eq!(meta.part_range(4), None);
+        let single = ObjectMeta { size: 7, ..ObjectMeta::default() };
+        assert_eq!(single.part_range(1), Some((0..7, 1)));
+        assert_eq!(single.part_range(2), None);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 pub use error::StoreError;
 pub use format::{Headers, ObjectMeta};
@@ -57,6 +57,8 @@ pub struct Store {
     buckets: RwLock<BTreeMap<String, Arc<Bucket>>>,
     /// Serialises bucket creation and deletion.
     admin: tokio::sync::Mutex<()>,
+    /// Incomplete multipart uploads older than this are gone (see `multipart`).
+    upload_expiry: Option<Duration>,
 }
 
 /// One bucket: its directories and listing index.
@@ -71,12 +73,19 @@ pub struct Bucket {
     /// Held while renaming into or removing from `objects` and updating `index`.
     write: tokio::sync::Mutex<()>,
     deleted: AtomicBool,
+    upload_expiry: Option<Duration>,
 }
 
 impl Store {
     /// Opens (creating if needed) the data directory and indexes every bucket in it. Leftover
-    /// temporary files from a crash are removed.
+    /// temporary files from a crash are removed. Multipart uploads never expire.
     pub async fn open(root: &Path) -> Result<Self, StoreError> {
+        Self::open_with(root, None).await
+    }
+
+    /// Like [`Store::open`]; incomplete multipart uploads older than `upload_expiry` (counted
+    /// from their creation) are treated as aborted, and [`Bucket::expire_uploads`] deletes them.
+    pub async fn open_with(root: &Path, upload_expiry: Option<Duration>) -> Result<Self, StoreError> {
         ensure_dir(root).await?;
         let mut buckets = BTreeMap::new();
         let mut dir = tokio::fs::read_dir(root).await?;
@@ -90,10 +99,15 @@ impl Store {
             {
                 continue;
             }
-            let bucket = Bucket::load(name.clone(), entry.path()).await?;
+            let bucket = Bucket::load(name.clone(), entry.path(), upload_expiry).await?;
             buckets.insert(name, Arc::new(bucket));
         }
-        Ok(Self { root: root.to_owned(), buckets: RwLock::new(buckets), admin: tokio::sync::Mutex::new(()) })
+        Ok(Self {
+            root: root.to_owned(),
+            buckets: RwLock::new(buckets),
+            admin: tokio::sync::Mutex::new(()),
+            upload_expiry,
+        })
     }
 
     /// The bucket named `name`.
@@ -117,7 +131,7 @@ impl Store {
         let dir = self.root.join(name);
         ensure_dir(&dir.join("objects")).await?;
         ensure_dir(&dir.join("uploads")).await?;
-        let bucket = Bucket::load(name.to_owned(), dir).await?;
+        let bucket = Bucket::load(name.to_owned(), dir, self.upload_expiry).await?;
         let mut buckets = self.buckets.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         buckets.insert(name.to_owned(), Arc::new(bucket));
         Ok(())
@@ -143,7 +157,7 @@ impl Store {
 }
 
 impl Bucket {
-    async fn load(name: String, dir: PathBuf) -> Result<Self, StoreError> {
+    async fn load(name: String, dir: PathBuf, upload_expiry: Option<Duration>) -> Result<Self, StoreError> {
         let objects = dir.join("objects");
         let uploads = dir.join("uploads");
         ensure_dir(&objects).await?;
@@ -161,6 +175,7 @@ impl Bucket {
             index: RwLock::new(index),
             write: tokio::sync::Mutex::new(()),
             deleted: AtomicBool::new(false),
+            upload_expiry,
         })
     }
 

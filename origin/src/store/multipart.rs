@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
@@ -47,7 +48,19 @@ fn part_name(n: u32) -> String {
     format!("part.{n:05}")
 }
 
+/// Milliseconds since the Unix epoch, now.
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
 impl Bucket {
+    /// Whether an upload started at `initiated_ms` is past the bucket's expiry at `now_ms`.
+    fn expired(&self, initiated_ms: u64, now_ms: u64) -> bool {
+        self.upload_expiry.is_some_and(|age| {
+            now_ms.saturating_sub(initiated_ms) >= u64::try_from(age.as_millis()).unwrap_or(u64::MAX)
+        })
+    }
+
     fn upload_dir(&self, id: &str) -> Result<PathBuf, StoreError> {
         if valid_id(id) { Ok(self.uploads.join(id)) } else { Err(StoreError::NoSuchUpload) }
     }
@@ -85,7 +98,8 @@ impl Bucket {
         };
         let info: UploadInfo =
             serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        if info.key != key {
+        // An expired upload is gone even before the sweeper deletes its files.
+        if info.key != key || self.expired(info.initiated_ms, now_ms()) {
             return Err(StoreError::NoSuchUpload);
         }
         Ok(info)
@@ -125,14 +139,15 @@ impl Bucket {
         Ok(parts)
     }
 
-    /// Concatenates the listed parts into the object and commits it; returns its metadata.
-    /// `meta` carries the headers, metadata and time; size, ETag and part count are filled in.
-    pub async fn complete_upload(
+    /// Concatenates the listed parts into a sealed object file, not yet visible; returns it
+    /// with its metadata. `meta` carries the headers, metadata and time; size, ETag and part
+    /// sizes are filled in. [`Bucket::finish_upload`] commits it.
+    pub async fn assemble_upload(
         &self,
         id: &str,
         chosen: &[(u32, String)],
         mut meta: ObjectMeta,
-    ) -> Result<ObjectMeta, StoreError> {
+    ) -> Result<(Sealed, ObjectMeta), StoreError> {
         let dir = self.upload_dir(id)?;
         if chosen.is_empty() {
             return Err(StoreError::InvalidPart("no parts given".into()));
@@ -158,6 +173,7 @@ impl Bucket {
             etag_md5.update(&digest);
             files.push((dir.join(part_name(*number)), part.size));
         }
+        meta.part_sizes = files.iter().map(|(_, size)| *size).collect();
         let mut staged = self.stage(&meta.key).await?;
         let mut buf = vec![0u8; 1 << 20];
         for (path, size) in files {
@@ -174,15 +190,62 @@ impl Bucket {
         meta.etag = format!("{}-{}", hex::encode(etag_md5.finalize()), chosen.len());
         meta.parts = u32::try_from(chosen.len()).ok();
         let sealed = staged.seal(&meta).await?;
-        self.commit(sealed, &meta).await?;
-        // The object is durable; the parts are garbage now. A crash here leaves an upload that
-        // can still be aborted.
-        let _ = tokio::fs::remove_dir_all(&dir).await;
-        Ok(meta)
+        Ok((sealed, meta))
     }
 
-    /// Every upload in progress with its id, sorted by key, then start time, then id.
+    /// Commits an assembled upload as the object and deletes the upload.
+    pub async fn finish_upload(&self, id: &str, sealed: Sealed, meta: &ObjectMeta) -> Result<(), StoreError> {
+        let dir = self.upload_dir(id)?;
+        self.commit(sealed, meta).await?;
+        // The object is durable; the parts are garbage now. A crash here leaves an upload that
+        // can still be aborted (or expires).
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        Ok(())
+    }
+
+    /// Every upload in progress (not expired) with its id, sorted by key, then start time,
+    /// then id.
     pub async fn uploads(&self) -> Result<Vec<(String, UploadInfo)>, StoreError> {
+        let now = now_ms();
+        let mut out = self.all_uploads().await?;
+        out.retain(|(_, info)| !self.expired(info.initiated_ms, now));
+        Ok(out)
+    }
+
+    /// Aborts every upload past the bucket's expiry, deleting its parts; returns how many. An
+    /// upload directory without a readable `upload.json` (a crash during CreateMultipartUpload)
+    /// is deleted once it is older than the expiry too.
+    pub async fn expire_uploads(&self) -> Result<usize, StoreError> {
+        let Some(age) = self.upload_expiry else { return Ok(0) };
+        let now = now_ms();
+        let known = self.all_uploads().await?;
+        let mut expired = 0;
+        for (id, info) in &known {
+            if self.expired(info.initiated_ms, now) {
+                match self.abort_upload(id).await {
+                    Ok(()) | Err(StoreError::NoSuchUpload) => expired += 1,
+                    Err(e) => return Err(e),
+                }
+                tracing::info!(bucket = %self.name, upload = %id, key = %info.key, "expired an incomplete multipart upload");
+            }
+        }
+        let mut entries = tokio::fs::read_dir(&self.uploads).await?;
+        while let Some(entry) = entries.next_entry().await? {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if !valid_id(&id) || known.iter().any(|(k, _)| *k == id) {
+                continue;
+            }
+            let old = entry.metadata().await?.modified().ok().and_then(|m| m.elapsed().ok());
+            if old.is_some_and(|elapsed| elapsed >= age) {
+                tracing::warn!(bucket = %self.name, upload = %id, "removing an upload directory without upload.json");
+                let _ = tokio::fs::remove_dir_all(entry.path()).await;
+            }
+        }
+        Ok(expired)
+    }
+
+    /// Every upload directory with a readable `upload.json`, expired or not, sorted.
+    async fn all_uploads(&self) -> Result<Vec<(String, UploadInfo)>, StoreError> {
         let mut out = Vec::new();
         let mut entries = tokio::fs::read_dir(&self.uploads).await?;
         while let Some(entry) = entries.next_entry().await? {
