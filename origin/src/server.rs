@@ -33,7 +33,15 @@ async fn handle(
     let started = std::time::Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     match service.call(req.map(s3s::Body::from)).await {
-        Ok(resp) => {
+        Ok(mut resp) => {
+            // s3s answers every HeadObject with 200 (it ignores `S3Response::status` there); a
+            // HEAD that names a range (`Range` or `partNumber`) answers as its GET would: 206.
+            if method == http::Method::HEAD
+                && resp.status() == http::StatusCode::OK
+                && resp.headers().contains_key(http::header::CONTENT_RANGE)
+            {
+                *resp.status_mut() = http::StatusCode::PARTIAL_CONTENT;
+            }
             tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed = ?started.elapsed(), "request");
             Ok(resp)
         }

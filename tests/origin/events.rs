@@ -1,8 +1,9 @@
 //! Object events: the origin posts put, copy, complete-multipart and delete events to the
-//! control plane's URL (docs/PROTOCOL.md), retrying failures, and a receiver that is down or
-//! hanging never slows or fails a write.
+//! control plane's URL (docs/PROTOCOL.md), retrying failures; a receiver that is down or
+//! hanging never slows or fails a write; and an event survives the origin being killed before
+//! it was delivered (the outbox, issue 22).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 use crate::support;
 use crate::support::origin::{Origin, Reply};
-use crate::support::s3::{Options, client, private, start_with};
+use crate::support::s3::{Options, client, files_under, private, start_in, start_with};
 
 /// A test event receiver: answers 503 to the first `fail_first` posts, then 202, and keeps
 /// every event and `Authorization` header it accepted.
@@ -21,6 +22,8 @@ struct Receiver {
     events: Arc<Mutex<Vec<serde_json::Value>>>,
     auth: Arc<Mutex<Vec<String>>>,
     posts: Arc<AtomicUsize>,
+    /// While set, every post is answered 503 (the control plane is down).
+    down: Arc<AtomicBool>,
     _origin: Origin,
 }
 
@@ -30,10 +33,11 @@ async fn receiver(fail_first: usize) -> Receiver {
     let events = Arc::new(Mutex::new(Vec::new()));
     let auth = Arc::new(Mutex::new(Vec::new()));
     let posts = Arc::new(AtomicUsize::new(0));
-    let (ev, au, po) = (events.clone(), auth.clone(), posts.clone());
+    let down = Arc::new(AtomicBool::new(false));
+    let (ev, au, po, dn) = (events.clone(), auth.clone(), posts.clone(), down.clone());
     origin.fallback(move |req, _| {
         let n = po.fetch_add(1, Ordering::SeqCst);
-        if n < fail_first {
+        if n < fail_first || dn.load(Ordering::SeqCst) {
             return Reply::status(503, "", &[]).sized();
         }
         let json: serde_json::Value = serde_json::from_slice(&req.body).expect("json body");
@@ -44,7 +48,7 @@ async fn receiver(fail_first: usize) -> Receiver {
         au.lock().expect("auth log").extend(authz);
         Reply::status(202, "", &[]).sized()
     });
-    Receiver { url, events, auth, posts, _origin: origin }
+    Receiver { url, events, auth, posts, down, _origin: origin }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,4 +132,78 @@ async fn a_hanging_or_absent_receiver_never_blocks_writes() {
         let n = s3.list(None).collect::<Vec<_>>().await.len();
         assert_eq!(n, 90, "{url}");
     }
+}
+
+/// Every event file waiting in the origin's outbox.
+fn outbox(data: &std::path::Path) -> Vec<std::path::PathBuf> {
+    files_under(&data.join(".outbox"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_not_delivered_before_a_sigkill_is_delivered_after_the_restart() {
+    let rx = receiver(0).await;
+    rx.down.store(true, Ordering::SeqCst);
+    let opts = Options { notify: Some(&rx.url), ..Options::default() };
+    let dir = Arc::new(support::tempdir());
+    let mut origin = start_in(dir.clone(), &[private("demo")], &opts);
+    let s3 = client(&origin.url, "demo");
+    let put =
+        s3.put(&Path::from("page.html"), PutPayload::from_static(b"v2")).await.expect("put answered 200");
+    s3.delete(&Path::from("never-existed")).await.expect("delete");
+
+    // The control plane refused the event at least once: it was not delivered when the origin died.
+    support::eventually("a delivery attempt", Duration::from_secs(20), || {
+        (rx.posts.load(Ordering::SeqCst) >= 1).then_some(())
+    });
+    assert!(rx.events.lock().unwrap().is_empty());
+    assert_eq!(outbox(&origin.data).len(), 1, "the put's event waits on disk, the no-op delete has none");
+    origin.proc.kill();
+
+    rx.down.store(false, Ordering::SeqCst);
+    let origin = start_in(dir, &[private("demo")], &opts);
+    let events =
+        support::eventually("the event delivered after the restart", Duration::from_secs(20), || {
+            let events = rx.events.lock().unwrap().clone();
+            (!events.is_empty()).then_some(events)
+        });
+    assert_eq!(events[0]["kind"], "put");
+    assert_eq!(events[0]["key"], "page.html");
+    assert_eq!(
+        events[0]["etag"].as_str(),
+        put.e_tag.as_deref(),
+        "the event names the version that was stored"
+    );
+    assert_eq!(events[0]["size"], 2);
+    let data = origin.data.clone();
+    support::eventually("the outbox emptied", Duration::from_secs(20), || {
+        outbox(&data).is_empty().then_some(())
+    });
+    assert!(origin.proc.stderr().contains("delivering events from the outbox"), "{}", origin.proc.stderr());
+
+    // Later writes are announced as before.
+    let s3 = client(&origin.url, "demo");
+    s3.delete(&Path::from("page.html")).await.expect("delete");
+    support::eventually("the delete announced", Duration::from_secs(20), || {
+        let events = rx.events.lock().unwrap().clone();
+        events.iter().any(|e| e["kind"] == "delete" && e["key"] == "page.html").then_some(())
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_conditional_write_announces_nothing() {
+    let rx = receiver(0).await;
+    rx.down.store(true, Ordering::SeqCst);
+    let opts = Options { notify: Some(&rx.url), ..Options::default() };
+    let origin = start_with(&[private("demo")], &opts);
+    let s3 = client(&origin.url, "demo");
+    s3.put(&Path::from("k"), PutPayload::from_static(b"v1")).await.expect("put");
+    // A conditional create of an existing key is refused: no event for a change that did not happen.
+    let create = object_store::PutOptions { mode: object_store::PutMode::Create, ..Default::default() };
+    let err =
+        s3.put_opts(&Path::from("k"), PutPayload::from_static(b"v2"), create).await.expect_err("exists");
+    assert!(
+        matches!(err, object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }),
+        "{err}"
+    );
+    assert_eq!(outbox(&origin.data).len(), 1, "only the first put's event waits");
 }

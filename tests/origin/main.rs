@@ -5,8 +5,11 @@
 mod support;
 
 mod auth;
+mod copy;
 mod crash;
 mod edge;
 mod events;
+mod expiry;
 mod objects;
+mod parts;
 mod smoke;

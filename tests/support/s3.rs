@@ -48,6 +48,8 @@ pub struct Options<'a> {
     pub domain: Option<&'a str>,
     /// Start without STRATUS_ACCESS_KEY / STRATUS_SECRET_KEY.
     pub no_credentials: bool,
+    /// `multipart_expiry`, e.g. `"3s"`.
+    pub multipart_expiry: Option<&'a str>,
 }
 
 /// Starts an origin with these buckets in a fresh temporary directory.
@@ -70,6 +72,9 @@ pub fn start_in(dir: Arc<tempfile::TempDir>, buckets: &[BucketSpec<'_>], opts: &
     }
     if let Some(d) = opts.domain {
         toml.push_str(&format!("domain = {d:?}\n"));
+    }
+    if let Some(e) = opts.multipart_expiry {
+        toml.push_str(&format!("multipart_expiry = {e:?}\n"));
     }
     for b in buckets {
         toml.push_str(&format!("\n[[origin.buckets]]\nname = {:?}\npublic = {}\n", b.name, b.public));
@@ -246,4 +251,24 @@ pub fn xml_texts(xml: &str, path: &[&str]) -> Vec<String> {
     }
     assert!(at.is_empty(), "unclosed elements {at:?}: {xml:?}");
     found
+}
+
+/// Runs a Python script of `tests/smoke/` (boto3 and aws-cli, `pip install awscli boto3`)
+/// against the origin at `url` with the test credentials; fails the test, showing its output,
+/// unless it exits 0 and prints `done`.
+pub fn run_client_script(url: &str, script: &str, args: &[&str], done: &str) -> String {
+    let path = format!("{}/tests/smoke/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .env("S3_URL", url)
+        .env("STRATUS_ACCESS_KEY", ACCESS_KEY)
+        .env("STRATUS_SECRET_KEY", SECRET_KEY)
+        .output()
+        .expect("run python3 (needs boto3 and aws-cli: pip install awscli boto3)");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script} {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains(done), "{stdout}");
+    stdout
 }

@@ -334,16 +334,14 @@ impl Origin {
         let (_file, meta) = self.open_checked(&i.bucket, &i.key, &cond).await?;
         let span =
             span::requested(&meta, i.range.as_ref(), i.part_number, req.headers.get(http::header::IF_RANGE))?;
-        // s3s answers HeadObject with 200 whatever the output says; a ranged HEAD is a 206.
-        let status = span.content_range.is_some().then_some(http::StatusCode::PARTIAL_CONTENT);
+        // A ranged HEAD is a 206: s3s answers HeadObject with 200 whatever the output says, so
+        // `server.rs` sets the status from `Content-Range`.
         let output = object_output!(HeadObjectOutput, self, &i.bucket, meta, {
             content_length: i64::try_from(span.bytes.end - span.bytes.start).ok(),
             content_range: span.content_range,
             parts_count: span.parts_count,
         });
-        let mut resp = S3Response::new(output);
-        resp.status = status;
-        Ok(resp)
+        Ok(S3Response::new(output))
     }
 
     pub(super) async fn do_delete_object(
