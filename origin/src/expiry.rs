@@ -25,7 +25,7 @@ pub async fn sweep_uploads(store: Arc<Store>, expiry: Duration, shutdown: Cancel
             match bucket.expire_uploads().await {
                 Ok(0) => {}
                 Ok(n) => {
-                    tracing::info!(bucket = %bucket.name, uploads = n, "expired incomplete multipart uploads")
+                    tracing::info!(bucket = %bucket.name, uploads = n, "expired incomplete multipart uploads");
                 }
                 Err(e) => tracing::warn!(bucket = %bucket.name, error = %e, "cannot sweep multipart uploads"),
             }

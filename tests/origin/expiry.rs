@@ -34,7 +34,7 @@ async fn an_incomplete_upload_past_its_age_is_unlisted_and_its_parts_deleted() {
     )
     .await;
     assert_eq!(part.status(), 200);
-    assert_eq!(listed(&origin.url).await, [id.clone()], "a young upload is listed");
+    assert_eq!(listed(&origin.url).await, std::slice::from_ref(&id), "a young upload is listed");
     let dir = origin.data.join("media").join("uploads").join(&id);
     assert!(dir.join("part.00001").exists(), "its part is on disk");
 

@@ -190,6 +190,16 @@ pub fn decode_url(s: &str) -> String {
 /// a raw request for keys and queries a high-level client will not send. `url`'s path must be
 /// encoded as S3 canonicalises it ([`encode_path`]).
 pub async fn send_signed(method: http::Method, url: &str, body: Vec<u8>) -> reqwest::Response {
+    send_signed_with(method, url, &[], body).await
+}
+
+/// Like [`send_signed`], with extra `headers` (signed too, as SigV4 wants every `x-amz-*`).
+pub async fn send_signed_with(
+    method: http::Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> reqwest::Response {
     use object_store::aws::{AwsAuthorizer, AwsCredential};
     let credential =
         AwsCredential { key_id: ACCESS_KEY.to_owned(), secret_key: SECRET_KEY.to_owned(), token: None };
@@ -198,6 +208,10 @@ pub async fn send_signed(method: http::Method, url: &str, body: Vec<u8>) -> reqw
         .uri(url)
         .body(object_store::client::HttpRequestBody::from(body.clone()))
         .expect("request");
+    for (name, value) in headers {
+        let name = http::HeaderName::from_bytes(name.as_bytes()).expect("header name");
+        req.headers_mut().insert(name, http::HeaderValue::from_str(value).expect("header value"));
+    }
     AwsAuthorizer::new(&credential, "s3", "us-east-1")
         .with_sign_payload(false)
         .try_authorize(&mut req, None)
