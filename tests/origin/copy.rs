@@ -1,5 +1,5 @@
-//! Server-side copies of large objects (issue 22): aws-cli and boto3 copy between buckets with
-//! UploadPartCopy (`tests/smoke/s3_copy_parts.py copy`), and hostile copy sources and ranges
+//! Server-side copies of large objects (issue 22): aws-cli, boto3 and minio's `compose_object`
+//! copy with UploadPartCopy (`tests/smoke/s3_copy_parts.py copy|compose`), and hostile copy sources and ranges
 //! get S3's errors, as raw signed requests no client library would send.
 
 use http::Method;
@@ -16,6 +16,12 @@ fn aws_cli_and_boto3_copy_large_objects_between_buckets_by_parts() {
     let out = run_client_script(&origin.url, "s3_copy_parts.py", &["copy"], "s3 copy: all checks passed");
     assert!(out.contains("ok: aws s3 cp between buckets copies 10 MiB byte for byte"), "{out}");
     assert!(!origin.proc.stderr().contains("storage failure"), "{}", origin.proc.stderr());
+}
+
+#[test]
+fn minio_compose_object_joins_ranges_by_upload_part_copy() {
+    let origin = start(&[]);
+    run_client_script(&origin.url, "s3_copy_parts.py", &["compose"], "s3 compose: all checks passed");
 }
 
 /// Sends a signed request with `headers` and returns its status and S3 error code.
