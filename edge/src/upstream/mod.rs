@@ -49,14 +49,13 @@ use tokio_util::sync::CancellationToken;
 pub use body::OriginBody;
 pub use chain::error_chain;
 pub use cluster::{Cluster, FROM_PEER, STRATUS_HOP};
-pub use dns::{Dns, DnsError};
+pub use dns::Dns;
 pub use upload::{Upload, UploadWatch};
 
 use crate::body::{Body, empty};
 use crate::error::{Error, Fault, ProxyError};
-use chain::find;
+use chain::classify;
 use cluster::{FROM_CHILD, Ranked, edge_error, rank};
-use connect::ConnectTimeout;
 pub use origin::Tier;
 use origin::{Origin, Settings, spawn_probe};
 
@@ -406,27 +405,6 @@ fn checked<B>(mut res: Response<B>) -> Result<Response<B>, ProxyError> {
     Ok(res)
 }
 
-/// Which step of an origin exchange failed, from hyper-util's error and its sources.
-fn classify(e: &hyper_util::client::legacy::Error) -> ProxyError {
-    if let Some(dns) = find::<DnsError>(e) {
-        return ProxyError::Dns(dns.to_string());
-    }
-    if let Some(tls) = find::<rustls::Error>(e) {
-        return ProxyError::Tls(tls.to_string());
-    }
-    if let Some(t) = find::<ConnectTimeout>(e) {
-        return ProxyError::Connect(t.to_string());
-    }
-    if e.is_connect() {
-        return ProxyError::Connect(error_chain(e));
-    }
-    if find::<http_body_util::LengthLimitError>(e).is_some() {
-        // The request body hit its size limit while being sent: the client's fault.
-        return ProxyError::BodyTooLarge;
-    }
-    ProxyError::Upstream(error_chain(e))
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -496,6 +474,8 @@ mod tests {
 
     #[test]
     fn find_looks_inside_io_errors() {
+        use super::chain::find;
+        use super::dns::DnsError;
         let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
         let wrapped = std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, tls));
         assert!(find::<rustls::Error>(&wrapped).is_some());
