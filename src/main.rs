@@ -86,6 +86,13 @@ struct EdgeArgs {
     /// Name of this edge in the control plane's registry.
     #[arg(long)]
     id: Option<String>,
+    /// An edge of this PoP, e.g. http://10.0.0.2:8080 (repeatable; this edge's own URL may be
+    /// among them): the edges share one cache by rendezvous hashing. Replaces the file's peers.
+    #[arg(long = "peer", value_name = "URL")]
+    peers: Vec<HttpUrl>,
+    /// This edge's URL as its peers reach it (when no listener address names it).
+    #[arg(long = "self", value_name = "URL")]
+    self_url: Option<HttpUrl>,
     /// Configuration file (its [edge] section).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -281,6 +288,16 @@ fn edge_config(args: EdgeArgs, env: &Env) -> Result<stratus_config::EdgeConfig> 
     if let Some(size) = args.cache_size {
         edge.cache.size = size;
         edge.cache.max_object_size = edge.cache.max_object_size.min(size);
+    }
+    if !args.peers.is_empty() || args.self_url.is_some() {
+        let cluster =
+            edge.cluster.get_or_insert_with(|| stratus_config::edge::Cluster::new(Vec::new(), None));
+        if !args.peers.is_empty() {
+            cluster.peers = args.peers;
+        }
+        if args.self_url.is_some() {
+            cluster.self_url = args.self_url;
+        }
     }
     edge.control = args.control.or(edge.control);
     edge.id = args.id.or(edge.id);

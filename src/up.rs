@@ -73,6 +73,10 @@ pub struct UpArgs {
     /// removed on exit.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Run the two edges as one cluster (one PoP, one cache): each object has one owner edge
+    /// by rendezvous hashing, and the other edge fetches it from that owner, not the origin.
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 /// Where each part listens.
@@ -154,12 +158,16 @@ pub async fn run(args: UpArgs, env: &Env) -> Result<ExitCode> {
     let mut parts = JoinSet::new();
     parts.spawn(named("origin", stratus_origin::run(origin, stop.clone())));
     parts.spawn(named("control", stratus_control::run(control, stop.clone())));
+    let peers = ports.edges.iter().map(|(http, _)| url(*http, "")).collect::<Result<Vec<_>>>()?;
     for (name, (http, admin)) in ["edge-a", "edge-b"].into_iter().zip(ports.edges) {
         let mut edge = EdgeConfig::simple(ListenAddr(local(http)), url(ports.origin, &format!("/{BUCKET}"))?);
         edge.id = Some(name.to_owned());
         edge.admin = Some(Admin { listen: ListenAddr(local(admin)) });
         edge.control = Some(url(ports.control, "")?);
         edge.token.clone_from(&token);
+        if args.cluster {
+            edge.cluster = Some(stratus_config::edge::Cluster::new(peers.clone(), Some(url(http, "")?)));
+        }
         // `stratus up` builds its edges' configuration itself; there is no file to reload.
         let (_no_reloads, reloads) = tokio::sync::mpsc::channel(1);
         parts.spawn(named(name, stratus_edge::run(edge, stop.clone(), reloads)));
@@ -169,7 +177,7 @@ pub async fn run(args: UpArgs, env: &Env) -> Result<ExitCode> {
     tokio::select! {
         ready = ready => {
             if ready {
-                print_welcome(&ports, &data, seeded, &secrets);
+                print_welcome(&ports, &data, seeded, args.cluster, &secrets);
             }
         }
         Some(done) = parts.join_next() => {
@@ -215,14 +223,14 @@ async fn wait_until_listening(ports: &Ports, stop: &CancellationToken) -> bool {
     true
 }
 
-fn print_welcome(ports: &Ports, data: &Path, seeded: bool, secrets: &Secrets) {
+fn print_welcome(ports: &Ports, data: &Path, seeded: bool, clustered: bool, secrets: &Secrets) {
     let [(a, a_admin), (b, b_admin)] = ports.edges;
     println!(
         "\nStratus is up{seeded}.\n\
          \n  origin (S3)     http://127.0.0.1:{origin}   bucket `{BUCKET}` is public\
          \n  control plane   http://127.0.0.1:{control}   dashboard at /\
          \n  edge a          http://127.0.0.1:{a}   admin http://127.0.0.1:{a_admin}\
-         \n  edge b          http://127.0.0.1:{b}   admin http://127.0.0.1:{b_admin}\
+         \n  edge b          http://127.0.0.1:{b}   admin http://127.0.0.1:{b_admin}{cluster}\
          \n  data            {data}\
          \n\n{secrets}\
          \n\nTry:\
@@ -234,6 +242,11 @@ fn print_welcome(ports: &Ports, data: &Path, seeded: bool, secrets: &Secrets) {
          \n  aws --endpoint-url http://127.0.0.1:{origin} s3 cp ./some-file s3://{BUCKET}/some-file\
          \n\nCtrl-C stops everything.",
         seeded = if seeded { ", with the demo bucket seeded" } else { "" },
+        cluster = if clustered {
+            "\n  (edges a and b are one cluster: each object has one owner edge)"
+        } else {
+            ""
+        },
         origin = ports.origin,
         control = ports.control,
         data = data.display(),

@@ -4,11 +4,12 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::cluster::{Cluster, peer_id};
 use crate::invalid::Invalid;
 use crate::net::{HttpUrl, ListenAddr};
 use crate::secret::Secret;
 use crate::units::{ByteSize, Duration};
-pub use crate::upstream::{CaRoots, Dns, Health, OriginPool};
+pub use crate::upstream::{CaRoots, Dns, Health, OriginPool, OriginTimeouts};
 
 /// The edge: where it listens, what it caches and which sites it serves.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -49,6 +50,10 @@ pub struct EdgeConfig {
     /// for `X-Forwarded-For` and `-Proto`, overwritten): see `docs/security.md`.
     #[serde(default)]
     pub trusted_proxies: Vec<crate::net::IpRange>,
+    /// The other edges of this point of presence, which share one cache by rendezvous
+    /// hashing (`docs/edge.md`, "Tiered caching"); off unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<Cluster>,
 }
 
 /// One client-facing listener.
@@ -120,6 +125,10 @@ pub struct Site {
     /// Origins tried in order; the first healthy one serves. A path in the URL is a prefix
     /// put before every request path (`http://127.0.0.1:9000/demo` serves bucket `demo`).
     pub origins: Vec<HttpUrl>,
+    /// Upper-tier edges (a shield) that misses go to before the origins, one per cache key by
+    /// rendezvous hashing; the origins stay the last resort.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<HttpUrl>,
     /// Send the origin's host as `Host` instead of the client's.
     #[serde(default = "yes")]
     pub origin_host: bool,
@@ -233,24 +242,6 @@ pub struct KeyRules {
     pub headers: Vec<String>,
 }
 
-/// Timeouts towards a site's origins.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OriginTimeouts {
-    /// TCP (and TLS) connect.
-    pub connect: Duration,
-    /// From the request sent to the response head.
-    pub first_byte: Duration,
-    /// The whole response, body included.
-    pub total: Duration,
-}
-
-impl Default for OriginTimeouts {
-    fn default() -> Self {
-        Self { connect: Duration::secs(5), first_byte: Duration::secs(30), total: Duration::secs(300) }
-    }
-}
-
 /// Limits on what clients may send.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -301,6 +292,7 @@ impl EdgeConfig {
             limits: Limits::default(),
             dns: Dns::default(),
             trusted_proxies: Vec::new(),
+            cluster: None,
         }
     }
 
@@ -322,6 +314,10 @@ impl EdgeConfig {
             }
         }
         validate_sites_for_listeners(&self.sites, &self.listeners)?;
+        if let Some(cluster) = &self.cluster {
+            let listen: Vec<ListenAddr> = self.listeners.iter().map(|l| l.listen).collect();
+            cluster.validate(&listen).map_err(|e| e.within("cluster"))?;
+        }
         Ok(())
     }
 }
@@ -369,6 +365,7 @@ pub fn validate_sites(sites: &[Site]) -> Result<(), Invalid> {
         if site.origins.is_empty() {
             return Err(Invalid::new(at("origins"), "at least one origin is required"));
         }
+        crate::cluster::validate_parents(&site.parents).map_err(|e| e.within(&format!("sites[{i}]")))?;
         for (j, rule) in site.ttl.iter().enumerate() {
             if !rule.prefix.starts_with('/') {
                 return Err(Invalid::new(at(&format!("ttl[{j}].prefix")), "must start with /"));
@@ -402,6 +399,7 @@ impl Site {
         Self {
             hosts: vec!["*".to_owned()],
             origins: vec![origin],
+            parents: Vec::new(),
             origin_host: true,
             ttl: Vec::new(),
             negative: Vec::new(),

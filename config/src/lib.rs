@@ -16,6 +16,7 @@
 //! types cannot say (cross-field rules). Secrets may come from the environment instead of the
 //! file; [`Env`] is read once in `main` and applied with [`StratusConfig::apply_env`].
 
+mod cluster;
 pub mod control;
 pub mod edge;
 pub mod fleet;

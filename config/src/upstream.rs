@@ -23,6 +23,24 @@ pub enum CaRoots {
     None,
 }
 
+/// Timeouts towards a site's origins.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OriginTimeouts {
+    /// TCP (and TLS) connect.
+    pub connect: Duration,
+    /// From the request sent to the response head.
+    pub first_byte: Duration,
+    /// The whole response, body included.
+    pub total: Duration,
+}
+
+impl Default for OriginTimeouts {
+    fn default() -> Self {
+        Self { connect: Duration::secs(5), first_byte: Duration::secs(30), total: Duration::secs(300) }
+    }
+}
+
 /// Connections to each origin of a site.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

@@ -33,6 +33,9 @@ pub struct Edge {
     pub metrics: Metrics,
     /// This cache's name in `Cache-Status`.
     pub name: String,
+    /// This edge process's `edge` parameter in `CDN-Loop`: its name and a random suffix, so
+    /// that a request that comes back to it is recognised whatever the other edges are called.
+    pub instance: String,
     /// Largest object stored, in bytes.
     pub max_object: u64,
     /// Response headers that carry tags.
@@ -53,7 +56,11 @@ impl Edge {
     /// Builds the edge's state from its configuration (sites, store, metrics); binds nothing.
     /// Origin health probes run until `shutdown` is cancelled or the router is dropped.
     pub fn new(config: &EdgeConfig, shutdown: &CancellationToken) -> Result<Arc<Self>, Error> {
-        let outbound = Outbound::new(&config.dns, shutdown.clone());
+        let name = cache_name(config.id.as_deref());
+        let instance = format!("{name}-{:08x}", random_u32());
+        let cdn_loop = http::HeaderValue::from_str(&format!("stratus; edge={instance}"))
+            .map_err(|e| Error::Origin { origin: "cdn-loop".to_owned(), reason: e.to_string() })?;
+        let outbound = Outbound::for_edge(config, cdn_loop, shutdown.clone())?;
         let tag_headers = config
             .cache
             .tag_headers
@@ -76,7 +83,8 @@ impl Edge {
             store: Store::new(config.cache.size.bytes()),
             inflight: Inflight::default(),
             metrics: Metrics::new()?,
-            name: cache_name(config.id.as_deref()),
+            name,
+            instance,
             max_object: config.cache.max_object_size.bytes(),
             tag_headers,
             limits: config.limits.clone(),
@@ -136,6 +144,14 @@ impl Sources {
     pub(crate) fn new(started: &EdgeConfig) -> Mutex<Self> {
         Mutex::new(Self { started: started.clone(), file_sites: started.sites.clone(), pushed: None })
     }
+}
+
+/// 32 random bits (std's per-process random hasher keys; no cryptographic need here).
+fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(u64::from(std::process::id()));
+    h.finish() as u32
 }
 
 /// The cache name in `Cache-Status`: the edge id when it is a valid token, else `stratus`.

@@ -98,6 +98,9 @@ pub enum ProxyError {
     /// `only-if-cached` and nothing usable is stored.
     #[error("not cached (only-if-cached)")]
     NotCached,
+    /// The request passed through this edge before (`CDN-Loop`): tiers configured in a circle.
+    #[error("loop detected: the request passed through this edge before")]
+    LoopDetected,
     /// A bug or an impossible state on our side.
     #[error("internal error: {0}")]
     Internal(String),
@@ -117,7 +120,8 @@ impl ProxyError {
             | Self::ClientGone
             | Self::MethodNotAllowed
             | Self::UnknownHost(_)
-            | Self::NotCached => Fault::Downstream,
+            | Self::NotCached
+            | Self::LoopDetected => Fault::Downstream,
             Self::Internal(_) => Fault::Internal,
         }
     }
@@ -151,6 +155,7 @@ impl ProxyError {
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
+            Self::LoopDetected => StatusCode::LOOP_DETECTED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -170,12 +175,13 @@ impl ProxyError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::UnknownHost(_) => "unknown_host",
             Self::NotCached => "not_cached",
+            Self::LoopDetected => "loop",
             Self::Internal(_) => "internal",
         }
     }
 
     /// All labels [`ProxyError::kind`] can return.
-    pub const KINDS: [&'static str; 13] = [
+    pub const KINDS: [&'static str; 14] = [
         "connect",
         "dns",
         "tls",
@@ -188,6 +194,7 @@ impl ProxyError {
         "method_not_allowed",
         "unknown_host",
         "not_cached",
+        "loop",
         "internal",
     ];
 }
@@ -240,6 +247,7 @@ mod tests {
             (ProxyError::MethodNotAllowed, 405, Fault::Downstream),
             (ProxyError::UnknownHost("x".into()), 421, Fault::Downstream),
             (ProxyError::NotCached, 504, Fault::Downstream),
+            (ProxyError::LoopDetected, 508, Fault::Downstream),
             (ProxyError::Internal("bug".into()), 500, Fault::Internal),
         ];
         for (err, status, fault) in cases {

@@ -109,6 +109,39 @@ fn up_serves_the_demo_through_both_edges_and_stops_on_sigterm() {
     assert_eq!(up.wait_exit(Duration::from_secs(30)), Some(0), "stratus up did not exit 0 on SIGTERM");
 }
 
+/// `stratus up --cluster`: the two edges are one cache. Whichever edge owns a page, the other
+/// edge's first request for it is answered from the owner's copy (a hit at some tier), so the
+/// origin is asked once per page for the pair.
+#[test]
+fn up_cluster_makes_the_two_edges_one_cache() {
+    let base = free_port_base();
+    let mut cmd = stratus();
+    cmd.args(["up", "--cluster", "--port-base", &base.to_string()]);
+    let up = Proc::start(cmd, &["origin s3", "control api", "edge http", "edge admin"]);
+    support::eventually("the welcome banner", Duration::from_secs(20), || {
+        up.stdout().contains("Ctrl-C stops everything").then_some(())
+    });
+    assert!(up.stdout().contains("one cluster"), "{}", up.stdout());
+    let cache_status = |port: u16, page: &str| {
+        let res = reqwest::blocking::get(format!("http://127.0.0.1:{port}/{page}")).expect("GET demo page");
+        assert_eq!(res.status(), 200);
+        res.headers()["cache-status"].to_str().expect("ascii").to_owned()
+    };
+    for page in ["index.html", "style.css", "logo.svg"] {
+        let first = cache_status(base + 2, page);
+        assert!(!first.contains("hit"), "{page} on edge a: {first}");
+        let second = cache_status(base + 3, page);
+        assert!(second.contains("; hit"), "{page} on edge b comes from the owner's copy: {second}");
+        // When edge a owns the page, edge b shows both tiers.
+        if first.split(',').count() == 1 {
+            assert!(
+                second.starts_with("edge-a; hit") && second.contains(", edge-b; fwd=uri-miss"),
+                "{second}"
+            );
+        }
+    }
+}
+
 /// With `STRATUS_TOKEN`, `STRATUS_ACCESS_KEY` and `STRATUS_SECRET_KEY` set, `stratus up` uses
 /// them and does not echo them.
 #[test]

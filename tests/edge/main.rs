@@ -6,6 +6,7 @@
 mod support;
 
 mod admin;
+mod cluster;
 mod coalesce;
 mod core_path;
 mod freshness;
@@ -18,6 +19,7 @@ mod security;
 mod security_memory;
 mod security_odd;
 mod security_ranges;
+mod shield;
 mod sites;
 mod store;
 mod tls;

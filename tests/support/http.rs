@@ -29,16 +29,24 @@ impl Got {
         self.header("cache-status")
     }
 
-    /// The `ttl` parameter of `Cache-Status` (panics when there is none).
-    pub fn ttl(&self) -> i64 {
+    /// The last `Cache-Status` member: the one the edge that answered added (the members of
+    /// upper tiers come before it).
+    pub fn own_cache(&self) -> String {
         let cache = self.cache();
+        cache.rsplit(',').next().unwrap_or("").trim().to_owned()
+    }
+
+    /// The `ttl` parameter of the answering edge's `Cache-Status` member (panics when there
+    /// is none).
+    pub fn ttl(&self) -> i64 {
+        let cache = self.own_cache();
         let ttl = cache.split("ttl=").nth(1).and_then(|s| s.split(';').next());
         ttl.and_then(|t| t.trim().parse().ok()).unwrap_or_else(|| panic!("no ttl in {cache:?}"))
     }
 
-    /// Whether the response came from the cache (`Cache-Status: …; hit`).
+    /// Whether the answering edge served the response from its cache (`Cache-Status: …; hit`).
     pub fn hit(&self) -> bool {
-        self.cache().split(';').any(|p| p.trim() == "hit")
+        self.own_cache().split(';').any(|p| p.trim() == "hit")
     }
 
     /// The body as text.

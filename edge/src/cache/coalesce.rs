@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::Stream;
-use http::header::HeaderName;
+use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
 use tokio::sync::{Notify, watch};
 
@@ -61,6 +61,12 @@ pub struct StreamHead {
     pub initial_age: Duration,
     /// When the head arrived.
     pub arrived: Instant,
+    /// The upstream tier's `Cache-Status` (kept out of the stored headers), which our member
+    /// is appended to on the answers this fill gives.
+    pub upstream_status: Option<HeaderValue>,
+    /// What only edges get (targeted cache-control fields, tags), for requests from another
+    /// tier.
+    pub edge_fields: HeaderMap,
 }
 
 /// What a fill knows once the origin answered (or failed to).

@@ -115,6 +115,8 @@ pub(crate) fn needs_restart(running: &EdgeConfig, new: &EdgeConfig) -> Vec<&'sta
         // The resolver (and its cache) is shared by every router the edge builds.
         ("dns", json(&running.dns) != json(&new.dns)),
         ("trusted_proxies", running.trusted_proxies != new.trusted_proxies),
+        // The peers and their clients are shared by every router the edge builds.
+        ("cluster", json(&running.cluster) != json(&new.cluster)),
         ("id", running.id != new.id),
         ("token", token(running) != token(new)),
     ]

@@ -17,7 +17,7 @@ use crate::error::ProxyError;
 use crate::proxy::headers::{append_via, set_forwarding, strip_hop_by_hop, strip_method_override};
 use crate::proxy::route::SiteState;
 use crate::proxy::status::CacheStatus;
-use crate::upstream::OriginRequest;
+use crate::upstream::{FROM_PEER, OriginRequest, STRATUS_HOP};
 
 pub(crate) type Served = Result<(Response<Body>, CacheStatus), ProxyError>;
 
@@ -40,6 +40,12 @@ pub(crate) struct Ctx {
     pub(crate) tls: bool,
     /// The client is a trusted proxy: its forwarding fields reach the origin.
     pub(crate) trusted: bool,
+    /// The request came from another Stratus edge (`Stratus-Hop`: a peer or a child tier),
+    /// which gets the fields only edges use (tags, `CDN-Cache-Control`) with the response.
+    pub(crate) from_edge: bool,
+    /// The request came from a peer of this PoP: it goes to parents or origins, never to
+    /// another peer.
+    pub(crate) from_peer: bool,
 }
 
 impl Ctx {
@@ -68,7 +74,11 @@ impl Ctx {
             let no_cache = cc.has("no-cache") || pragma;
             (cc, no_cache)
         };
+        let hop = parts.headers.get(STRATUS_HOP);
+        let (from_edge, from_peer) = (hop.is_some(), hop == Some(&FROM_PEER));
         Self {
+            from_edge,
+            from_peer,
             site,
             key,
             head_only: parts.method == Method::HEAD,
@@ -103,6 +113,8 @@ pub(crate) fn origin_request(ctx: &Ctx, purpose: Purpose<'_>) -> OriginRequest {
     };
     let mut h = ctx.headers.clone();
     strip_hop_by_hop(&mut h);
+    // Ours, set again by the upstream for the tier it sends to; never for origins.
+    h.remove(STRATUS_HOP);
     if ctx.method == Method::GET || ctx.method == Method::HEAD {
         // Their body is not forwarded, so neither is its framing: a `Content-Length` without
         // the bytes it announces would make the origin read the next request on the pooled
@@ -147,6 +159,8 @@ pub(crate) fn origin_request(ctx: &Ctx, purpose: Purpose<'_>) -> OriginRequest {
             HeaderValue::from_str(&if host.contains(':') { format!("[{host}]") } else { host.to_owned() })
                 .ok()
         },
+        fill_key: fill.then(|| ctx.key.primary().clone()),
+        from_peer: ctx.from_peer,
     }
 }
 

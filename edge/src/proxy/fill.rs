@@ -17,9 +17,9 @@ use crate::cache::freshness;
 use crate::cache::key::{CacheKey, vary_names};
 use crate::edge::Edge;
 use crate::error::ProxyError;
-use crate::proxy::headers::{strip_hop_by_hop, take_tags};
+use crate::proxy::headers::{TIER_TAGS, add_edge_fields, strip_hop_by_hop, take_tags};
 use crate::proxy::route::SiteState;
-use crate::upstream::{OriginBody, OriginRequest, error_chain};
+use crate::upstream::{Answered, OriginBody, OriginRequest, error_chain};
 
 /// What the fill is for.
 #[derive(Debug)]
@@ -127,7 +127,13 @@ async fn run(job: Job, fill: &Fill) {
         }
     };
     let ex = Exchange::now(request_time);
+    // Only owners store when `cluster.keep_copies` is off.
+    let answered = res.extensions().get::<Answered>().copied();
+    let keep = answered.is_none_or(|a| a.keep);
     let (mut parts, body) = res.into_parts();
+    // The upper tier's `Cache-Status` describes that exchange: it goes with the answers this
+    // fill gives, never into the store.
+    let upstream_status = upstream_cache_status(&mut parts.headers);
     let revalidating = matches!(job.mode, Mode::Revalidate(_));
     if let (Mode::Revalidate(old), StatusCode::NOT_MODIFIED) = (&job.mode, parts.status) {
         let entry = Arc::new(refresh(edge, &job.site, old, &parts.headers, &ex, job.authorization));
@@ -173,6 +179,9 @@ async fn run(job: Job, fill: &Fill) {
         }
         tracing::debug!(key = %job.key.primary(), reason = ?head.policy.storable.err(), too_large, "not stored");
         parts.headers = head.headers;
+        if let Some(v) = upstream_status {
+            parts.headers.insert(CACHE_STATUS, v);
+        }
         if let Some(tx) = job.pass {
             let _ = tx.send(Response::from_parts(parts, body));
         }
@@ -192,21 +201,30 @@ async fn run(job: Job, fill: &Fill) {
 
     let initial = initial_age(&head.headers, &ex);
     let ttl = storable.then(|| head.policy.lifetime.as_secs() as i64 - initial.as_secs() as i64);
+    let mut edge_fields = HeaderMap::new();
+    add_edge_fields(
+        &mut edge_fields,
+        head.targeted.iter().map(|(n, v)| (n.clone(), v.clone())),
+        head.tags.iter().map(String::as_str),
+        Some(&TIER_TAGS),
+    );
     fill.publish_head(FillHead::Stream(Arc::new(StreamHead {
         status,
         headers: head.headers.clone(),
         vary: vary.clone().unwrap_or_default(),
-        storing: storable,
+        storing: storable && keep,
         length: content_length,
         ttl,
         initial_age: initial,
         arrived: ex.response_instant,
+        upstream_status,
+        edge_fields,
     })));
 
     let end = stream_body(edge, &job, fill, body, content_length, request_time).await;
     let mut stored = false;
     match &end {
-        Ok(Some(size)) if storable && *size <= edge.max_object => {
+        Ok(Some(size)) if storable && keep && *size <= edge.max_object => {
             if let Some(body) = fill.whole() {
                 let entry = Entry::new(head, body, job.key.clone(), &ex);
                 edge.store.insert(
@@ -215,7 +233,7 @@ async fn run(job: Job, fill: &Fill) {
                     &fill.request_headers,
                 );
                 stored = true;
-                tracing::debug!(key = %job.key.primary(), size, "stored");
+                tracing::debug!(key = %job.key.primary(), size, tier = ?answered.map(|a| a.tier), "stored");
             }
         }
         Ok(Some(_)) => {}
@@ -304,6 +322,22 @@ async fn stream_body(
     Ok(Some(size))
 }
 
+const CACHE_STATUS: header::HeaderName = header::HeaderName::from_static("cache-status");
+
+/// Takes the `Cache-Status` members of the upstream caches out of `headers`, as one value.
+fn upstream_cache_status(headers: &mut HeaderMap) -> Option<HeaderValue> {
+    let values: Vec<HeaderValue> = headers.get_all(CACHE_STATUS).iter().cloned().collect();
+    headers.remove(CACHE_STATUS);
+    match values.len() {
+        0 => None,
+        1 => values.into_iter().next(),
+        _ => {
+            let joined: Vec<&str> = values.iter().filter_map(|v| v.to_str().ok()).collect();
+            HeaderValue::from_str(&joined.join(", ")).ok()
+        }
+    }
+}
+
 /// Cleans an origin response head for storage and clients and computes its policy.
 pub fn prepare(
     edge: &Edge,
@@ -352,6 +386,7 @@ fn refresh(
     merged.remove(header::AGE);
     let mut update = update.clone();
     strip_hop_by_hop(&mut update);
+    update.remove(CACHE_STATUS);
     for name in
         [header::CONTENT_LENGTH, header::CONTENT_ENCODING, header::CONTENT_RANGE, header::CONTENT_TYPE]
     {

@@ -121,6 +121,45 @@ pub fn take_tags(h: &mut HeaderMap, names: &[HeaderName]) -> Vec<String> {
     tags
 }
 
+/// The field that carries an object's tags from one tier to the next (it is among the default
+/// `cache.tag_headers`, which the receiving edge reads them from).
+pub const TIER_TAGS: HeaderName = HeaderName::from_static("surrogate-key");
+
+/// Whether the request already passed through this edge: one of its `CDN-Loop` members
+/// (RFC 8586: `cdn-id *( ";" parameter )`, comma-separated) carries `edge=INSTANCE`.
+pub fn looped(h: &HeaderMap, instance: &str) -> bool {
+    h.get_all("cdn-loop")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .flat_map(|member| member.split(';').skip(1))
+        .filter_map(|param| param.split_once('='))
+        .any(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("edge") && value.trim().trim_matches('"') == instance
+        })
+}
+
+/// Adds what only edges use to a response for another edge (a peer or a child tier): the
+/// cache-control fields targeted at CDNs, which apply to every tier (RFC 9213), and the tags
+/// under `tag_header`, so that purges by tag reach the copy the other edge keeps.
+pub fn add_edge_fields<'a>(
+    h: &mut HeaderMap,
+    targeted: impl Iterator<Item = (HeaderName, HeaderValue)>,
+    tags: impl Iterator<Item = &'a str>,
+    tag_header: Option<&HeaderName>,
+) {
+    for (name, value) in targeted {
+        h.append(name, value);
+    }
+    let tags: Vec<&str> = tags.collect();
+    if let Some(name) = tag_header
+        && !tags.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&tags.join(" "))
+    {
+        h.insert(name.clone(), v);
+    }
+}
+
 /// Removes the cache-control fields targeted at us (RFC 9213 says they are not forwarded).
 pub fn strip_targeted(h: &mut HeaderMap) {
     h.remove(&CDN_CACHE_CONTROL);
@@ -141,6 +180,37 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn loops_are_found_by_this_edges_member_only() {
+        let cases = [
+            ("stratus; edge=edge-a-1234abcd", true),
+            ("foo.example, stratus; edge=\"edge-a-1234abcd\"", true),
+            ("stratus; EDGE = edge-a-1234abcd; x=1", true),
+            ("stratus; edge=edge-a-1234abcd0", false),
+            ("stratus; edge=edge-b-1234abcd", false),
+            ("edge-a-1234abcd", false),
+            ("", false),
+        ];
+        for (value, want) in cases {
+            let mut h = HeaderMap::new();
+            h.insert("cdn-loop", value.parse().unwrap());
+            assert_eq!(looped(&h, "edge-a-1234abcd"), want, "{value}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn loop_parsing_never_panics_and_finds_its_own_member(prefix in "[ -~]{0,40}", instance in "[a-z0-9-]{1,20}") {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&prefix) {
+                h.append("cdn-loop", v);
+            }
+            let _ = looped(&h, &instance);
+            h.append("cdn-loop", HeaderValue::from_str(&format!("stratus; edge={instance}")).unwrap());
+            proptest::prop_assert!(looped(&h, &instance));
+        }
     }
 
     #[test]

@@ -27,10 +27,10 @@ use crate::edge::Edge;
 use crate::error::{ProxyError, rescue};
 use crate::proxy::ctx::{Ctx, Purpose, Served, origin_request};
 use crate::proxy::fill::{self, Job, Mode, Sharing};
-use crate::proxy::headers::append_via;
+use crate::proxy::headers::{TIER_TAGS, add_edge_fields, append_via, looped};
 use crate::proxy::respond::{self, Precondition};
 use crate::proxy::server::Transport;
-use crate::proxy::status::{CacheStatus, Fwd, Outcome, StaleWhy};
+use crate::proxy::status::{CacheStatus, Fwd, Outcome, StaleWhy, chained};
 use crate::upstream::OriginBody;
 
 /// Serves one client request. Never fails.
@@ -73,7 +73,9 @@ fn observe(
     method: &Method,
     path: &str,
 ) -> Response<Body> {
-    res.headers_mut().insert(header::HeaderName::from_static("cache-status"), status.header(&edge.name));
+    // A response from another tier keeps its members; ours goes last.
+    let cache_status = chained(res.headers().get("cache-status"), status.header(&edge.name));
+    res.headers_mut().insert(header::HeaderName::from_static("cache-status"), cache_status);
     append_via(res.headers_mut(), version);
     let elapsed = started.elapsed();
     edge.metrics.request(status, elapsed);
@@ -113,6 +115,10 @@ async fn serve(
     // A reverse proxy opens no tunnels: CONNECT is answered here, never forwarded.
     if req.method() == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed);
+    }
+    // Tiers configured in a circle: refuse rather than forward forever.
+    if looped(req.headers(), &edge.instance) {
+        return Err(ProxyError::LoopDetected);
     }
     // Route.
     let (parts, body) = req.into_parts();
@@ -345,6 +351,12 @@ async fn follow(
             status.fwd_status = Some(head.status.as_u16());
             status.ttl = head.ttl;
             let mut headers = head.headers.clone();
+            if let Some(upstream) = &head.upstream_status {
+                headers.insert(header::HeaderName::from_static("cache-status"), upstream.clone());
+            }
+            if ctx.from_edge {
+                headers.extend(head.edge_fields.clone());
+            }
             let age = head.initial_age + head.arrived.elapsed();
             headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
             match respond::precondition(&ctx.headers, head.status, &headers) {
@@ -387,6 +399,9 @@ fn serve_entry(e: &Entry, ctx: &Ctx, now: Instant) -> Response<Body> {
     // Room for Age, Cache-Status, Content-Length and Accept-Ranges.
     let mut headers = e.headers().to_map(4);
     headers.insert(header::AGE, HeaderValue::from(e.age(now).as_secs()));
+    if ctx.from_edge {
+        add_edge_fields(&mut headers, e.targeted().iter(), e.tags(), Some(&TIER_TAGS));
+    }
     respond::complete(e.status, headers, &e.body(), &ctx.headers, ctx.head_only)
 }
 

@@ -151,6 +151,19 @@ impl CacheStatus {
     }
 }
 
+/// `Cache-Status` with our member appended to the members of the caches closer to the origin
+/// (RFC 9211 §2: each cache appends its own and keeps the others).
+pub fn chained(upstream: Option<&HeaderValue>, ours: HeaderValue) -> HeaderValue {
+    let Some(prev) = upstream.filter(|v| !v.as_bytes().iter().all(u8::is_ascii_whitespace)) else {
+        return ours;
+    };
+    let mut s = Vec::with_capacity(prev.len() + 2 + ours.len());
+    s.extend_from_slice(prev.as_bytes());
+    s.extend_from_slice(b", ");
+    s.extend_from_slice(ours.as_bytes());
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).unwrap_or(ours)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +193,17 @@ mod tests {
             assert_eq!(status.header("edge-a").to_str().unwrap(), header);
             assert_eq!(status.label(), label);
         }
+    }
+
+    #[test]
+    fn members_chain_closest_to_the_origin_first() {
+        let ours = HeaderValue::from_static("edge-a; fwd=uri-miss; fwd-status=200");
+        let up = HeaderValue::from_static("edge-b; hit; ttl=50");
+        assert_eq!(
+            chained(Some(&up), ours.clone()),
+            "edge-b; hit; ttl=50, edge-a; fwd=uri-miss; fwd-status=200"
+        );
+        assert_eq!(chained(None, ours.clone()), ours);
+        assert_eq!(chained(Some(&HeaderValue::from_static(" ")), ours.clone()), ours);
     }
 }

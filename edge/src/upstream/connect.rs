@@ -25,7 +25,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use stratus_config::edge::{CaRoots, Site};
+use stratus_config::edge::{CaRoots, OriginPool};
 use tokio::net::TcpStream;
 
 use super::dns::Dns;
@@ -69,11 +69,14 @@ impl tower_service::Service<Uri> for OriginConnector {
     }
 }
 
-/// The rustls configuration for a site's HTTPS origins.
-pub(crate) fn tls_config(site: &Site) -> Result<rustls::ClientConfig, Error> {
+/// The rustls configuration for HTTPS upstreams trusted per `ca_roots` and `ca_file`.
+pub(crate) fn tls_config(
+    ca_roots: CaRoots,
+    ca_file: Option<&std::path::Path>,
+) -> Result<rustls::ClientConfig, Error> {
     let bad = |origin: String, reason: String| Error::Origin { origin, reason };
     let mut roots = RootCertStore::empty();
-    match site.ca_roots {
+    match ca_roots {
         CaRoots::Webpki => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         CaRoots::System => {
             let found = rustls_native_certs::load_native_certs();
@@ -85,7 +88,7 @@ pub(crate) fn tls_config(site: &Site) -> Result<rustls::ClientConfig, Error> {
         }
         CaRoots::None => {}
     }
-    if let Some(path) = &site.ca_file {
+    if let Some(path) = ca_file {
         let name = || format!("ca_file {}", path.display());
         let certs = CertificateDer::pem_file_iter(path)
             .and_then(Iterator::collect::<Result<Vec<_>, _>>)
@@ -106,9 +109,14 @@ pub(crate) fn tls_config(site: &Site) -> Result<rustls::ClientConfig, Error> {
     Ok(config)
 }
 
-/// The pooled client of the origin at `target` (`scheme://host:port`).
-pub(crate) fn client(site: &Site, target: Uri, tls: &Arc<rustls::ClientConfig>, dns: &Dns) -> OriginClient {
-    let connect = site.timeouts.connect.get();
+/// The pooled client of the server at `target` (`scheme://host:port`).
+pub(crate) fn client(
+    connect: Duration,
+    pool: &OriginPool,
+    target: Uri,
+    tls: &Arc<rustls::ClientConfig>,
+    dns: &Dns,
+) -> OriginClient {
     let mut http = HttpConnector::new_with_resolver(dns.clone());
     // Split across the name's addresses by hyper-util, so a dead address leaves time for
     // the next one.
@@ -123,8 +131,8 @@ pub(crate) fn client(site: &Site, target: Uri, tls: &Arc<rustls::ClientConfig>, 
         .wrap_connector(http);
     let connector = OriginConnector { https, target, timeout: connect };
     Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(site.pool.idle_timeout.get())
-        .pool_max_idle_per_host(site.pool.max_idle)
+        .pool_idle_timeout(pool.idle_timeout.get())
+        .pool_max_idle_per_host(pool.max_idle)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
         // HTTP/2 origins: grow the flow-control window with the measured bandwidth, so a

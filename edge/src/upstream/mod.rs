@@ -18,10 +18,17 @@
 //! **Host**: `origin_host = true` (default) sends the origin's `host[:port]`; false sends the
 //! client's `Host`. Either way the connection, TLS SNI and certificate check use the origin's
 //! name. The `Host` value is also the request URI's authority, so HTTP/2 sends it as
-//! `:authority`.
+//! `:authority`. Peers and parents always get the host of the cache key.
+//!
+//! **Tiers** (`cluster.rs`): a fill asks the key's owner in the PoP first (unless the request
+//! came from a peer), then the site's parents ranked for the key, then the origins. A peer or
+//! parent that fails in any way — no connection, a timeout, its own 5xx — is skipped for the
+//! next one within the same request (a fill is a GET without a body, safe to send again), and
+//! counts against its health.
 
 mod body;
 mod chain;
+mod cluster;
 pub(crate) mod connect;
 pub(crate) mod dns;
 mod health;
@@ -32,24 +39,25 @@ use std::future::Future;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, Method, Request, Response, Uri};
-use stratus_config::edge::{Dns as DnsConfig, Health, OriginTimeouts, Site};
-use tokio::sync::Semaphore;
+use stratus_config::EdgeConfig;
+use stratus_config::edge::{Dns as DnsConfig, OriginTimeouts, Site, peer_id};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use body::OriginBody;
 pub use chain::error_chain;
-pub use dns::{Dns, DnsError};
+pub use cluster::{Cluster, FROM_PEER, STRATUS_HOP};
+pub use dns::Dns;
 pub use upload::{Upload, UploadWatch};
 
 use crate::body::{Body, empty};
 use crate::error::{Error, Fault, ProxyError};
-use chain::find;
-use connect::ConnectTimeout;
-use health::OriginHealth;
-use origin::{Origin, spawn_probe};
+use chain::classify;
+use cluster::{FROM_CHILD, Ranked, edge_error, rank};
+pub use origin::Tier;
+use origin::{Origin, Settings, spawn_probe};
 
 /// What every site's upstream shares: the DNS resolver (one cache) and the edge's shutdown.
 #[derive(Clone, Debug)]
@@ -58,13 +66,42 @@ pub struct Outbound {
     pub dns: Dns,
     /// Cancelled when the edge shuts down; stops health probes.
     pub shutdown: CancellationToken,
+    /// The peers of this edge's PoP (`[edge.cluster]`), shared by every site.
+    pub cluster: Option<Arc<Cluster>>,
+    /// This edge's member of `CDN-Loop` (RFC 8586), sent with every request upstream.
+    pub cdn_loop: HeaderValue,
 }
 
 impl Outbound {
     /// The resolver per `[edge.dns]`, and `shutdown` for the probes of every site built with it.
     pub fn new(dns: &DnsConfig, shutdown: CancellationToken) -> Self {
-        Self { dns: Dns::new(dns), shutdown }
+        Self { dns: Dns::new(dns), shutdown, cluster: None, cdn_loop: HeaderValue::from_static("stratus") }
     }
+
+    /// What `config`'s sites share, the cluster of peers included; `cdn_loop` is this edge's
+    /// `CDN-Loop` member. Must run inside a Tokio runtime (peer health probes).
+    pub fn for_edge(
+        config: &EdgeConfig,
+        cdn_loop: HeaderValue,
+        shutdown: CancellationToken,
+    ) -> Result<Self, Error> {
+        let mut out = Self::new(&config.dns, shutdown);
+        out.cdn_loop = cdn_loop;
+        if let Some(cfg) = &config.cluster {
+            let listeners: Vec<_> = config.listeners.iter().map(|l| l.listen).collect();
+            out.cluster = Some(Arc::new(Cluster::new(cfg, &listeners, &out.dns, &out.shutdown)?));
+        }
+        Ok(out)
+    }
+}
+
+/// Which tier answered a request, in its response's extensions.
+#[derive(Clone, Copy, Debug)]
+pub struct Answered {
+    /// The tier.
+    pub tier: Tier,
+    /// Whether this edge may keep a copy (`cluster.keep_copies` for answers from peers).
+    pub keep: bool,
 }
 
 /// A request on its way to an origin; headers already cleaned and forwarded-for added.
@@ -78,16 +115,24 @@ pub struct OriginRequest {
     pub headers: HeaderMap,
     /// The client's `Host` value, used when the site keeps the client's host.
     pub client_host: Option<HeaderValue>,
+    /// For fills: the cache key, which picks the owner among peers and parents. Requests
+    /// without one (pass-through) go straight to the origins.
+    pub fill_key: Option<Arc<str>>,
+    /// The request came from a peer: it must not be sent to another peer.
+    pub from_peer: bool,
 }
 
 /// The origins of one site and the clients that reach them.
 #[derive(Debug)]
 pub struct Upstream {
     origins: Vec<Arc<Origin>>,
+    /// Upper-tier edges (`parents`), ranked per key.
+    parents: Vec<Ranked>,
+    cluster: Option<Arc<Cluster>>,
+    cdn_loop: HeaderValue,
     origin_host: bool,
     /// Timeouts from the site's configuration.
     pub timeouts: OriginTimeouts,
-    health: Health,
     /// Stops this site's probe tasks when the upstream is dropped (e.g. replaced by a
     /// reload); a child of the edge's shutdown token.
     stop: CancellationToken,
@@ -109,41 +154,36 @@ impl Upstream {
     /// Builds the clients of `site`'s origins and starts their health probes (if configured).
     /// Must run inside a Tokio runtime.
     pub fn new(site: &Site, outbound: &Outbound) -> Result<Self, Error> {
-        let tls = Arc::new(connect::tls_config(site)?);
+        let tls = Arc::new(connect::tls_config(site.ca_roots, site.ca_file.as_deref())?);
         let stop = outbound.shutdown.child_token();
-        let (mut origins, mut probes) = (Vec::new(), Vec::new());
+        let (mut origins, mut parents, mut probes) = (Vec::new(), Vec::new(), Vec::new());
+        let settings = |tier| Settings {
+            tier,
+            timeouts: &site.timeouts,
+            pool: &site.pool,
+            health: &site.health,
+            tls: &tls,
+            dns: &outbound.dns,
+        };
         for url in &site.origins {
-            let bad =
-                |reason: &str| Error::Origin { origin: format!("origin {url}"), reason: reason.to_owned() };
-            let u = url.url();
-            let host = u.host_str().ok_or_else(|| bad("no host"))?;
-            let port = u.port_or_known_default().ok_or_else(|| bad("no port"))?;
-            let scheme = if url.is_https() { Scheme::HTTPS } else { Scheme::HTTP };
-            let hostport = match u.port() {
-                Some(p) => format!("{host}:{p}"),
-                None => host.to_owned(),
-            };
-            let base = format!("{scheme}://{host}:{port}");
-            let target = base.parse::<Uri>().map_err(|_| bad("invalid host"))?;
-            let origin = Arc::new(Origin {
-                name: url.to_string(),
-                scheme,
-                prefix: u.path().trim_end_matches('/').to_owned(),
-                host: HeaderValue::from_str(&hostport).map_err(|_| bad("invalid host"))?,
-                authority: hostport.parse().map_err(|_| bad("invalid host"))?,
-                client: connect::client(site, target, &tls, &outbound.dns),
-                slots: Arc::new(Semaphore::new(site.pool.max_connections)),
-                health: OriginHealth::default(),
-                base,
-            });
+            let origin = Arc::new(Origin::new(url, settings(Tier::Origin))?);
             probes.extend(spawn_probe(&origin, &site.health, stop.clone()));
             origins.push(origin);
         }
+        for url in &site.parents {
+            let id =
+                peer_id(url).map_err(|reason| Error::Origin { origin: format!("parent {url}"), reason })?;
+            let parent = Arc::new(Origin::new(url, settings(Tier::Parent))?);
+            probes.extend(spawn_probe(&parent, &site.health, stop.clone()));
+            parents.push(Ranked::new(parent, id));
+        }
         Ok(Self {
             origins,
+            parents,
+            cluster: outbound.cluster.clone(),
+            cdn_loop: outbound.cdn_loop.clone(),
             origin_host: site.origin_host,
             timeouts: site.timeouts.clone(),
-            health: site.health.clone(),
             stop,
             probes,
         })
@@ -183,18 +223,29 @@ impl Upstream {
         let started = tokio::time::Instant::now();
         let deadline = started + self.timeouts.total.get();
         let mut last = ProxyError::Internal("site without origins".to_owned());
-        for origin in self.candidates() {
+        for origin in self.candidates(req) {
             let body = body.take().unwrap_or_else(empty);
             let err = match self.attempt(origin, req, body, deadline, upload).await {
-                Ok(res) => return Ok(res),
+                Ok(res) if origin.tier != Tier::Origin && edge_error(&res) => {
+                    origin.health.failure(&origin.name, &origin.health_cfg);
+                    ProxyError::Upstream(format!("answered {} from the edge itself", res.status()))
+                }
+                Ok(mut res) => {
+                    let keep =
+                        origin.tier != Tier::Peer || self.cluster.as_ref().is_none_or(|c| c.keep_copies);
+                    res.extensions_mut().insert(Answered { tier: origin.tier, keep });
+                    return Ok(res);
+                }
                 Err(e) => e,
             };
             if err.fault() != Fault::Upstream {
                 // The client's doing (or ours): not the origin's failure, and never retried.
                 return Err(err);
             }
-            let retry = replayable && err.retry_safe();
-            tracing::warn!(origin = %origin.name, error = %err, retry, "origin request failed");
+            // A peer or parent that fails is skipped, whatever the failure: the next tier can
+            // still answer, and a fill is safe to send again.
+            let retry = replayable && (origin.tier != Tier::Origin || err.retry_safe());
+            tracing::warn!(origin = %origin.name, tier = ?origin.tier, error = %err, retry, "upstream request failed");
             if !retry {
                 return Err(err);
             }
@@ -203,11 +254,23 @@ impl Upstream {
         Err(last)
     }
 
-    /// Origins in the order to try: healthy ones in configured order, then the others.
-    fn candidates(&self) -> impl Iterator<Item = &Arc<Origin>> {
+    /// Servers in the order to try: for a fill, the key's live owners among the peers
+    /// (unless a peer sent it) and its live parents by rank; then healthy origins in configured
+    /// order, then the others.
+    fn candidates(&self, req: &OriginRequest) -> Vec<&Arc<Origin>> {
+        let mut out = Vec::new();
+        if let Some(key) = &req.fill_key {
+            if !req.from_peer
+                && let Some(cluster) = &self.cluster
+            {
+                out.extend(cluster.owners(key));
+            }
+            out.extend(rank(&self.parents, key));
+        }
         let up: Vec<bool> = self.origins.iter().map(|o| o.health.is_up()).collect();
         let (healthy, down): (Vec<_>, Vec<_>) = self.origins.iter().zip(up).partition(|(_, up)| *up);
-        healthy.into_iter().chain(down).map(|(o, _)| o)
+        out.extend(healthy.into_iter().chain(down).map(|(o, _)| o));
+        out
     }
 
     async fn attempt(
@@ -218,7 +281,7 @@ impl Upstream {
         deadline: tokio::time::Instant,
         upload: Option<&UploadWatch>,
     ) -> Result<Response<OriginBody>, ProxyError> {
-        let connect = self.timeouts.connect.get();
+        let connect = origin.timeouts.connect.get();
         let slot = tokio::time::timeout(connect, origin.slots.clone().acquire_owned())
             .await
             .map_err(|_| {
@@ -226,11 +289,11 @@ impl Upstream {
             })?
             .map_err(|_| ProxyError::Internal("connection slots closed".to_owned()))?;
         let request = self.build(origin, req, body)?;
-        let err = match self.head(origin.client.request(request), deadline, upload).await {
+        let err = match self.head(origin, origin.client.request(request), deadline, upload).await {
             Ok(Ok(res)) => match checked(res) {
                 Ok(res) => {
                     origin.health.success(&origin.name);
-                    let total = self.timeouts.total.get();
+                    let total = origin.timeouts.total.get();
                     return Ok(res.map(|b| OriginBody::new(b, slot, deadline, total)));
                 }
                 Err(e) => e,
@@ -245,7 +308,7 @@ impl Upstream {
             return Err(fault.error());
         }
         if err.fault() == Fault::Upstream {
-            origin.health.failure(&origin.name, &self.health);
+            origin.health.failure(&origin.name, &origin.health_cfg);
         }
         Err(err)
     }
@@ -256,11 +319,12 @@ impl Upstream {
     /// `deadline`. `Err` when the time is up.
     async fn head<F: Future>(
         &self,
+        origin: &Origin,
         request: F,
         deadline: tokio::time::Instant,
         upload: Option<&UploadWatch>,
     ) -> Result<F::Output, tokio::time::error::Elapsed> {
-        let first_byte = self.timeouts.first_byte.get();
+        let first_byte = origin.timeouts.first_byte.get();
         let mut request = std::pin::pin!(request);
         let mut head_by = deadline.min(tokio::time::Instant::now() + first_byte);
         loop {
@@ -287,8 +351,10 @@ impl Upstream {
     fn build(&self, origin: &Origin, req: &OriginRequest, body: Body) -> Result<Request<Body>, ProxyError> {
         let path = format!("{}{}", origin.prefix, req.path_and_query);
         let pq = path.parse::<PathAndQuery>().map_err(|_| ProxyError::BadRequest("invalid path"))?;
-        let (host, authority) = match (&req.client_host, self.origin_host) {
-            (Some(h), false) => match Authority::try_from(h.as_bytes()) {
+        // Peers and parents are edges: they route and key by the client's host.
+        let client_host = !self.origin_host || origin.tier != Tier::Origin;
+        let (host, authority) = match (&req.client_host, client_host) {
+            (Some(h), true) => match Authority::try_from(h.as_bytes()) {
                 Ok(a) => (h.clone(), a),
                 Err(_) => (h.clone(), origin.authority.clone()),
             },
@@ -305,9 +371,18 @@ impl Upstream {
         *request.uri_mut() = uri;
         *request.headers_mut() = req.headers.clone();
         request.headers_mut().insert(header::HOST, host);
+        request.headers_mut().append(CDN_LOOP, self.cdn_loop.clone());
+        match origin.tier {
+            Tier::Peer => request.headers_mut().insert(STRATUS_HOP, cluster::FROM_PEER),
+            Tier::Parent => request.headers_mut().insert(STRATUS_HOP, FROM_CHILD),
+            Tier::Origin => None,
+        };
         Ok(request)
     }
 }
+
+/// `CDN-Loop` (RFC 8586): the CDNs, and here the edges, a request has passed through.
+pub const CDN_LOOP: http::HeaderName = http::HeaderName::from_static("cdn-loop");
 
 /// Refuses response heads the edge cannot relay faithfully and fixes framing it can.
 ///
@@ -328,27 +403,6 @@ fn checked<B>(mut res: Response<B>) -> Result<Response<B>, ProxyError> {
         res.headers_mut().remove(header::CONTENT_LENGTH);
     }
     Ok(res)
-}
-
-/// Which step of an origin exchange failed, from hyper-util's error and its sources.
-fn classify(e: &hyper_util::client::legacy::Error) -> ProxyError {
-    if let Some(dns) = find::<DnsError>(e) {
-        return ProxyError::Dns(dns.to_string());
-    }
-    if let Some(tls) = find::<rustls::Error>(e) {
-        return ProxyError::Tls(tls.to_string());
-    }
-    if let Some(t) = find::<ConnectTimeout>(e) {
-        return ProxyError::Connect(t.to_string());
-    }
-    if e.is_connect() {
-        return ProxyError::Connect(error_chain(e));
-    }
-    if find::<http_body_util::LengthLimitError>(e).is_some() {
-        // The request body hit its size limit while being sent: the client's fault.
-        return ProxyError::BodyTooLarge;
-    }
-    ProxyError::Upstream(error_chain(e))
 }
 
 #[cfg(test)]
@@ -420,6 +474,8 @@ mod tests {
 
     #[test]
     fn find_looks_inside_io_errors() {
+        use super::chain::find;
+        use super::dns::DnsError;
         let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
         let wrapped = std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, tls));
         assert!(find::<rustls::Error>(&wrapped).is_some());

@@ -1,20 +1,45 @@
-//! One origin of a site: its address, pooled client, slots and health, and the task that
-//! probes it (active health checks).
+//! One upstream server — an origin of a site, a peer of the cluster or a parent edge: its
+//! address, pooled client, slots and health, and the task that probes it (active health checks).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use http::header::HeaderValue;
 use http::uri::{Authority, Scheme};
-use http::{Method, Request};
-use stratus_config::edge::Health;
+use http::{Method, Request, Uri};
+use stratus_config::HttpUrl;
+use stratus_config::edge::{Health, OriginPool, OriginTimeouts};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::body::empty;
+use crate::error::Error;
 use crate::upstream::chain::error_chain;
-use crate::upstream::connect::OriginClient;
+use crate::upstream::connect::{self, OriginClient};
+use crate::upstream::dns::Dns;
 use crate::upstream::health::OriginHealth;
+
+/// Which tier an upstream server belongs to: the order a fill tries them in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    /// Another edge of this PoP that owns the key (`[edge.cluster]`).
+    Peer,
+    /// An upper-tier edge of the site (`parents`).
+    Parent,
+    /// The site's origin.
+    Origin,
+}
+
+/// How to reach and judge one upstream server.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings<'a> {
+    pub(crate) tier: Tier,
+    pub(crate) timeouts: &'a OriginTimeouts,
+    pub(crate) pool: &'a OriginPool,
+    pub(crate) health: &'a Health,
+    pub(crate) tls: &'a Arc<rustls::ClientConfig>,
+    pub(crate) dns: &'a Dns,
+}
 
 /// One origin of a site.
 #[derive(Debug)]
@@ -33,6 +58,48 @@ pub(crate) struct Origin {
     /// Requests in flight (`pool.max_connections`).
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) health: OriginHealth,
+    /// The tier it belongs to.
+    pub(crate) tier: Tier,
+    /// Its timeouts (the site's, or the cluster's for peers).
+    pub(crate) timeouts: OriginTimeouts,
+    /// Its health-check settings (passive checks use them on every failure).
+    pub(crate) health_cfg: Health,
+}
+
+impl Origin {
+    /// The client and state for the server at `url`.
+    pub(crate) fn new(url: &HttpUrl, s: Settings<'_>) -> Result<Self, Error> {
+        let what = match s.tier {
+            Tier::Origin => "origin",
+            Tier::Peer => "peer",
+            Tier::Parent => "parent",
+        };
+        let bad = |reason: &str| Error::Origin { origin: format!("{what} {url}"), reason: reason.to_owned() };
+        let u = url.url();
+        let host = u.host_str().ok_or_else(|| bad("no host"))?;
+        let port = u.port_or_known_default().ok_or_else(|| bad("no port"))?;
+        let scheme = if url.is_https() { Scheme::HTTPS } else { Scheme::HTTP };
+        let hostport = match u.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_owned(),
+        };
+        let base = format!("{scheme}://{host}:{port}");
+        let target = base.parse::<Uri>().map_err(|_| bad("invalid host"))?;
+        Ok(Self {
+            name: url.to_string(),
+            scheme,
+            prefix: u.path().trim_end_matches('/').to_owned(),
+            host: HeaderValue::from_str(&hostport).map_err(|_| bad("invalid host"))?,
+            authority: hostport.parse().map_err(|_| bad("invalid host"))?,
+            client: connect::client(s.timeouts.connect.get(), s.pool, target, s.tls, s.dns),
+            slots: Arc::new(Semaphore::new(s.pool.max_connections)),
+            health: OriginHealth::default(),
+            base,
+            tier: s.tier,
+            timeouts: s.timeouts.clone(),
+            health_cfg: s.health.clone(),
+        })
+    }
 }
 
 /// Starts the probe task of `origin` when the site has a health path.
