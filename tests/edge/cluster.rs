@@ -203,3 +203,45 @@ async fn tiers_configured_in_a_circle_are_cut_by_cdn_loop() {
     assert_eq!(names, ["edge-1", "edge-0"], "{}", got.cache());
     assert_eq!(origin.hits("/circle"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_keep_copies_only_the_owner_stores() {
+    let origin = Origin::cacheable().await;
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let dir = process::tempdir();
+    let peers: Vec<String> = ports.iter().map(|p| format!("\"http://127.0.0.1:{p}\"")).collect();
+    let edges: Vec<Proc> = (0..3)
+        .map(|i| {
+            let toml = format!(
+                "[edge]\nid = \"edge-{i}\"\nlisteners = [{{ listen = \"127.0.0.1:{}\" }}]\nadmin = {{ listen = \"127.0.0.1:0\" }}\n\
+                 [[edge.sites]]\nhosts = [\"*\"]\norigins = [\"{}\"]\n\
+                 [edge.cluster]\npeers = [{}]\nkeep_copies = false\n",
+                ports[i],
+                origin.url,
+                peers.join(", ")
+            );
+            let path = process::write_file(dir.path(), &format!("edge-{i}.toml"), &toml);
+            let mut cmd = process::stratus();
+            cmd.arg("edge").arg("--config").arg(path);
+            Proc::start(cmd, &["edge http", "edge admin"])
+        })
+        .collect();
+    for round in 0..2 {
+        let mut hops = 0;
+        for edge in &edges {
+            let got = fetch(edge, "/owned").await;
+            assert_eq!(got.status, 200);
+            let m = members(&got);
+            if m.len() == 2 {
+                hops += 1;
+                // A non-owner asks the owner every time and stores nothing itself.
+                assert!(!m[1].1.contains("stored") && !got.hit(), "round {round}: {}", got.cache());
+                if round == 1 {
+                    assert!(m[0].1.starts_with("hit"), "the owner's copy: {}", got.cache());
+                }
+            }
+        }
+        assert_eq!(hops, 2, "round {round}: both non-owners went to the owner");
+    }
+    assert_eq!(origin.hits("/owned"), 1);
+}
