@@ -7,6 +7,7 @@ mod support;
 
 mod admin;
 mod coalesce;
+mod conformance;
 mod core_path;
 mod freshness;
 mod idle;

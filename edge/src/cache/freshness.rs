@@ -74,6 +74,9 @@ pub struct SiteRules<'a> {
     pub ttl: Option<&'a TtlRule>,
     /// Negative-caching rules of the site.
     pub negative: &'a [NegativeRule],
+    /// The site's `stale_if_error` bound: a stale-if-error window for every response the
+    /// origin does not forbid to be served stale.
+    pub stale_if_error: Option<Duration>,
 }
 
 /// How a response may be stored and reused.
@@ -95,10 +98,13 @@ pub struct Policy {
 
 /// The directives that apply to us and whether they came from a targeted field.
 pub fn response_directives(headers: &HeaderMap) -> (Directives, bool) {
-    for name in [&CDN_CACHE_CONTROL, &SURROGATE_CONTROL] {
-        if let Some(d) = Directives::from_headers(headers, name).filter(|d| !d.is_empty()) {
-            return (d, true);
-        }
+    // CDN-Cache-Control counts when it parses to a non-empty dictionary, even if none of its
+    // members is usable (`max-age="60"`); an empty or unparsable one is ignored (RFC 9213 §2.1).
+    if let Some(d) = Directives::from_headers(headers, &CDN_CACHE_CONTROL) {
+        return (d, true);
+    }
+    if let Some(d) = Directives::from_headers(headers, &SURROGATE_CONTROL).filter(|d| !d.is_empty()) {
+        return (d, true);
     }
     (Directives::from_headers(headers, &header::CACHE_CONTROL).unwrap_or_default(), false)
 }
@@ -209,11 +215,17 @@ pub fn policy(
         lifetime = Duration::ZERO;
     }
     let swr = if must_revalidate || no_cache { None } else { secs("stale-while-revalidate") };
+    // The site's bound is the operator's word, not the origin's: it yields to the origin's
+    // explicit "never serve this stale" (RFC 9111 §4.2.4: must-revalidate, proxy-revalidate
+    // and s-maxage, which implies proxy-revalidate for shared caches, and no-cache), whereas
+    // the origin's own `stale-if-error` overrides those (RFC 5861 §4).
+    let site_sie = rules.stale_if_error.filter(|_| !(must_revalidate || no_cache || cc.has("s-maxage")));
+    let sie = secs("stale-if-error").unwrap_or_default().max(site_sie.unwrap_or_default());
     Policy {
         storable,
         lifetime,
         swr: swr.unwrap_or_default(),
-        sie: secs("stale-if-error").unwrap_or_default(),
+        sie,
         no_cache,
         must_revalidate: must_revalidate || cc.has("s-maxage"),
     }
@@ -333,6 +345,23 @@ mod tests {
     }
 
     #[test]
+    fn site_stale_if_error_bound() {
+        let rules = SiteRules { stale_if_error: Some(Duration::from_secs(3600)), ..SiteRules::default() };
+        let sie = |cc: &str| {
+            policy(StatusCode::OK, &headers(&[("cache-control", cc)]), false, now(), rules).sie.as_secs()
+        };
+        assert_eq!(sie("max-age=60"), 3600);
+        assert_eq!(sie("max-age=60, stale-if-error=7200"), 7200);
+        assert_eq!(sie("max-age=60, stale-if-error=60"), 3600);
+        // The origin's "never stale" wins over the operator's bound, not over its own directive.
+        assert_eq!(sie("max-age=60, must-revalidate"), 0);
+        assert_eq!(sie("max-age=60, proxy-revalidate"), 0);
+        assert_eq!(sie("s-maxage=60"), 0);
+        assert_eq!(sie("no-cache"), 0);
+        assert_eq!(sie("max-age=60, must-revalidate, stale-if-error=30"), 30);
+    }
+
+    #[test]
     fn site_rules() {
         let negative = [NegativeRule { status: 404, ttl: CfgDuration::secs(10) }];
         let ttl = TtlRule {
@@ -341,7 +370,7 @@ mod tests {
             min: Some(CfgDuration::secs(5)),
             max: Some(CfgDuration::secs(3600)),
         };
-        let rules = SiteRules { ttl: Some(&ttl), negative: &negative };
+        let rules = SiteRules { ttl: Some(&ttl), negative: &negative, stale_if_error: None };
         let run = |status: u16, pairs: &[(&str, &str)]| {
             let p = policy(StatusCode::from_u16(status).unwrap(), &headers(pairs), false, now(), rules);
             p.storable.map(|()| p.lifetime.as_secs())

@@ -15,6 +15,7 @@ use crate::cache::entry::Entry;
 use crate::cache::key::{CacheKey, upstream_query};
 use crate::error::ProxyError;
 use crate::proxy::headers::{append_via, set_forwarding, strip_hop_by_hop, strip_method_override};
+use crate::proxy::interim::Interim;
 use crate::proxy::route::SiteState;
 use crate::proxy::status::CacheStatus;
 use crate::upstream::OriginRequest;
@@ -40,6 +41,8 @@ pub(crate) struct Ctx {
     pub(crate) tls: bool,
     /// The client is a trusted proxy: its forwarding fields reach the origin.
     pub(crate) trusted: bool,
+    /// Where the origin's 1xx responses go (HTTP/1.1 clients only).
+    pub(crate) interim: Option<Interim>,
 }
 
 impl Ctx {
@@ -68,7 +71,9 @@ impl Ctx {
             let no_cache = cc.has("no-cache") || pragma;
             (cc, no_cache)
         };
+        let interim = parts.extensions.get::<Interim>().cloned();
         Self {
+            interim,
             site,
             key,
             head_only: parts.method == Method::HEAD,
@@ -147,6 +152,7 @@ pub(crate) fn origin_request(ctx: &Ctx, purpose: Purpose<'_>) -> OriginRequest {
             HeaderValue::from_str(&if host.contains(':') { format!("[{host}]") } else { host.to_owned() })
                 .ok()
         },
+        interim: None,
     }
 }
 

@@ -78,6 +78,9 @@ pub struct OriginRequest {
     pub headers: HeaderMap,
     /// The client's `Host` value, used when the site keeps the client's host.
     pub client_host: Option<HeaderValue>,
+    /// Where the origin's 1xx responses go (HTTP/1.1 origins; hyper's h2 client drops them).
+    /// Bounded: when it is full, further ones are dropped.
+    pub interim: Option<tokio::sync::mpsc::Sender<Response<()>>>,
 }
 
 /// The origins of one site and the clients that reach them.
@@ -305,6 +308,15 @@ impl Upstream {
         *request.uri_mut() = uri;
         *request.headers_mut() = req.headers.clone();
         request.headers_mut().insert(header::HOST, host);
+        if let Some(tx) = &req.interim {
+            let tx = tx.clone();
+            hyper::ext::on_informational(&mut request, move |res| {
+                let mut head = Response::new(());
+                *head.status_mut() = res.status();
+                *head.headers_mut() = res.headers().clone();
+                let _ = tx.try_send(head);
+            });
+        }
         Ok(request)
     }
 }
