@@ -150,7 +150,7 @@ impl Entry {
         Fields::new(&self.data, 0..self.headers_end as usize)
     }
 
-    /// `CDN-Cache-Control` / `Surrogate-Control` as received: hidden from clients, but needed
+    /// `Surrogate-Control` as received: hidden from clients, but needed
     /// to recompute freshness when a 304 refreshes the entry.
     pub fn targeted(&self) -> Fields<'_> {
         Fields::new(&self.data, self.headers_end as usize..self.targeted_end as usize)

@@ -17,6 +17,7 @@
 //! no 1xx either, and bytes written below an h2 connection would break its framing, so h2
 //! requests get no handle (see `docs/edge.md`).
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,8 +25,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::{BufMut, BytesMut};
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::mpsc;
 
 /// At most this many interim responses are forwarded per request; an origin that sends more
 /// only costs itself (hyper reads and drops them).
@@ -195,6 +197,46 @@ impl Interim {
             }
         })
         .await
+    }
+}
+
+/// The origin's 1xx responses on their way from the origin request to the client.
+pub type InterimTx = mpsc::Sender<Response<()>>;
+/// The receiving end of [`InterimTx`].
+pub type InterimRx = mpsc::Receiver<Response<()>>;
+
+/// A channel for the origin's 1xx responses when the client can take them (`client` is set
+/// for HTTP/1.1 requests): the sender goes into the origin request, the receiver to [`relay`].
+/// Small and bounded: when it is full, the origin's further 1xx are dropped.
+pub fn channel(client: Option<&Interim>) -> (Option<InterimTx>, Option<InterimRx>) {
+    if client.is_none() {
+        return (None, None);
+    }
+    let (tx, rx) = mpsc::channel(4);
+    (Some(tx), Some(rx))
+}
+
+/// Runs `exchange` (waiting for an origin's final response) while forwarding the 1xx that
+/// arrive on `rx` to `client`, each on the wire before `exchange`'s result is returned. At
+/// most [`MAX_PER_REQUEST`] are forwarded.
+pub async fn relay<T>(
+    client: Option<&Interim>,
+    rx: Option<InterimRx>,
+    exchange: impl Future<Output = T>,
+) -> T {
+    let (Some(client), Some(mut rx)) = (client, rx) else { return exchange.await };
+    tokio::pin!(exchange);
+    let mut forwarded = 0;
+    loop {
+        tokio::select! {
+            // 1xx that arrived before the final response go out before it.
+            biased;
+            Some(info) = rx.recv(), if forwarded < MAX_PER_REQUEST => {
+                forwarded += 1;
+                client.send(info.status(), info.headers()).await;
+            }
+            done = &mut exchange => return done,
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Frame, Incoming};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::body::{Body, BoxError, empty};
 use crate::cache::coalesce::{Collected, Fill, FillHead, Reader, Role};
@@ -28,7 +28,7 @@ use crate::error::{ProxyError, rescue};
 use crate::proxy::ctx::{Ctx, Purpose, Served, origin_request};
 use crate::proxy::fill::{self, Job, Mode, Sharing};
 use crate::proxy::headers::append_via;
-use crate::proxy::interim::MAX_PER_REQUEST;
+use crate::proxy::interim::{self, InterimRx, InterimTx};
 use crate::proxy::respond::{self, Precondition};
 use crate::proxy::server::Transport;
 use crate::proxy::status::{CacheStatus, Fwd, Outcome, StaleWhy};
@@ -214,7 +214,7 @@ async fn coalesce(
     let mut status = CacheStatus::new(Outcome::Forward(fwd));
     match role {
         Role::Leader(reader) => {
-            let (itx, irx) = interim_channel(ctx);
+            let (itx, irx) = interim::channel(ctx.interim.as_ref());
             let pass = start(edge, ctx, reader.fill(), slot, mode, itx);
             follow(edge, ctx, reader, Some(pass), irx, status, stale).await
         }
@@ -231,7 +231,7 @@ async fn fetch_alone(edge: &Arc<Edge>, ctx: &Ctx, slot: Arc<str>, fwd: Fwd, shar
     let fill = Fill::new(ctx.headers.clone());
     let reader = fill.reader();
     let (tx, rx) = oneshot::channel();
-    let (itx, irx) = interim_channel(ctx);
+    let (itx, irx) = interim::channel(ctx.interim.as_ref());
     fill::spawn(job(edge, ctx, slot, Mode::Fetch, sharing, tx, itx), fill);
     let mut status = CacheStatus::new(Outcome::Forward(fwd));
     if sharing == Sharing::HitForMiss {
@@ -280,38 +280,11 @@ fn start(
     rx
 }
 
-/// The origin's 1xx responses on their way to a client.
-type InterimTx = mpsc::Sender<Response<()>>;
-type InterimRx = mpsc::Receiver<Response<()>>;
-
-/// A channel for the origin's 1xx responses when the client can take them (HTTP/1.1).
-fn interim_channel(ctx: &Ctx) -> (Option<InterimTx>, Option<InterimRx>) {
-    if ctx.interim.is_none() {
-        return (None, None);
-    }
-    let (tx, rx) = mpsc::channel(4);
-    (Some(tx), Some(rx))
-}
-
-/// Waits for a fill's head; meanwhile forwards the origin's 1xx responses (`rx`, the leader's
-/// only: they answer the request it sent) to the client, each on the wire before the final
-/// response, and none ever stored.
+/// Waits for a fill's head; meanwhile the origin's 1xx responses (`rx`: the leader's only,
+/// they answer the request it sent) go to the client, before the final response, and are
+/// never stored.
 async fn wait_head(fill: &Fill, ctx: &Ctx, rx: Option<InterimRx>) -> FillHead {
-    let (Some(client), Some(mut rx)) = (&ctx.interim, rx) else { return fill.head().await };
-    let head = fill.head();
-    tokio::pin!(head);
-    let mut forwarded = 0;
-    loop {
-        tokio::select! {
-            // 1xx that arrived before the final head go out before it.
-            biased;
-            Some(info) = rx.recv(), if forwarded < MAX_PER_REQUEST => {
-                forwarded += 1;
-                client.send(info.status(), info.headers()).await;
-            }
-            head = &mut head => return head,
-        }
-    }
+    interim::relay(ctx.interim.as_ref(), rx, fill.head()).await
 }
 
 /// Waits on a fill and answers from it. `pass` is set for the leader; `stale` is the entry
