@@ -22,7 +22,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{BufMut, BytesMut};
 use http::{HeaderMap, Response, StatusCode};
@@ -47,6 +47,8 @@ struct Shared {
 struct State {
     /// Interim heads not yet written, in order.
     queue: BytesMut,
+    /// The first of them is partly written: it must be finished before anything else.
+    started: bool,
     /// Heads queued and heads written so far (a sender waits until its number is written).
     queued: u64,
     written: u64,
@@ -94,6 +96,41 @@ impl<I> Drop for InterimIo<I> {
     }
 }
 
+impl<I: AsyncWrite + Unpin> InterimIo<I> {
+    /// Writes the queued heads (with `started_only`, only if one is already partly written)
+    /// and wakes the request waiting for them.
+    fn drain(&mut self, cx: &mut Context<'_>, started_only: bool) -> Poll<io::Result<()>> {
+        if !self.shared.queued.load(Ordering::Acquire) {
+            return Poll::Ready(Ok(()));
+        }
+        let mut s = self.shared.lock();
+        if started_only && !s.started {
+            return Poll::Ready(Ok(()));
+        }
+        while !s.queue.is_empty() {
+            match Pin::new(&mut self.inner).poll_write(cx, &s.queue) {
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    let _ = s.queue.split_to(n);
+                    s.started = !s.queue.is_empty();
+                }
+                Poll::Ready(result) => {
+                    drop(s);
+                    self.shared.fail();
+                    let e = result.err().unwrap_or_else(|| io::ErrorKind::WriteZero.into());
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        s.written = s.queued;
+        self.shared.queued.store(false, Ordering::Release);
+        if let Some(w) = s.waiter.take() {
+            w.wake();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl<I: AsyncRead + Unpin> AsyncRead for InterimIo<I> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -107,7 +144,9 @@ impl<I: AsyncRead + Unpin> AsyncRead for InterimIo<I> {
 impl<I: AsyncWrite + Unpin> AsyncWrite for InterimIo<I> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         // hyper's own bytes pass straight through; queued heads wait for the next flush, when
-        // hyper's message is complete.
+        // hyper's message is complete. A head already partly on the wire is finished first:
+        // it started when hyper's buffer was empty, so these bytes begin a later message.
+        ready!(self.drain(cx, true))?;
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -116,6 +155,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for InterimIo<I> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        ready!(self.drain(cx, true))?;
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
@@ -124,33 +164,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for InterimIo<I> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.shared.queued.load(Ordering::Acquire) {
-            let this = &mut *self;
-            let mut s = this.shared.lock();
-            while !s.queue.is_empty() {
-                match Pin::new(&mut this.inner).poll_write(cx, &s.queue) {
-                    Poll::Ready(Ok(0)) => {
-                        drop(s);
-                        this.shared.fail();
-                        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-                    }
-                    Poll::Ready(Ok(n)) => {
-                        let _ = s.queue.split_to(n);
-                    }
-                    Poll::Ready(Err(e)) => {
-                        drop(s);
-                        this.shared.fail();
-                        return Poll::Ready(Err(e));
-                    }
-                    Poll::Pending => return Poll::Pending,
-                }
-            }
-            s.written = s.queued;
-            this.shared.queued.store(false, Ordering::Release);
-            if let Some(w) = s.waiter.take() {
-                w.wake();
-            }
-        }
+        ready!(self.drain(cx, false))?;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
@@ -322,6 +336,34 @@ mod tests {
         assert_eq!(
             String::from_utf8(got).unwrap(),
             "previous response tail|HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\n"
+        );
+    }
+
+    /// A head that the socket takes only in part is finished before any later bytes of
+    /// hyper's (a `100 Continue`, the final response), never interleaved with them.
+    #[tokio::test]
+    async fn a_partly_written_head_is_finished_first() {
+        let (mut client, server) = tokio::io::duplex(8);
+        let (mut io, interim) = InterimIo::new(server);
+        let sent = tokio::spawn(async move { interim.send(StatusCode::PROCESSING, &HeaderMap::new()).await });
+        while !io.shared.queued.load(Ordering::Acquire) {
+            tokio::task::yield_now().await;
+        }
+        // The flush fills the 8-byte pipe and stops partway.
+        let flushed = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut io).poll_flush(cx))).await;
+        assert!(flushed.is_pending());
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.unwrap();
+        io.flush().await.unwrap();
+        assert!(sent.await.unwrap());
+        drop(io);
+        assert_eq!(
+            String::from_utf8(reader.await.unwrap()).unwrap(),
+            "HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n"
         );
     }
 
