@@ -1,7 +1,7 @@
 //! HTTP caching conformance (issue #22), each item as a client of the edge sees it: 1xx
 //! responses forwarded and never stored, `CDN-Cache-Control` as a structured field, `Age`
-//! lists, the site's `stale_if_error`, and `Vary` on `Accept-Language`/`Accept-Encoding`
-//! normalised. Responses are made stale at once with an `Age` from the origin, so no test
+//! lists, HTTP dates read leniently, the site's `stale_if_error`, and `Vary` on
+//! `Accept-Language`/`Accept-Encoding` normalised. Responses are made stale at once with an `Age` from the origin, so no test
 //! waits for time to pass.
 
 // In tests a panic is the failure report; `unwrap` keeps assertions short.
@@ -187,6 +187,30 @@ async fn age_lists_use_their_first_member() {
     get(&format!("{base}/age/plain"), &[]).await;
     assert!(get(&format!("{base}/age/plain"), &[]).await.hit());
     assert_eq!(origin.hits("/age/plain"), 1);
+}
+
+/// RFC 9111 §4.2: a cache reads HTTP dates case-insensitively, and a weekday that does not fit
+/// the date changes nothing; another zone than GMT is still no date (already expired).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expires_dates_are_read_leniently() {
+    let origin = Origin::start().await;
+    let cases: &[(&str, &str, usize)] = &[
+        ("/dates/upper-weekday", "THU, 18 Aug 2050 02:01:18 GMT", 1),
+        ("/dates/upper-month", "Thu, 18 AUG 2050 02:01:18 GMT", 1),
+        ("/dates/mixed-zone", "Thu, 18 Aug 2050 02:01:18 gMT", 1),
+        ("/dates/asctime-wrong-weekday", "Thu Aug  8 02:01:18 2050", 1),
+        ("/dates/utc", "Thu, 18 Aug 2050 02:01:18 UTC", 2),
+    ];
+    for (path, expires, _) in cases {
+        origin.fixed(path, Reply::ok("x", &[("expires", expires)]));
+    }
+    let edge = edge(&origin, &[]);
+    for (path, expires, want) in cases {
+        let url = format!("{}{path}", edge.url("edge http"));
+        get(&url, &[]).await;
+        get(&url, &[]).await;
+        assert_eq!(origin.hits(path), *want, "Expires: {expires}");
+    }
 }
 
 const STALE_SITE: &str = r#"

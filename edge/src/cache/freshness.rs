@@ -111,7 +111,43 @@ pub fn response_directives(headers: &HeaderMap) -> (Directives, bool) {
 
 /// A date header value, `None` when absent or malformed.
 pub fn date_header(headers: &HeaderMap, name: &HeaderName) -> Option<SystemTime> {
-    headers.get(name)?.to_str().ok().and_then(|s| httpdate::parse_http_date(s.trim()).ok())
+    headers.get(name)?.to_str().ok().and_then(|s| parse_date(s.trim()))
+}
+
+const WEEKDAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+
+/// An HTTP-date in any of its three formats (RFC 9110 §5.6.7), read as a cache should: case
+/// does not matter (RFC 9111 §4.2: "a cache recipient SHOULD match the field value
+/// case-insensitively", so `THU, 18 AUG 2050 02:01:18 gMT` is a date), and neither does a
+/// weekday that does not fit the date (it is redundant; nginx ignores it too, and
+/// `Thu Aug  8 02:01:18 2050` in asctime form is then a Monday's date). Zones other than
+/// `GMT` stay invalid.
+pub fn parse_date(text: &str) -> Option<SystemTime> {
+    if let Ok(t) = httpdate::parse_http_date(text) {
+        return Some(t);
+    }
+    if text.len() > 64 || !text.is_ascii() {
+        return None;
+    }
+    // Canonical case: every word capitalised, the zone upper case.
+    let mut canon = String::with_capacity(text.len());
+    let mut word_start = true;
+    for c in text.chars() {
+        canon.push(if word_start { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() });
+        word_start = !c.is_ascii_alphabetic();
+    }
+    let canon = canon.replace("Gmt", "GMT");
+    if let Ok(t) = httpdate::parse_http_date(&canon) {
+        return Some(t);
+    }
+    // The weekday is the first word: try the one that fits, in the same form (3 letters, or
+    // the whole name in RFC 850 dates).
+    let end = canon.find([',', ' '])?;
+    let long = end > 3;
+    WEEKDAYS.iter().find_map(|day| {
+        let day = if long { day } else { &day[..3] };
+        httpdate::parse_http_date(&format!("{day}{}", &canon[end..])).ok()
+    })
 }
 
 /// Computes the policy for a response received at `response_time` to a GET.
@@ -408,6 +444,30 @@ mod tests {
             if ours.storable.is_ok() {
                 assert_eq!(ours.lifetime, theirs.time_to_live(now()), "{pairs:?}");
             }
+        }
+    }
+
+    #[test]
+    fn dates_are_read_case_insensitively_and_weekdays_ignored() {
+        let want = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(2_544_400_878));
+        for text in [
+            "Thu, 18 Aug 2050 02:01:18 GMT",
+            "THU, 18 Aug 2050 02:01:18 GMT",
+            "Thu, 18 AUG 2050 02:01:18 GMT",
+            "Thu, 18 Aug 2050 02:01:18 gMT",
+            "thu, 18 aug 2050 02:01:18 gmt",
+            "Mon, 18 Aug 2050 02:01:18 GMT",
+            "Thursday, 18-Aug-50 02:01:18 GMT",
+            "THURSDAY, 18-AUG-50 02:01:18 GMT",
+            "Thu Aug 18 02:01:18 2050",
+        ] {
+            assert_eq!(parse_date(text), want, "{text}");
+        }
+        assert!(parse_date("Thu Aug  8 02:01:18 2050").is_some());
+        for bad in
+            ["Thu, 18 Aug 2050 02:01:18 UTC", "Thu, 18 Aug 2050 02:01:18 AEST", "0", "", "Thu, 32 Aug 2050"]
+        {
+            assert_eq!(parse_date(bad), None, "{bad}");
         }
     }
 
