@@ -170,6 +170,12 @@ pub struct Site {
     /// origin at will.
     #[serde(default)]
     pub client_cache_control: ClientCacheControl,
+    /// Serve a stored response up to this long past its freshness when the origin cannot be
+    /// reached or answers 5xx (nginx `proxy_cache_use_stale error timeout http_5xx`, Fastly
+    /// serve-stale), whether or not the response carries `stale-if-error`. Responses that
+    /// say `must-revalidate`, `proxy-revalidate`, `s-maxage` or `no-cache` are exempt.
+    #[serde(default)]
+    pub stale_if_error: Option<Duration>,
 }
 
 /// What the edge does with a client's request cache directives.
@@ -413,6 +419,7 @@ impl Site {
             https_redirect: false,
             hsts: None,
             client_cache_control: ClientCacheControl::default(),
+            stale_if_error: None,
         }
     }
 }

@@ -8,6 +8,7 @@ mod support;
 mod admin;
 mod cluster;
 mod coalesce;
+mod conformance;
 mod core_path;
 mod freshness;
 mod idle;

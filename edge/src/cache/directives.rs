@@ -1,5 +1,8 @@
 //! Cache-Control style directive lists (`Cache-Control`, `CDN-Cache-Control`,
-//! `Surrogate-Control`), parsed the way RFC 9111 §5.2 and RFC 9213 ask.
+//! `Surrogate-Control`), parsed the way RFC 9111 §5.2 and RFC 9213 ask: `Cache-Control` and
+//! `Surrogate-Control` leniently by hand (they are not structured fields, and real origins
+//! send sloppy ones), `CDN-Cache-Control` strictly as the RFC 8941 dictionary it is, with the
+//! `sfv` crate.
 //!
 //! Directive names are case-insensitive; values may be tokens or quoted strings. A directive
 //! given twice with different values, or a delta-seconds directive with a value that is not a
@@ -34,7 +37,11 @@ pub enum Seconds {
 
 impl Directives {
     /// Parses every field named `name` in `headers`, as one comma-separated list.
+    /// `CDN-Cache-Control` is a structured field and goes through [`Self::from_structured`].
     pub fn from_headers(headers: &HeaderMap, name: &HeaderName) -> Option<Self> {
+        if *name == CDN_CACHE_CONTROL {
+            return Self::from_structured(headers, name);
+        }
         let mut values = headers.get_all(name).iter().peekable();
         values.peek()?;
         let mut out = Self::default();
@@ -43,6 +50,51 @@ impl Directives {
             if let Ok(text) = v.to_str() {
                 out.parse_into(text, *name == SURROGATE_CONTROL);
             }
+        }
+        Some(out)
+    }
+
+    /// Parses a targeted field (RFC 9213 §2.1): an RFC 8941 dictionary, its field lines
+    /// combined with commas as RFC 9651 §4.2 asks. `None` when absent, and also when it fails
+    /// to parse (non-ASCII, a bad key such as `MaX-aGe`, junk such as `&&&&&`, an integer of
+    /// more than 15 digits): the field is then ignored as a whole, as if it were not there,
+    /// and the other fields apply. A repeated key keeps its last value (dictionary semantics).
+    ///
+    /// Members are mapped back to directives as §2.1 infers their types: `?1` (no value) is a
+    /// directive without value, strings and tokens are values, and the delta-seconds
+    /// directives take non-negative integers only. A member of the wrong type (`max-age="60"`,
+    /// `max-age=1.5`, `no-store=?0`, an inner list) is not used at all, unlike the
+    /// Cache-Control rule that makes an invalid `max-age` mean "stale".
+    fn from_structured(headers: &HeaderMap, name: &HeaderName) -> Option<Self> {
+        let mut text = Vec::new();
+        for v in headers.get_all(name) {
+            if !text.is_empty() {
+                text.extend_from_slice(b", ");
+            }
+            text.extend_from_slice(v.as_bytes());
+        }
+        if text.is_empty() {
+            return None;
+        }
+        let dict: sfv::Dictionary = sfv::Parser::new(&text).parse().ok()?;
+        // An empty field is ignored too (§2.1); one whose members are all unusable is not: it
+        // is a valid field that says nothing we can use, and the others stay ignored.
+        if dict.is_empty() {
+            return None;
+        }
+        let mut out = Self::default();
+        for (key, member) in dict {
+            let sfv::ListEntry::Item(item) = member else { continue };
+            let name = key.as_str();
+            let value = match item.bare_item {
+                sfv::BareItem::Integer(n) if i64::from(n) >= 0 => Some(i64::from(n).to_string()),
+                _ if DELTA_SECONDS.contains(&name) => continue,
+                sfv::BareItem::Boolean(true) => None,
+                sfv::BareItem::String(s) => Some(s.as_str().to_owned()),
+                sfv::BareItem::Token(t) => Some(t.as_str().to_owned()),
+                _ => continue,
+            };
+            out.items.push((name.to_owned(), value));
         }
         Some(out)
     }
@@ -131,6 +183,9 @@ impl Directives {
     }
 }
 
+/// Directives whose value is delta-seconds (RFC 9111 §5.2.2, RFC 5861).
+const DELTA_SECONDS: [&str; 4] = ["max-age", "s-maxage", "stale-while-revalidate", "stale-if-error"];
+
 /// delta-seconds: digits only; values too large saturate (RFC 9111 §1.2.2).
 fn parse_delta(v: &str) -> Option<u64> {
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
@@ -192,6 +247,49 @@ mod tests {
         }
     }
 
+    fn cdn(values: &[&str]) -> Option<Directives> {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(&CDN_CACHE_CONTROL, http::HeaderValue::from_str(v).expect("test value"));
+        }
+        Directives::from_headers(&h, &CDN_CACHE_CONTROL)
+    }
+
+    /// CDN-Cache-Control is a structured dictionary: unparsable fields are ignored whole,
+    /// members of the wrong type are dropped.
+    #[test]
+    fn cdn_cache_control_table() {
+        type Case<'a> = (&'a [&'a str], Option<(Seconds, bool)>);
+        let cases: &[Case<'_>] = &[
+            // (max-age, has no-store); None = the field is ignored
+            (&["max-age=60"], Some((Seconds::Value(60), false))),
+            (&["max-age=60, no-store"], Some((Seconds::Value(60), true))),
+            (&["max-age=60", "no-store"], Some((Seconds::Value(60), true))),
+            (&["max-age=99999999999"], Some((Seconds::Value(u64::from(u32::MAX)), false))),
+            (&["max-age=60, max-age=30"], Some((Seconds::Value(30), false))),
+            (&["max-age=\"60\""], Some((Seconds::Absent, false))),
+            (&["max-age=1.5"], Some((Seconds::Absent, false))),
+            (&["max-age=-1"], Some((Seconds::Absent, false))),
+            (&["max-age"], Some((Seconds::Absent, false))),
+            (&["no-store=?0, max-age=5"], Some((Seconds::Value(5), false))),
+            (&["max-age=(1 2)"], Some((Seconds::Absent, false))),
+            (&["max-age=60;a=b"], Some((Seconds::Value(60), false))),
+            (&["max-age=10000, &&&&&"], None),
+            (&["MaX-aGe=60"], None),
+            (&["max-age =60"], None),
+            (&["max-age=1234567890123456"], None),
+            (&[""], None),
+            (&[], None),
+        ];
+        for (values, want) in cases {
+            let got = cdn(values).map(|d| (d.seconds("max-age"), d.has("no-store")));
+            assert_eq!(got, *want, "{values:?}");
+        }
+        let d = cdn(&["private=\"set-cookie\", no-cache"]).expect("valid");
+        assert_eq!(d.value("private"), Some("set-cookie"));
+        assert!(d.has("no-cache"));
+    }
+
     #[test]
     fn quoted_commas_stay_in_values() {
         let d = Directives::parse("private=\"a, b\", max-age=5");
@@ -234,6 +332,17 @@ mod tests {
             }
             let _ = d.seconds("max-age");
             let _ = d.max_stale();
+        }
+
+        /// Any CDN-Cache-Control value parses without panicking; when it is used, every
+        /// delta-seconds directive it yields is a number.
+        #[test]
+        fn any_cdn_cache_control_parses(text in "[ -~]{0,60}") {
+            if let Some(d) = cdn(&[&text]) {
+                for name in DELTA_SECONDS {
+                    proptest::prop_assert_ne!(d.seconds(name), Seconds::Invalid, "{}", text);
+                }
+            }
         }
 
         /// A list written by an origin reads back: every delta-seconds value, quoted or not,

@@ -78,15 +78,24 @@ impl Exchange {
 
 /// `corrected_initial_age` (RFC 9111 §4.2.3).
 pub fn initial_age(headers: &HeaderMap, ex: &Exchange) -> Duration {
-    let age_value = headers
-        .get(header::AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map_or(Duration::ZERO, Duration::from_secs);
+    let age_value = age_value(headers).map_or(Duration::ZERO, Duration::from_secs);
     let date = date_header(headers, &header::DATE).unwrap_or(ex.response_time);
     let apparent_age = ex.response_time.duration_since(date).unwrap_or_default();
     let response_delay = ex.response_time.duration_since(ex.request_time).unwrap_or_default();
     apparent_age.max(age_value + response_delay)
+}
+
+/// The `Age` field's value (RFC 9111 §5.1). A list (`Age: 7200, 0`, or two `Age` fields) is
+/// invalid, but the RFC asks a cache to use its first member rather than ignore it, since
+/// discarding an age makes a response look fresher than it is. A first member that is not
+/// delta-seconds makes the whole field unusable; values too large saturate at `u32::MAX`
+/// seconds (§1.2.2).
+pub fn age_value(headers: &HeaderMap) -> Option<u64> {
+    let first = headers.get(header::AGE)?.to_str().ok()?.split(',').next()?.trim();
+    if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(first.parse::<u64>().unwrap_or(u64::MAX).min(u64::from(u32::MAX)))
 }
 
 /// A response head ready to be stored.
@@ -141,7 +150,7 @@ impl Entry {
         Fields::new(&self.data, 0..self.headers_end as usize)
     }
 
-    /// `CDN-Cache-Control` / `Surrogate-Control` as received: hidden from clients, but needed
+    /// `Surrogate-Control` as received: hidden from clients, but needed
     /// to recompute freshness when a 304 refreshes the entry.
     pub fn targeted(&self) -> Fields<'_> {
         Fields::new(&self.data, self.headers_end as usize..self.targeted_end as usize)
@@ -355,6 +364,30 @@ mod tests {
         };
         let tags = tags.iter().map(ToString::to_string).collect();
         StoredHead { status: StatusCode::OK, headers, targeted, tags, policy }
+    }
+
+    #[test]
+    fn age_value_table() {
+        let cases: &[(&[&str], Option<u64>)] = &[
+            (&["60"], Some(60)),
+            (&[" 60 "], Some(60)),
+            (&["7200, 0"], Some(7200)),
+            (&["7200", "0"], Some(7200)),
+            (&["0, 7200"], Some(0)),
+            (&["abc, 60"], None),
+            (&["-1"], None),
+            (&["1.5"], None),
+            (&[""], None),
+            (&[], None),
+            (&["99999999999999999999999"], Some(u64::from(u32::MAX))),
+        ];
+        for (values, want) in cases {
+            let mut h = HeaderMap::new();
+            for v in *values {
+                h.append(header::AGE, HeaderValue::from_str(v).unwrap());
+            }
+            assert_eq!(age_value(&h), *want, "{values:?}");
+        }
     }
 
     fn key() -> CacheKey {

@@ -74,6 +74,9 @@ pub struct SiteRules<'a> {
     pub ttl: Option<&'a TtlRule>,
     /// Negative-caching rules of the site.
     pub negative: &'a [NegativeRule],
+    /// The site's `stale_if_error` bound: a stale-if-error window for every response the
+    /// origin does not forbid to be served stale.
+    pub stale_if_error: Option<Duration>,
 }
 
 /// How a response may be stored and reused.
@@ -95,17 +98,56 @@ pub struct Policy {
 
 /// The directives that apply to us and whether they came from a targeted field.
 pub fn response_directives(headers: &HeaderMap) -> (Directives, bool) {
-    for name in [&CDN_CACHE_CONTROL, &SURROGATE_CONTROL] {
-        if let Some(d) = Directives::from_headers(headers, name).filter(|d| !d.is_empty()) {
-            return (d, true);
-        }
+    // CDN-Cache-Control counts when it parses to a non-empty dictionary, even if none of its
+    // members is usable (`max-age="60"`); an empty or unparsable one is ignored (RFC 9213 §2.1).
+    if let Some(d) = Directives::from_headers(headers, &CDN_CACHE_CONTROL) {
+        return (d, true);
+    }
+    if let Some(d) = Directives::from_headers(headers, &SURROGATE_CONTROL).filter(|d| !d.is_empty()) {
+        return (d, true);
     }
     (Directives::from_headers(headers, &header::CACHE_CONTROL).unwrap_or_default(), false)
 }
 
 /// A date header value, `None` when absent or malformed.
 pub fn date_header(headers: &HeaderMap, name: &HeaderName) -> Option<SystemTime> {
-    headers.get(name)?.to_str().ok().and_then(|s| httpdate::parse_http_date(s.trim()).ok())
+    headers.get(name)?.to_str().ok().and_then(|s| parse_date(s.trim()))
+}
+
+const WEEKDAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+
+/// An HTTP-date in any of its three formats (RFC 9110 §5.6.7), read as a cache should: case
+/// does not matter (RFC 9111 §4.2: "a cache recipient SHOULD match the field value
+/// case-insensitively", so `THU, 18 AUG 2050 02:01:18 gMT` is a date), and neither does a
+/// weekday that does not fit the date (it is redundant; nginx ignores it too, and
+/// `Thu Aug  8 02:01:18 2050` in asctime form is then a Monday's date). Zones other than
+/// `GMT` stay invalid.
+pub fn parse_date(text: &str) -> Option<SystemTime> {
+    if let Ok(t) = httpdate::parse_http_date(text) {
+        return Some(t);
+    }
+    if text.len() > 64 || !text.is_ascii() {
+        return None;
+    }
+    // Canonical case: every word capitalised, the zone upper case.
+    let mut canon = String::with_capacity(text.len());
+    let mut word_start = true;
+    for c in text.chars() {
+        canon.push(if word_start { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() });
+        word_start = !c.is_ascii_alphabetic();
+    }
+    let canon = canon.replace("Gmt", "GMT");
+    if let Ok(t) = httpdate::parse_http_date(&canon) {
+        return Some(t);
+    }
+    // The weekday is the first word: try the one that fits, in the same form (3 letters, or
+    // the whole name in RFC 850 dates).
+    let end = canon.find([',', ' '])?;
+    let long = end > 3;
+    WEEKDAYS.iter().find_map(|day| {
+        let day = if long { day } else { &day[..3] };
+        httpdate::parse_http_date(&format!("{day}{}", &canon[end..])).ok()
+    })
 }
 
 /// Computes the policy for a response received at `response_time` to a GET.
@@ -209,11 +251,17 @@ pub fn policy(
         lifetime = Duration::ZERO;
     }
     let swr = if must_revalidate || no_cache { None } else { secs("stale-while-revalidate") };
+    // The site's bound is the operator's word, not the origin's: it yields to the origin's
+    // explicit "never serve this stale" (RFC 9111 §4.2.4: must-revalidate, proxy-revalidate
+    // and s-maxage, which implies proxy-revalidate for shared caches, and no-cache), whereas
+    // the origin's own `stale-if-error` overrides those (RFC 5861 §4).
+    let site_sie = rules.stale_if_error.filter(|_| !(must_revalidate || no_cache || cc.has("s-maxage")));
+    let sie = secs("stale-if-error").unwrap_or_default().max(site_sie.unwrap_or_default());
     Policy {
         storable,
         lifetime,
         swr: swr.unwrap_or_default(),
-        sie: secs("stale-if-error").unwrap_or_default(),
+        sie,
         no_cache,
         must_revalidate: must_revalidate || cc.has("s-maxage"),
     }
@@ -333,6 +381,23 @@ mod tests {
     }
 
     #[test]
+    fn site_stale_if_error_bound() {
+        let rules = SiteRules { stale_if_error: Some(Duration::from_secs(3600)), ..SiteRules::default() };
+        let sie = |cc: &str| {
+            policy(StatusCode::OK, &headers(&[("cache-control", cc)]), false, now(), rules).sie.as_secs()
+        };
+        assert_eq!(sie("max-age=60"), 3600);
+        assert_eq!(sie("max-age=60, stale-if-error=7200"), 7200);
+        assert_eq!(sie("max-age=60, stale-if-error=60"), 3600);
+        // The origin's "never stale" wins over the operator's bound, not over its own directive.
+        assert_eq!(sie("max-age=60, must-revalidate"), 0);
+        assert_eq!(sie("max-age=60, proxy-revalidate"), 0);
+        assert_eq!(sie("s-maxage=60"), 0);
+        assert_eq!(sie("no-cache"), 0);
+        assert_eq!(sie("max-age=60, must-revalidate, stale-if-error=30"), 30);
+    }
+
+    #[test]
     fn site_rules() {
         let negative = [NegativeRule { status: 404, ttl: CfgDuration::secs(10) }];
         let ttl = TtlRule {
@@ -341,7 +406,7 @@ mod tests {
             min: Some(CfgDuration::secs(5)),
             max: Some(CfgDuration::secs(3600)),
         };
-        let rules = SiteRules { ttl: Some(&ttl), negative: &negative };
+        let rules = SiteRules { ttl: Some(&ttl), negative: &negative, stale_if_error: None };
         let run = |status: u16, pairs: &[(&str, &str)]| {
             let p = policy(StatusCode::from_u16(status).unwrap(), &headers(pairs), false, now(), rules);
             p.storable.map(|()| p.lifetime.as_secs())
@@ -379,6 +444,30 @@ mod tests {
             if ours.storable.is_ok() {
                 assert_eq!(ours.lifetime, theirs.time_to_live(now()), "{pairs:?}");
             }
+        }
+    }
+
+    #[test]
+    fn dates_are_read_case_insensitively_and_weekdays_ignored() {
+        let want = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(2_544_400_878));
+        for text in [
+            "Thu, 18 Aug 2050 02:01:18 GMT",
+            "THU, 18 Aug 2050 02:01:18 GMT",
+            "Thu, 18 AUG 2050 02:01:18 GMT",
+            "Thu, 18 Aug 2050 02:01:18 gMT",
+            "thu, 18 aug 2050 02:01:18 gmt",
+            "Mon, 18 Aug 2050 02:01:18 GMT",
+            "Thursday, 18-Aug-50 02:01:18 GMT",
+            "THURSDAY, 18-AUG-50 02:01:18 GMT",
+            "Thu Aug 18 02:01:18 2050",
+        ] {
+            assert_eq!(parse_date(text), want, "{text}");
+        }
+        assert!(parse_date("Thu Aug  8 02:01:18 2050").is_some());
+        for bad in
+            ["Thu, 18 Aug 2050 02:01:18 UTC", "Thu, 18 Aug 2050 02:01:18 AEST", "0", "", "Thu, 32 Aug 2050"]
+        {
+            assert_eq!(parse_date(bad), None, "{bad}");
         }
     }
 

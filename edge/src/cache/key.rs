@@ -2,13 +2,17 @@
 //! port, as `docs/PROTOCOL.md` fixes), path and the query after the site's rules, plus any
 //! request headers the site adds. GET and HEAD share keys (HEAD is answered from the GET).
 //! `Vary` adds a secondary key built from the request's values of the listed headers,
-//! normalized (whitespace collapsed, lists joined with ", ") so trivial differences share a variant.
+//! normalized (whitespace collapsed, lists joined with ", "; `Accept-Language` and
+//! `Accept-Encoding` also ignore order, case and q-value spelling, see `accept.rs`) so trivial
+//! differences share a variant.
 
 use std::sync::Arc;
 
 use http::header::HeaderName;
 use http::{HeaderMap, Uri};
 use stratus_config::edge::{KeyRules, QueryMode};
+
+use crate::cache::accept;
 
 /// Separates the parts of a key; it cannot appear in a host, path or header value.
 const SEP: char = '\u{1f}';
@@ -145,8 +149,15 @@ fn select_params(query: &str, rules: &KeyRules, mode: QueryMode) -> Option<Strin
     (!pairs.is_empty()).then(|| pairs.join("&"))
 }
 
-/// All values of `name`, whitespace-normalized and joined with ", ".
+/// All values of `name`, whitespace-normalized and joined with ", "; `Accept-Language` and
+/// `Accept-Encoding` in their normal form (`accept.rs`: order, case and q-value spelling do
+/// not matter).
 pub fn header_value(headers: &HeaderMap, name: &str) -> String {
+    if accept::normalised(name) {
+        let texts: Vec<std::borrow::Cow<'_, str>> =
+            headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes())).collect();
+        return accept::normal_form(texts.iter().flat_map(|t| t.split(',')));
+    }
     let mut out = String::new();
     for v in headers.get_all(name) {
         let text = String::from_utf8_lossy(v.as_bytes());

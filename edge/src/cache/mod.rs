@@ -1,7 +1,8 @@
-//! The cache: what is stored (`store`, `entry`, `fields`), under which name (`key`), for how
+//! The cache: what is stored (`store`, `entry`, `fields`), under which name (`key`, with `accept` for `Vary` on `Accept-*`), for how
 //! long (`directives`, `freshness`), whether a stored response may answer a request (`reuse`),
 //! and how concurrent misses share one origin fetch (`coalesce`).
 
+pub(crate) mod accept;
 pub(crate) mod coalesce;
 pub(crate) mod directives;
 pub(crate) mod entry;

@@ -15,6 +15,7 @@ use crate::cache::entry::Entry;
 use crate::cache::key::{CacheKey, upstream_query};
 use crate::error::ProxyError;
 use crate::proxy::headers::{append_via, set_forwarding, strip_hop_by_hop, strip_method_override};
+use crate::proxy::interim::Interim;
 use crate::proxy::route::SiteState;
 use crate::proxy::status::CacheStatus;
 use crate::upstream::{FROM_PEER, OriginRequest, STRATUS_HOP};
@@ -41,11 +42,13 @@ pub(crate) struct Ctx {
     /// The client is a trusted proxy: its forwarding fields reach the origin.
     pub(crate) trusted: bool,
     /// The request came from another Stratus edge (`Stratus-Hop`: a peer or a child tier),
-    /// which gets the fields only edges use (tags, `CDN-Cache-Control`) with the response.
+    /// which gets the fields only edges use (tags, `Surrogate-Control`) with the response.
     pub(crate) from_edge: bool,
     /// The request came from a peer of this PoP: it goes to parents or origins, never to
     /// another peer.
     pub(crate) from_peer: bool,
+    /// Where the origin's 1xx responses go (HTTP/1.1 clients only).
+    pub(crate) interim: Option<Interim>,
 }
 
 impl Ctx {
@@ -76,9 +79,11 @@ impl Ctx {
         };
         let hop = parts.headers.get(STRATUS_HOP);
         let (from_edge, from_peer) = (hop.is_some(), hop == Some(&FROM_PEER));
+        let interim = parts.extensions.get::<Interim>().cloned();
         Self {
             from_edge,
             from_peer,
+            interim,
             site,
             key,
             head_only: parts.method == Method::HEAD,
@@ -161,6 +166,7 @@ pub(crate) fn origin_request(ctx: &Ctx, purpose: Purpose<'_>) -> OriginRequest {
         },
         fill_key: fill.then(|| ctx.key.primary().clone()),
         from_peer: ctx.from_peer,
+        interim: None,
     }
 }
 

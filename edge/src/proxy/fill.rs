@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use tokio::sync::oneshot;
 
 use crate::cache::coalesce::{self, Fill, FillHead, Room, StreamHead};
-use crate::cache::directives::{CDN_CACHE_CONTROL, SURROGATE_CONTROL};
+use crate::cache::directives::SURROGATE_CONTROL;
 use crate::cache::entry::{Entry, Exchange, StoredHead, initial_age};
 use crate::cache::freshness;
 use crate::cache::key::{CacheKey, vary_names};
@@ -357,13 +357,14 @@ pub fn prepare(
         }
     }
     let policy = freshness::policy(status, &headers, authorization, ex.response_time, site.rules(key.path()));
+    // Surrogate-Control is ours alone: kept with the entry (a 304 recomputes freshness from
+    // it) but not sent on. CDN-Cache-Control stays with the client-facing fields (see
+    // `headers::strip_targeted`).
     let mut targeted = HeaderMap::new();
-    for name in [&CDN_CACHE_CONTROL, &SURROGATE_CONTROL] {
-        for v in headers.get_all(name) {
-            targeted.append(name.clone(), v.clone());
-        }
-        headers.remove(name);
+    for v in headers.get_all(&SURROGATE_CONTROL) {
+        targeted.append(SURROGATE_CONTROL.clone(), v.clone());
     }
+    headers.remove(&SURROGATE_CONTROL);
     StoredHead { status, headers, targeted, tags, policy }
 }
 

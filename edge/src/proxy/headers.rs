@@ -1,13 +1,13 @@
 //! Header hygiene on both sides of the proxy: hop-by-hop fields (RFC 9110 §7.6.1), `Via`,
-//! `X-Forwarded-*`, and the fields meant only for us (`CDN-Cache-Control`,
-//! `Surrogate-Control`, tag headers) that clients must never see.
+//! `X-Forwarded-*`, and the fields meant only for us (`Surrogate-Control`, tag headers) that
+//! clients must never see.
 
 use std::net::IpAddr;
 
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Version};
 
-use crate::cache::directives::{CDN_CACHE_CONTROL, SURROGATE_CONTROL};
+use crate::cache::directives::SURROGATE_CONTROL;
 
 /// Fields that describe one connection, never forwarded.
 const HOP_BY_HOP: [&str; 9] = [
@@ -21,6 +21,11 @@ const HOP_BY_HOP: [&str; 9] = [
     "proxy-authenticate",
     "proxy-authorization",
 ];
+
+/// Whether `name` (lowercase) is one of the fixed hop-by-hop fields.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.contains(&name)
+}
 
 /// Removes hop-by-hop fields, including those `Connection` names.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
@@ -160,9 +165,11 @@ pub fn add_edge_fields<'a>(
     }
 }
 
-/// Removes the cache-control fields targeted at us (RFC 9213 says they are not forwarded).
+/// Removes `Surrogate-Control`, which only surrogates of the site's own CDN read (the Edge
+/// Architecture Specification has the last one remove it). `CDN-Cache-Control` is forwarded:
+/// it targets every CDN cache on the path, including any in front of this edge, which is
+/// what RFC 9213 §3 calls typical (and Cloudflare does); clients ignore it.
 pub fn strip_targeted(h: &mut HeaderMap) {
-    h.remove(&CDN_CACHE_CONTROL);
     h.remove(&SURROGATE_CONTROL);
 }
 

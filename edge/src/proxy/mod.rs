@@ -1,6 +1,7 @@
 //! The request path: accept (`server`, `tls`), route (`route`, `https`), the phases of a GET
 //! or HEAD (`pipeline`) and of other methods (`passthrough`), origin fills (`fill`), answers
-//! from held responses (`respond`, `range`), header rules (`headers`) and the one source of
+//! from held responses (`respond`, `range`), header rules (`headers`), 1xx
+//! forwarding to HTTP/1.1 clients (`interim`) and the one source of
 //! `Cache-Status` and request metrics (`status`).
 
 pub(crate) mod conns;
@@ -8,6 +9,7 @@ pub(crate) mod ctx;
 pub(crate) mod fill;
 pub(crate) mod headers;
 pub(crate) mod https;
+pub(crate) mod interim;
 pub(crate) mod passthrough;
 pub(crate) mod pipeline;
 pub(crate) mod range;

@@ -16,8 +16,9 @@ use crate::edge::Edge;
 use crate::error::{Fault, ProxyError};
 use crate::proxy::ctx::{Ctx, Purpose, Served, origin_request};
 use crate::proxy::headers::{strip_hop_by_hop, strip_targeted, take_tags};
+use crate::proxy::interim;
 use crate::proxy::status::{CacheStatus, Fwd, Outcome};
-use crate::upstream::Upload;
+use crate::upstream::{OriginRequest, Upload};
 
 /// Methods other than GET and HEAD pass through; unsafe ones invalidate what they name.
 pub(crate) async fn forward(edge: &Arc<Edge>, ctx: &Ctx, body: Body) -> Served {
@@ -35,14 +36,15 @@ pub(crate) async fn forward(edge: &Arc<Edge>, ctx: &Ctx, body: Body) -> Served {
     // A client that stops sending gets as long between body bytes as for its request head.
     let (body, watch) = Upload::new(body, edge.limits.header_read_timeout.get());
     edge.metrics.origin_request();
-    let res =
-        ctx.site.upstream.send_upload(&origin_request(ctx, Purpose::Pass), body, &watch).await.inspect_err(
-            |e| {
-                if e.fault() == Fault::Upstream {
-                    edge.metrics.origin_error();
-                }
-            },
-        )?;
+    // The origin's 1xx (a `102 Processing` for a long upload, `103 Early Hints`) go on first.
+    let (tx, rx) = interim::channel(ctx.interim.as_ref());
+    let request = OriginRequest { interim: tx, ..origin_request(ctx, Purpose::Pass) };
+    let exchange = ctx.site.upstream.send_upload(&request, body, &watch);
+    let res = interim::relay(ctx.interim.as_ref(), rx, exchange).await.inspect_err(|e| {
+        if e.fault() == Fault::Upstream {
+            edge.metrics.origin_error();
+        }
+    })?;
     let (mut parts, body) = res.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     strip_targeted(&mut parts.headers);

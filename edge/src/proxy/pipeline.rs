@@ -28,10 +28,11 @@ use crate::error::{ProxyError, rescue};
 use crate::proxy::ctx::{Ctx, Purpose, Served, origin_request};
 use crate::proxy::fill::{self, Job, Mode, Sharing};
 use crate::proxy::headers::{TIER_TAGS, add_edge_fields, append_via, looped};
+use crate::proxy::interim::{self, InterimRx, InterimTx};
 use crate::proxy::respond::{self, Precondition};
 use crate::proxy::server::Transport;
 use crate::proxy::status::{CacheStatus, Fwd, Outcome, StaleWhy, chained};
-use crate::upstream::OriginBody;
+use crate::upstream::{OriginBody, OriginRequest};
 
 /// Serves one client request. Never fails.
 pub async fn handle(edge: Arc<Edge>, req: Request<Body>, client: Option<SocketAddr>) -> Response<Body> {
@@ -183,7 +184,7 @@ async fn from_entry(edge: &Arc<Edge>, ctx: &Ctx, e: Arc<Entry>, slot: Arc<str>, 
                 && let Some(fill) = edge.inflight.start_if_idle(&slot, &ctx.headers)
             {
                 // Nobody waits for a background revalidation's response.
-                drop(start(edge, ctx, &fill, slot, Mode::Revalidate(e.clone())));
+                drop(start(edge, ctx, &fill, slot, Mode::Revalidate(e.clone()), None));
             }
             return Ok(hit(&e, ctx, now, Outcome::StaleHit(why)));
         }
@@ -219,13 +220,14 @@ async fn coalesce(
     let mut status = CacheStatus::new(Outcome::Forward(fwd));
     match role {
         Role::Leader(reader) => {
-            let pass = start(edge, ctx, reader.fill(), slot, mode);
-            follow(edge, ctx, reader, Some(pass), status, stale).await
+            let (itx, irx) = interim::channel(ctx.interim.as_ref());
+            let pass = start(edge, ctx, reader.fill(), slot, mode, itx);
+            follow(edge, ctx, reader, Some(pass), irx, status, stale).await
         }
         Role::Follower(reader) => {
             edge.metrics.coalesced();
             status.collapsed = true;
-            follow(edge, ctx, reader, None, status, stale).await
+            follow(edge, ctx, reader, None, None, status, stale).await
         }
     }
 }
@@ -235,12 +237,13 @@ async fn fetch_alone(edge: &Arc<Edge>, ctx: &Ctx, slot: Arc<str>, fwd: Fwd, shar
     let fill = Fill::new(ctx.headers.clone());
     let reader = fill.reader();
     let (tx, rx) = oneshot::channel();
-    fill::spawn(job(edge, ctx, slot, Mode::Fetch, sharing, tx), fill);
+    let (itx, irx) = interim::channel(ctx.interim.as_ref());
+    fill::spawn(job(edge, ctx, slot, Mode::Fetch, sharing, tx, itx), fill);
     let mut status = CacheStatus::new(Outcome::Forward(fwd));
     if sharing == Sharing::HitForMiss {
         status.detail = Some("hit-for-miss");
     }
-    follow(edge, ctx, reader, Some(rx), status, None).await
+    follow(edge, ctx, reader, Some(rx), irx, status, None).await
 }
 
 fn job(
@@ -250,6 +253,7 @@ fn job(
     mode: Mode,
     sharing: Sharing,
     pass: oneshot::Sender<Response<OriginBody>>,
+    interim: Option<InterimTx>,
 ) -> Job {
     let revalidate = match &mode {
         Mode::Revalidate(e) => Some(e.as_ref()),
@@ -262,7 +266,7 @@ fn job(
         slot,
         sharing,
         authorization: ctx.headers.contains_key(header::AUTHORIZATION),
-        request: origin_request(ctx, Purpose::Fill(revalidate)),
+        request: OriginRequest { interim, ..origin_request(ctx, Purpose::Fill(revalidate)) },
         mode,
         pass: Some(pass),
     }
@@ -275,10 +279,18 @@ fn start(
     fill: &Arc<Fill>,
     slot: Arc<str>,
     mode: Mode,
+    interim: Option<InterimTx>,
 ) -> oneshot::Receiver<Response<OriginBody>> {
     let (tx, rx) = oneshot::channel();
-    fill::spawn(job(edge, ctx, slot, mode, Sharing::Coalesced, tx), fill.clone());
+    fill::spawn(job(edge, ctx, slot, mode, Sharing::Coalesced, tx, interim), fill.clone());
     rx
+}
+
+/// Waits for a fill's head; meanwhile the origin's 1xx responses (`rx`: the leader's only,
+/// they answer the request it sent) go to the client, before the final response, and are
+/// never stored.
+async fn wait_head(fill: &Fill, ctx: &Ctx, rx: Option<InterimRx>) -> FillHead {
+    interim::relay(ctx.interim.as_ref(), rx, fill.head()).await
 }
 
 /// Waits on a fill and answers from it. `pass` is set for the leader; `stale` is the entry
@@ -288,6 +300,7 @@ async fn follow(
     ctx: &Ctx,
     reader: Reader,
     pass: Option<oneshot::Receiver<Response<OriginBody>>>,
+    interim: Option<InterimRx>,
     mut status: CacheStatus,
     stale: Option<Arc<Entry>>,
 ) -> Served {
@@ -305,7 +318,7 @@ async fn follow(
         st.ttl = Some(e.ttl(n));
         Some(Ok((serve_entry(e, ctx, n), st)))
     };
-    match fill.head().await {
+    match wait_head(&fill, ctx, interim).await {
         FillHead::Failed(err) => stale_if_error(None).unwrap_or(Err(err)),
         FillHead::Entry(e) => {
             status.fwd_status = Some(304);

@@ -24,7 +24,11 @@ pub struct SiteState {
 impl SiteState {
     /// The site rules that apply to `path`.
     pub fn rules(&self, path: &str) -> SiteRules<'_> {
-        SiteRules { ttl: self.ttl.iter().find(|r| path.starts_with(&r.prefix)), negative: &self.cfg.negative }
+        SiteRules {
+            ttl: self.ttl.iter().find(|r| path.starts_with(&r.prefix)),
+            negative: &self.cfg.negative,
+            stale_if_error: self.cfg.stale_if_error.map(|d| d.get()),
+        }
     }
 }
 

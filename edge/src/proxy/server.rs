@@ -31,6 +31,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::body::{Body, BoxError};
 use crate::proxy::conns::{Conn, Conns, IdleLimits, Tracked};
+use crate::proxy::interim::InterimIo;
 use crate::proxy::tls::Acceptor;
 
 /// A connection builder with the client limits applied: the request head size (larger → 431
@@ -145,12 +146,12 @@ pub async fn serve<H, F>(
             let result = match tls {
                 None => {
                     let conn = conns.open();
-                    connection(TokioIo::new(stream), &builder, h, peer, Transport::Plain, &conn, &stop).await
+                    connection(stream, &builder, h, peer, Transport::Plain, &conn, &stop).await
                 }
                 Some(acceptor) => match acceptor.accept(stream).await {
                     Ok(tls) => {
                         let conn = conns.open();
-                        connection(TokioIo::new(tls), &builder, h, peer, Transport::Tls, &conn, &stop).await
+                        connection(tls, &builder, h, peer, Transport::Tls, &conn, &stop).await
                     }
                     Err(e) => {
                         tracing::debug!(peer = %peer, error = %e, "tls handshake failed");
@@ -172,9 +173,11 @@ pub async fn serve<H, F>(
 }
 
 /// Serves one connection (plain or TLS) until it closes; asks it to close gracefully when it
-/// idles out, is shed, or the edge shuts down.
+/// idles out, is shed, or the edge shuts down. HTTP/1.1 requests carry an
+/// [`Interim`](crate::proxy::interim::Interim) handle
+/// for forwarding 1xx responses (`interim.rs`).
 async fn connection<I, H, F>(
-    io: TokioIo<I>,
+    io: I,
     builder: &auto::Builder<TokioExecutor>,
     handler: H,
     peer: SocketAddr,
@@ -187,9 +190,15 @@ where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
+    let (io, interim) = InterimIo::new(io);
+    let io = TokioIo::new(io);
     let service = hyper::service::service_fn(|mut req: Request<Incoming>| {
         let busy = conn.busy();
         req.extensions_mut().insert(transport);
+        // RFC 9110 §15.2: no 1xx to HTTP/1.0 clients; HTTP/2 cannot take them this way.
+        if req.version() == http::Version::HTTP_11 {
+            req.extensions_mut().insert(interim.clone());
+        }
         let fut = handler(req, peer);
         async move { Ok::<_, Infallible>(fut.await.map(|b| Tracked::new(b, busy))) }
     });

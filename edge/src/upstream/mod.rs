@@ -120,6 +120,9 @@ pub struct OriginRequest {
     pub fill_key: Option<Arc<str>>,
     /// The request came from a peer: it must not be sent to another peer.
     pub from_peer: bool,
+    /// Where the origin's 1xx responses go (HTTP/1.1 origins; hyper's h2 client drops them).
+    /// Bounded: when it is full, further ones are dropped.
+    pub interim: Option<tokio::sync::mpsc::Sender<Response<()>>>,
 }
 
 /// The origins of one site and the clients that reach them.
@@ -377,6 +380,15 @@ impl Upstream {
             Tier::Parent => request.headers_mut().insert(STRATUS_HOP, FROM_CHILD),
             Tier::Origin => None,
         };
+        if let Some(tx) = &req.interim {
+            let tx = tx.clone();
+            hyper::ext::on_informational(&mut request, move |res| {
+                let mut head = Response::new(());
+                *head.status_mut() = res.status();
+                *head.headers_mut() = res.headers().clone();
+                let _ = tx.try_send(head);
+            });
+        }
         Ok(request)
     }
 }

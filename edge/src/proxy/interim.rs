@@ -1,0 +1,377 @@
+//! Forwarding 1xx informational responses (`102 Processing`, `103 Early Hints`) to HTTP/1.1
+//! clients, which a proxy must do (RFC 9110 §15.2) and hyper's server cannot: a hyper service
+//! answers with exactly one response.
+//!
+//! So the edge writes them itself, below hyper, without ever splitting one of hyper's
+//! messages. Every client connection's transport is wrapped in [`InterimIo`]; each HTTP/1.1
+//! request carries an [`Interim`] handle (a request extension) through which the pipeline
+//! queues an interim head and waits until it is on the wire. The queued bytes go out only
+//! inside the wrapper's `poll_flush`, which hyper calls solely when its own write buffer is
+//! empty (so none of its messages is half-written), and the pipeline returns the final
+//! response only after its interim heads went out (so they always precede it). While a
+//! request is being handled, hyper's HTTP/1 dispatcher has nothing of its own left to write
+//! for it and polls the handler and then flushes in every turn of its loop, so a queued head
+//! leaves at the next turn.
+//!
+//! Not for HTTP/1.0 clients (RFC 9110 §15.2 forbids it) nor HTTP/2: hyper's h2 server sends
+//! no 1xx either, and bytes written below an h2 connection would break its framing, so h2
+//! requests get no handle (see `docs/edge.md`).
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker, ready};
+
+use bytes::{BufMut, BytesMut};
+use http::{HeaderMap, Response, StatusCode};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::mpsc;
+
+/// At most this many interim responses are forwarded per request; an origin that sends more
+/// only costs itself (hyper reads and drops them).
+pub const MAX_PER_REQUEST: usize = 16;
+/// An interim head larger than this is not forwarded (the final response still is).
+const MAX_HEAD: usize = 16 << 10;
+
+/// What the connection and its requests share.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Set while `state.queue` holds bytes: the hot path checks only this.
+    queued: AtomicBool,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Interim heads not yet written, in order.
+    queue: BytesMut,
+    /// The first of them is partly written: it must be finished before anything else.
+    started: bool,
+    /// Heads queued and heads written so far (a sender waits until its number is written).
+    queued: u64,
+    written: u64,
+    /// The connection failed or is gone: nothing more will be written.
+    broken: bool,
+    /// The request waiting for its heads to go out.
+    waiter: Option<Waker>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; keep using it.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn fail(&self) {
+        let mut s = self.lock();
+        s.broken = true;
+        s.queue.clear();
+        self.queued.store(false, Ordering::Release);
+        if let Some(w) = s.waiter.take() {
+            w.wake();
+        }
+    }
+}
+
+/// A client connection's transport, able to put interim heads between hyper's messages.
+#[derive(Debug)]
+pub struct InterimIo<I> {
+    inner: I,
+    shared: Arc<Shared>,
+}
+
+impl<I> InterimIo<I> {
+    /// Wraps `inner`; the [`Interim`] handle is for that connection's HTTP/1.1 requests.
+    pub fn new(inner: I) -> (Self, Interim) {
+        let shared = Arc::new(Shared::default());
+        (Self { inner, shared: shared.clone() }, Interim { shared })
+    }
+}
+
+impl<I> Drop for InterimIo<I> {
+    fn drop(&mut self) {
+        self.shared.fail();
+    }
+}
+
+impl<I: AsyncWrite + Unpin> InterimIo<I> {
+    /// Writes the queued heads (with `started_only`, only if one is already partly written)
+    /// and wakes the request waiting for them.
+    fn drain(&mut self, cx: &mut Context<'_>, started_only: bool) -> Poll<io::Result<()>> {
+        if !self.shared.queued.load(Ordering::Acquire) {
+            return Poll::Ready(Ok(()));
+        }
+        let mut s = self.shared.lock();
+        if started_only && !s.started {
+            return Poll::Ready(Ok(()));
+        }
+        while !s.queue.is_empty() {
+            match Pin::new(&mut self.inner).poll_write(cx, &s.queue) {
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    let _ = s.queue.split_to(n);
+                    s.started = !s.queue.is_empty();
+                }
+                Poll::Ready(result) => {
+                    drop(s);
+                    self.shared.fail();
+                    let e = result.err().unwrap_or_else(|| io::ErrorKind::WriteZero.into());
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        s.written = s.queued;
+        self.shared.queued.store(false, Ordering::Release);
+        if let Some(w) = s.waiter.take() {
+            w.wake();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for InterimIo<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for InterimIo<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        // hyper's own bytes pass straight through; queued heads wait for the next flush, when
+        // hyper's message is complete. A head already partly on the wire is finished first:
+        // it started when hyper's buffer was empty, so these bytes begin a later message.
+        ready!(self.drain(cx, true))?;
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        ready!(self.drain(cx, true))?;
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.drain(cx, false))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.shared.fail();
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Sends interim heads on one HTTP/1.1 connection, ahead of the final response.
+#[derive(Clone, Debug)]
+pub struct Interim {
+    shared: Arc<Shared>,
+}
+
+impl Interim {
+    /// Writes `status` (a 1xx other than 100 and 101) with `headers` to the client and waits
+    /// until it is on the wire. `false` when it was not sent: not interim, too large, or the
+    /// connection is gone. Must be awaited to the end before the final response is returned.
+    pub async fn send(&self, status: StatusCode, headers: &HeaderMap) -> bool {
+        if !forwardable(status) {
+            return false;
+        }
+        let Some(head) = encode(status, headers) else { return false };
+        let mine = {
+            let mut s = self.shared.lock();
+            if s.broken {
+                return false;
+            }
+            s.queue.extend_from_slice(&head);
+            s.queued += 1;
+            self.shared.queued.store(true, Ordering::Release);
+            s.queued
+        };
+        std::future::poll_fn(|cx| {
+            let mut s = self.shared.lock();
+            if s.written >= mine {
+                Poll::Ready(true)
+            } else if s.broken {
+                Poll::Ready(false)
+            } else {
+                s.waiter = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// The origin's 1xx responses on their way from the origin request to the client.
+pub type InterimTx = mpsc::Sender<Response<()>>;
+/// The receiving end of [`InterimTx`].
+pub type InterimRx = mpsc::Receiver<Response<()>>;
+
+/// A channel for the origin's 1xx responses when the client can take them (`client` is set
+/// for HTTP/1.1 requests): the sender goes into the origin request, the receiver to [`relay`].
+/// Small and bounded: when it is full, the origin's further 1xx are dropped.
+pub fn channel(client: Option<&Interim>) -> (Option<InterimTx>, Option<InterimRx>) {
+    if client.is_none() {
+        return (None, None);
+    }
+    let (tx, rx) = mpsc::channel(4);
+    (Some(tx), Some(rx))
+}
+
+/// Runs `exchange` (waiting for an origin's final response) while forwarding the 1xx that
+/// arrive on `rx` to `client`, each on the wire before `exchange`'s result is returned. At
+/// most [`MAX_PER_REQUEST`] are forwarded.
+pub async fn relay<T>(
+    client: Option<&Interim>,
+    rx: Option<InterimRx>,
+    exchange: impl Future<Output = T>,
+) -> T {
+    let (Some(client), Some(mut rx)) = (client, rx) else { return exchange.await };
+    tokio::pin!(exchange);
+    let mut forwarded = 0;
+    loop {
+        tokio::select! {
+            // 1xx that arrived before the final response go out before it.
+            biased;
+            Some(info) = rx.recv(), if forwarded < MAX_PER_REQUEST => {
+                forwarded += 1;
+                client.send(info.status(), info.headers()).await;
+            }
+            done = &mut exchange => return done,
+        }
+    }
+}
+
+/// 1xx that a proxy forwards: not `100 Continue` (the edge answers `Expect` itself, hyper
+/// sends it when the body is read) nor `101` (the edge forwards no `Upgrade`).
+pub fn forwardable(status: StatusCode) -> bool {
+    status.is_informational() && status != StatusCode::CONTINUE && status != StatusCode::SWITCHING_PROTOCOLS
+}
+
+/// The HTTP/1.1 text of an interim head; `None` when it would be larger than [`MAX_HEAD`].
+/// Hop-by-hop fields are not part of it (they describe the origin's connection).
+fn encode(status: StatusCode, headers: &HeaderMap) -> Option<BytesMut> {
+    let mut out = BytesMut::with_capacity(64);
+    out.put_slice(b"HTTP/1.1 ");
+    out.put_slice(status.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(status.canonical_reason().unwrap_or("Informational").as_bytes());
+    out.put_slice(b"\r\n");
+    for (name, value) in headers {
+        if crate::proxy::headers::is_hop_by_hop(name.as_str()) || name == http::header::CONTENT_LENGTH {
+            continue;
+        }
+        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value.as_bytes());
+        out.put_slice(b"\r\n");
+        if out.len() > MAX_HEAD {
+            return None;
+        }
+    }
+    out.put_slice(b"\r\n");
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn heads_are_encoded_without_hop_by_hop_fields() {
+        let mut h = HeaderMap::new();
+        h.append("link", "</a.css>; rel=preload".parse().unwrap());
+        h.append("link", "</b.js>; rel=preload".parse().unwrap());
+        h.append("connection", "close".parse().unwrap());
+        let text = encode(StatusCode::from_u16(103).unwrap(), &h).unwrap();
+        assert_eq!(
+            &text[..],
+            b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\nlink: </b.js>; rel=preload\r\n\r\n"
+        );
+        assert!(!forwardable(StatusCode::CONTINUE));
+        assert!(!forwardable(StatusCode::SWITCHING_PROTOCOLS));
+        assert!(!forwardable(StatusCode::OK));
+        assert!(forwardable(StatusCode::PROCESSING));
+        let mut big = HeaderMap::new();
+        big.insert("x", "a".repeat(MAX_HEAD).parse().unwrap());
+        assert!(encode(StatusCode::PROCESSING, &big).is_none());
+    }
+
+    /// Queued heads leave only at a flush, after the bytes written before it, and the sender
+    /// learns when they are out.
+    #[tokio::test]
+    async fn heads_leave_at_the_next_flush_in_order() {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (mut io, interim) = InterimIo::new(server);
+        io.write_all(b"previous response tail|").await.unwrap();
+        let sent = tokio::spawn(async move { interim.send(StatusCode::PROCESSING, &HeaderMap::new()).await });
+        // The head is queued, not written: nothing goes out before a flush.
+        tokio::time::timeout(std::time::Duration::from_millis(50), async {
+            while !io.shared.queued.load(Ordering::Acquire) {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap();
+        io.flush().await.unwrap();
+        assert!(sent.await.unwrap());
+        io.write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap();
+        drop(io);
+        let mut got = Vec::new();
+        let mut client = client;
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            "previous response tail|HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\n"
+        );
+    }
+
+    /// A head that the socket takes only in part is finished before any later bytes of
+    /// hyper's (a `100 Continue`, the final response), never interleaved with them.
+    #[tokio::test]
+    async fn a_partly_written_head_is_finished_first() {
+        let (mut client, server) = tokio::io::duplex(8);
+        let (mut io, interim) = InterimIo::new(server);
+        let sent = tokio::spawn(async move { interim.send(StatusCode::PROCESSING, &HeaderMap::new()).await });
+        while !io.shared.queued.load(Ordering::Acquire) {
+            tokio::task::yield_now().await;
+        }
+        // The flush fills the 8-byte pipe and stops partway.
+        let flushed = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut io).poll_flush(cx))).await;
+        assert!(flushed.is_pending());
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.unwrap();
+        io.flush().await.unwrap();
+        assert!(sent.await.unwrap());
+        drop(io);
+        assert_eq!(
+            String::from_utf8(reader.await.unwrap()).unwrap(),
+            "HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_gone_connection_fails_the_sender() {
+        let (_client, server) = tokio::io::duplex(64);
+        let (io, interim) = InterimIo::new(server);
+        drop(io);
+        assert!(!interim.send(StatusCode::from_u16(103).unwrap(), &HeaderMap::new()).await);
+    }
+}
