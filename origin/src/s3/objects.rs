@@ -275,9 +275,13 @@ impl Origin {
             parts: None,
             part_sizes: Vec::new(),
         };
-        let sealed = staged.seal(&meta).await.map_err(s3_err)?;
-        let event =
-            self.announce(Kind::Put, &bucket.name, &meta.key, Some(&meta.etag), Some(meta.size)).await?;
+        // The object's fsync and its event's run side by side: a write waits for the slower one
+        // rather than both. Whichever fails, the other is dropped and removes its file.
+        let (sealed, event) = tokio::join!(
+            staged.seal(&meta),
+            self.announce(Kind::Put, &bucket.name, &meta.key, Some(&meta.etag), Some(meta.size))
+        );
+        let (sealed, event) = (sealed.map_err(s3_err)?, event?);
         if !bucket.commit_if(sealed, &meta, |e| allowed(e.map(|e| e.etag.as_str()))).await.map_err(s3_err)? {
             return Err(precondition_failed());
         }
@@ -437,9 +441,11 @@ impl Origin {
             parts: None,
             part_sizes: Vec::new(),
         };
-        let sealed = staged.seal(&meta).await.map_err(s3_err)?;
-        let event =
-            self.announce(Kind::Copy, &dest.name, &meta.key, Some(&meta.etag), Some(meta.size)).await?;
+        let (sealed, event) = tokio::join!(
+            staged.seal(&meta),
+            self.announce(Kind::Copy, &dest.name, &meta.key, Some(&meta.etag), Some(meta.size))
+        );
+        let (sealed, event) = (sealed.map_err(s3_err)?, event?);
         dest.commit(sealed, &meta).await.map_err(s3_err)?;
         event.ready();
         Ok(S3Response::new(CopyObjectOutput {
