@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::invalid::Invalid;
 use crate::net::{HttpUrl, ListenAddr};
+pub use crate::policy::{Compression, HeaderRule, OriginAuth, RateLimit, TokenAuth};
 use crate::secret::Secret;
 use crate::units::{ByteSize, Duration};
 pub use crate::upstream::{CaRoots, Dns, Health, OriginPool};
@@ -49,6 +50,12 @@ pub struct EdgeConfig {
     /// for `X-Forwarded-For` and `-Proto`, overwritten): see `docs/security.md`.
     #[serde(default)]
     pub trusted_proxies: Vec<crate::net::IpRange>,
+    /// Access key id for sites with `origin_auth`; `STRATUS_ORIGIN_ACCESS_KEY` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_access_key: Option<Secret>,
+    /// Secret key for sites with `origin_auth`; `STRATUS_ORIGIN_SECRET_KEY` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_secret_key: Option<Secret>,
 }
 
 /// One client-facing listener.
@@ -161,6 +168,27 @@ pub struct Site {
     /// origin at will.
     #[serde(default)]
     pub client_cache_control: ClientCacheControl,
+    /// Signed URLs and cookies: requests need a valid EdgeAuth token (`docs/edge.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_auth: Option<TokenAuth>,
+    /// Requests per client, with a burst; over it → 429.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// Client addresses (IPs or CIDR blocks) served; everyone when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<crate::net::IpRange>,
+    /// Client addresses refused with 403; wins over `allow`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<crate::net::IpRange>,
+    /// Response header rules by path prefix.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderRule>,
+    /// On-the-fly compression of text responses.
+    #[serde(default)]
+    pub compression: Compression,
+    /// Sign origin requests (AWS SigV4), for private buckets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_auth: Option<OriginAuth>,
 }
 
 /// What the edge does with a client's request cache directives.
@@ -301,6 +329,8 @@ impl EdgeConfig {
             limits: Limits::default(),
             dns: Dns::default(),
             trusted_proxies: Vec::new(),
+            origin_access_key: None,
+            origin_secret_key: None,
         }
     }
 
@@ -384,6 +414,8 @@ pub fn validate_sites(sites: &[Site]) -> Result<(), Invalid> {
         nested("pool", site.pool.validate())?;
         crate::upstream::validate_trust(site.ca_roots, site.ca_file.as_ref())
             .map_err(|e| e.within(&format!("sites[{i}]")))?;
+        crate::policy::validate(site.token_auth.as_ref(), site.rate_limit.as_ref(), &site.headers)
+            .map_err(|e| e.within(&format!("sites[{i}]")))?;
         for (j, rule) in site.negative.iter().enumerate() {
             if !(300..=599).contains(&rule.status) {
                 return Err(Invalid::new(
@@ -415,6 +447,13 @@ impl Site {
             https_redirect: false,
             hsts: None,
             client_cache_control: ClientCacheControl::default(),
+            token_auth: None,
+            rate_limit: None,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            headers: Vec::new(),
+            compression: Compression::default(),
+            origin_auth: None,
         }
     }
 }

@@ -53,7 +53,8 @@ impl Edge {
     /// Builds the edge's state from its configuration (sites, store, metrics); binds nothing.
     /// Origin health probes run until `shutdown` is cancelled or the router is dropped.
     pub fn new(config: &EdgeConfig, shutdown: &CancellationToken) -> Result<Arc<Self>, Error> {
-        let outbound = Outbound::new(&config.dns, shutdown.clone());
+        let outbound = Outbound::new(&config.dns, shutdown.clone())
+            .with_origin_credentials(config.origin_access_key.as_ref(), config.origin_secret_key.as_ref());
         let tag_headers = config
             .cache
             .tag_headers

@@ -7,12 +7,15 @@ mod support;
 
 mod admin;
 mod coalesce;
+mod compression;
 mod core_path;
 mod freshness;
 mod idle;
 mod lifecycle;
 mod limits;
+mod origin_auth;
 mod origin_load;
+mod policy;
 mod requests;
 mod security;
 mod security_memory;
