@@ -7,7 +7,7 @@
 //! `max_clients` are still tracked after that, it starts afresh (a flood of distinct addresses
 //! resets everyone's allowance rather than growing the map without end).
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,11 +76,11 @@ impl Limiter {
     pub(super) fn check(&self, client: Option<IpAddr>, headers: &HeaderMap) -> Result<(), ProxyError> {
         let key = Key {
             ip: client.map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), bucket),
-            header: self.header.as_ref().and_then(|h| headers.get(h)).map_or(0, |v| {
-                let mut s = self.hasher.build_hasher();
-                v.as_bytes().hash(&mut s);
-                s.finish()
-            }),
+            header: self
+                .header
+                .as_ref()
+                .and_then(|h| headers.get(h))
+                .map_or(0, |v| self.hasher.hash_one(v.as_bytes())),
         };
         if self.checks.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
             self.tidy();
