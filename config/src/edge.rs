@@ -457,3 +457,44 @@ impl Site {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site_error(extra: &str) -> Option<String> {
+        let text = format!("hosts = [\"*\"]\norigins = [\"http://127.0.0.1:9\"]\n{extra}");
+        let site: Site = match toml::from_str(&text) {
+            Ok(s) => s,
+            Err(e) => return Some(e.message().to_owned()),
+        };
+        validate_sites(&[site]).err().map(|e| e.to_string())
+    }
+
+    #[test]
+    fn site_sections_parse_and_validate() {
+        let ok = "allow = [\"10.0.0.0/8\"]\ndeny = [\"10.6.6.6\"]\n\
+                  [token_auth]\nkeys = [\"0a0b\"]\nfrom = \"cookie\"\n\
+                  [rate_limit]\nrate = \"50/s\"\nburst = 100\n\
+                  [compression]\ntypes = [\"text/*\"]\n\
+                  [origin_auth]\nkind = \"s3\"\nregion = \"eu-west-1\"\n\
+                  [[headers]]\nprefix = \"/api/\"\nset = { \"access-control-allow-origin\" = \"*\" }\n";
+        assert_eq!(site_error(ok), None);
+        let cases = [
+            ("[token_auth]\nkeys = []", "sites[0].token_auth.keys: at least one key is required"),
+            ("[token_auth]\nkeys = [\"xyz\"]", "hex"),
+            ("[token_auth]\nkeys = [\"0a\"]\nfrom = \"body\"", "unknown variant"),
+            ("[rate_limit]\nrate = \"50/d\"", "invalid rate"),
+            ("[rate_limit]\nrate = \"5/s\"\nburst = 0", "sites[0].rate_limit.burst: must be at least 1"),
+            ("[origin_auth]\nkind = \"gcs\"", "unknown variant"),
+            ("[[headers]]\nprefix = \"api\"", "sites[0].headers[0].prefix: must start with /"),
+            ("[[headers]]\nset = { \"bad name\" = \"x\" }", "is not a valid header name"),
+            ("[[headers]]\nset = { \"x-a\" = \"line\\nbreak\" }", "is not a valid header value"),
+            ("allow = [\"10.0.0.0/33\"]", "invalid address range"),
+        ];
+        for (extra, want) in cases {
+            let got = site_error(extra).unwrap_or_default();
+            assert!(got.contains(want), "{extra}: {got}");
+        }
+    }
+}
