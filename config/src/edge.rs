@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::cluster::{Cluster, peer_id};
 use crate::invalid::Invalid;
 use crate::net::{HttpUrl, ListenAddr};
+pub use crate::policy::{Compression, HeaderRule, OriginAuth, RateLimit, TokenAuth};
 use crate::secret::Secret;
 use crate::units::{ByteSize, Duration};
 pub use crate::upstream::{CaRoots, Dns, Health, OriginPool, OriginTimeouts};
@@ -54,6 +55,12 @@ pub struct EdgeConfig {
     /// hashing (`docs/edge.md`, "Tiered caching"); off unless set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<Cluster>,
+    /// Access key id for sites with `origin_auth`; `STRATUS_ORIGIN_ACCESS_KEY` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_access_key: Option<Secret>,
+    /// Secret key for sites with `origin_auth`; `STRATUS_ORIGIN_SECRET_KEY` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_secret_key: Option<Secret>,
 }
 
 /// One client-facing listener.
@@ -176,6 +183,27 @@ pub struct Site {
     /// say `must-revalidate`, `proxy-revalidate`, `s-maxage` or `no-cache` are exempt.
     #[serde(default)]
     pub stale_if_error: Option<Duration>,
+    /// Signed URLs and cookies: requests need a valid EdgeAuth token (`docs/edge.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_auth: Option<TokenAuth>,
+    /// Requests per client, with a burst; over it → 429.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// Client addresses (IPs or CIDR blocks) served; everyone when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<crate::net::IpRange>,
+    /// Client addresses refused with 403; wins over `allow`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<crate::net::IpRange>,
+    /// Response header rules by path prefix.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderRule>,
+    /// On-the-fly compression of text responses.
+    #[serde(default)]
+    pub compression: Compression,
+    /// Sign origin requests (AWS SigV4), for private buckets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_auth: Option<OriginAuth>,
 }
 
 /// What the edge does with a client's request cache directives.
@@ -299,6 +327,8 @@ impl EdgeConfig {
             dns: Dns::default(),
             trusted_proxies: Vec::new(),
             cluster: None,
+            origin_access_key: None,
+            origin_secret_key: None,
         }
     }
 
@@ -387,6 +417,8 @@ pub fn validate_sites(sites: &[Site]) -> Result<(), Invalid> {
         nested("pool", site.pool.validate())?;
         crate::upstream::validate_trust(site.ca_roots, site.ca_file.as_ref())
             .map_err(|e| e.within(&format!("sites[{i}]")))?;
+        crate::policy::validate(site.token_auth.as_ref(), site.rate_limit.as_ref(), &site.headers)
+            .map_err(|e| e.within(&format!("sites[{i}]")))?;
         for (j, rule) in site.negative.iter().enumerate() {
             if !(300..=599).contains(&rule.status) {
                 return Err(Invalid::new(
@@ -420,6 +452,54 @@ impl Site {
             hsts: None,
             client_cache_control: ClientCacheControl::default(),
             stale_if_error: None,
+            token_auth: None,
+            rate_limit: None,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            headers: Vec::new(),
+            compression: Compression::default(),
+            origin_auth: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site_error(extra: &str) -> Option<String> {
+        let text = format!("hosts = [\"*\"]\norigins = [\"http://127.0.0.1:9\"]\n{extra}");
+        let site: Site = match toml::from_str(&text) {
+            Ok(s) => s,
+            Err(e) => return Some(e.message().to_owned()),
+        };
+        validate_sites(&[site]).err().map(|e| e.to_string())
+    }
+
+    #[test]
+    fn site_sections_parse_and_validate() {
+        let ok = "allow = [\"10.0.0.0/8\"]\ndeny = [\"10.6.6.6\"]\n\
+                  [token_auth]\nkeys = [\"0a0b\"]\nfrom = \"cookie\"\n\
+                  [rate_limit]\nrate = \"50/s\"\nburst = 100\n\
+                  [compression]\ntypes = [\"text/*\"]\n\
+                  [origin_auth]\nkind = \"s3\"\nregion = \"eu-west-1\"\n\
+                  [[headers]]\nprefix = \"/api/\"\nset = { \"access-control-allow-origin\" = \"*\" }\n";
+        assert_eq!(site_error(ok), None);
+        let cases = [
+            ("[token_auth]\nkeys = []", "sites[0].token_auth.keys: at least one key is required"),
+            ("[token_auth]\nkeys = [\"xyz\"]", "hex"),
+            ("[token_auth]\nkeys = [\"0a\"]\nfrom = \"body\"", "unknown variant"),
+            ("[rate_limit]\nrate = \"50/d\"", "invalid rate"),
+            ("[rate_limit]\nrate = \"5/s\"\nburst = 0", "sites[0].rate_limit.burst: must be at least 1"),
+            ("[origin_auth]\nkind = \"gcs\"", "unknown variant"),
+            ("[[headers]]\nprefix = \"api\"", "sites[0].headers[0].prefix: must start with /"),
+            ("[[headers]]\nset = { \"bad name\" = \"x\" }", "is not a valid header name"),
+            ("[[headers]]\nset = { \"x-a\" = \"line\\nbreak\" }", "is not a valid header value"),
+            ("allow = [\"10.0.0.0/33\"]", "invalid address range"),
+        ];
+        for (extra, want) in cases {
+            let got = site_error(extra).unwrap_or_default();
+            assert!(got.contains(want), "{extra}: {got}");
         }
     }
 }

@@ -24,6 +24,7 @@ mod invalid;
 pub mod loadtest;
 mod net;
 pub mod origin;
+pub mod policy;
 pub mod protocol;
 pub mod purge;
 mod secret;
@@ -71,6 +72,11 @@ pub struct Env {
     pub access_key: Option<Secret>,
     /// `STRATUS_SECRET_KEY`: the origin's S3 secret key.
     pub secret_key: Option<Secret>,
+    /// `STRATUS_ORIGIN_ACCESS_KEY`: the access key id an edge signs origin requests with
+    /// (`origin_auth`).
+    pub origin_access_key: Option<Secret>,
+    /// `STRATUS_ORIGIN_SECRET_KEY`: the secret key an edge signs origin requests with.
+    pub origin_secret_key: Option<Secret>,
 }
 
 impl Env {
@@ -81,6 +87,8 @@ impl Env {
             token: var("STRATUS_TOKEN"),
             access_key: var("STRATUS_ACCESS_KEY"),
             secret_key: var("STRATUS_SECRET_KEY"),
+            origin_access_key: var("STRATUS_ORIGIN_ACCESS_KEY"),
+            origin_secret_key: var("STRATUS_ORIGIN_SECRET_KEY"),
         }
     }
 }
@@ -95,6 +103,8 @@ impl StratusConfig {
         };
         if let Some(edge) = &mut self.edge {
             fill(&mut edge.token, &env.token);
+            fill(&mut edge.origin_access_key, &env.origin_access_key);
+            fill(&mut edge.origin_secret_key, &env.origin_secret_key);
         }
         if let Some(control) = &mut self.control {
             fill(&mut control.token, &env.token);

@@ -60,7 +60,8 @@ impl Edge {
         let instance = format!("{name}-{:08x}", random_u32());
         let cdn_loop = http::HeaderValue::from_str(&format!("stratus; edge={instance}"))
             .map_err(|e| Error::Origin { origin: "cdn-loop".to_owned(), reason: e.to_string() })?;
-        let outbound = Outbound::for_edge(config, cdn_loop, shutdown.clone())?;
+        let outbound = Outbound::for_edge(config, cdn_loop, shutdown.clone())?
+            .with_origin_credentials(config.origin_access_key.as_ref(), config.origin_secret_key.as_ref());
         let tag_headers = config
             .cache
             .tag_headers

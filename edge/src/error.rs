@@ -101,9 +101,27 @@ pub enum ProxyError {
     /// The request passed through this edge before (`CDN-Loop`): tiers configured in a circle.
     #[error("loop detected: the request passed through this edge before")]
     LoopDetected,
+    /// The site's policy refuses the request (address lists, tokens); the reason is the
+    /// `Cache-Status` detail, e.g. `token-expired`.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// The client is over the site's rate limit.
+    #[error("too many requests")]
+    RateLimited(Limited),
     /// A bug or an impossible state on our side.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// What a 429 tells the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limited {
+    /// Seconds until a request would be admitted again (`Retry-After`), at least 1.
+    pub retry_after: u64,
+    /// Requests allowed at once (`RateLimit-Limit`: the burst).
+    pub limit: u32,
+    /// Seconds in which a client's whole burst refills.
+    pub window: u64,
 }
 
 impl ProxyError {
@@ -122,6 +140,8 @@ impl ProxyError {
             | Self::UnknownHost(_)
             | Self::NotCached
             | Self::LoopDetected => Fault::Downstream,
+            | Self::Forbidden(_)
+            | Self::RateLimited(_) => Fault::Downstream,
             Self::Internal(_) => Fault::Internal,
         }
     }
@@ -140,6 +160,8 @@ impl ProxyError {
             Self::Tls(_) => Some("tls"),
             Self::Timeout(_) => Some("timeout"),
             Self::Upstream(_) => Some("origin-error"),
+            Self::Forbidden(reason) => Some(reason),
+            Self::RateLimited(_) => Some("rate-limited"),
             _ => None,
         }
     }
@@ -156,6 +178,8 @@ impl ProxyError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             Self::LoopDetected => StatusCode::LOOP_DETECTED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -176,12 +200,14 @@ impl ProxyError {
             Self::UnknownHost(_) => "unknown_host",
             Self::NotCached => "not_cached",
             Self::LoopDetected => "loop",
+            Self::Forbidden(_) => "forbidden",
+            Self::RateLimited(_) => "rate_limited",
             Self::Internal(_) => "internal",
         }
     }
 
     /// All labels [`ProxyError::kind`] can return.
-    pub const KINDS: [&'static str; 14] = [
+    pub const KINDS: [&'static str; 16] = [
         "connect",
         "dns",
         "tls",
@@ -195,6 +221,8 @@ impl ProxyError {
         "unknown_host",
         "not_cached",
         "loop",
+        "forbidden",
+        "rate_limited",
         "internal",
     ];
 }
@@ -222,6 +250,18 @@ pub fn rescue(err: &ProxyError) -> Response<Body> {
         // RFC 9110 §15.5.6: a 405 lists the methods the target does support.
         res.headers_mut().insert(header::ALLOW, http::HeaderValue::from_static(ALLOW));
     }
+    if let ProxyError::RateLimited(l) = err {
+        // RFC 9110 §10.2.3, and the RateLimit fields of draft-ietf-httpapi-ratelimit-headers
+        // as most implementations send them.
+        let h = res.headers_mut();
+        h.insert(header::RETRY_AFTER, http::HeaderValue::from(l.retry_after));
+        h.insert("ratelimit-limit", http::HeaderValue::from(l.limit));
+        h.insert("ratelimit-remaining", http::HeaderValue::from_static("0"));
+        h.insert("ratelimit-reset", http::HeaderValue::from(l.retry_after));
+        if let Ok(v) = http::HeaderValue::from_str(&format!("{};w={}", l.limit, l.window)) {
+            h.insert("ratelimit-policy", v);
+        }
+    }
     res
 }
 
@@ -248,6 +288,12 @@ mod tests {
             (ProxyError::UnknownHost("x".into()), 421, Fault::Downstream),
             (ProxyError::NotCached, 504, Fault::Downstream),
             (ProxyError::LoopDetected, 508, Fault::Downstream),
+            (ProxyError::Forbidden("token-expired"), 403, Fault::Downstream),
+            (
+                ProxyError::RateLimited(Limited { retry_after: 2, limit: 5, window: 1 }),
+                429,
+                Fault::Downstream,
+            ),
             (ProxyError::Internal("bug".into()), 500, Fault::Internal),
         ];
         for (err, status, fault) in cases {

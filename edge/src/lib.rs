@@ -20,8 +20,10 @@
 //!   `pipeline` runs the phases of a GET or HEAD over a `ctx`, `passthrough` the other methods,
 //!   `fill` the origin fetch and store, `respond` and `range` answer from held responses,
 //!   `status` is the one source of `Cache-Status` and request metrics.
-//! - `upstream/` — origins: connections, DNS, pools, health; `cluster` picks the tier a fill
-//!   asks first (the key's owner among the PoP's peers, then the site's parents).
+//! - `policy/` — per-site rules on requests (address lists, rate limits, signed-URL tokens)
+//!   and responses (header rules).
+//! - `upstream/` — origins: connections, DNS, pools, health, request signing; `cluster` picks
+//!   the tier a fill asks first (the key's owner among the PoP's peers, then the site's parents).
 //! - `fleet/` — the admin API, purges, following the control plane, reloads.
 //! - `edge.rs` holds the shared state, `run.rs` starts listeners and housekeeping, `error.rs`
 //!   maps failures to responses, `body.rs` is the response body type, `metrics.rs` the metrics.
@@ -35,6 +37,7 @@ mod edge;
 mod error;
 mod fleet;
 mod metrics;
+mod policy;
 mod proxy;
 mod run;
 mod upstream;

@@ -146,7 +146,7 @@ async fn run(job: Job, fill: &Fill) {
     }
 
     let status = parts.status;
-    let head = prepare(
+    let mut head = prepare(
         edge,
         &job.site,
         &job.key,
@@ -155,6 +155,9 @@ async fn run(job: Job, fill: &Fill) {
         &ex,
         job.authorization,
     );
+    // A compressible response varies on the (normalised) Accept-Encoding; its body is stored
+    // compressed for the fill's encoding (`policy/compress.rs`).
+    let encoding = job.site.policy.for_store(status, &mut head.headers, &fill.request_headers);
     let vary = vary_names(&head.headers);
     let content_length = head
         .headers
@@ -225,7 +228,12 @@ async fn run(job: Job, fill: &Fill) {
     let mut stored = false;
     match &end {
         Ok(Some(size)) if storable && keep && *size <= edge.max_object => {
-            if let Some(body) = fill.whole() {
+            if let Some(mut body) = fill.whole() {
+                if let Some(enc) = encoding
+                    && let Some(packed) = job.site.policy.store_body(enc, &body, &mut head.headers).await
+                {
+                    body = packed;
+                }
                 let entry = Entry::new(head, body, job.key.clone(), &ex);
                 edge.store.insert(
                     &Arc::new(entry),

@@ -103,6 +103,41 @@ pub fn set_forwarding(h: &mut HeaderMap, client: Option<IpAddr>, proto: &'static
     }
 }
 
+/// The address a request comes from, for rate limits and allow/deny lists: the peer, unless
+/// the peer is a trusted proxy; then the right-most `X-Forwarded-For` entry that is not a
+/// trusted proxy itself (entries further left could be written by anyone). An unparsable
+/// entry ends the walk at the last address known good.
+pub fn client_address(
+    peer: Option<IpAddr>,
+    h: &HeaderMap,
+    trusted: &[stratus_config::IpRange],
+) -> Option<IpAddr> {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|r| r.contains(ip));
+    let mut client = peer?;
+    if !is_trusted(client) {
+        return Some(client);
+    }
+    let xff = crate::cache::key::header_value(h, "x-forwarded-for");
+    for entry in xff.rsplit(',') {
+        let Some(ip) = parse_forwarded_ip(entry.trim()) else { break };
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    Some(client)
+}
+
+/// One `X-Forwarded-For` entry: an IP, possibly with a port (`1.2.3.4:5`, `[::1]:5`).
+fn parse_forwarded_ip(s: &str) -> Option<IpAddr> {
+    s.parse::<IpAddr>().ok().or_else(|| s.parse::<std::net::SocketAddr>().ok().map(|a| a.ip())).map(|ip| {
+        match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        }
+    })
+}
+
 /// Removes the method-override fields (see [`METHOD_OVERRIDE`]).
 pub fn strip_method_override(h: &mut HeaderMap) {
     for name in METHOD_OVERRIDE {
@@ -218,6 +253,29 @@ mod tests {
             h.append("cdn-loop", HeaderValue::from_str(&format!("stratus; edge={instance}")).unwrap());
             proptest::prop_assert!(looped(&h, &instance));
         }
+    }
+
+    #[test]
+    fn client_address_trusts_forwarded_for_only_from_trusted_proxies() {
+        let trusted: Vec<stratus_config::IpRange> =
+            ["10.0.0.0/8", "127.0.0.1"].iter().map(|s| s.parse().unwrap()).collect();
+        let check = |peer: &str, xff: Option<&str>, want: &str| {
+            let mut h = HeaderMap::new();
+            if let Some(v) = xff {
+                h.insert("x-forwarded-for", v.parse().unwrap());
+            }
+            let got = client_address(Some(peer.parse().unwrap()), &h, &trusted);
+            assert_eq!(got, Some(want.parse().unwrap()), "{peer} {xff:?}");
+        };
+        check("192.0.2.1", Some("198.51.100.7"), "192.0.2.1");
+        check("127.0.0.1", None, "127.0.0.1");
+        check("127.0.0.1", Some("198.51.100.7"), "198.51.100.7");
+        check("127.0.0.1", Some("6.6.6.6, 198.51.100.7, 10.1.1.1"), "198.51.100.7");
+        check("127.0.0.1", Some("10.2.2.2, 10.1.1.1"), "10.2.2.2");
+        check("127.0.0.1", Some("198.51.100.7:443"), "198.51.100.7");
+        check("127.0.0.1", Some("[2001:db8::1]:443"), "2001:db8::1");
+        check("127.0.0.1", Some("garbage, 10.1.1.1"), "10.1.1.1");
+        check("127.0.0.1", Some("garbage"), "127.0.0.1");
     }
 
     #[test]

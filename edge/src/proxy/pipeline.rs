@@ -25,14 +25,23 @@ use crate::cache::reuse::{Reuse, reuse};
 use crate::cache::store::Found;
 use crate::edge::Edge;
 use crate::error::{ProxyError, rescue};
+use crate::policy::Encoding;
 use crate::proxy::ctx::{Ctx, Purpose, Served, origin_request};
 use crate::proxy::fill::{self, Job, Mode, Sharing};
-use crate::proxy::headers::{TIER_TAGS, add_edge_fields, append_via, looped};
+use crate::proxy::headers::{TIER_TAGS, add_edge_fields, append_via, client_address, looped};
 use crate::proxy::interim::{self, InterimRx, InterimTx};
 use crate::proxy::respond::{self, Precondition};
+use crate::proxy::route::SiteState;
 use crate::proxy::server::Transport;
 use crate::proxy::status::{CacheStatus, Fwd, Outcome, StaleWhy, chained};
 use crate::upstream::{OriginBody, OriginRequest};
+
+/// A routed site whose policy rewrites responses, and what it needs to.
+struct Routed {
+    site: Arc<SiteState>,
+    encoding: Encoding,
+    head_only: bool,
+}
 
 /// Serves one client request. Never fails.
 pub async fn handle(edge: Arc<Edge>, req: Request<Body>, client: Option<SocketAddr>) -> Response<Body> {
@@ -42,7 +51,8 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Body>, client: Option<SocketAd
     let version = req.version();
     // Set once the site is known, for error responses as much as for the others.
     let mut hsts = None;
-    let (mut res, status) = match serve(&edge, req, client, &mut hsts).await {
+    let mut routed = None;
+    let (mut res, status) = match serve(&edge, req, client, &mut hsts, &mut routed).await {
         Ok(pair) => pair,
         Err(e) => {
             edge.metrics.error(&e);
@@ -55,6 +65,9 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Body>, client: Option<SocketAd
     };
     if let Some(v) = hsts {
         res.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, v);
+    }
+    if let Some(r) = routed {
+        res = r.site.policy.respond(res, uri.path(), r.encoding, r.head_only);
     }
     observe(&edge, res, &status, started, version, &method, uri.path())
 }
@@ -88,6 +101,7 @@ fn observe(
         path,
         status = res.status().as_u16(),
         cache = status.label(),
+        detail = status.detail,
         micros = elapsed.as_micros() as u64,
     );
     // Bodies of known size (hits, errors) are counted at once; streams as their frames go out.
@@ -112,6 +126,7 @@ async fn serve(
     req: Request<Body>,
     client: Option<SocketAddr>,
     hsts: &mut Option<HeaderValue>,
+    routed: &mut Option<Routed>,
 ) -> Served {
     // A reverse proxy opens no tunnels: CONNECT is answered here, never forwarded.
     if req.method() == Method::CONNECT {
@@ -122,7 +137,7 @@ async fn serve(
         return Err(ProxyError::LoopDetected);
     }
     // Route.
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let host = key::request_host(&parts.uri, &parts.headers).map_err(ProxyError::BadRequest)?;
     let site = edge.router().route(&host).ok_or_else(|| ProxyError::UnknownHost(host.clone()))?.clone();
     let tls = parts.extensions.get::<Transport>() == Some(&Transport::Tls);
@@ -136,6 +151,17 @@ async fn serve(
         *hsts = site.cfg.hsts.map(crate::proxy::https::hsts);
     }
     let trusted = client.is_some_and(|c| edge.trusted_proxies.iter().any(|r| r.contains(c.ip())));
+    if site.policy.rewrites_responses() {
+        let head_only = parts.method == Method::HEAD;
+        *routed = Some(Routed { site: site.clone(), encoding: Encoding::Identity, head_only });
+    }
+    if site.policy.checks_requests() {
+        let from = client_address(client.map(|c| c.ip()), &parts.headers, &edge.trusted_proxies);
+        let encoding = site.policy.admit(&mut parts, from)?;
+        if let Some(r) = routed.as_mut() {
+            r.encoding = encoding;
+        }
+    }
     let ctx = Ctx::new(site, &host, parts, client, tls, trusted);
     if ctx.method == Method::GET || ctx.method == Method::HEAD {
         lookup(edge, &ctx).await

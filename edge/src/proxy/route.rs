@@ -8,6 +8,7 @@ use stratus_config::edge::{Site, TtlRule};
 
 use crate::cache::freshness::SiteRules;
 use crate::error::Error;
+use crate::policy::Policy;
 use crate::upstream::{Outbound, Upstream};
 
 /// A site with its upstream client.
@@ -19,6 +20,8 @@ pub struct SiteState {
     pub upstream: Upstream,
     /// TTL rules, longest prefix first.
     ttl: Vec<TtlRule>,
+    /// Address lists, rate limit, tokens, header rules.
+    pub(crate) policy: Policy,
 }
 
 impl SiteState {
@@ -73,7 +76,12 @@ impl Router {
                 None => {
                     let mut ttl = site.ttl.clone();
                     ttl.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
-                    Arc::new(SiteState { cfg: site.clone(), upstream: Upstream::new(site, outbound)?, ttl })
+                    Arc::new(SiteState {
+                        cfg: site.clone(),
+                        upstream: Upstream::new(site, outbound)?,
+                        ttl,
+                        policy: Policy::new(site),
+                    })
                 }
             };
             out.sites.push(state);

@@ -33,6 +33,7 @@ pub(crate) mod connect;
 pub(crate) mod dns;
 mod health;
 mod origin;
+mod sign;
 mod upload;
 
 use std::future::Future;
@@ -59,7 +60,8 @@ use cluster::{FROM_CHILD, Ranked, edge_error, rank};
 pub use origin::Tier;
 use origin::{Origin, Settings, spawn_probe};
 
-/// What every site's upstream shares: the DNS resolver (one cache) and the edge's shutdown.
+/// What every site's upstream shares: the DNS resolver (one cache), the edge's shutdown and
+/// the credentials sites with `origin_auth` sign with.
 #[derive(Clone, Debug)]
 pub struct Outbound {
     /// The resolver of origin host names.
@@ -70,12 +72,30 @@ pub struct Outbound {
     pub cluster: Option<Arc<Cluster>>,
     /// This edge's member of `CDN-Loop` (RFC 8586), sent with every request upstream.
     pub cdn_loop: HeaderValue,
+    /// Access key id and secret key for `origin_auth` (`STRATUS_ORIGIN_ACCESS_KEY`, ...).
+    pub origin_credentials: Option<(stratus_config::Secret, stratus_config::Secret)>,
 }
 
 impl Outbound {
     /// The resolver per `[edge.dns]`, and `shutdown` for the probes of every site built with it.
     pub fn new(dns: &DnsConfig, shutdown: CancellationToken) -> Self {
-        Self { dns: Dns::new(dns), shutdown, cluster: None, cdn_loop: HeaderValue::from_static("stratus") }
+        Self {
+            dns: Dns::new(dns),
+            shutdown,
+            cluster: None,
+            cdn_loop: HeaderValue::from_static("stratus"),
+            origin_credentials: None,
+        }
+    }
+
+    /// The same, with the origin credentials sites with `origin_auth` sign with.
+    pub fn with_origin_credentials(
+        mut self,
+        access_key: Option<&stratus_config::Secret>,
+        secret_key: Option<&stratus_config::Secret>,
+    ) -> Self {
+        self.origin_credentials = access_key.cloned().zip(secret_key.cloned());
+        self
     }
 
     /// What `config`'s sites share, the cluster of peers included; `cdn_loop` is this edge's
@@ -141,6 +161,8 @@ pub struct Upstream {
     stop: CancellationToken,
     /// The probe tasks.
     probes: Vec<JoinHandle<()>>,
+    /// Signs GET and HEAD requests (`origin_auth`).
+    signer: Option<sign::Signer>,
 }
 
 impl Drop for Upstream {
@@ -158,6 +180,21 @@ impl Upstream {
     /// Must run inside a Tokio runtime.
     pub fn new(site: &Site, outbound: &Outbound) -> Result<Self, Error> {
         let tls = Arc::new(connect::tls_config(site.ca_roots, site.ca_file.as_deref())?);
+        let signer = match (&site.origin_auth, &outbound.origin_credentials) {
+            (None, _) => None,
+            (Some(auth), Some((access, secret))) => {
+                Some(sign::Signer::new(auth, access.expose(), secret.expose()))
+            }
+            (Some(_), None) => {
+                return Err(Error::Origin {
+                    origin: "origin_auth".to_owned(),
+                    reason:
+                        "needs STRATUS_ORIGIN_ACCESS_KEY and STRATUS_ORIGIN_SECRET_KEY (or origin_access_key \
+                             and origin_secret_key in [edge])"
+                            .to_owned(),
+                });
+            }
+        };
         let stop = outbound.shutdown.child_token();
         let (mut origins, mut parents, mut probes) = (Vec::new(), Vec::new(), Vec::new());
         let settings = |tier| Settings {
@@ -189,6 +226,7 @@ impl Upstream {
             timeouts: site.timeouts.clone(),
             stop,
             probes,
+            signer,
         })
     }
 
@@ -291,7 +329,13 @@ impl Upstream {
                 ProxyError::Connect(format!("no free connection within {connect:?} (pool.max_connections)"))
             })?
             .map_err(|_| ProxyError::Internal("connection slots closed".to_owned()))?;
-        let request = self.build(origin, req, body)?;
+        let mut request = self.build(origin, req, body)?;
+        // Only origins are signed: a peer or parent has the same site and signs its own.
+        if let Some(signer) = &self.signer
+            && origin.tier == Tier::Origin
+        {
+            signer.sign(&mut request, std::time::SystemTime::now())?;
+        }
         let err = match self.head(origin, origin.client.request(request), deadline, upload).await {
             Ok(Ok(res)) => match checked(res) {
                 Ok(res) => {

@@ -1,0 +1,365 @@
+//! On-the-fly compression (gzip, brotli, zstd with `async-compression`) of responses the
+//! origin sent uncompressed, for compressible types.
+//!
+//! **Negotiation, bounded.** A site with compression on replaces each request's
+//! `Accept-Encoding` by the one encoding it will get — `br`, else `zstd`, else `gzip`, else
+//! none (identity) — before the key is built and the origin is asked, as Fastly and CloudFront
+//! normalise it. So an origin's `Vary: Accept-Encoding` makes at most four variants, and every
+//! client that accepts brotli shares one.
+//!
+//! **Compressed once, stored.** A compressible response (200, no `Content-Encoding`, a
+//! configured type, not `no-transform`) is stored with `Vary: Accept-Encoding` added, and its
+//! body is compressed for the request's encoding in the fill task, after it arrived whole,
+//! then stored as that variant with `Content-Encoding`, its own length and a weak `ETag` (the
+//! compressed bytes are not the origin's, yet the origin still recognises the validator when
+//! the edge revalidates). Later hits for that encoding are plain hits: no compression on the
+//! hit path. Another encoding is another variant, filled from the origin like any Vary miss.
+//! Responses not stored (misses still streaming, passes) are compressed as they stream.
+//!
+//! Left alone: other statuses (a 206 is cut from the identity body), bodies smaller than
+//! `min_size` or larger than [`MAX_STORED`], types not in `types` (images, video and archives
+//! are compressed already), and anything the origin encoded itself.
+
+use std::io;
+
+use async_compression::Level;
+use async_compression::tokio::bufread::{BrotliEncoder, GzipEncoder, ZstdEncoder};
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Response, StatusCode};
+use http_body_util::{BodyDataStream, BodyExt, StreamBody};
+use hyper::body::Frame;
+use stratus_config::policy::Compression;
+use tokio::io::{AsyncBufRead, AsyncReadExt};
+use tokio_util::io::{ReaderStream, StreamReader};
+
+use crate::body::{Body, BoxError};
+
+/// Larger bodies are stored and sent as the origin sent them (CloudFront's limit, 10 MB): one
+/// compression must not hold a fill task for long.
+pub(crate) const MAX_STORED: usize = 10 << 20;
+
+/// The encodings the edge produces, in order of preference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    /// Brotli (`br`).
+    Br,
+    /// Zstandard (`zstd`).
+    Zstd,
+    /// `gzip`.
+    Gzip,
+    /// No compression.
+    Identity,
+}
+
+impl Encoding {
+    fn token(self) -> Option<&'static str> {
+        match self {
+            Self::Br => Some("br"),
+            Self::Zstd => Some("zstd"),
+            Self::Gzip => Some("gzip"),
+            Self::Identity => None,
+        }
+    }
+}
+
+/// The best encoding a request's `Accept-Encoding` accepts: `br` > `zstd` > `gzip` >
+/// identity. `q=0` refuses a coding; `*` accepts the ones not named.
+pub(crate) fn negotiate(h: &HeaderMap) -> Encoding {
+    let mut accepted = [None::<bool>; 3];
+    let mut star = None::<bool>;
+    for value in h.get_all(header::ACCEPT_ENCODING) {
+        let Ok(value) = value.to_str() else { continue };
+        for item in value.split(',') {
+            let mut params = item.split(';');
+            let coding = params.next().unwrap_or("").trim().to_ascii_lowercase();
+            let refused = params.any(|p| {
+                let p = p.trim();
+                let q = p.strip_prefix("q=").or_else(|| p.strip_prefix("Q="));
+                q.is_some_and(|q| q.trim().parse::<f32>().map_or(true, |q| q <= 0.0))
+            });
+            let slot = match coding.as_str() {
+                "br" => &mut accepted[0],
+                "zstd" => &mut accepted[1],
+                "gzip" | "x-gzip" => &mut accepted[2],
+                "*" => &mut star,
+                _ => continue,
+            };
+            *slot = Some(!refused);
+        }
+    }
+    let order = [Encoding::Br, Encoding::Zstd, Encoding::Gzip];
+    order
+        .into_iter()
+        .zip(accepted)
+        .find(|(_, a)| a.or(star).unwrap_or(false))
+        .map_or(Encoding::Identity, |(e, _)| e)
+}
+
+/// A site's compression settings.
+#[derive(Debug)]
+pub(super) struct Compressor {
+    enabled: bool,
+    types: Vec<String>,
+    min_size: u64,
+}
+
+impl Compressor {
+    pub(super) fn new(cfg: &Compression) -> Self {
+        Self {
+            enabled: cfg.enabled,
+            types: cfg.types.iter().map(|t| t.trim().to_ascii_lowercase()).collect(),
+            min_size: cfg.min_size.bytes(),
+        }
+    }
+
+    pub(super) fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Whether a body of `len` bytes is worth compressing and small enough to.
+    pub(super) fn fits(&self, len: usize) -> bool {
+        len as u64 >= self.min_size && len <= MAX_STORED
+    }
+
+    /// Replaces the request's `Accept-Encoding` by its negotiated encoding (or removes it).
+    pub(super) fn normalize(&self, h: &mut HeaderMap) -> Encoding {
+        let enc = negotiate(h);
+        match enc.token() {
+            Some(t) => {
+                h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(t));
+            }
+            None => {
+                h.remove(header::ACCEPT_ENCODING);
+            }
+        }
+        enc
+    }
+
+    /// Whether a response with this head is one the edge compresses (its length aside when
+    /// unknown).
+    pub(super) fn compressible(&self, status: StatusCode, h: &HeaderMap) -> bool {
+        if !self.enabled || status != StatusCode::OK || h.contains_key(header::CONTENT_RANGE) {
+            return false;
+        }
+        if h.get(header::CONTENT_ENCODING).is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity")) {
+            return false;
+        }
+        let no_transform = h
+            .get_all(header::CACHE_CONTROL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|d| d.trim().eq_ignore_ascii_case("no-transform"));
+        if no_transform {
+            return false;
+        }
+        if length(h).is_some_and(|n| n < self.min_size || n > MAX_STORED as u64) {
+            return false;
+        }
+        let Some(ct) = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+        let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        self.types.iter().any(|t| match t.strip_suffix("/*") {
+            Some(top) => media.split('/').next() == Some(top),
+            None => *t == media,
+        })
+    }
+
+    /// Store side: adds `Vary: Accept-Encoding` to a compressible response about to be stored
+    /// and returns the encoding its body is to be stored in.
+    pub(super) fn for_store(
+        &self,
+        status: StatusCode,
+        h: &mut HeaderMap,
+        request: &HeaderMap,
+    ) -> Option<Encoding> {
+        if !self.compressible(status, h) {
+            return None;
+        }
+        add_vary(h);
+        let enc = negotiate(request);
+        (enc != Encoding::Identity).then_some(enc)
+    }
+
+    /// Response side: compresses an eligible identity response as it streams (one not
+    /// already compressed in the store) and marks compressible ones `Vary: Accept-Encoding`.
+    pub(super) fn respond(&self, mut res: Response<Body>, enc: Encoding, head_only: bool) -> Response<Body> {
+        if !self.compressible(res.status(), res.headers()) {
+            return res;
+        }
+        add_vary(res.headers_mut());
+        let Some(token) = enc.token() else { return res };
+        let h = res.headers_mut();
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
+        h.remove(header::CONTENT_LENGTH);
+        h.remove(header::ACCEPT_RANGES);
+        weaken_etag(h);
+        if head_only {
+            return res;
+        }
+        res.map(|body| {
+            let data = BodyDataStream::new(body).map_err(io::Error::other);
+            let reader = StreamReader::new(data);
+            let out = ReaderStream::new(encoder(enc, reader, true))
+                .map_ok(Frame::data)
+                .map_err(|e| Box::new(e) as BoxError);
+            StreamBody::new(out).boxed_unsync()
+        })
+    }
+}
+
+/// Compresses a whole body for storing, and fixes the head to describe it.
+pub(crate) async fn compress_stored(enc: Encoding, body: &Bytes, h: &mut HeaderMap) -> io::Result<Bytes> {
+    let mut out = Vec::with_capacity(body.len() / 3);
+    encoder(enc, &body[..], false).read_to_end(&mut out).await?;
+    if let Some(token) = enc.token() {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+    weaken_etag(h);
+    Ok(Bytes::from(out))
+}
+
+/// An encoder over `input`; `streaming` picks faster settings for per-request compression.
+fn encoder<'a, R: AsyncBufRead + Unpin + Send + 'a>(
+    enc: Encoding,
+    input: R,
+    streaming: bool,
+) -> Box<dyn tokio::io::AsyncRead + Unpin + Send + 'a> {
+    // Brotli's default quality (11) is for offline use: ~1 MB/s. 5 (stored, paid once) and
+    // 4 (streamed) compress better than gzip at gzip-like speed.
+    let brotli = if streaming { 4 } else { 5 };
+    match enc {
+        Encoding::Br => Box::new(BrotliEncoder::with_quality(input, Level::Precise(brotli))),
+        Encoding::Zstd => Box::new(ZstdEncoder::with_quality(input, Level::Precise(3))),
+        Encoding::Gzip | Encoding::Identity => Box::new(GzipEncoder::with_quality(input, Level::Precise(6))),
+    }
+}
+
+fn length(h: &HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse().ok())
+}
+
+/// Adds `Accept-Encoding` to `Vary` unless it is there (or `*` is).
+fn add_vary(h: &mut HeaderMap) {
+    let present = h
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|n| n.trim().eq_ignore_ascii_case("accept-encoding") || n.trim() == "*");
+    if !present {
+        h.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+}
+
+/// A strong `ETag` becomes weak: the compressed bytes differ from the origin's, but the
+/// representation is the same (nginx does the same when it gzips).
+fn weaken_etag(h: &mut HeaderMap) {
+    let etag = HeaderName::from_static("etag");
+    if let Some(v) = h.get(&etag)
+        && v.as_bytes().starts_with(b"\"")
+    {
+        let mut weak = b"W/".to_vec();
+        weak.extend_from_slice(v.as_bytes());
+        if let Ok(w) = HeaderValue::from_bytes(&weak) {
+            h.insert(etag, w);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn check(accept: &[&str], want: Encoding) {
+        let mut h = HeaderMap::new();
+        for v in accept {
+            h.append(header::ACCEPT_ENCODING, v.parse().unwrap());
+        }
+        assert_eq!(negotiate(&h), want, "{accept:?}");
+    }
+
+    #[test]
+    fn negotiation_table() {
+        check(&[], Encoding::Identity);
+        check(&["gzip, deflate, br"], Encoding::Br);
+        check(&["gzip, deflate, br, zstd"], Encoding::Br);
+        check(&["br;q=0, zstd, gzip"], Encoding::Zstd);
+        check(&["BR;Q=0.0, gzip;q=0.5"], Encoding::Gzip);
+        check(&["gzip;q=0"], Encoding::Identity);
+        check(&["*"], Encoding::Br);
+        check(&["*;q=0, gzip"], Encoding::Gzip);
+        check(&["br;q=0", "*"], Encoding::Zstd);
+        check(&["identity"], Encoding::Identity);
+        check(&["deflate"], Encoding::Identity);
+        check(&["x-gzip"], Encoding::Gzip);
+        check(&["gzip;q=x"], Encoding::Identity);
+    }
+
+    #[test]
+    fn eligibility() {
+        let c = Compressor::new(&Compression::default());
+        let head = |pairs: &[(&str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            }
+            h
+        };
+        let ok = StatusCode::OK;
+        assert!(c.compressible(
+            ok,
+            &head(&[("content-type", "text/css; charset=utf-8"), ("content-length", "5000")])
+        ));
+        assert!(c.compressible(ok, &head(&[("content-type", "application/json")])));
+        assert!(!c.compressible(ok, &head(&[("content-type", "image/png"), ("content-length", "5000")])));
+        assert!(!c.compressible(ok, &head(&[("content-type", "text/css"), ("content-length", "100")])));
+        assert!(!c.compressible(ok, &head(&[("content-type", "text/css"), ("content-encoding", "gzip")])));
+        assert!(!c.compressible(
+            ok,
+            &head(&[("content-type", "text/css"), ("cache-control", "public, no-transform")])
+        ));
+        assert!(!c.compressible(StatusCode::NOT_FOUND, &head(&[("content-type", "text/html")])));
+        assert!(!c.compressible(ok, &head(&[])), "no type, no guess");
+    }
+
+    #[tokio::test]
+    async fn stored_bodies_round_trip() {
+        use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZstdDecoder};
+        let body = Bytes::from("body { color: red; }\n".repeat(200));
+        for enc in [Encoding::Br, Encoding::Zstd, Encoding::Gzip] {
+            let mut h = HeaderMap::new();
+            h.insert(header::ETAG, HeaderValue::from_static("\"v1\""));
+            let packed = compress_stored(enc, &body, &mut h).await.unwrap();
+            assert!(packed.len() < body.len() / 10, "{enc:?}: {}", packed.len());
+            assert_eq!(h[header::ETAG], "W/\"v1\"");
+            assert_eq!(h[header::CONTENT_LENGTH], packed.len().to_string().as_str());
+            let mut out = Vec::new();
+            match enc {
+                Encoding::Br => BrotliDecoder::new(&packed[..]).read_to_end(&mut out).await,
+                Encoding::Zstd => ZstdDecoder::new(&packed[..]).read_to_end(&mut out).await,
+                _ => GzipDecoder::new(&packed[..]).read_to_end(&mut out).await,
+            }
+            .unwrap();
+            assert_eq!(out, body);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn negotiation_never_picks_a_refused_coding(value in "[a-z*;=0-9., ]{0,40}") {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.insert(header::ACCEPT_ENCODING, v);
+            }
+            let enc = negotiate(&h);
+            if let Some(token) = enc.token() {
+                prop_assert!(value.contains(token) || value.contains('*'), "{value:?} → {enc:?}");
+            }
+        }
+    }
+}
