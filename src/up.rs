@@ -158,7 +158,7 @@ pub async fn run(args: UpArgs, env: &Env) -> Result<ExitCode> {
         let mut edge = EdgeConfig::simple(ListenAddr(local(http)), url(ports.origin, &format!("/{BUCKET}"))?);
         edge.id = Some(name.to_owned());
         edge.admin = Some(Admin { listen: ListenAddr(local(admin)) });
-        edge.control = Some(url(ports.control, "")?);
+        edge.control = Some(url(ports.control, "")?.into());
         edge.token.clone_from(&token);
         // `stratus up` builds its edges' configuration itself; there is no file to reload.
         let (_no_reloads, reloads) = tokio::sync::mpsc::channel(1);

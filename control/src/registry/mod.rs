@@ -5,6 +5,12 @@
 //! reconnect backoff (at most 5 s) and their subscriptions say where they are, so nothing here
 //! needs to survive a crash; the log does.
 //!
+//! With several control replicas (a NATS log) each keeps this registry and shares it through
+//! a key-value bucket: every local change marks the edge in the outbox, the sync task writes the
+//! edge's [`shared::EdgeRecord`], and records other replicas wrote are merged in
+//! ([`Registry::merge`]). Merging is monotone — positions and times only move forward — so the
+//! order records arrive in does not matter and every replica converges on the same answer.
+//!
 //! An edge is *live* while it was heard from (register, subscribe, ack, heartbeat) within
 //! `edge_timeout`. For a tracked entry an edge is `applied` once it acked it, `pending` while it
 //! is live and has not, and `failed` when it went down before applying it (it still applies the
@@ -12,16 +18,22 @@
 //! apply it (a `config` entry it cannot build; the edge keeps its old configuration, the entry
 //! shows `failed` with the edge's `error`, and the edge moves on past it).
 
-use std::collections::{BTreeMap, HashMap};
+mod shared;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use stratus_config::protocol::{EdgeProgress, EdgeState, EdgeStats, Failure, Heartbeat, Register};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
+
+pub use shared::{EdgeRecord, id, key};
 
 /// How many recent entries keep per-edge timings.
 const TRACKED: usize = 10_000;
+/// Recent acks (and failures) kept per edge for other replicas to time entries with.
+const RECENT: usize = 64;
 
 #[derive(Debug)]
 struct Edge {
@@ -38,6 +50,13 @@ struct Edge {
     /// The `config` entry the edge runs (last heartbeat).
     config: u64,
     subscriptions: usize,
+    /// `subscriptions` as the replica that last wrote this edge saw it, and when: with several
+    /// replicas the newest view wins (the edge follows one replica at a time).
+    shown_subscriptions: (usize, SystemTime),
+    /// Recent acks that moved `applied`: (sequence, when), oldest first.
+    acks: VecDeque<(u64, SystemTime)>,
+    /// Recent entries this edge reported it could not apply.
+    failures: VecDeque<Failure>,
 }
 
 /// A recent entry whose application by each edge is timed.
@@ -102,6 +121,15 @@ pub struct Registry {
     /// Bumped on every change of progress, so waiters re-check.
     progress: watch::Sender<()>,
     timeout: Duration,
+    /// Edges changed here and not yet written for the other replicas (`None`: one replica).
+    outbox: Option<Outbox>,
+}
+
+/// Edge ids whose record changed locally; bounded by the number of edges.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    dirty: Mutex<BTreeSet<String>>,
+    ready: Notify,
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -111,7 +139,20 @@ fn rfc3339(t: SystemTime) -> String {
 impl Registry {
     /// An empty registry; edges unheard for `timeout` count as down.
     pub fn new(timeout: Duration) -> Self {
-        Self { inner: Mutex::default(), progress: watch::channel(()).0, timeout }
+        Self { inner: Mutex::default(), progress: watch::channel(()).0, timeout, outbox: None }
+    }
+
+    /// A registry shared with other replicas: local changes are queued for [`Self::take_dirty`].
+    pub fn shared(timeout: Duration) -> Self {
+        Self { outbox: Some(Outbox::default()), ..Self::new(timeout) }
+    }
+
+    /// Queues edge `id` to be written for the other replicas.
+    fn mark(&self, id: &str) {
+        if let Some(outbox) = &self.outbox {
+            outbox.dirty.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.to_owned());
+            outbox.ready.notify_one();
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -131,6 +172,9 @@ impl Registry {
             stats: EdgeStats::default(),
             config: 0,
             subscriptions: 0,
+            shown_subscriptions: (0, SystemTime::UNIX_EPOCH),
+            acks: VecDeque::new(),
+            failures: VecDeque::new(),
         });
         edge.last_seen = Instant::now();
         edge.last_seen_at = SystemTime::now();
@@ -139,12 +183,14 @@ impl Registry {
 
     /// Records a registration; `head` is the log's last sequence number.
     pub fn register(&self, r: Register, head: u64) {
+        let id = r.id.clone();
         let mut inner = self.lock();
         let edge = Self::touch(&mut inner, &r.id, head);
         edge.url = r.url;
         edge.admin = r.admin;
         edge.version = r.version;
         drop(inner);
+        self.mark(&id);
         self.progress.send_replace(());
     }
 
@@ -153,9 +199,11 @@ impl Registry {
         let mut inner = self.lock();
         let edge = Self::touch(&mut inner, id, head);
         edge.subscriptions += 1;
+        edge.shown_subscriptions = (edge.subscriptions, SystemTime::now());
         edge.joined_after = edge.joined_after.min(after);
         edge.applied = after.min(head);
         drop(inner);
+        self.mark(id);
         self.progress.send_replace(());
     }
 
@@ -163,7 +211,9 @@ impl Registry {
     pub fn unsubscribed(&self, id: &str) {
         if let Some(edge) = self.lock().edges.get_mut(id) {
             edge.subscriptions = edge.subscriptions.saturating_sub(1);
+            edge.shown_subscriptions = (edge.subscriptions, SystemTime::now());
         }
+        self.mark(id);
     }
 
     /// Records an ack of everything up to `seq` and times the tracked entries it covers.
@@ -175,12 +225,17 @@ impl Registry {
         if seq > edge.applied {
             let from = edge.applied + 1;
             edge.applied = seq;
+            if edge.acks.len() == RECENT {
+                edge.acks.pop_front();
+            }
+            edge.acks.push_back((seq, SystemTime::now()));
             let now = Instant::now();
             for tracked in inner.tracked.range_mut(from..=seq).map(|(_, t)| t) {
                 tracked.applied.entry(id.to_owned()).or_insert_with(|| now - tracked.created);
             }
         }
         drop(guard);
+        self.mark(id);
         self.progress.send_replace(());
     }
 
@@ -202,6 +257,16 @@ impl Registry {
             return;
         }
         let mut inner = self.lock();
+        if let Some(edge) = inner.edges.get_mut(id) {
+            for f in failures {
+                if !edge.failures.contains(f) {
+                    if edge.failures.len() == RECENT {
+                        edge.failures.pop_front();
+                    }
+                    edge.failures.push_back(f.clone());
+                }
+            }
+        }
         for f in failures {
             if let Some(tracked) = inner.tracked.get_mut(&f.seq)
                 && !tracked.failed.contains_key(id)
@@ -211,16 +276,22 @@ impl Registry {
             }
         }
         drop(inner);
+        self.mark(id);
         self.progress.send_replace(());
     }
 
-    /// Starts timing entry `seq`, created at `created` (when its API call arrived).
+    /// Starts timing entry `seq`, created at `created` (when its API call arrived). Tracking an
+    /// entry again changes nothing (with several replicas both the one that wrote it and the
+    /// log's reader track it).
     pub fn track(&self, seq: u64, created: Instant) {
         let mut inner = self.lock();
         let created_at = SystemTime::now().checked_sub(created.elapsed()).unwrap_or_else(SystemTime::now);
-        inner
-            .tracked
-            .insert(seq, Tracked { created, created_at, applied: HashMap::new(), failed: HashMap::new() });
+        inner.tracked.entry(seq).or_insert_with(|| Tracked {
+            created,
+            created_at,
+            applied: HashMap::new(),
+            failed: HashMap::new(),
+        });
         while inner.tracked.len() > TRACKED {
             inner.tracked.pop_first();
         }
@@ -301,7 +372,7 @@ impl Registry {
                 admin: e.admin.clone(),
                 version: e.version.clone(),
                 live: e.last_seen.elapsed() < self.timeout,
-                subscriptions: e.subscriptions,
+                subscriptions: if self.outbox.is_some() { e.shown_subscriptions.0 } else { e.subscriptions },
                 last_seen: rfc3339(e.last_seen_at),
                 last_seen_ms: u64::try_from(e.last_seen.elapsed().as_millis()).unwrap_or(u64::MAX),
                 last_heartbeat: e.last_heartbeat_at.map(rfc3339),
