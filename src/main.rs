@@ -80,9 +80,10 @@ struct EdgeArgs {
     /// Memory cache capacity, e.g. 256MiB.
     #[arg(long)]
     cache_size: Option<ByteSize>,
-    /// Control plane to follow for purges and prewarms.
+    /// Control plane to follow for purges and prewarms; several replicas separated by commas
+    /// (http://a:7070,http://b:7070) are failed over between.
     #[arg(long)]
-    control: Option<HttpUrl>,
+    control: Option<stratus_config::ControlUrls>,
     /// Name of this edge in the control plane's registry.
     #[arg(long)]
     id: Option<String>,
@@ -122,9 +123,17 @@ struct ControlArgs {
     /// API listener, e.g. 0.0.0.0:7070.
     #[arg(long)]
     listen: Option<ListenAddr>,
-    /// Directory for the event log.
+    /// Directory for the embedded event log (not needed with --log nats://…).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Keep the log in a NATS JetStream cluster instead: nats://HOST:PORT[,HOST:PORT…]. Several
+    /// control processes on one cluster serve the API together.
+    #[arg(long)]
+    log: Option<stratus_config::NatsServers>,
+    /// Replicas of the JetStream stream and buckets when they are created (default: the
+    /// number of servers in --log, at most 3).
+    #[arg(long)]
+    log_replicas: Option<usize>,
     /// Configuration file (its [control] section).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -333,12 +342,17 @@ fn control_config(args: ControlArgs, env: &Env) -> Result<stratus_config::Contro
     let mut control = match (file.control.take(), args.listen, args.data.clone()) {
         (Some(control), _, _) => control,
         (None, Some(listen), Some(data)) => stratus_config::ControlConfig::new(listen, data),
-        (None, _, _) => {
-            bail!("stratus control needs --listen and --data, or --config FILE with a [control] section")
+        (None, Some(listen), None) if args.log.is_some() => {
+            stratus_config::ControlConfig::new(listen, PathBuf::new())
         }
+        (None, _, _) => bail!(
+            "stratus control needs --listen and --data (or --log nats://…), or --config FILE with a [control] section"
+        ),
     };
     control.listen = args.listen.unwrap_or(control.listen);
     control.data = args.data.unwrap_or(control.data);
+    control.log = args.log.or(control.log);
+    control.log_replicas = args.log_replicas.or(control.log_replicas);
     let mut config = StratusConfig { control: Some(control), ..StratusConfig::default() };
     config.apply_env(env);
     checked(config)?.control.context("no control configuration")

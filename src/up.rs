@@ -163,7 +163,7 @@ pub async fn run(args: UpArgs, env: &Env) -> Result<ExitCode> {
         let mut edge = EdgeConfig::simple(ListenAddr(local(http)), url(ports.origin, &format!("/{BUCKET}"))?);
         edge.id = Some(name.to_owned());
         edge.admin = Some(Admin { listen: ListenAddr(local(admin)) });
-        edge.control = Some(url(ports.control, "")?);
+        edge.control = Some(url(ports.control, "")?.into());
         edge.token.clone_from(&token);
         if args.cluster {
             edge.cluster = Some(stratus_config::edge::Cluster::new(peers.clone(), Some(url(http, "")?)));

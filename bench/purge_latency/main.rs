@@ -3,7 +3,12 @@
 //! ```sh
 //! cargo bench -p stratus --bench purge_latency            # release build
 //! PURGES=500 cargo bench -p stratus --bench purge_latency
+//! LOG=nats cargo bench -p stratus --bench purge_latency     # only the NATS JetStream log
 //! ```
+//!
+//! Every set-up runs once per log backend (`LOG=embedded`, `LOG=nats`, default both): the
+//! embedded redb log, and a JetStream stream with three replicas on a three-node `nats-server`
+//! cluster on 127.0.0.1 (`tests/support/nats.rs`; `nats-server` must be on `PATH`).
 //!
 //! Each purge is `POST /v1/purge?wait=5s`, timed by the client: the answer comes once every
 //! live edge acked the entry, i.e. applied it to its cache (edges ack after applying). Purges
@@ -30,11 +35,24 @@ use support::origin::Origin;
 
 fn main() {
     let purges: usize = std::env::var("PURGES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let which = std::env::var("LOG").unwrap_or_default();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     runtime.block_on(async {
-        simulated(100, purges).await;
-        real_edges(purges).await;
+        if which.is_empty() || which == "embedded" {
+            simulated("embedded", "", 100, purges).await;
+            real_edges("embedded", "", purges).await;
+        }
+        if which.is_empty() || which == "nats" {
+            // A fresh cluster per set-up: the edge registry lives in the cluster, and the 100
+            // simulated subscribers must not count as edges to wait for in the next set-up.
+            let log = |c: &support::nats::Cluster| format!("log = {:?}\nlog_replicas = 3", c.urls());
+            let cluster = support::nats::Cluster::start();
+            simulated("nats R=3", &log(&cluster), 100, purges).await;
+            drop(cluster);
+            let cluster = support::nats::Cluster::start();
+            real_edges("nats R=3", &log(&cluster), purges).await;
+        }
     });
 }
 
@@ -88,22 +106,23 @@ async fn measure(api: &Api, control_pid: u32, label: &str, edges: usize, n: usiz
     );
 }
 
-async fn simulated(subscribers: usize, n: usize) {
+async fn simulated(backend: &str, extra: &str, subscribers: usize, n: usize) {
     let dir = support::tempdir();
-    let control = start_control(dir.path(), "");
+    let control = start_control(dir.path(), extra);
     let api = Api::new(&control);
-    measure(&api, control.pid(), "no subscribers (durable commit only)", 0, n).await;
+    measure(&api, control.pid(), &format!("{backend}: no subscribers (durable commit only)"), 0, n).await;
     let mut followers = Vec::new();
     for i in 0..subscribers {
         followers.push(follower(&api, &format!("sim-{i}")).await);
     }
-    measure(&api, control.pid(), &format!("{subscribers} simulated subscribers"), subscribers, n).await;
+    let label = format!("{backend}: {subscribers} simulated subscribers");
+    measure(&api, control.pid(), &label, subscribers, n).await;
     drop(followers);
 }
 
-async fn real_edges(n: usize) {
+async fn real_edges(backend: &str, extra: &str, n: usize) {
     let dir = support::tempdir();
-    let control = start_control(dir.path(), "");
+    let control = start_control(dir.path(), extra);
     let api = Api::new(&control);
     // Every path is a small cacheable object.
     let origin = Origin::cacheable().await;
@@ -122,7 +141,7 @@ async fn real_edges(n: usize) {
         }
     }
     api.until_following(2).await;
-    measure(&api, control.pid(), "2 real edges", 2, n).await;
+    measure(&api, control.pid(), &format!("{backend}: 2 real edges"), 2, n).await;
 }
 
 /// Starts an edge, or `None` when the binary cannot run one (the edge is not built yet).

@@ -32,9 +32,10 @@ pub struct EdgeConfig {
     /// every host that no other site names.
     #[serde(default)]
     pub sites: Vec<Site>,
-    /// The control plane this edge follows for purges and prewarms.
+    /// The control plane this edge follows for purges and prewarms: one URL, or several
+    /// replicas (`"http://a:7070,http://b:7070"` or a list) that it fails over between.
     #[serde(default)]
-    pub control: Option<HttpUrl>,
+    pub control: Option<crate::control::ControlUrls>,
     /// Bearer token for the admin API and the control-plane subscription; `STRATUS_TOKEN`
     /// in the environment takes its place when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -36,7 +36,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use control::ControlConfig;
+pub use control::{ControlConfig, ControlUrls, NatsServers};
 pub use edge::EdgeConfig;
 pub use invalid::Invalid;
 pub use loadtest::Scenario;

@@ -43,6 +43,14 @@ pub enum Error {
     /// A commit could not be made durable.
     #[error("log commit failed: {0}")]
     Durability(String),
+    /// The NATS cluster holding the log could not be reached or refused a request.
+    #[error("nats: cannot {what}: {error}")]
+    Nats {
+        /// What was being done.
+        what: &'static str,
+        /// Why it failed.
+        error: String,
+    },
     /// An entry could not be encoded as JSON.
     #[error("cannot encode a log entry: {0}")]
     Encode(#[from] serde_json::Error),
@@ -115,12 +123,14 @@ impl From<Error> for ApiError {
         tracing::error!(error = %e, "request failed");
         match e {
             // The log recovers on a later append once the disk does (`log`), so say so.
-            Error::Storage(_) | Error::Durability(_) | Error::Open { .. } | Error::Corrupt { .. } => {
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the log cannot be written right now; nothing was appended, retry later",
-                )
-            }
+            Error::Storage(_)
+            | Error::Durability(_)
+            | Error::Open { .. }
+            | Error::Corrupt { .. }
+            | Error::Nats { .. } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the log cannot be written right now; nothing was appended, retry later",
+            ),
             _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
         }
     }

@@ -17,6 +17,7 @@
 //! advisory to them; a control plane that is down only delays purges, it never loses one.
 
 mod api;
+mod backend;
 mod body;
 pub mod cli;
 mod dashboard;
@@ -25,6 +26,7 @@ mod extract;
 mod fleet;
 mod health;
 mod log;
+mod nats;
 mod ops;
 mod origin;
 mod registry;
@@ -42,7 +44,34 @@ pub use error::Error;
 ///
 /// Prints `listening control api http://ADDR` on stdout once the API is bound.
 pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(), Error> {
-    let log = log::Log::open(&config.data, config.retain_entries)?;
+    let (log, registry) = match &config.log {
+        None => (
+            backend::Backend::Embedded(log::Log::open(&config.data, config.retain_entries)?),
+            Arc::new(registry::Registry::new(config.edge_timeout.get())),
+        ),
+        Some(servers) => {
+            let cluster = nats::Cluster::connect(servers, config.replicas(), config.retain_entries).await?;
+            let registry = Arc::new(registry::Registry::shared(config.edge_timeout.get()));
+            let replica = replica_id();
+            let tracker = registry.clone();
+            let on_entry = Box::new(move |seq, created: std::time::SystemTime| {
+                let ago = created.elapsed().unwrap_or_default();
+                let created =
+                    std::time::Instant::now().checked_sub(ago).unwrap_or_else(std::time::Instant::now);
+                tracker.track(seq, created);
+            });
+            let log = nats::log::NatsLog::open(
+                &cluster,
+                replica.clone(),
+                config.retain_entries,
+                on_entry,
+                shutdown.clone(),
+            )
+            .await?;
+            nats::edges::share(registry.clone(), cluster.edges.clone(), replica, shutdown.clone());
+            (backend::Backend::Nats(Box::new(log)), registry)
+        }
+    };
     if config.token.is_none() {
         tracing::warn!(
             allowed_hosts = ?config.allowed_hosts,
@@ -52,7 +81,7 @@ pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(
     }
     let state = Arc::new(state::State {
         log,
-        registry: Arc::new(registry::Registry::new(config.edge_timeout.get())),
+        registry,
         token: config.token.clone(),
         allowed_hosts: config.allowed_hosts.clone(),
         origin: origin::Origin::new(config.origin.clone()),
@@ -63,7 +92,10 @@ pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(
         tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?;
     let bound = listener.local_addr().map_err(|source| Error::Bind { addr, source })?;
     println!("listening control api http://{bound}");
-    tracing::info!(addr = %bound, data = %config.data.display(), "control plane started");
+    match &config.log {
+        None => tracing::info!(addr = %bound, data = %config.data.display(), "control plane started"),
+        Some(servers) => tracing::info!(addr = %bound, log = %servers, "control plane started"),
+    }
     // Stream lines and small JSON answers must leave at once, not wait for Nagle's algorithm.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
@@ -76,4 +108,12 @@ pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(
         .map_err(Error::Serve)?;
     tracing::info!("control plane stopped");
     Ok(())
+}
+
+/// A name for this replica, unique among the processes sharing a NATS log: it prefixes the
+/// message ids that make retried appends safe, and marks the edge records it writes.
+fn replica_id() -> String {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{:x}-{:x}", std::process::id(), nanos)
 }

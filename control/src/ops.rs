@@ -49,7 +49,7 @@ struct Accepted {
 /// exceed the protocol's [`MAX_LINE`] is refused with 400, since no edge could read it.
 pub(crate) async fn append(
     state: &State,
-    op: impl Fn(u64) -> Op + Send + 'static,
+    op: impl Fn(u64) -> Op + Send + Sync + 'static,
     created: Instant,
     wait: Option<Duration>,
 ) -> Result<Response, ApiError> {
@@ -68,10 +68,7 @@ pub(crate) async fn append(
     let registry = state.registry.clone();
     let build = move |seq| serde_json::to_string(&op(seq)).expect("an operation serialises as its probe did");
     let committed = move |seq| registry.track(seq, created);
-    let seq = match kind {
-        OpKind::Config => state.log.append_config(build, committed).await?,
-        OpKind::Purge | OpKind::Prewarm => state.log.append(build, committed).await?,
-    };
+    let seq = state.log.append(build, committed, matches!(kind, OpKind::Config), created).await?;
     let id = kind.id(seq);
     tracing::info!(%id, seq, "appended");
     let Some(limit) = wait else {
@@ -201,6 +198,7 @@ mod tests {
     use stratus_config::purge::ObjectRef;
 
     use super::*;
+    use crate::backend::Backend;
     use crate::log::Log;
     use crate::origin::Origin;
     use crate::registry::Registry;
@@ -209,7 +207,7 @@ mod tests {
     async fn an_entry_no_edge_could_read_is_refused_and_not_appended() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = State {
-            log: Log::open(dir.path(), 10).expect("log"),
+            log: Backend::Embedded(Log::open(dir.path(), 10).expect("log")),
             registry: Arc::new(Registry::new(Duration::from_secs(15))),
             token: None,
             allowed_hosts: Vec::new(),

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, header};
 use tokio_util::sync::CancellationToken;
 
-use crate::log::Log;
+use crate::backend::Backend;
 use crate::origin::Origin;
 use crate::registry::Registry;
 
 /// Everything the handlers share.
 #[derive(Debug)]
 pub(crate) struct State {
-    pub log: Log,
+    pub log: Backend,
     pub registry: Arc<Registry>,
     pub token: Option<stratus_config::Secret>,
     /// Host names served besides IP addresses and `localhost` while no token is configured.

@@ -1,5 +1,6 @@
 //! End-to-end tests of `stratus control` and `stratus purge`: the API, the CLI, pushed site
-//! configuration, a fleet of real edges following the log, and object events from the origin.
+//! configuration, a fleet of real edges following the log, object events from the origin, and
+//! several replicas on a NATS JetStream cluster.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -8,4 +9,5 @@ mod api;
 mod cli;
 mod config;
 mod fleet;
+mod nats;
 mod origin;

@@ -11,6 +11,7 @@
 //! - [`edge`]: start `stratus edge` from flags or an `[edge]` snippet, purge through its admin API.
 //! - [`control`]: start `stratus control`, its API, simulated followers.
 //! - [`s3`]: start `stratus origin` and real S3 clients (`object_store`) against it.
+//! - [`nats`]: a three-node NATS JetStream cluster on 127.0.0.1 (real `nats-server`s).
 //! - [`dns`], [`tls`], [`net`]: a scriptable DNS server, a test CA, a TCP forwarder.
 //! - [`raw`]: a raw-TCP origin for malformed or huge answers, and a raw-TCP client.
 #![allow(dead_code, unused_imports)]
@@ -20,6 +21,7 @@ pub mod dns;
 pub mod edge;
 pub mod http;
 pub mod load_target;
+pub mod nats;
 pub mod net;
 pub mod origin;
 pub mod poll;

@@ -29,8 +29,12 @@ use crate::fleet::follow_target::{FollowTarget, Registration};
 
 /// Registers with the control plane at `control`, then follows its log until `shutdown`,
 /// reconnecting with backoff. Never returns an error: failures are logged and retried.
+///
+/// With several replicas the follower uses one at a time and moves to the next whenever a
+/// session ends; every replica serves the same log, so it resumes after the last sequence it
+/// applied wherever it lands. The backoff grows only once every replica was tried.
 pub async fn run(
-    control: stratus_config::HttpUrl,
+    control: stratus_config::ControlUrls,
     token: Option<stratus_config::Secret>,
     registration: Registration,
     target: std::sync::Arc<dyn FollowTarget>,
@@ -45,19 +49,22 @@ pub async fn run(
             outcome = follower.session() => outcome,
         };
         match outcome {
-            Ok(()) => tracing::info!(control = %follower.base, "subscription ended"),
+            Ok(()) => tracing::info!(control = %follower.base(), "subscription ended"),
             Err(e) => {
-                tracing::warn!(control = %follower.base, error = %e, "control plane unreachable; retrying");
+                tracing::warn!(control = %follower.base(), error = %e, "control plane unreachable; retrying");
             }
         }
         if follower.take_connected() {
             backoff = session::FIRST_BACKOFF;
         }
+        let wrapped = follower.fail_over();
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(jittered(backoff)) => {}
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        if wrapped {
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
     }
     beats.abort();
 }

@@ -1,7 +1,7 @@
 //! One subscription session and the heartbeat loop of the follower.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -54,7 +54,9 @@ pub(super) enum SessionError {
 
 /// What the follower knows between sessions.
 pub(super) struct Follower {
-    pub(super) base: String,
+    /// The control plane replicas, without trailing slashes; `current` indexes the one in use.
+    bases: Vec<String>,
+    current: AtomicUsize,
     token: Option<stratus_config::Secret>,
     registration: Registration,
     target: Arc<dyn FollowTarget>,
@@ -75,7 +77,7 @@ pub(super) struct Follower {
 impl std::fmt::Debug for Follower {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Follower")
-            .field("base", &self.base)
+            .field("base", &self.base())
             .field("applied", &self.applied)
             .finish_non_exhaustive()
     }
@@ -102,13 +104,14 @@ fn connector() -> HttpsConnector<HttpConnector> {
 
 impl Follower {
     pub(super) fn new(
-        control: &stratus_config::HttpUrl,
+        control: &stratus_config::ControlUrls,
         token: Option<stratus_config::Secret>,
         registration: Registration,
         target: Arc<dyn FollowTarget>,
     ) -> Self {
         Self {
-            base: control.as_str().trim_end_matches('/').to_owned(),
+            bases: control.0.iter().map(|url| url.as_str().trim_end_matches('/').to_owned()).collect(),
+            current: AtomicUsize::new(0),
             token,
             registration,
             target,
@@ -119,6 +122,23 @@ impl Follower {
             configured: AtomicU64::new(0),
             failures: Mutex::default(),
         }
+    }
+
+    /// The replica in use.
+    pub(super) fn base(&self) -> &str {
+        &self.bases[self.current.load(Ordering::Relaxed) % self.bases.len()]
+    }
+
+    /// Moves to the next replica (after a session with this one ended); returns whether that
+    /// wrapped around to the first, i.e. every replica was tried since the last wrap.
+    pub(super) fn fail_over(&self) -> bool {
+        if self.bases.len() < 2 {
+            return true;
+        }
+        let next = (self.current.load(Ordering::Relaxed) + 1) % self.bases.len();
+        self.current.store(next, Ordering::Relaxed);
+        tracing::info!(control = %self.base(), "failing over to the next control plane replica");
+        next == 0
     }
 
     /// Whether the last session got as far as a subscription (and forgets it).
@@ -132,7 +152,7 @@ impl Follower {
         path: &str,
         json: Option<Vec<u8>>,
     ) -> Result<http::Request<Full<Bytes>>, SessionError> {
-        let mut request = http::Request::builder().method(method).uri(format!("{}{path}", self.base));
+        let mut request = http::Request::builder().method(method).uri(format!("{}{path}", self.base()));
         if let Some(token) = &self.token {
             request = request.header(http::header::AUTHORIZATION, format!("Bearer {}", token.expose()));
         }
@@ -211,7 +231,7 @@ impl Follower {
             return Err(SessionError::Status { what: "subscribe", status: response.status() });
         }
         self.connected.store(true, Ordering::Relaxed);
-        tracing::info!(control = %self.base, after, head, "following the control plane");
+        tracing::info!(control = %self.base(), after, head, "following the control plane");
         // NDJSON framed by `LinesCodec`, which stops buffering at `MAX_LINE` (the control plane
         // never writes longer lines). Lines that arrived together are applied, then acked once.
         let body = response.into_body().into_data_stream().map_err(std::io::Error::other);
@@ -272,6 +292,7 @@ impl Follower {
                     op => apply(self.target.as_ref(), seq, op),
                 }
                 self.applied.store(seq, Ordering::Relaxed);
+                tracing::debug!(seq, "log entry applied");
             }
             StreamLine::Reset { next: 0 } => return Err(bad("reset to 0")),
             StreamLine::Reset { next } => {
@@ -416,6 +437,7 @@ mod tests {
     fn follower(target: Arc<Recorder>, applied: u64) -> Follower {
         let reg = Registration { id: "a".into(), url: "http://127.0.0.1:1".into(), admin: None };
         let f = Follower::new(&"http://127.0.0.1:1".parse().unwrap(), None, reg, target);
+        assert_eq!(f.base(), "http://127.0.0.1:1");
         f.applied.store(applied, Ordering::Relaxed);
         f
     }

@@ -5,6 +5,12 @@
 //! reconnect backoff (at most 5 s) and their subscriptions say where they are, so nothing here
 //! needs to survive a crash; the log does.
 //!
+//! With several control replicas (a NATS log) each keeps this registry and shares it through
+//! a key-value bucket: every local change marks the edge in the outbox, the sync task writes the
+//! edge's [`shared::EdgeRecord`], and records other replicas wrote are merged in
+//! ([`Registry::merge`]). Merging is monotone — positions and times only move forward — so the
+//! order records arrive in does not matter and every replica converges on the same answer.
+//!
 //! An edge is *live* while it was heard from (register, subscribe, ack, heartbeat) within
 //! `edge_timeout`. For a tracked entry an edge is `applied` once it acked it, `pending` while it
 //! is live and has not, and `failed` when it went down before applying it (it still applies the
@@ -12,16 +18,23 @@
 //! apply it (a `config` entry it cannot build; the edge keeps its old configuration, the entry
 //! shows `failed` with the edge's `error`, and the edge moves on past it).
 
-use std::collections::{BTreeMap, HashMap};
+mod shared;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use stratus_config::protocol::{EdgeProgress, EdgeState, EdgeStats, Failure, Heartbeat, Register};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
+
+pub use shared::{EdgeRecord, id, key};
+use shared::{instant, ms, time};
 
 /// How many recent entries keep per-edge timings.
 const TRACKED: usize = 10_000;
+/// Recent acks (and failures) kept per edge for other replicas to time entries with.
+const RECENT: usize = 64;
 
 #[derive(Debug)]
 struct Edge {
@@ -38,6 +51,13 @@ struct Edge {
     /// The `config` entry the edge runs (last heartbeat).
     config: u64,
     subscriptions: usize,
+    /// `subscriptions` as the replica that last wrote this edge saw it, and when: with several
+    /// replicas the newest view wins (the edge follows one replica at a time).
+    shown_subscriptions: (usize, SystemTime),
+    /// Recent acks that moved `applied`: (sequence, when), oldest first.
+    acks: VecDeque<(u64, SystemTime)>,
+    /// Recent entries this edge reported it could not apply.
+    failures: VecDeque<Failure>,
 }
 
 /// A recent entry whose application by each edge is timed.
@@ -102,6 +122,15 @@ pub struct Registry {
     /// Bumped on every change of progress, so waiters re-check.
     progress: watch::Sender<()>,
     timeout: Duration,
+    /// Edges changed here and not yet written for the other replicas (`None`: one replica).
+    outbox: Option<Outbox>,
+}
+
+/// Edge ids whose record changed locally; bounded by the number of edges.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    dirty: Mutex<BTreeSet<String>>,
+    ready: Notify,
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -111,7 +140,20 @@ fn rfc3339(t: SystemTime) -> String {
 impl Registry {
     /// An empty registry; edges unheard for `timeout` count as down.
     pub fn new(timeout: Duration) -> Self {
-        Self { inner: Mutex::default(), progress: watch::channel(()).0, timeout }
+        Self { inner: Mutex::default(), progress: watch::channel(()).0, timeout, outbox: None }
+    }
+
+    /// A registry shared with other replicas: local changes are queued for [`Self::take_dirty`].
+    pub fn shared(timeout: Duration) -> Self {
+        Self { outbox: Some(Outbox::default()), ..Self::new(timeout) }
+    }
+
+    /// Queues edge `id` to be written for the other replicas.
+    fn mark(&self, id: &str) {
+        if let Some(outbox) = &self.outbox {
+            outbox.dirty.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.to_owned());
+            outbox.ready.notify_one();
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -131,6 +173,9 @@ impl Registry {
             stats: EdgeStats::default(),
             config: 0,
             subscriptions: 0,
+            shown_subscriptions: (0, SystemTime::UNIX_EPOCH),
+            acks: VecDeque::new(),
+            failures: VecDeque::new(),
         });
         edge.last_seen = Instant::now();
         edge.last_seen_at = SystemTime::now();
@@ -139,12 +184,14 @@ impl Registry {
 
     /// Records a registration; `head` is the log's last sequence number.
     pub fn register(&self, r: Register, head: u64) {
+        let id = r.id.clone();
         let mut inner = self.lock();
         let edge = Self::touch(&mut inner, &r.id, head);
         edge.url = r.url;
         edge.admin = r.admin;
         edge.version = r.version;
         drop(inner);
+        self.mark(&id);
         self.progress.send_replace(());
     }
 
@@ -153,9 +200,11 @@ impl Registry {
         let mut inner = self.lock();
         let edge = Self::touch(&mut inner, id, head);
         edge.subscriptions += 1;
+        edge.shown_subscriptions = (edge.subscriptions, SystemTime::now());
         edge.joined_after = edge.joined_after.min(after);
         edge.applied = after.min(head);
         drop(inner);
+        self.mark(id);
         self.progress.send_replace(());
     }
 
@@ -163,7 +212,9 @@ impl Registry {
     pub fn unsubscribed(&self, id: &str) {
         if let Some(edge) = self.lock().edges.get_mut(id) {
             edge.subscriptions = edge.subscriptions.saturating_sub(1);
+            edge.shown_subscriptions = (edge.subscriptions, SystemTime::now());
         }
+        self.mark(id);
     }
 
     /// Records an ack of everything up to `seq` and times the tracked entries it covers.
@@ -175,12 +226,17 @@ impl Registry {
         if seq > edge.applied {
             let from = edge.applied + 1;
             edge.applied = seq;
+            if edge.acks.len() == RECENT {
+                edge.acks.pop_front();
+            }
+            edge.acks.push_back((seq, SystemTime::now()));
             let now = Instant::now();
             for tracked in inner.tracked.range_mut(from..=seq).map(|(_, t)| t) {
                 tracked.applied.entry(id.to_owned()).or_insert_with(|| now - tracked.created);
             }
         }
         drop(guard);
+        self.mark(id);
         self.progress.send_replace(());
     }
 
@@ -202,6 +258,16 @@ impl Registry {
             return;
         }
         let mut inner = self.lock();
+        if let Some(edge) = inner.edges.get_mut(id) {
+            for f in failures {
+                if !edge.failures.contains(f) {
+                    if edge.failures.len() == RECENT {
+                        edge.failures.pop_front();
+                    }
+                    edge.failures.push_back(f.clone());
+                }
+            }
+        }
         for f in failures {
             if let Some(tracked) = inner.tracked.get_mut(&f.seq)
                 && !tracked.failed.contains_key(id)
@@ -211,16 +277,22 @@ impl Registry {
             }
         }
         drop(inner);
+        self.mark(id);
         self.progress.send_replace(());
     }
 
-    /// Starts timing entry `seq`, created at `created` (when its API call arrived).
+    /// Starts timing entry `seq`, created at `created` (when its API call arrived). Tracking an
+    /// entry again changes nothing (with several replicas both the one that wrote it and the
+    /// log's reader track it).
     pub fn track(&self, seq: u64, created: Instant) {
         let mut inner = self.lock();
         let created_at = SystemTime::now().checked_sub(created.elapsed()).unwrap_or_else(SystemTime::now);
-        inner
-            .tracked
-            .insert(seq, Tracked { created, created_at, applied: HashMap::new(), failed: HashMap::new() });
+        inner.tracked.entry(seq).or_insert_with(|| Tracked {
+            created,
+            created_at,
+            applied: HashMap::new(),
+            failed: HashMap::new(),
+        });
         while inner.tracked.len() > TRACKED {
             inner.tracked.pop_first();
         }
@@ -301,7 +373,7 @@ impl Registry {
                 admin: e.admin.clone(),
                 version: e.version.clone(),
                 live: e.last_seen.elapsed() < self.timeout,
-                subscriptions: e.subscriptions,
+                subscriptions: if self.outbox.is_some() { e.shown_subscriptions.0 } else { e.subscriptions },
                 last_seen: rfc3339(e.last_seen_at),
                 last_seen_ms: u64::try_from(e.last_seen.elapsed().as_millis()).unwrap_or(u64::MAX),
                 last_heartbeat: e.last_heartbeat_at.map(rfc3339),
@@ -319,6 +391,121 @@ impl Registry {
                 config: e.config,
             })
             .collect()
+    }
+}
+
+/// Sharing with other replicas (`shared`).
+impl Registry {
+    /// Waits until an edge changed locally and returns the changed ids (empty for a registry
+    /// of one replica, which never changes anything to share).
+    pub async fn take_dirty(&self) -> Vec<String> {
+        let Some(outbox) = &self.outbox else {
+            std::future::pending::<()>().await;
+            return Vec::new();
+        };
+        loop {
+            let taken =
+                std::mem::take(&mut *outbox.dirty.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            if !taken.is_empty() {
+                return taken.into_iter().collect();
+            }
+            outbox.ready.notified().await;
+        }
+    }
+
+    /// Queues ids again after writing their records failed.
+    pub fn requeue(&self, ids: Vec<String>) {
+        for id in ids {
+            self.mark(&id);
+        }
+    }
+
+    /// The record of edge `id` as this replica (`writer`) knows it.
+    pub fn record(&self, id: &str, writer: &str) -> Option<EdgeRecord> {
+        let inner = self.lock();
+        let e = inner.edges.get(id)?;
+        Some(EdgeRecord {
+            writer: writer.to_owned(),
+            written_ms: ms(SystemTime::now()),
+            url: e.url.clone(),
+            admin: e.admin.clone(),
+            version: e.version.clone(),
+            joined_after: e.joined_after,
+            applied: e.applied,
+            last_seen_ms: ms(e.last_seen_at),
+            last_heartbeat_ms: e.last_heartbeat_at.map(ms),
+            stats: e.stats,
+            config: e.config,
+            subscriptions: e.shown_subscriptions.0,
+            acks: e.acks.iter().map(|(seq, at)| [*seq, ms(*at)]).collect(),
+            failed: e.failures.iter().cloned().collect(),
+        })
+    }
+
+    /// Merges a record another replica wrote. Positions and times only move forward; entries
+    /// this replica tracks are timed from the acks the record lists.
+    pub fn merge(&self, id: &str, r: &EdgeRecord) {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let edge = inner.edges.entry(id.to_owned()).or_insert_with(|| Edge {
+            url: String::new(),
+            admin: None,
+            version: String::new(),
+            joined_after: r.joined_after,
+            applied: 0,
+            last_seen: instant(time(r.last_seen_ms)),
+            last_seen_at: time(r.last_seen_ms),
+            last_heartbeat_at: None,
+            stats: EdgeStats::default(),
+            config: 0,
+            subscriptions: 0,
+            shown_subscriptions: (0, SystemTime::UNIX_EPOCH),
+            acks: Default::default(),
+            failures: Default::default(),
+        });
+        if !r.url.is_empty() {
+            edge.url.clone_from(&r.url);
+            edge.admin.clone_from(&r.admin);
+            edge.version.clone_from(&r.version);
+        }
+        edge.joined_after = edge.joined_after.min(r.joined_after);
+        let seen = time(r.last_seen_ms);
+        if seen > edge.last_seen_at {
+            edge.last_seen_at = seen;
+            edge.last_seen = instant(seen);
+        }
+        if let Some(beat) = r.last_heartbeat_ms.map(time)
+            && edge.last_heartbeat_at.is_none_or(|local| beat > local)
+        {
+            edge.last_heartbeat_at = Some(beat);
+            edge.stats = r.stats;
+            edge.config = r.config;
+        }
+        let written = time(r.written_ms);
+        if written > edge.shown_subscriptions.1 {
+            edge.shown_subscriptions = (r.subscriptions, written);
+        }
+        edge.applied = edge.applied.max(r.applied);
+        // Time the tracked entries each listed ack covered: an ack of `seq` covers everything
+        // after the previous listed ack (for the oldest listed, only `seq` itself is known).
+        let mut previous: Option<u64> = None;
+        for &[seq, at] in &r.acks {
+            let from = previous.map_or(seq, |p| p + 1);
+            previous = Some(seq);
+            let at = time(at);
+            for tracked in inner.tracked.range_mut(from..=seq).map(|(_, t)| t) {
+                // Milliseconds on the wire, and clocks of two hosts: never below zero.
+                let took = at.duration_since(tracked.created_at).unwrap_or_default();
+                tracked.applied.entry(id.to_owned()).or_insert(took);
+            }
+        }
+        for f in &r.failed {
+            if let Some(tracked) = inner.tracked.get_mut(&f.seq) {
+                tracked.failed.entry(id.to_owned()).or_insert_with(|| f.error.clone());
+            }
+        }
+        drop(guard);
+        self.progress.send_replace(());
     }
 }
 
@@ -390,5 +577,63 @@ mod tests {
         r.register(reg("a"), 0);
         assert_eq!(states(&r, 1), vec![("a".into(), EdgeState::Failed)]);
         assert!(r.complete(1));
+    }
+}
+
+#[cfg(test)]
+mod shared_tests {
+    use stratus_config::protocol::{EdgeState, Register};
+
+    use super::*;
+    use std::time::Duration;
+
+    impl Registry {
+        fn take_dirty_now(&self) -> Vec<String> {
+            let outbox = self.outbox.as_ref().expect("shared");
+            std::mem::take(&mut *outbox.dirty.lock().expect("dirty")).into_iter().collect()
+        }
+    }
+
+    fn reg(id: &str) -> Register {
+        Register { id: id.into(), version: "t".into(), url: "http://e".into(), admin: None }
+    }
+
+    #[test]
+    fn keys_round_trip_every_id_character() {
+        for id in ["a", "edge-1.pop_2", "a:b:c", ":3A:"] {
+            assert_eq!(super::id(&key(id)), id, "{id}");
+        }
+        assert_eq!(key("pop:1"), "pop=3A1");
+    }
+
+    #[test]
+    fn a_replica_learns_what_another_heard_and_never_moves_back() {
+        let a = Registry::shared(Duration::from_secs(15));
+        let b = Registry::shared(Duration::from_secs(15));
+        for r in [&a, &b] {
+            r.track(1, Instant::now());
+            r.track(2, Instant::now());
+        }
+        a.register(reg("e"), 0);
+        a.subscribed("e", 0, 2);
+        a.ack("e", 2, 2);
+        a.failed("e", &[Failure { seq: 1, error: "bad".into() }]);
+        assert_eq!(a.take_dirty_now(), vec!["e".to_owned()]);
+        let record = a.record("e", "a").expect("record");
+        b.merge("e", &record);
+        let p = b.progress(2);
+        assert_eq!((p.len(), p[0].state), (1, EdgeState::Applied));
+        assert!(p[0].applied_ms.is_some(), "timed from the record's acks");
+        assert_eq!(b.progress(1)[0].error.as_deref(), Some("bad"));
+        assert!(b.complete(2));
+        let view = &b.edges(2)[0];
+        assert_eq!((view.url.as_str(), view.subscriptions, view.live), ("http://e", 1, true));
+        // An older record (another replica that saw less) changes nothing.
+        let stale = EdgeRecord { applied: 1, written_ms: 1, subscriptions: 0, ..record };
+        b.merge("e", &stale);
+        assert_eq!(b.edges(2)[0].applied, 2);
+        assert_eq!(b.edges(2)[0].subscriptions, 1);
+        // Merging queues nothing: records do not bounce between replicas.
+        assert!(b.take_dirty_now().is_empty());
     }
 }
