@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::invalid::Invalid;
 use crate::net::{HttpUrl, ListenAddr};
+pub use crate::observe::{AccessLogFormat, AccessLogTarget};
 use crate::secret::Secret;
 use crate::units::{ByteSize, Duration};
 pub use crate::upstream::{CaRoots, Dns, Health, OriginPool};
@@ -49,6 +50,21 @@ pub struct EdgeConfig {
     /// for `X-Forwarded-For` and `-Proto`, overwritten): see `docs/security.md`.
     #[serde(default)]
     pub trusted_proxies: Vec<crate::net::IpRange>,
+    /// Access log: `"-"` for stdout (the default), `"off"`, or a file (reopened on SIGUSR1).
+    #[serde(default)]
+    pub access_log: AccessLogTarget,
+    /// Access log line format: `json` (the default) or `combined`.
+    #[serde(default)]
+    pub access_log_format: AccessLogFormat,
+    /// Path on every client listener that answers `200 ok` for load balancers, before any
+    /// site is consulted; `""` turns it off.
+    #[serde(default = "default_health_path")]
+    pub health_path: String,
+}
+
+/// The default `health_path`: a name no site is likely to serve.
+pub fn default_health_path() -> String {
+    "/.well-known/stratus/health".to_owned()
 }
 
 /// One client-facing listener.
@@ -81,6 +97,11 @@ pub struct Certificate {
 pub struct Admin {
     /// Address to bind, e.g. `127.0.0.1:8081`.
     pub listen: ListenAddr,
+    /// Read-only token for `GET /metrics`, `/healthz`, `/stats` and `/cache`;
+    /// `STRATUS_METRICS_TOKEN` takes its place when unset. Without it those need no token
+    /// (the admin listener is meant to be private); the admin token is accepted too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_token: Option<Secret>,
 }
 
 /// The memory cache.
@@ -301,6 +322,9 @@ impl EdgeConfig {
             limits: Limits::default(),
             dns: Dns::default(),
             trusted_proxies: Vec::new(),
+            access_log: AccessLogTarget::default(),
+            access_log_format: AccessLogFormat::default(),
+            health_path: default_health_path(),
         }
     }
 
@@ -322,6 +346,9 @@ impl EdgeConfig {
             }
         }
         validate_sites_for_listeners(&self.sites, &self.listeners)?;
+        if !self.health_path.is_empty() && !self.health_path.starts_with('/') {
+            return Err(Invalid::new("health_path", "must start with / (or be \"\" for none)"));
+        }
         Ok(())
     }
 }

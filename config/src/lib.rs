@@ -22,6 +22,7 @@ pub mod fleet;
 mod invalid;
 pub mod loadtest;
 mod net;
+pub mod observe;
 pub mod origin;
 pub mod protocol;
 pub mod purge;
@@ -70,6 +71,10 @@ pub struct Env {
     pub access_key: Option<Secret>,
     /// `STRATUS_SECRET_KEY`: the origin's S3 secret key.
     pub secret_key: Option<Secret>,
+    /// `STRATUS_METRICS_TOKEN`: read-only token for `/metrics` (edge admin, control, origin).
+    pub metrics_token: Option<Secret>,
+    /// `STRATUS_CONTROL`: the control plane's URL for `stratus purge`.
+    pub control: Option<String>,
 }
 
 impl Env {
@@ -80,6 +85,8 @@ impl Env {
             token: var("STRATUS_TOKEN"),
             access_key: var("STRATUS_ACCESS_KEY"),
             secret_key: var("STRATUS_SECRET_KEY"),
+            metrics_token: var("STRATUS_METRICS_TOKEN"),
+            control: std::env::var("STRATUS_CONTROL").ok().filter(|v| !v.is_empty()),
         }
     }
 }
@@ -94,12 +101,17 @@ impl StratusConfig {
         };
         if let Some(edge) = &mut self.edge {
             fill(&mut edge.token, &env.token);
+            if let Some(admin) = &mut edge.admin {
+                fill(&mut admin.metrics_token, &env.metrics_token);
+            }
         }
         if let Some(control) = &mut self.control {
             fill(&mut control.token, &env.token);
+            fill(&mut control.metrics_token, &env.metrics_token);
         }
         if let Some(origin) = &mut self.origin {
             fill(&mut origin.token, &env.token);
+            fill(&mut origin.metrics_token, &env.metrics_token);
             fill(&mut origin.access_key, &env.access_key);
             fill(&mut origin.secret_key, &env.secret_key);
         }

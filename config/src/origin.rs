@@ -38,6 +38,10 @@ pub struct OriginConfig {
     /// Bearer token sent with events; `STRATUS_TOKEN` takes its place when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
+    /// Read-only token for `GET /metrics`; `STRATUS_METRICS_TOKEN` takes its place when unset.
+    /// Without it `/metrics` needs no token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_token: Option<Secret>,
 }
 
 fn default_region() -> String {
@@ -71,6 +75,7 @@ impl OriginConfig {
             buckets: Vec::new(),
             notify: None,
             token: None,
+            metrics_token: None,
         }
     }
 

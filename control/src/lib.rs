@@ -25,6 +25,7 @@ mod extract;
 mod fleet;
 mod health;
 mod log;
+mod metrics;
 mod ops;
 mod origin;
 mod registry;
@@ -54,6 +55,7 @@ pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(
         log,
         registry: Arc::new(registry::Registry::new(config.edge_timeout.get())),
         token: config.token.clone(),
+        metrics_token: config.metrics_token.clone(),
         allowed_hosts: config.allowed_hosts.clone(),
         origin: origin::Origin::new(config.origin.clone()),
         shutdown: shutdown.clone(),

@@ -16,6 +16,8 @@ pub(crate) struct State {
     pub log: Log,
     pub registry: Arc<Registry>,
     pub token: Option<stratus_config::Secret>,
+    /// Read-only token for `/metrics`; `None` leaves it open.
+    pub metrics_token: Option<stratus_config::Secret>,
     /// Host names served besides IP addresses and `localhost` while no token is configured.
     pub allowed_hosts: Vec<String>,
     pub origin: Origin,

@@ -8,4 +8,5 @@ mod api;
 mod cli;
 mod config;
 mod fleet;
+mod metrics;
 mod origin;

@@ -12,6 +12,7 @@ mod freshness;
 mod idle;
 mod lifecycle;
 mod limits;
+mod observe;
 mod origin_load;
 mod requests;
 mod security;

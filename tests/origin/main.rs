@@ -8,5 +8,6 @@ mod auth;
 mod crash;
 mod edge;
 mod events;
+mod metrics;
 mod objects;
 mod smoke;

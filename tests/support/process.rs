@@ -27,6 +27,7 @@ pub fn stratus() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_stratus"));
     cmd.env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
     cmd.env_remove("STRATUS_TOKEN").env_remove("STRATUS_ACCESS_KEY").env_remove("STRATUS_SECRET_KEY");
+    cmd.env_remove("STRATUS_METRICS_TOKEN").env_remove("STRATUS_CONTROL");
     cmd
 }
 

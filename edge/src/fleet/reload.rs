@@ -116,6 +116,9 @@ pub(crate) fn needs_restart(running: &EdgeConfig, new: &EdgeConfig) -> Vec<&'sta
         ("dns", json(&running.dns) != json(&new.dns)),
         ("trusted_proxies", running.trusted_proxies != new.trusted_proxies),
         ("id", running.id != new.id),
+        ("access_log", running.access_log != new.access_log),
+        ("access_log_format", running.access_log_format != new.access_log_format),
+        ("health_path", running.health_path != new.health_path),
         ("token", token(running) != token(new)),
     ]
     .into_iter()

@@ -35,6 +35,7 @@ pub(crate) async fn forward(edge: &Arc<Edge>, ctx: &Ctx, body: Body) -> Served {
     // A client that stops sending gets as long between body bytes as for its request head.
     let (body, watch) = Upload::new(body, edge.limits.header_read_timeout.get());
     edge.metrics.origin_request();
+    let sent = std::time::Instant::now();
     let res =
         ctx.site.upstream.send_upload(&origin_request(ctx, Purpose::Pass), body, &watch).await.inspect_err(
             |e| {
@@ -53,6 +54,8 @@ pub(crate) async fn forward(edge: &Arc<Edge>, ctx: &Ctx, body: Body) -> Served {
     }
     let mut status = CacheStatus::new(Outcome::Forward(Fwd::Method));
     status.fwd_status = Some(parts.status.as_u16());
+    status.origin_time = Some(sent.elapsed());
+    edge.metrics.origin_duration(status.origin_time.unwrap_or_default());
     Ok((Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed_unsync()), status))
 }
 

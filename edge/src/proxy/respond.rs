@@ -218,3 +218,12 @@ mod tests {
         assert!(if_range_holds(&h(&[("if-range", "Tue, 15 Nov 1994 12:45:26 GMT")]), &res));
     }
 }
+
+/// The answer on `health_path` of the client listeners, for load balancers: never cached.
+pub fn health() -> Response<Body> {
+    let mut res = Response::new(crate::body::full("ok\n"));
+    let h = res.headers_mut();
+    h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    res
+}

@@ -19,6 +19,8 @@ pub struct SiteState {
     pub upstream: Upstream,
     /// TTL rules, longest prefix first.
     ttl: Vec<TtlRule>,
+    /// The site's name in metrics labels: its first host (`*` for the catch-all site).
+    pub name: Arc<str>,
 }
 
 impl SiteState {
@@ -69,7 +71,12 @@ impl Router {
                 None => {
                     let mut ttl = site.ttl.clone();
                     ttl.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
-                    Arc::new(SiteState { cfg: site.clone(), upstream: Upstream::new(site, outbound)?, ttl })
+                    Arc::new(SiteState {
+                        cfg: site.clone(),
+                        upstream: Upstream::new(site, outbound)?,
+                        ttl,
+                        name: site.hosts.first().map_or("", String::as_str).into(),
+                    })
                 }
             };
             out.sites.push(state);

@@ -203,6 +203,11 @@ impl Upstream {
         Err(last)
     }
 
+    /// Each origin's configured URL and whether it takes requests now (metrics).
+    pub fn health(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.origins.iter().map(|o| (o.name.as_str(), o.health.is_up()))
+    }
+
     /// Origins in the order to try: healthy ones in configured order, then the others.
     fn candidates(&self) -> impl Iterator<Item = &Arc<Origin>> {
         let up: Vec<bool> = self.origins.iter().map(|o| o.health.is_up()).collect();

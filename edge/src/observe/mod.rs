@@ -1,0 +1,197 @@
+//! Observe, the last phase of every request: the access log. One [`Record`] per request goes
+//! through a bounded channel to a writer thread (`writer.rs`) that formats it (`format.rs`)
+//! and writes it; the request path never waits for a disk or a pipe. When the channel is full
+//! the record is dropped and counted (`stratus_edge_access_log_dropped_total`).
+
+mod format;
+mod writer;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderValue, Method, Uri, Version, header};
+use stratus_config::observe::{AccessLogFormat, AccessLogTarget};
+
+use crate::error::Error;
+
+/// Records waiting for the writer; beyond this they are dropped (about 256 bytes each).
+const QUEUE: usize = 16 * 1024;
+
+/// Everything one access-log line says about a request.
+#[derive(Debug)]
+pub struct Record {
+    /// When the request arrived.
+    pub time: SystemTime,
+    /// The peer's address.
+    pub client: Option<SocketAddr>,
+    /// Request method.
+    pub method: Method,
+    /// Whether it came over TLS.
+    pub tls: bool,
+    /// The `Host` field (or HTTP/2 `:authority`).
+    pub host: Option<HeaderValue>,
+    /// Request target: path and query.
+    pub uri: Uri,
+    /// HTTP version.
+    pub version: Version,
+    /// Response status.
+    pub status: u16,
+    /// Body bytes sent.
+    pub bytes: u64,
+    /// From the request's arrival to its last body byte handed to the connection.
+    pub duration: Duration,
+    /// The cache outcome label (`hit`, `miss`, ...).
+    pub cache: &'static str,
+    /// The response's `Cache-Status` field.
+    pub cache_status: Option<HeaderValue>,
+    /// The cache tier that answered, when the cache did.
+    pub tier: Option<&'static str>,
+    /// The origin's status, when the origin was asked.
+    pub origin_status: Option<u16>,
+    /// How long the origin took to answer with a response head, when it was asked.
+    pub origin_time: Option<Duration>,
+    /// `User-Agent`.
+    pub user_agent: Option<HeaderValue>,
+    /// `Referer`.
+    pub referer: Option<HeaderValue>,
+}
+
+impl Record {
+    /// The parts of a request the log needs, taken before the pipeline consumes it (cheap:
+    /// header values and the URI share their bytes with the request).
+    pub fn begin<B>(req: &http::Request<B>, client: Option<SocketAddr>, tls: bool) -> Self {
+        let headers = req.headers();
+        let host = headers
+            .get(header::HOST)
+            .cloned()
+            .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+        Self {
+            time: SystemTime::now(),
+            client,
+            method: req.method().clone(),
+            tls,
+            host,
+            uri: req.uri().clone(),
+            version: req.version(),
+            status: 0,
+            bytes: 0,
+            duration: Duration::ZERO,
+            cache: "",
+            cache_status: None,
+            tier: None,
+            origin_status: None,
+            origin_time: None,
+            user_agent: headers.get(header::USER_AGENT).cloned(),
+            referer: headers.get(header::REFERER).cloned(),
+        }
+    }
+}
+
+enum Msg {
+    Line(Record),
+    /// Wakes the writer to reopen its file (the flag says so; this only wakes it).
+    Reopen,
+}
+
+/// The access log's sending side; cloning shares the writer.
+#[derive(Clone, Debug)]
+pub struct AccessLog {
+    inner: Option<Arc<Inner>>,
+    dropped: Arc<AtomicU64>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    tx: SyncSender<Msg>,
+    reopen: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Line(_) => "Line",
+            Self::Reopen => "Reopen",
+        })
+    }
+}
+
+impl AccessLog {
+    /// Opens `target` (a file is created or appended to) and starts the writer thread.
+    /// `edge` is the edge id written on every line.
+    pub fn open(target: &AccessLogTarget, format: AccessLogFormat, edge: &str) -> Result<Self, Error> {
+        let dropped = Arc::new(AtomicU64::new(0));
+        let Some(out) = writer::Output::open(target).map_err(|e| Error::AccessLog(e.to_string()))? else {
+            return Ok(Self { inner: None, dropped });
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let reopen = Arc::new(AtomicBool::new(false));
+        writer::spawn(rx, out, format, edge.to_owned(), reopen.clone())
+            .map_err(|e| Error::AccessLog(format!("cannot start the access log writer: {e}")))?;
+        Ok(Self { inner: Some(Arc::new(Inner { tx, reopen })), dropped })
+    }
+
+    /// Whether lines are written at all (`access_log = "off"` makes this false).
+    pub fn enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// Queues a record; drops and counts it when the writer is behind.
+    pub fn send(&self, record: Record) {
+        let Some(inner) = &self.inner else { return };
+        match inner.tx.try_send(Msg::Line(record)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Asks the writer to reopen its file (SIGUSR1, after logrotate moved it away).
+    pub fn reopen(&self) {
+        if let Some(inner) = &self.inner {
+            inner.reopen.store(true, Ordering::Relaxed);
+            // A full queue means the writer is awake and sees the flag before its next batch.
+            let _ = inner.tx.try_send(Msg::Reopen);
+        }
+    }
+
+    /// Records dropped because the writer was behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Sends its record when dropped: kept by a streamed response body, so that the line has the
+/// bytes really sent and the time the body ended (or was abandoned).
+#[derive(Debug)]
+pub struct Pending {
+    record: Option<Box<Record>>,
+    started: std::time::Instant,
+    log: AccessLog,
+}
+
+impl Pending {
+    /// A record to finish when the body is dropped.
+    pub fn new(record: Record, started: std::time::Instant, log: AccessLog) -> Self {
+        Self { record: Some(Box::new(record)), started, log }
+    }
+
+    /// Counts body bytes sent.
+    pub fn sent(&mut self, n: u64) {
+        if let Some(r) = &mut self.record {
+            r.bytes += n;
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(mut r) = self.record.take() {
+            r.duration = self.started.elapsed();
+            self.log.send(*r);
+        }
+    }
+}
