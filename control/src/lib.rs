@@ -18,17 +18,20 @@
 
 mod api;
 mod body;
+mod charts;
 pub mod cli;
 mod dashboard;
 mod error;
 mod extract;
 mod fleet;
 mod health;
+mod history;
 mod log;
 mod metrics;
 mod ops;
 mod origin;
 mod registry;
+mod sampler;
 mod state;
 mod subscribe;
 
@@ -58,8 +61,10 @@ pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(
         metrics_token: config.metrics_token.clone(),
         allowed_hosts: config.allowed_hosts.clone(),
         origin: origin::Origin::new(config.origin.clone()),
+        history: history::History::default(),
         shutdown: shutdown.clone(),
     });
+    tokio::spawn(sampler::sample(state.clone(), shutdown.clone()));
     let addr = config.listen.0;
     let listener =
         tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?;

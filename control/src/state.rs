@@ -21,6 +21,8 @@ pub(crate) struct State {
     /// Host names served besides IP addresses and `localhost` while no token is configured.
     pub allowed_hosts: Vec<String>,
     pub origin: Origin,
+    /// The last hour of edge counters, for the dashboard's charts.
+    pub history: crate::history::History,
     pub shutdown: CancellationToken,
 }
 

@@ -147,7 +147,15 @@ impl Edge {
         let (requests, hits) = self.metrics.counts();
         // moka updates its size and count in housekeeping; settle it so the numbers are current.
         self.store.run_pending_tasks();
-        EdgeStats { requests, hits, cache_bytes: self.store.bytes(), cache_entries: self.store.entries() }
+        let (served_bytes, server_errors) = self.metrics.traffic();
+        EdgeStats {
+            requests,
+            hits,
+            cache_bytes: self.store.bytes(),
+            cache_entries: self.store.entries(),
+            served_bytes,
+            server_errors,
+        }
     }
 }
 

@@ -54,6 +54,9 @@ pub struct Metrics {
     evictions: Counter,
     total: AtomicU64,
     hits: AtomicU64,
+    /// Mirrors of served bytes and 5xx responses for heartbeats.
+    served: AtomicU64,
+    server_errors: AtomicU64,
     origin_latency: Histogram,
     fetched: Counter,
     /// Responses by site (config names only) and code: one counter per code label.
@@ -199,6 +202,8 @@ impl Metrics {
             evictions,
             total: AtomicU64::new(0),
             hits: AtomicU64::new(0),
+            served: AtomicU64::new(0),
+            server_errors: AtomicU64::new(0),
             origin_latency,
             fetched,
             responses: RwLock::new(HashMap::new()),
@@ -221,6 +226,9 @@ impl Metrics {
     /// Records a response sent for `site` (a configured site's name; `""` when no site
     /// matched the host).
     pub fn response(&self, code: u16, site: &str) {
+        if code >= 500 {
+            self.server_errors.fetch_add(1, Ordering::Relaxed);
+        }
         let slot = code_slot(code);
         if let Ok(map) = self.responses.read()
             && let Some(counters) = map.get(site)
@@ -263,6 +271,7 @@ impl Metrics {
     /// Records body bytes sent to a client.
     pub fn served(&self, bytes: u64) {
         self.bytes_served.increment(bytes);
+        self.served.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Records a request sent to an origin.
@@ -278,6 +287,11 @@ impl Metrics {
     /// Records a request that joined another's origin fetch.
     pub fn coalesced(&self) {
         self.coalesced.increment(1);
+    }
+
+    /// Body bytes served and 5xx responses so far (heartbeats).
+    pub fn traffic(&self) -> (u64, u64) {
+        (self.served.load(Ordering::Relaxed), self.server_errors.load(Ordering::Relaxed))
     }
 
     /// Client requests and hits so far.

@@ -7,6 +7,7 @@ mod support;
 mod api;
 mod cli;
 mod config;
+mod dashboard;
 mod fleet;
 mod metrics;
 mod origin;
