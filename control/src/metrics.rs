@@ -52,7 +52,7 @@ fn render(state: &Shared) -> String {
     let live = edges.iter().filter(|e| e.live).count();
     let _ = writeln!(out, "stratus_control_edges{{state=\"live\"}} {live}");
     let _ = writeln!(out, "stratus_control_edges{{state=\"down\"}} {}", edges.len() - live);
-    let per_edge: [(&str, &str, &str, fn(&crate::registry::EdgeView) -> f64); 7] = [
+    let per_edge: [PerEdge; 7] = [
         ("stratus_control_edge_up", "gauge", "1 when the edge was heard from within edge_timeout", |e| {
             f64::from(u8::from(e.live))
         }),
@@ -90,6 +90,9 @@ fn render(state: &Shared) -> String {
     stratus_config::observe::render_process_metrics(&mut out, "control");
     out
 }
+
+/// A per-edge family: name, type, help, and how to read its value.
+type PerEdge = (&'static str, &'static str, &'static str, fn(&crate::registry::EdgeView) -> f64);
 
 /// A label value escaped as the text format requires.
 fn label(v: &str) -> String {

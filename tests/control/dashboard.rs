@@ -92,10 +92,7 @@ async fn the_dashboard_draws_charts_with_data_in_a_browser() {
                 .next()
                 .unwrap();
             assert!(d.starts_with('M') && d.contains('L'), "{measure}/{series}: {d}");
-            let numbers: Vec<f64> = d
-                .split(|c: char| c == 'M' || c == 'L' || c == ',' || c == ' ')
-                .filter_map(|t| t.parse().ok())
-                .collect();
+            let numbers: Vec<f64> = d.split(['M', 'L', ',', ' ']).filter_map(|t| t.parse().ok()).collect();
             assert!(numbers.len() >= 4, "{measure}/{series}: {d}");
         }
         // Labels carry numbers: the scale's top and each line's latest value.

@@ -79,6 +79,9 @@ pub struct VaryMarker {
     until: Moment,
 }
 
+/// Stored variants of a resource, each with its key.
+pub type Variants = Vec<(Arc<str>, Arc<Entry>)>;
+
 /// The result of a lookup.
 #[derive(Debug)]
 pub enum Found {
@@ -289,7 +292,7 @@ impl Store {
     /// What is stored for a primary key (the cache inspection): the slot there, and when it
     /// is a `Vary` marker, every variant stored under it with its key. Reading this way
     /// counts as no access.
-    pub fn inspect(&self, primary: &Arc<str>) -> (Option<Slot>, Vec<(Arc<str>, Arc<Entry>)>) {
+    pub fn inspect(&self, primary: &Arc<str>) -> (Option<Slot>, Variants) {
         let slot = self.cache.get(&**primary);
         let Some(Slot::Vary(_)) = &slot else { return (slot, Vec::new()) };
         // Variant keys are the primary key, then `SEP SEP name:value`... (`key::CacheKey::variant`).

@@ -2,7 +2,6 @@
 //! its stored headers, age, remaining freshness, tags, size, tier and hits — what Varnish's
 //! `varnishlog` or a Fastly debug header tell, as one JSON answer.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use http::{HeaderMap, StatusCode, Uri};
@@ -10,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::cache::entry::{Entry, MAX_HITS};
 use crate::cache::key::{self, CacheKey, VARIANT_MARK};
-use crate::cache::store::Slot;
+use crate::cache::store::{Slot, Variants};
 use crate::edge::Edge;
 
 /// The answer for the request query `query` (`url=` a percent-encoded absolute URL).
@@ -38,7 +37,7 @@ pub fn answer(edge: &Edge, query: Option<&str>) -> (StatusCode, Value) {
     let key = CacheKey::new(&host, &uri, &site.cfg.key, &HeaderMap::new());
     let now = Instant::now();
     let (slot, variants) = edge.store.inspect(key.primary());
-    let (vary, entries): (Option<Vec<String>>, Vec<(Arc<str>, Arc<Entry>)>) = match slot {
+    let (vary, entries): (Option<Vec<String>>, Variants) = match slot {
         Some(Slot::Object(e)) => (None, vec![(key.primary().clone(), e)]),
         Some(Slot::Vary(v)) => (Some(v.names.iter().map(|n| n.as_str().to_owned()).collect()), variants),
         Some(Slot::HitForMiss(_)) => {
