@@ -10,7 +10,7 @@ use http::{HeaderValue, Version};
 use serde::Serialize;
 use stratus_config::observe::AccessLogFormat;
 
-use super::Record;
+use super::record::Record;
 
 /// Appends one line for `r` (newline included) to `buf`.
 pub(super) fn write_line(buf: &mut Vec<u8>, r: &Record, edge: &str, format: AccessLogFormat) {
@@ -160,7 +160,9 @@ mod tests {
 
     use proptest::prelude::*;
 
-    use super::*;
+    // Named from the crate root, not `super`: `tests/cli/house.rs` reads `super` from this file
+    // as the `observe` module.
+    use crate::observe::format::*;
 
     fn record(ua: &[u8]) -> Record {
         let req = http::Request::builder()

@@ -4,101 +4,21 @@
 //! the record is dropped and counted (`stratus_edge_access_log_dropped_total`).
 
 mod format;
+mod record;
 mod writer;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::time::{Duration, SystemTime};
-
-use http::{HeaderValue, Method, Uri, Version, header};
 use stratus_config::observe::{AccessLogFormat, AccessLogTarget};
 
+pub use self::record::Record;
+use self::writer::Msg;
 use crate::error::Error;
 
 /// Records waiting for the writer; beyond this they are dropped. The channel allocates its
 /// slots up front (about 400 bytes each, 1.6 MiB in all); the writer drains a burst in one go.
 const QUEUE: usize = 4096;
-
-/// Everything one access-log line says about a request.
-#[derive(Debug)]
-pub struct Record {
-    /// When the request arrived.
-    pub time: SystemTime,
-    /// The peer's address.
-    pub client: Option<SocketAddr>,
-    /// Request method.
-    pub method: Method,
-    /// Whether it came over TLS.
-    pub tls: bool,
-    /// The `Host` field (or HTTP/2 `:authority`).
-    pub host: Option<HeaderValue>,
-    /// Request target: path and query.
-    pub uri: Uri,
-    /// HTTP version.
-    pub version: Version,
-    /// Response status.
-    pub status: u16,
-    /// Body bytes sent.
-    pub bytes: u64,
-    /// From the request's arrival to its last body byte handed to the connection.
-    pub duration: Duration,
-    /// The cache outcome label (`hit`, `miss`, ...).
-    pub cache: &'static str,
-    /// The response's `Cache-Status` field.
-    pub cache_status: Option<HeaderValue>,
-    /// The cache tier that answered, when the cache did.
-    pub tier: Option<&'static str>,
-    /// The origin's status, when the origin was asked.
-    pub origin_status: Option<u16>,
-    /// How long the origin took to answer with a response head, when it was asked.
-    pub origin_time: Option<Duration>,
-    /// `User-Agent`.
-    pub user_agent: Option<HeaderValue>,
-    /// `Referer`.
-    pub referer: Option<HeaderValue>,
-}
-
-impl Record {
-    /// The parts of a request the log needs, taken before the pipeline consumes it (cheap:
-    /// header values and the URI share their bytes with the request).
-    pub fn begin<B>(req: &http::Request<B>, client: Option<SocketAddr>, tls: bool) -> Self {
-        let headers = req.headers();
-        let host = headers
-            .get(header::HOST)
-            .cloned()
-            .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
-        Self {
-            time: SystemTime::now(),
-            client,
-            method: req.method().clone(),
-            tls,
-            host,
-            uri: req.uri().clone(),
-            version: req.version(),
-            status: 0,
-            bytes: 0,
-            duration: Duration::ZERO,
-            cache: "",
-            cache_status: None,
-            tier: None,
-            origin_status: None,
-            origin_time: None,
-            user_agent: headers.get(header::USER_AGENT).cloned(),
-            referer: headers.get(header::REFERER).cloned(),
-        }
-    }
-}
-
-// Records travel by value: boxing them would cost an allocation on every request, the hit path
-// included; the queue's slots are allocated once.
-#[allow(clippy::large_enum_variant)]
-enum Msg {
-    Line(Record),
-    /// Wakes the writer to reopen its file (the flag says so; this only wakes it).
-    Reopen,
-}
 
 /// The access log's sending side; cloning shares the writer.
 #[derive(Clone, Debug)]
@@ -111,15 +31,6 @@ pub struct AccessLog {
 struct Inner {
     tx: SyncSender<Msg>,
     reopen: Arc<AtomicBool>,
-}
-
-impl std::fmt::Debug for Msg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Line(_) => "Line",
-            Self::Reopen => "Reopen",
-        })
-    }
 }
 
 impl AccessLog {

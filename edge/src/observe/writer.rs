@@ -13,8 +13,28 @@ use std::sync::mpsc::Receiver;
 
 use stratus_config::observe::{AccessLogFormat, AccessLogTarget};
 
-use super::Msg;
 use super::format::write_line;
+use super::record::Record;
+
+/// What the writer receives.
+// Records travel by value: boxing them would cost an allocation on every request, the hit path
+// included; the queue's slots are allocated once.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Msg {
+    /// A record to write.
+    Line(Record),
+    /// Wakes the writer to reopen its file (the flag says so; this only wakes it).
+    Reopen,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Line(_) => "Line",
+            Self::Reopen => "Reopen",
+        })
+    }
+}
 
 /// Written out once this much is buffered, even if more records are waiting.
 const FLUSH_AT: usize = 64 * 1024;
