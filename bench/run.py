@@ -37,7 +37,7 @@ PROXY_CPU = "1" if NCPU > 1 else "0"
 
 ORIGIN_PORT = 18000
 SLOW_PORT = 18001
-PORTS = {"stratus": 18080, "nginx": 18082, "varnish": 18083}
+PORTS = {"stratus": 18080, "nginx": 18082, "varnish": 18083, "stratus-nolog": 18087}
 STRATUS_ADMIN = 18081
 # HTTP/2 hit throughput (h2load): cleartext h2 with prior knowledge, and h2 over TLS by ALPN.
 # Stratus answers h2c on its usual port (HTTP/1.1 and h2c share it); nginx needs its own
@@ -235,14 +235,19 @@ class SlowOrigin:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-def start_stratus(work, cache_mib, origin_port):
-    p = Proc("stratus", ["taskset", "-c", PROXY_CPU, STRATUS, "edge",
-                         "--listen", f"127.0.0.1:{PORTS['stratus']}",
-                         "--admin", f"127.0.0.1:{STRATUS_ADMIN}",
-                         "--origin", f"http://127.0.0.1:{origin_port}",
-                         "--cache-size", f"{cache_mib}MiB"],
+def start_stratus(work, cache_mib, origin_port, access_log=True):
+    """Stratus with its access log on (the default, JSON lines; here to a file on disk), or off
+    for the `accesslog` scenario, which compares the two."""
+    name = "stratus" if access_log else "stratus-nolog"
+    log = os.path.join(work, "access.log") if access_log else "off"
+    p = Proc(name, ["taskset", "-c", PROXY_CPU, STRATUS, "edge",
+                    "--listen", f"127.0.0.1:{PORTS[name]}",
+                    "--admin", f"127.0.0.1:{STRATUS_ADMIN + (0 if access_log else 7)}",
+                    "--origin", f"http://127.0.0.1:{origin_port}",
+                    "--cache-size", f"{cache_mib}MiB",
+                    "--access-log", log],
              env={**os.environ, "RUST_LOG": "warn"})
-    wait_port(PORTS["stratus"])
+    wait_port(PORTS[name])
     return p
 
 
@@ -334,7 +339,8 @@ backend origin {{ .host = "127.0.0.1"; .port = "{origin_port}"; }}
     return p
 
 
-STARTERS = {"stratus": start_stratus, "nginx": start_nginx, "varnish": start_varnish}
+STARTERS = {"stratus": start_stratus, "nginx": start_nginx, "varnish": start_varnish,
+            "stratus-nolog": lambda work, cache_mib, port: start_stratus(work, cache_mib, port, False)}
 
 
 def start(product, work, cache_mib, origin_port=ORIGIN_PORT):
@@ -695,7 +701,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="one repetition of 5 s each")
     ap.add_argument("--products", default="stratus,nginx,varnish")
-    ap.add_argument("--only", choices=["hits", "h2", "zipf", "coalescing", "memory", "profile"],
+    ap.add_argument("--only", choices=["hits", "h2", "zipf", "coalescing", "memory", "profile", "accesslog"],
                     help="run only this scenario (profile: perf of Stratus's hit path, never in a full run); "
                          "prints its figures, keeps bench/results.md")
     args = ap.parse_args()
@@ -731,6 +737,15 @@ def main():
             res["memory"] = scenario_object_overhead(products, work)
         if args.only == "profile":
             res["profile"] = scenario_profile(work)
+        if args.only == "accesslog":
+            # Issue #20: the access log must not slow the hit path measurably. 1 KiB hits with
+            # the log on (JSON lines to a file) against the same edge with `--access-log off`.
+            r = scenario_hits(["stratus", "stratus-nolog"], work, reps, seconds, "/1k", 64, "1k-log")
+            res["access_log"] = r
+            on, off = r["stratus"], r["stratus-nolog"]
+            log(f"access log on: {on['rps']:.0f} req/s, {on.get('cpu_us_per_req', 0):.1f} CPU µs/req; "
+                f"off: {off['rps']:.0f} req/s, {off.get('cpu_us_per_req', 0):.1f} CPU µs/req; "
+                f"on/off throughput {on['rps'] / off['rps']:.3f}")
     finally:
         origin.stop()
         slow.server.shutdown()

@@ -94,6 +94,12 @@ struct EdgeArgs {
     /// This edge's URL as its peers reach it (when no listener address names it).
     #[arg(long = "self", value_name = "URL")]
     self_url: Option<HttpUrl>,
+    /// Access log: off, - (stdout, the default) or a file path (reopened on SIGUSR1).
+    #[arg(long, value_name = "off|-|PATH")]
+    access_log: Option<stratus_config::observe::AccessLogTarget>,
+    /// Access log format: json (the default) or combined.
+    #[arg(long, value_name = "json|combined")]
+    access_log_format: Option<stratus_config::observe::AccessLogFormat>,
     /// Configuration file (its [edge] section).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -184,7 +190,10 @@ fn run(command: Command, env: &Env) -> Result<ExitCode> {
         Command::Loadtest(args) => {
             Ok(exit_code(runtime.block_on(stratus_loadtest::run(args, env.token.clone()))?))
         }
-        Command::Purge(args) => {
+        Command::Purge(mut args) => {
+            if args.control.is_none() {
+                args.control.clone_from(&env.control);
+            }
             Ok(exit_code(runtime.block_on(stratus_control::cli::purge(args, env.token.clone()))?))
         }
         Command::Up(args) => runtime.block_on(up::run(args, env)),
@@ -252,7 +261,10 @@ fn init_logging(format: LogFormat) {
     // logs requests itself, so s3s stays quiet unless RUST_LOG asks for it.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,s3s=off"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a person at a terminal: escape codes in a log file or journald are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -292,7 +304,16 @@ fn edge_config(args: EdgeArgs, env: &Env) -> Result<stratus_config::EdgeConfig> 
         edge.sites = vec![stratus_config::edge::Site::catch_all(origin)];
     }
     if let Some(listen) = args.admin {
-        edge.admin = Some(stratus_config::edge::Admin { listen });
+        // The file's (or the environment's) read-only token stays with the admin listener.
+        let metrics_token =
+            edge.admin.take().and_then(|a| a.metrics_token).or_else(|| env.metrics_token.clone());
+        edge.admin = Some(stratus_config::edge::Admin { listen, metrics_token });
+    }
+    if let Some(target) = args.access_log {
+        edge.access_log = target;
+    }
+    if let Some(format) = args.access_log_format {
+        edge.access_log_format = format;
     }
     if let Some(size) = args.cache_size {
         edge.cache.size = size;

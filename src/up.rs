@@ -162,7 +162,7 @@ pub async fn run(args: UpArgs, env: &Env) -> Result<ExitCode> {
     for (name, (http, admin)) in ["edge-a", "edge-b"].into_iter().zip(ports.edges) {
         let mut edge = EdgeConfig::simple(ListenAddr(local(http)), url(ports.origin, &format!("/{BUCKET}"))?);
         edge.id = Some(name.to_owned());
-        edge.admin = Some(Admin { listen: ListenAddr(local(admin)) });
+        edge.admin = Some(Admin { listen: ListenAddr(local(admin)), metrics_token: None });
         edge.control = Some(url(ports.control, "")?.into());
         edge.token.clone_from(&token);
         if args.cluster {

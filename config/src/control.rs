@@ -47,6 +47,10 @@ pub struct ControlConfig {
     /// An edge with no heartbeat for this long counts as down (not waited for by `?wait`).
     #[serde(default = "default_edge_timeout")]
     pub edge_timeout: Duration,
+    /// Read-only token for `GET /metrics`; `STRATUS_METRICS_TOKEN` takes its place when unset.
+    /// Without it `/metrics` needs no token (like `/healthz`); the API token is accepted too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_token: Option<Secret>,
 }
 
 fn is_empty_path(p: &std::path::Path) -> bool {
@@ -74,6 +78,7 @@ impl ControlConfig {
             origin: None,
             retain_entries: default_retain(),
             edge_timeout: default_edge_timeout(),
+            metrics_token: None,
         }
     }
 

@@ -8,6 +8,7 @@ pub use crate::cluster::{Cluster, peer_id};
 use crate::invalid::Invalid;
 use crate::net::{HttpUrl, ListenAddr};
 pub use crate::policy::{Compression, HeaderRule, OriginAuth, RateLimit, TokenAuth};
+pub use crate::observe::{AccessLogFormat, AccessLogTarget};
 use crate::secret::Secret;
 use crate::units::{ByteSize, Duration};
 pub use crate::upstream::{CaRoots, Dns, Health, OriginPool, OriginTimeouts};
@@ -62,6 +63,21 @@ pub struct EdgeConfig {
     /// Secret key for sites with `origin_auth`; `STRATUS_ORIGIN_SECRET_KEY` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin_secret_key: Option<Secret>,
+    /// Access log: `"-"` for stdout (the default), `"off"`, or a file (reopened on SIGUSR1).
+    #[serde(default)]
+    pub access_log: AccessLogTarget,
+    /// Access log line format: `json` (the default) or `combined`.
+    #[serde(default)]
+    pub access_log_format: AccessLogFormat,
+    /// Path on every client listener that answers `200 ok` for load balancers, before any
+    /// site is consulted; `""` turns it off.
+    #[serde(default = "default_health_path")]
+    pub health_path: String,
+}
+
+/// The default `health_path`: a name no site is likely to serve.
+pub fn default_health_path() -> String {
+    "/.well-known/stratus/health".to_owned()
 }
 
 /// One client-facing listener.
@@ -94,6 +110,11 @@ pub struct Certificate {
 pub struct Admin {
     /// Address to bind, e.g. `127.0.0.1:8081`.
     pub listen: ListenAddr,
+    /// Read-only token for `GET /metrics`, `/healthz`, `/stats` and `/cache`;
+    /// `STRATUS_METRICS_TOKEN` takes its place when unset. Without it those need no token
+    /// (the admin listener is meant to be private); the admin token is accepted too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_token: Option<Secret>,
 }
 
 /// The memory cache.
@@ -330,6 +351,9 @@ impl EdgeConfig {
             cluster: None,
             origin_access_key: None,
             origin_secret_key: None,
+            access_log: AccessLogTarget::default(),
+            access_log_format: AccessLogFormat::default(),
+            health_path: default_health_path(),
         }
     }
 
@@ -354,6 +378,9 @@ impl EdgeConfig {
         if let Some(cluster) = &self.cluster {
             let listen: Vec<ListenAddr> = self.listeners.iter().map(|l| l.listen).collect();
             cluster.validate(&listen).map_err(|e| e.within("cluster"))?;
+        }
+        if !self.health_path.is_empty() && !self.health_path.starts_with('/') {
+            return Err(Invalid::new("health_path", "must start with / (or be \"\" for none)"));
         }
         Ok(())
     }

@@ -23,6 +23,7 @@ pub mod fleet;
 mod invalid;
 pub mod loadtest;
 mod net;
+pub mod observe;
 pub mod origin;
 pub mod policy;
 pub mod protocol;
@@ -77,6 +78,10 @@ pub struct Env {
     pub origin_access_key: Option<Secret>,
     /// `STRATUS_ORIGIN_SECRET_KEY`: the secret key an edge signs origin requests with.
     pub origin_secret_key: Option<Secret>,
+    /// `STRATUS_METRICS_TOKEN`: read-only token for `/metrics` (edge admin, control, origin).
+    pub metrics_token: Option<Secret>,
+    /// `STRATUS_CONTROL`: the control plane's URL for `stratus purge`.
+    pub control: Option<String>,
 }
 
 impl Env {
@@ -89,6 +94,8 @@ impl Env {
             secret_key: var("STRATUS_SECRET_KEY"),
             origin_access_key: var("STRATUS_ORIGIN_ACCESS_KEY"),
             origin_secret_key: var("STRATUS_ORIGIN_SECRET_KEY"),
+            metrics_token: var("STRATUS_METRICS_TOKEN"),
+            control: std::env::var("STRATUS_CONTROL").ok().filter(|v| !v.is_empty()),
         }
     }
 }
@@ -105,12 +112,17 @@ impl StratusConfig {
             fill(&mut edge.token, &env.token);
             fill(&mut edge.origin_access_key, &env.origin_access_key);
             fill(&mut edge.origin_secret_key, &env.origin_secret_key);
+            if let Some(admin) = &mut edge.admin {
+                fill(&mut admin.metrics_token, &env.metrics_token);
+            }
         }
         if let Some(control) = &mut self.control {
             fill(&mut control.token, &env.token);
+            fill(&mut control.metrics_token, &env.metrics_token);
         }
         if let Some(origin) = &mut self.origin {
             fill(&mut origin.token, &env.token);
+            fill(&mut origin.metrics_token, &env.metrics_token);
             fill(&mut origin.access_key, &env.access_key);
             fill(&mut origin.secret_key, &env.secret_key);
         }

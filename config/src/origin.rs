@@ -39,6 +39,10 @@ pub struct OriginConfig {
     /// Bearer token sent with events; `STRATUS_TOKEN` takes its place when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
+    /// Read-only token for `GET /metrics`; `STRATUS_METRICS_TOKEN` takes its place when unset.
+    /// Without it `/metrics` needs no token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_token: Option<Secret>,
     /// Age after which an incomplete multipart upload is aborted and its parts deleted, counted
     /// from its creation, as S3's `AbortIncompleteMultipartUpload` lifecycle rule does.
     #[serde(default = "default_multipart_expiry")]
@@ -81,6 +85,7 @@ impl OriginConfig {
             buckets: Vec::new(),
             notify: None,
             token: None,
+            metrics_token: None,
             multipart_expiry: default_multipart_expiry(),
         }
     }

@@ -329,6 +329,10 @@ pub struct EdgeStats {
     pub cache_bytes: u64,
     /// Entries in the cache.
     pub cache_entries: u64,
+    /// Response body bytes sent to clients.
+    pub served_bytes: u64,
+    /// Responses with a 5xx status.
+    pub server_errors: u64,
 }
 
 /// `POST /v1/edges/{id}/heartbeat`; every field may be left out.

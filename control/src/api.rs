@@ -14,7 +14,7 @@ use axum::routing::{get, post, put};
 use crate::body::MAX_BODY_BYTES;
 use crate::error::ApiError;
 use crate::state::Shared;
-use crate::{dashboard, fleet, health, ops, subscribe};
+use crate::{dashboard, fleet, health, metrics, ops, subscribe};
 
 /// The whole API.
 pub(crate) fn router(state: Shared) -> axum::Router {
@@ -39,6 +39,7 @@ pub(crate) fn router(state: Shared) -> axum::Router {
         .layer(middleware::from_fn_with_state(state.clone(), check_host));
     axum::Router::new()
         .route("/healthz", get(health::healthz))
+        .route("/metrics", get(metrics::metrics))
         .merge(checked)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

@@ -26,9 +26,9 @@ use crate::error::Error;
 /// Arguments of `stratus purge`.
 #[derive(Debug, clap::Args)]
 pub struct PurgeArgs {
-    /// Control-plane URL, e.g. http://127.0.0.1:7070.
+    /// Control-plane URL, e.g. http://127.0.0.1:7070; `STRATUS_CONTROL` when not given.
     #[arg(long)]
-    pub control: String,
+    pub control: Option<String>,
     /// A URL to purge, e.g. http://cdn.example/img/a.png (repeatable).
     #[arg(long = "url", value_name = "URL")]
     pub urls: Vec<String>,
@@ -69,7 +69,11 @@ pub async fn purge(args: PurgeArgs, token: Option<stratus_config::Secret>) -> Re
     if body.is_empty() {
         return Err(Error::Client("name something to purge: --url, --prefix, --tag, --host or --all".into()));
     }
-    let base = args.control.trim_end_matches('/');
+    let control = args
+        .control
+        .as_deref()
+        .ok_or_else(|| Error::Client("no control plane: pass --control URL or set STRATUS_CONTROL".into()))?;
+    let base = control.trim_end_matches('/');
     let wait = args.timeout.get();
     let url = if args.wait {
         format!("{base}/v1/purge?wait={}ms", wait.as_millis())
@@ -117,12 +121,39 @@ fn print_edges(answer: &Value) -> Vec<String> {
     states
 }
 
+/// Why `url` could not be reached, in words: hyper's own message ("client error (Connect)")
+/// names no cause, so the chain of sources is searched for the operating system's.
+fn unreachable(url: &str, err: &(dyn std::error::Error + 'static)) -> String {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            let why = match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    "the connection was refused: nothing listens at that address (is `stratus control` running, and is the port right?)".to_owned()
+                }
+                std::io::ErrorKind::TimedOut => "the connection timed out (a firewall, or a wrong address)".to_owned(),
+                std::io::ErrorKind::NotFound => "the host name does not resolve".to_owned(),
+                _ => io.to_string(),
+            };
+            return format!("cannot reach the control plane at {url}: {why}");
+        }
+        source = e.source();
+    }
+    format!("cannot reach the control plane at {url}: {err}")
+}
+
 /// The JSON answer of a successful call, or the control plane's error as a client error.
 fn checked((status, answer): (http::StatusCode, Value)) -> Result<Value, Error> {
     if !status.is_success() {
         let why = answer["error"].as_str().unwrap_or("unexpected answer");
         let field = answer["field"].as_str().map(|f| format!(" ({f})")).unwrap_or_default();
-        return Err(Error::Client(format!("control plane answered {status}: {why}{field}")));
+        let hint = match status {
+            http::StatusCode::UNAUTHORIZED => {
+                " — the token was refused: set STRATUS_TOKEN to the control plane's token"
+            }
+            _ => "",
+        };
+        return Err(Error::Client(format!("control plane answered {status}: {why}{field}{hint}")));
     }
     Ok(answer)
 }
@@ -148,8 +179,7 @@ async fn call(
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| Error::Client(format!("bad control URL {url}: {e}")))?;
     let call = async {
-        let response =
-            client.request(request).await.map_err(|e| Error::Client(format!("cannot reach {url}: {e}")))?;
+        let response = client.request(request).await.map_err(|e| Error::Client(unreachable(url, &e)))?;
         let status = response.status();
         let bytes =
             response.into_body().collect().await.map_err(|e| Error::Client(e.to_string()))?.to_bytes();

@@ -1,5 +1,8 @@
-//! The dashboard at `/`: one server-rendered HTML page with the fleet and the recent log
-//! entries. No JavaScript; it refreshes itself every 5 seconds.
+//! The dashboard at `/`: one server-rendered HTML page with charts of the last hour (hit
+//! ratio, request rate, bandwidth, error rate; per edge and for the fleet, from `history`),
+//! the fleet, operator purges with each edge's latency, origin object events apart, and a purge
+//! form. It refreshes itself every 5 seconds; the only script is the form's, which sends the
+//! token typed into the page as a bearer token (nothing is stored).
 //!
 //! It is served without the token, so what it shows depends on the request: one that would
 //! pass the API's token check (no token configured, or `Authorization: Bearer TOKEN`) sees every
@@ -100,8 +103,17 @@ pub(crate) async fn page(AxState(state): AxState<Shared>, headers: HeaderMap) ->
         "<!doctype html><html><head><meta charset=utf-8><meta http-equiv=refresh content=5>\
          <title>Stratus control</title><style>body{font:14px system-ui,sans-serif;margin:2em}\
          table{border-collapse:collapse}td,th{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}\
-         .down{color:#b00}.up{color:#070}</style></head><body><h1>Stratus control</h1>",
+         .down{color:#b00}.up{color:#070}figure.chart{display:inline-block;margin:0 1em 1em 0}\
+         svg.chart{border:1px solid #ddd;background:#fafafa}ul.legend{list-style:none;padding:0;margin:.2em 0}\
+         ul.legend li{display:inline;margin-right:1em}</style></head><body><h1>Stratus control</h1>",
     );
+    html.push_str("<h2>Last hour</h2><div class=charts>");
+    let series = state.history.series();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    for m in &crate::charts::MEASURES {
+        crate::charts::chart(&mut html, m, &series, now, escape);
+    }
+    html.push_str("</div>");
     if let Some(failure) = state.log.failure() {
         let _ = write!(
             html,
@@ -137,26 +149,70 @@ pub(crate) async fn page(AxState(state): AxState<Shared>, headers: HeaderMap) ->
             e.cache_entries,
         );
     }
-    html.push_str("</table><h2>Recent</h2><table><tr><th>seq</th><th>id</th><th>type</th><th>targets</th><th>edges</th></tr>");
+    html.push_str("</table>");
     let oldest = head.saturating_sub(RECENT).max(state.log.floor()) + 1;
-    for seq in (oldest..=head).rev() {
-        let Some(op) = state.log.get(seq).and_then(|t| serde_json::from_str::<Op>(&t).ok()) else {
-            continue;
-        };
-        let progress = state.registry.progress(seq);
-        let applied = progress.iter().filter(|p| p.state == EdgeState::Applied).count();
-        let kind = op.kind().map_or("unknown", OpKind::name);
-        let _ = write!(
-            html,
-            "<tr><td>{seq}</td><td>{}</td><td>{kind}</td><td>{}</td><td>{applied}/{} applied</td></tr>",
-            escape(op.id().unwrap_or("")),
-            escape(&summary(&op, detail)),
-            progress.len(),
-        );
+    let entries: Vec<(u64, Op)> = (oldest..=head)
+        .rev()
+        .filter_map(|seq| Some((seq, state.log.get(seq).and_then(|t| serde_json::from_str::<Op>(&t).ok())?)))
+        .collect();
+    // Origin object events are purges of objects; what an operator sent names anything else.
+    let from_origin =
+        |op: &Op| matches!(op, Op::Purge { purge: Readable::Read(p), .. } if !p.objects.is_empty());
+    html.push_str(
+        "<h2>Purges and other operations</h2><table class=operations><tr><th>seq</th><th>id</th><th>type</th>\
+         <th>time</th><th>targets</th><th>edges</th><th>latency per edge</th></tr>",
+    );
+    for (seq, op) in entries.iter().filter(|(_, op)| !from_origin(op)) {
+        row(&mut html, &state, *seq, op, detail);
     }
+    html.push_str(
+        "</table><h2>Origin object events</h2><table class=origin-events><tr><th>seq</th><th>id</th><th>type</th>\
+         <th>time</th><th>targets</th><th>edges</th><th>latency per edge</th></tr>",
+    );
+    for (seq, op) in entries.iter().filter(|(_, op)| from_origin(op)) {
+        row(&mut html, &state, *seq, op, detail);
+    }
+    html.push_str(PURGE_FORM);
     html.push_str("</table></body></html>");
     Html(html)
 }
+
+/// One log entry: when it was written, its targets, and each edge's state and latency.
+fn row(html: &mut String, state: &crate::state::State, seq: u64, op: &Op, detail: Detail) {
+    let progress = state.registry.progress(seq);
+    let applied = progress.iter().filter(|p| p.state == EdgeState::Applied).count();
+    let kind = op.kind().map_or("unknown", OpKind::name);
+    let latency: Vec<String> = progress
+        .iter()
+        .map(|p| match p.applied_ms {
+            Some(ms) => format!("{} {ms:.1} ms", escape(&p.id)),
+            None => format!("{} {:?}", escape(&p.id), p.state).to_lowercase(),
+        })
+        .collect();
+    let _ = write!(
+        html,
+        "<tr><td>{seq}</td><td>{}</td><td>{kind}</td><td>{}</td><td>{}</td><td>{applied}/{} applied</td><td>{}</td></tr>",
+        escape(op.id().unwrap_or("")),
+        escape(&state.registry.created_at(seq).unwrap_or_default()),
+        escape(&summary(op, detail)),
+        progress.len(),
+        latency.join(", "),
+    );
+}
+
+/// The purge form: the token is typed into the page and sent as a bearer token with the
+/// JSON body, as `curl` would (the API refuses form posts, so a cross-site form cannot purge).
+const PURGE_FORM: &str = "<h2>Purge</h2><form id=purge>\
+<label>Token <input type=password id=purge-token autocomplete=off></label> \
+<label>URLs, tags or prefixes (one per line) <textarea id=purge-targets rows=3 cols=50></textarea></label> \
+<select id=purge-kind><option value=files>URLs</option><option value=tags>tags</option>\
+<option value=prefixes>prefixes</option><option value=hosts>hosts</option></select> \
+<label><input type=checkbox id=purge-soft> soft</label> <button type=submit>Purge</button> <output id=purge-result></output></form>\
+<script>document.getElementById('purge').addEventListener('submit',async e=>{e.preventDefault();\
+const v=id=>document.getElementById(id);const body={};\
+body[v('purge-kind').value]=v('purge-targets').value.split('\\n').map(s=>s.trim()).filter(s=>s);body.soft=v('purge-soft').checked;\
+const r=await fetch('/v1/purge',{method:'POST',headers:{'content-type':'application/json','authorization':'Bearer '+v('purge-token').value},body:JSON.stringify(body)});\
+const j=await r.json().catch(()=>({}));v('purge-result').textContent=r.ok?('purge '+j.id+' accepted'):('refused: '+(j.error||r.status));});</script>";
 
 #[cfg(test)]
 mod tests {

@@ -19,17 +19,21 @@
 mod api;
 mod backend;
 mod body;
+mod charts;
 pub mod cli;
 mod dashboard;
 mod error;
 mod extract;
 mod fleet;
 mod health;
+mod history;
 mod log;
+mod metrics;
 mod nats;
 mod ops;
 mod origin;
 mod registry;
+mod sampler;
 mod state;
 mod subscribe;
 
@@ -83,10 +87,13 @@ pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(
         log,
         registry,
         token: config.token.clone(),
+        metrics_token: config.metrics_token.clone(),
         allowed_hosts: config.allowed_hosts.clone(),
         origin: origin::Origin::new(config.origin.clone()),
+        history: history::History::default(),
         shutdown: shutdown.clone(),
     });
+    tokio::spawn(sampler::sample(state.clone(), shutdown.clone()));
     let addr = config.listen.0;
     let listener =
         tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?;

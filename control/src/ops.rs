@@ -210,8 +210,10 @@ mod tests {
             log: Backend::Embedded(Log::open(dir.path(), 10).expect("log")),
             registry: Arc::new(Registry::new(Duration::from_secs(15))),
             token: None,
+            metrics_token: None,
             allowed_hosts: Vec::new(),
             origin: Origin::new(None),
+            history: crate::history::History::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
         };
         // A prewarm of 10 000 listed objects whose 1024-byte keys are control characters, each

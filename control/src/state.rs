@@ -16,9 +16,13 @@ pub(crate) struct State {
     pub log: Backend,
     pub registry: Arc<Registry>,
     pub token: Option<stratus_config::Secret>,
+    /// Read-only token for `/metrics`; `None` leaves it open.
+    pub metrics_token: Option<stratus_config::Secret>,
     /// Host names served besides IP addresses and `localhost` while no token is configured.
     pub allowed_hosts: Vec<String>,
     pub origin: Origin,
+    /// The last hour of edge counters, for the dashboard's charts.
+    pub history: crate::history::History,
     pub shutdown: CancellationToken,
 }
 

@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::fleet::follow_target::EdgeStats;
 use crate::fleet::purge::PurgeRequest;
 use crate::metrics::Metrics;
+use crate::observe::AccessLog;
 use crate::proxy::route::Router;
 use crate::proxy::tls::CertStore;
 use crate::upstream::Outbound;
@@ -50,6 +51,12 @@ pub struct Edge {
     pub https_port: Option<u16>,
     /// Proxies whose forwarding fields reach the origin (`trusted_proxies`).
     pub trusted_proxies: Vec<stratus_config::IpRange>,
+    /// The access log (observe phase).
+    pub access_log: AccessLog,
+    /// Path answered `200 ok` on client listeners for load balancers; empty for none.
+    pub health_path: String,
+    /// Where following the control plane stands (metrics).
+    pub progress: crate::fleet::follow_target::Progress,
 }
 
 impl Edge {
@@ -84,7 +91,6 @@ impl Edge {
             store: Store::new(config.cache.size.bytes()),
             inflight: Inflight::default(),
             metrics: Metrics::new()?,
-            name,
             instance,
             max_object: config.cache.max_object_size.bytes(),
             tag_headers,
@@ -98,6 +104,10 @@ impl Edge {
                 .map(|l| l.listen.0.port())
                 .filter(|p| *p != 443 && *p != 0),
             trusted_proxies: config.trusted_proxies.clone(),
+            access_log: AccessLog::open(&config.access_log, config.access_log_format, &name)?,
+            health_path: config.health_path.clone(),
+            progress: crate::fleet::follow_target::Progress::default(),
+            name,
         }))
     }
 
@@ -121,12 +131,39 @@ impl Edge {
         n
     }
 
+    /// What `/metrics` shows besides the recorder's own series.
+    pub fn snapshot(&self) -> crate::metrics::Snapshot {
+        use std::sync::atomic::Ordering::Relaxed;
+        let router = self.router();
+        let origins = router
+            .sites()
+            .iter()
+            .flat_map(|s| s.upstream.health().map(|(o, up)| (s.name.to_string(), o.to_owned(), up)))
+            .collect();
+        let p = &self.progress;
+        crate::metrics::Snapshot {
+            stats: self.stats(),
+            evictions: self.store.evictions(),
+            origins,
+            control: p.following.load(Relaxed).then(|| (p.applied.load(Relaxed), p.head.load(Relaxed))),
+            access_log_dropped: self.access_log.dropped(),
+        }
+    }
+
     /// Counters for heartbeats and `/stats`.
     pub fn stats(&self) -> EdgeStats {
         let (requests, hits) = self.metrics.counts();
         // moka updates its size and count in housekeeping; settle it so the numbers are current.
         self.store.run_pending_tasks();
-        EdgeStats { requests, hits, cache_bytes: self.store.bytes(), cache_entries: self.store.entries() }
+        let (served_bytes, server_errors) = self.metrics.traffic();
+        EdgeStats {
+            requests,
+            hits,
+            cache_bytes: self.store.bytes(),
+            cache_entries: self.store.entries(),
+            served_bytes,
+            server_errors,
+        }
     }
 }
 

@@ -29,6 +29,9 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The access log could not be opened.
+    #[error("{0}")]
+    AccessLog(String),
     /// The TLS configuration could not be built.
     #[error("cannot set up tls: {0}")]
     Tls(String),

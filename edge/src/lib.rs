@@ -27,6 +27,7 @@
 //! - `fleet/` — the admin API, purges, following the control plane, reloads.
 //! - `edge.rs` holds the shared state, `run.rs` starts listeners and housekeeping, `error.rs`
 //!   maps failures to responses, `body.rs` is the response body type, `metrics.rs` the metrics.
+//! - `observe/` — the access log: records, their formats, the writer thread.
 //!
 //! Decisions where the RFCs leave room are written down in the module that makes them
 //! (see `cache/freshness.rs`, `cache/coalesce.rs`, `cache/store.rs`) and in `docs/edge.md`.
@@ -37,6 +38,7 @@ mod edge;
 mod error;
 mod fleet;
 mod metrics;
+mod observe;
 mod policy;
 mod proxy;
 mod run;

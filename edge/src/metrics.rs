@@ -2,7 +2,10 @@
 //! in one process); handles are registered once at start, so recording on the request path is
 //! an atomic add. Labels come from [`CacheStatus::label`] and [`ProxyError::kind`] only.
 
+use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder};
@@ -12,7 +15,25 @@ use crate::error::{Error, ProxyError};
 use crate::fleet::follow_target::EdgeStats;
 use crate::proxy::status::CacheStatus;
 
+/// A label value with `\\`, `"` and newlines escaped, as the text format requires.
+fn escape(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.contains(['\\', '"', '\n']) {
+        v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n").into()
+    } else {
+        v.into()
+    }
+}
+
 const LATENCY: &str = "stratus_edge_request_duration_seconds";
+const ORIGIN_LATENCY: &str = "stratus_edge_origin_duration_seconds";
+const RESPONSES: &str = "stratus_edge_responses_total";
+/// Status codes counted on their own; any other is counted by its class (`4xx`), so the
+/// label set stays bounded whatever origins send.
+const CODES: [u16; 27] = [
+    200, 201, 204, 206, 301, 302, 303, 304, 307, 308, 400, 401, 403, 404, 405, 408, 410, 412, 413, 416, 421,
+    429, 431, 500, 502, 503, 504,
+];
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 /// Latency buckets: from a sub-millisecond hit to a slow origin.
 const LATENCY_BUCKETS: [f64; 14] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -33,6 +54,40 @@ pub struct Metrics {
     evictions: Counter,
     total: AtomicU64,
     hits: AtomicU64,
+    /// Mirrors of served bytes and 5xx responses for heartbeats.
+    served: AtomicU64,
+    server_errors: AtomicU64,
+    origin_latency: Histogram,
+    fetched: Counter,
+    /// Responses by site (config names only) and code: one counter per code label.
+    responses: RwLock<HashMap<String, Arc<[Counter]>>>,
+}
+
+/// What `/metrics` shows besides the recorder's series, gathered by the admin API.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Cache counters.
+    pub stats: EdgeStats,
+    /// Entries evicted so far.
+    pub evictions: u64,
+    /// `(site, origin, up)` for every origin.
+    pub origins: Vec<(String, String, bool)>,
+    /// `(applied, head)` sequence numbers, when following a control plane.
+    pub control: Option<(u64, u64)>,
+    /// Access-log lines dropped because the writer was behind.
+    pub access_log_dropped: u64,
+}
+
+/// The label of a status code: itself when counted alone, else its class.
+fn code_slot(code: u16) -> usize {
+    CODES
+        .iter()
+        .position(|c| *c == code)
+        .unwrap_or_else(|| CODES.len() + usize::from(code / 100).saturating_sub(1).min(CLASSES.len() - 1))
+}
+
+fn code_label(slot: usize) -> String {
+    CODES.get(slot).map_or_else(|| CLASSES[slot - CODES.len()].to_owned(), u16::to_string)
 }
 
 impl std::fmt::Debug for Metrics {
@@ -48,6 +103,8 @@ impl Metrics {
     pub fn new() -> Result<Self, Error> {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(LATENCY.to_owned()), &LATENCY_BUCKETS)
+            .map_err(|e| Error::Metrics(e.to_string()))?
+            .set_buckets_for_metric(Matcher::Full(ORIGIN_LATENCY.to_owned()), &LATENCY_BUCKETS)
             .map_err(|e| Error::Metrics(e.to_string()))?
             .build_recorder();
         let handle = recorder.handle();
@@ -99,14 +156,37 @@ impl Metrics {
             "time to the response head".into(),
         );
         let latency = recorder.register_histogram(&Key::from_name(LATENCY), &META);
-        recorder.describe_gauge("stratus_edge_cache_bytes".into(), None, "bytes held in the cache".into());
-        let cache_bytes = recorder.register_gauge(&Key::from_name("stratus_edge_cache_bytes"), &META);
+        recorder.describe_histogram(
+            ORIGIN_LATENCY.into(),
+            Some(metrics::Unit::Seconds),
+            "time from sending a request to an origin to its response head".into(),
+        );
+        let origin_latency = recorder.register_histogram(&Key::from_name(ORIGIN_LATENCY), &META);
+        let fetched = counter(
+            "stratus_edge_origin_fetched_bytes_total",
+            vec![],
+            "response body bytes read from origins",
+        );
+        recorder.describe_counter(
+            RESPONSES.into(),
+            None,
+            "responses sent to clients by status code and site".into(),
+        );
+        let tier = || vec![Label::new("tier", "memory")];
+        recorder.describe_gauge(
+            "stratus_edge_cache_bytes".into(),
+            None,
+            "bytes held in the cache, by tier".into(),
+        );
+        let cache_bytes =
+            recorder.register_gauge(&Key::from_parts("stratus_edge_cache_bytes", tier()), &META);
         recorder.describe_gauge(
             "stratus_edge_cache_entries".into(),
             None,
-            "entries held in the cache".into(),
+            "entries held in the cache, by tier".into(),
         );
-        let cache_entries = recorder.register_gauge(&Key::from_name("stratus_edge_cache_entries"), &META);
+        let cache_entries =
+            recorder.register_gauge(&Key::from_parts("stratus_edge_cache_entries", tier()), &META);
         Ok(Self {
             recorder,
             handle,
@@ -122,6 +202,11 @@ impl Metrics {
             evictions,
             total: AtomicU64::new(0),
             hits: AtomicU64::new(0),
+            served: AtomicU64::new(0),
+            server_errors: AtomicU64::new(0),
+            origin_latency,
+            fetched,
+            responses: RwLock::new(HashMap::new()),
         })
     }
 
@@ -138,6 +223,43 @@ impl Metrics {
         self.latency.record(elapsed.as_secs_f64());
     }
 
+    /// Records a response sent for `site` (a configured site's name; `""` when no site
+    /// matched the host).
+    pub fn response(&self, code: u16, site: &str) {
+        if code >= 500 {
+            self.server_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let slot = code_slot(code);
+        if let Ok(map) = self.responses.read()
+            && let Some(counters) = map.get(site)
+        {
+            counters[slot].increment(1);
+            return;
+        }
+        // First response of this site: register its counters (sites come from configuration,
+        // so this happens once per site).
+        let counters: Arc<[Counter]> = (0..CODES.len() + CLASSES.len())
+            .map(|i| {
+                let labels = vec![Label::new("code", code_label(i)), Label::new("site", site.to_owned())];
+                self.recorder.register_counter(&Key::from_parts(RESPONSES, labels), &META)
+            })
+            .collect();
+        counters[slot].increment(1);
+        if let Ok(mut map) = self.responses.write() {
+            map.entry(site.to_owned()).or_insert(counters);
+        }
+    }
+
+    /// Records how long an origin took to send a response head.
+    pub fn origin_duration(&self, d: Duration) {
+        self.origin_latency.record(d.as_secs_f64());
+    }
+
+    /// Records response body bytes read from an origin.
+    pub fn fetched(&self, bytes: u64) {
+        self.fetched.increment(bytes);
+    }
+
     /// Records a failed request.
     pub fn error(&self, err: &ProxyError) {
         let kind = err.kind();
@@ -149,6 +271,7 @@ impl Metrics {
     /// Records body bytes sent to a client.
     pub fn served(&self, bytes: u64) {
         self.bytes_served.increment(bytes);
+        self.served.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Records a request sent to an origin.
@@ -166,18 +289,74 @@ impl Metrics {
         self.coalesced.increment(1);
     }
 
+    /// Body bytes served and 5xx responses so far (heartbeats).
+    pub fn traffic(&self) -> (u64, u64) {
+        (self.served.load(Ordering::Relaxed), self.server_errors.load(Ordering::Relaxed))
+    }
+
     /// Client requests and hits so far.
     pub fn counts(&self) -> (u64, u64) {
         (self.total.load(Ordering::Relaxed), self.hits.load(Ordering::Relaxed))
     }
 
-    /// Prometheus text, with the cache gauges updated from `stats` and `evictions`.
-    pub fn render(&self, stats: &EdgeStats, evictions: u64) -> String {
-        self.cache_bytes.set(stats.cache_bytes as f64);
-        self.cache_entries.set(stats.cache_entries as f64);
-        self.evictions.absolute(evictions);
-        let _ = &self.recorder;
-        self.handle.render()
+    /// Prometheus text: the recorder's series (cache gauges updated from `snap`), then the
+    /// series read at scrape time: origin health, control-plane progress, access-log drops,
+    /// build info and the process.
+    pub fn render(&self, snap: &Snapshot) -> String {
+        self.cache_bytes.set(snap.stats.cache_bytes as f64);
+        self.cache_entries.set(snap.stats.cache_entries as f64);
+        self.evictions.absolute(snap.evictions);
+        let mut out = self.handle.render();
+        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        family(
+            &mut out,
+            "stratus_edge_origin_up",
+            "gauge",
+            "whether the origin takes requests (1) or is marked down (0)",
+        );
+        for (site, origin, up) in &snap.origins {
+            let _ = writeln!(
+                out,
+                "stratus_edge_origin_up{{site=\"{}\",origin=\"{}\"}} {}",
+                escape(site),
+                escape(origin),
+                u8::from(*up)
+            );
+        }
+        if let Some((applied, head)) = snap.control {
+            family(
+                &mut out,
+                "stratus_edge_control_applied_sequence",
+                "gauge",
+                "last control-plane log entry applied",
+            );
+            let _ = writeln!(out, "stratus_edge_control_applied_sequence {applied}");
+            family(
+                &mut out,
+                "stratus_edge_control_head_sequence",
+                "gauge",
+                "last log entry the control plane announced",
+            );
+            let _ = writeln!(out, "stratus_edge_control_head_sequence {head}");
+            family(
+                &mut out,
+                "stratus_edge_purge_lag_entries",
+                "gauge",
+                "log entries (purges, prewarms, configurations) announced but not yet applied",
+            );
+            let _ = writeln!(out, "stratus_edge_purge_lag_entries {}", head.saturating_sub(applied));
+        }
+        family(
+            &mut out,
+            "stratus_edge_access_log_dropped_total",
+            "counter",
+            "access-log lines dropped because the writer was behind",
+        );
+        let _ = writeln!(out, "stratus_edge_access_log_dropped_total {}", snap.access_log_dropped);
+        stratus_config::observe::render_process_metrics(&mut out, "edge");
+        out
     }
 
     /// Drains histogram samples into their buckets; call periodically.

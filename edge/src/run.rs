@@ -27,6 +27,8 @@ pub async fn run(
 ) -> Result<(), Error> {
     let edge = Edge::new(&config, &shutdown)?;
     let mut tasks = JoinSet::new();
+    // Installed before anything binds: SIGUSR1's default action would end the process.
+    reopen_on_usr1(&edge, &shutdown, &mut tasks)?;
     let first_url = listen_clients(&edge, &config, &shutdown, &mut tasks).await?;
     let admin_url = listen_admin(&edge, &config, &shutdown, &mut tasks).await?;
     housekeeping(&edge, &config, &shutdown, &mut tasks);
@@ -107,8 +109,12 @@ async fn listen_admin(
     );
     println!("listening edge admin {url}");
     tracing::info!(%url, "edge admin listening");
-    let (e, token) = (edge.clone(), config.token.clone());
-    let handler = move |req, _peer: SocketAddr| admin::handle(e.clone(), token.clone(), req);
+    let tokens = admin::Tokens {
+        admin: config.token.clone(),
+        read: config.admin.as_ref().and_then(|a| a.metrics_token.clone()),
+    };
+    let e = edge.clone();
+    let handler = move |req, _peer: SocketAddr| admin::handle(e.clone(), tokens.clone(), req);
     tasks.spawn(server::serve(
         listener,
         server::builder(&config.limits),
@@ -170,6 +176,33 @@ fn housekeeping(
             }
         });
     }
+}
+
+/// Reopens the access log file on every SIGUSR1 (logrotate's `postrotate`), as nginx does.
+fn reopen_on_usr1(
+    edge: &Arc<Edge>,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> Result<(), Error> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut usr1 = signal(SignalKind::user_defined1())
+        .map_err(|e| Error::AccessLog(format!("cannot install the SIGUSR1 handler: {e}")))?;
+    let (log, stop) = (edge.access_log.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                got = usr1.recv() => match got {
+                    Some(()) => {
+                        tracing::info!(signal = "SIGUSR1", "reopening the access log");
+                        log.reopen();
+                    }
+                    None => break,
+                },
+            }
+        }
+    });
+    Ok(())
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {

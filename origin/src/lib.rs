@@ -35,6 +35,7 @@
 mod access;
 mod events;
 mod expiry;
+mod metrics;
 mod s3;
 mod server;
 pub mod store;
@@ -121,7 +122,8 @@ pub async fn run(config: OriginConfig, shutdown: CancellationToken) -> Result<()
     let addr = listener.local_addr().map_err(|source| Error::Bind { addr: config.listen.0, source })?;
     println!("listening origin s3 http://{addr}");
     tracing::info!(%addr, data = %config.data.display(), region = %config.region, "origin listening");
-    server::serve(listener, service, shutdown).await;
+    let metrics = std::sync::Arc::new(metrics::Metrics::new(config.metrics_token.clone()));
+    server::serve(listener, service, metrics, shutdown).await;
     tracing::info!("origin stopped");
     Ok(())
 }

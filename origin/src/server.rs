@@ -2,6 +2,7 @@
 //! service, with graceful shutdown modelled on hyper-util's `server/graceful.rs`.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -13,6 +14,8 @@ use s3s::service::S3Service;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::Metrics;
+
 /// How long a client may take to send its request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long in-flight requests may run once shutdown starts.
@@ -21,6 +24,23 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Answers one request. Never fails: an error inside s3s becomes a 500 with an S3 error body
 /// instead of a dropped connection.
 async fn handle(
+    service: S3Service,
+    metrics: Arc<Metrics>,
+    req: http::Request<Incoming>,
+) -> Result<http::Response<s3s::Body>, Infallible> {
+    if Metrics::wants(&req) {
+        return Ok(metrics.answer(req.headers().get(http::header::AUTHORIZATION)));
+    }
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let res = answer(service, req).await;
+    if let Ok(r) = &res {
+        metrics.record(&method, r.status().as_u16(), started.elapsed());
+    }
+    res
+}
+
+async fn answer(
     service: S3Service,
     mut req: http::Request<Incoming>,
 ) -> Result<http::Response<s3s::Body>, Infallible> {
@@ -70,7 +90,12 @@ fn internal_error() -> http::Response<s3s::Body> {
 }
 
 /// Serves `listener` until `shutdown` fires, then lets open requests finish (bounded).
-pub async fn serve(listener: TcpListener, service: S3Service, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    service: S3Service,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
@@ -93,8 +118,8 @@ pub async fn serve(listener: TcpListener, service: S3Service, shutdown: Cancella
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
         }
-        let service = service.clone();
-        let svc = hyper::service::service_fn(move |req| handle(service.clone(), req));
+        let (service, metrics) = (service.clone(), metrics.clone());
+        let svc = hyper::service::service_fn(move |req| handle(service.clone(), metrics.clone(), req));
         let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {

@@ -40,17 +40,22 @@ fn status(url: &str, token: Option<&str>) -> u16 {
 }
 
 /// The control API and both edge admin APIs answer 401 without `token` (or with a wrong one)
-/// and 200 with it.
+/// and as they should with it (the cache inspection: 404, nothing stored); scraping the edges'
+/// `/metrics` and `/healthz` needs no token (issue #20).
 fn assert_guarded_by(base: u16, token: &str) {
     let urls = [
-        format!("http://127.0.0.1:{}/v1/edges", base + 1),
-        format!("http://127.0.0.1:{}/metrics", base + 4),
-        format!("http://127.0.0.1:{}/healthz", base + 5),
+        (format!("http://127.0.0.1:{}/v1/edges", base + 1), 200),
+        (format!("http://127.0.0.1:{}/cache?url=http://127.0.0.1/nothing", base + 4), 404),
+        (format!("http://127.0.0.1:{}/cache?url=http://127.0.0.1/nothing", base + 5), 404),
     ];
-    for url in &urls {
+    for (url, ok) in &urls {
         assert_eq!(status(url, None), 401, "{url} without a token");
         assert_eq!(status(url, Some("not-the-token")), 401, "{url} with a wrong token");
-        assert_eq!(status(url, Some(token)), 200, "{url} with the token");
+        assert_eq!(status(url, Some(token)), *ok, "{url} with the token");
+    }
+    for port in [base + 4, base + 5] {
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        assert_eq!(status(&url, None), 200, "{url} without a token");
     }
 }
 

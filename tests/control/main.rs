@@ -8,6 +8,8 @@ mod support;
 mod api;
 mod cli;
 mod config;
+mod dashboard;
 mod fleet;
+mod metrics;
 mod nats;
 mod origin;

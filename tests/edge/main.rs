@@ -15,6 +15,7 @@ mod freshness;
 mod idle;
 mod lifecycle;
 mod limits;
+mod observe;
 mod origin_auth;
 mod origin_load;
 mod policy;

@@ -10,6 +10,7 @@ mod crash;
 mod edge;
 mod events;
 mod expiry;
+mod metrics;
 mod objects;
 mod parts;
 mod smoke;

@@ -28,6 +28,7 @@ pub fn stratus() -> Command {
     cmd.env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
     cmd.env_remove("STRATUS_TOKEN").env_remove("STRATUS_ACCESS_KEY").env_remove("STRATUS_SECRET_KEY");
     cmd.env_remove("STRATUS_ORIGIN_ACCESS_KEY").env_remove("STRATUS_ORIGIN_SECRET_KEY");
+    cmd.env_remove("STRATUS_METRICS_TOKEN").env_remove("STRATUS_CONTROL");
     cmd
 }
 

@@ -113,6 +113,10 @@ pub struct EdgeView {
     pub cache_entries: u64,
     /// The `config` entry whose sites the edge runs, 0 for its own file's (last heartbeat).
     pub config: u64,
+    /// Response body bytes sent (last heartbeat).
+    pub served_bytes: u64,
+    /// Responses with a 5xx status (last heartbeat).
+    pub server_errors: u64,
 }
 
 /// Edges and their progress through the log.
@@ -389,6 +393,8 @@ impl Registry {
                 cache_bytes: e.stats.cache_bytes,
                 cache_entries: e.stats.cache_entries,
                 config: e.config,
+                served_bytes: e.stats.served_bytes,
+                server_errors: e.stats.server_errors,
             })
             .collect()
     }

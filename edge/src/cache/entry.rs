@@ -4,7 +4,7 @@
 //! time is measured on the monotonic clock.
 
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -50,13 +50,19 @@ pub struct Entry {
     sie: u32,
     /// Response status.
     pub status: StatusCode,
-    /// `NO_CACHE`, `MUST_REVALIDATE` and `INVALIDATED` (set by a soft purge).
-    flags: AtomicU8,
+    /// `NO_CACHE`, `MUST_REVALIDATE` and `INVALIDATED` (set by a soft purge) in the low three
+    /// bits; the hits served from the entry above them (see [`Entry::hit`]). One word for
+    /// both keeps the entry within 112 bytes.
+    flags: AtomicU16,
 }
 
-const NO_CACHE: u8 = 1;
-const MUST_REVALIDATE: u8 = 2;
-const INVALIDATED: u8 = 4;
+const NO_CACHE: u16 = 1;
+const MUST_REVALIDATE: u16 = 2;
+const INVALIDATED: u16 = 4;
+/// One hit in [`Entry::flags`].
+const HIT: u16 = 8;
+/// Hits are counted up to this (shown as a lower bound by the cache inspection).
+pub const MAX_HITS: u16 = (u16::MAX - 7 * HIT) / HIT;
 
 /// Times around an origin exchange, for §4.2.3.
 #[derive(Clone, Copy, Debug)]
@@ -140,7 +146,7 @@ impl Entry {
             swr: secs(p.swr),
             sie: secs(p.sie),
             status: head.status,
-            flags: AtomicU8::new(flags),
+            flags: AtomicU16::new(flags),
         }
     }
 
@@ -225,6 +231,19 @@ impl Entry {
     /// Marks it stale (soft purge).
     pub fn invalidate(&self) {
         self.flags.fetch_or(INVALIDATED, Ordering::Relaxed);
+    }
+
+    /// Counts one response served from this entry (for the cache inspection). Saturates at
+    /// [`MAX_HITS`]: a few concurrent increments past the check stay below the word's top.
+    pub fn hit(&self) {
+        if self.flags.load(Ordering::Relaxed) / HIT < MAX_HITS {
+            self.flags.fetch_add(HIT, Ordering::Relaxed);
+        }
+    }
+
+    /// Responses served from this entry (up to [`MAX_HITS`]).
+    pub fn hits(&self) -> u16 {
+        self.flags.load(Ordering::Relaxed) / HIT
     }
 
     /// Whether a conditional request can revalidate it.

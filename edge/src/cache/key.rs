@@ -16,6 +16,8 @@ use crate::cache::accept;
 
 /// Separates the parts of a key; it cannot appear in a host, path or header value.
 const SEP: char = '\u{1f}';
+/// What follows the primary key in the key of a `Vary` variant.
+pub const VARIANT_MARK: &str = "\u{1f}\u{1f}";
 
 /// The primary cache key of a request and the parts purges match on, all in one shared
 /// string: `host path [?query] [SEP header:value]...`. The store keys its map and its purge

@@ -79,6 +79,9 @@ pub struct VaryMarker {
     until: Moment,
 }
 
+/// Stored variants of a resource, each with its key.
+pub type Variants = Vec<(Arc<str>, Arc<Entry>)>;
+
 /// The result of a lookup.
 #[derive(Debug)]
 pub enum Found {
@@ -284,6 +287,25 @@ impl Store {
             lock(&self.index).remove(&key, entry);
         }
         key
+    }
+
+    /// What is stored for a primary key (the cache inspection): the slot there, and when it
+    /// is a `Vary` marker, every variant stored under it with its key. Reading this way
+    /// counts as no access.
+    pub fn inspect(&self, primary: &Arc<str>) -> (Option<Slot>, Variants) {
+        let slot = self.cache.get(&**primary);
+        let Some(Slot::Vary(_)) = &slot else { return (slot, Vec::new()) };
+        // Variant keys are the primary key, then `SEP SEP name:value`... (`key::CacheKey::variant`).
+        let start = format!("{primary}{}", crate::cache::key::VARIANT_MARK);
+        let keys: Vec<Arc<str>> = lock(&self.index).starting_with(&start).cloned().collect();
+        let variants = keys
+            .into_iter()
+            .filter_map(|k| match self.cache.get(&*k) {
+                Some(Slot::Object(e)) => Some((k, e)),
+                _ => None,
+            })
+            .collect();
+        (slot, variants)
     }
 
     /// Remembers that `key`'s last response was not storable.

@@ -9,7 +9,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use stratus_config::Secret;
+pub use stratus_config::Secret;
 use stratus_config::protocol::is_json;
 
 use crate::body::{Body, full};
@@ -19,28 +19,58 @@ use crate::fleet::purge::PurgeRequest;
 /// Largest purge body accepted.
 const MAX_BODY: usize = 1 << 20;
 
+/// The admin API's tokens: the admin token for everything, and the read-only one.
+#[derive(Clone, Debug, Default)]
+pub struct Tokens {
+    /// Needed for purges (and accepted everywhere).
+    pub admin: Option<Secret>,
+    /// When set, needed (or the admin token) to read `/metrics`, `/healthz`, `/stats`, `/cache`.
+    pub read: Option<Secret>,
+}
+
+/// What a request may do without a token: scraping and health are open unless a read-only
+/// token is configured (the admin listener is meant to be private); the cache inspection
+/// shows stored headers, so it needs the read-only or, lacking one, the admin token.
+fn allowed(tokens: &Tokens, method: &Method, path: &str, auth: Option<&HeaderValue>) -> bool {
+    let holds = |t: &Option<Secret>| t.as_ref().is_some_and(|t| t.verify_bearer(auth));
+    if holds(&tokens.admin) {
+        return true;
+    }
+    let read = *method == Method::GET || *method == Method::HEAD;
+    match (read, path) {
+        (true, "/metrics" | "/healthz" | "/stats") => tokens.read.is_none() || holds(&tokens.read),
+        (true, "/cache") => match &tokens.read {
+            Some(_) => holds(&tokens.read),
+            None => tokens.admin.is_none(),
+        },
+        _ => tokens.admin.is_none(),
+    }
+}
+
 /// Answers one admin request.
-pub async fn handle(edge: Arc<Edge>, token: Option<Secret>, req: Request<Incoming>) -> Response<Body> {
-    if let Some(token) = &token {
-        // The one bearer check, shared with the control plane (scheme case-insensitive,
-        // constant time).
-        if !token.verify_bearer(req.headers().get(header::AUTHORIZATION)) {
-            let mut res = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
-            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return res;
-        }
+pub async fn handle(edge: Arc<Edge>, tokens: Tokens, req: Request<Incoming>) -> Response<Body> {
+    // The one bearer check, shared with the control plane (scheme case-insensitive, constant
+    // time).
+    if !allowed(&tokens, req.method(), req.uri().path(), req.headers().get(header::AUTHORIZATION)) {
+        let mut res = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return res;
     }
     let path = req.uri().path().to_owned();
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (Method::GET, "/metrics") => {
-            let body = edge.metrics.render(&edge.stats(), edge.store.evictions());
+            let body = edge.metrics.render(&edge.snapshot());
             let mut res = text(StatusCode::OK, body);
             res.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
             );
             res
+        }
+        (Method::GET, "/cache") => {
+            let (status, body) = crate::fleet::inspect::answer(&edge, req.uri().query());
+            json(status, &body)
         }
         (Method::GET, "/stats") => {
             json(StatusCode::OK, &serde_json::to_value(edge.stats()).unwrap_or_default())

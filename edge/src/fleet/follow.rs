@@ -50,6 +50,14 @@ pub async fn run(
         };
         match outcome {
             Ok(()) => tracing::info!(control = %follower.base(), "subscription ended"),
+            Err(e) if e.token_refused() => {
+                // Not an outage: retrying with the same token will not help until someone fixes it.
+                tracing::error!(
+                    control = %follower.base(),
+                    error = %e,
+                    "the control plane refused this edge's token; set the same STRATUS_TOKEN (or [edge] token) as the control plane's; retrying"
+                );
+            }
             Err(e) => {
                 tracing::warn!(control = %follower.base(), error = %e, "control plane unreachable; retrying");
             }

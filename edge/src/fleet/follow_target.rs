@@ -25,6 +25,21 @@ pub trait FollowTarget: Send + Sync + 'static {
     fn configure(&self, seq: u64, config: &FleetConfig) -> Result<(), String>;
     /// The `config` entry whose sites are in force (0: the edge's own file's).
     fn fleet_seq(&self) -> u64;
+    /// Where following stands: the last entry applied and the log's last entry as the control
+    /// plane last said (metrics). Does nothing unless the target keeps it.
+    fn progress(&self, _applied: u64, _head: u64) {}
+}
+
+/// Where following the control plane stands, for metrics: sequence numbers and when an entry
+/// was last applied.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// The last log entry applied.
+    pub applied: std::sync::atomic::AtomicU64,
+    /// The log's last entry, as the control plane last said.
+    pub head: std::sync::atomic::AtomicU64,
+    /// Whether this edge follows a control plane at all.
+    pub following: std::sync::atomic::AtomicBool,
 }
 
 /// Counters an edge reports in heartbeats (a protocol type, `stratus_config::protocol`).

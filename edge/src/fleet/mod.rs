@@ -5,6 +5,7 @@
 pub(crate) mod admin;
 pub(crate) mod follow;
 pub(crate) mod follow_target;
+pub(crate) mod inspect;
 pub(crate) mod purge;
 pub(crate) mod reload;
 pub(crate) mod target;

@@ -118,6 +118,9 @@ pub(crate) fn needs_restart(running: &EdgeConfig, new: &EdgeConfig) -> Vec<&'sta
         // The peers and their clients are shared by every router the edge builds.
         ("cluster", json(&running.cluster) != json(&new.cluster)),
         ("id", running.id != new.id),
+        ("access_log", running.access_log != new.access_log),
+        ("access_log_format", running.access_log_format != new.access_log_format),
+        ("health_path", running.health_path != new.health_path),
         ("token", token(running) != token(new)),
     ]
     .into_iter()

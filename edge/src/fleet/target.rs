@@ -24,6 +24,14 @@ const PREWARM_CONCURRENCY: usize = 8;
 pub struct EdgeTarget(pub Arc<Edge>);
 
 impl FollowTarget for EdgeTarget {
+    fn progress(&self, applied: u64, head: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let p = &self.0.progress;
+        p.following.store(true, Relaxed);
+        p.applied.store(applied, Relaxed);
+        p.head.fetch_max(head.max(applied), Relaxed);
+    }
+
     fn purge(&self, purge: &PurgeRequest) -> usize {
         self.0.purge(purge)
     }

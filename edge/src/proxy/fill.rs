@@ -117,8 +117,12 @@ async fn run(job: Job, fill: &Fill) {
     let edge = &job.edge;
     edge.metrics.origin_request();
     let request_time = SystemTime::now();
+    let sent = std::time::Instant::now();
     let res = match job.site.upstream.send(&job.request, None).await {
-        Ok(r) => r,
+        Ok(r) => {
+            edge.metrics.origin_duration(sent.elapsed());
+            r
+        }
         Err(e) => {
             edge.metrics.origin_error();
             fill.publish_head(FillHead::Failed(e.clone()));
@@ -290,6 +294,7 @@ async fn stream_body(
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
                     size += data.len() as u64;
+                    edge.metrics.fetched(data.len() as u64);
                     fill.push(data);
                 }
             }

@@ -39,6 +39,7 @@ pub(crate) async fn forward(edge: &Arc<Edge>, ctx: &Ctx, body: Body) -> Served {
     // The origin's 1xx (a `102 Processing` for a long upload, `103 Early Hints`) go on first.
     let (tx, rx) = interim::channel(ctx.interim.as_ref());
     let request = OriginRequest { interim: tx, ..origin_request(ctx, Purpose::Pass) };
+    let sent = std::time::Instant::now();
     let exchange = ctx.site.upstream.send_upload(&request, body, &watch);
     let res = interim::relay(ctx.interim.as_ref(), rx, exchange).await.inspect_err(|e| {
         if e.fault() == Fault::Upstream {
@@ -55,6 +56,8 @@ pub(crate) async fn forward(edge: &Arc<Edge>, ctx: &Ctx, body: Body) -> Served {
     }
     let mut status = CacheStatus::new(Outcome::Forward(Fwd::Method));
     status.fwd_status = Some(parts.status.as_u16());
+    status.origin_time = Some(sent.elapsed());
+    edge.metrics.origin_duration(status.origin_time.unwrap_or_default());
     Ok((Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed_unsync()), status))
 }
 

@@ -25,6 +25,7 @@ use crate::cache::reuse::{Reuse, reuse};
 use crate::cache::store::Found;
 use crate::edge::Edge;
 use crate::error::{ProxyError, rescue};
+use crate::observe::{Pending, Record};
 use crate::policy::Encoding;
 use crate::proxy::ctx::{Ctx, Purpose, Served, origin_request};
 use crate::proxy::fill::{self, Job, Mode, Sharing};
@@ -37,8 +38,9 @@ use crate::proxy::status::{CacheStatus, Fwd, Outcome, StaleWhy, chained};
 use crate::upstream::{OriginBody, OriginRequest};
 
 /// A routed site whose policy rewrites responses, and what it needs to.
-struct Routed {
+struct Rewrite {
     site: Arc<SiteState>,
+    uri: http::Uri,
     encoding: Encoding,
     head_only: bool,
 }
@@ -46,13 +48,15 @@ struct Routed {
 /// Serves one client request. Never fails.
 pub async fn handle(edge: Arc<Edge>, req: Request<Body>, client: Option<SocketAddr>) -> Response<Body> {
     let started = Instant::now();
-    // Cheap clones (shared bytes) kept for the access log.
-    let (method, uri) = (req.method().clone(), req.uri().clone());
+    let tls = req.extensions().get::<Transport>() == Some(&Transport::Tls);
+    if !edge.health_path.is_empty() && req.uri().path() == edge.health_path {
+        return crate::proxy::respond::health();
+    }
+    let record = edge.access_log.enabled().then(|| Record::begin(&req, client, tls));
     let version = req.version();
     // Set once the site is known, for error responses as much as for the others.
-    let mut hsts = None;
-    let mut routed = None;
-    let (mut res, status) = match serve(&edge, req, client, &mut hsts, &mut routed).await {
+    let mut routed = Routed::default();
+    let (mut res, status) = match serve(&edge, req, client, &mut routed).await {
         Ok(pair) => pair,
         Err(e) => {
             edge.metrics.error(&e);
@@ -63,13 +67,23 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Body>, client: Option<SocketAd
             (rescue(&e), status)
         }
     };
-    if let Some(v) = hsts {
+    if let Some(v) = routed.hsts {
         res.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, v);
     }
-    if let Some(r) = routed {
-        res = r.site.policy.respond(res, uri.path(), r.encoding, r.head_only);
+    if let Some(r) = routed.rewrite {
+        res = r.site.policy.respond(res, r.uri.path(), r.encoding, r.head_only);
     }
-    observe(&edge, res, &status, started, version, &method, uri.path())
+    observe(&edge, res, &status, started, version, routed.site.as_deref(), record)
+}
+
+/// What serving a request learned that later phases need, set once the site is known (error
+/// responses get them too): the site's name for metrics, its HSTS value, and what its policy
+/// needs to rewrite the response.
+#[derive(Default)]
+struct Routed {
+    hsts: Option<HeaderValue>,
+    site: Option<Arc<str>>,
+    rewrite: Option<Rewrite>,
 }
 
 /// Adapts hyper's request body for [`handle`].
@@ -84,36 +98,45 @@ fn observe(
     status: &CacheStatus,
     started: Instant,
     version: Version,
-    method: &Method,
-    path: &str,
+    site: Option<&str>,
+    record: Option<Record>,
 ) -> Response<Body> {
     // A response from another tier keeps its members; ours goes last.
     let cache_status = chained(res.headers().get("cache-status"), status.header(&edge.name));
+    let mut record = record.map(|mut r| {
+        r.status = res.status().as_u16();
+        r.cache = status.label();
+        r.cache_status = Some(cache_status.clone());
+        r.tier = status.tier();
+        r.origin_status = status.fwd_status;
+        r.origin_time = status.origin_time;
+        r
+    });
     res.headers_mut().insert(header::HeaderName::from_static("cache-status"), cache_status);
     append_via(res.headers_mut(), version);
     let elapsed = started.elapsed();
     edge.metrics.request(status, elapsed);
-    // Access log at debug (enable with RUST_LOG=stratus_edge::access=debug): a line per
-    // request on stderr costs more than the whole hit path.
-    tracing::debug!(
-        target: "stratus_edge::access",
-        method = %method,
-        path,
-        status = res.status().as_u16(),
-        cache = status.label(),
-        detail = status.detail,
-        micros = elapsed.as_micros() as u64,
-    );
-    // Bodies of known size (hits, errors) are counted at once; streams as their frames go out.
+    edge.metrics.response(res.status().as_u16(), site.unwrap_or(""));
+    // Bodies of known size (hits, errors) are counted and logged at once; streams as their
+    // frames go out, and logged when the body ends.
     if let Some(n) = res.body().size_hint().exact() {
         edge.metrics.served(n);
+        if let Some(mut r) = record.take() {
+            r.bytes = n;
+            r.duration = elapsed;
+            edge.access_log.send(r);
+        }
         return res;
     }
     let counter = edge.clone();
+    let mut pending = record.map(|r| Pending::new(r, started, edge.access_log.clone()));
     res.map(move |body| {
         body.map_frame(move |f| {
             if let Some(d) = f.data_ref() {
                 counter.metrics.served(d.len() as u64);
+                if let Some(p) = &mut pending {
+                    p.sent(d.len() as u64);
+                }
             }
             f
         })
@@ -125,8 +148,7 @@ async fn serve(
     edge: &Arc<Edge>,
     req: Request<Body>,
     client: Option<SocketAddr>,
-    hsts: &mut Option<HeaderValue>,
-    routed: &mut Option<Routed>,
+    routed: &mut Routed,
 ) -> Served {
     // A reverse proxy opens no tunnels: CONNECT is answered here, never forwarded.
     if req.method() == Method::CONNECT {
@@ -140,6 +162,7 @@ async fn serve(
     let (mut parts, body) = req.into_parts();
     let host = key::request_host(&parts.uri, &parts.headers).map_err(ProxyError::BadRequest)?;
     let site = edge.router().route(&host).ok_or_else(|| ProxyError::UnknownHost(host.clone()))?.clone();
+    routed.site = Some(site.name.clone());
     let tls = parts.extensions.get::<Transport>() == Some(&Transport::Tls);
     if !tls && site.cfg.https_redirect {
         return Ok((
@@ -148,17 +171,18 @@ async fn serve(
         ));
     }
     if tls {
-        *hsts = site.cfg.hsts.map(crate::proxy::https::hsts);
+        routed.hsts = site.cfg.hsts.map(crate::proxy::https::hsts);
     }
     let trusted = client.is_some_and(|c| edge.trusted_proxies.iter().any(|r| r.contains(c.ip())));
     if site.policy.rewrites_responses() {
         let head_only = parts.method == Method::HEAD;
-        *routed = Some(Routed { site: site.clone(), encoding: Encoding::Identity, head_only });
+        routed.rewrite =
+            Some(Rewrite { site: site.clone(), uri: parts.uri.clone(), encoding: Encoding::Identity, head_only });
     }
     if site.policy.checks_requests() {
         let from = client_address(client.map(|c| c.ip()), &parts.headers, &edge.trusted_proxies);
         let encoding = site.policy.admit(&mut parts, from)?;
-        if let Some(r) = routed.as_mut() {
+        if let Some(r) = routed.rewrite.as_mut() {
             r.encoding = encoding;
         }
     }
@@ -228,6 +252,7 @@ async fn from_entry(edge: &Arc<Edge>, ctx: &Ctx, e: Arc<Entry>, slot: Arc<str>, 
 
 /// An answer from a stored entry, with its `Cache-Status`.
 fn hit(e: &Entry, ctx: &Ctx, now: Instant, outcome: Outcome) -> (Response<Body>, CacheStatus) {
+    e.hit();
     let mut status = CacheStatus::new(outcome);
     status.ttl = Some(e.ttl(now));
     (serve_entry(e, ctx, now), status)
@@ -332,6 +357,7 @@ async fn follow(
 ) -> Served {
     let leader = pass.is_some();
     let fill = reader.fill().clone();
+    let asked = Instant::now();
     let now = || Instant::now();
     let stale_if_error = |code: Option<u16>| -> Option<Served> {
         let e = stale.as_ref()?;
@@ -344,7 +370,9 @@ async fn follow(
         st.ttl = Some(e.ttl(n));
         Some(Ok((serve_entry(e, ctx, n), st)))
     };
-    match wait_head(&fill, ctx, interim).await {
+    let head = wait_head(&fill, ctx, interim).await;
+    status.origin_time = Some(asked.elapsed());
+    match head {
         FillHead::Failed(err) => stale_if_error(None).unwrap_or(Err(err)),
         FillHead::Entry(e) => {
             status.fwd_status = Some(304);
@@ -362,7 +390,7 @@ async fn follow(
                 {
                     return served;
                 }
-                Ok((pass_response(res, ctx), status))
+                Ok((pass_response(edge, res, ctx), status))
             }
             None => {
                 drop(reader);
@@ -467,8 +495,20 @@ fn serve_stream(
     res
 }
 
-/// A non-shareable origin response, straight through.
-fn pass_response(res: Response<OriginBody>, ctx: &Ctx) -> Response<Body> {
-    let head_only = ctx.head_only;
-    res.map(|b| if head_only { empty() } else { b.map_err(|e| Box::new(e) as BoxError).boxed_unsync() })
+/// A non-shareable origin response, straight through (its body counted as fetched).
+fn pass_response(edge: &Arc<Edge>, res: Response<OriginBody>, ctx: &Ctx) -> Response<Body> {
+    if ctx.head_only {
+        return res.map(|_| empty());
+    }
+    let edge = edge.clone();
+    res.map(move |b| {
+        b.map_frame(move |f| {
+            if let Some(d) = f.data_ref() {
+                edge.metrics.fetched(d.len() as u64);
+            }
+            f
+        })
+        .map_err(|e| Box::new(e) as BoxError)
+        .boxed_unsync()
+    })
 }

@@ -167,6 +167,15 @@ pub fn wants_range(req: &HeaderMap) -> bool {
     req.contains_key(header::RANGE)
 }
 
+/// The answer on `health_path` of the client listeners, for load balancers: never cached.
+pub fn health() -> Response<Body> {
+    let mut res = Response::new(crate::body::full("ok\n"));
+    let h = res.headers_mut();
+    h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    res
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

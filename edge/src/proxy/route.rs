@@ -22,6 +22,8 @@ pub struct SiteState {
     ttl: Vec<TtlRule>,
     /// Address lists, rate limit, tokens, header rules.
     pub(crate) policy: Policy,
+    /// The site's name in metrics labels: its first host (`*` for the catch-all site).
+    pub name: Arc<str>,
 }
 
 impl SiteState {
@@ -81,6 +83,7 @@ impl Router {
                         upstream: Upstream::new(site, outbound)?,
                         ttl,
                         policy: Policy::new(site),
+                        name: site.hosts.first().map_or("", String::as_str).into(),
                     })
                 }
             };

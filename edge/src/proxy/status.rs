@@ -78,12 +78,22 @@ pub struct CacheStatus {
     pub ttl: Option<i64>,
     /// Extra detail (RFC 9211 `detail`).
     pub detail: Option<&'static str>,
+    /// How long the origin took to send a response head, when it was asked (access log).
+    pub origin_time: Option<std::time::Duration>,
 }
 
 impl CacheStatus {
     /// A status with only the outcome set.
     pub fn new(outcome: Outcome) -> Self {
-        Self { outcome, fwd_status: None, stored: false, collapsed: false, ttl: None, detail: None }
+        Self {
+            outcome,
+            fwd_status: None,
+            stored: false,
+            collapsed: false,
+            ttl: None,
+            detail: None,
+            origin_time: None,
+        }
     }
 
     /// The metrics label: one of `hit`, `stale`, `miss`, `revalidated`, `pass`, `error`,
@@ -103,6 +113,15 @@ impl CacheStatus {
     /// All labels [`CacheStatus::label`] can return.
     pub const LABELS: [&'static str; 7] =
         ["hit", "stale", "miss", "revalidated", "pass", "error", "redirect"];
+
+    /// The cache tier that answered, when a stored response did (`memory`, the only tier).
+    pub fn tier(&self) -> Option<&'static str> {
+        match self.outcome {
+            Outcome::Hit | Outcome::StaleHit(_) | Outcome::StaleIfError => Some("memory"),
+            Outcome::Forward(Fwd::Stale | Fwd::Request) if self.fwd_status == Some(304) => Some("memory"),
+            _ => None,
+        }
+    }
 
     /// Whether the response came from the cache without waiting on the origin.
     pub fn is_hit(&self) -> bool {

@@ -295,6 +295,11 @@ impl Upstream {
         Err(last)
     }
 
+    /// Each origin's configured URL and whether it takes requests now (metrics).
+    pub fn health(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.origins.iter().map(|o| (o.name.as_str(), o.health.is_up()))
+    }
+
     /// Servers in the order to try: for a fill, the key's live owners among the peers
     /// (unless a peer sent it) and its live parents by rank; then healthy origins in configured
     /// order, then the others.

@@ -52,6 +52,32 @@ pub(super) enum SessionError {
     Gap { got: u64, applied: u64 },
 }
 
+impl SessionError {
+    /// Whether the control plane answered that this edge's token is wrong (401 or 403).
+    pub(super) fn token_refused(&self) -> bool {
+        matches!(self, Self::Status { status, .. }
+            if *status == http::StatusCode::UNAUTHORIZED || *status == http::StatusCode::FORBIDDEN)
+    }
+
+    /// A failed request, with the operating system's reason in words where there is one
+    /// (hyper's own message, "client error (Connect)", names no cause).
+    fn request(err: &(dyn std::error::Error + 'static)) -> Self {
+        let mut source = Some(err);
+        while let Some(e) = source {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                return Self::Request(match io.kind() {
+                    std::io::ErrorKind::ConnectionRefused => {
+                        "connection refused: nothing listens at the control plane's address".to_owned()
+                    }
+                    _ => io.to_string(),
+                });
+            }
+            source = e.source();
+        }
+        Self::Request(err.to_string())
+    }
+}
+
 /// What the follower knows between sessions.
 pub(super) struct Follower {
     /// The control plane replicas, without trailing slashes; `current` indexes the one in use.
@@ -176,8 +202,7 @@ impl Follower {
         let json = serde_json::to_vec(body).map_err(|e| SessionError::Request(e.to_string()))?;
         let request = self.request(http::Method::POST, path, Some(json))?;
         let call = async {
-            let response =
-                self.client.request(request).await.map_err(|e| SessionError::Request(e.to_string()))?;
+            let response = self.client.request(request).await.map_err(|e| SessionError::request(&e))?;
             let status = response.status();
             if !status.is_success() {
                 return Err(SessionError::Status { what, status });
@@ -220,13 +245,14 @@ impl Follower {
         if !self.positioned.swap(true, Ordering::Relaxed) {
             self.applied.store(head, Ordering::Relaxed);
         }
+        self.target.progress(self.applied.load(Ordering::Relaxed), head);
         let after = self.applied.load(Ordering::Relaxed);
         let request =
             self.request(http::Method::GET, &format!("{}?after={after}", self.id_path("events")), None)?;
         let response = tokio::time::timeout(CALL_TIMEOUT, self.client.request(request))
             .await
             .map_err(|_| SessionError::Silent(CALL_TIMEOUT))?
-            .map_err(|e| SessionError::Request(e.to_string()))?;
+            .map_err(|e| SessionError::request(&e))?;
         if !response.status().is_success() {
             return Err(SessionError::Status { what: "subscribe", status: response.status() });
         }
@@ -293,6 +319,7 @@ impl Follower {
                 }
                 self.applied.store(seq, Ordering::Relaxed);
                 tracing::debug!(seq, "log entry applied");
+                self.target.progress(seq, seq);
             }
             StreamLine::Reset { next: 0 } => return Err(bad("reset to 0")),
             StreamLine::Reset { next } => {
@@ -300,7 +327,7 @@ impl Follower {
                 self.target.clear();
                 self.applied.store(next - 1, Ordering::Relaxed);
             }
-            StreamLine::Ping { .. } => {}
+            StreamLine::Ping { head } => self.target.progress(self.applied.load(Ordering::Relaxed), head),
         }
         Ok(())
     }
