@@ -143,8 +143,7 @@ impl ProxyError {
             | Self::UnknownHost(_)
             | Self::NotCached
             | Self::LoopDetected => Fault::Downstream,
-            | Self::Forbidden(_)
-            | Self::RateLimited(_) => Fault::Downstream,
+            Self::Forbidden(_) | Self::RateLimited(_) => Fault::Downstream,
             Self::Internal(_) => Fault::Internal,
         }
     }

@@ -176,8 +176,12 @@ async fn serve(
     let trusted = client.is_some_and(|c| edge.trusted_proxies.iter().any(|r| r.contains(c.ip())));
     if site.policy.rewrites_responses() {
         let head_only = parts.method == Method::HEAD;
-        routed.rewrite =
-            Some(Rewrite { site: site.clone(), uri: parts.uri.clone(), encoding: Encoding::Identity, head_only });
+        routed.rewrite = Some(Rewrite {
+            site: site.clone(),
+            uri: parts.uri.clone(),
+            encoding: Encoding::Identity,
+            head_only,
+        });
     }
     if site.policy.checks_requests() {
         let from = client_address(client.map(|c| c.ip()), &parts.headers, &edge.trusted_proxies);
