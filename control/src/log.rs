@@ -51,18 +51,33 @@ pub enum Read {
     UpToDate,
 }
 
-/// The in-memory mirror: `entries[i]` has sequence number `floor + 1 + i`.
+/// The in-memory mirror of a log (this one's or a JetStream stream's): `entries[i]` has
+/// sequence number `floor + 1 + i`.
 #[derive(Debug, Default)]
-struct Mirror {
-    floor: u64,
-    entries: VecDeque<Arc<str>>,
+pub(crate) struct Mirror {
+    pub(crate) floor: u64,
+    pub(crate) entries: VecDeque<Arc<str>>,
     /// The newest `config` entry and its sequence number.
-    config: Option<(u64, Arc<str>)>,
+    pub(crate) config: Option<(u64, Arc<str>)>,
 }
 
 impl Mirror {
-    fn head(&self) -> u64 {
+    /// The last sequence number held.
+    pub(crate) fn head(&self) -> u64 {
         self.floor + self.entries.len() as u64
+    }
+
+    /// Up to `max` entries after `after`, which the caller checked is within `floor..head`.
+    pub(crate) fn entries_after(&self, after: u64, max: usize) -> Read {
+        let start = usize::try_from(after - self.floor).unwrap_or(usize::MAX);
+        let entries = self.entries.iter().skip(start).take(max);
+        Read::Entries(entries.enumerate().map(|(i, op)| (after + 1 + i as u64, op.clone())).collect())
+    }
+
+    /// The operation at `seq`, if it is still held.
+    pub(crate) fn get(&self, seq: u64) -> Option<Arc<str>> {
+        let index = seq.checked_sub(self.floor + 1)?;
+        self.entries.get(usize::try_from(index).ok()?).cloned()
     }
 }
 
@@ -236,16 +251,12 @@ impl Log {
         if after == m.head() {
             return Read::UpToDate;
         }
-        let start = usize::try_from(after - m.floor).unwrap_or(usize::MAX);
-        let entries = m.entries.iter().skip(start).take(max);
-        Read::Entries(entries.enumerate().map(|(i, op)| (after + 1 + i as u64, op.clone())).collect())
+        m.entries_after(after, max)
     }
 
     /// The operation at `seq`, if it is still in the log.
     pub fn get(&self, seq: u64) -> Option<Arc<str>> {
-        let m = self.read_mirror();
-        let index = seq.checked_sub(m.floor + 1)?;
-        m.entries.get(usize::try_from(index).ok()?).cloned()
+        self.read_mirror().get(seq)
     }
 
     /// The newest `config` entry and its sequence number, compacted or not.

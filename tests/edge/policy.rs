@@ -126,7 +126,8 @@ async fn signed_urls_valid_expired_tampered_and_wrong_path() {
         &origin,
         &format!("[edge.sites.token_auth]\nkeys = [\"{OLD_KEY}\", \"{KEY}\"]\nprefixes = [\"/v/\"]\n"),
     );
-    let (edge, _dir) = edge_with_toml_env(&toml, &[("RUST_LOG", "info,stratus_edge::access=debug")]);
+    // The access log is on by default, on stdout.
+    let (edge, _dir) = edge_with_toml_env(&toml, &[]);
     let base = edge.url("edge http");
     let token = mint(&format!("key='{KEY}', window_seconds=300"), "generate_acl_token('/v/*')");
 
@@ -184,8 +185,8 @@ async fn signed_urls_valid_expired_tampered_and_wrong_path() {
         "the access log names the reason",
         std::time::Duration::from_secs(5),
         || {
-            let log = edge.stderr();
-            (log.contains("token-expired") && log.contains("token-path")).then_some(())
+            let log = edge.stdout();
+            (log.contains("detail=token-expired") && log.contains("detail=token-path")).then_some(())
         },
     );
 }

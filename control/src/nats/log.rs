@@ -16,7 +16,6 @@
 //! told to reset, as with the embedded log. An edge that resumes after a sequence this replica
 //! has not read yet (it followed a faster replica) waits for the mirror instead of being reset.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
@@ -31,7 +30,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
-use crate::log::{Failure, Read};
+use crate::log::{Failure, Mirror, Read};
 use crate::nats::{CONFIG_KEY, Cluster, SUBJECT};
 
 /// Header with the wall-clock time (Unix ms) the entry's API call arrived.
@@ -43,20 +42,6 @@ const APPEND_DEADLINE: Duration = Duration::from_secs(15);
 
 /// What the mirror calls for every entry it reads: sequence and creation time.
 pub(crate) type OnEntry = Box<dyn Fn(u64, SystemTime) + Send + Sync>;
-
-/// The in-memory mirror of the stream: `entries[i]` has sequence number `floor + 1 + i`.
-#[derive(Debug, Default)]
-struct Mirror {
-    floor: u64,
-    entries: VecDeque<Arc<str>>,
-    config: Option<(u64, Arc<str>)>,
-}
-
-impl Mirror {
-    fn head(&self) -> u64 {
-        self.floor + self.entries.len() as u64
-    }
-}
 
 /// The configuration in force as stored in the `stratus_config` bucket.
 #[derive(Debug, Serialize, Deserialize)]
@@ -270,16 +255,12 @@ impl NatsLog {
         if after == m.head() {
             return Read::UpToDate;
         }
-        let start = usize::try_from(after - m.floor).unwrap_or(usize::MAX);
-        let entries = m.entries.iter().skip(start).take(max);
-        Read::Entries(entries.enumerate().map(|(i, op)| (after + 1 + i as u64, op.clone())).collect())
+        m.entries_after(after, max)
     }
 
     /// The operation at `seq`, if it is still in the mirror.
     pub fn get(&self, seq: u64) -> Option<Arc<str>> {
-        let m = self.shared.read();
-        let index = seq.checked_sub(m.floor + 1)?;
-        m.entries.get(usize::try_from(index).ok()?).cloned()
+        self.shared.read().get(seq)
     }
 
     /// The newest `config` entry and its sequence number.

@@ -10,10 +10,33 @@ use super::objects::{
 };
 use super::{Origin, list, now_ms, s3_err, timestamp};
 use crate::events::Kind;
+use crate::store::Bucket;
 use crate::store::format::ObjectMeta;
 use crate::store::multipart::{MAX_PART_NUMBER, UploadInfo};
+use crate::store::staging::Staged;
 
 const MAX_PARTS_LISTED: i32 = 1000;
+
+/// Seals a staged part as part `number` of the upload and moves it in place; its metadata.
+async fn commit_part(
+    bucket: &Bucket,
+    upload_id: &str,
+    key: String,
+    number: u32,
+    staged: Staged,
+) -> S3Result<ObjectMeta> {
+    let meta = ObjectMeta {
+        key,
+        size: staged.size(),
+        etag: hex::encode(staged.md5()),
+        modified_ms: now_ms(),
+        parts: Some(number),
+        ..Default::default()
+    };
+    let sealed = staged.seal(&meta).await.map_err(s3_err)?;
+    bucket.commit_part(upload_id, number, sealed).await.map_err(s3_err)?;
+    Ok(meta)
+}
 
 fn part_number(n: i32) -> S3Result<u32> {
     u32::try_from(n).ok().filter(|n| (1..=MAX_PART_NUMBER).contains(n)).ok_or_else(|| {
@@ -61,16 +84,7 @@ impl Origin {
         let mut staged = bucket.stage_part(&i.upload_id).await.map_err(s3_err)?;
         write_body(&mut staged, i.body, &req_headers, trailing_headers.as_ref()).await?;
         verify_body(&staged, i.content_length, i.content_md5.as_deref())?;
-        let meta = ObjectMeta {
-            key: i.key,
-            size: staged.size(),
-            etag: hex::encode(staged.md5()),
-            modified_ms: now_ms(),
-            parts: Some(number),
-            ..Default::default()
-        };
-        let sealed = staged.seal(&meta).await.map_err(s3_err)?;
-        bucket.commit_part(&i.upload_id, number, sealed).await.map_err(s3_err)?;
+        let meta = commit_part(&bucket, &i.upload_id, i.key, number, staged).await?;
         Ok(S3Response::new(UploadPartOutput { e_tag: Some(ETag::Strong(meta.etag)), ..Default::default() }))
     }
 
@@ -98,16 +112,7 @@ impl Origin {
         let span = copy_source::resolve(i.copy_source_range.as_deref(), src.size)?;
         let mut staged = bucket.stage_part(&i.upload_id).await.map_err(s3_err)?;
         copy_span(file, span, &mut staged).await?;
-        let meta = ObjectMeta {
-            key: i.key,
-            size: staged.size(),
-            etag: hex::encode(staged.md5()),
-            modified_ms: now_ms(),
-            parts: Some(number),
-            ..Default::default()
-        };
-        let sealed = staged.seal(&meta).await.map_err(s3_err)?;
-        bucket.commit_part(&i.upload_id, number, sealed).await.map_err(s3_err)?;
+        let meta = commit_part(&bucket, &i.upload_id, i.key, number, staged).await?;
         Ok(S3Response::new(UploadPartCopyOutput {
             copy_part_result: Some(CopyPartResult {
                 e_tag: Some(ETag::Strong(meta.etag)),
