@@ -194,6 +194,11 @@ pub struct Site {
     /// `Strict-Transport-Security` max-age to send on HTTPS responses.
     #[serde(default)]
     pub hsts: Option<Duration>,
+    /// Add a `Stratus-Debug` field to every response of this site: its cache key, the tier
+    /// that answered, age, TTL, hits, tags and the origin's status and time
+    /// (`docs/edge.md`, "Debug header"). Off by default: it shows cache internals to clients.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub debug_header: bool,
     /// Whether clients' `Cache-Control`/`Pragma` request directives (`no-cache`, `max-age=0`,
     /// `no-store`, ...) are followed, or ignored so that clients cannot send requests to the
     /// origin at will.
@@ -478,6 +483,7 @@ impl Site {
             tls: None,
             https_redirect: false,
             hsts: None,
+            debug_header: false,
             client_cache_control: ClientCacheControl::default(),
             stale_if_error: None,
             token_auth: None,

@@ -318,7 +318,7 @@ pub struct Ack {
 }
 
 /// Counters an edge reports in heartbeats.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EdgeStats {
     /// Client requests served.
@@ -333,6 +333,24 @@ pub struct EdgeStats {
     pub served_bytes: u64,
     /// Responses with a 5xx status.
     pub server_errors: u64,
+    /// Whether each configured origin takes requests now, one per site and origin (never
+    /// more than [`MAX_ORIGIN_HEALTH`]; older edges send none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub origins: Vec<OriginHealth>,
+}
+
+/// At most this many [`OriginHealth`] rows are sent or kept per edge.
+pub const MAX_ORIGIN_HEALTH: usize = 256;
+
+/// One origin of one site, as an edge's health checks see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginHealth {
+    /// The site's name (its first host).
+    pub site: String,
+    /// The origin's configured URL.
+    pub origin: String,
+    /// Whether it takes requests now.
+    pub up: bool,
 }
 
 /// `POST /v1/edges/{id}/heartbeat`; every field may be left out.

@@ -1,13 +1,14 @@
 //! The dashboard at `/`: one server-rendered HTML page with charts of the last hour (hit
 //! ratio, request rate, bandwidth, error rate; per edge and for the fleet, from `history`),
-//! the fleet, operator purges with each edge's latency, origin object events apart, and a purge
+//! the fleet, each edge's origins up or down (from its heartbeats), operator purges with each
+//! edge's latency, origin object events apart, and a purge
 //! form. It refreshes itself every 5 seconds; the only script is the form's, which sends the
 //! token typed into the page as a bearer token (nothing is stored).
 //!
 //! It is served without the token, so what it shows depends on the request: one that would
 //! pass the API's token check (no token configured, or `Authorization: Bearer TOKEN`) sees every
-//! target of every entry and the edges' URLs; anyone else sees the fleet's health (edge ids,
-//! liveness, lag, hit ratio, cache size) and, per entry, its id, type, how many targets of each
+//! target of every entry and the edges' and origins' URLs; anyone else sees the fleet's health (edge ids,
+//! liveness, lag, hit ratio, cache size, each site's origins by place and state) and, per entry, its id, type, how many targets of each
 //! kind it has and how many edges applied it — never a URL, path, tag, host, bucket or object
 //! key, since those name private content.
 
@@ -131,7 +132,8 @@ pub(crate) async fn page(AxState(state): AxState<Shared>, headers: HeaderMap) ->
         "<h2>Edges</h2><table><tr><th>id</th><th>url</th><th>version</th><th>state</th><th>last seen</th>\
          <th>applied</th><th>lag</th><th>requests</th><th>hit ratio</th><th>cache</th></tr>",
     );
-    for e in state.registry.edges(head) {
+    let edges = state.registry.edges(head);
+    for e in &edges {
         let (class, word) = if e.live { ("up", "live") } else { ("down", "down") };
         let url = if authorized { escape(&e.url) } else { String::new() };
         let _ = write!(
@@ -150,6 +152,7 @@ pub(crate) async fn page(AxState(state): AxState<Shared>, headers: HeaderMap) ->
         );
     }
     html.push_str("</table>");
+    origin_health(&mut html, &edges, authorized);
     let oldest = head.saturating_sub(RECENT).max(state.log.floor()) + 1;
     let entries: Vec<(u64, Op)> = (oldest..=head)
         .rev()
@@ -175,6 +178,33 @@ pub(crate) async fn page(AxState(state): AxState<Shared>, headers: HeaderMap) ->
     html.push_str(PURGE_FORM);
     html.push_str("</table></body></html>");
     Html(html)
+}
+
+/// The origin health table: every origin of every site as each edge's health checks saw it
+/// at its last heartbeat. Origin URLs can name private hosts, so without the token an origin
+/// is shown by its place in the site's list.
+fn origin_health(html: &mut String, edges: &[crate::registry::EdgeView], authorized: bool) {
+    html.push_str(
+        "<h2>Origin health</h2><table class=origin-health><tr><th>edge</th><th>site</th><th>origin</th>\
+         <th>state</th></tr>",
+    );
+    for e in edges {
+        let mut place = 0;
+        let mut site: Option<&str> = None;
+        for o in &e.origins {
+            place = if site == Some(o.site.as_str()) { place + 1 } else { 1 };
+            site = Some(&o.site);
+            let origin = if authorized { escape(&o.origin) } else { format!("origin {place}") };
+            let (class, word) = if o.up { ("up", "up") } else { ("down", "down") };
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{origin}</td><td class={class}>{word}</td></tr>",
+                escape(&e.id),
+                escape(&o.site),
+            );
+        }
+    }
+    html.push_str("</table>");
 }
 
 /// One log entry: when it was written, its targets, and each edge's state and latency.

@@ -6,6 +6,7 @@ use arc_swap::ArcSwap;
 use http::header::HeaderName;
 use stratus_config::EdgeConfig;
 use stratus_config::edge::{Limits, Site};
+use stratus_config::protocol::{MAX_ORIGIN_HEALTH, OriginHealth};
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::coalesce::Inflight;
@@ -163,6 +164,19 @@ impl Edge {
             cache_entries: self.store.entries(),
             served_bytes,
             server_errors,
+            origins: self
+                .router()
+                .sites()
+                .iter()
+                .flat_map(|s| {
+                    s.upstream.health().map(|(o, up)| OriginHealth {
+                        site: s.name.to_string(),
+                        origin: o.to_owned(),
+                        up,
+                    })
+                })
+                .take(MAX_ORIGIN_HEALTH)
+                .collect(),
         }
     }
 }

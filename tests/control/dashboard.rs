@@ -1,6 +1,7 @@
 //! The dashboard (issue #20) in a real browser: headless Chromium loads the control plane's
 //! page while an edge serves traffic, and the page's SVG charts have lines with data points
-//! and labels with numbers; purges are listed with each edge's latency. Chromium is required
+//! and labels with numbers; purges are listed with each edge's latency, and the origin health
+//! table shows the edge's origin up. Chromium is required
 //! (`.ci/run` installs Debian's `chromium`): without it this test fails, it does not skip.
 
 // In tests a panic is the failure report; `unwrap` keeps assertions short.
@@ -108,4 +109,21 @@ async fn the_dashboard_draws_charts_with_data_in_a_browser() {
     let ops = dom.split("class=\"operations\"").nth(1).unwrap().split("</table>").next().unwrap();
     assert!(ops.contains("edge-dash ") && ops.contains(" ms"), "{ops}");
     assert!(dom.contains("id=\"purge-token\""), "no purge form");
+    // Origin health from the edge's heartbeats: its one origin is up. Without the token the
+    // page names it by its place in the site's list...
+    let health = dom
+        .split("class=\"origin-health\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no origin health table in\n{dom}"))
+        .split("</table>")
+        .next()
+        .unwrap();
+    let row = "<tr><td>edge-dash</td><td>*</td><td>origin 1</td><td class=\"up\">up</td></tr>";
+    assert!(health.contains(row), "{health}");
+    // ... and with it, by its URL.
+    let page = api.http.get(format!("{}/", api.base)).bearer_auth(&api.token).send().await.unwrap();
+    let html = page.text().await.unwrap();
+    let health = html.split("class=origin-health").nth(1).unwrap().split("</table>").next().unwrap();
+    let row = format!("<tr><td>edge-dash</td><td>*</td><td>{}</td><td class=up>up</td></tr>", origin.url);
+    assert!(health.contains(&row), "{health}");
 }

@@ -1,6 +1,7 @@
 //! Operating an edge (issue #20): the access log (every field, JSON and combined, reopened on
 //! SIGUSR1), metrics scraped without the purge token, the read-only token, the cache
-//! inspection of a URL with two `Vary` variants, and the load balancers' health path.
+//! inspection of a URL with two `Vary` variants, the load balancers' health path, and the
+//! opt-in `Stratus-Debug` header.
 
 // In tests a panic is the failure report; `unwrap` keeps assertions short.
 #![allow(clippy::unwrap_used)]
@@ -286,4 +287,66 @@ async fn an_edge_says_when_its_token_is_refused_or_nothing_listens() {
     eventually("the refused connection in words", WAIT, || {
         edge.stderr().contains("connection refused: nothing listens").then_some(())
     });
+}
+
+/// The `Stratus-Debug` fields of a response, by name (values as sent, quotes included).
+fn debug_fields(got: &support::http::Got) -> std::collections::HashMap<String, String> {
+    let v = got.header("stratus-debug");
+    assert!(!v.is_empty(), "no Stratus-Debug in {:?}", got.headers);
+    v.split("; ")
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or_else(|| panic!("{kv:?} in {v:?}"));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn debug_header_only_on_the_site_that_asks_for_it() {
+    let origin = Origin::start().await;
+    origin.route("/obs/debug", |_, _| {
+        Reply::ok(
+            "dbg",
+            &[("cache-control", "max-age=300"), ("vary", "X-Probe"), ("surrogate-key", "dbg-tag")],
+        )
+    });
+    let (edge, _dir) = crate::support::edge::edge_with_config(
+        &origin,
+        "[[edge.sites]]\nhosts = [\"debug.example\"]\norigins = [\"ORIGIN\"]\ndebug_header = true\n\
+         [[edge.sites]]\nhosts = [\"plain.example\"]\norigins = [\"ORIGIN\"]\n",
+    );
+    let url = format!("{}/obs/debug", edge.url("edge http"));
+    let ask = |host: &'static str| {
+        let url = url.clone();
+        async move { get(&url, &[("host", host), ("x-probe", "a\"b")]).await }
+    };
+
+    let miss = ask("debug.example").await;
+    assert!(!miss.hit(), "{}", miss.cache());
+    let f = debug_fields(&miss);
+    assert_eq!(f["key"], "\"debug.example/obs/debug\"", "{f:?}");
+    // The variant key holds the client's header value: its quote is escaped, the key's
+    // separator bytes are percent-encoded.
+    assert_eq!(f["variant"], "\"debug.example/obs/debug%1F%1Fx-probe:a\\\"b\"", "{f:?}");
+    assert_eq!(f["tier"], "origin", "{f:?}");
+    assert_eq!(f["origin-status"], "200", "{f:?}");
+    assert!(f["origin-time"].parse::<u64>().is_ok(), "{f:?}");
+
+    let hit = ask("debug.example").await;
+    assert!(hit.hit(), "{}", hit.cache());
+    let f = debug_fields(&hit);
+    assert_eq!(f["tier"], "memory", "{f:?}");
+    assert_eq!(f["hits"], "1", "{f:?}");
+    assert_eq!(f["tags"], "\"dbg-tag\"", "{f:?}");
+    assert!(f["age"].parse::<u64>().unwrap() <= 300, "{f:?}");
+    assert!((200..=300).contains(&f["ttl"].parse::<i64>().unwrap()), "{f:?}");
+    assert!(!f.contains_key("origin-status"), "a hit did not ask the origin: {f:?}");
+
+    // The other site, miss then hit: never the field.
+    for _ in 0..2 {
+        let plain = ask("plain.example").await;
+        assert_eq!(plain.status, 200);
+        assert!(plain.headers.get("stratus-debug").is_none(), "{:?}", plain.headers);
+    }
+    assert!(ask("plain.example").await.hit());
 }

@@ -187,6 +187,19 @@ fn line() -> impl Strategy<Value = StreamLine> {
     ]
 }
 
+#[test]
+fn heartbeats_with_and_without_origin_health() {
+    // An edge from before origin health: no `origins`, still a heartbeat.
+    let old: Heartbeat = serde_json::from_str(r#"{"applied": 3, "requests": 10, "hits": 7}"#).expect("old");
+    assert_eq!((old.applied, old.stats.requests, old.stats.origins.len()), (3, 10, 0));
+    let new: Heartbeat = serde_json::from_str(
+        r#"{"applied": 3, "origins": [{"site": "shop.example", "origin": "http://o:9000", "up": false}]}"#,
+    )
+    .expect("new");
+    let row = OriginHealth { site: "shop.example".into(), origin: "http://o:9000".into(), up: false };
+    assert_eq!(new.stats.origins, [row]);
+}
+
 proptest! {
     #[test]
     fn every_written_line_reads_back_identically(original in line()) {

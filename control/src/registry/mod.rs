@@ -25,7 +25,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
-use stratus_config::protocol::{EdgeProgress, EdgeState, EdgeStats, Failure, Heartbeat, Register};
+use stratus_config::protocol::{
+    EdgeProgress, EdgeState, EdgeStats, Failure, Heartbeat, MAX_ORIGIN_HEALTH, OriginHealth, Register,
+};
 use tokio::sync::{Notify, watch};
 
 pub use shared::{EdgeRecord, id, key};
@@ -117,6 +119,8 @@ pub struct EdgeView {
     pub served_bytes: u64,
     /// Responses with a 5xx status (last heartbeat).
     pub server_errors: u64,
+    /// Each configured origin of each site, up or down (last heartbeat).
+    pub origins: Vec<OriginHealth>,
 }
 
 /// Edges and their progress through the log.
@@ -249,7 +253,10 @@ impl Registry {
         {
             let mut inner = self.lock();
             let edge = Self::touch(&mut inner, id, head);
-            edge.stats = beat.stats;
+            edge.stats = beat.stats.clone();
+            // A heartbeat is the edge's word, but no edge makes the control plane keep more
+            // than a configuration's worth of rows.
+            edge.stats.origins.truncate(MAX_ORIGIN_HEALTH);
             edge.config = beat.config;
             edge.last_heartbeat_at = Some(SystemTime::now());
         }
@@ -395,6 +402,7 @@ impl Registry {
                 config: e.config,
                 served_bytes: e.stats.served_bytes,
                 server_errors: e.stats.server_errors,
+                origins: e.stats.origins.clone(),
             })
             .collect()
     }
@@ -440,7 +448,7 @@ impl Registry {
             applied: e.applied,
             last_seen_ms: ms(e.last_seen_at),
             last_heartbeat_ms: e.last_heartbeat_at.map(ms),
-            stats: e.stats,
+            stats: e.stats.clone(),
             config: e.config,
             subscriptions: e.shown_subscriptions.0,
             acks: e.acks.iter().map(|(seq, at)| [*seq, ms(*at)]).collect(),
@@ -484,7 +492,8 @@ impl Registry {
             && edge.last_heartbeat_at.is_none_or(|local| beat > local)
         {
             edge.last_heartbeat_at = Some(beat);
-            edge.stats = r.stats;
+            edge.stats = r.stats.clone();
+            edge.stats.origins.truncate(MAX_ORIGIN_HEALTH);
             edge.config = r.config;
         }
         let written = time(r.written_ms);

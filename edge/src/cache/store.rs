@@ -308,6 +308,23 @@ impl Store {
         (slot, variants)
     }
 
+    /// The entry that would serve a request with `headers` for `key`, if any, and the key of
+    /// its variant (the debug header). Expired entries are reported as they are, not removed.
+    pub fn peek(&self, key: &CacheKey, headers: &http::HeaderMap) -> (Option<Arc<Entry>>, Arc<str>) {
+        let primary = key.primary();
+        match self.cache.get(&**primary) {
+            Some(Slot::Object(e)) => (Some(e), primary.clone()),
+            Some(Slot::Vary(v)) => {
+                let vk = key.variant(&v.names, headers);
+                match self.cache.get(&*vk) {
+                    Some(Slot::Object(e)) => (Some(e), vk),
+                    _ => (None, vk),
+                }
+            }
+            _ => (None, primary.clone()),
+        }
+    }
+
     /// Remembers that `key`'s last response was not storable.
     pub fn mark_hit_for_miss(&self, key: Arc<str>) {
         self.cache.insert(key, Slot::HitForMiss(Moment::of(Instant::now()).after(HIT_FOR_MISS)));

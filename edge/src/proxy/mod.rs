@@ -1,11 +1,12 @@
 //! The request path: accept (`server`, `tls`), route (`route`, `https`), the phases of a GET
 //! or HEAD (`pipeline`) and of other methods (`passthrough`), origin fills (`fill`), answers
 //! from held responses (`respond`, `range`), header rules (`headers`), 1xx
-//! forwarding to HTTP/1.1 clients (`interim`) and the one source of
+//! forwarding to HTTP/1.1 clients (`interim`), the opt-in `Stratus-Debug` field (`debug`) and the one source of
 //! `Cache-Status` and request metrics (`status`).
 
 pub(crate) mod conns;
 pub(crate) mod ctx;
+pub(crate) mod debug;
 pub(crate) mod fill;
 pub(crate) mod headers;
 pub(crate) mod https;

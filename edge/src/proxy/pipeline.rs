@@ -70,6 +70,13 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Body>, client: Option<SocketAd
     if let Some(v) = routed.hsts {
         res.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, v);
     }
+    if let Some((key, headers)) = &routed.debug {
+        let v = crate::proxy::debug::value(&edge.store, key, headers, &status);
+        res.headers_mut().insert(crate::proxy::debug::STRATUS_DEBUG, v);
+    } else {
+        // Not even another tier's (or an origin's) field reaches a site without the option.
+        res.headers_mut().remove(crate::proxy::debug::STRATUS_DEBUG);
+    }
     if let Some(r) = routed.rewrite {
         res = r.site.policy.respond(res, r.uri.path(), r.encoding, r.head_only);
     }
@@ -78,12 +85,14 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Body>, client: Option<SocketAd
 
 /// What serving a request learned that later phases need, set once the site is known (error
 /// responses get them too): the site's name for metrics, its HSTS value, and what its policy
-/// needs to rewrite the response.
+/// needs to rewrite the response, and what the debug header needs.
 #[derive(Default)]
 struct Routed {
     hsts: Option<HeaderValue>,
     site: Option<Arc<str>>,
     rewrite: Option<Rewrite>,
+    /// The cache key and request headers, on sites with `debug_header`.
+    debug: Option<(key::CacheKey, HeaderMap)>,
 }
 
 /// Adapts hyper's request body for [`handle`].
@@ -191,6 +200,9 @@ async fn serve(
         }
     }
     let ctx = Ctx::new(site, &host, parts, client, tls, trusted);
+    if ctx.site.cfg.debug_header {
+        routed.debug = Some((ctx.key.clone(), ctx.headers.clone()));
+    }
     if ctx.method == Method::GET || ctx.method == Method::HEAD {
         lookup(edge, &ctx).await
     } else {
