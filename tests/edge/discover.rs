@@ -25,7 +25,7 @@ fn discovering_edge(origin: &Origin, control: &str, id: &str, pop: &str) -> Proc
 /// The number of cluster members (this edge included) the edge last logged it discovered.
 fn discovered(edge: &Proc) -> Option<usize> {
     let stderr = edge.stderr();
-    let line = stderr.lines().filter(|l| l.contains("cluster peers discovered")).last()?;
+    let line = stderr.lines().rfind(|l| l.contains("cluster peers discovered"))?;
     let n = line.split("peers=").nth(1)?.split_whitespace().next()?;
     n.parse().ok()
 }
