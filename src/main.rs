@@ -94,6 +94,13 @@ struct EdgeArgs {
     /// This edge's URL as its peers reach it (when no listener address names it).
     #[arg(long = "self", value_name = "URL")]
     self_url: Option<HttpUrl>,
+    /// The point of presence this edge belongs to (`[edge] pop`), sent when it registers.
+    #[arg(long, value_name = "LABEL")]
+    pop: Option<String>,
+    /// Take the cluster's peers from the control plane: the live edges with the same --pop
+    /// (`[edge.cluster] discover = true`; needs --self and --control).
+    #[arg(long)]
+    discover_peers: bool,
     /// Access log: off, - (stdout, the default) or a file path (reopened on SIGUSR1).
     #[arg(long, value_name = "off|-|PATH")]
     access_log: Option<stratus_config::observe::AccessLogTarget>,
@@ -319,7 +326,7 @@ fn edge_config(args: EdgeArgs, env: &Env) -> Result<stratus_config::EdgeConfig> 
         edge.cache.size = size;
         edge.cache.max_object_size = edge.cache.max_object_size.min(size);
     }
-    if !args.peers.is_empty() || args.self_url.is_some() {
+    if !args.peers.is_empty() || args.self_url.is_some() || args.discover_peers {
         let cluster =
             edge.cluster.get_or_insert_with(|| stratus_config::edge::Cluster::new(Vec::new(), None));
         if !args.peers.is_empty() {
@@ -328,7 +335,9 @@ fn edge_config(args: EdgeArgs, env: &Env) -> Result<stratus_config::EdgeConfig> 
         if args.self_url.is_some() {
             cluster.self_url = args.self_url;
         }
+        cluster.discover |= args.discover_peers;
     }
+    edge.pop = args.pop.or(edge.pop);
     edge.control = args.control.or(edge.control);
     edge.id = args.id.or(edge.id);
     if edge.token.is_none() {

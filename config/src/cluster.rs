@@ -21,6 +21,11 @@ pub struct Cluster {
     /// what the hash is computed over.
     #[serde(default)]
     pub peers: Vec<HttpUrl>,
+    /// Take the peers from the control plane instead: the live edges registered with this
+    /// edge's `pop` (itself included), refreshed with every heartbeat. Needs `pop`, `self`
+    /// and `control`, and no static `peers`.
+    #[serde(default)]
+    pub discover: bool,
     /// This edge's own URL among `peers`. Unset: the peer whose address is one of the
     /// listeners' (which then need an explicit IP and port).
     #[serde(default, rename = "self", skip_serializing_if = "Option::is_none")]
@@ -60,6 +65,7 @@ impl Cluster {
     pub fn new(peers: Vec<HttpUrl>, self_url: Option<HttpUrl>) -> Self {
         Self {
             peers,
+            discover: false,
             self_url,
             keep_copies: true,
             timeouts: peer_timeouts(),
@@ -71,6 +77,19 @@ impl Cluster {
     /// The peer ids (see [`peer_id`]) with this edge's own, and which one is this edge's.
     /// `listeners` find this edge among the peers when `self` is unset.
     pub fn members(&self, listeners: &[ListenAddr]) -> Result<(Vec<String>, String), Invalid> {
+        if self.discover {
+            if !self.peers.is_empty() {
+                return Err(Invalid::new("peers", "discovered peers take the place of static peers"));
+            }
+            let url = self.self_url.as_ref().ok_or_else(|| {
+                Invalid::new("self", "discovered peers need this edge's own URL (self, --self URL)")
+            })?;
+            let id = peer_id(url).map_err(|why| Invalid::new("self", why))?;
+            return Ok((vec![id.clone()], id));
+        }
+        if self.peers.len() > MAX_PEERS {
+            return Err(Invalid::new("peers", format!("at most {MAX_PEERS} peers")));
+        }
         let mut ids: Vec<String> = Vec::new();
         for (i, url) in self.peers.iter().enumerate() {
             let id = peer_id(url).map_err(|why| Invalid::new(format!("peers[{i}]"), why))?;
@@ -126,6 +145,18 @@ impl Cluster {
         self.pool.validate().map_err(|e| e.within("pool"))?;
         Ok(())
     }
+}
+
+/// Most peers of one cluster, static or discovered: beyond it discovered edges are ignored
+/// (the first by id are kept, so every edge keeps the same ones).
+pub const MAX_PEERS: usize = 256;
+
+/// Checks a `pop` label: 1–64 of `A-Z a-z 0-9 - _ .`.
+pub fn check_pop(pop: &str) -> Result<(), String> {
+    let ok = !pop.is_empty()
+        && pop.len() <= 64
+        && pop.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok { Ok(()) } else { Err(format!("{pop:?}: must be 1-64 characters of A-Z a-z 0-9 - _ .")) }
 }
 
 /// A peer's or parent's identity: `scheme://host:port`, host lowercase, port explicit. The

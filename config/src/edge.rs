@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::cluster::{Cluster, peer_id};
+pub use crate::cluster::{Cluster, MAX_PEERS, check_pop, peer_id};
 use crate::invalid::Invalid;
 use crate::net::{HttpUrl, ListenAddr};
 pub use crate::observe::{AccessLogFormat, AccessLogTarget};
@@ -20,6 +20,11 @@ pub struct EdgeConfig {
     /// This edge's name in the control plane's registry; defaults to the host name.
     #[serde(default)]
     pub id: Option<String>,
+    /// The point of presence this edge belongs to (`fra1`): 1–64 of `A-Z a-z 0-9 - _ .`. Sent
+    /// when it registers; with `[edge.cluster] discover = true` its cluster peers are the live
+    /// edges registered with the same `pop`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pop: Option<String>,
     /// Client-facing listeners (HTTP, or HTTPS when `tls` is set).
     #[serde(default)]
     pub listeners: Vec<Listener>,
@@ -344,6 +349,7 @@ impl EdgeConfig {
     pub fn simple(listen: ListenAddr, origin: HttpUrl) -> Self {
         Self {
             id: None,
+            pop: None,
             listeners: vec![Listener { listen, tls: false, default_certificate: None }],
             admin: None,
             cache: Cache::default(),
@@ -380,9 +386,18 @@ impl EdgeConfig {
             }
         }
         validate_sites_for_listeners(&self.sites, &self.listeners)?;
+        if let Some(pop) = &self.pop {
+            crate::cluster::check_pop(pop).map_err(|why| Invalid::new("pop", why))?;
+        }
         if let Some(cluster) = &self.cluster {
             let listen: Vec<ListenAddr> = self.listeners.iter().map(|l| l.listen).collect();
             cluster.validate(&listen).map_err(|e| e.within("cluster"))?;
+            if cluster.discover && (self.pop.is_none() || self.control.is_none()) {
+                return Err(Invalid::new(
+                    "cluster.discover",
+                    "needs pop (--pop) and a control plane to follow (--control)",
+                ));
+            }
         }
         if !self.health_path.is_empty() && !self.health_path.starts_with('/') {
             return Err(Invalid::new("health_path", "must start with / (or be \"\" for none)"));

@@ -274,6 +274,35 @@ pub struct Register {
     /// Admin API URL.
     #[serde(default)]
     pub admin: Option<String>,
+    /// The point of presence this edge belongs to (`[edge] pop`); edges of one PoP discover
+    /// each other as cluster peers. Absent from older edges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pop: Option<String>,
+    /// The URL the edge's cluster peers reach it at (`[edge.cluster] self`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_url: Option<String>,
+}
+
+/// `GET /v1/edges` as an edge reads it to discover its peers: the other fields are ignored.
+#[derive(Clone, Debug, Deserialize)]
+pub struct EdgeList {
+    /// Every edge the control plane knows.
+    pub edges: Vec<ListedEdge>,
+}
+
+/// One edge of [`EdgeList`].
+#[derive(Clone, Debug, Deserialize)]
+pub struct ListedEdge {
+    /// Edge id.
+    pub id: String,
+    /// Heard from within the control plane's `edge_timeout`.
+    pub live: bool,
+    /// Its `pop` label, if it sent one.
+    #[serde(default)]
+    pub pop: Option<String>,
+    /// The URL its peers reach it at, if it sent one.
+    #[serde(default)]
+    pub peer_url: Option<String>,
 }
 
 /// The answer to a registration.

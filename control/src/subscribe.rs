@@ -50,6 +50,14 @@ pub(crate) async fn register(
     JsonBody(r): JsonBody<Register>,
 ) -> Result<Json<Registered>, ApiError> {
     check_id(&r.id)?;
+    if let Some(pop) = &r.pop {
+        stratus_config::edge::check_pop(pop).map_err(|why| Invalid::new("pop", why))?;
+    }
+    if let Some(url) = &r.peer_url
+        && url.len() > 2048
+    {
+        return Err(Invalid::new("peer_url", "longer than 2048 bytes").into());
+    }
     let head = state.log.head();
     tracing::info!(edge = %r.id, url = %r.url, version = %r.version, head, "edge registered");
     state.registry.register(r, head);

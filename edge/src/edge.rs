@@ -58,6 +58,8 @@ pub struct Edge {
     pub health_path: String,
     /// Where following the control plane stands (metrics).
     pub progress: crate::fleet::follow_target::Progress,
+    /// The peers of this PoP (`[edge.cluster]`), the same the sites' upstreams use.
+    pub cluster: Option<Arc<crate::upstream::Cluster>>,
 }
 
 impl Edge {
@@ -108,6 +110,7 @@ impl Edge {
             access_log: AccessLog::open(&config.access_log, config.access_log_format, &name)?,
             health_path: config.health_path.clone(),
             progress: crate::fleet::follow_target::Progress::default(),
+            cluster: outbound.cluster.clone(),
             name,
         }))
     }

@@ -38,6 +38,13 @@ pub async fn run(
             id: config.id.clone().unwrap_or_else(host_name),
             url: first_url.unwrap_or_default(),
             admin: admin_url,
+            pop: config.pop.clone(),
+            peer_url: config
+                .cluster
+                .as_ref()
+                .and_then(|c| c.self_url.as_ref())
+                .map(|u| stratus_config::edge::peer_id(u).unwrap_or_else(|_| u.to_string())),
+            discover: config.cluster.as_ref().is_some_and(|c| c.discover),
         };
         let target: Arc<dyn follow_target::FollowTarget> = Arc::new(target::EdgeTarget(edge.clone()));
         tasks.spawn(follow::run(control, config.token.clone(), registration, target, shutdown.clone()));

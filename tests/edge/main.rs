@@ -11,6 +11,7 @@ mod coalesce;
 mod compression;
 mod conformance;
 mod core_path;
+mod discover;
 mod freshness;
 mod idle;
 mod lifecycle;

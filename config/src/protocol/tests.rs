@@ -107,7 +107,14 @@ fn edge_bodies_keep_their_wire_form() {
     let ack: Ack = serde_json::from_str(r#"{"seq":12,"failed":[{"seq":11,"error":"no"}]}"#).expect("ack");
     assert_eq!(ack.failed, vec![Failure { seq: 11, error: "no".into() }]);
     assert_eq!(serde_json::from_str::<Ack>(r#"{"seq":3}"#).expect("bare ack").failed, vec![]);
-    let reg = Register { id: "a".into(), version: "0.1.0".into(), url: "http://e".into(), admin: None };
+    let reg = Register {
+        id: "a".into(),
+        version: "0.1.0".into(),
+        url: "http://e".into(),
+        admin: None,
+        pop: None,
+        peer_url: None,
+    };
     assert_eq!(
         serde_json::to_string(&reg).expect("register"),
         r#"{"id":"a","version":"0.1.0","url":"http://e","admin":null}"#

@@ -43,6 +43,9 @@ struct Edge {
     url: String,
     admin: Option<String>,
     version: String,
+    /// Its `pop` label and the URL its cluster peers reach it at.
+    pop: Option<String>,
+    peer_url: Option<String>,
     /// Entries at or below this were written before the edge joined; it never needed them.
     joined_after: u64,
     applied: u64,
@@ -89,6 +92,10 @@ pub struct EdgeView {
     pub admin: Option<String>,
     /// Edge software version.
     pub version: String,
+    /// Its point of presence (`[edge] pop`), if it sent one.
+    pub pop: Option<String>,
+    /// The URL its cluster peers reach it at, if it sent one.
+    pub peer_url: Option<String>,
     /// Heard from within `edge_timeout`.
     pub live: bool,
     /// Open subscriptions (normally 0 or 1).
@@ -173,6 +180,8 @@ impl Registry {
             url: String::new(),
             admin: None,
             version: String::new(),
+            pop: None,
+            peer_url: None,
             joined_after: head,
             applied: head,
             last_seen: Instant::now(),
@@ -198,6 +207,8 @@ impl Registry {
         edge.url = r.url;
         edge.admin = r.admin;
         edge.version = r.version;
+        edge.pop = r.pop;
+        edge.peer_url = r.peer_url;
         drop(inner);
         self.mark(&id);
         self.progress.send_replace(());
@@ -383,6 +394,8 @@ impl Registry {
                 url: e.url.clone(),
                 admin: e.admin.clone(),
                 version: e.version.clone(),
+                pop: e.pop.clone(),
+                peer_url: e.peer_url.clone(),
                 live: e.last_seen.elapsed() < self.timeout,
                 subscriptions: if self.outbox.is_some() { e.shown_subscriptions.0 } else { e.subscriptions },
                 last_seen: rfc3339(e.last_seen_at),
@@ -444,6 +457,8 @@ impl Registry {
             url: e.url.clone(),
             admin: e.admin.clone(),
             version: e.version.clone(),
+            pop: e.pop.clone(),
+            peer_url: e.peer_url.clone(),
             joined_after: e.joined_after,
             applied: e.applied,
             last_seen_ms: ms(e.last_seen_at),
@@ -465,6 +480,8 @@ impl Registry {
             url: String::new(),
             admin: None,
             version: String::new(),
+            pop: None,
+            peer_url: None,
             joined_after: r.joined_after,
             applied: 0,
             last_seen: instant(time(r.last_seen_ms)),
@@ -481,6 +498,8 @@ impl Registry {
             edge.url.clone_from(&r.url);
             edge.admin.clone_from(&r.admin);
             edge.version.clone_from(&r.version);
+            edge.pop.clone_from(&r.pop);
+            edge.peer_url.clone_from(&r.peer_url);
         }
         edge.joined_after = edge.joined_after.min(r.joined_after);
         let seen = time(r.last_seen_ms);
@@ -529,7 +548,14 @@ mod tests {
     use super::*;
 
     fn reg(id: &str) -> Register {
-        Register { id: id.into(), version: "t".into(), url: String::new(), admin: None }
+        Register {
+            id: id.into(),
+            version: "t".into(),
+            url: String::new(),
+            admin: None,
+            pop: None,
+            peer_url: None,
+        }
     }
 
     fn states(r: &Registry, seq: u64) -> Vec<(String, EdgeState)> {
@@ -610,7 +636,14 @@ mod shared_tests {
     }
 
     fn reg(id: &str) -> Register {
-        Register { id: id.into(), version: "t".into(), url: "http://e".into(), admin: None }
+        Register {
+            id: id.into(),
+            version: "t".into(),
+            url: "http://e".into(),
+            admin: None,
+            pop: None,
+            peer_url: None,
+        }
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct EdgeRecord {
     pub url: String,
     pub admin: Option<String>,
     pub version: String,
+    pub pop: Option<String>,
+    pub peer_url: Option<String>,
     pub joined_after: u64,
     pub applied: u64,
     pub last_seen_ms: u64,

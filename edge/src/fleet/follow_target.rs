@@ -28,6 +28,9 @@ pub trait FollowTarget: Send + Sync + 'static {
     /// Where following stands: the last entry applied and the log's last entry as the control
     /// plane last said (metrics). Does nothing unless the target keeps it.
     fn progress(&self, _applied: u64, _head: u64) {}
+    /// Replaces the cluster's peers with the edges at `urls` (`[edge.cluster] discover`).
+    /// Does nothing unless the target has such a cluster.
+    fn set_peers(&self, _urls: &[String]) {}
 }
 
 /// Where following the control plane stands, for metrics: sequence numbers and when an entry
@@ -54,4 +57,10 @@ pub struct Registration {
     pub url: String,
     /// Admin API URL, when there is one.
     pub admin: Option<String>,
+    /// This edge's point of presence (`[edge] pop`).
+    pub pop: Option<String>,
+    /// The URL its cluster peers reach it at (`[edge.cluster] self`).
+    pub peer_url: Option<String>,
+    /// Whether its cluster peers are the live edges of its `pop` (`[edge.cluster] discover`).
+    pub discover: bool,
 }

@@ -32,6 +32,12 @@ impl FollowTarget for EdgeTarget {
         p.head.fetch_max(head.max(applied), Relaxed);
     }
 
+    fn set_peers(&self, urls: &[String]) {
+        if let Some(cluster) = self.0.cluster.as_ref().filter(|c| c.discovers()) {
+            cluster.set_peers(urls);
+        }
+    }
+
     fn purge(&self, purge: &PurgeRequest) -> usize {
         self.0.purge(purge)
     }

@@ -18,12 +18,14 @@
 //! peer: the owner goes to its parents or origins, even when its view of the ring differs.
 //! Requests through several tiers carry `CDN-Loop` (RFC 8586), which `proxy/headers.rs` checks.
 
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 
+use arc_swap::ArcSwap;
 use http::Response;
 use http::header::HeaderValue;
 use stratus_config::ListenAddr;
-use stratus_config::edge::{CaRoots, Cluster as ClusterConfig};
+use stratus_config::edge::{CaRoots, Cluster as ClusterConfig, MAX_PEERS, peer_id};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
@@ -43,7 +45,7 @@ pub const FROM_PEER: HeaderValue = HeaderValue::from_static("peer");
 pub const FROM_CHILD: HeaderValue = HeaderValue::from_static("child");
 
 /// A server ranked by rendezvous hashing: its seed is the hash of its id.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Ranked {
     pub(crate) server: Arc<Origin>,
     id: String,
@@ -68,21 +70,28 @@ pub(crate) fn rank<'a>(servers: &'a [Ranked], key: &str) -> Vec<&'a Arc<Origin>>
     up.into_iter().map(|(_, s)| &s.server).collect()
 }
 
-/// The peers of this edge's PoP.
+/// The peers of this edge's PoP: static (`peers`), or discovered from the control plane
+/// (`discover`) and swapped whole on every change, so a fill sees one consistent ring.
 #[derive(Debug)]
 pub struct Cluster {
     /// The other peers.
-    peers: Vec<Ranked>,
+    peers: ArcSwap<Vec<Ranked>>,
     /// This edge's own id and seed (its `server` is never used).
     own: (String, u64),
     /// Keep copies of what owners serve.
     pub(crate) keep_copies: bool,
-    probes: Vec<JoinHandle<()>>,
+    /// What clients of discovered peers are built with.
+    cfg: ClusterConfig,
+    tls: Arc<rustls::ClientConfig>,
+    dns: Dns,
+    stop: CancellationToken,
+    /// Each peer's health probe, by id (aborted when the peer leaves).
+    probes: Mutex<HashMap<String, JoinHandle<()>>>,
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for probe in &self.probes {
+        for probe in self.lock_probes().values() {
             probe.abort();
         }
     }
@@ -101,40 +110,109 @@ impl Cluster {
             reason: e.message,
         };
         let (ids, own) = cfg.members(listeners).map_err(invalid)?;
-        let tls = Arc::new(connect::tls_config(CaRoots::Webpki, None)?);
+        let cluster = Self {
+            peers: ArcSwap::from_pointee(Vec::new()),
+            own: (own.clone(), xxh3_64(own.as_bytes())),
+            keep_copies: cfg.keep_copies,
+            cfg: cfg.clone(),
+            tls: Arc::new(connect::tls_config(CaRoots::Webpki, None)?),
+            dns: dns.clone(),
+            stop: stop.clone(),
+            probes: Mutex::new(HashMap::new()),
+        };
+        let peers =
+            ids.into_iter().filter(|id| *id != own).map(|id| cluster.peer(id)).collect::<Result<_, _>>()?;
+        cluster.peers.store(Arc::new(peers));
+        tracing::info!(own = %own, peers = cluster.peers.load().len(), discover = cfg.discover, "cluster of peers");
+        Ok(cluster)
+    }
+
+    fn lock_probes(&self) -> std::sync::MutexGuard<'_, HashMap<String, JoinHandle<()>>> {
+        self.probes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A client for peer `id`, with its health probe.
+    fn peer(&self, id: String) -> Result<Ranked, Error> {
         let settings = Settings {
             tier: Tier::Peer,
-            timeouts: &cfg.timeouts,
-            pool: &cfg.pool,
-            health: &cfg.health,
-            tls: &tls,
-            dns,
+            timeouts: &self.cfg.timeouts,
+            pool: &self.cfg.pool,
+            health: &self.cfg.health,
+            tls: &self.tls,
+            dns: &self.dns,
         };
-        let mut peers = Vec::new();
-        let mut probes = Vec::new();
-        for id in ids.into_iter().filter(|id| *id != own) {
-            let url = id.parse().map_err(|e: String| Error::Origin { origin: id.clone(), reason: e })?;
-            let server = Arc::new(Origin::new(&url, settings)?);
-            probes.extend(spawn_probe(&server, &cfg.health, stop.clone()));
-            peers.push(Ranked::new(server, id));
+        let url = id.parse().map_err(|e: String| Error::Origin { origin: id.clone(), reason: e })?;
+        let server = Arc::new(Origin::new(&url, settings)?);
+        if let Some(probe) = spawn_probe(&server, &self.cfg.health, self.stop.clone()) {
+            self.lock_probes().insert(id.clone(), probe);
         }
-        tracing::info!(own = %own, peers = peers.len(), "cluster of peers");
-        Ok(Self { peers, own: (own.clone(), xxh3_64(own.as_bytes())), keep_copies: cfg.keep_copies, probes })
+        Ok(Ranked::new(server, id))
+    }
+
+    /// Whether the peers are discovered from the control plane (`discover`).
+    pub fn discovers(&self) -> bool {
+        self.cfg.discover
+    }
+
+    /// Replaces the peers with the edges at `urls` (the live edges of this PoP, as the
+    /// control plane lists them; this edge's own URL may be among them). URLs that are no peer
+    /// URL are skipped, and beyond [`MAX_PEERS`] the first by id are kept. Peers that stay
+    /// keep their connections and health. Returns whether the set changed.
+    pub fn set_peers(&self, urls: &[String]) -> bool {
+        let mut ids = BTreeSet::new();
+        for url in urls {
+            match url.parse().map_err(|e: String| e).and_then(|u| peer_id(&u)) {
+                Ok(id) if id != self.own.0 => {
+                    ids.insert(id);
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(url = %url, %error, "discovered peer URL skipped"),
+            }
+        }
+        let ids: Vec<String> = ids.into_iter().take(MAX_PEERS - 1).collect();
+        let current = self.peers.load_full();
+        if current.len() == ids.len() && current.iter().zip(&ids).all(|(p, id)| p.id == *id) {
+            return false;
+        }
+        let mut next = Vec::with_capacity(ids.len());
+        for id in ids {
+            match current.iter().find(|p| p.id == id) {
+                Some(kept) => next.push(kept.clone()),
+                None => match self.peer(id.clone()) {
+                    Ok(peer) => next.push(peer),
+                    Err(error) => tracing::warn!(peer = %id, %error, "discovered peer skipped"),
+                },
+            }
+        }
+        next.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut probes = self.lock_probes();
+        probes.retain(|id, probe| {
+            let stays = next.iter().any(|p| p.id == *id);
+            if !stays {
+                probe.abort();
+            }
+            stays
+        });
+        drop(probes);
+        let listed: Vec<&str> = next.iter().map(|p| p.id.as_str()).collect();
+        tracing::info!(own = %self.own.0, peers = next.len() + 1, members = ?listed, "cluster peers discovered");
+        self.peers.store(Arc::new(next));
+        true
     }
 
     /// The live peers that rank above this edge for `key`, best first: the owner, then the
     /// next owners should it fail. Empty when this edge owns the key.
-    pub(crate) fn owners(&self, key: &str) -> Vec<&Arc<Origin>> {
+    pub(crate) fn owners(&self, key: &str) -> Vec<Arc<Origin>> {
         let own = (xxh3_64_with_seed(key.as_bytes(), self.own.1), self.own.0.as_str());
-        let mut up: Vec<(_, &Ranked)> = self
-            .peers
+        let peers = self.peers.load();
+        let mut up: Vec<(_, &Ranked)> = peers
             .iter()
             .filter(|p| p.server.health.is_up())
             .map(|p| (p.score(key), p))
             .filter(|(score, _)| *score > own)
             .collect();
         up.sort_unstable_by(|a, b| b.0.cmp(&a.0));
-        up.into_iter().map(|(_, p)| &p.server).collect()
+        up.into_iter().map(|(_, p)| p.server.clone()).collect()
     }
 }
 
@@ -253,12 +331,10 @@ mod tests {
             prop_assert_eq!(ranked.len(), 4);
             // Seen from the fourth peer: the peers above it, in the same order.
             let own = &servers[3];
-            let cluster = Cluster {
-                peers: ring(3),
-                own: (own.id.clone(), own.seed),
-                keep_copies: true,
-                probes: Vec::new(),
-            };
+            let urls = (0..3).map(|i| format!("http://10.0.0.{i}:8080").parse().expect("url")).collect();
+            let cfg = ClusterConfig::new(urls, Some(own.id.parse().expect("url")));
+            let cluster = Cluster::new(&cfg, &[], &Dns::new(&Default::default()), &CancellationToken::new())
+                .expect("cluster");
             let above: Vec<String> = cluster.owners(&key).iter().map(|o| o.name.clone()).collect();
             let want: Vec<String> = ranked.iter().map(|o| o.name.clone()).take_while(|n| *n != own.server.name).collect();
             prop_assert_eq!(above, want);

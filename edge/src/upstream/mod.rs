@@ -266,7 +266,7 @@ impl Upstream {
         let mut last = ProxyError::Internal("site without origins".to_owned());
         for origin in self.candidates(req) {
             let body = body.take().unwrap_or_else(empty);
-            let err = match self.attempt(origin, req, body, deadline, upload).await {
+            let err = match self.attempt(&origin, req, body, deadline, upload).await {
                 Ok(res) if origin.tier != Tier::Origin && edge_error(&res) => {
                     origin.health.failure(&origin.name, &origin.health_cfg);
                     ProxyError::Upstream(format!("answered {} from the edge itself", res.status()))
@@ -303,7 +303,7 @@ impl Upstream {
     /// Servers in the order to try: for a fill, the key's live owners among the peers
     /// (unless a peer sent it) and its live parents by rank; then healthy origins in configured
     /// order, then the others.
-    fn candidates(&self, req: &OriginRequest) -> Vec<&Arc<Origin>> {
+    fn candidates(&self, req: &OriginRequest) -> Vec<Arc<Origin>> {
         let mut out = Vec::new();
         if let Some(key) = &req.fill_key {
             if !req.from_peer
@@ -311,11 +311,11 @@ impl Upstream {
             {
                 out.extend(cluster.owners(key));
             }
-            out.extend(rank(&self.parents, key));
+            out.extend(rank(&self.parents, key).into_iter().cloned());
         }
         let up: Vec<bool> = self.origins.iter().map(|o| o.health.is_up()).collect();
         let (healthy, down): (Vec<_>, Vec<_>) = self.origins.iter().zip(up).partition(|(_, up)| *up);
-        out.extend(healthy.into_iter().chain(down).map(|(o, _)| o));
+        out.extend(healthy.into_iter().chain(down).map(|(o, _)| o.clone()));
         out
     }
 

@@ -15,7 +15,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use stratus_config::fleet::FleetConfig;
 use stratus_config::protocol::{
-    Ack, Failure, Heartbeat, MAX_LINE, Op, Readable, Register, Registered, StreamLine,
+    Ack, EdgeList, Failure, Heartbeat, MAX_LINE, Op, Readable, Register, Registered, StreamLine,
 };
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::io::StreamReader;
@@ -32,6 +32,8 @@ const SILENCE: Duration = Duration::from_secs(15);
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most lines applied before one ack: lines that arrived together are acked together.
 const BATCH: usize = 512;
+/// Most bytes of a `GET /v1/edges` answer read for peer discovery (some thousands of edges).
+const MAX_EDGE_LIST: usize = 16 << 20;
 /// Most unreported failures kept; older ones are dropped (the log says what they were).
 const MAX_FAILURES: usize = 16;
 
@@ -229,6 +231,8 @@ impl Follower {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             url: reg.url.clone(),
             admin: reg.admin.clone(),
+            pop: reg.pop.clone(),
+            peer_url: reg.peer_url.clone(),
         };
         let answer = self.call("register", "/v1/edges/register", &register).await?;
         let Registered { head, config } = serde_json::from_slice(&answer)
@@ -240,6 +244,12 @@ impl Follower {
             && config.seq > self.configured.load(Ordering::Relaxed)
         {
             self.configure(config.seq, &config.config);
+        }
+        // Peers at once rather than at the next heartbeat; a failure waits for that one.
+        if self.registration.discover
+            && let Err(e) = self.discover().await
+        {
+            tracing::warn!(error = %e, "peer discovery failed");
         }
         // A fresh edge has an empty cache: nothing before the head concerns it.
         if !self.positioned.swap(true, Ordering::Relaxed) {
@@ -342,6 +352,37 @@ impl Follower {
         };
         self.call("heartbeat", &self.id_path("heartbeat"), &beat).await?;
         self.reported(&failed);
+        if self.registration.discover {
+            self.discover().await?;
+        }
+        Ok(())
+    }
+
+    /// Takes as cluster peers the live edges the control plane lists with this edge's `pop`.
+    async fn discover(&self) -> Result<(), SessionError> {
+        let Some(pop) = &self.registration.pop else { return Ok(()) };
+        let request = self.request(http::Method::GET, "/v1/edges", None)?;
+        let call = async {
+            let response = self.client.request(request).await.map_err(|e| SessionError::request(&e))?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(SessionError::Status { what: "edges", status });
+            }
+            let body = http_body_util::Limited::new(response.into_body(), MAX_EDGE_LIST);
+            body.collect().await.map(|b| b.to_bytes()).map_err(|e| SessionError::Request(e.to_string()))
+        };
+        let bytes = tokio::time::timeout(CALL_TIMEOUT, call)
+            .await
+            .map_err(|_| SessionError::Silent(CALL_TIMEOUT))??;
+        let list: EdgeList = serde_json::from_slice(&bytes)
+            .map_err(|e| SessionError::BadAnswer { what: "edges", error: e.to_string() })?;
+        let urls: Vec<String> = list
+            .edges
+            .into_iter()
+            .filter(|e| e.live && e.pop.as_ref() == Some(pop))
+            .filter_map(|e| e.peer_url)
+            .collect();
+        self.target.set_peers(&urls);
         Ok(())
     }
 
@@ -462,7 +503,14 @@ mod tests {
     }
 
     fn follower(target: Arc<Recorder>, applied: u64) -> Follower {
-        let reg = Registration { id: "a".into(), url: "http://127.0.0.1:1".into(), admin: None };
+        let reg = Registration {
+            id: "a".into(),
+            url: "http://127.0.0.1:1".into(),
+            admin: None,
+            pop: None,
+            peer_url: None,
+            discover: false,
+        };
         let f = Follower::new(&"http://127.0.0.1:1".parse().unwrap(), None, reg, target);
         assert_eq!(f.base(), "http://127.0.0.1:1");
         f.applied.store(applied, Ordering::Relaxed);
@@ -577,7 +625,14 @@ mod tests {
         stream.extend(b"\n");
         let base = scripted_control(stream).await;
         let target = Arc::new(Recorder::default());
-        let reg = Registration { id: "a".into(), url: "http://127.0.0.1:1".into(), admin: None };
+        let reg = Registration {
+            id: "a".into(),
+            url: "http://127.0.0.1:1".into(),
+            admin: None,
+            pop: None,
+            peer_url: None,
+            discover: false,
+        };
         let f = Follower::new(&base.parse().unwrap(), None, reg, target.clone());
         let ended = f.session().await;
         assert!(
