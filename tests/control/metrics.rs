@@ -9,17 +9,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::control::{Api, follower, start_control};
+use crate::support::http::metric;
 use crate::support::{self, until};
-
-/// The value of the first sample line starting with `prefix`.
-fn value(metrics: &str, prefix: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_metrics_need_no_purge_token() {
@@ -40,13 +31,13 @@ async fn control_metrics_need_no_purge_token() {
         }
     })
     .await;
-    assert_eq!(value(&m, "stratus_control_log_head_sequence"), 1.0);
-    assert_eq!(value(&m, "stratus_control_log_write_failing"), 0.0);
-    assert_eq!(value(&m, "stratus_control_edges{state=\"live\"}"), 1.0);
-    assert_eq!(value(&m, "stratus_control_edge_up{edge=\"edge-m\"}"), 1.0);
-    assert_eq!(value(&m, "stratus_control_edge_lag_entries{edge=\"edge-m\"}"), 0.0);
+    assert_eq!(metric(&m, "stratus_control_log_head_sequence"), 1.0);
+    assert_eq!(metric(&m, "stratus_control_log_write_failing"), 0.0);
+    assert_eq!(metric(&m, "stratus_control_edges{state=\"live\"}"), 1.0);
+    assert_eq!(metric(&m, "stratus_control_edge_up{edge=\"edge-m\"}"), 1.0);
+    assert_eq!(metric(&m, "stratus_control_edge_lag_entries{edge=\"edge-m\"}"), 0.0);
     assert!(m.contains("stratus_build_info{version=\""), "{m}");
-    assert!(value(&m, "process_resident_memory_bytes") > 1e6);
+    assert!(metric(&m, "process_resident_memory_bytes") > 1e6);
     // The API itself still needs the token.
     assert_eq!(reqwest::get(format!("{}/v1/edges", api.base)).await.unwrap().status(), 401);
 }

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::support;
 use crate::support::edge::{edge, purge};
+use crate::support::http::metric;
 use crate::support::http::{client, get};
 use crate::support::origin::{Origin, Reply};
 
@@ -204,14 +205,7 @@ async fn health_metrics_and_stats() {
     assert_eq!(health.text().await.unwrap(), "ok\n");
 
     let metrics = client().get(format!("{admin}/metrics")).send().await.unwrap().text().await.unwrap();
-    let value = |prefix: &str| -> f64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
-    };
+    let value = |prefix: &str| metric(&metrics, prefix);
     assert_eq!(value("stratus_edge_requests_total{cache=\"hit\"}"), 1.0);
     assert_eq!(value("stratus_edge_requests_total{cache=\"miss\"}"), 1.0);
     assert_eq!(value("stratus_edge_origin_requests_total"), 1.0);

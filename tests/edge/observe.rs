@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::edge::edge;
+use crate::support::http::metric;
 use crate::support::http::{client, get};
 use crate::support::origin::{Origin, Reply};
 use crate::support::{self, eventually, until};
@@ -136,16 +137,6 @@ async fn access_log_off_writes_nothing() {
     assert!(!edge.stdout().contains("/obs/quiet"), "{}", edge.stdout());
 }
 
-/// The value of the first sample line starting with `prefix`.
-fn value(metrics: &str, prefix: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn metrics_are_scraped_without_the_purge_token() {
     let origin = Origin::start().await;
@@ -165,19 +156,19 @@ async fn metrics_are_scraped_without_the_purge_token() {
     let res = c.get(format!("{admin}/metrics")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let m = res.text().await.unwrap();
-    assert_eq!(value(&m, "stratus_edge_responses_total{code=\"200\",site=\"*\"}"), 2.0);
-    assert_eq!(value(&m, "stratus_edge_responses_total{code=\"404\",site=\"*\"}"), 1.0);
-    assert_eq!(value(&m, "stratus_edge_responses_total{code=\"5xx\",site=\"*\"}"), 0.0);
-    assert_eq!(value(&m, "stratus_edge_origin_duration_seconds_count"), 2.0);
-    assert_eq!(value(&m, "stratus_edge_origin_fetched_bytes_total"), 12.0);
-    assert!(value(&m, "stratus_edge_cache_bytes{tier=\"memory\"}") > 10.0);
-    assert!(value(&m, "stratus_edge_cache_entries{tier=\"memory\"}") >= 1.0);
+    assert_eq!(metric(&m, "stratus_edge_responses_total{code=\"200\",site=\"*\"}"), 2.0);
+    assert_eq!(metric(&m, "stratus_edge_responses_total{code=\"404\",site=\"*\"}"), 1.0);
+    assert_eq!(metric(&m, "stratus_edge_responses_total{code=\"5xx\",site=\"*\"}"), 0.0);
+    assert_eq!(metric(&m, "stratus_edge_origin_duration_seconds_count"), 2.0);
+    assert_eq!(metric(&m, "stratus_edge_origin_fetched_bytes_total"), 12.0);
+    assert!(metric(&m, "stratus_edge_cache_bytes{tier=\"memory\"}") > 10.0);
+    assert!(metric(&m, "stratus_edge_cache_entries{tier=\"memory\"}") >= 1.0);
     let up = format!("stratus_edge_origin_up{{site=\"*\",origin=\"{}\"}}", origin.url);
-    assert_eq!(value(&m, &up), 1.0);
+    assert_eq!(metric(&m, &up), 1.0);
     assert!(m.contains("stratus_build_info{version=\""), "{m}");
-    assert!(value(&m, "process_resident_memory_bytes") > 1e6);
-    assert!(value(&m, "process_open_fds") > 3.0);
-    value(&m, "process_cpu_seconds_total");
+    assert!(metric(&m, "process_resident_memory_bytes") > 1e6);
+    assert!(metric(&m, "process_open_fds") > 3.0);
+    metric(&m, "process_cpu_seconds_total");
     assert_eq!(c.get(format!("{admin}/healthz")).send().await.unwrap().status(), 200);
     // The purge still needs the token.
     let purge = c.post(format!("{admin}/purge")).json(&json!({"purge_everything": true}));

@@ -7,16 +7,8 @@
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 
+use crate::support::http::metric;
 use crate::support::s3::{client, private, start};
-
-fn value(metrics: &str, prefix: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origin_metrics_count_requests() {
@@ -33,11 +25,11 @@ async fn origin_metrics_count_requests() {
     assert_eq!(res.status(), 200);
     assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
     let m = res.text().await.unwrap();
-    assert_eq!(value(&m, "stratus_origin_requests_total{method=\"PUT\",code=\"2xx\"}"), 2.0);
-    assert_eq!(value(&m, "stratus_origin_requests_total{method=\"GET\",code=\"2xx\"}"), 1.0);
-    assert_eq!(value(&m, "stratus_origin_requests_total{method=\"GET\",code=\"4xx\"}"), 1.0);
-    assert_eq!(value(&m, "stratus_origin_request_duration_seconds_count"), 4.0);
-    assert_eq!(value(&m, "stratus_origin_request_duration_seconds_bucket{le=\"+Inf\"}"), 4.0);
+    assert_eq!(metric(&m, "stratus_origin_requests_total{method=\"PUT\",code=\"2xx\"}"), 2.0);
+    assert_eq!(metric(&m, "stratus_origin_requests_total{method=\"GET\",code=\"2xx\"}"), 1.0);
+    assert_eq!(metric(&m, "stratus_origin_requests_total{method=\"GET\",code=\"4xx\"}"), 1.0);
+    assert_eq!(metric(&m, "stratus_origin_request_duration_seconds_count"), 4.0);
+    assert_eq!(metric(&m, "stratus_origin_request_duration_seconds_bucket{le=\"+Inf\"}"), 4.0);
     assert!(m.contains("stratus_build_info{version=\""), "{m}");
-    assert!(value(&m, "process_open_fds") > 3.0);
+    assert!(metric(&m, "process_open_fds") > 3.0);
 }

@@ -87,3 +87,14 @@ pub async fn get_on(addr: &str, host: &str, path: &str) -> Got {
     let body = response.into_body().collect().await.expect("body").to_bytes();
     Got { status, headers, body }
 }
+
+/// The value of the first sample in Prometheus text `metrics` whose line starts with `prefix`
+/// (a family name, with labels if they matter); panics, showing the text, when there is none.
+pub fn metric(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
+}
