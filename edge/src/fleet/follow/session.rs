@@ -502,15 +502,20 @@ mod tests {
         }
     }
 
-    fn follower(target: Arc<Recorder>, applied: u64) -> Follower {
-        let reg = Registration {
+    /// Edge `a`, as a test registers it.
+    fn registration() -> Registration {
+        Registration {
             id: "a".into(),
             url: "http://127.0.0.1:1".into(),
             admin: None,
             pop: None,
             peer_url: None,
             discover: false,
-        };
+        }
+    }
+
+    fn follower(target: Arc<Recorder>, applied: u64) -> Follower {
+        let reg = registration();
         let f = Follower::new(&"http://127.0.0.1:1".parse().unwrap(), None, reg, target);
         assert_eq!(f.base(), "http://127.0.0.1:1");
         f.applied.store(applied, Ordering::Relaxed);
@@ -625,14 +630,7 @@ mod tests {
         stream.extend(b"\n");
         let base = scripted_control(stream).await;
         let target = Arc::new(Recorder::default());
-        let reg = Registration {
-            id: "a".into(),
-            url: "http://127.0.0.1:1".into(),
-            admin: None,
-            pop: None,
-            peer_url: None,
-            discover: false,
-        };
+        let reg = registration();
         let f = Follower::new(&base.parse().unwrap(), None, reg, target.clone());
         let ended = f.session().await;
         assert!(
