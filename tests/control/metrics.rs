@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::control::{Api, follower, start_control};
-use crate::support::http::metric;
+use crate::support::http::{metric, promtool_check};
 use crate::support::{self, until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,6 +38,7 @@ async fn control_metrics_need_no_purge_token() {
     assert_eq!(metric(&m, "stratus_control_edge_lag_entries{edge=\"edge-m\"}"), 0.0);
     assert!(m.contains("stratus_build_info{version=\""), "{m}");
     assert!(metric(&m, "process_resident_memory_bytes") > 1e6);
+    promtool_check(&m);
     // The API itself still needs the token.
     assert_eq!(reqwest::get(format!("{}/v1/edges", api.base)).await.unwrap().status(), 401);
 }

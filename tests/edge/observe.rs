@@ -12,8 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::edge::edge;
-use crate::support::http::metric;
-use crate::support::http::{client, get};
+use crate::support::http::{client, get, metric, promtool_check};
 use crate::support::origin::{Origin, Reply};
 use crate::support::{self, eventually, until};
 
@@ -169,6 +168,7 @@ async fn metrics_are_scraped_without_the_purge_token() {
     assert!(metric(&m, "process_resident_memory_bytes") > 1e6);
     assert!(metric(&m, "process_open_fds") > 3.0);
     metric(&m, "process_cpu_seconds_total");
+    promtool_check(&m);
     assert_eq!(c.get(format!("{admin}/healthz")).send().await.unwrap().status(), 200);
     // The purge still needs the token.
     let purge = c.post(format!("{admin}/purge")).json(&json!({"purge_everything": true}));

@@ -7,7 +7,7 @@
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 
-use crate::support::http::metric;
+use crate::support::http::{metric, promtool_check};
 use crate::support::s3::{client, private, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,4 +32,5 @@ async fn origin_metrics_count_requests() {
     assert_eq!(metric(&m, "stratus_origin_request_duration_seconds_bucket{le=\"+Inf\"}"), 4.0);
     assert!(m.contains("stratus_build_info{version=\""), "{m}");
     assert!(metric(&m, "process_open_fds") > 3.0);
+    promtool_check(&m);
 }
