@@ -111,8 +111,10 @@ pub fn promtool_check(metrics: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("promtool is required (apt-get install prometheus): {e}"));
-    child.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut stdin = child.stdin.take().expect("promtool's stdin");
+    stdin.write_all(metrics.as_bytes()).expect("writing to promtool");
+    drop(stdin);
+    let out = child.wait_with_output().expect("promtool ran");
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics:\n{said}\n{metrics}");
 }
