@@ -183,3 +183,68 @@ mod tests {
         }
     }
 }
+
+/// Bucket bounds, in seconds, of the durations the control plane and the origin count.
+const DURATION_BUCKETS: [f64; 13] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// A Prometheus histogram of durations with fixed buckets, counted with plain atomics: cheap
+/// enough for every request, and the same bounds wherever Stratus measures time.
+#[derive(Debug, Default)]
+pub struct DurationHistogram {
+    buckets: [std::sync::atomic::AtomicU64; DURATION_BUCKETS.len()],
+    count: std::sync::atomic::AtomicU64,
+    /// Sum of the durations in microseconds.
+    sum_micros: std::sync::atomic::AtomicU64,
+}
+
+impl DurationHistogram {
+    /// Counts one duration.
+    pub fn record(&self, took: std::time::Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let secs = took.as_secs_f64();
+        if let Some(first) = DURATION_BUCKETS.iter().position(|le| secs <= *le) {
+            self.buckets[first].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// Appends the family `name` (its HELP, TYPE, cumulative buckets, sum and count).
+    pub fn render(&self, out: &mut String, name: &str, help: &str) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, le) in DURATION_BUCKETS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        let count = self.count.load(Relaxed);
+        let sum = self.sum_micros.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}");
+    }
+}
+
+#[cfg(test)]
+mod histogram_tests {
+    use super::DurationHistogram;
+    use std::time::Duration;
+
+    #[test]
+    fn buckets_are_cumulative_and_the_overflow_counts_only_in_inf() {
+        let h = DurationHistogram::default();
+        h.record(Duration::from_micros(500));
+        h.record(Duration::from_millis(30));
+        h.record(Duration::from_secs(60));
+        let mut out = String::new();
+        h.render(&mut out, "t_seconds", "test");
+        assert!(out.contains("t_seconds_bucket{le=\"0.001\"} 1\n"), "{out}");
+        assert!(out.contains("t_seconds_bucket{le=\"0.025\"} 1\n"), "{out}");
+        assert!(out.contains("t_seconds_bucket{le=\"0.05\"} 2\n"), "{out}");
+        assert!(out.contains("t_seconds_bucket{le=\"10\"} 2\n"), "{out}");
+        assert!(
+            out.contains("t_seconds_bucket{le=\"+Inf\"} 3\nt_seconds_sum 60.0305\nt_seconds_count 3\n"),
+            "{out}"
+        );
+    }
+}

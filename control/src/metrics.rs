@@ -1,6 +1,6 @@
 //! `GET /metrics`: the control plane in Prometheus text — the log's head and floor, whether
 //! writes fail, the fleet (live and down edges) and each edge's position, lag and counters
-//! from its last heartbeat, then build info and the process. Edge ids are labels: their
+//! from its last heartbeat, how long purges take to reach edges, then build info and the process. Edge ids are labels: their
 //! number is the fleet's size, which the operator controls.
 //!
 //! Open like `/healthz` unless a read-only `metrics_token` is configured; the API token is
@@ -87,6 +87,11 @@ fn render(state: &Shared) -> String {
             let _ = writeln!(out, "{name}{{edge=\"{}\"}} {}", label(&e.id), value(e));
         }
     }
+    state.registry.propagation().render(
+        &mut out,
+        "stratus_control_purge_propagation_seconds",
+        "from a purge's API call to an edge's ack of it (the acks this replica took)",
+    );
     stratus_config::observe::render_process_metrics(&mut out, "control");
     out
 }

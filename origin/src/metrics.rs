@@ -13,32 +13,23 @@ use std::time::Duration;
 
 use http::{Method, header};
 use stratus_config::Secret;
+use stratus_config::observe::DurationHistogram;
 
 const METHODS: [&str; 6] = ["GET", "HEAD", "PUT", "POST", "DELETE", "other"];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
 /// The origin's counters.
 #[derive(Debug)]
 pub struct Metrics {
     requests: [[AtomicU64; CLASSES.len()]; METHODS.len()],
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    /// Sum of durations in microseconds.
-    sum_micros: AtomicU64,
+    duration: DurationHistogram,
     token: Option<Secret>,
 }
 
 impl Metrics {
     /// Counters at zero; `token` (read-only) guards `/metrics` when set.
     pub fn new(token: Option<Secret>) -> Self {
-        Self {
-            requests: Default::default(),
-            buckets: Default::default(),
-            count: AtomicU64::new(0),
-            sum_micros: AtomicU64::new(0),
-            token,
-        }
+        Self { requests: Default::default(), duration: DurationHistogram::default(), token }
     }
 
     /// Whether `req` asks for the metrics rather than for S3.
@@ -74,14 +65,7 @@ impl Metrics {
         let m = METHODS.iter().position(|m| *m == method.as_str()).unwrap_or(METHODS.len() - 1);
         let c = usize::from(status / 100).clamp(1, CLASSES.len()) - 1;
         self.requests[m][c].fetch_add(1, Ordering::Relaxed);
-        let secs = took.as_secs_f64();
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.duration.record(took);
     }
 
     fn render(&self) -> String {
@@ -100,16 +84,11 @@ impl Metrics {
                 );
             }
         }
-        let name = "stratus_origin_request_duration_seconds";
-        let _ = writeln!(out, "# HELP {name} time from a request's arrival to its response head");
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        for (i, le) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {}", self.buckets[i].load(Ordering::Relaxed));
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+        self.duration.render(
+            &mut out,
+            "stratus_origin_request_duration_seconds",
+            "time from a request's arrival to its response head",
+        );
         stratus_config::observe::render_process_metrics(&mut out, "origin");
         out
     }

@@ -36,6 +36,9 @@ async fn control_metrics_need_no_purge_token() {
     assert_eq!(metric(&m, "stratus_control_edges{state=\"live\"}"), 1.0);
     assert_eq!(metric(&m, "stratus_control_edge_up{edge=\"edge-m\"}"), 1.0);
     assert_eq!(metric(&m, "stratus_control_edge_lag_entries{edge=\"edge-m\"}"), 0.0);
+    // The purge's trip from the API call to edge-m's ack is in the propagation histogram.
+    assert_eq!(metric(&m, "stratus_control_purge_propagation_seconds_count"), 1.0);
+    assert_eq!(metric(&m, "stratus_control_purge_propagation_seconds_bucket{le=\"+Inf\"}"), 1.0);
     assert!(m.contains("stratus_build_info{version=\""), "{m}");
     assert!(metric(&m, "process_resident_memory_bytes") > 1e6);
     promtool_check(&m);

@@ -20,11 +20,13 @@
 
 mod shared;
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
+use stratus_config::observe::DurationHistogram;
 use stratus_config::protocol::{
     EdgeProgress, EdgeState, EdgeStats, Failure, Heartbeat, MAX_ORIGIN_HEALTH, OriginHealth, Register,
 };
@@ -139,6 +141,8 @@ pub struct Registry {
     timeout: Duration,
     /// Edges changed here and not yet written for the other replicas (`None`: one replica).
     outbox: Option<Outbox>,
+    /// From a log entry's API call to each edge's ack of it, for the acks this replica took.
+    propagation: DurationHistogram,
 }
 
 /// Edge ids whose record changed locally; bounded by the number of edges.
@@ -155,7 +159,13 @@ fn rfc3339(t: SystemTime) -> String {
 impl Registry {
     /// An empty registry; edges unheard for `timeout` count as down.
     pub fn new(timeout: Duration) -> Self {
-        Self { inner: Mutex::default(), progress: watch::channel(()).0, timeout, outbox: None }
+        Self {
+            inner: Mutex::default(),
+            progress: watch::channel(()).0,
+            timeout,
+            outbox: None,
+            propagation: DurationHistogram::default(),
+        }
     }
 
     /// A registry shared with other replicas: local changes are queued for [`Self::take_dirty`].
@@ -251,12 +261,21 @@ impl Registry {
             edge.acks.push_back((seq, SystemTime::now()));
             let now = Instant::now();
             for tracked in inner.tracked.range_mut(from..=seq).map(|(_, t)| t) {
-                tracked.applied.entry(id.to_owned()).or_insert_with(|| now - tracked.created);
+                if let Entry::Vacant(slot) = tracked.applied.entry(id.to_owned()) {
+                    let took = now - tracked.created;
+                    self.propagation.record(took);
+                    slot.insert(took);
+                }
             }
         }
         drop(guard);
         self.mark(id);
         self.progress.send_replace(());
+    }
+
+    /// Time from purges' API calls to edges' acks, as seen by this replica.
+    pub fn propagation(&self) -> &DurationHistogram {
+        &self.propagation
     }
 
     /// Records a heartbeat (its `applied` counts as an ack).
