@@ -249,7 +249,19 @@ pub async fn relay<T>(
                 forwarded += 1;
                 client.send(info.status(), info.headers()).await;
             }
-            done = &mut exchange => return done,
+            done = &mut exchange => {
+                // The origin connection's task queues each 1xx before it hands over the final
+                // response, so one that is still queued here came first: it goes first. (The
+                // select can see the channel empty, then find the exchange done, when both
+                // arrived in one read on another thread.)
+                while forwarded < MAX_PER_REQUEST
+                    && let Ok(info) = rx.try_recv()
+                {
+                    forwarded += 1;
+                    client.send(info.status(), info.headers()).await;
+                }
+                return done;
+            }
         }
     }
 }
@@ -365,6 +377,40 @@ mod tests {
             String::from_utf8(reader.await.unwrap()).unwrap(),
             "HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n"
         );
+    }
+
+    /// The origin's task can queue a 1xx and complete the final response between two polls of
+    /// `relay` (both in one read, on another thread): the 1xx still goes out, and first.
+    #[tokio::test]
+    async fn a_1xx_queued_as_the_exchange_completes_is_still_forwarded() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let (mut io, interim) = InterimIo::new(server);
+        let (tx, rx) = channel(Some(&interim));
+        let tx = tx.unwrap();
+        // Completes on its first poll, after the relay found the channel empty, having queued
+        // a 102 just before.
+        let exchange = std::future::poll_fn(move |_| {
+            let mut head = Response::new(());
+            *head.status_mut() = StatusCode::PROCESSING;
+            tx.try_send(head).unwrap();
+            Poll::Ready("final")
+        });
+        // The connection flushes as hyper's dispatcher would, until the relay returns.
+        let flushing = async {
+            loop {
+                io.flush().await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        };
+        let relayed = tokio::select! {
+            done = relay(Some(&interim), rx, exchange) => done,
+            () = flushing => unreachable!(),
+        };
+        assert_eq!(relayed, "final");
+        drop(io);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(String::from_utf8(got).unwrap(), "HTTP/1.1 102 Processing\r\n\r\n");
     }
 
     #[tokio::test]
