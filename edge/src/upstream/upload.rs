@@ -85,6 +85,12 @@ impl ClientFault {
                     return Self::Gone;
                 }
             }
+            // An HTTP/2 client that cancels its stream or loses its connection.
+            if let Some(h2) = err.downcast_ref::<h2::Error>()
+                && (h2.is_io() || h2.is_go_away() || h2.reason() == Some(h2::Reason::CANCEL))
+            {
+                return Self::Gone;
+            }
             if let Some(hyper) = err.downcast_ref::<hyper::Error>()
                 && (hyper.is_incomplete_message() || hyper.is_canceled() || hyper.is_closed())
             {
