@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::conformance::early_hints_origin;
-use crate::support::edge::edge;
+use crate::support::edge::{edge, edge_with_config};
 use crate::support::origin::{Origin, Reply};
 use crate::support::raw::{Piece, RawOrigin};
 use crate::support::{self, stratus};
@@ -46,11 +46,19 @@ pub(crate) async fn connect<I>(io: I) -> SendRequest<Bytes>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    connect_watched(io).await.0
+}
+
+/// [`connect`], and the task driving the connection, which ends when the connection does.
+async fn connect_watched<I>(io: I) -> (SendRequest<Bytes>, tokio::task::JoinHandle<()>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (send, conn) = h2::client::handshake(io).await.unwrap();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let _ = conn.await;
     });
-    send
+    (send, task)
 }
 
 /// Sends `req` with `body` (none when empty) and reads everything the server answers.
@@ -153,4 +161,97 @@ async fn request_bodies_larger_than_the_windows_reach_the_origin_whole() {
     let seen = origin.seen("/h2/upload");
     assert_eq!(seen.len(), 1);
     assert!(seen[0].body == body, "the origin got {} bytes", seen[0].body.len());
+}
+
+/// Whether a new stream on `send` is refused (the connection got a GOAWAY or closed); when it
+/// is not, `probe` is fetched on it.
+async fn refused(send: &SendRequest<Bytes>, probe: &str) -> bool {
+    match send.clone().ready().await {
+        Err(_) => true,
+        Ok(mut s) => match s.send_request(get(probe), true) {
+            Err(_) => true,
+            Ok((res, _)) => res.await.is_err(),
+        },
+    }
+}
+
+/// A client that resets its stream (RST_STREAM CANCEL) while the response body waits for the
+/// origin ends that response only: the same connection goes on serving, and the reset stream
+/// does not keep the connection busy (it is closed once idle for `idle_timeout`, which a
+/// stream still waiting on the origin would prevent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_reset_mid_response_ends_it_and_leaves_the_connection_serving() {
+    let origin = Origin::start().await;
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    origin.fixed(
+        "/h2/stuck",
+        Reply::ok("", &[]).parts(vec![
+            support::origin::Part::Data(Bytes::from_static(b"first part")),
+            support::origin::Part::Gate(gate.clone()),
+            support::origin::Part::Data(Bytes::from_static(b"the rest")),
+        ]),
+    );
+    origin.fixed("/h2/probe", Reply::ok("probe", &[]));
+    let (edge, _dir) = edge_with_config(
+        &origin,
+        "[edge.limits]\nidle_timeout = \"1s\"\n[[edge.sites]]\nhosts = [\"*\"]\norigins = [\"ORIGIN\"]\n",
+    );
+    let (send, conn) = connect_watched(TcpStream::connect(edge.addr("edge http")).await.unwrap()).await;
+    let probe = format!("{}/h2/probe", edge.url("edge http"));
+
+    let mut ready = send.clone().ready().await.unwrap();
+    let (response, mut stream) =
+        ready.send_request(get(&format!("{}/h2/stuck", edge.url("edge http"))), true).unwrap();
+    let mut recv = response.await.unwrap().into_body();
+    assert_eq!(&recv.data().await.unwrap().unwrap()[..], b"first part");
+    stream.send_reset(h2::Reason::CANCEL);
+    drop(recv);
+
+    let other = exchange(&send, get(&probe), Bytes::new()).await;
+    assert_eq!((other.status, &other.body[..]), (200, &b"probe"[..]));
+    // `send` stays: a client whose handles are all gone would close the connection itself.
+    support::until("the idle connection is closed", std::time::Duration::from_secs(20), || async {
+        conn.is_finished().then_some(())
+    })
+    .await;
+    gate.add_permits(1);
+    drop(send);
+}
+
+/// SIGTERM over HTTP/2: the response in flight finishes, the connection gets a GOAWAY (no new
+/// stream is served on it), and the edge exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_lets_h2_responses_in_flight_finish_and_refuses_new_streams() {
+    let origin = Origin::start().await;
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    origin.fixed(
+        "/h2/slow",
+        Reply::ok("", &[("cache-control", "max-age=60")]).parts(vec![
+            support::origin::Part::Gate(gate.clone()),
+            support::origin::Part::Data(Bytes::from_static(b"finished")),
+        ]),
+    );
+    origin.fixed("/h2/probe", Reply::ok("probe", &[]));
+    let mut edge = edge(&origin, &[]);
+    let send = connect(TcpStream::connect(edge.addr("edge http")).await.unwrap()).await;
+    let uri = format!("{}/h2/slow", edge.url("edge http"));
+    let probe = format!("{}/h2/probe", edge.url("edge http"));
+    let in_flight = {
+        let (send, uri) = (send.clone(), uri.clone());
+        tokio::spawn(async move { exchange(&send, get(&uri), Bytes::new()).await })
+    };
+    support::until("the request reached the origin", std::time::Duration::from_secs(10), || async {
+        (origin.hits("/h2/slow") == 1).then_some(())
+    })
+    .await;
+    edge.signal("TERM");
+    // The GOAWAY arrives: a new stream on this connection is refused.
+    support::until("new streams are refused", std::time::Duration::from_secs(10), || async {
+        refused(&send, &probe).await.then_some(())
+    })
+    .await;
+    gate.add_permits(1);
+    let done = in_flight.await.unwrap();
+    assert_eq!((done.status, &done.body[..]), (200, &b"finished"[..]));
+    assert_eq!(edge.wait_exit(std::time::Duration::from_secs(20)), Some(0));
 }
