@@ -13,8 +13,8 @@
 //! windows); 16 KiB frames (the protocol default, which clients expect); at most 20 streams
 //! reset before the handler saw them and 1024 resets caused by errors, so a rapid-reset flood
 //! (CVE-2023-44487) closes the connection instead of burning CPU; a PING every idle timeout
-//! and 20 s for its answer; at most 400 KiB of response data buffered per connection beyond
-//! what the client's windows take (hyper's default, kept).
+//! and 20 s for its answer; a stream with 400 KiB of response data queued for the socket
+//! takes no more from its body until some is written (hyper's default, kept).
 
 use std::convert::Infallible;
 use std::future::Future;
