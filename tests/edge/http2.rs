@@ -1,7 +1,8 @@
 //! HTTP/2 to clients, served with the `h2` crate (issue #22): the origin's `102` and `103 Early
 //! Hints` reach h2c clients on the request's stream before the final response, for fills and
 //! pass-through requests alike, and are never stored (a hit sends none); request bodies larger
-//! than the receive windows flow through. The client is the `h2` crate's (hyper's and
+//! than the receive windows flow through; a reset stream, SIGTERM and a peer that stops
+//! answering PINGs end what they should and nothing more. The client is the `h2` crate's (hyper's and
 //! reqwest's HTTP/2 clients do not show 1xx). The h2 over TLS case is in `tls.rs`, next to the
 //! other ALPN tests.
 
@@ -254,4 +255,92 @@ async fn sigterm_lets_h2_responses_in_flight_finish_and_refuses_new_streams() {
     let done = in_flight.await.unwrap();
     assert_eq!((done.status, &done.body[..]), (200, &b"finished"[..]));
     assert_eq!(edge.wait_exit(std::time::Duration::from_secs(20)), Some(0));
+}
+
+/// A transport whose reads can be frozen: the peer then never sees what the edge sends (its
+/// PINGs included) while the socket stays open, as with a client that vanished without a FIN.
+struct Freezable {
+    inner: TcpStream,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl AsyncRead for Freezable {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.frozen.load(std::sync::atomic::Ordering::SeqCst) {
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Freezable {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A client that stops answering the edge's keep-alive PINGs while its stream waits on the
+/// origin is dropped (a PING every `idle_timeout`, 20 s for the answer), so it cannot hold a
+/// connection slot forever: with `max_connections = 1`, the next client is served then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_that_stops_answering_pings_is_dropped_and_frees_its_slot() {
+    let origin = Origin::start().await;
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    origin.fixed(
+        "/h2/held",
+        Reply::ok("", &[]).parts(vec![
+            support::origin::Part::Data(Bytes::from_static(b"first part")),
+            support::origin::Part::Gate(gate.clone()),
+        ]),
+    );
+    origin.fixed("/h2/next", Reply::ok("next", &[]));
+    let (edge, _dir) = edge_with_config(
+        &origin,
+        "[edge.limits]\nidle_timeout = \"1s\"\nmax_connections = 1\n\
+         [[edge.sites]]\nhosts = [\"*\"]\norigins = [\"ORIGIN\"]\n",
+    );
+    let frozen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let io = Freezable {
+        inner: TcpStream::connect(edge.addr("edge http")).await.unwrap(),
+        frozen: frozen.clone(),
+    };
+    let (send, _conn) = connect_watched(io).await;
+    let mut ready = send.clone().ready().await.unwrap();
+    let (response, _stream) =
+        ready.send_request(get(&format!("{}/h2/held", edge.url("edge http"))), true).unwrap();
+    let mut recv = response.await.unwrap().into_body();
+    assert_eq!(&recv.data().await.unwrap().unwrap()[..], b"first part");
+    frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+
+    let next = tokio::time::timeout(
+        std::time::Duration::from_secs(90),
+        crate::support::http::get(&format!("{}/h2/next", edge.url("edge http")), &[]),
+    )
+    .await
+    .expect("the silent peer still holds the only connection slot");
+    assert_eq!(next.text(), "next");
+    gate.add_permits(1);
+    drop((send, recv));
 }
