@@ -87,8 +87,7 @@ async fn listen_clients(
         tracing::info!(%url, "edge listening");
         first_url.get_or_insert(url);
         let e = edge.clone();
-        let handler =
-            move |req, peer: SocketAddr| pipeline::handle(e.clone(), pipeline::boxed(req), Some(peer));
+        let handler = move |req, peer: SocketAddr| pipeline::handle(e.clone(), req, Some(peer));
         tasks.spawn(server::serve(
             listener,
             server::builder(&config.limits),

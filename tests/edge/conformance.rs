@@ -1,5 +1,5 @@
 //! HTTP caching conformance (issue #22), each item as a client of the edge sees it: 1xx
-//! responses forwarded and never stored, `CDN-Cache-Control` as a structured field, `Age`
+//! responses forwarded and never stored (HTTP/1.1 here, HTTP/2 in `http2.rs` and `tls.rs`), `CDN-Cache-Control` as a structured field, `Age`
 //! lists, HTTP dates read leniently, the site's `stale_if_error`, and `Vary` on
 //! `Accept-Language`/`Accept-Encoding` normalised. Responses are made stale at once with an `Age` from the origin, so no test
 //! waits for time to pass.
@@ -31,7 +31,7 @@ fn connect(addr: &str) -> std::net::TcpStream {
 
 /// The origin answers the first request with `102`, `103` (with `Link`s) and then the 200;
 /// later requests with a plain 200.
-async fn early_hints_origin() -> RawOrigin {
+pub(crate) async fn early_hints_origin() -> RawOrigin {
     RawOrigin::start(|_, n| {
         let mut out = Vec::new();
         if n == 1 {
@@ -127,19 +127,6 @@ async fn http10_clients_get_no_interim_responses() {
     })
     .await
     .unwrap();
-}
-
-/// Over HTTP/2 the edge cannot send 1xx (hyper's h2 server has no way to): the client gets the
-/// final response whole, and the 1xx are dropped (`docs/edge.md`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn h2_clients_get_the_final_response_when_the_origin_sends_early_hints() {
-    let origin = early_hints_origin().await;
-    let edge = edge_for(&origin.url);
-    let h2 = reqwest::Client::builder().no_proxy().http2_prior_knowledge().build().unwrap();
-    let res = h2.get(format!("{}/hints2", edge.url("edge http"))).send().await.unwrap();
-    assert_eq!(res.version(), reqwest::Version::HTTP_2);
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.text().await.unwrap(), "final 1");
 }
 
 /// RFC 9213 §2.1: CDN-Cache-Control is a structured dictionary. One that does not parse is

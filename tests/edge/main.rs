@@ -13,6 +13,7 @@ mod conformance;
 mod core_path;
 mod discover;
 mod freshness;
+mod http2;
 mod idle;
 mod lifecycle;
 mod limits;

@@ -304,6 +304,31 @@ async fn alpn_negotiates_h2_and_hits_report_cache_status_hit() {
     assert_eq!(origin.hits("/tls/h2"), 1);
 }
 
+/// RFC 9110 §15.2 over h2 after ALPN: the origin's `102` and `103 Early Hints` reach the
+/// client on its stream before the final response, and the hit that follows gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn early_hints_reach_h2_clients_over_tls() {
+    let origin = crate::conformance::early_hints_origin().await;
+    let pki = Pki::new();
+    pki.issue("a", &["a.test"]);
+    let dir = support::tempdir();
+    let toml = format!(
+        "[edge]\n[[edge.listeners]]\nlisten = \"127.0.0.1:0\"\ntls = true\n\n\
+         [[edge.sites]]\nhosts = [\"a.test\"]\norigins = [\"{}\"]\ntls = {}\n",
+        origin.url,
+        pki.files("a")
+    );
+    let path = support::write_file(dir.path(), "edge.toml", &toml);
+    let mut cmd = support::stratus();
+    cmd.arg("edge").arg("--config").arg(&path);
+    let edge = Proc::start(cmd, &["edge https"]);
+    let tls = pki.connect(&edge.addr("edge https"), "a.test", &[H2, H1]).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(H2));
+    let send = crate::http2::connect(tls).await;
+    crate::http2::assert_early_hints_then_a_hit_without_them(&send, "https://a.test/hints-tls").await;
+    assert_eq!(origin.heads().len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn h2c_with_prior_knowledge_on_the_plain_listener_hits() {
     let origin = Origin::start().await;

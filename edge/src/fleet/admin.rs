@@ -7,8 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use http_body_util::BodyExt;
 pub use stratus_config::Secret;
 use stratus_config::protocol::is_json;
 
@@ -48,7 +47,7 @@ fn allowed(tokens: &Tokens, method: &Method, path: &str, auth: Option<&HeaderVal
 }
 
 /// Answers one admin request.
-pub async fn handle(edge: Arc<Edge>, tokens: Tokens, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(edge: Arc<Edge>, tokens: Tokens, req: Request<Body>) -> Response<Body> {
     // The one bearer check, shared with the control plane (scheme case-insensitive, constant
     // time).
     if !allowed(&tokens, req.method(), req.uri().path(), req.headers().get(header::AUTHORIZATION)) {
@@ -82,9 +81,8 @@ pub async fn handle(edge: Arc<Edge>, tokens: Tokens, req: Request<Incoming>) -> 
             if !is_json(req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())) {
                 return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, "a purge body must be application/json\n");
             }
-            let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "purge body too large or unreadable\n"),
+            let Some(bytes) = read_body(req.into_body()).await else {
+                return text(StatusCode::PAYLOAD_TOO_LARGE, "purge body too large or unreadable\n");
             };
             let purge: PurgeRequest = match serde_json::from_slice(&bytes) {
                 Ok(p) => p,
@@ -122,6 +120,22 @@ pub async fn handle(edge: Arc<Edge>, tokens: Tokens, req: Request<Incoming>) -> 
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// The whole body, if it is readable and at most [`MAX_BODY`] long. A loop rather than
+/// `Limited` and `collect`: those combinators over the boxed body's error trip rustc's check
+/// that [`handle`]'s future is `Send` (higher-ranked lifetimes, rust-lang/rust#102211).
+async fn read_body(mut body: Body) -> Option<Bytes> {
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.ok()?.into_data() {
+            if out.len() + data.len() > MAX_BODY {
+                return None;
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Some(out.freeze())
 }
 
 fn purged(n: usize) -> Response<Body> {

@@ -4,8 +4,8 @@
 //! A connection is *busy* from the moment its service sees a request until the response body
 //! has been sent (or dropped), and *idle* otherwise; HTTP/2 counts every open stream. hyper
 //! closes an HTTP/1.1 connection whose head is slow once bytes arrive, but nothing closes one
-//! that sends nothing at all (hyper-util's auto builder waits for the first bytes to pick the
-//! protocol, with no timer) or an HTTP/2 connection with no streams (PINGs keep it alive). So
+//! that sends nothing at all (`preface.rs` waits for the first bytes to pick the protocol,
+//! with no timer) or an HTTP/2 connection with no streams (PINGs keep it alive). So
 //! each connection's task also waits on [`Conn::close_requested`], which resolves when:
 //!
 //! - it has been idle for `header_read_timeout` without having served a request (a silent
@@ -15,8 +15,9 @@
 //!   `worker_connections` pressure), or it turned idle while the new connection waits;
 //! - the edge shuts down.
 //!
-//! The caller then asks hyper for a graceful close: an idle HTTP/1.1 connection closes at
-//! once, an HTTP/2 one gets a GOAWAY, and a response in flight is never cut.
+//! The caller then asks for a graceful close (hyper for HTTP/1.1, `http2/` for HTTP/2): an
+//! idle HTTP/1.1 connection closes at once, an HTTP/2 one gets a GOAWAY, and a response in
+//! flight is never cut.
 
 use std::collections::HashMap;
 use std::pin::Pin;

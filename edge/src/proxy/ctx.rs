@@ -47,7 +47,7 @@ pub(crate) struct Ctx {
     /// The request came from a peer of this PoP: it goes to parents or origins, never to
     /// another peer.
     pub(crate) from_peer: bool,
-    /// Where the origin's 1xx responses go (HTTP/1.1 clients only).
+    /// Where the origin's 1xx responses go (HTTP/1.1 and HTTP/2 clients).
     pub(crate) interim: Option<Interim>,
 }
 

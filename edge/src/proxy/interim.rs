@@ -1,9 +1,14 @@
-//! Forwarding 1xx informational responses (`102 Processing`, `103 Early Hints`) to HTTP/1.1
-//! clients, which a proxy must do (RFC 9110 §15.2) and hyper's server cannot: a hyper service
-//! answers with exactly one response.
+//! Forwarding 1xx informational responses (`102 Processing`, `103 Early Hints`) to clients,
+//! which a proxy must do (RFC 9110 §15.2) and hyper's server cannot: a hyper service answers
+//! with exactly one response.
 //!
-//! So the edge writes them itself, below hyper, without ever splitting one of hyper's
-//! messages. Every client connection's transport is wrapped in [`InterimIo`]; each HTTP/1.1
+//! HTTP/2 connections are served with the `h2` crate directly (`proxy/h2/`), whose
+//! `SendResponse::send_informational` queues a 1xx HEADERS frame on the request's stream; h2
+//! keeps a stream's frames in order, so it always precedes the final response. Such a request
+//! carries an [`Interim`] holding its stream's [`H2Reply`].
+//!
+//! HTTP/1.1 connections stay on hyper, so for them the edge writes the heads itself, below
+//! hyper, without ever splitting one of hyper's messages. Every client connection's transport is wrapped in [`InterimIo`]; each HTTP/1.1
 //! request carries an [`Interim`] handle (a request extension) through which the pipeline
 //! queues an interim head and waits until it is on the wire. The queued bytes go out only
 //! inside the wrapper's `poll_flush`, which hyper calls solely when its own write buffer is
@@ -13,9 +18,7 @@
 //! for it and polls the handler and then flushes in every turn of its loop, so a queued head
 //! leaves at the next turn.
 //!
-//! Not for HTTP/1.0 clients (RFC 9110 §15.2 forbids it) nor HTTP/2: hyper's h2 server sends
-//! no 1xx either, and bytes written below an h2 connection would break its framing, so h2
-//! requests get no handle (see `docs/edge.md`).
+//! Not for HTTP/1.0 clients (RFC 9110 §15.2 forbids it): their requests get no handle.
 
 use std::future::Future;
 use std::io;
@@ -24,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker, ready};
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
@@ -86,7 +89,7 @@ impl<I> InterimIo<I> {
     /// Wraps `inner`; the [`Interim`] handle is for that connection's HTTP/1.1 requests.
     pub fn new(inner: I) -> (Self, Interim) {
         let shared = Arc::new(Shared::default());
-        (Self { inner, shared: shared.clone() }, Interim { shared })
+        (Self { inner, shared: shared.clone() }, Interim(Sink::Http1(shared)))
     }
 }
 
@@ -174,44 +177,76 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for InterimIo<I> {
     }
 }
 
-/// Sends interim heads on one HTTP/1.1 connection, ahead of the final response.
+/// The response side of one HTTP/2 stream, shared by the task that sends its final response
+/// (`proxy/h2/`) and the request's [`Interim`].
+pub type H2Reply = Arc<Mutex<h2::server::SendResponse<Bytes>>>;
+
+/// Locks an [`H2Reply`]; nobody holds it across an await.
+pub fn lock_reply(reply: &H2Reply) -> MutexGuard<'_, h2::server::SendResponse<Bytes>> {
+    // h2 keeps its own state consistent; a panicking holder leaves nothing half-done here.
+    reply.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Sends interim heads to one client request, ahead of its final response: on its HTTP/1.1
+/// connection or its HTTP/2 stream.
 #[derive(Clone, Debug)]
-pub struct Interim {
-    shared: Arc<Shared>,
+pub struct Interim(Sink);
+
+#[derive(Clone, Debug)]
+enum Sink {
+    Http1(Arc<Shared>),
+    Http2(H2Reply),
 }
 
 impl Interim {
+    /// The handle of an HTTP/2 request, whose stream's response side is `reply`.
+    pub fn http2(reply: H2Reply) -> Self {
+        Self(Sink::Http2(reply))
+    }
+
     /// Writes `status` (a 1xx other than 100 and 101) with `headers` to the client and waits
-    /// until it is on the wire. `false` when it was not sent: not interim, too large, or the
-    /// connection is gone. Must be awaited to the end before the final response is returned.
+    /// until it is on the wire (HTTP/2: queued on its stream, ahead of anything sent on it
+    /// later). `false` when it was not sent: not interim, too large, or the connection or
+    /// stream is gone. Must be awaited to the end before the final response is returned.
     pub async fn send(&self, status: StatusCode, headers: &HeaderMap) -> bool {
         if !forwardable(status) {
             return false;
         }
-        let Some(head) = encode(status, headers) else { return false };
-        let mine = {
-            let mut s = self.shared.lock();
-            if s.broken {
-                return false;
+        match &self.0 {
+            Sink::Http1(shared) => send_http1(shared, status, headers).await,
+            Sink::Http2(reply) => {
+                let Some(head) = h2_head(status, headers) else { return false };
+                lock_reply(reply).send_informational(head).is_ok()
             }
-            s.queue.extend_from_slice(&head);
-            s.queued += 1;
-            self.shared.queued.store(true, Ordering::Release);
-            s.queued
-        };
-        std::future::poll_fn(|cx| {
-            let mut s = self.shared.lock();
-            if s.written >= mine {
-                Poll::Ready(true)
-            } else if s.broken {
-                Poll::Ready(false)
-            } else {
-                s.waiter = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await
+        }
     }
+}
+
+/// Queues an HTTP/1.1 interim head and waits until [`InterimIo`] has written it.
+async fn send_http1(shared: &Shared, status: StatusCode, headers: &HeaderMap) -> bool {
+    let Some(head) = encode(status, headers) else { return false };
+    let mine = {
+        let mut s = shared.lock();
+        if s.broken {
+            return false;
+        }
+        s.queue.extend_from_slice(&head);
+        s.queued += 1;
+        shared.queued.store(true, Ordering::Release);
+        s.queued
+    };
+    std::future::poll_fn(|cx| {
+        let mut s = shared.lock();
+        if s.written >= mine {
+            Poll::Ready(true)
+        } else if s.broken {
+            Poll::Ready(false)
+        } else {
+            s.waiter = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 /// The origin's 1xx responses on their way from the origin request to the client.
@@ -220,7 +255,7 @@ pub type InterimTx = mpsc::Sender<Response<()>>;
 pub type InterimRx = mpsc::Receiver<Response<()>>;
 
 /// A channel for the origin's 1xx responses when the client can take them (`client` is set
-/// for HTTP/1.1 requests): the sender goes into the origin request, the receiver to [`relay`].
+/// for HTTP/1.1 and HTTP/2 requests): the sender goes into the origin request, the receiver to [`relay`].
 /// Small and bounded: when it is full, the origin's further 1xx are dropped.
 pub fn channel(client: Option<&Interim>) -> (Option<InterimTx>, Option<InterimRx>) {
     if client.is_none() {
@@ -272,8 +307,31 @@ pub fn forwardable(status: StatusCode) -> bool {
     status.is_informational() && status != StatusCode::CONTINUE && status != StatusCode::SWITCHING_PROTOCOLS
 }
 
+/// The fields of an interim head that go to the client: not the hop-by-hop ones (they
+/// describe the origin's connection) nor `Content-Length`.
+fn forwarded_fields(headers: &HeaderMap) -> impl Iterator<Item = (&http::HeaderName, &http::HeaderValue)> {
+    headers.iter().filter(|(name, _)| {
+        !crate::proxy::headers::is_hop_by_hop(name.as_str()) && *name != http::header::CONTENT_LENGTH
+    })
+}
+
+/// An interim head for an HTTP/2 stream; `None` when its fields would be larger than
+/// [`MAX_HEAD`] (counted as HPACK does, 32 bytes per field on top of name and value).
+fn h2_head(status: StatusCode, headers: &HeaderMap) -> Option<Response<()>> {
+    let mut head = Response::new(());
+    *head.status_mut() = status;
+    let mut size = 0;
+    for (name, value) in forwarded_fields(headers) {
+        size += name.as_str().len() + value.len() + 32;
+        if size > MAX_HEAD {
+            return None;
+        }
+        head.headers_mut().append(name, value.clone());
+    }
+    Some(head)
+}
+
 /// The HTTP/1.1 text of an interim head; `None` when it would be larger than [`MAX_HEAD`].
-/// Hop-by-hop fields are not part of it (they describe the origin's connection).
 fn encode(status: StatusCode, headers: &HeaderMap) -> Option<BytesMut> {
     let mut out = BytesMut::with_capacity(64);
     out.put_slice(b"HTTP/1.1 ");
@@ -281,10 +339,7 @@ fn encode(status: StatusCode, headers: &HeaderMap) -> Option<BytesMut> {
     out.put_u8(b' ');
     out.put_slice(status.canonical_reason().unwrap_or("Informational").as_bytes());
     out.put_slice(b"\r\n");
-    for (name, value) in headers {
-        if crate::proxy::headers::is_hop_by_hop(name.as_str()) || name == http::header::CONTENT_LENGTH {
-            continue;
-        }
+    for (name, value) in forwarded_fields(headers) {
         out.put_slice(name.as_str().as_bytes());
         out.put_slice(b": ");
         out.put_slice(value.as_bytes());

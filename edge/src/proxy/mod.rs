@@ -1,7 +1,7 @@
-//! The request path: accept (`server`, `tls`), route (`route`, `https`), the phases of a GET
+//! The request path: accept (`server`, `tls`, `preface`; HTTP/2 in `http2/`), route (`route`, `https`), the phases of a GET
 //! or HEAD (`pipeline`) and of other methods (`passthrough`), origin fills (`fill`), answers
 //! from held responses (`respond`, `range`), header rules (`headers`), 1xx
-//! forwarding to HTTP/1.1 clients (`interim`), the opt-in `Stratus-Debug` field (`debug`) and the one source of
+//! forwarding to clients (`interim`), the opt-in `Stratus-Debug` field (`debug`) and the one source of
 //! `Cache-Status` and request metrics (`status`).
 
 pub(crate) mod conns;
@@ -9,10 +9,12 @@ pub(crate) mod ctx;
 pub(crate) mod debug;
 pub(crate) mod fill;
 pub(crate) mod headers;
+pub(crate) mod http2;
 pub(crate) mod https;
 pub(crate) mod interim;
 pub(crate) mod passthrough;
 pub(crate) mod pipeline;
+pub(crate) mod preface;
 pub(crate) mod range;
 pub(crate) mod respond;
 pub(crate) mod route;

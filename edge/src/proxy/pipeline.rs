@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
-use hyper::body::{Body as _, Frame, Incoming};
+use hyper::body::{Body as _, Frame};
 use tokio::sync::oneshot;
 
 use crate::body::{Body, BoxError, empty};
@@ -93,11 +93,6 @@ struct Routed {
     rewrite: Option<Rewrite>,
     /// The cache key and request headers, on sites with `debug_header`.
     debug: Option<(key::CacheKey, HeaderMap)>,
-}
-
-/// Adapts hyper's request body for [`handle`].
-pub fn boxed(req: Request<Incoming>) -> Request<Body> {
-    req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync())
 }
 
 /// Observe: `Cache-Status`, `Via`, metrics, access log.

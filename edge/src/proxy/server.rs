@@ -1,7 +1,9 @@
-//! Accepting connections: HTTP/1.1 and HTTP/2 on one port via hyper-util's auto builder (h2c
-//! by prior knowledge on plain listeners, h2 or http/1.1 by ALPN after a TLS handshake), the
-//! client limits hyper can enforce, a connection cap, idle timeouts (`conns.rs`), and graceful
-//! shutdown (stop accepting, let in-flight responses finish within the drain timeout).
+//! Accepting connections: HTTP/1.1 and HTTP/2 on one port (h2c by prior knowledge on plain
+//! listeners, h2 or http/1.1 by ALPN after a TLS handshake; `preface.rs` tells them apart),
+//! HTTP/1.1 served by hyper and HTTP/2 by the `h2` crate (`http2/`, because hyper's h2 server
+//! cannot send 1xx responses), the client limits, a connection cap, idle timeouts
+//! (`conns.rs`), and graceful shutdown (stop accepting, let in-flight responses finish within
+//! the drain timeout).
 //!
 //! Every request carries a [`Transport`] extension saying whether it arrived over TLS.
 //!
@@ -11,7 +13,8 @@
 //! windows); 16 KiB frames (the protocol default, which clients expect); at most 20 streams
 //! reset before the handler saw them and 1024 resets caused by errors, so a rapid-reset flood
 //! (CVE-2023-44487) closes the connection instead of burning CPU; a PING every idle timeout
-//! and 20 s for its answer.
+//! and 20 s for its answer; a stream with 400 KiB of response data queued for the socket
+//! takes no more from its body until some is written (hyper's default, kept).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,9 +23,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use stratus_config::edge::Limits;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -31,31 +35,45 @@ use tokio_util::task::TaskTracker;
 
 use crate::body::{Body, BoxError};
 use crate::proxy::conns::{Conn, Conns, IdleLimits, Tracked};
+use crate::proxy::http2;
 use crate::proxy::interim::InterimIo;
+use crate::proxy::preface::{self, Protocol};
 use crate::proxy::tls::Acceptor;
 
-/// A connection builder with the client limits applied: the request head size (larger → 431
-/// from hyper), the header count, the time to send a head (slowloris).
-pub fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
+/// How a listener's connections are served, per protocol.
+#[derive(Clone, Debug)]
+pub struct Protocols {
+    http1: http1::Builder,
+    http2: http2::Settings,
+}
+
+/// The protocols with the client limits applied: the request head size (larger → 431 from
+/// hyper on HTTP/1.1; on HTTP/2 the header list size h2 announces and enforces), the header
+/// count, the time to send a head (slowloris), and the HTTP/2 limits of the module docs.
+pub fn builder(limits: &Limits) -> Protocols {
     let head = usize::try_from(limits.max_header_size.bytes()).unwrap_or(usize::MAX).max(8192);
-    b.http1()
-        .timer(TokioTimer::new())
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout.get())
         .max_buf_size(head)
         .max_headers(limits.max_headers);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(head).unwrap_or(u32::MAX))
+    let mut h2 = h2::server::Builder::new();
+    h2.max_header_list_size(u32::try_from(head).unwrap_or(u32::MAX))
         .max_concurrent_streams(128)
-        .initial_stream_window_size(1 << 20)
+        .initial_window_size(1 << 20)
         .initial_connection_window_size(2 << 20)
         .max_frame_size(16 << 10)
         .max_pending_accept_reset_streams(20)
-        .max_local_error_reset_streams(1024)
-        .keep_alive_interval(Some(limits.idle_timeout.get()))
-        .keep_alive_timeout(Duration::from_secs(20));
-    b
+        .max_local_error_reset_streams(Some(1024))
+        .max_send_buffer_size(400 << 10);
+    Protocols {
+        http1: h1,
+        http2: http2::Settings {
+            builder: h2,
+            keep_alive_interval: Some(limits.idle_timeout.get()),
+            keep_alive_timeout: Duration::from_secs(20),
+        },
+    }
 }
 
 /// How a request reached us; an extension on every request [`serve`] hands to its handler.
@@ -98,13 +116,13 @@ impl ConnLimits {
 /// waits for a slot while idle connections are shed for it (see `conns.rs`).
 pub async fn serve<H, F>(
     listener: TcpListener,
-    builder: auto::Builder<TokioExecutor>,
+    builder: Protocols,
     handler: H,
     tls: Option<Arc<Acceptor>>,
     limits: ConnLimits,
     shutdown: CancellationToken,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Body>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let tasks = TaskTracker::new();
@@ -173,12 +191,10 @@ pub async fn serve<H, F>(
 }
 
 /// Serves one connection (plain or TLS) until it closes; asks it to close gracefully when it
-/// idles out, is shed, or the edge shuts down. HTTP/1.1 requests carry an
-/// [`Interim`](crate::proxy::interim::Interim) handle
-/// for forwarding 1xx responses (`interim.rs`).
+/// idles out, is shed, or the edge shuts down. Its first bytes choose the protocol.
 async fn connection<I, H, F>(
     io: I,
-    builder: &auto::Builder<TokioExecutor>,
+    protocols: &Protocols,
     handler: H,
     peer: SocketAddr,
     transport: Transport,
@@ -187,7 +203,37 @@ async fn connection<I, H, F>(
 ) -> Result<(), BoxError>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Body>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    // A client that sends nothing is closed like any idle connection.
+    let (protocol, io) = tokio::select! {
+        sniffed = preface::sniff(io) => sniffed?,
+        () = conn.close_requested(shutdown) => return Ok(()),
+    };
+    match protocol {
+        Protocol::Http2 => {
+            http2::serve(io, &protocols.http2, handler, peer, transport, conn, shutdown, CLOSE_GRACE).await
+        }
+        Protocol::Http1 => serve_http1(io, &protocols.http1, handler, peer, transport, conn, shutdown).await,
+    }
+}
+
+/// Serves an HTTP/1.x connection with hyper. HTTP/1.1 requests carry an
+/// [`Interim`](crate::proxy::interim::Interim) handle for forwarding 1xx responses
+/// (`interim.rs`).
+async fn serve_http1<I, H, F>(
+    io: I,
+    builder: &http1::Builder,
+    handler: H,
+    peer: SocketAddr,
+    transport: Transport,
+    conn: &Conn,
+    shutdown: &CancellationToken,
+) -> Result<(), BoxError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Body>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let (io, interim) = InterimIo::new(io);
@@ -195,22 +241,22 @@ where
     let service = hyper::service::service_fn(|mut req: Request<Incoming>| {
         let busy = conn.busy();
         req.extensions_mut().insert(transport);
-        // RFC 9110 §15.2: no 1xx to HTTP/1.0 clients; HTTP/2 cannot take them this way.
+        // RFC 9110 §15.2: no 1xx to HTTP/1.0 clients.
         if req.version() == http::Version::HTTP_11 {
             req.extensions_mut().insert(interim.clone());
         }
-        let fut = handler(req, peer);
+        let fut = handler(req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()), peer);
         async move { Ok::<_, Infallible>(fut.await.map(|b| Tracked::new(b, busy))) }
     });
     let served = builder.serve_connection(io, service);
     tokio::pin!(served);
     tokio::select! {
-        done = served.as_mut() => return done,
+        done = served.as_mut() => return done.map_err(Into::into),
         () = conn.close_requested(shutdown) => {}
     }
     served.as_mut().graceful_shutdown();
     tokio::select! {
-        done = served.as_mut() => done,
+        done = served.as_mut() => done.map_err(Into::into),
         () = conn.idle_for(CLOSE_GRACE) => Ok(()),
     }
 }

@@ -85,6 +85,12 @@ impl ClientFault {
                     return Self::Gone;
                 }
             }
+            // An HTTP/2 client that cancels its stream or loses its connection.
+            if let Some(h2) = err.downcast_ref::<h2::Error>()
+                && (h2.is_io() || h2.is_go_away() || h2.reason() == Some(h2::Reason::CANCEL))
+            {
+                return Self::Gone;
+            }
             if let Some(hyper) = err.downcast_ref::<hyper::Error>()
                 && (hyper.is_incomplete_message() || hyper.is_canceled() || hyper.is_closed())
             {
@@ -258,10 +264,16 @@ mod tests {
         let bad: BoxError = Box::new(std::io::Error::new(std::io::ErrorKind::InvalidData, "bad chunk"));
         let limit =
             http_body_util::Limited::new(crate::body::full("too long"), 1).collect().await.unwrap_err();
-        let cases: [(Result<Bytes, BoxError>, ClientFault); 3] = [
+        // An HTTP/2 client that cancels its stream is gone; one whose stream h2 reset for a
+        // protocol error (DATA not adding up to its Content-Length) sent a malformed body.
+        let cancel: BoxError = Box::new(h2::Error::from(h2::Reason::CANCEL));
+        let protocol: BoxError = Box::new(h2::Error::from(h2::Reason::PROTOCOL_ERROR));
+        let cases: [(Result<Bytes, BoxError>, ClientFault); 5] = [
             (Err(reset), ClientFault::Gone),
             (Err(bad), ClientFault::Malformed),
             (Err(limit), ClientFault::TooLarge),
+            (Err(cancel), ClientFault::Gone),
+            (Err(protocol), ClientFault::Malformed),
         ];
         for (item, want) in cases {
             let (upload, watch) =
