@@ -7,12 +7,13 @@
 //! end the field or start another header line.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 
-use crate::cache::key::CacheKey;
+use crate::cache::key::{CacheKey, vary_names};
 use crate::cache::store::Store;
 use crate::proxy::status::CacheStatus;
 
@@ -26,8 +27,21 @@ pub(crate) const STRATUS_DEBUG: HeaderName = HeaderName::from_static("stratus-de
 /// hit) or that is stored now (`hits=0` just after a fill); `tags` its cache tags;
 /// `origin-status` and `origin-time` (milliseconds to the response head) are there when this
 /// request asked the origin.
-pub(crate) fn value(store: &Store, key: &CacheKey, headers: &HeaderMap, status: &CacheStatus) -> HeaderValue {
-    let (entry, slot) = store.peek(key, headers);
+pub(crate) fn value(
+    store: &Store,
+    key: &CacheKey,
+    headers: &HeaderMap,
+    status: &CacheStatus,
+    response: &HeaderMap,
+) -> HeaderValue {
+    let (entry, mut slot) = store.peek(key, headers);
+    if entry.is_none()
+        && Arc::ptr_eq(&slot, key.primary())
+        && let Some(names) = vary_names(response).filter(|n| !n.is_empty())
+    {
+        // A miss whose response is still being stored: its `Vary` names the variant.
+        slot = key.variant(&names, headers);
+    }
     let mut s = String::with_capacity(160);
     s.push_str("key=");
     quoted(&mut s, key.primary());

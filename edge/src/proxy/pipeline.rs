@@ -71,7 +71,7 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Body>, client: Option<SocketAd
         res.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, v);
     }
     if let Some((key, headers)) = &routed.debug {
-        let v = crate::proxy::debug::value(&edge.store, key, headers, &status);
+        let v = crate::proxy::debug::value(&edge.store, key, headers, &status, res.headers());
         res.headers_mut().insert(crate::proxy::debug::STRATUS_DEBUG, v);
     } else {
         // Not even another tier's (or an origin's) field reaches a site without the option.
