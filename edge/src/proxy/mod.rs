@@ -1,6 +1,6 @@
 //! The request path: accept (`server`, `tls`), route (`route`, `https`), the phases of a GET
 //! or HEAD (`pipeline`) and of other methods (`passthrough`), origin fills (`fill`), answers
-//! from held responses (`respond`, `range`), header rules (`headers`), 1xx
+//! from held responses (`respond`, `range`), large objects in slices (`slice`), header rules (`headers`), 1xx
 //! forwarding to HTTP/1.1 clients (`interim`), the opt-in `Stratus-Debug` field (`debug`) and the one source of
 //! `Cache-Status` and request metrics (`status`).
 
@@ -17,5 +17,6 @@ pub(crate) mod range;
 pub(crate) mod respond;
 pub(crate) mod route;
 pub(crate) mod server;
+pub(crate) mod slice;
 pub(crate) mod status;
 pub(crate) mod tls;

@@ -224,6 +224,16 @@ async fn lookup(edge: &Arc<Edge>, ctx: &Ctx) -> Served {
         let (found, slot) = edge.store.lookup(&ctx.key, &ctx.headers, now);
         let fwd = match found {
             Found::Object(e) => return from_entry(edge, ctx, e, slot, now).await,
+            // Nothing under the object's key: a sliced site looks for its slices.
+            Found::UriMiss if crate::proxy::slice::applies(ctx) => {
+                if let Some(served) = crate::proxy::slice::serve(edge, ctx, only_if_cached).await {
+                    return served;
+                }
+                if only_if_cached {
+                    return Err(ProxyError::NotCached);
+                }
+                Fwd::UriMiss
+            }
             _ if only_if_cached => return Err(ProxyError::NotCached),
             Found::HitForMiss => return fetch_alone(edge, ctx, slot, Fwd::Bypass, Sharing::HitForMiss).await,
             Found::UriMiss => Fwd::UriMiss,
