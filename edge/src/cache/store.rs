@@ -300,11 +300,11 @@ impl Store {
 
     /// Stores `entry` under exactly `key` (a slice of its object), indexed for purges like any
     /// object: `key` starts with the object's primary key.
-    pub fn insert_at(&self, key: Arc<str>, entry: &Arc<Entry>) {
+    pub fn insert_at(&self, key: &Arc<str>, entry: &Arc<Entry>) {
         self.cache.insert(key.clone(), Slot::Object(entry.clone()));
-        lock(&self.index).add(&key, entry);
-        if !self.cache.contains_key(&key) {
-            lock(&self.index).remove(&key, entry);
+        lock(&self.index).add(key, entry);
+        if !self.cache.contains_key(&**key) {
+            lock(&self.index).remove(key, entry);
         }
     }
 

@@ -149,7 +149,7 @@ pub(crate) async fn serve(edge: &Arc<Edge>, ctx: &Ctx, only_if_cached: bool) -> 
                             tracing::debug!(key = %s.key.primary(), "validator changed; stored slices dropped");
                             s.drop_all();
                             if kept {
-                                s.edge.store.insert_at(s.slice_key(m), &entry);
+                                s.edge.store.insert_at(&s.slice_key(m), &entry);
                             }
                             continue;
                         }
@@ -443,7 +443,7 @@ impl Slicer {
         let store = keep && range.complete <= edge.max_object;
         let entry = Arc::new(Entry::new(head, buf.freeze(), self.key.clone(), &ex));
         if store {
-            edge.store.insert_at(key.clone(), &entry);
+            edge.store.insert_at(key, &entry);
             tracing::debug!(key = %key, index, "slice stored");
         }
         Ok(Fetched::Slice { entry, range, stored: store })
