@@ -231,19 +231,34 @@ async fn origins_that_ignore_range_or_hide_the_length_get_the_whole_object_path(
     serve(&origin, "/slices/plain.bin", body.clone(), V1, RangeSupport::Ignore);
     serve(&origin, "/slices/nolength.bin", body.clone(), V1, RangeSupport::UnknownLength);
     let (edge, _dir) = sliced_edge(&origin, "");
-    for path in ["/slices/plain.bin", "/slices/nolength.bin"] {
+    // An origin that ignores `Range` answers the slice request whole: that answer is the
+    // object's fill, as on any site, so it is asked once.
+    // One that hides the length (`bytes 0-65535/*`) gets a second request without `Range`.
+    for (path, asked) in [("/slices/plain.bin", 1), ("/slices/nolength.bin", 2)] {
         let url = format!("{}{path}", edge.url("edge http"));
         let got = range(&url, "bytes=100000-100009").await;
         assert_eq!(got.status, 206, "{path}: {}", edge.stderr());
         assert_eq!(got.body, body.slice(100000..=100009), "{path}");
-        // The slice attempt, then the whole object as on any site; it is then stored whole.
-        assert_eq!(origin.hits(path), 2, "{path}");
-        assert_eq!(ranges_seen(&origin, path)[1], "", "{path}: the fallback asks for the whole object");
+        assert_eq!(origin.hits(path), asked, "{path}");
+        assert_eq!(ranges_seen(&origin, path)[0], slice_range(1), "{path}");
+        // Then the object is stored whole, as on a site without slices.
         let whole = get(&url, &[]).await;
         assert!(whole.hit(), "{path}: {}", whole.cache());
         assert_eq!(whole.body, body, "{path}");
-        assert_eq!(origin.hits(path), 2, "{path}");
+        assert_eq!(origin.hits(path), asked, "{path}");
     }
+    assert_eq!(ranges_seen(&origin, "/slices/nolength.bin")[1], "", "the fallback asks for the whole object");
+
+    // Errors too: one origin request, the answer as the origin gave it.
+    origin.fixed(
+        "/slices/missing.bin",
+        Reply::status(404, "no such object", &[("cache-control", "max-age=60")]),
+    );
+    let url = format!("{}/slices/missing.bin", edge.url("edge http"));
+    let got = range(&url, "bytes=0-10").await;
+    assert_eq!((got.status, got.text()), (404, "no such object".to_owned()));
+    assert_eq!(origin.hits("/slices/missing.bin"), 1);
+    assert!(get(&url, &[]).await.hit());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -14,13 +14,20 @@
 //!
 //! The fetching and serving lives in `proxy/slice.rs`; this file is pure.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
-use http::HeaderMap;
 use http::header;
+use http::{HeaderMap, Response};
 
 use crate::cache::entry::Entry;
 use crate::error::ProxyError;
+use crate::upstream::OriginBody;
+
+/// An origin's answer to a slice request that is not a slice (it ignored `Range`: a `200`, a
+/// `404`, ...), with the time the request was sent: handed, once, to the ordinary fill so the
+/// origin is not asked twice. Whoever takes it first answers with it.
+pub type Answer = Arc<Mutex<Option<(Response<OriginBody>, SystemTime)>>>;
 
 /// What follows the primary key in a slice's key: the `Vary` variant mark
 /// (`key::VARIANT_MARK`; a variant's key has a header name after it, and `@` is not a token
@@ -112,9 +119,12 @@ pub enum Fetched {
         /// Whether it was stored.
         stored: bool,
     },
-    /// The origin's answer cannot be kept as a slice; why (the request falls back to fetching
-    /// the whole object, as for sites without slices).
+    /// The origin's answer is a `206` that cannot be kept as a slice; why (the request falls
+    /// back to fetching the whole object, as for sites without slices).
     NotSliceable(&'static str),
+    /// The origin answered with something else than a `206` (or `416`): the answer, for the
+    /// ordinary path to use as its fill's.
+    Whole(Answer),
 }
 
 /// What waiting on a slice fetch gives.

@@ -222,15 +222,16 @@ async fn lookup(edge: &Arc<Edge>, ctx: &Ctx) -> Served {
     for _ in 0..3 {
         let now = Instant::now();
         let (found, slot) = edge.store.lookup(&ctx.key, &ctx.headers, now);
+        // How a miss fetches: as usual, or with the answer a slice request already got.
+        let mut mode = Mode::Fetch;
         let fwd = match found {
             Found::Object(e) => return from_entry(edge, ctx, e, slot, now).await,
             // Nothing under the object's key: a sliced site looks for its slices.
             Found::UriMiss if crate::proxy::slice::applies(ctx) => {
-                if let Some(served) = crate::proxy::slice::serve(edge, ctx, only_if_cached).await {
-                    return served;
-                }
-                if only_if_cached {
-                    return Err(ProxyError::NotCached);
+                match crate::proxy::slice::serve(edge, ctx, only_if_cached).await {
+                    Ok(served) => return served,
+                    Err(_) if only_if_cached => return Err(ProxyError::NotCached),
+                    Err(answer) => mode = answer.map_or(Mode::Fetch, Mode::Answered),
                 }
                 Fwd::UriMiss
             }
@@ -245,7 +246,7 @@ async fn lookup(edge: &Arc<Edge>, ctx: &Ctx) -> Served {
         }
         // `None`: the fill we would have joined just stored its object; look again.
         if let Some(role) = edge.inflight.join(&slot, &ctx.headers, || edge.store.contains(&slot)) {
-            return coalesce(edge, ctx, role, slot, Mode::Fetch, fwd, None).await;
+            return coalesce(edge, ctx, role, slot, mode, fwd, None).await;
         }
     }
     fetch_alone(edge, ctx, ctx.key.primary().clone(), Fwd::UriMiss, Sharing::Alone).await
@@ -334,7 +335,7 @@ fn job(
 ) -> Job {
     let revalidate = match &mode {
         Mode::Revalidate(e) => Some(e.as_ref()),
-        Mode::Fetch => None,
+        Mode::Fetch | Mode::Answered(_) => None,
     };
     Job {
         edge: edge.clone(),

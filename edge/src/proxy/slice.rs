@@ -37,7 +37,7 @@ use crate::cache::directives::Directives;
 use crate::cache::entry::{Entry, Exchange};
 use crate::cache::key::{CacheKey, vary_names};
 use crate::cache::reuse::{Reuse, reuse};
-use crate::cache::slice::{self, ContentRange, Fetched, SliceResult};
+use crate::cache::slice::{self, Answer, ContentRange, Fetched, SliceResult};
 use crate::cache::store::Target;
 use crate::edge::Edge;
 use crate::error::ProxyError;
@@ -77,9 +77,13 @@ enum Want {
     Unsatisfiable,
 }
 
-/// Serves `ctx` from slices; `None` when the object cannot be sliced (the caller then takes
-/// the ordinary path).
-pub(crate) async fn serve(edge: &Arc<Edge>, ctx: &Ctx, only_if_cached: bool) -> Option<Served> {
+/// Serves `ctx` from slices; `Err` when the object cannot be sliced: the caller then takes the
+/// ordinary path, with the origin's answer when it already has a whole one ([`Fetched::Whole`]).
+pub(crate) async fn serve(
+    edge: &Arc<Edge>,
+    ctx: &Ctx,
+    only_if_cached: bool,
+) -> Result<Served, Option<Answer>> {
     let s = Arc::new(Slicer {
         edge: edge.clone(),
         site: ctx.site.clone(),
@@ -98,7 +102,7 @@ pub(crate) async fn serve(edge: &Arc<Edge>, ctx: &Ctx, only_if_cached: bool) -> 
     let (anchor, head, total, want, missing, needed) = loop {
         let (anchor, from_store) = match s.stored(first, None) {
             Some(e) => (e, true),
-            None if only_if_cached => return Some(Err(ProxyError::NotCached)),
+            None if only_if_cached => return Ok(Err(ProxyError::NotCached)),
             None => match s.fetch(first).await {
                 Ok(Fetched::Slice { entry, stored: kept, .. }) => {
                     fetched += 1;
@@ -112,15 +116,19 @@ pub(crate) async fn serve(edge: &Arc<Edge>, ctx: &Ctx, only_if_cached: bool) -> 
                 }
                 Ok(Fetched::NotSliceable(why)) => {
                     tracing::debug!(key = %s.key.primary(), why, "not sliced");
-                    return None;
+                    return Err(None);
                 }
-                Err(e) => return Some(Err(e)),
+                Ok(Fetched::Whole(answer)) => {
+                    tracing::debug!(key = %s.key.primary(), "the origin answered a slice request whole");
+                    return Err(Some(answer));
+                }
+                Err(e) => return Ok(Err(e)),
             },
         };
         let head = anchor.headers().to_map(6);
         let (Some(range), Some(validator)) = (ContentRange::of(&head), slice::validator(&head)) else {
             // Only 206s with both are stored as slices; anything else is not one of ours.
-            return Some(Err(ProxyError::Internal("a stored slice without Content-Range".into())));
+            return Ok(Err(ProxyError::Internal("a stored slice without Content-Range".into())));
         };
         let total = range.complete;
         let want = want(&ctx.headers, &head, total);
@@ -135,7 +143,7 @@ pub(crate) async fn serve(edge: &Arc<Edge>, ctx: &Ctx, only_if_cached: bool) -> 
             needed.filter(|&i| i != first && s.stored(i, Some(&validator)).is_none()).collect();
         if from_store && !missing.is_empty() {
             if only_if_cached {
-                return Some(Err(ProxyError::NotCached));
+                return Ok(Err(ProxyError::NotCached));
             }
             if !checked {
                 // Check the stored version against the origin before answering with it.
@@ -160,9 +168,14 @@ pub(crate) async fn serve(edge: &Arc<Edge>, ctx: &Ctx, only_if_cached: bool) -> 
                     Ok(Fetched::NotSliceable(why)) => {
                         tracing::debug!(key = %s.key.primary(), why, "no longer sliced; stored slices dropped");
                         s.drop_all();
-                        return None;
+                        return Err(None);
                     }
-                    Err(e) => return Some(Err(e)),
+                    Ok(Fetched::Whole(answer)) => {
+                        tracing::debug!(key = %s.key.primary(), "no longer sliced; stored slices dropped");
+                        s.drop_all();
+                        return Err(Some(answer));
+                    }
+                    Err(e) => return Ok(Err(e)),
                 }
             }
         }
@@ -187,7 +200,7 @@ pub(crate) async fn serve(edge: &Arc<Edge>, ctx: &Ctx, only_if_cached: bool) -> 
     if status.is_hit() {
         anchor.hit();
     }
-    Some(Ok((respond(&s, ctx, anchor, head, total, want, first), status)))
+    Ok(Ok((respond(&s, ctx, anchor, head, total, want, first), status)))
 }
 
 /// Builds the answer once the plan is made.
@@ -388,13 +401,13 @@ impl Slicer {
         };
         let ex = Exchange::now(request_time);
         let keep = res.extensions().get::<Answered>().is_none_or(|a| a.keep);
-        let (mut parts, mut body) = res.into_parts();
-        if parts.status == StatusCode::RANGE_NOT_SATISFIABLE {
+        if res.status() == StatusCode::RANGE_NOT_SATISFIABLE {
             return Ok(Fetched::NotSliceable("unsatisfiable"));
         }
-        if parts.status != StatusCode::PARTIAL_CONTENT {
-            return Ok(Fetched::NotSliceable("not-206"));
+        if res.status() != StatusCode::PARTIAL_CONTENT {
+            return Ok(Fetched::Whole(Arc::new(std::sync::Mutex::new(Some((res, request_time))))));
         }
+        let (mut parts, mut body) = res.into_parts();
         let Some(range) = ContentRange::of(&parts.headers) else {
             return Ok(Fetched::NotSliceable("content-range"));
         };
