@@ -44,6 +44,7 @@ use crate::error::ProxyError;
 use crate::proxy::ctx::{Ctx, Purpose, Served, origin_request};
 use crate::proxy::fill::prepare;
 use crate::proxy::headers::{TIER_TAGS, add_edge_fields};
+use crate::proxy::interim::{self, InterimTx};
 use crate::proxy::range::{self, Ranges};
 use crate::proxy::respond::{self, Precondition};
 use crate::proxy::route::SiteState;
@@ -103,7 +104,12 @@ pub(crate) async fn serve(
         let (anchor, from_store) = match s.stored(first, None) {
             Some(e) => (e, true),
             None if only_if_cached => return Ok(Err(ProxyError::NotCached)),
-            None => match s.fetch(first).await {
+            // The origin's 1xx answers to the anchor request reach this client (when its
+            // request is the one sent), as for a fill's leader.
+            None => match {
+                let (itx, irx) = interim::channel(ctx.interim.as_ref());
+                interim::relay(ctx.interim.as_ref(), irx, s.fetch_with(first, itx)).await
+            } {
                 Ok(Fetched::Slice { entry, stored: kept, .. }) => {
                     fetched += 1;
                     stored |= kept;
@@ -340,6 +346,11 @@ impl Slicer {
     /// Fetches slice `index`, joining a fetch of it already in flight, or finds it stored by a
     /// fetch that just ended.
     async fn fetch(self: &Arc<Self>, index: u64) -> SliceResult {
+        self.fetch_with(index, None).await
+    }
+
+    /// [`Slicer::fetch`]; when this request starts the fetch, the origin's 1xx go to `interim`.
+    async fn fetch_with(self: &Arc<Self>, index: u64, interim: Option<InterimTx>) -> SliceResult {
         let key = self.slice_key(index);
         let me = self.clone();
         let done = key.clone();
@@ -352,7 +363,7 @@ impl Slicer {
             },
             move || {
                 tokio::spawn(async move {
-                    let r = me.fetch_now(index, &done).await;
+                    let r = me.fetch_now(index, &done, interim).await;
                     me.edge.slices.done(&done);
                     r
                 })
@@ -369,7 +380,7 @@ impl Slicer {
     }
 
     /// One `Range` request for slice `index`; stores the slice under `key` when it may.
-    async fn fetch_now(&self, index: u64, key: &Arc<str>) -> SliceResult {
+    async fn fetch_now(&self, index: u64, key: &Arc<str>, interim: Option<InterimTx>) -> SliceResult {
         let edge = &self.edge;
         let first =
             index.checked_mul(self.size).ok_or(ProxyError::Internal("slice index overflow".into()))?;
@@ -381,7 +392,7 @@ impl Slicer {
             client_host: self.request.client_host.clone(),
             fill_key: self.request.fill_key.clone(),
             from_peer: self.request.from_peer,
-            interim: None,
+            interim,
         };
         if let Ok(v) = HeaderValue::from_str(&format!("bytes={first}-{last}")) {
             req.headers.insert(header::RANGE, v);
