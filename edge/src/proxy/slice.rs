@@ -104,12 +104,7 @@ pub(crate) async fn serve(
         let (anchor, from_store) = match s.stored(first, None) {
             Some(e) => (e, true),
             None if only_if_cached => return Ok(Err(ProxyError::NotCached)),
-            // The origin's 1xx answers to the anchor request reach this client (when its
-            // request is the one sent), as for a fill's leader.
-            None => match {
-                let (itx, irx) = interim::channel(ctx.interim.as_ref());
-                interim::relay(ctx.interim.as_ref(), irx, s.fetch_with(first, itx)).await
-            } {
+            None => match fetch_anchor(&s, ctx, first).await {
                 Ok(Fetched::Slice { entry, stored: kept, .. }) => {
                     fetched += 1;
                     stored |= kept;
@@ -207,6 +202,13 @@ pub(crate) async fn serve(
         anchor.hit();
     }
     Ok(Ok((respond(&s, ctx, anchor, head, total, want, first), status)))
+}
+
+/// Fetches the anchor slice; the origin's 1xx answers to it reach this client (when its
+/// request is the one sent), as for a fill's leader.
+async fn fetch_anchor(s: &Arc<Slicer>, ctx: &Ctx, first: u64) -> SliceResult {
+    let (itx, irx) = interim::channel(ctx.interim.as_ref());
+    interim::relay(ctx.interim.as_ref(), irx, s.fetch_with(first, itx)).await
 }
 
 /// Builds the answer once the plan is made.
