@@ -393,9 +393,6 @@ impl EdgeConfig {
         if self.cache.slice_size.0 < 1024 {
             return Err(Invalid::new("cache.slice_size", "must be at least 1KiB"));
         }
-        if self.cache.slice_size > self.cache.max_object_size {
-            return Err(Invalid::new("cache.slice_size", "must not exceed cache.max_object_size"));
-        }
         self.dns.validate().map_err(|e| e.within("dns"))?;
         for (i, l) in self.listeners.iter().enumerate() {
             if l.default_certificate.is_some() && !l.tls {

@@ -324,3 +324,35 @@ async fn a_sliced_object_larger_than_the_cache_streams_in_bounded_memory() {
     assert!(grew < 32, "the edge's peak RSS grew by {grew} MiB for a 96 MiB object");
     eprintln!("sliced 96 MiB object: peak RSS {grew} MiB above idle");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_origin_claiming_a_huge_length_costs_no_more_than_the_slices_read() {
+    let origin = Origin::start().await;
+    let slice = object(SLICE, 2);
+    // Slice 0 of an "object" of 10^15 bytes; every other range is refused.
+    origin.route("/slices/liar.bin", move |seen, _| {
+        if seen.header("range") == slice_range(0) {
+            let mut reply = Reply::status(206, "", V1)
+                .parts(vec![crate::support::origin::Part::Data(slice.clone())])
+                .sized();
+            reply.headers.push(("content-range".into(), format!("bytes 0-{}/1000000000000000", SLICE - 1)));
+            reply
+        } else {
+            Reply::status(416, "", &[("content-range", "bytes */65536")]).sized()
+        }
+    });
+    let (edge, _dir) = sliced_edge(&origin, "");
+    let url = format!("{}/slices/liar.bin", edge.url("edge http"));
+    let got = range(&url, "bytes=0-99").await;
+    assert_eq!(got.status, 206, "{}", edge.stderr());
+    assert_eq!(got.header("content-range"), "bytes 0-99/1000000000000000");
+    assert_eq!(got.body, object(SLICE, 2).slice(0..100));
+    // Far over `max_object_size`, so nothing is stored. The whole "object": slice 0 again,
+    // then the origin refuses slice 1 and the response is cut short: never a 200 that looks
+    // complete, and no slice is asked for before the client gets to it.
+    let res = crate::support::http::client().get(&url).send().await.unwrap();
+    let status = res.status();
+    let body = res.bytes().await;
+    assert!(status == 200 && body.is_err(), "{status} {body:?}");
+    assert_eq!(ranges_seen(&origin, "/slices/liar.bin"), [slice_range(0), slice_range(0), slice_range(1)]);
+}

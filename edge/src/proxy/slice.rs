@@ -51,6 +51,10 @@ use crate::proxy::route::SiteState;
 use crate::proxy::status::{CacheStatus, Fwd, Outcome};
 use crate::upstream::{Answered, OriginRequest, error_chain};
 
+/// How many slices a request checks in the store before answering (4 GiB of 1 MiB slices); it
+/// only decides `Cache-Status`, and bounds the work an origin's claimed length can cause.
+const MAX_PLANNED: u64 = 4096;
+
 /// Whether a request is served from slices: its site slices and nothing makes the answer
 /// private to it (requests with credentials take the ordinary path, never shared).
 pub(crate) fn applies(ctx: &Ctx) -> bool {
@@ -139,9 +143,13 @@ pub(crate) async fn serve(
             Want::Part(a, b) => a / s.size..=b / s.size,
             Want::Unsatisfiable => first..=first,
         };
-        let count = needed.end() - needed.start() + 1;
-        let mut missing: Vec<u64> =
-            needed.filter(|&i| i != first && s.stored(i, Some(&validator)).is_none()).collect();
+        // Looked at ahead of the answer: at most `MAX_PLANNED` slices (an origin may claim any
+        // length); the rest are found or fetched as the body gets to them.
+        let count = (needed.end() - needed.start()).saturating_add(1).min(MAX_PLANNED);
+        let mut missing: Vec<u64> = needed
+            .take(MAX_PLANNED as usize)
+            .filter(|&i| i != first && s.stored(i, Some(&validator)).is_none())
+            .collect();
         if from_store && !missing.is_empty() {
             if only_if_cached {
                 return Ok(Err(ProxyError::NotCached));
