@@ -134,6 +134,9 @@ pub struct Cache {
     /// They are removed before clients see the response. The default adds the S3 user
     /// metadata header `x-amz-meta-surrogate-key` to `Surrogate-Key` and `Cache-Tag`.
     pub tag_headers: Vec<String>,
+    /// The unit in which objects of sites with `slice = true` are fetched (`Range` requests to
+    /// the origin) and stored, each slice an entry of its own (`docs/edge.md`, "Slices").
+    pub slice_size: ByteSize,
 }
 
 impl Default for Cache {
@@ -146,6 +149,9 @@ impl Default for Cache {
             tag_headers: ["Surrogate-Key", "Cache-Tag", "x-amz-meta-surrogate-key"]
                 .map(str::to_owned)
                 .to_vec(),
+            // Traffic Server's slice plugin uses 1 MiB by default; nginx's slice module has no
+            // default (1 MiB is the size its documentation suggests).
+            slice_size: ByteSize::mib(1),
         }
     }
 }
@@ -204,6 +210,11 @@ pub struct Site {
     /// (`docs/edge.md`, "Debug header"). Off by default: it shows cache internals to clients.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub debug_header: bool,
+    /// Fetch and store objects in slices of `cache.slice_size` (`Range` requests to the
+    /// origin), so a range of a large object fetches only the slices it needs. Off by
+    /// default: each new object then costs a `Range` request first, worth it for large media.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub slice: bool,
     /// Whether clients' `Cache-Control`/`Pragma` request directives (`no-cache`, `max-age=0`,
     /// `no-store`, ...) are followed, or ignored so that clients cannot send requests to the
     /// origin at will.
@@ -379,6 +390,9 @@ impl EdgeConfig {
         if self.cache.max_object_size > self.cache.size {
             return Err(Invalid::new("cache.max_object_size", "must not exceed cache.size"));
         }
+        if self.cache.slice_size.0 < 1024 {
+            return Err(Invalid::new("cache.slice_size", "must be at least 1KiB"));
+        }
         self.dns.validate().map_err(|e| e.within("dns"))?;
         for (i, l) in self.listeners.iter().enumerate() {
             if l.default_certificate.is_some() && !l.tls {
@@ -499,6 +513,7 @@ impl Site {
             https_redirect: false,
             hsts: None,
             debug_header: false,
+            slice: false,
             client_cache_control: ClientCacheControl::default(),
             stale_if_error: None,
             token_auth: None,

@@ -294,6 +294,8 @@ mod tests {
     fn validation_errors_are_located_too() {
         let src = format!("{EDGE}\n[edge.cache]\nsize = \"1MiB\"\nmax_object_size = \"2MiB\"\n");
         assert_eq!(err(&src), "t.toml:10: edge.cache.max_object_size: must not exceed cache.size");
+        let src = format!("{EDGE}\n[edge.cache]\nslice_size = \"512\"\n");
+        assert_eq!(err(&src), "t.toml:9: edge.cache.slice_size: must be at least 1KiB");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use stratus_config::edge::{Limits, Site};
 use stratus_config::protocol::{MAX_ORIGIN_HEALTH, OriginHealth};
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::coalesce::Inflight;
+use crate::cache::coalesce::{Inflight, SliceFlights};
 use crate::cache::store::Store;
 use crate::error::Error;
 use crate::fleet::follow_target::EdgeStats;
@@ -31,6 +31,10 @@ pub struct Edge {
     pub store: Store,
     /// Origin fetches in flight.
     pub inflight: Inflight,
+    /// Slice fetches in flight (sites with `slice = true`).
+    pub slices: SliceFlights,
+    /// `cache.slice_size` in bytes.
+    pub slice_size: u64,
     /// Metrics.
     pub metrics: Metrics,
     /// This cache's name in `Cache-Status`.
@@ -93,6 +97,8 @@ impl Edge {
             sources: Sources::new(config),
             store: Store::new(config.cache.size.bytes()),
             inflight: Inflight::default(),
+            slices: SliceFlights::default(),
+            slice_size: config.cache.slice_size.bytes(),
             metrics: Metrics::new()?,
             instance,
             max_object: config.cache.max_object_size.bytes(),

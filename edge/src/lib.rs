@@ -15,10 +15,11 @@
 //! Folders by concern:
 //! - `cache/` — what is stored and for how long: `store`, `entry`, `fields`, `key`,
 //!   `directives`, `freshness`, `reuse` (may a stored response answer?), `coalesce` (one
-//!   origin fetch for many waiters).
+//!   origin fetch for many waiters), `slice` (objects stored in slices).
 //! - `proxy/` — the request path: `server` and `tls` accept, `conns` closes idle connections,
 //!   `pipeline` runs the phases of a GET or HEAD over a `ctx`, `passthrough` the other methods,
 //!   `fill` the origin fetch and store, `respond` and `range` answer from held responses,
+//!   `slice` serves sites with `slice = true` slice by slice,
 //!   `status` is the one source of `Cache-Status` and request metrics.
 //! - `policy/` — per-site rules on requests (address lists, rate limits, signed-URL tokens)
 //!   and responses (header rules).

@@ -28,6 +28,7 @@ mod security_odd;
 mod security_ranges;
 mod shield;
 mod sites;
+mod slices;
 mod store;
 mod tls;
 mod uploads;

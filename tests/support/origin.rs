@@ -86,6 +86,52 @@ impl Reply {
     }
 }
 
+/// How [`Reply::ranged`] treats `Range`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RangeSupport {
+    /// One `bytes=` range → `206` with `Content-Range: bytes a-b/N` (416 when unsatisfiable);
+    /// lists of ranges and anything else → `200` with the whole body.
+    Honour,
+    /// Like `Honour`, but the complete length is not told: `Content-Range: bytes a-b/*`.
+    UnknownLength,
+    /// `Range` is ignored: always `200` with the whole body.
+    Ignore,
+}
+
+impl Reply {
+    /// Answers `seen` from `body` the way an origin with byte ranges does (`support` says
+    /// how); `headers` go with every answer. The answer announces its length.
+    pub fn ranged(seen: &Seen, body: &Bytes, headers: &[(&str, &str)], support: RangeSupport) -> Self {
+        let whole = || Self::ok("", headers).parts(vec![Part::Data(body.clone())]).sized();
+        let Some(value) = seen.headers.get("range").and_then(|v| v.to_str().ok()) else { return whole() };
+        if support == RangeSupport::Ignore {
+            return whole();
+        }
+        let len = body.len() as u64;
+        let Some(spec) = value.trim().strip_prefix("bytes=").filter(|s| !s.contains(',')) else {
+            return whole();
+        };
+        let Some((a, b)) = spec.split_once('-') else { return whole() };
+        let (first, last) = match (a.trim().parse::<u64>().ok(), b.trim().parse::<u64>().ok()) {
+            (Some(a), Some(b)) if a <= b => (a, b.min(len.saturating_sub(1))),
+            (Some(a), None) if b.trim().is_empty() => (a, len.saturating_sub(1)),
+            (None, Some(n)) if a.trim().is_empty() && n > 0 => (len.saturating_sub(n), len.saturating_sub(1)),
+            _ => return whole(),
+        };
+        if first >= len {
+            let mut reply = Self::status(416, "", headers).sized();
+            reply.headers.push(("content-range".into(), format!("bytes */{len}")));
+            return reply;
+        }
+        let total = if support == RangeSupport::UnknownLength { "*".to_owned() } else { len.to_string() };
+        let mut reply = Self::status(206, "", headers)
+            .parts(vec![Part::Data(body.slice(first as usize..=last as usize))])
+            .sized();
+        reply.headers.push(("content-range".into(), format!("bytes {first}-{last}/{total}")));
+        reply
+    }
+}
+
 /// A request the origin received.
 #[derive(Clone, Debug)]
 pub struct Seen {

@@ -39,6 +39,7 @@ use http::{HeaderMap, StatusCode};
 use tokio::sync::{Notify, watch};
 
 use crate::cache::entry::Entry;
+use crate::cache::slice::SliceResult;
 use crate::error::ProxyError;
 
 /// The head of a shareable response.
@@ -507,6 +508,60 @@ impl Inflight {
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// A slice fetch every request for that slice waits on (`proxy/slice.rs`).
+type SliceFlight = futures_util::future::Shared<futures_util::future::BoxFuture<'static, SliceResult>>;
+
+/// Slice fetches in flight, by slice key: one origin `Range` request per slice however many
+/// clients want it. A slice is at most `cache.slice_size`, so unlike a [`Fill`] it is simply
+/// fetched whole and then handed to every waiter. The fetch runs in a detached task that
+/// outlives any client and removes itself from the map when it is done (after storing).
+#[derive(Default)]
+pub struct SliceFlights {
+    flights: Mutex<HashMap<Arc<str>, SliceFlight>>,
+}
+
+impl std::fmt::Debug for SliceFlights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.flights.lock().map_or(0, |m| m.len());
+        f.debug_struct("SliceFlights").field("in_flight", &n).finish()
+    }
+}
+
+impl SliceFlights {
+    /// The fetch of `key` to wait for, started with `start` when none runs — unless `stored`,
+    /// asked under the map lock, finds the slice (then `None`). A fetch stores its slice before
+    /// it leaves the map, so a request never misses both and fetches a slice twice. `start` is
+    /// spawned under the lock, so it cannot finish (and remove itself) before it is in.
+    pub fn run(
+        &self,
+        key: &Arc<str>,
+        stored: impl FnOnce() -> bool,
+        start: impl FnOnce() -> tokio::task::JoinHandle<SliceResult>,
+    ) -> Option<SliceFlight> {
+        use futures_util::FutureExt;
+        let mut flights = self.flights.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(f) = flights.get(key) {
+            return Some(f.clone());
+        }
+        if stored() {
+            return None;
+        }
+        let task = start();
+        let flight = async move {
+            task.await.unwrap_or_else(|e| Err(ProxyError::Internal(format!("slice fetch ended: {e}"))))
+        }
+        .boxed()
+        .shared();
+        flights.insert(key.clone(), flight.clone());
+        Some(flight)
+    }
+
+    /// Called by the fetch task when it is done.
+    pub fn done(&self, key: &str) {
+        self.flights.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key);
     }
 }
 

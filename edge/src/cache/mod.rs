@@ -1,6 +1,7 @@
 //! The cache: what is stored (`store`, `entry`, `fields`), under which name (`key`, with `accept` for `Vary` on `Accept-*`), for how
 //! long (`directives`, `freshness`), whether a stored response may answer a request (`reuse`),
-//! and how concurrent misses share one origin fetch (`coalesce`).
+//! how concurrent misses share one origin fetch (`coalesce`), and how large objects are cut
+//! into slices stored one by one (`slice`).
 
 pub(crate) mod accept;
 pub(crate) mod coalesce;
@@ -10,4 +11,5 @@ pub(crate) mod fields;
 pub(crate) mod freshness;
 pub(crate) mod key;
 pub(crate) mod reuse;
+pub(crate) mod slice;
 pub(crate) mod store;

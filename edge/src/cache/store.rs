@@ -289,6 +289,25 @@ impl Store {
         key
     }
 
+    /// The object stored under exactly `key` (a slice key, `cache/slice.rs`) unless it has
+    /// expired (then it is removed).
+    pub fn object(&self, key: &Arc<str>, now: Instant) -> Option<Arc<Entry>> {
+        match self.get(key, now)? {
+            Slot::Object(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Stores `entry` under exactly `key` (a slice of its object), indexed for purges like any
+    /// object: `key` starts with the object's primary key.
+    pub fn insert_at(&self, key: &Arc<str>, entry: &Arc<Entry>) {
+        self.cache.insert(key.clone(), Slot::Object(entry.clone()));
+        lock(&self.index).add(key, entry);
+        if !self.cache.contains_key(&**key) {
+            lock(&self.index).remove(key, entry);
+        }
+    }
+
     /// What is stored for a primary key (the cache inspection): the slot there, and when it
     /// is a `Vary` marker, every variant stored under it with its key. Reading this way
     /// counts as no access.

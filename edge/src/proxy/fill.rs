@@ -15,6 +15,7 @@ use crate::cache::directives::SURROGATE_CONTROL;
 use crate::cache::entry::{Entry, Exchange, StoredHead, initial_age};
 use crate::cache::freshness;
 use crate::cache::key::{CacheKey, vary_names};
+use crate::cache::slice::Answer;
 use crate::edge::Edge;
 use crate::error::ProxyError;
 use crate::proxy::headers::{TIER_TAGS, add_edge_fields, strip_hop_by_hop, take_tags};
@@ -28,6 +29,9 @@ pub enum Mode {
     Fetch,
     /// Revalidate this stored entry (conditional request; a 304 refreshes it).
     Revalidate(Arc<Entry>),
+    /// Fetch the object, whose origin answer is already here: a slice request (`Range`) the
+    /// origin answered whole (`proxy/slice.rs`). When someone else took it, fetch as usual.
+    Answered(Answer),
 }
 
 /// How a fill shares its response and whether it may store it.
@@ -115,19 +119,28 @@ impl Drop for Done {
 
 async fn run(job: Job, fill: &Fill) {
     let edge = &job.edge;
-    edge.metrics.origin_request();
-    let request_time = SystemTime::now();
-    let sent = std::time::Instant::now();
-    let res = match job.site.upstream.send(&job.request, None).await {
-        Ok(r) => {
-            edge.metrics.origin_duration(sent.elapsed());
-            r
-        }
-        Err(e) => {
-            edge.metrics.origin_error();
-            fill.publish_head(FillHead::Failed(e.clone()));
-            fill.finish(Err(e), false);
-            return;
+    let answered = match &job.mode {
+        Mode::Answered(a) => a.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take(),
+        _ => None,
+    };
+    let (res, request_time) = match answered {
+        Some(pair) => pair,
+        None => {
+            edge.metrics.origin_request();
+            let request_time = SystemTime::now();
+            let sent = std::time::Instant::now();
+            match job.site.upstream.send(&job.request, None).await {
+                Ok(r) => {
+                    edge.metrics.origin_duration(sent.elapsed());
+                    (r, request_time)
+                }
+                Err(e) => {
+                    edge.metrics.origin_error();
+                    fill.publish_head(FillHead::Failed(e.clone()));
+                    fill.finish(Err(e), false);
+                    return;
+                }
+            }
         }
     };
     let ex = Exchange::now(request_time);

@@ -1,6 +1,6 @@
 //! The request path: accept (`server`, `tls`, `preface`; HTTP/2 in `http2/`), route (`route`, `https`), the phases of a GET
 //! or HEAD (`pipeline`) and of other methods (`passthrough`), origin fills (`fill`), answers
-//! from held responses (`respond`, `range`), header rules (`headers`), 1xx
+//! from held responses (`respond`, `range`), large objects in slices (`slice`), header rules (`headers`), 1xx
 //! forwarding to clients (`interim`), the opt-in `Stratus-Debug` field (`debug`) and the one source of
 //! `Cache-Status` and request metrics (`status`).
 
@@ -19,5 +19,6 @@ pub(crate) mod range;
 pub(crate) mod respond;
 pub(crate) mod route;
 pub(crate) mod server;
+pub(crate) mod slice;
 pub(crate) mod status;
 pub(crate) mod tls;

@@ -217,8 +217,19 @@ async fn lookup(edge: &Arc<Edge>, ctx: &Ctx) -> Served {
     for _ in 0..3 {
         let now = Instant::now();
         let (found, slot) = edge.store.lookup(&ctx.key, &ctx.headers, now);
+        // How a miss fetches: as usual, or with the answer a slice request already got.
+        let mut mode = Mode::Fetch;
         let fwd = match found {
             Found::Object(e) => return from_entry(edge, ctx, e, slot, now).await,
+            // Nothing under the object's key: a sliced site looks for its slices.
+            Found::UriMiss if crate::proxy::slice::applies(ctx) => {
+                match crate::proxy::slice::serve(edge, ctx, only_if_cached).await {
+                    Ok(served) => return served,
+                    Err(_) if only_if_cached => return Err(ProxyError::NotCached),
+                    Err(answer) => mode = answer.map_or(Mode::Fetch, Mode::Answered),
+                }
+                Fwd::UriMiss
+            }
             _ if only_if_cached => return Err(ProxyError::NotCached),
             Found::HitForMiss => return fetch_alone(edge, ctx, slot, Fwd::Bypass, Sharing::HitForMiss).await,
             Found::UriMiss => Fwd::UriMiss,
@@ -230,7 +241,7 @@ async fn lookup(edge: &Arc<Edge>, ctx: &Ctx) -> Served {
         }
         // `None`: the fill we would have joined just stored its object; look again.
         if let Some(role) = edge.inflight.join(&slot, &ctx.headers, || edge.store.contains(&slot)) {
-            return coalesce(edge, ctx, role, slot, Mode::Fetch, fwd, None).await;
+            return coalesce(edge, ctx, role, slot, mode, fwd, None).await;
         }
     }
     fetch_alone(edge, ctx, ctx.key.primary().clone(), Fwd::UriMiss, Sharing::Alone).await
@@ -319,7 +330,7 @@ fn job(
 ) -> Job {
     let revalidate = match &mode {
         Mode::Revalidate(e) => Some(e.as_ref()),
-        Mode::Fetch => None,
+        Mode::Fetch | Mode::Answered(_) => None,
     };
     Job {
         edge: edge.clone(),

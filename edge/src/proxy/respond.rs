@@ -147,7 +147,7 @@ pub fn complete(
 }
 
 /// `If-Range`: the range applies only if the validator still matches (strongly).
-fn if_range_holds(req: &HeaderMap, res: &HeaderMap) -> bool {
+pub fn if_range_holds(req: &HeaderMap, res: &HeaderMap) -> bool {
     let Some(v) = req.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) else { return true };
     let v = v.trim();
     if v.starts_with('"') || v.starts_with("W/") {

@@ -48,6 +48,8 @@ pub enum Fwd {
     Stale,
     /// The request's directives did not allow the stored response.
     Request,
+    /// Part of the response was stored (slices), the rest was fetched.
+    Partial,
 }
 
 impl Fwd {
@@ -59,6 +61,7 @@ impl Fwd {
             Self::Method => "method",
             Self::Stale => "stale",
             Self::Request => "request",
+            Self::Partial => "partial",
         }
     }
 }
@@ -102,7 +105,7 @@ impl CacheStatus {
         match self.outcome {
             Outcome::Hit => "hit",
             Outcome::StaleHit(_) | Outcome::StaleIfError => "stale",
-            Outcome::Forward(Fwd::UriMiss | Fwd::VaryMiss) => "miss",
+            Outcome::Forward(Fwd::UriMiss | Fwd::VaryMiss | Fwd::Partial) => "miss",
             Outcome::Forward(Fwd::Stale | Fwd::Request) => "revalidated",
             Outcome::Forward(Fwd::Bypass | Fwd::Method) => "pass",
             Outcome::Unsatisfied | Outcome::Error => "error",
