@@ -134,6 +134,21 @@ pub struct Cache {
     /// They are removed before clients see the response. The default adds the S3 user
     /// metadata header `x-amz-meta-surrogate-key` to `Surrogate-Key` and `Cache-Tag`.
     pub tag_headers: Vec<String>,
+    /// The disk tier behind the memory cache (`[edge.cache.disk]`); without it the edge caches
+    /// in memory only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk: Option<Disk>,
+}
+
+/// The disk tier: objects live in files under `path`, survive restarts and are served when the
+/// memory cache no longer holds them (`docs/edge.md`, "Disk tier").
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Disk {
+    /// The cache directory; created when missing. One edge per directory.
+    pub path: std::path::PathBuf,
+    /// Capacity in bytes of the object files (human units, e.g. `10GiB`).
+    pub size: ByteSize,
 }
 
 impl Default for Cache {
@@ -146,6 +161,7 @@ impl Default for Cache {
             tag_headers: ["Surrogate-Key", "Cache-Tag", "x-amz-meta-surrogate-key"]
                 .map(str::to_owned)
                 .to_vec(),
+            disk: None,
         }
     }
 }
@@ -376,8 +392,21 @@ impl EdgeConfig {
         if self.cache.size.0 == 0 {
             return Err(Invalid::new("cache.size", "must be greater than 0"));
         }
-        if self.cache.max_object_size > self.cache.size {
-            return Err(Invalid::new("cache.max_object_size", "must not exceed cache.size"));
+        // With a disk tier, objects too big for memory live on disk only.
+        let largest = self.cache.disk.as_ref().map_or(self.cache.size, |d| d.size.max(self.cache.size));
+        if self.cache.max_object_size > largest {
+            return Err(Invalid::new(
+                "cache.max_object_size",
+                "must not exceed cache.size (or cache.disk.size with a disk tier)",
+            ));
+        }
+        if let Some(disk) = &self.cache.disk {
+            if disk.size.0 == 0 {
+                return Err(Invalid::new("cache.disk.size", "must be greater than 0"));
+            }
+            if disk.path.as_os_str().is_empty() {
+                return Err(Invalid::new("cache.disk.path", "must not be empty"));
+            }
         }
         self.dns.validate().map_err(|e| e.within("dns"))?;
         for (i, l) in self.listeners.iter().enumerate() {

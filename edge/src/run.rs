@@ -155,6 +155,9 @@ fn housekeeping(
                 () = stop.cancelled() => break,
                 _ = tick.tick() => {
                     e.store.run_pending_tasks();
+                    if let Some(disk) = &e.disk {
+                        disk.run_pending_tasks();
+                    }
                     // Histogram samples wait in memory until drained: 8 bytes a request.
                     e.metrics.upkeep();
                     n += 1;
