@@ -55,6 +55,9 @@ pub async fn run(
             tracing::error!(error = %e, "edge task failed");
         }
     }
+    if let Some(disk) = edge.disk.clone() {
+        let _ = tokio::task::spawn_blocking(move || disk.drain(Duration::from_secs(10))).await;
+    }
     tracing::info!("edge stopped");
     Ok(())
 }

@@ -47,7 +47,7 @@ const QUEUE: usize = 1024;
 const QUEUE_BYTES: u64 = 64 << 20;
 
 /// Counters of the disk tier (`/metrics`, `/stats`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DiskStats {
     pub entries: u64,
     pub bytes: u64,
@@ -81,6 +81,8 @@ struct Meta {
 /// What the writer thread and readers share.
 struct Shared {
     dir: PathBuf,
+    /// Objects queued and not yet written (or skipped).
+    pending: AtomicU64,
     index: moka::sync::Cache<u64, Meta>,
     seq: AtomicU64,
     queued_bytes: AtomicU64,
@@ -131,6 +133,7 @@ impl Disk {
             .build();
         let (bans, intact) = Bans::open(&dir.join("bans.log"))?;
         let shared = Arc::new(Shared {
+            pending: AtomicU64::new(0),
             index,
             seq: AtomicU64::new(0),
             queued_bytes: AtomicU64::new(0),
@@ -152,6 +155,7 @@ impl Disk {
         std::thread::Builder::new().name("stratus-disk-writer".into()).spawn(move || {
             for entry in rx {
                 writer.write(&entry);
+                writer.pending.fetch_sub(1, Ordering::Relaxed);
             }
         })?;
         tracing::info!(
@@ -206,9 +210,20 @@ impl Disk {
             s.counters.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
+        s.pending.fetch_add(1, Ordering::Relaxed);
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(entry.clone()) {
+            s.pending.fetch_sub(1, Ordering::Relaxed);
             s.queued_bytes.fetch_sub(size, Ordering::Relaxed);
             s.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits (blocking) up to `limit` for the queued objects to be written; on shutdown, so
+    /// that a SIGTERM loses nothing that was fetched.
+    pub fn drain(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.shared.pending.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
