@@ -393,12 +393,17 @@ impl EdgeConfig {
             return Err(Invalid::new("cache.size", "must be greater than 0"));
         }
         // With a disk tier, objects too big for memory live on disk only.
-        let largest = self.cache.disk.as_ref().map_or(self.cache.size, |d| d.size.max(self.cache.size));
-        if self.cache.max_object_size > largest {
-            return Err(Invalid::new(
-                "cache.max_object_size",
-                "must not exceed cache.size (or cache.disk.size with a disk tier)",
-            ));
+        match &self.cache.disk {
+            None if self.cache.max_object_size > self.cache.size => {
+                return Err(Invalid::new("cache.max_object_size", "must not exceed cache.size"));
+            }
+            Some(d) if self.cache.max_object_size > d.size.max(self.cache.size) => {
+                return Err(Invalid::new(
+                    "cache.max_object_size",
+                    "must not exceed cache.size or cache.disk.size",
+                ));
+            }
+            _ => {}
         }
         if let Some(disk) = &self.cache.disk {
             if disk.size.0 == 0 {

@@ -140,7 +140,86 @@ impl Bans {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use bytes::Bytes;
+    use http::{HeaderMap, StatusCode};
+
     use super::*;
+    use crate::cache::entry::{Exchange, StoredHead};
+    use crate::cache::freshness::Policy;
+    use crate::cache::key::CacheKey;
+
+    fn entry(host: &str, uri: &'static str, tags: &[&str]) -> Entry {
+        let rules = stratus_config::edge::KeyRules::default();
+        let key = CacheKey::new(host, &http::Uri::from_static(uri), &rules, &HeaderMap::new());
+        let policy = Policy {
+            storable: Ok(()),
+            lifetime: Duration::from_secs(60),
+            swr: Duration::ZERO,
+            sie: Duration::ZERO,
+            no_cache: false,
+            must_revalidate: false,
+        };
+        let head = StoredHead {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            targeted: HeaderMap::new(),
+            tags: tags.iter().map(ToString::to_string).collect(),
+            policy,
+        };
+        Entry::new(head, Bytes::from_static(b"x"), key, &Exchange::now(SystemTime::now()))
+    }
+
+    /// Bans match what `Store::purge` removes from memory.
+    #[test]
+    fn bans_match_like_purges() {
+        let e = entry("a.test", "/img/cat.png?v=2", &["pets", "img"]);
+        let url = |host: Option<&str>, path: &str, query: Option<&str>| What::Url {
+            host: host.map(str::to_owned),
+            path: path.to_owned(),
+            query: query.map(str::to_owned),
+        };
+        let prefix = |host: Option<&str>, p: &str| What::Prefix {
+            host: host.map(str::to_owned),
+            prefix: p.to_owned(),
+        };
+        let cases = [
+            (url(Some("a.test"), "/img/cat.png", None), true),
+            (url(None, "/img/cat.png", None), true),
+            (url(Some("a.test"), "/img/cat.png", Some("v=2")), true),
+            (url(Some("a.test"), "/img/cat.png", Some("v=3")), false),
+            (url(Some("b.test"), "/img/cat.png", None), false),
+            (url(Some("a.test"), "/img/cat", None), false),
+            (prefix(Some("a.test"), "/img/"), true),
+            (prefix(None, "/img"), true),
+            (prefix(Some("b.test"), "/img/"), false),
+            (prefix(Some("a.test"), "/css/"), false),
+            (What::Host { host: "a.test".into() }, true),
+            (What::Host { host: "a.tes".into() }, false),
+            (What::Tag { tag: "pets".into() }, true),
+            (What::Tag { tag: "pet".into() }, false),
+            (What::All, true),
+        ];
+        for (what, want) in cases {
+            assert_eq!(what.matches(&e), want, "{what:?}");
+        }
+    }
+
+    /// Only bans applied at or after an object arrived apply to it; a hard one wins.
+    #[test]
+    fn verdicts_follow_the_order_of_bans_and_arrival() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut bans, _) = Bans::open(&dir.path().join("bans.log")).unwrap();
+        let e = entry("a.test", "/p", &["t"]);
+        bans.add(Ban { at: 100, soft: false, what: What::Tag { tag: "t".into() } }).unwrap();
+        bans.add(Ban { at: 200, soft: true, what: What::Host { host: "a.test".into() } }).unwrap();
+        assert_eq!(bans.verdict(&e, 50), Verdict::Drop);
+        assert_eq!(bans.verdict(&e, 100), Verdict::Drop, "same millisecond: purged, to be safe");
+        assert_eq!(bans.verdict(&e, 150), Verdict::Stale);
+        assert_eq!(bans.verdict(&e, 201), Verdict::Keep);
+        assert_eq!(bans.verdict(&entry("b.test", "/p", &[]), 0), Verdict::Keep);
+    }
 
     #[test]
     fn bans_survive_reopening_and_a_garbled_log_is_reported() {
