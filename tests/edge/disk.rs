@@ -334,3 +334,33 @@ async fn a_full_disk_degrades_to_memory_only() {
     assert!(errors >= 1.0);
     assert!(edge.stderr().contains("disk cache error"), "{}", edge.stderr());
 }
+
+/// The disk tier stays within `--disk-size`: evicted objects' files are deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_disk_tier_stays_within_its_size() {
+    let origin = Origin::start().await;
+    let body = "s".repeat(64 * 1024);
+    for i in 0..40 {
+        origin.fixed(&format!("/disk/size/{i}"), Reply::ok(&body, &[("cache-control", "max-age=300")]));
+    }
+    let dir = tempdir();
+    let path = dir.path().to_str().unwrap();
+    let edge = edge(&origin, &["--cache-size", "4MiB", "--cache-dir", path, "--disk-size", "1MiB"]);
+    for i in 0..40 {
+        get(&format!("{}/disk/size/{i}", edge.url("edge http")), &[]).await;
+    }
+    let on_disk_bytes = || -> u64 {
+        object_files(dir.path()).iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum()
+    };
+    // Writes are behind the requests: wait until the files settle within the size.
+    until("object files within 1 MiB", Duration::from_secs(20), || async {
+        let text = metrics(&edge).await;
+        let written = metric(&text, "stratus_edge_disk_writes_total");
+        (written > 16.0 && on_disk_bytes() <= 1 << 20).then_some(())
+    })
+    .await;
+    let text = metrics(&edge).await;
+    assert!(metric(&text, "stratus_edge_cache_bytes{tier=\"disk\"}") <= f64::from(1 << 20), "{text}");
+    assert!(metric(&text, "stratus_edge_disk_evictions_total") > 0.0, "{text}");
+    assert!(!object_files(dir.path()).is_empty());
+}
