@@ -330,7 +330,6 @@ fn edge_config(args: EdgeArgs, env: &Env) -> Result<stratus_config::EdgeConfig> 
     }
     if let Some(size) = args.cache_size {
         edge.cache.size = size;
-        edge.cache.max_object_size = edge.cache.max_object_size.min(size);
     }
     match (args.cache_dir, args.disk_size, &mut edge.cache.disk) {
         (Some(path), size, Some(disk)) => {
@@ -343,6 +342,11 @@ fn edge_config(args: EdgeArgs, env: &Env) -> Result<stratus_config::EdgeConfig> 
         (None, Some(size), Some(disk)) => disk.size = size,
         (None, Some(_), None) => bail!("--disk-size needs --cache-dir (or [edge.cache.disk] in the file)"),
         (None, None, _) => {}
+    }
+    if args.cache_size.is_some() || edge.cache.disk.is_some() {
+        // Objects larger than the memory tier can live on disk only.
+        let largest = edge.cache.disk.as_ref().map_or(edge.cache.size, |d| d.size.max(edge.cache.size));
+        edge.cache.max_object_size = edge.cache.max_object_size.min(largest);
     }
     if !args.peers.is_empty() || args.self_url.is_some() || args.discover_peers {
         let cluster =

@@ -364,3 +364,25 @@ async fn the_disk_tier_stays_within_its_size() {
     assert!(metric(&text, "stratus_edge_disk_evictions_total") > 0.0, "{text}");
     assert!(!object_files(dir.path()).is_empty());
 }
+
+/// An object larger than the whole memory tier is stored on disk only and served from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_object_larger_than_the_memory_tier_lives_on_disk() {
+    let origin = Origin::start().await;
+    let body = "L".repeat(3 << 20);
+    origin.fixed("/disk/huge", Reply::ok(&body, &[("cache-control", "max-age=300")]));
+    let dir = tempdir();
+    let edge = disk_edge(&origin, dir.path(), "1MiB");
+    let url = format!("{}/disk/huge", edge.url("edge http"));
+    assert_eq!(get(&url, &[]).await.body.len(), body.len());
+    on_disk(dir.path(), 1).await;
+    // The memory tier lets it go at its next housekeeping (moka evicts lazily); from then on
+    // it is served from disk, whole, and never fetched again.
+    until("a hit from disk", Duration::from_secs(20), || async {
+        let got = get(&url, &[]).await;
+        assert!(got.text() == body && got.hit(), "{} bytes, {}", got.body.len(), got.cache());
+        from_disk(&got).then_some(())
+    })
+    .await;
+    assert_eq!(origin.hits("/disk/huge"), 1);
+}
