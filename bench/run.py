@@ -38,7 +38,7 @@ PROXY_CPU = "1" if NCPU > 1 else "0"
 ORIGIN_PORT = 18000
 SLOW_PORT = 18001
 PORTS = {"stratus": 18080, "nginx": 18082, "varnish": 18083, "stratus-nolog": 18087,
-         "stratus-disk": 18088, "nginx-disk": 18089, "varnish-file": 18090}
+         "stratus-disk": 18088, "nginx-disk": 18089, "varnish-file": 18091}
 STRATUS_ADMIN = 18081
 # HTTP/2 hit throughput (h2load): cleartext h2 with prior knowledge, and h2 over TLS by ALPN.
 # Stratus answers h2c on its usual port (HTTP/1.1 and h2c share it); nginx needs its own
@@ -164,8 +164,8 @@ class Proc:
 
 
 def start_origin(work):
-    """nginx serving static files on CPU 0: /1k, /1m, /k/N (any N) → the same 1 KiB body and
-    /m/N → the same 1 MiB body."""
+    """nginx serving static files on CPU 0: /1k, /1m, /k/N (any N) → the same 1 KiB body,
+    /dk/N → the same 1 KiB body as application/octet-stream and /m/N → the same 1 MiB body."""
     docroot = os.path.join(work, "www")
     os.makedirs(docroot, exist_ok=True)
     with open(os.path.join(docroot, "1k"), "wb") as f:
@@ -189,7 +189,10 @@ http {{
     root {docroot};
     add_header Cache-Control "public, max-age=3600";
     location /k/ {{ try_files /1k =404; }}
-    location /m/ {{ try_files /1m =404; }}
+    # The disk scenario's objects: not compressible, so the edge stores them without
+    # `Vary: Accept-Encoding` (varying objects stay in Stratus's memory tier).
+    location /dk/ {{ default_type application/octet-stream; try_files /1k =404; }}
+    location /m/ {{ default_type application/octet-stream; try_files /1m =404; }}
     location = /nginx_status {{ stub_status; }}
   }}
 }}
@@ -656,12 +659,12 @@ math.randomseed({seed})
 request = function() return wrk.format("GET", "{prefix}" .. math.random(0, N - 1)) end
 """
 SEQUENTIAL_LUA = """
--- Every key under /k/ once, in order, split between threads.
+-- Every key under /dk/ once, in order, split between threads.
 local i = 0
 local threads = 0
 setup = function(thread) thread:set("first", threads); threads = threads + 1 end
 init = function() i = first end
-request = function() local p = "/k/" .. i; i = i + {threads}; return wrk.format("GET", p) end
+request = function() local p = "/dk/" .. i; i = i + {threads}; return wrk.format("GET", p) end
 """
 
 
@@ -762,7 +765,7 @@ def scenario_disk(products, work, reps, seconds):
     Stratus's time to ready after a restart with 100k objects on disk."""
     names = [DISK_PRODUCTS[p] for p in products if p in DISK_PRODUCTS]
     out = {"hit_1k": {}, "hit_1m": {}, "zipf": {}, "restart": {}}
-    cases = [("hit_1k", "/k/", 20_000, 2, 64), ("hit_1m", "/m/", 400, 16, 16)]
+    cases = [("hit_1k", "/dk/", 20_000, 2, 64), ("hit_1m", "/m/", 400, 16, 16)]
     for key, prefix, n, memory_mib, conns in cases:
         script = os.path.join(work, f"uniform-{key}.lua")
         with open(script, "w") as f:
@@ -782,7 +785,7 @@ def scenario_disk(products, work, reps, seconds):
                 stop(proc)
     script = os.path.join(work, "zipf-disk.lua")
     with open(script, "w") as f:
-        f.write(ZIPF_LUA.format(n=ZIPF_KEYS, seed=42))
+        f.write(ZIPF_LUA.format(n=ZIPF_KEYS, seed=42).replace('"/k/"', '"/dk/"'))
     for p in names:
         # ~1.8 KiB per 1 KiB object in Stratus's memory tier: 18 MiB holds ~10 % of 100k keys.
         proc = start(p, work, 18)
@@ -803,7 +806,7 @@ def scenario_disk(products, work, reps, seconds):
         proc.cleanup = None
         script = os.path.join(work, "sequential.lua")
         with open(script, "w") as f:
-            f.write(SEQUENTIAL_LUA.format(threads=2))
+            f.write(SEQUENTIAL_LUA.format(threads=1))
         url = f"http://127.0.0.1:{PORTS['stratus-disk']}/"
         deadline = time.time() + 300
         while stratus_disk_metric('stratus_edge_cache_entries{tier="disk"}') < 100_000 and time.time() < deadline:
@@ -813,7 +816,7 @@ def scenario_disk(products, work, reps, seconds):
         t0 = time.perf_counter()
         proc = start_stratus_disk(work, 64, ORIGIN_PORT, cache_dir)
         ready = time.perf_counter() - t0
-        status, headers, _ = http_get(f"http://127.0.0.1:{PORTS['stratus-disk']}/k/1")
+        status, headers, _ = http_get(f"http://127.0.0.1:{PORTS['stratus-disk']}/dk/1")
         out["restart"]["stratus-disk"] = {"objects": objects, "ready_s": ready, "first_status": status}
         log(f"disk restart: {objects:.0f} objects, ready in {ready:.2f} s")
         proc.cleanup = cache_dir
