@@ -37,7 +37,8 @@ PROXY_CPU = "1" if NCPU > 1 else "0"
 
 ORIGIN_PORT = 18000
 SLOW_PORT = 18001
-PORTS = {"stratus": 18080, "nginx": 18082, "varnish": 18083, "stratus-nolog": 18087}
+PORTS = {"stratus": 18080, "nginx": 18082, "varnish": 18083, "stratus-nolog": 18087,
+         "stratus-disk": 18088, "nginx-disk": 18089, "varnish-file": 18091}
 STRATUS_ADMIN = 18081
 # HTTP/2 hit throughput (h2load): cleartext h2 with prior knowledge, and h2 over TLS by ALPN.
 # Stratus answers h2c on its usual port (HTTP/1.1 and h2c share it); nginx needs its own
@@ -163,7 +164,8 @@ class Proc:
 
 
 def start_origin(work):
-    """nginx serving static files on CPU 0: /1k, /1m, and /k/N (any N) → the same 1 KiB body."""
+    """nginx serving static files on CPU 0: /1k, /1m, /k/N (any N) → the same 1 KiB body,
+    /dk/N → the same 1 KiB body as application/octet-stream and /m/N → the same 1 MiB body."""
     docroot = os.path.join(work, "www")
     os.makedirs(docroot, exist_ok=True)
     with open(os.path.join(docroot, "1k"), "wb") as f:
@@ -187,6 +189,10 @@ http {{
     root {docroot};
     add_header Cache-Control "public, max-age=3600";
     location /k/ {{ try_files /1k =404; }}
+    # The disk scenario's objects: not compressible, so the edge stores them without
+    # `Vary: Accept-Encoding` (varying objects stay in Stratus's memory tier).
+    location /dk/ {{ default_type application/octet-stream; try_files /1k =404; }}
+    location /m/ {{ default_type application/octet-stream; try_files /1m =404; }}
     location = /nginx_status {{ stub_status; }}
   }}
 }}
@@ -642,6 +648,182 @@ end
 
 # ---------------------------------------------------------------- report
 
+# ---------------------------------------------------------------- disk tier (issue #17)
+
+DISK_PRODUCTS = {"stratus": "stratus-disk", "nginx": "nginx-disk", "varnish": "varnish-file"}
+DISK_GIB = 4
+UNIFORM_LUA = """
+-- Uniform over N keys under PREFIX, seeded per thread.
+local N = {n}
+math.randomseed({seed})
+request = function() return wrk.format("GET", "{prefix}" .. math.random(0, N - 1)) end
+"""
+SEQUENTIAL_LUA = """
+-- Every key under /dk/ once, in order, split between threads.
+local i = 0
+local threads = 0
+setup = function(thread) thread:set("first", threads); threads = threads + 1 end
+init = function() i = first end
+request = function() local p = "/dk/" .. i; i = i + {threads}; return wrk.format("GET", p) end
+"""
+
+
+def disk_dir(work, name):
+    """A cache directory on the real disk (never /dev/shm or tmpfs)."""
+    d = tempfile.mkdtemp(prefix=f"{name}-", dir=os.environ.get("BENCH_DISK_DIR", "/var/tmp"))
+    os.chmod(d, 0o777)
+    return d
+
+
+def start_stratus_disk(work, cache_mib, origin_port, cache_dir=None):
+    """Stratus with a `cache_mib` memory tier and a DISK_GIB disk tier in `cache_dir`."""
+    cache_dir = cache_dir or disk_dir(work, "stratus-disk")
+    p = Proc("stratus-disk", ["taskset", "-c", PROXY_CPU, STRATUS, "edge",
+                              "--listen", f"127.0.0.1:{PORTS['stratus-disk']}",
+                              "--admin", f"127.0.0.1:{STRATUS_ADMIN + 9}",
+                              "--origin", f"http://127.0.0.1:{origin_port}",
+                              "--cache-size", f"{cache_mib}MiB",
+                              "--cache-dir", cache_dir, "--disk-size", f"{DISK_GIB}GiB",
+                              "--access-log", "off"],
+             env={**os.environ, "RUST_LOG": "info"})
+    p.cleanup = cache_dir
+    wait_port(PORTS["stratus-disk"], limit=120)
+    return p
+
+
+def start_nginx_disk(work, cache_mib, origin_port):
+    """nginx proxy_cache on a real disk directory; `cache_mib` is unused (nginx's memory tier
+    is the page cache)."""
+    cache_dir = disk_dir(work, "nginx-disk")
+    conf = os.path.join(work, "nginx-disk.conf")
+    with open(conf, "w") as f:
+        f.write(f"""
+worker_processes 1;
+daemon off;
+pid {work}/nginx-disk.pid;
+error_log {work}/nginx-disk-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  proxy_cache_path {cache_dir} levels=1:2 keys_zone=disk:64m max_size={DISK_GIB}g inactive=1h use_temp_path=off;
+  upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{PORTS['nginx-disk']} backlog=4096;
+    location / {{
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache disk;
+      proxy_cache_lock on;
+      proxy_cache_valid 200 1h;
+    }}
+  }}
+}}
+""")
+    p = Proc("nginx-disk", ["taskset", "-c", PROXY_CPU, "nginx", "-c", conf, "-p", work])
+    p.cleanup = cache_dir
+    wait_port(PORTS["nginx-disk"])
+    return p
+
+
+def start_varnish_file(work, cache_mib, origin_port):
+    """Varnish with `-s file` on a real disk (its memory tier is the page cache)."""
+    store = disk_dir(work, "varnish-file")
+    vcl = os.path.join(work, "bench-file.vcl")
+    with open(vcl, "w") as f:
+        f.write(f"""vcl 4.1;
+backend origin {{ .host = "127.0.0.1"; .port = "{origin_port}"; }}
+""")
+    name = os.path.join(work, "varnish-file")
+    p = Proc("varnish-file", ["taskset", "-c", PROXY_CPU, "varnishd", "-F", "-n", name,
+                              "-a", f"127.0.0.1:{PORTS['varnish-file']}", "-f", vcl,
+                              "-s", f"file,{store}/varnish.bin,{DISK_GIB}G",
+                              "-p", "thread_pools=1", "-p", "thread_pool_min=50",
+                              "-P", os.path.join(work, "varnish-file.pid")],
+             pidfile=os.path.join(work, "varnish-file.pid"))
+    p.cleanup = store
+    wait_port(PORTS["varnish-file"], limit=40)
+    return p
+
+
+STARTERS.update({"stratus-disk": start_stratus_disk, "nginx-disk": start_nginx_disk,
+                 "varnish-file": start_varnish_file})
+
+
+def stratus_disk_metric(name):
+    _, _, body = http_get(f"http://127.0.0.1:{STRATUS_ADMIN + 9}/metrics")
+    for line in body.decode().splitlines():
+        if line.startswith(name):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def scenario_disk(products, work, reps, seconds):
+    """Issue #17: hits served from a disk tier (uniform keys over a working set far larger than
+    Stratus's memory tier), Zipf(1.0) hit ratio with memory for ~10 % of the keys, and
+    Stratus's time to ready after a restart with 100k objects on disk."""
+    names = [DISK_PRODUCTS[p] for p in products if p in DISK_PRODUCTS]
+    out = {"hit_1k": {}, "hit_1m": {}, "zipf": {}, "restart": {}}
+    cases = [("hit_1k", "/dk/", 20_000, 2, 64), ("hit_1m", "/m/", 400, 16, 16)]
+    for key, prefix, n, memory_mib, conns in cases:
+        script = os.path.join(work, f"uniform-{key}.lua")
+        with open(script, "w") as f:
+            f.write(UNIFORM_LUA.format(n=n, seed=7, prefix=prefix))
+        for p in names:
+            proc = start(p, work, memory_mib)
+            try:
+                url = f"http://127.0.0.1:{PORTS[p]}/"
+                wrk(url, seconds * 2, conns, script)  # fill: every key stored at least once
+                runs = [measured(proc, lambda: wrk(url, seconds, conns, script)) for _ in range(reps)]
+                r = median_of(runs)
+                if p == "stratus-disk":
+                    r["disk_hits"] = stratus_disk_metric('stratus_edge_cache_hits_total{tier="disk"}')
+                log(f"disk {key} {p}: {r['rps']:.0f} req/s, p99 {r.get('p99_ms')} ms")
+                out[key][p] = r
+            finally:
+                stop(proc)
+    script = os.path.join(work, "zipf-disk.lua")
+    with open(script, "w") as f:
+        f.write(ZIPF_LUA.format(n=ZIPF_KEYS, seed=42).replace('"/k/"', '"/dk/"'))
+    for p in names:
+        # ~1.8 KiB per 1 KiB object in Stratus's memory tier: 18 MiB holds ~10 % of 100k keys.
+        proc = start(p, work, 18)
+        try:
+            url = f"http://127.0.0.1:{PORTS[p]}/"
+            wrk(url, seconds, 32, script)
+            before = origin_requests()
+            r = measured(proc, lambda: wrk(url, seconds * 2, 32, script))
+            fetched = origin_requests() - before - 1
+            r["hit_ratio"] = 1 - fetched / max(1, r["requests"])
+            log(f"disk zipf {p}: hit ratio {r['hit_ratio']:.3f}")
+            out["zipf"][p] = r
+        finally:
+            stop(proc)
+    if "stratus-disk" in names:
+        cache_dir = disk_dir(work, "stratus-restart")
+        proc = start_stratus_disk(work, 64, ORIGIN_PORT, cache_dir)
+        proc.cleanup = None
+        script = os.path.join(work, "sequential.lua")
+        with open(script, "w") as f:
+            f.write(SEQUENTIAL_LUA.format(threads=1))
+        url = f"http://127.0.0.1:{PORTS['stratus-disk']}/"
+        deadline = time.time() + 300
+        while stratus_disk_metric('stratus_edge_cache_entries{tier="disk"}') < 100_000 and time.time() < deadline:
+            wrk(url, 10, 32, script)
+        objects = stratus_disk_metric('stratus_edge_cache_entries{tier="disk"}')
+        stop(proc)
+        t0 = time.perf_counter()
+        proc = start_stratus_disk(work, 64, ORIGIN_PORT, cache_dir)
+        ready = time.perf_counter() - t0
+        status, headers, _ = http_get(f"http://127.0.0.1:{PORTS['stratus-disk']}/dk/1")
+        out["restart"]["stratus-disk"] = {"objects": objects, "ready_s": ready, "first_status": status}
+        log(f"disk restart: {objects:.0f} objects, ready in {ready:.2f} s")
+        proc.cleanup = cache_dir
+        stop(proc)
+    return out
+
+
 def ratio(a, b):
     return f"{a / b:.2f}×" if a and b else "–"
 
@@ -687,6 +869,14 @@ def write_report(res, meta):
     row("p99 ms of those 200 clients (origin takes 500 ms)", g("coalescing", "p99_ms"), ".0f", higher_better=False)
     row("peak RSS MiB (1 KiB hit run)", g("hit_1k", "peak_rss_mib"), ".0f", higher_better=False)
     row("RSS bytes per cached 1 KiB object", g("memory", "bytes_per_object"), ",.0f", higher_better=False)
+
+    def d(sub, key):
+        return lambda p: res.get("disk", {}).get(sub, {}).get(DISK_PRODUCTS[p], {}).get(key)
+
+    row("disk tier: 1 KiB hits, 20,000 keys uniform, 2 MiB memory, req/s (64 conns)", d("hit_1k", "rps"), ",.0f")
+    row("disk tier: 1 MiB hits, 400 keys uniform, 16 MiB memory, MiB/s (16 conns)", d("hit_1m", "mib_s"), ",.0f")
+    row(f"disk tier: Zipf(1.0) hit ratio, {ZIPF_KEYS:,} keys, 18 MiB memory (~10 % of keys)", d("zipf", "hit_ratio"), ".3f")
+    row("disk tier: seconds to ready after a restart with 100k objects", d("restart", "ready_s"), ".2f", higher_better=False)
     lines += ["", "Ratios are oriented so that above 1× means Stratus is better. RSS per cached object is the "
               "growth while 20,000 more 1 KiB objects are cached, after 5,000 have warmed the proxy up; nginx "
               "keeps cached bodies in files (on tmpfs here), outside its RSS.", ""]
@@ -701,7 +891,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="one repetition of 5 s each")
     ap.add_argument("--products", default="stratus,nginx,varnish")
-    ap.add_argument("--only", choices=["hits", "h2", "zipf", "coalescing", "memory", "profile", "accesslog"],
+    ap.add_argument("--only", choices=["hits", "h2", "zipf", "coalescing", "memory", "profile", "accesslog", "disk"],
                     help="run only this scenario (profile: perf of Stratus's hit path, never in a full run); "
                          "prints its figures, keeps bench/results.md")
     args = ap.parse_args()
@@ -735,6 +925,8 @@ def main():
             res["coalescing"] = scenario_coalescing(products, work, slow)
         if runs("memory"):
             res["memory"] = scenario_object_overhead(products, work)
+        if runs("disk"):
+            res["disk"] = scenario_disk(products, work, reps, seconds)
         if args.only == "profile":
             res["profile"] = scenario_profile(work)
         if args.only == "accesslog":

@@ -80,6 +80,12 @@ struct EdgeArgs {
     /// Memory cache capacity, e.g. 256MiB.
     #[arg(long)]
     cache_size: Option<ByteSize>,
+    /// Disk tier directory (`[edge.cache.disk] path`): objects survive restarts there.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Disk tier capacity, e.g. 10GiB (`[edge.cache.disk] size`; default 1GiB with --cache-dir).
+    #[arg(long, value_name = "SIZE")]
+    disk_size: Option<ByteSize>,
     /// Control plane to follow for purges and prewarms; several replicas separated by commas
     /// (http://a:7070,http://b:7070) are failed over between.
     #[arg(long)]
@@ -324,7 +330,23 @@ fn edge_config(args: EdgeArgs, env: &Env) -> Result<stratus_config::EdgeConfig> 
     }
     if let Some(size) = args.cache_size {
         edge.cache.size = size;
-        edge.cache.max_object_size = edge.cache.max_object_size.min(size);
+    }
+    match (args.cache_dir, args.disk_size, &mut edge.cache.disk) {
+        (Some(path), size, Some(disk)) => {
+            disk.path = path;
+            disk.size = size.unwrap_or(disk.size);
+        }
+        (Some(path), size, disk @ None) => {
+            *disk = Some(stratus_config::edge::Disk { path, size: size.unwrap_or(ByteSize::mib(1024)) });
+        }
+        (None, Some(size), Some(disk)) => disk.size = size,
+        (None, Some(_), None) => bail!("--disk-size needs --cache-dir (or [edge.cache.disk] in the file)"),
+        (None, None, _) => {}
+    }
+    if args.cache_size.is_some() || edge.cache.disk.is_some() {
+        // Objects larger than the memory tier can live on disk only.
+        let largest = edge.cache.disk.as_ref().map_or(edge.cache.size, |d| d.size.max(edge.cache.size));
+        edge.cache.max_object_size = edge.cache.max_object_size.min(largest);
     }
     if !args.peers.is_empty() || args.self_url.is_some() || args.discover_peers {
         let cluster =

@@ -137,6 +137,21 @@ pub struct Cache {
     /// The unit in which objects of sites with `slice = true` are fetched (`Range` requests to
     /// the origin) and stored, each slice an entry of its own (`docs/edge.md`, "Slices").
     pub slice_size: ByteSize,
+    /// The disk tier behind the memory cache (`[edge.cache.disk]`); without it the edge caches
+    /// in memory only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk: Option<Disk>,
+}
+
+/// The disk tier: objects live in files under `path`, survive restarts and are served when the
+/// memory cache no longer holds them (`docs/edge.md`, "Disk tier").
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Disk {
+    /// The cache directory; created when missing. One edge per directory.
+    pub path: std::path::PathBuf,
+    /// Capacity in bytes of the object files (human units, e.g. `10GiB`).
+    pub size: ByteSize,
 }
 
 impl Default for Cache {
@@ -152,6 +167,7 @@ impl Default for Cache {
             // Traffic Server's slice plugin uses 1 MiB by default; nginx's slice module has no
             // default (1 MiB is the size its documentation suggests).
             slice_size: ByteSize::mib(1),
+            disk: None,
         }
     }
 }
@@ -387,8 +403,26 @@ impl EdgeConfig {
         if self.cache.size.0 == 0 {
             return Err(Invalid::new("cache.size", "must be greater than 0"));
         }
-        if self.cache.max_object_size > self.cache.size {
-            return Err(Invalid::new("cache.max_object_size", "must not exceed cache.size"));
+        // With a disk tier, objects too big for memory live on disk only.
+        match &self.cache.disk {
+            None if self.cache.max_object_size > self.cache.size => {
+                return Err(Invalid::new("cache.max_object_size", "must not exceed cache.size"));
+            }
+            Some(d) if self.cache.max_object_size > d.size.max(self.cache.size) => {
+                return Err(Invalid::new(
+                    "cache.max_object_size",
+                    "must not exceed cache.size or cache.disk.size",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(disk) = &self.cache.disk {
+            if disk.size.0 == 0 {
+                return Err(Invalid::new("cache.disk.size", "must be greater than 0"));
+            }
+            if disk.path.as_os_str().is_empty() {
+                return Err(Invalid::new("cache.disk.path", "must not be empty"));
+            }
         }
         if self.cache.slice_size.0 < 1024 {
             return Err(Invalid::new("cache.slice_size", "must be at least 1KiB"));

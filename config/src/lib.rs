@@ -298,6 +298,25 @@ mod tests {
         assert_eq!(err(&src), "t.toml:9: edge.cache.slice_size: must be at least 1KiB");
     }
 
+    /// With a disk tier, objects larger than the memory tier are allowed (they live on disk).
+    #[test]
+    fn a_disk_tier_allows_objects_larger_than_memory() {
+        let disk = |size: &str| {
+            format!(
+                "{EDGE}\n[edge.cache]\nsize = \"1MiB\"\nmax_object_size = \"2GiB\"\n[edge.cache.disk]\npath = \"/var/cache/s\"\nsize = \"{size}\"\n"
+            )
+        };
+        let cfg = parse("t.toml", &disk("10GiB")).expect("valid");
+        let d = cfg.edge.and_then(|e| e.cache.disk).expect("disk tier");
+        assert_eq!((d.path.to_str(), d.size), (Some("/var/cache/s"), ByteSize(10 << 30)));
+        assert_eq!(
+            err(&disk("1GiB")),
+            "t.toml:10: edge.cache.max_object_size: must not exceed cache.size or cache.disk.size"
+        );
+        let unknown = format!("{EDGE}\n[edge.cache.disk]\npath = \"/d\"\nsize = \"1GiB\"\nsync = true\n");
+        assert!(err(&unknown).contains("unknown field `sync`"), "{}", err(&unknown));
+    }
+
     #[test]
     fn secrets_come_from_the_environment_and_are_masked() {
         let mut c = parse("t.toml", EDGE).expect("valid");

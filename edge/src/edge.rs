@@ -10,7 +10,9 @@ use stratus_config::protocol::{MAX_ORIGIN_HEALTH, OriginHealth};
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::coalesce::{Inflight, SliceFlights};
-use crate::cache::store::Store;
+use crate::cache::disk::bans::What;
+use crate::cache::disk::tier::Disk;
+use crate::cache::store::{Spill, Store};
 use crate::error::Error;
 use crate::fleet::follow_target::EdgeStats;
 use crate::fleet::purge::PurgeRequest;
@@ -27,8 +29,10 @@ pub struct Edge {
     pub(crate) router: ArcSwap<Router>,
     /// Where the running sites came from; taken by reloads only.
     pub(crate) sources: Mutex<Sources>,
-    /// The cache.
+    /// The cache (memory tier).
     pub store: Store,
+    /// The disk tier behind it (`[edge.cache.disk]`), if any.
+    pub disk: Option<Arc<Disk>>,
     /// Origin fetches in flight.
     pub inflight: Inflight,
     /// Slice fetches in flight (sites with `slice = true`).
@@ -92,14 +96,24 @@ impl Edge {
                 }
             },
         );
+        let disk = match &config.cache.disk {
+            Some(d) => Some(Arc::new(
+                Disk::open(d, config.control.is_some())
+                    .map_err(|source| Error::CacheDir { path: d.path.clone(), source })?,
+            )),
+            None => None,
+        };
+        let metrics = Metrics::new(disk.is_some())?;
+        let spill = disk.clone().map(|d| Arc::new(move |e: &Arc<_>, fresh| d.spill(e, fresh)) as Spill);
         Ok(Arc::new(Self {
             router: ArcSwap::from_pointee(Router::new(&config.sites, &outbound)?),
             sources: Sources::new(config),
-            store: Store::new(config.cache.size.bytes()),
+            store: Store::with_spill(config.cache.size.bytes(), spill),
+            disk,
             inflight: Inflight::default(),
             slices: SliceFlights::default(),
             slice_size: config.cache.slice_size.bytes(),
-            metrics: Metrics::new()?,
+            metrics,
             instance,
             max_object: config.cache.max_object_size.bytes(),
             tag_headers,
@@ -129,13 +143,25 @@ impl Edge {
 
     /// Applies a purge (admin API and control plane alike); returns entries removed or marked.
     pub fn purge(&self, purge: &PurgeRequest) -> usize {
+        let targets = if purge.purge_everything {
+            Vec::new()
+        } else {
+            crate::fleet::purge::targets(purge, &self.router())
+        };
+        // The disk tier records the purge first, so that once it is reported done it holds
+        // across restarts too.
+        if let Some(disk) = &self.disk {
+            let what = if purge.purge_everything {
+                vec![What::All]
+            } else {
+                targets.iter().map(What::from).collect()
+            };
+            disk.ban(what, purge.soft);
+        }
         let n = if purge.purge_everything {
             self.store.purge_all(purge.soft)
         } else {
-            crate::fleet::purge::targets(purge, &self.router())
-                .iter()
-                .map(|t| self.store.purge(t, purge.soft))
-                .sum()
+            targets.iter().map(|t| self.store.purge(t, purge.soft)).sum()
         };
         tracing::info!(purged = n, soft = purge.soft, "purge applied");
         n
@@ -157,6 +183,7 @@ impl Edge {
             origins,
             control: p.following.load(Relaxed).then(|| (p.applied.load(Relaxed), p.head.load(Relaxed))),
             access_log_dropped: self.access_log.dropped(),
+            disk: self.disk.as_ref().map(|d| d.stats()),
         }
     }
 

@@ -49,6 +49,14 @@ pub enum Error {
     /// The metrics registry could not be built.
     #[error("cannot set up metrics: {0}")]
     Metrics(String),
+    /// The disk tier's directory cannot be used.
+    #[error("cache directory {}: {source}", path.display())]
+    CacheDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Who caused a request to fail.

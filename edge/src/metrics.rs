@@ -16,6 +16,36 @@ use crate::fleet::follow_target::EdgeStats;
 use crate::proxy::status::CacheStatus;
 
 /// A label value with `\\`, `"` and newlines escaped, as the text format requires.
+/// The disk tier's series read at scrape time: hits by tier and the disk's own counters.
+fn disk_series(out: &mut String, d: &crate::cache::disk::tier::DiskStats, hits: u64, disk_hits: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP stratus_edge_cache_hits_total hits by the tier that served them\n\
+         # TYPE stratus_edge_cache_hits_total counter\n\
+         stratus_edge_cache_hits_total{{tier=\"memory\"}} {}\n\
+         stratus_edge_cache_hits_total{{tier=\"disk\"}} {disk_hits}",
+        hits.saturating_sub(disk_hits)
+    );
+    for (name, help, v) in [
+        ("stratus_edge_disk_evictions_total", "objects evicted from the disk tier for room", d.evictions),
+        ("stratus_edge_disk_writes_total", "objects written to the disk tier", d.writes),
+        ("stratus_edge_disk_misses_total", "disk tier lookups that found nothing usable", d.misses),
+        (
+            "stratus_edge_disk_errors_total",
+            "disk tier I/O errors (each makes the tier memory-only for a while)",
+            d.errors,
+        ),
+        ("stratus_edge_disk_corrupt_total", "object files dropped for a bad checksum or layout", d.corrupt),
+        (
+            "stratus_edge_disk_dropped_total",
+            "objects not written: queue full, too big or writes paused",
+            d.dropped,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+    }
+}
+
 fn escape(v: &str) -> std::borrow::Cow<'_, str> {
     if v.contains(['\\', '"', '\n']) {
         v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n").into()
@@ -54,6 +84,10 @@ pub struct Metrics {
     evictions: Counter,
     total: AtomicU64,
     hits: AtomicU64,
+    /// Hits served from the disk tier.
+    disk_hits: AtomicU64,
+    /// The disk tier's gauges (bytes, entries), when it has one.
+    disk: Option<(Gauge, Gauge)>,
     /// Mirrors of served bytes and 5xx responses for heartbeats.
     served: AtomicU64,
     server_errors: AtomicU64,
@@ -76,6 +110,8 @@ pub struct Snapshot {
     pub control: Option<(u64, u64)>,
     /// Access-log lines dropped because the writer was behind.
     pub access_log_dropped: u64,
+    /// The disk tier's counters, when it has one.
+    pub disk: Option<crate::cache::disk::tier::DiskStats>,
 }
 
 /// The label of a status code: itself when counted alone, else its class.
@@ -100,7 +136,8 @@ static META: Metadata<'static> = Metadata::new("stratus_edge", metrics::Level::I
 
 impl Metrics {
     /// Builds the recorder and registers every series.
-    pub fn new() -> Result<Self, Error> {
+    /// The edge's metrics; `disk` adds the disk tier's series.
+    pub fn new(disk: bool) -> Result<Self, Error> {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(LATENCY.to_owned()), &LATENCY_BUCKETS)
             .map_err(|e| Error::Metrics(e.to_string()))?
@@ -187,6 +224,13 @@ impl Metrics {
         );
         let cache_entries =
             recorder.register_gauge(&Key::from_parts("stratus_edge_cache_entries", tier()), &META);
+        let disk = disk.then(|| {
+            let tier = || vec![Label::new("tier", "disk")];
+            (
+                recorder.register_gauge(&Key::from_parts("stratus_edge_cache_bytes", tier()), &META),
+                recorder.register_gauge(&Key::from_parts("stratus_edge_cache_entries", tier()), &META),
+            )
+        });
         Ok(Self {
             recorder,
             handle,
@@ -202,6 +246,8 @@ impl Metrics {
             evictions,
             total: AtomicU64::new(0),
             hits: AtomicU64::new(0),
+            disk_hits: AtomicU64::new(0),
+            disk,
             served: AtomicU64::new(0),
             server_errors: AtomicU64::new(0),
             origin_latency,
@@ -219,6 +265,9 @@ impl Metrics {
         self.total.fetch_add(1, Ordering::Relaxed);
         if status.is_hit() {
             self.hits.fetch_add(1, Ordering::Relaxed);
+            if status.detail == Some("disk") {
+                self.disk_hits.fetch_add(1, Ordering::Relaxed);
+            }
         }
         self.latency.record(elapsed.as_secs_f64());
     }
@@ -294,6 +343,11 @@ impl Metrics {
         (self.served.load(Ordering::Relaxed), self.server_errors.load(Ordering::Relaxed))
     }
 
+    /// Hits served from the disk tier so far.
+    pub fn disk_hits(&self) -> u64 {
+        self.disk_hits.load(Ordering::Relaxed)
+    }
+
     /// Client requests and hits so far.
     pub fn counts(&self) -> (u64, u64) {
         (self.total.load(Ordering::Relaxed), self.hits.load(Ordering::Relaxed))
@@ -306,7 +360,14 @@ impl Metrics {
         self.cache_bytes.set(snap.stats.cache_bytes as f64);
         self.cache_entries.set(snap.stats.cache_entries as f64);
         self.evictions.absolute(snap.evictions);
+        if let (Some((bytes, entries)), Some(d)) = (&self.disk, &snap.disk) {
+            bytes.set(d.bytes as f64);
+            entries.set(d.entries as f64);
+        }
         let mut out = self.handle.render();
+        if let Some(d) = &snap.disk {
+            disk_series(&mut out, d, self.counts().1, self.disk_hits());
+        }
         let family = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         };

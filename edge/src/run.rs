@@ -55,6 +55,9 @@ pub async fn run(
             tracing::error!(error = %e, "edge task failed");
         }
     }
+    if let Some(disk) = edge.disk.clone() {
+        let _ = tokio::task::spawn_blocking(move || disk.drain(Duration::from_secs(10))).await;
+    }
     tracing::info!("edge stopped");
     Ok(())
 }
@@ -154,6 +157,9 @@ fn housekeeping(
                 () = stop.cancelled() => break,
                 _ = tick.tick() => {
                     e.store.run_pending_tasks();
+                    if let Some(disk) = &e.disk {
+                        disk.run_pending_tasks();
+                    }
                     // Histogram samples wait in memory until drained: 8 bytes a request.
                     e.metrics.upkeep();
                     n += 1;

@@ -12,6 +12,7 @@ mod compression;
 mod conformance;
 mod core_path;
 mod discover;
+mod disk;
 mod freshness;
 mod http2;
 mod idle;

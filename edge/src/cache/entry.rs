@@ -279,6 +279,85 @@ impl Entry {
     }
 }
 
+/// An entry as the disk tier writes it (`cache/disk/file.rs`): everything but its key, with
+/// the age it had when written instead of process-local clock readings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Persisted {
+    /// Header text, targeted-field text and tag lines.
+    pub text: Bytes,
+    /// Ends of the header text, the targeted text and the tag lines in `text`.
+    pub ends: [u32; 3],
+    /// The body.
+    pub body: Bytes,
+    /// Status code.
+    pub status: u16,
+    /// `NO_CACHE`, `MUST_REVALIDATE` and `INVALIDATED`.
+    pub flags: u16,
+    /// Freshness lifetime, `stale-while-revalidate` and `stale-if-error`, in seconds.
+    pub lifetime: u32,
+    pub swr: u32,
+    pub sie: u32,
+    /// `current_age` when it was written, in milliseconds.
+    pub age_ms: u64,
+}
+
+impl Entry {
+    /// What the disk tier stores of this entry at `now`.
+    pub fn persist(&self, now: Instant) -> Persisted {
+        let tags_end = self.tags_end as usize;
+        Persisted {
+            text: self.data.slice(..tags_end.min(self.data.len())),
+            ends: [self.headers_end, self.targeted_end, self.tags_end],
+            body: self.body(),
+            status: self.status.as_u16(),
+            flags: self.flags.load(Ordering::Relaxed) & (NO_CACHE | MUST_REVALIDATE | INVALIDATED),
+            lifetime: self.lifetime,
+            swr: self.swr,
+            sie: self.sie,
+            age_ms: u64::try_from(self.age(now).as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// The entry `p` describes, `aged` old at `now`; `None` when its parts do not fit together
+    /// (which a checksum that passed makes unlikely, but a reader never trusts a file).
+    pub fn restore(p: Persisted, key: CacheKey, aged: Duration, now: Instant) -> Option<Self> {
+        let [h, t, g] = p.ends;
+        if !(h <= t && t <= g && g as usize == p.text.len()) {
+            return None;
+        }
+        let status = StatusCode::from_u16(p.status).ok()?;
+        let (data, large_body) = if p.body.len() <= COMPACT_BODY_MAX {
+            let mut buf = BytesMut::with_capacity(p.text.len() + p.body.len());
+            buf.extend_from_slice(&p.text);
+            buf.extend_from_slice(&p.body);
+            (buf.freeze(), None)
+        } else {
+            (p.text, Some(Box::new(p.body)))
+        };
+        let subsec = Duration::from_nanos(aged.subsec_nanos().into());
+        Some(Self {
+            data,
+            large_body,
+            key,
+            stored_at: Moment::of(now).before(subsec),
+            headers_end: h,
+            targeted_end: t,
+            tags_end: g,
+            initial_age: secs(aged),
+            lifetime: p.lifetime,
+            swr: p.swr,
+            sie: p.sie,
+            status,
+            flags: AtomicU16::new(p.flags & (NO_CACHE | MUST_REVALIDATE | INVALIDATED)),
+        })
+    }
+
+    /// How long ago the response arrived (its age less the age it arrived with).
+    pub fn resident(&self, now: Instant) -> Duration {
+        Moment::of(now).since(self.stored_at)
+    }
+}
+
 /// The origin of [`Moment`]s.
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 

@@ -84,6 +84,25 @@ impl CacheKey {
         &self.primary
     }
 
+    /// The key's string and the ends of its host, path and query (for the disk tier).
+    pub fn parts(&self) -> (&Arc<str>, [u32; 3]) {
+        (&self.primary, [self.host_end, self.path_end, self.query_end])
+    }
+
+    /// A key from [`CacheKey::parts`]; `None` unless the ends fall in order on character
+    /// boundaries, the host has no `/` and the path starts with one.
+    pub fn from_parts(primary: Arc<str>, ends: [u32; 3]) -> Option<Self> {
+        let [h, p, q] = ends.map(|n| n as usize);
+        let ok = h <= p
+            && p <= q
+            && q <= primary.len()
+            && [h, p, q].iter().all(|&i| primary.is_char_boundary(i))
+            && !primary[..h].contains('/')
+            && primary[h..p].starts_with('/')
+            && (q == p || primary[p..].starts_with('?'));
+        ok.then_some(Self { primary, host_end: ends[0], path_end: ends[1], query_end: ends[2] })
+    }
+
     /// The key of the variant selected by `vary` for a request with `headers`.
     pub fn variant(&self, vary: &[HeaderName], headers: &HeaderMap) -> Arc<str> {
         if vary.is_empty() {

@@ -157,12 +157,17 @@ impl Index {
     }
 }
 
+/// Where objects go besides memory (the disk tier): called with every object stored (`true`)
+/// and every object evicted for room (`false`). It must not block.
+pub type Spill = Arc<dyn Fn(&Arc<Entry>, bool) + Send + Sync>;
+
 /// The cache and its purge indexes.
 #[derive(Clone)]
 pub struct Store {
     cache: moka::sync::Cache<Arc<str>, Slot>,
     index: Arc<Mutex<Index>>,
     evictions: Arc<AtomicU64>,
+    spill: Option<Spill>,
 }
 
 impl std::fmt::Debug for Store {
@@ -186,16 +191,28 @@ pub enum Target {
 
 impl Store {
     /// A store holding at most `capacity` bytes.
+    #[cfg(test)]
     pub fn new(capacity: u64) -> Self {
+        Self::with_spill(capacity, None)
+    }
+
+    /// A store holding at most `capacity` bytes that hands objects that do not vary to `spill`
+    /// when it stores them and when it evicts them for room.
+    pub fn with_spill(capacity: u64, spill: Option<Spill>) -> Self {
         let index = Arc::new(Mutex::new(Index::default()));
         let evictions = Arc::new(AtomicU64::new(0));
-        let (idx, ev) = (index.clone(), evictions.clone());
+        let (idx, ev, sp) = (index.clone(), evictions.clone(), spill.clone());
         let cache = moka::sync::Cache::builder()
             .max_capacity(capacity)
             .weigher(|_k: &Arc<str>, v: &Slot| v.weight())
             .eviction_listener(move |key: Arc<Arc<str>>, value: Slot, cause: RemovalCause| {
                 if cause == RemovalCause::Size {
                     ev.fetch_add(1, Ordering::Relaxed);
+                    if let (Slot::Object(e), Some(spill)) = (&value, &sp)
+                        && **key == **e.key.primary()
+                    {
+                        spill(e, false);
+                    }
                 }
                 // A replaced entry's key lives on under its successor, which `insert` indexes.
                 if let (Slot::Object(e), true) = (&value, cause != RemovalCause::Replaced) {
@@ -203,7 +220,7 @@ impl Store {
                 }
             })
             .build();
-        Self { cache, index, evictions }
+        Self { cache, index, evictions, spill }
     }
 
     /// Finds what serves a request with `headers` for `key` at `now` (slots expired by then are
@@ -279,14 +296,28 @@ impl Store {
             self.cache.insert(entry.key.primary().clone(), Slot::Vary(Arc::new(marker)));
             entry.key.variant(vary, request_headers)
         };
+        if vary.is_empty()
+            && let Some(spill) = &self.spill
+        {
+            spill(entry, true);
+        }
+        self.put(&key, entry);
+        key
+    }
+
+    /// Stores an object read back from the disk tier (not handed to it again).
+    pub fn promote(&self, entry: &Arc<Entry>) {
+        self.put(entry.key.primary(), entry);
+    }
+
+    fn put(&self, key: &Arc<str>, entry: &Arc<Entry>) {
         self.cache.insert(key.clone(), Slot::Object(entry.clone()));
-        lock(&self.index).add(&key, entry);
+        lock(&self.index).add(key, entry);
         // If moka already dropped it, undo the index entry so it cannot leak. (A refusal by
         // the admission policy comes later, through the eviction listener.)
-        if !self.cache.contains_key(&key) {
-            lock(&self.index).remove(&key, entry);
+        if !self.cache.contains_key(key) {
+            lock(&self.index).remove(key, entry);
         }
-        key
     }
 
     /// The object stored under exactly `key` (a slice key, `cache/slice.rs`) unless it has

@@ -72,7 +72,16 @@ pub async fn handle(edge: Arc<Edge>, tokens: Tokens, req: Request<Body>) -> Resp
             json(status, &body)
         }
         (Method::GET, "/stats") => {
-            json(StatusCode::OK, &serde_json::to_value(edge.stats()).unwrap_or_default())
+            let mut stats = serde_json::to_value(edge.stats()).unwrap_or_default();
+            // The disk tier's counters, beside the memory tier's `cache_bytes`/`cache_entries`.
+            if let (Some(obj), Some(disk)) = (stats.as_object_mut(), &edge.disk) {
+                let mut d = serde_json::to_value(disk.stats()).unwrap_or_default();
+                if let Some(d) = d.as_object_mut() {
+                    d.insert("hits".into(), edge.metrics.disk_hits().into());
+                }
+                obj.insert("disk".into(), d);
+            }
+            json(StatusCode::OK, &stats)
         }
         (Method::POST, "/purge") => {
             // A browser on another site can send a cross-origin POST without asking first only

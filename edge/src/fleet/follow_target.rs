@@ -31,6 +31,16 @@ pub trait FollowTarget: Send + Sync + 'static {
     /// Replaces the cluster's peers with the edges at `urls` (`[edge.cluster] discover`).
     /// Does nothing unless the target has such a cluster.
     fn set_peers(&self, _urls: &[String]) {}
+    /// The last entry applied before this process started, when the target kept it (the disk
+    /// tier does): following resumes after it instead of at the log's head.
+    fn resume_from(&self) -> Option<u64> {
+        None
+    }
+    /// Keeps `seq` as the last entry applied, for [`FollowTarget::resume_from`] after a restart.
+    fn persist_applied(&self, _seq: u64) {}
+    /// Every entry up to the head the control plane announced at registration is applied
+    /// (what was kept from before a restart may be served from now on).
+    fn caught_up(&self) {}
 }
 
 /// Where following the control plane stands, for metrics: sequence numbers and when an entry

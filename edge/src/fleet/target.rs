@@ -42,8 +42,27 @@ impl FollowTarget for EdgeTarget {
         self.0.purge(purge)
     }
 
+    fn resume_from(&self) -> Option<u64> {
+        self.0.disk.as_ref()?.applied_seq()
+    }
+
+    fn persist_applied(&self, seq: u64) {
+        if let Some(disk) = &self.0.disk {
+            disk.persist_applied_seq(seq);
+        }
+    }
+
+    fn caught_up(&self) {
+        if let Some(disk) = &self.0.disk {
+            disk.open_reads();
+        }
+    }
+
     fn clear(&self) {
         let n = self.0.store.purge_all(false);
+        if let Some(disk) = &self.0.disk {
+            disk.clear();
+        }
         tracing::info!(removed = n, "cache cleared");
     }
 

@@ -217,6 +217,19 @@ async fn lookup(edge: &Arc<Edge>, ctx: &Ctx) -> Served {
     for _ in 0..3 {
         let now = Instant::now();
         let (found, slot) = edge.store.lookup(&ctx.key, &ctx.headers, now);
+        // Memory → disk → origin. An object read back is promoted to memory.
+        if let (Found::UriMiss, Some(disk)) = (&found, &edge.disk)
+            && let Some(e) = disk.load(&ctx.key).await
+        {
+            edge.store.promote(&e);
+            let served = from_entry(edge, ctx, e, slot, Instant::now()).await;
+            return served.map(|(res, mut status)| {
+                if matches!(status.outcome, Outcome::Hit | Outcome::StaleHit(_)) {
+                    status.detail = status.detail.or(Some("disk"));
+                }
+                (res, status)
+            });
+        }
         // How a miss fetches: as usual, or with the answer a slice request already got.
         let mut mode = Mode::Fetch;
         let fwd = match found {

@@ -251,12 +251,31 @@ impl Follower {
         {
             tracing::warn!(error = %e, "peer discovery failed");
         }
-        // A fresh edge has an empty cache: nothing before the head concerns it.
+        // A fresh edge has an empty cache: nothing before the head concerns it. An edge that
+        // kept its cache on disk resumes where it stopped, and applies what it missed.
         if !self.positioned.swap(true, Ordering::Relaxed) {
-            self.applied.store(head, Ordering::Relaxed);
+            let start = match self.target.resume_from() {
+                Some(seq) if seq <= head => seq,
+                // A position past the head belongs to another log: start over.
+                Some(seq) => {
+                    tracing::warn!(
+                        seq,
+                        head,
+                        "kept position is past the log's head; dropping the whole cache"
+                    );
+                    self.target.clear();
+                    head
+                }
+                None => head,
+            };
+            self.applied.store(start, Ordering::Relaxed);
+            self.target.persist_applied(start);
         }
         self.target.progress(self.applied.load(Ordering::Relaxed), head);
         let after = self.applied.load(Ordering::Relaxed);
+        if after >= head {
+            self.target.caught_up();
+        }
         let request =
             self.request(http::Method::GET, &format!("{}?after={after}", self.id_path("events")), None)?;
         let response = tokio::time::timeout(CALL_TIMEOUT, self.client.request(request))
@@ -291,6 +310,12 @@ impl Follower {
                 }
             }
             let applied = self.applied.load(Ordering::Relaxed);
+            if applied != before {
+                self.target.persist_applied(applied);
+            }
+            if applied >= head {
+                self.target.caught_up();
+            }
             if applied != before {
                 // A lost ack is harmless: the next ack or heartbeat carries a higher position
                 // and the failures not yet reported.

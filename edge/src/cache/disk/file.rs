@@ -1,0 +1,262 @@
+//! One object file of the disk tier: a fixed header, the key, the stored header text, the body,
+//! and a CRC-32 (IEEE, `crc32fast`) of everything before it as a trailer.
+//!
+//! ```text
+//! magic "STRDSK01" | key_len u32 | key ends 3×u32 | text_len u32 | text ends 3×u32 |
+//! body_len u64 | status u16 | flags u16 | lifetime, swr, sie 3×u32 | age_ms u64 |
+//! written_ms u64 | stored_ms u64 | key | text | body | crc32 u32
+//! ```
+//!
+//! All integers are little endian. A file is written under a temporary name and renamed into
+//! place once complete, so a crash mid-write leaves only a temporary file (removed on start);
+//! the checksum catches what rename cannot: a torn page after a power loss, a flipped byte.
+//! [`decode`] trusts nothing: every length is checked against the file before it is used.
+
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::cache::entry::Persisted;
+use crate::cache::key::CacheKey;
+
+const MAGIC: &[u8; 8] = b"STRDSK01";
+/// Bytes before the key.
+const HEADER: usize = 8 + 4 + 12 + 4 + 12 + 8 + 2 + 2 + 12 + 8 + 8 + 8;
+/// Keys are bounded by request-head limits; anything longer is not ours.
+const MAX_KEY: usize = 64 << 10;
+
+/// An object as it is written and read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// The cache key (primary: the disk tier holds objects that do not vary).
+    pub key: CacheKey,
+    /// The entry.
+    pub entry: Persisted,
+    /// Wall-clock milliseconds since the Unix epoch when the file was written (the entry's age
+    /// then is `entry.age_ms`).
+    pub written_ms: u64,
+    /// Wall-clock milliseconds when the response arrived at this edge; purges applied after it
+    /// apply to it (see `bans.rs`).
+    pub stored_ms: u64,
+}
+
+/// Why a file was not a valid object.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Corrupt {
+    #[error("shorter than its header")]
+    Short,
+    #[error("not an object file")]
+    Magic,
+    #[error("lengths do not match the file")]
+    Length,
+    #[error("checksum mismatch")]
+    Checksum,
+    #[error("key or header text malformed")]
+    Malformed,
+}
+
+/// Writes `r` to `w`; returns the bytes written.
+pub fn encode(w: &mut impl Write, r: &Record) -> io::Result<u64> {
+    let mut w = Crc { inner: w, crc: crc32fast::Hasher::new(), n: 0 };
+    let (key, key_ends) = r.key.parts();
+    let e = &r.entry;
+    w.write_all(MAGIC)?;
+    w.write_all(&u32_len(key.len())?.to_le_bytes())?;
+    for n in key_ends {
+        w.write_all(&n.to_le_bytes())?;
+    }
+    w.write_all(&u32_len(e.text.len())?.to_le_bytes())?;
+    for n in e.ends {
+        w.write_all(&n.to_le_bytes())?;
+    }
+    w.write_all(&(e.body.len() as u64).to_le_bytes())?;
+    w.write_all(&e.status.to_le_bytes())?;
+    w.write_all(&e.flags.to_le_bytes())?;
+    for n in [e.lifetime, e.swr, e.sie] {
+        w.write_all(&n.to_le_bytes())?;
+    }
+    for n in [e.age_ms, r.written_ms, r.stored_ms] {
+        w.write_all(&n.to_le_bytes())?;
+    }
+    w.write_all(key.as_bytes())?;
+    w.write_all(&e.text)?;
+    w.write_all(&e.body)?;
+    let crc = w.crc.clone().finalize();
+    w.inner.write_all(&crc.to_le_bytes())?;
+    Ok(w.n + 4)
+}
+
+fn u32_len(n: usize) -> io::Result<u32> {
+    u32::try_from(n).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "field too long"))
+}
+
+/// Reads a whole file written by [`encode`].
+pub fn decode(file: &Bytes) -> Result<Record, Corrupt> {
+    if file.len() < HEADER + 4 {
+        return Err(Corrupt::Short);
+    }
+    if &file[..8] != MAGIC {
+        return Err(Corrupt::Magic);
+    }
+    let (content, trailer) = file.split_at(file.len() - 4);
+    let mut r = Reader { buf: content, at: 8 };
+    let key_len = r.u32() as usize;
+    let key_ends = [r.u32(), r.u32(), r.u32()];
+    let text_len = r.u32() as usize;
+    let ends = [r.u32(), r.u32(), r.u32()];
+    let body_len = r.u64();
+    let status = r.u16();
+    let flags = r.u16();
+    let [lifetime, swr, sie] = [r.u32(), r.u32(), r.u32()];
+    let [age_ms, written_ms, stored_ms] = [r.u64(), r.u64(), r.u64()];
+    let want = (HEADER as u64)
+        .checked_add(key_len as u64)
+        .and_then(|n| n.checked_add(text_len as u64))
+        .and_then(|n| n.checked_add(body_len));
+    if key_len > MAX_KEY || want != Some(content.len() as u64) {
+        return Err(Corrupt::Length);
+    }
+    let crc = u32::from_le_bytes(trailer.try_into().map_err(|_| Corrupt::Short)?);
+    if crc32fast::hash(content) != crc {
+        return Err(Corrupt::Checksum);
+    }
+    let key_at = HEADER;
+    let text_at = key_at + key_len;
+    let body_at = text_at + text_len;
+    let key = std::str::from_utf8(&file[key_at..text_at]).map_err(|_| Corrupt::Malformed)?;
+    let key = CacheKey::from_parts(Arc::from(key), key_ends).ok_or(Corrupt::Malformed)?;
+    let entry = Persisted {
+        text: file.slice(text_at..body_at),
+        ends,
+        body: file.slice(body_at..content.len()),
+        status,
+        flags,
+        lifetime,
+        swr,
+        sie,
+        age_ms,
+    };
+    Ok(Record { key, entry, written_ms, stored_ms })
+}
+
+/// A writer that checksums what passes through it.
+struct Crc<'a, W> {
+    inner: &'a mut W,
+    crc: crc32fast::Hasher,
+    n: u64,
+}
+
+impl<W: Write> Write for Crc<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.n += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Reads the fixed header (its length is checked before any read).
+struct Reader<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> [u8; N] {
+        let mut out = [0; N];
+        out.copy_from_slice(&self.buf[self.at..self.at + N]);
+        self.at += N;
+        out
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes(self.take())
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.take())
+    }
+    fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(self.take())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(body: &[u8]) -> Record {
+        let rules = stratus_config::edge::KeyRules::default();
+        let key = CacheKey::new("h", &http::Uri::from_static("/a/b?x=1"), &rules, &http::HeaderMap::new());
+        Record {
+            key,
+            entry: Persisted {
+                text: Bytes::from_static(b"\x91text/plain\ntag1\n"),
+                ends: [12, 12, 17],
+                body: Bytes::copy_from_slice(body),
+                status: 200,
+                flags: 4,
+                lifetime: 60,
+                swr: 1,
+                sie: 2,
+                age_ms: 1234,
+            },
+            written_ms: 1_700_000_000_000,
+            stored_ms: 1_699_999_999_000,
+        }
+    }
+
+    fn bytes(r: &Record) -> Vec<u8> {
+        let mut out = Vec::new();
+        let n = encode(&mut out, r).unwrap();
+        assert_eq!(n as usize, out.len());
+        out
+    }
+
+    #[test]
+    fn a_record_reads_back_as_written() {
+        let r = record(b"hello");
+        assert_eq!(decode(&Bytes::from(bytes(&r))), Ok(r));
+    }
+
+    #[test]
+    fn every_flipped_byte_and_every_truncation_is_rejected() {
+        let good = bytes(&record(b"some body bytes"));
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x01;
+            assert!(decode(&Bytes::from(bad)).is_err(), "flip at {i}");
+        }
+        for n in 0..good.len() {
+            assert!(decode(&Bytes::copy_from_slice(&good[..n])).is_err(), "cut at {n}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever a file holds, decoding returns an error or a record; it never panics.
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(data in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = decode(&Bytes::from(data));
+        }
+
+        /// A valid header with arbitrary lengths and contents is never taken for a record
+        /// unless its checksum matches.
+        #[test]
+        fn garbage_after_the_magic_is_rejected(data in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let mut file = MAGIC.to_vec();
+            file.extend_from_slice(&data);
+            let good = bytes(&record(b"x"));
+            proptest::prop_assume!(file != good);
+            proptest::prop_assert!(decode(&Bytes::from(file)).is_err());
+        }
+
+        #[test]
+        fn bodies_round_trip(body in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            let r = record(&body);
+            proptest::prop_assert_eq!(decode(&Bytes::from(bytes(&r))), Ok(r));
+        }
+    }
+}

@@ -1,0 +1,517 @@
+//! The disk tier: objects in files under the cache directory, behind the memory store, kept
+//! across restarts (`docs/edge.md`, "Disk tier").
+//!
+//! Layout, like nginx's `proxy_cache`: `objects/xx/<hash>-<seq>`, where `hash` is the XXH3 of
+//! the cache key (`xx` its top byte, so no directory grows huge) and `seq` a number that grows
+//! with every write, so a rewrite never touches the file a reader may have open and the file
+//! of a replaced entry can be deleted by name. Files are written to `tmp/` and renamed into
+//! place complete; each carries its key and a checksum (`file.rs`), so a torn or corrupted
+//! file and a hash collision are misses, never garbage.
+//!
+//! The index is a moka cache from key hash to file, weighed by file size: moka's TinyLFU
+//! admission and LRU eviction keep the directory within its size, and its eviction listener
+//! deletes the files of evicted entries. On start the index is rebuilt from file names and
+//! sizes alone (no file is opened), so an edge with many objects is ready quickly.
+//!
+//! Writes never block a request: the memory store hands every object it stores (and every
+//! object it evicts for room that is not on disk yet) to a bounded queue that one writer
+//! thread drains; when the queue is full the object is not written (counted). Reads run on
+//! tokio's blocking pool. Write and read errors (disk full, I/O errors) are counted and logged
+//! and make the edge memory-only for [`PAUSE`]; nothing on the request path fails for them.
+//!
+//! Purges are persisted as bans (`bans.rs`) and checked when an object is read back.
+
+use std::fs;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use moka::notification::RemovalCause;
+
+use crate::cache::disk::bans::{Ban, Bans, MAX_BANS, Verdict, What};
+use crate::cache::disk::file::{self, Record};
+use crate::cache::entry::Entry;
+use crate::cache::key::CacheKey;
+
+/// The file holding the last control-plane entry applied.
+const APPLIED: &str = "applied.seq";
+/// How long the tier stays memory-only after a write error.
+pub const PAUSE: Duration = Duration::from_secs(5);
+/// Objects waiting to be written, at most.
+const QUEUE: usize = 1024;
+/// Body bytes waiting to be written, at most (one larger object may wait alone).
+const QUEUE_BYTES: u64 = 64 << 20;
+
+/// Counters of the disk tier (`/metrics`, `/stats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DiskStats {
+    pub entries: u64,
+    pub bytes: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+    pub writes: u64,
+    pub errors: u64,
+    pub corrupt: u64,
+    pub dropped: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: AtomicU64,
+    writes: AtomicU64,
+    errors: AtomicU64,
+    corrupt: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// Where an object's file is.
+#[derive(Clone, Copy, Debug)]
+struct Meta {
+    seq: u64,
+    size: u64,
+}
+
+/// What the writer thread and readers share.
+struct Shared {
+    dir: PathBuf,
+    /// Objects queued and not yet written (or skipped).
+    pending: AtomicU64,
+    index: moka::sync::Cache<u64, Meta>,
+    seq: AtomicU64,
+    queued_bytes: AtomicU64,
+    bans: Mutex<Bans>,
+    counters: Arc<Counters>,
+    /// Until when writes are skipped after an error.
+    paused_until: Mutex<Option<Instant>>,
+}
+
+/// The disk tier.
+pub struct Disk {
+    shared: Arc<Shared>,
+    tx: SyncSender<Arc<Entry>>,
+    capacity: u64,
+    /// Whether objects may be read back: held while an edge that follows a control plane has
+    /// not yet applied the purges it missed while it was down.
+    reads: AtomicBool,
+}
+
+impl std::fmt::Debug for Disk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Disk").field("dir", &self.shared.dir).finish_non_exhaustive()
+    }
+}
+
+impl Disk {
+    /// Opens the tier in `cfg.path` (created when missing), rebuilds its index from the files
+    /// there and starts the writer thread. With `hold_reads`, nothing is read back until
+    /// [`Disk::open_reads`].
+    pub fn open(cfg: &stratus_config::edge::Disk, hold_reads: bool) -> io::Result<Self> {
+        let started = Instant::now();
+        let dir = cfg.path.clone();
+        fs::create_dir_all(dir.join("objects"))?;
+        // Whatever is in tmp/ is a write a crash cut short.
+        let _ = fs::remove_dir_all(dir.join("tmp"));
+        fs::create_dir_all(dir.join("tmp"))?;
+        let counters = Arc::new(Counters::default());
+        let (objects, ev) = (dir.join("objects"), counters.clone());
+        let index = moka::sync::Cache::builder()
+            .max_capacity(cfg.size.bytes())
+            .weigher(|_: &u64, m: &Meta| u32::try_from(m.size).unwrap_or(u32::MAX))
+            .eviction_listener(move |hash: Arc<u64>, m: Meta, cause: RemovalCause| {
+                if cause == RemovalCause::Size {
+                    ev.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = fs::remove_file(object_path(&objects, *hash, m.seq));
+            })
+            .build();
+        let (bans, intact) = Bans::open(&dir.join("bans.log"))?;
+        let shared = Arc::new(Shared {
+            pending: AtomicU64::new(0),
+            index,
+            seq: AtomicU64::new(0),
+            queued_bytes: AtomicU64::new(0),
+            bans: Mutex::new(bans),
+            counters,
+            paused_until: Mutex::new(None),
+            dir,
+        });
+        let found = shared.recover()?;
+        if !intact {
+            tracing::warn!(dir = %shared.dir.display(), "ban log unreadable: emptying the disk cache");
+            shared.clear();
+        } else if shared.index.entry_count() == 0 {
+            // No object is older than any ban: the log has nothing left to say.
+            lock(&shared.bans).reset()?;
+        }
+        let (tx, rx) = mpsc::sync_channel::<Arc<Entry>>(QUEUE);
+        let writer = shared.clone();
+        std::thread::Builder::new().name("stratus-disk-writer".into()).spawn(move || {
+            for entry in rx {
+                writer.write(&entry);
+                writer.pending.fetch_sub(1, Ordering::Relaxed);
+            }
+        })?;
+        tracing::info!(
+            dir = %shared.dir.display(),
+            objects = found,
+            bytes = shared.index.weighted_size(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "disk cache ready"
+        );
+        Ok(Self { shared, tx, capacity: cfg.size.bytes(), reads: AtomicBool::new(!hold_reads) })
+    }
+
+    /// Lets objects be read back (the follower has caught up with the control plane).
+    pub fn open_reads(&self) {
+        if !self.reads.swap(true, Ordering::Relaxed) {
+            tracing::info!("control plane caught up: serving from the disk cache");
+        }
+    }
+
+    /// The last control-plane entry applied, as kept in the cache directory.
+    pub fn applied_seq(&self) -> Option<u64> {
+        fs::read_to_string(self.shared.dir.join(APPLIED)).ok()?.trim().parse().ok()
+    }
+
+    /// Keeps `seq` as the last control-plane entry applied (written aside, then renamed, so a
+    /// crash leaves the old value or the new one). Purges are in the ban log before this
+    /// moves past them.
+    pub fn persist_applied_seq(&self, seq: u64) {
+        let dir = &self.shared.dir;
+        let tmp = dir.join("tmp").join(APPLIED);
+        let result = fs::write(&tmp, format!("{seq}\n")).and_then(|()| fs::rename(&tmp, dir.join(APPLIED)));
+        if let Err(e) = result {
+            self.shared.fail("persist applied sequence", &e);
+        }
+    }
+
+    /// Queues `entry` to be written, unless it is on disk already, too big, or the queue is
+    /// full. Never blocks.
+    pub fn spill(&self, entry: &Arc<Entry>, fresh: bool) {
+        let s = &self.shared;
+        if !fresh && s.index.contains_key(&hash(entry.key.primary())) {
+            return;
+        }
+        let size = entry.weight() as u64;
+        if size > self.capacity || s.is_paused() {
+            s.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let queued = s.queued_bytes.fetch_add(size, Ordering::Relaxed);
+        if queued > 0 && queued + size > QUEUE_BYTES {
+            s.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            s.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        s.pending.fetch_add(1, Ordering::Relaxed);
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(entry.clone()) {
+            s.pending.fetch_sub(1, Ordering::Relaxed);
+            s.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            s.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits (blocking) up to `limit` for the queued objects to be written; on shutdown, so
+    /// that a SIGTERM loses nothing that was fetched.
+    pub fn drain(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.shared.pending.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The object stored under `key`, read from disk, unless it is missing, corrupt, expired
+    /// or purged.
+    pub async fn load(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        if !self.reads.load(Ordering::Relaxed) {
+            return None;
+        }
+        let h = hash(key.primary());
+        if !self.shared.index.contains_key(&h) {
+            self.shared.counters.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let (shared, key) = (self.shared.clone(), key.clone());
+        let found = tokio::task::spawn_blocking(move || shared.read(h, &key)).await.ok().flatten();
+        let c = &self.shared.counters;
+        match found {
+            Some(_) => c.hits.fetch_add(1, Ordering::Relaxed),
+            None => c.misses.fetch_add(1, Ordering::Relaxed),
+        };
+        found.map(Arc::new)
+    }
+
+    /// Records a purge so that it applies to objects on disk, now and after restarts; returns
+    /// false when it could not be recorded durably (the tier was emptied instead).
+    pub fn ban(&self, what: Vec<What>, soft: bool) -> bool {
+        let s = &self.shared;
+        let at = now_ms();
+        if what.contains(&What::All) && !soft {
+            s.clear();
+        }
+        let mut bans = lock(&s.bans);
+        if bans.len() + what.len() > MAX_BANS {
+            drop(bans);
+            tracing::info!(max = MAX_BANS, "ban log full: emptying the disk cache");
+            s.clear();
+            bans = lock(&s.bans);
+        }
+        for what in what {
+            if let Err(error) = bans.add(Ban { at, soft, what }) {
+                drop(bans);
+                s.counters.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, "cannot record a purge on disk: emptying the disk cache");
+                s.clear();
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Empties the tier (a control-plane reset).
+    pub fn clear(&self) {
+        self.shared.clear();
+    }
+
+    /// Runs the index's housekeeping (evictions, file deletions).
+    pub fn run_pending_tasks(&self) {
+        self.shared.index.run_pending_tasks();
+    }
+
+    /// The tier's counters.
+    pub fn stats(&self) -> DiskStats {
+        let (s, c) = (&self.shared, &self.shared.counters);
+        s.index.run_pending_tasks();
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        DiskStats {
+            entries: s.index.entry_count(),
+            bytes: s.index.weighted_size(),
+            hits: get(&c.hits),
+            misses: get(&c.misses),
+            evictions: get(&c.evictions),
+            writes: get(&c.writes),
+            errors: get(&c.errors),
+            corrupt: get(&c.corrupt),
+            dropped: get(&c.dropped),
+        }
+    }
+}
+
+impl Shared {
+    /// Indexes the object files found on disk; returns how many.
+    fn recover(&self) -> io::Result<u64> {
+        let objects = self.dir.join("objects");
+        let mut max_seq = 0;
+        let mut found = 0;
+        for sub in fs::read_dir(&objects)? {
+            let sub = sub?.path();
+            let Ok(files) = fs::read_dir(&sub) else { continue };
+            for f in files.flatten() {
+                let name = f.file_name();
+                let parsed = name.to_str().and_then(parse_name);
+                let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+                let Some((h, seq)) = parsed.filter(|_| size > 0) else {
+                    let _ = fs::remove_file(f.path());
+                    continue;
+                };
+                max_seq = max_seq.max(seq);
+                match self.index.get(&h) {
+                    // An older copy of the same key: the newer one wins.
+                    Some(m) if m.seq > seq => {
+                        let _ = fs::remove_file(f.path());
+                    }
+                    _ => {
+                        self.index.insert(h, Meta { seq, size });
+                        found += 1;
+                    }
+                }
+            }
+        }
+        self.seq.store(max_seq + 1, Ordering::Relaxed);
+        self.index.run_pending_tasks();
+        Ok(found)
+    }
+
+    fn is_paused(&self) -> bool {
+        let mut p = self.paused_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match *p {
+            Some(until) if Instant::now() < until => true,
+            Some(_) => {
+                *p = None;
+                tracing::info!(dir = %self.dir.display(), "disk cache writes resumed");
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn fail(&self, what: &'static str, error: &io::Error) {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        let mut p = self.paused_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if p.is_none() {
+            tracing::warn!(%error, op = what, pause_s = PAUSE.as_secs(), "disk cache error: memory only for now");
+        }
+        *p = Some(Instant::now() + PAUSE);
+    }
+
+    /// Writes one queued entry (the writer thread).
+    fn write(&self, entry: &Entry) {
+        let size = entry.weight() as u64;
+        self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+        let now = Instant::now();
+        if self.is_paused() || entry.is_expired(now) {
+            return;
+        }
+        let written_ms = now_ms();
+        let resident = u64::try_from(entry.resident(now).as_millis()).unwrap_or(u64::MAX);
+        let record = Record {
+            key: entry.key.clone(),
+            entry: entry.persist(now),
+            written_ms,
+            stored_ms: written_ms.saturating_sub(resident),
+        };
+        let h = hash(entry.key.primary());
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.dir.join("tmp").join(format!("{seq:x}"));
+        let dest = object_path(&self.dir.join("objects"), h, seq);
+        let result = (|| {
+            let mut w = BufWriter::with_capacity(256 << 10, fs::File::create(&tmp)?);
+            let n = file::encode(&mut w, &record)?;
+            w.flush()?;
+            drop(w);
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            fs::rename(&tmp, &dest)?;
+            Ok::<u64, io::Error>(n)
+        })();
+        match result {
+            Ok(n) => {
+                self.index.insert(h, Meta { seq, size: n });
+                self.counters.writes.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                self.fail("write", &e);
+            }
+        }
+    }
+
+    /// Reads the object under `key` (blocking).
+    fn read(&self, h: u64, key: &CacheKey) -> Option<Entry> {
+        let meta = self.index.get(&h)?;
+        let path = object_path(&self.dir.join("objects"), h, meta.seq);
+        let data = match fs::read(&path) {
+            Ok(d) => Bytes::from(d),
+            Err(e) => {
+                if e.kind() != io::ErrorKind::NotFound {
+                    self.fail("read", &e);
+                }
+                self.forget(h, meta.seq);
+                return None;
+            }
+        };
+        let record = match file::decode(&data) {
+            Ok(r) => r,
+            Err(why) => {
+                self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(file = %path.display(), %why, "corrupt object file dropped");
+                self.forget(h, meta.seq);
+                return None;
+            }
+        };
+        // A different key with the same hash: not ours, and not corrupt either.
+        if record.key != *key {
+            return None;
+        }
+        let aged = Duration::from_millis(
+            record.entry.age_ms.saturating_add(now_ms().saturating_sub(record.written_ms)),
+        );
+        let now = Instant::now();
+        let Some(entry) = Entry::restore(record.entry, record.key, aged, now) else {
+            self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
+            self.forget(h, meta.seq);
+            return None;
+        };
+        if entry.is_expired(now) {
+            self.forget(h, meta.seq);
+            return None;
+        }
+        match lock(&self.bans).verdict(&entry, record.stored_ms) {
+            Verdict::Drop => {
+                self.forget(h, meta.seq);
+                return None;
+            }
+            Verdict::Stale => entry.invalidate(),
+            Verdict::Keep => {}
+        }
+        Some(entry)
+    }
+
+    /// Drops the index entry for `h` if it still names file `seq` (its file goes with it).
+    fn forget(&self, h: u64, seq: u64) {
+        self.index.entry(h).and_compute_with(|cur| match cur {
+            Some(c) if c.value().seq == seq => moka::ops::compute::Op::Remove,
+            _ => moka::ops::compute::Op::Nop,
+        });
+    }
+
+    /// Empties the tier: the index (whose listener deletes the files) and the ban log.
+    fn clear(&self) {
+        self.index.invalidate_all();
+        self.index.run_pending_tasks();
+        if let Err(error) = lock(&self.bans).reset() {
+            tracing::warn!(%error, "cannot reset the ban log");
+        }
+    }
+}
+
+fn lock(m: &Mutex<Bans>) -> MutexGuard<'_, Bans> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn hash(key: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key.as_bytes())
+}
+
+fn object_path(objects: &Path, h: u64, seq: u64) -> PathBuf {
+    objects.join(format!("{:02x}", h >> 56)).join(format!("{h:016x}-{seq:x}"))
+}
+
+/// `(hash, seq)` from a file name written by [`object_path`].
+fn parse_name(name: &str) -> Option<(u64, u64)> {
+    let (h, seq) = name.split_once('-')?;
+    if h.len() != 16 {
+        return None;
+    }
+    Some((u64::from_str_radix(h, 16).ok()?, u64::from_str_radix(seq, 16).ok()?))
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_round_trip_and_others_are_refused() {
+        let p = object_path(Path::new("/o"), 0xab12_0000_0000_0001, 0x2f);
+        assert_eq!(p, Path::new("/o/ab/ab12000000000001-2f"));
+        assert_eq!(parse_name("ab12000000000001-2f"), Some((0xab12_0000_0000_0001, 0x2f)));
+        for bad in ["", "x", "ab12-1", "ab1200000000000g-1", "ab12000000000001-", "ab12000000000001"] {
+            assert_eq!(parse_name(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! The disk tier (`--cache-dir`): objects beyond the memory tier are served from disk without
+//! the origin, survive SIGTERM and SIGKILL, never come back once purged, and a corrupted file
+//! is a miss.
+
+// In tests a panic is the failure report; `unwrap` keeps assertions short.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::support::edge::{edge, purge};
+use crate::support::http::{Got, client, get, metric};
+use crate::support::origin::{Origin, Reply};
+use crate::support::poll::until;
+use crate::support::process::{Proc, tempdir};
+
+/// The object files under a cache directory.
+fn object_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(subs) = std::fs::read_dir(dir.join("objects")) else { return Vec::new() };
+    subs.flatten()
+        .filter_map(|s| std::fs::read_dir(s.path()).ok())
+        .flat_map(|files| files.flatten().map(|f| f.path()))
+        .collect()
+}
+
+/// Waits until `n` objects are on disk.
+async fn on_disk(dir: &Path, n: usize) {
+    until(&format!("{n} object files"), Duration::from_secs(20), || async {
+        (object_files(dir).len() >= n).then_some(())
+    })
+    .await;
+}
+
+fn disk_edge(origin: &Origin, dir: &Path, memory: &str) -> Proc {
+    edge(origin, &["--cache-size", memory, "--cache-dir", dir.to_str().unwrap(), "--disk-size", "64MiB"])
+}
+
+async fn metrics(edge: &Proc) -> String {
+    client().get(format!("{}/metrics", edge.url("edge admin"))).send().await.unwrap().text().await.unwrap()
+}
+
+fn from_disk(got: &Got) -> bool {
+    got.hit() && got.own_cache().contains("detail=disk")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn objects_beyond_the_memory_tier_are_served_from_disk_without_the_origin() {
+    let origin = Origin::start().await;
+    let body = "d".repeat(64 * 1024);
+    for i in 0..40 {
+        origin.fixed(&format!("/disk/fill/{i}"), Reply::ok(&body, &[("cache-control", "max-age=300")]));
+    }
+    let dir = tempdir();
+    let edge = disk_edge(&origin, dir.path(), "1MiB");
+    let base = edge.url("edge http");
+    for i in 0..40 {
+        let got = get(&format!("{base}/disk/fill/{i}"), &[]).await;
+        assert_eq!(got.body.len(), body.len());
+    }
+    on_disk(dir.path(), 40).await;
+    let mut disk_hits = 0;
+    for i in 0..40 {
+        let got = get(&format!("{base}/disk/fill/{i}"), &[]).await;
+        assert_eq!(got.text(), body, "object {i}");
+        assert!(got.hit(), "object {i}: {}", got.cache());
+        disk_hits += usize::from(from_disk(&got));
+    }
+    // 40 × 64 KiB cannot all be in a 1 MiB memory tier, yet every request was a hit. (How
+    // many came from disk depends on moka's admission and when its evictions run.)
+    assert!(disk_hits > 0, "no hit came from disk");
+    for i in 0..40 {
+        assert_eq!(origin.hits(&format!("/disk/fill/{i}")), 1, "object {i} went to the origin again");
+    }
+    let text = metrics(&edge).await;
+    assert!(metric(&text, "stratus_edge_cache_bytes{tier=\"memory\"}") <= 1024.0 * 1024.0);
+    assert!(metric(&text, "stratus_edge_cache_entries{tier=\"disk\"}") >= 40.0, "{text}");
+    assert_eq!(metric(&text, "stratus_edge_cache_hits_total{tier=\"disk\"}"), disk_hits as f64, "{text}");
+}
+
+/// Restarts on the same directory, after SIGTERM and after SIGKILL, serve what is on disk as
+/// hits; a hit from disk is promoted, so the next one comes from memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn objects_on_disk_survive_sigterm_and_sigkill() {
+    let origin = Origin::start().await;
+    for i in 0..3 {
+        origin.fixed(
+            &format!("/disk/warm/{i}"),
+            Reply::ok(&format!("warm {i}"), &[("cache-control", "max-age=300")]),
+        );
+    }
+    let dir = tempdir();
+    let mut first = disk_edge(&origin, dir.path(), "16MiB");
+    for i in 0..3 {
+        get(&format!("{}/disk/warm/{i}", first.url("edge http")), &[]).await;
+    }
+    on_disk(dir.path(), 3).await;
+    first.signal("TERM");
+    assert_eq!(first.wait_exit(Duration::from_secs(20)), Some(0));
+    for how in ["TERM", "KILL"] {
+        let mut edge = disk_edge(&origin, dir.path(), "16MiB");
+        let base = edge.url("edge http");
+        for i in 0..3 {
+            let got = get(&format!("{base}/disk/warm/{i}"), &[]).await;
+            assert_eq!(got.text(), format!("warm {i}"));
+            assert!(from_disk(&got), "after {how}: {}", got.cache());
+            let again = get(&format!("{base}/disk/warm/{i}"), &[]).await;
+            assert!(again.hit() && !from_disk(&again), "promoted to memory: {}", again.cache());
+            assert_eq!(origin.hits(&format!("/disk/warm/{i}")), 1);
+        }
+        if how == "TERM" {
+            edge.signal("TERM");
+            assert_eq!(edge.wait_exit(Duration::from_secs(20)), Some(0));
+        } else {
+            edge.kill();
+        }
+    }
+}
+
+/// A flipped byte or a file cut short (a torn write) is a miss: fetched again and served
+/// intact, never garbage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_corrupted_or_torn_object_file_is_a_miss() {
+    let origin = Origin::start().await;
+    let body = "c".repeat(5000);
+    for p in ["flipped", "torn"] {
+        origin.fixed(&format!("/disk/corrupt/{p}"), Reply::ok(&body, &[("cache-control", "max-age=300")]));
+    }
+    let dir = tempdir();
+    let mut edge = disk_edge(&origin, dir.path(), "16MiB");
+    get(&format!("{}/disk/corrupt/flipped", edge.url("edge http")), &[]).await;
+    on_disk(dir.path(), 1).await;
+    let flipped = object_files(dir.path()).pop().unwrap();
+    get(&format!("{}/disk/corrupt/torn", edge.url("edge http")), &[]).await;
+    on_disk(dir.path(), 2).await;
+    let torn = object_files(dir.path()).into_iter().find(|f| *f != flipped).unwrap();
+    edge.kill();
+    let mut bytes = std::fs::read(&flipped).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0x20;
+    std::fs::write(&flipped, &bytes).unwrap();
+    let bytes = std::fs::read(&torn).unwrap();
+    std::fs::write(&torn, &bytes[..bytes.len() / 2]).unwrap();
+    let edge = disk_edge(&origin, dir.path(), "16MiB");
+    for p in ["flipped", "torn"] {
+        let got = get(&format!("{}/disk/corrupt/{p}", edge.url("edge http")), &[]).await;
+        assert_eq!(got.text(), body, "{p}");
+        assert!(!got.hit(), "{p}: {}", got.cache());
+        assert_eq!(origin.hits(&format!("/disk/corrupt/{p}")), 2, "{p}");
+    }
+    let text = metrics(&edge).await;
+    assert_eq!(metric(&text, "stratus_edge_disk_corrupt_total"), 2.0);
+}
+
+/// SIGKILL while large objects are being filled and written: after a restart each object is
+/// either served whole from disk or fetched again, and no partial write is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sigkill_during_large_fills_leaves_whole_objects_or_none() {
+    let origin = Origin::start().await;
+    let bodies: Vec<String> = (0..4u8).map(|i| char::from(b'a' + i).to_string().repeat(6 << 20)).collect();
+    for (i, b) in bodies.iter().enumerate() {
+        origin.fixed(&format!("/disk/large/{i}"), Reply::ok(b, &[("cache-control", "max-age=300")]));
+    }
+    let dir = tempdir();
+    let mut edge = disk_edge(&origin, dir.path(), "64MiB");
+    let base = edge.url("edge http");
+    let fills = (0..4).map(|i| {
+        let url = format!("{base}/disk/large/{i}");
+        tokio::spawn(async move { get(&url, &[]).await })
+    });
+    for f in fills {
+        f.await.unwrap();
+    }
+    edge.kill();
+    let edge = disk_edge(&origin, dir.path(), "64MiB");
+    let leftovers = std::fs::read_dir(dir.path().join("tmp")).unwrap().count();
+    assert_eq!(leftovers, 0, "partial writes are removed on start");
+    let mut from_disk_n = 0;
+    for (i, b) in bodies.iter().enumerate() {
+        let got = get(&format!("{}/disk/large/{i}", edge.url("edge http")), &[]).await;
+        assert!(got.text() == *b, "object {i}: {} bytes, not the object", got.body.len());
+        if from_disk(&got) {
+            from_disk_n += 1;
+            assert_eq!(origin.hits(&format!("/disk/large/{i}")), 1);
+        } else {
+            assert_eq!(origin.hits(&format!("/disk/large/{i}")), 2);
+        }
+    }
+    eprintln!("{from_disk_n} of 4 large objects survived the SIGKILL on disk");
+}
+
+/// A purge applied before a restart stays applied: hard purges miss, soft purges are stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn purges_survive_a_restart() {
+    let origin = Origin::start().await;
+    for p in ["gone", "kept", "soft"] {
+        let cc = [("cache-control", "max-age=300"), ("etag", "\"v1\"")];
+        origin.fixed(&format!("/disk/purge/{p}"), Reply::ok(p, &cc));
+    }
+    let dir = tempdir();
+    let mut edge = disk_edge(&origin, dir.path(), "16MiB");
+    for p in ["gone", "kept", "soft"] {
+        get(&format!("{}/disk/purge/{p}", edge.url("edge http")), &[]).await;
+    }
+    on_disk(dir.path(), 3).await;
+    purge(&edge, serde_json::json!({"files": ["/disk/purge/gone"]})).await;
+    purge(&edge, serde_json::json!({"files": ["/disk/purge/soft"], "soft": true})).await;
+    edge.kill();
+    let edge = disk_edge(&origin, dir.path(), "16MiB");
+    let base = edge.url("edge http");
+    let kept = get(&format!("{base}/disk/purge/kept"), &[]).await;
+    assert!(from_disk(&kept), "{}", kept.cache());
+    let gone = get(&format!("{base}/disk/purge/gone"), &[]).await;
+    assert!(!gone.hit(), "a hard-purged object came back: {}", gone.cache());
+    assert_eq!(origin.hits("/disk/purge/gone"), 2);
+    // Soft-purged: stale, so it is revalidated (the origin answers 200 here) rather than
+    // served as fresh.
+    let soft = get(&format!("{base}/disk/purge/soft"), &[]).await;
+    assert!(!soft.hit(), "a soft-purged object was served as fresh: {}", soft.cache());
+    assert_eq!(soft.text(), "soft");
+    assert_eq!(origin.hits("/disk/purge/soft"), 2);
+    assert_eq!(origin.hits("/disk/purge/kept"), 1);
+}
+
+fn following_edge(origin: &Origin, control: &Proc, dir: &Path) -> Proc {
+    let mut cmd = crate::support::process::stratus();
+    cmd.args(["edge", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--origin", &origin.url])
+        .args(["--control", &control.url("control api"), "--id", "disk-edge"])
+        .args(["--cache-dir", dir.to_str().unwrap(), "--disk-size", "64MiB"])
+        .env("STRATUS_TOKEN", crate::support::control::TOKEN);
+    Proc::start(cmd, &["edge http", "edge admin"])
+}
+
+/// A purge sent through the control plane while the edge is down is applied when it comes
+/// back, before anything is served from disk: the edge resumes from the sequence it kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_purge_sent_while_the_edge_is_down_applies_before_disk_hits() {
+    use crate::support::control::{Api, start_control};
+    let origin = Origin::start().await;
+    for p in ["gone", "kept"] {
+        origin.fixed(&format!("/disk/down/{p}"), Reply::ok(p, &[("cache-control", "max-age=300")]));
+    }
+    let control_dir = tempdir();
+    let control = start_control(control_dir.path(), "");
+    let api = Api::new(&control);
+    let dir = tempdir();
+    let mut edge = following_edge(&origin, &control, dir.path());
+    api.until_following(1).await;
+    for p in ["gone", "kept"] {
+        get(&format!("{}/disk/down/{p}", edge.url("edge http")), &[]).await;
+    }
+    on_disk(dir.path(), 2).await;
+    edge.kill();
+    api.purge(serde_json::json!({"files": ["/disk/down/gone"]})).await;
+    let edge = following_edge(&origin, &control, dir.path());
+    let base = edge.url("edge http");
+    // Nothing is read from disk until the follower caught up (a request before then would go
+    // to the origin); the edge says when.
+    crate::support::poll::eventually("the follower caught up", Duration::from_secs(20), || {
+        edge.stderr().contains("serving from the disk cache").then_some(())
+    });
+    let gone = get(&format!("{base}/disk/down/gone"), &[]).await;
+    let kept = get(&format!("{base}/disk/down/kept"), &[]).await;
+    assert!(from_disk(&kept), "{}", kept.cache());
+    assert_eq!(kept.text(), "kept");
+    assert!(!gone.hit(), "purged while down, served after restart: {}", gone.cache());
+    assert_eq!(origin.hits("/disk/down/gone"), 2);
+}
+
+/// A cache directory that fails writes: a 1 MiB tmpfs (a disk that fills up) where this test
+/// may mount one, else a directory whose `tmp/` is replaced by a file (every write fails).
+struct FailingDir {
+    dir: tempfile::TempDir,
+    mounted: bool,
+}
+
+impl FailingDir {
+    fn new() -> Self {
+        let dir = tempdir();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        Self { dir, mounted }
+    }
+
+    /// Breaks writes after the edge created its directories (no-op on the small tmpfs).
+    fn break_writes(&self) {
+        if !self.mounted {
+            let tmp = self.dir.path().join("tmp");
+            std::fs::remove_dir_all(&tmp).unwrap();
+            std::fs::write(&tmp, b"not a directory").unwrap();
+        }
+    }
+}
+
+impl Drop for FailingDir {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
+        }
+    }
+}
+
+/// Disk full (or any write error): the edge keeps serving from memory and the origin, counts
+/// the errors and says so in its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_disk_degrades_to_memory_only() {
+    let origin = Origin::start().await;
+    let body = "f".repeat(64 * 1024);
+    for i in 0..40 {
+        origin.fixed(&format!("/disk/full/{i}"), Reply::ok(&body, &[("cache-control", "max-age=300")]));
+    }
+    let failing = FailingDir::new();
+    let edge = disk_edge(&origin, failing.dir.path(), "16MiB");
+    failing.break_writes();
+    let base = edge.url("edge http");
+    for round in 0..2 {
+        for i in 0..40 {
+            let got = get(&format!("{base}/disk/full/{i}"), &[]).await;
+            assert_eq!((got.status, got.body.len()), (200, body.len()), "round {round} object {i}");
+        }
+    }
+    // Served from memory the second time: the failing disk cost no hit.
+    for i in 0..40 {
+        assert_eq!(origin.hits(&format!("/disk/full/{i}")), 1, "object {i}");
+    }
+    let errors = until("disk errors counted", Duration::from_secs(20), || async {
+        let n = metric(&metrics(&edge).await, "stratus_edge_disk_errors_total");
+        (n > 0.0).then_some(n)
+    })
+    .await;
+    assert!(errors >= 1.0);
+    assert!(edge.stderr().contains("disk cache error"), "{}", edge.stderr());
+}
+
+/// The disk tier stays within `--disk-size`: evicted objects' files are deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_disk_tier_stays_within_its_size() {
+    let origin = Origin::start().await;
+    let body = "s".repeat(64 * 1024);
+    for i in 0..40 {
+        origin.fixed(&format!("/disk/size/{i}"), Reply::ok(&body, &[("cache-control", "max-age=300")]));
+    }
+    let dir = tempdir();
+    let path = dir.path().to_str().unwrap();
+    let edge = edge(&origin, &["--cache-size", "4MiB", "--cache-dir", path, "--disk-size", "1MiB"]);
+    for i in 0..40 {
+        get(&format!("{}/disk/size/{i}", edge.url("edge http")), &[]).await;
+    }
+    let on_disk_bytes = || -> u64 {
+        object_files(dir.path()).iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum()
+    };
+    // Writes are behind the requests: wait until the files settle within the size.
+    until("object files within 1 MiB", Duration::from_secs(20), || async {
+        let text = metrics(&edge).await;
+        let written = metric(&text, "stratus_edge_disk_writes_total");
+        (written > 16.0 && on_disk_bytes() <= 1 << 20).then_some(())
+    })
+    .await;
+    let text = metrics(&edge).await;
+    assert!(metric(&text, "stratus_edge_cache_bytes{tier=\"disk\"}") <= f64::from(1 << 20), "{text}");
+    assert!(metric(&text, "stratus_edge_disk_evictions_total") > 0.0, "{text}");
+    assert!(!object_files(dir.path()).is_empty());
+}
+
+/// An object larger than the whole memory tier is stored on disk only and served from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_object_larger_than_the_memory_tier_lives_on_disk() {
+    let origin = Origin::start().await;
+    let body = "L".repeat(3 << 20);
+    origin.fixed("/disk/huge", Reply::ok(&body, &[("cache-control", "max-age=300")]));
+    let dir = tempdir();
+    let edge = disk_edge(&origin, dir.path(), "1MiB");
+    let url = format!("{}/disk/huge", edge.url("edge http"));
+    assert_eq!(get(&url, &[]).await.body.len(), body.len());
+    on_disk(dir.path(), 1).await;
+    // The memory tier lets it go at its next housekeeping (moka evicts lazily); from then on
+    // it is served from disk, whole, and never fetched again.
+    until("a hit from disk", Duration::from_secs(20), || async {
+        let got = get(&url, &[]).await;
+        assert!(got.text() == body && got.hit(), "{} bytes, {}", got.body.len(), got.cache());
+        from_disk(&got).then_some(())
+    })
+    .await;
+    assert_eq!(origin.hits("/disk/huge"), 1);
+}
