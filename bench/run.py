@@ -741,17 +741,23 @@ def s_time(port, seconds, reuse, procs=4):
     """Handshakes per second with `openssl s_time` (`procs` sequential clients in parallel, one
     HTTP/1.0 GET of /1k per connection): full handshakes (`-new`) or resumed ones (`-reuse`).
     Counts the connections that really resumed (s_time prints `r` for each)."""
+    # s_time sends `GET <path> HTTP/1.0` and nothing else; Stratus answers a request without
+    # `Host` with 400, so the path carries one (the last header's value gets " HTTP/1.0").
+    path = "/1k HTTP/1.0\r\nHost: 127.0.0.1\r\nX-Bench: s_time"
     argv = ["taskset", "-c", LOAD_CPU, "openssl", "s_time", "-connect", f"127.0.0.1:{port}",
-            "-new" if not reuse else "-reuse", "-time", str(seconds), "-www", "/1k"]
+            "-new" if not reuse else "-reuse", "-time", str(seconds), "-www", path]
     runs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
             for _ in range(procs)]
     out = {"requests": 0, "rps": 0.0, "resumed": 0}
     for r in runs:
         text, _ = r.communicate(timeout=seconds + 60)
-        m = re.search(r"(\d+) connections in ([\d.]+) real seconds", text)
+        m = re.search(r"(\d+) connections in ([\d.]+) real seconds, (\d+) bytes read per connection", text)
         if m:
             out["requests"] += int(m.group(1))
             out["rps"] += int(m.group(1)) / max(float(m.group(2)), 1e-9)
+            # A 1 KiB body and its head, not an error page: otherwise the row measures nothing.
+            if int(m.group(3)) < 1024:
+                out["errors"] = out.get("errors", 0) + int(m.group(1))
         if reuse:
             # s_time prints one character per connection of the reuse loop: `r` when resumed.
             m = re.search(r"starting\s*(\S*)", text)
@@ -783,7 +789,8 @@ def scenario_tls(products, work, reps, seconds):
                                  ("tls_resumed", lambda: s_time(port, seconds, True)),
                                  ("tls_1k", lambda: wrk(f"https://127.0.0.1:{port}/1k", seconds, 64))):
                     r = measured(procs[p], fn)
-                    log(f"{mode} {p} rep {rep + 1}: {r['rps']:.0f}/s, {r.get('cpu_us_per_req', 0):.1f} CPU µs each"
+                    log(f"{mode} {p} rep {rep + 1}: {r['rps']:.0f}/s, {r.get('cpu_us_per_req', 0):.1f} CPU µs each, "
+                        f"{r.get('errors', 0)} errors"
                         + (f", {r.get('resumed_share', 0):.2f} resumed" if mode == "tls_resumed" else ""))
                     results[mode][p].append(r)
     finally:
