@@ -154,11 +154,18 @@ fn housekeeping(
             tokio::select! {
                 () = stop.cancelled() => break,
                 _ = tick.tick() => {
-                    e.store.run_pending_tasks();
+                    // On a blocking-pool thread, not the runtime's: eviction work after a burst
+                    // of misses, and a sweep that walks the whole cache, would hold up every
+                    // request queued behind them (the p99 of issue #23).
                     n += 1;
-                    if n.is_multiple_of(60) {
-                        e.store.sweep();
-                    }
+                    let (store, sweep) = (e.store.clone(), n.is_multiple_of(60));
+                    let _ = tokio::task::spawn_blocking(move || {
+                        store.run_pending_tasks();
+                        if sweep {
+                            store.sweep();
+                        }
+                    })
+                    .await;
                 }
             }
         }
