@@ -34,16 +34,22 @@ use crate::proxy::conns::{Conn, Conns, IdleLimits, Tracked};
 use crate::proxy::interim::InterimIo;
 use crate::proxy::tls::Acceptor;
 
+/// hyper's HTTP/1 header-count limit when none is set (`DEFAULT_MAX_HEADERS` in hyper 1).
+const HYPER_MAX_HEADERS: usize = 100;
+
 /// A connection builder with the client limits applied: the request head size (larger → 431
 /// from hyper), the header count, the time to send a head (slowloris).
 pub fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     let head = usize::try_from(limits.max_header_size.bytes()).unwrap_or(usize::MAX).max(8192);
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout.get())
-        .max_buf_size(head)
-        .max_headers(limits.max_headers);
+    let mut h1 = b.http1();
+    h1.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout.get()).max_buf_size(head);
+    // hyper's own limit is 100 headers. Naming a limit, even that one, makes hyper fill a
+    // 100-slot array on every request (`SmallVec::from_elem`, about 3 % of a hit's
+    // instructions, `docs/performance.md`); the default path uses an inline array.
+    if limits.max_headers != HYPER_MAX_HEADERS {
+        h1.max_headers(limits.max_headers);
+    }
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(head).unwrap_or(u32::MAX))
