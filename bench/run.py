@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Stratus next to nginx proxy_cache and Varnish, same origin, same load generator, one run.
+"""Stratus next to nginx proxy_cache, Varnish and Apache Traffic Server, same origin, same load
+generator, one run; each peer in its best tuning for the row (see `TUNING`).
 
 Method (../shared/BENCHMARKING.md): the load generator and the origin share CPU 0, the proxy under
 test runs alone on CPU 1 with one worker; each measurement is repeated and products are
@@ -37,14 +38,34 @@ PROXY_CPU = "1" if NCPU > 1 else "0"
 
 ORIGIN_PORT = 18000
 SLOW_PORT = 18001
-PORTS = {"stratus": 18080, "nginx": 18082, "varnish": 18083, "stratus-nolog": 18087,
-         "stratus-disk": 18088, "nginx-disk": 18089, "varnish-file": 18091}
+PORTS = {"stratus": 18080, "nginx": 18082, "varnish": 18083, "stratus-nolog": 18087, "ats": 18094,
+         "static": 18092, "stratus-disk": 18093, "nginx-disk": 18089, "varnish-file": 18091}
+# admin ports: 18081 (stratus), 18088 (stratus-nolog), 18090 (stratus-disk)
 STRATUS_ADMIN = 18081
 # HTTP/2 hit throughput (h2load): cleartext h2 with prior knowledge, and h2 over TLS by ALPN.
 # Stratus answers h2c on its usual port (HTTP/1.1 and h2c share it); nginx needs its own
 # `listen … http2` port for prior knowledge.
 H2C_PORTS = {"stratus": PORTS["stratus"], "nginx": 18084}
 H2_TLS_PORTS = {"stratus": 18085, "nginx": 18086}
+
+# Every peer at its best for the row (issue #23). nginx reads its cached bodies from files, so
+# `sendfile` decides its copies: off is cheaper for small objects (one write of head and body
+# from user space), on for large ones (no copy through user space). `tcp_nopush on` (TCP_CORK)
+# with sendfile stalled keep-alive responses here (100 KiB: 40 MiB/s instead of 1,000), so it
+# stays off.
+TUNING = {
+    "small": {"sendfile": False},
+    "large": {"sendfile": True},
+}
+# What the report says about each peer's set-up, per tuning.
+TUNING_NOTE = {
+    "small": "nginx `sendfile off`",
+    "large": "nginx `sendfile on`",
+}
+# Peers that are not caching proxies but are shown for reference in the 1 KiB row: nginx serving
+# the file itself (the cost of a static file server answering the same request).
+REFERENCE = ("static",)
+PEERS = ("nginx", "varnish", "ats")
 
 ZIPF_KEYS = 100_000
 # The Zipf test's cache holds 10 % of the keys: 10,000 objects of 1 KiB. Every product gets the
@@ -172,6 +193,10 @@ def start_origin(work):
         f.write(b"x" * 1024)
     with open(os.path.join(docroot, "1m"), "wb") as f:
         f.write(os.urandom(1 << 20))
+    with open(os.path.join(docroot, "100k"), "wb") as f:
+        f.write(os.urandom(100 << 10))
+    with open(os.path.join(docroot, "text"), "wb") as f:
+        f.write(compressible_text(16 << 10))
     conf = os.path.join(work, "origin.conf")
     with open(conf, "w") as f:
         f.write(f"""
@@ -184,6 +209,7 @@ http {{
   access_log off;
   sendfile on;
   keepalive_requests 1000000;
+  default_type application/octet-stream;
   server {{
     listen 127.0.0.1:{ORIGIN_PORT} backlog=4096;
     root {docroot};
@@ -193,12 +219,51 @@ http {{
     # `Vary: Accept-Encoding` (varying objects stay in Stratus's memory tier).
     location /dk/ {{ default_type application/octet-stream; try_files /1k =404; }}
     location /m/ {{ default_type application/octet-stream; try_files /1m =404; }}
+    location = /text {{ default_type text/plain; }}
     location = /nginx_status {{ stub_status; }}
   }}
 }}
 """)
     p = Proc("origin", ["taskset", "-c", LOAD_CPU, "nginx", "-c", conf, "-p", work])
     wait_port(ORIGIN_PORT)
+    return p
+
+
+def compressible_text(size):
+    """Text that compresses like a web page (about 4:1 with gzip), reproducibly."""
+    words = ("cache edge origin object purge header stale fresh request response latency "
+             "bytes memory policy token vary range slice tier disk client server").split()
+    out, i = [], 0
+    while sum(len(w) + 1 for w in out) < size:
+        i = (i * 1103515245 + 12345) % (1 << 31)
+        out.append(words[i % len(words)] + (str(i % 997) if i % 3 == 0 else ""))
+    return (" ".join(out)[:size]).encode()
+
+
+def static_server(work, sendfile=False):
+    """nginx serving the origin's files itself on the proxy CPU: what a hit is measured against."""
+    conf = os.path.join(work, "static.conf")
+    with open(conf, "w") as f:
+        f.write(f"""
+worker_processes 1;
+daemon off;
+pid {work}/static.pid;
+error_log {work}/static-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  sendfile {"on" if sendfile else "off"};
+  keepalive_requests 1000000;
+  default_type application/octet-stream;
+  server {{
+    listen 127.0.0.1:{PORTS['static']} backlog=4096;
+    root {work}/www;
+    add_header Cache-Control "public, max-age=3600";
+  }}
+}}
+""")
+    p = Proc("static", ["taskset", "-c", PROXY_CPU, "nginx", "-c", conf, "-p", work])
+    wait_port(PORTS["static"])
     return p
 
 
@@ -277,7 +342,7 @@ tls = {{ cert = "{tls[0]}", key = "{tls[1]}" }}
     return p
 
 
-def start_nginx(work, cache_mib, origin_port, tls=None):
+def start_nginx(work, cache_mib, origin_port, tls=None, sendfile=False):
     cache_dir = tempfile.mkdtemp(prefix="nginx-cache-", dir="/dev/shm")
     # nginx's max_size is not a hard limit under load (it grew to 4-5x here), so the number of
     # objects is capped by the keys zone too: ~8,000 keys per MiB of zone.
@@ -292,8 +357,14 @@ error_log {work}/nginx-proxy-error.log;
 events {{ worker_connections 4096; }}
 http {{
   access_log off;
-  tcp_nopush off;
+  sendfile {"on" if sendfile else "off"};
+  tcp_nopush off;  # with sendfile it stalled keep-alive responses here (see TUNING)
   keepalive_requests 1000000;
+  # Compressed hits (the `gzip` row): nginx compresses each response as it sends it.
+  gzip on;
+  gzip_types text/plain;
+  gzip_proxied any;
+  gzip_vary on;
   proxy_cache_path {cache_dir} levels=1:2 keys_zone=bench:{keys_zone}k max_size={cache_mib}m inactive=1h use_temp_path=off;
   upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 64; }}
   server {{
@@ -325,7 +396,9 @@ def nginx_h2(tls):
     listen 127.0.0.1:{H2C_PORTS['nginx']} http2 backlog=4096;
     listen 127.0.0.1:{H2_TLS_PORTS['nginx']} ssl http2 backlog=4096;
     ssl_certificate {tls[0]};
-    ssl_certificate_key {tls[1]};"""
+    ssl_certificate_key {tls[1]};
+    ssl_session_cache shared:SSL:10m;
+    ssl_session_tickets on;"""
 
 
 def start_varnish(work, cache_mib, origin_port):
@@ -333,6 +406,10 @@ def start_varnish(work, cache_mib, origin_port):
     with open(vcl, "w") as f:
         f.write(f"""vcl 4.1;
 backend origin {{ .host = "127.0.0.1"; .port = "{origin_port}"; }}
+sub vcl_backend_response {{
+  # Compressed hits (the `gzip` row): stored compressed once, as Stratus does.
+  if (beresp.http.content-type ~ "^text/") {{ set beresp.do_gzip = true; }}
+}}
 """)
     name = os.path.join(work, "varnish")
     p = Proc("varnish", ["taskset", "-c", PROXY_CPU, "varnishd", "-F", "-n", name,
@@ -345,12 +422,83 @@ backend origin {{ .host = "127.0.0.1"; .port = "{origin_port}"; }}
     return p
 
 
-STARTERS = {"stratus": start_stratus, "nginx": start_nginx, "varnish": start_varnish,
-            "stratus-nolog": lambda work, cache_mib, port: start_stratus(work, cache_mib, port, False)}
+def start_ats(work, cache_mib, origin_port, disk_mib=None):
+    """Apache Traffic Server 9.2 as a reverse proxy: its RAM cache (`cache_mib`) in front of a
+    small disk cache (a file on tmpfs), one exec thread, no access log, no Via headers."""
+    root = os.path.join(work, f"ats-{time.time_ns()}")
+    etc = os.path.join(root, "etc")
+    shutil.copytree("/etc/trafficserver", etc)
+    for d in ("run", "log"):
+        os.makedirs(os.path.join(root, d))
+    disk_dir = tempfile.mkdtemp(prefix="ats-cache-", dir="/dev/shm")
+    disk_mib = disk_mib or ATS_DISK_MIB
+    with open(os.path.join(disk_dir, "cache.db"), "wb") as f:
+        f.truncate(disk_mib << 20)
+    with open(os.path.join(root, "runroot.yaml"), "w") as f:
+        f.write("".join(f"{k}: {v}\n" for k, v in {
+            "prefix": root, "exec_prefix": "/usr", "bindir": "/usr/bin", "sbindir": "/usr/sbin",
+            "sysconfdir": etc, "datadir": disk_dir, "includedir": "/usr/include",
+            "libdir": "/usr/lib/trafficserver", "libexecdir": "/usr/lib/trafficserver/modules",
+            "localstatedir": root, "runtimedir": os.path.join(root, "run"),
+            "logdir": os.path.join(root, "log"), "cachedir": disk_dir}.items()))
+    records = {
+        "proxy.config.http.server_ports": ("STRING", str(PORTS["ats"])),
+        "proxy.config.exec_thread.autoconfig": ("INT", 0),
+        "proxy.config.exec_thread.limit": ("INT", 1),
+        "proxy.config.exec_thread.affinity": ("INT", 0),
+        "proxy.config.accept_threads": ("INT", 0),
+        "proxy.config.task_threads": ("INT", 1),
+        "proxy.config.cache.threads_per_disk": ("INT", 1),
+        "proxy.config.cache.ram_cache.size": ("INT", cache_mib << 20),
+        "proxy.config.cache.ram_cache_cutoff": ("INT", 4 << 20),
+        # Directory entries for 1 KiB objects (the default sizes the directory for 8,000-byte
+        # ones, which would cap the Zipf run's 14 MiB disk at about 1,800 objects).
+        "proxy.config.cache.min_average_object_size": ("INT", 1024),
+        "proxy.config.log.logging_enabled": ("INT", 0),
+        "proxy.config.reverse_proxy.enabled": ("INT", 1),
+        "proxy.config.url_remap.remap_required": ("INT", 1),
+        "proxy.config.http.cache.required_headers": ("INT", 0),
+        "proxy.config.http.insert_request_via_str": ("INT", 0),
+        "proxy.config.http.insert_response_via_str": ("INT", 0),
+        "proxy.config.http.insert_client_ip": ("INT", 0),
+        "proxy.config.http.insert_squid_x_forwarded_for": ("INT", 0),
+        "proxy.config.http.keep_alive_no_activity_timeout_in": ("INT", 120),
+        "proxy.config.net.connections_throttle": ("INT", 10000),
+        "proxy.config.http.server_session_sharing.pool": ("STRING", "thread"),
+        "proxy.config.admin.user_id": ("STRING", "trafficserver"),
+        "proxy.config.diags.debug.enabled": ("INT", 0),
+    }
+    with open(os.path.join(etc, "records.config"), "w") as f:
+        f.write("".join(f"CONFIG {k} {t} {v}\n" for k, (t, v) in records.items()))
+    with open(os.path.join(etc, "storage.config"), "w") as f:
+        f.write(f"{disk_dir}/cache.db {disk_mib}M\n")
+    with open(os.path.join(etc, "remap.config"), "w") as f:
+        f.write(f"map / http://127.0.0.1:{origin_port}/\n")
+    with open(os.path.join(etc, "plugin.config"), "w") as f:
+        f.write("")
+    # ATS refuses to run as root and drops to proxy.config.admin.user_id.
+    subprocess.run(["chown", "-R", "trafficserver", root, disk_dir], check=True)
+    os.chmod(root, 0o755)
+    p = Proc("ats", ["taskset", "-c", PROXY_CPU, "traffic_server", f"--run-root={root}/runroot.yaml"], cwd=root)
+    p.cleanup = disk_dir
+    wait_port(PORTS["ats"], limit=40)
+    return p
 
 
-def start(product, work, cache_mib, origin_port=ORIGIN_PORT):
-    p = STARTERS[product](work, cache_mib, origin_port)
+# ATS's disk cache under its RAM cache for the throughput rows (on tmpfs, so no disk waits).
+ATS_DISK_MIB = 256
+
+STARTERS = {"stratus": start_stratus, "nginx": start_nginx, "varnish": start_varnish, "ats": start_ats,
+            "stratus-nolog": lambda work, cache_mib, port: start_stratus(work, cache_mib, port, False),
+            "static": lambda work, cache_mib, port, sendfile=False: static_server(work, sendfile)}
+
+
+def start(product, work, cache_mib, origin_port=ORIGIN_PORT, tuning=None):
+    tuning = tuning or TUNING["small"]
+    if product in ("nginx", "static"):
+        p = STARTERS[product](work, cache_mib, origin_port, sendfile=tuning["sendfile"])
+    else:
+        p = STARTERS[product](work, cache_mib, origin_port)
     time.sleep(0.3)
     return p
 
@@ -415,10 +563,12 @@ def parse_wrk(text):
     return out
 
 
-def wrk(url, seconds, connections, script=None):
+def wrk(url, seconds, connections, script=None, headers=()):
     argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     if script:
         argv += ["-s", script]
+    for h in headers:
+        argv += ["-H", h]
     argv.append(url)
     res = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     return parse_wrk(res.stdout)
@@ -479,21 +629,31 @@ async def burst(port, path, n):
 
 # ---------------------------------------------------------------- scenarios
 
-def scenario_hits(products, work, reps, seconds, path, conns, key):
+def scenario_hits(products, work, reps, seconds, path, conns, key, tuning="small", headers=()):
+    """Hits on `path` from wrk with `conns` connections, products interleaved, `reps` times."""
     results = {p: [] for p in products}
     procs = {}
     try:
         for p in products:
-            procs[p] = start(p, work, MAIN_CACHE_MIB)
+            procs[p] = start(p, work, MAIN_CACHE_MIB, tuning=TUNING[tuning])
         for p in products:
-            warm(f"http://127.0.0.1:{PORTS[p]}{path}", 3)
+            for _ in range(3):
+                http_get(f"http://127.0.0.1:{PORTS[p]}{path}", dict(h.split(": ", 1) for h in headers))
         for rep in range(reps):
             for p in products:
                 url = f"http://127.0.0.1:{PORTS[p]}{path}"
-                r = measured(procs[p], lambda: wrk(url, seconds, conns))
-                log(f"{key} {p} rep {rep + 1}: {r['rps']:.0f} req/s, p99 {r.get('p99_ms')} ms, "
-                    f"{r.get('cpu_us_per_req', 0):.1f} CPU µs/req")
+                r = measured(procs[p], lambda: wrk(url, seconds, conns, headers=headers))
+                log(f"{key} {p} rep {rep + 1}: {r['rps']:.0f} req/s, {r.get('mib_s', 0):.0f} MiB/s, "
+                    f"p99 {r.get('p99_ms')} ms, {r.get('cpu_us_per_req', 0):.1f} CPU µs/req, {r.get('errors')} errors")
                 results[p].append(r)
+        if headers:
+            # Each product must really have answered compressed, or the row compares nothing.
+            for p in products:
+                _, h, body = http_get(f"http://127.0.0.1:{PORTS[p]}{path}", dict(x.split(": ", 1) for x in headers))
+                encoding = {k.lower(): v for k, v in h.items()}.get("content-encoding")
+                log(f"{key} {p}: Content-Encoding {encoding}, {len(body)} bytes")
+                for r in results[p]:
+                    r["encoded"] = 1 if encoding else 0
     finally:
         for p in procs.values():
             stop(p)
@@ -563,6 +723,68 @@ def scenario_h2_hits(products, work, reps, seconds, clients=16, streams=16):
     return {m: {p: median_of(rs) for p, rs in by.items()} for m, by in results.items()}
 
 
+def s_time(port, seconds, reuse, procs=4):
+    """Handshakes per second with `openssl s_time` (`procs` sequential clients in parallel, one
+    HTTP/1.0 GET of /1k per connection): full handshakes (`-new`) or resumed ones (`-reuse`).
+    Counts the connections that really resumed (s_time prints `r` for each)."""
+    # s_time sends `GET <path> HTTP/1.0` and nothing else; Stratus answers a request without
+    # `Host` with 400, so the path carries one (the last header's value gets " HTTP/1.0").
+    path = "/1k HTTP/1.0\r\nHost: 127.0.0.1\r\nX-Bench: s_time"
+    argv = ["taskset", "-c", LOAD_CPU, "openssl", "s_time", "-connect", f"127.0.0.1:{port}",
+            "-new" if not reuse else "-reuse", "-time", str(seconds), "-www", path]
+    runs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            for _ in range(procs)]
+    out = {"requests": 0, "rps": 0.0, "resumed": 0}
+    for r in runs:
+        text, _ = r.communicate(timeout=seconds + 60)
+        m = re.search(r"(\d+) connections in ([\d.]+) real seconds, (\d+) bytes read per connection", text)
+        if m:
+            out["requests"] += int(m.group(1))
+            out["rps"] += int(m.group(1)) / max(float(m.group(2)), 1e-9)
+            # A 1 KiB body and its head, not an error page: otherwise the row measures nothing.
+            if int(m.group(3)) < 1024:
+                out["errors"] = out.get("errors", 0) + int(m.group(1))
+        if reuse:
+            # s_time prints one character per connection of the reuse loop: `r` when resumed.
+            m = re.search(r"starting\s*(\S*)", text)
+            out["resumed"] += m.group(1).count("r") if m else 0
+    if reuse and out["requests"]:
+        out["resumed_share"] = out["resumed"] / out["requests"]
+    return out
+
+
+def scenario_tls(products, work, reps, seconds):
+    """TLS with an ECDSA P-256 certificate, both proxies on the same one: full handshakes per
+    second (one request per connection), resumed handshakes, and 1 KiB keep-alive hits over
+    HTTP/1.1 + TLS (wrk, 64 connections)."""
+    products = [p for p in products if p in ("stratus", "nginx")]
+    tls = self_signed(work)
+    starters = {"stratus": start_stratus_h2, "nginx": start_nginx}
+    results = {m: {p: [] for p in products} for m in ("tls_full", "tls_resumed", "tls_1k")}
+    procs = {}
+    try:
+        for p in products:
+            procs[p] = starters[p](work, MAIN_CACHE_MIB, ORIGIN_PORT, tls=tls)
+            time.sleep(0.3)
+        for p in products:
+            wrk(f"https://127.0.0.1:{H2_TLS_PORTS[p]}/1k", 1, 1)
+        for rep in range(reps):
+            for p in products:
+                port = H2_TLS_PORTS[p]
+                for mode, fn in (("tls_full", lambda: s_time(port, seconds, False)),
+                                 ("tls_resumed", lambda: s_time(port, seconds, True)),
+                                 ("tls_1k", lambda: wrk(f"https://127.0.0.1:{port}/1k", seconds, 64))):
+                    r = measured(procs[p], fn)
+                    log(f"{mode} {p} rep {rep + 1}: {r['rps']:.0f}/s, {r.get('cpu_us_per_req', 0):.1f} CPU µs each, "
+                        f"{r.get('errors', 0)} errors"
+                        + (f", {r.get('resumed_share', 0):.2f} resumed" if mode == "tls_resumed" else ""))
+                    results[mode][p].append(r)
+    finally:
+        for p in procs.values():
+            stop(p)
+    return {m: {p: median_of(rs) for p, rs in by.items()} for m, by in results.items()}
+
+
 def median_of(runs):
     keys = {k for r in runs for k, v in r.items() if isinstance(v, (int, float))}
     return {k: statistics.median([r[k] for r in runs if isinstance(r.get(k), (int, float))]) for k in keys}
@@ -574,7 +796,11 @@ def scenario_zipf(products, work, seconds, warm_seconds):
         f.write(ZIPF_LUA.format(n=ZIPF_KEYS, seed=42))
     out = {}
     for p in products:
-        proc = start(p, work, ZIPF_CACHE_MIB)
+        if p == "ats":
+            # Its disk cache (on tmpfs) holds the objects; the RAM cache only copies hot ones.
+            proc = start_ats(work, ZIPF_CACHE_MIB, ORIGIN_PORT, disk_mib=ZIPF_CACHE_MIB)
+        else:
+            proc = start(p, work, ZIPF_CACHE_MIB)
         try:
             url = f"http://127.0.0.1:{PORTS[p]}/"
             wrk(url, warm_seconds, 32, script)
@@ -836,35 +1062,76 @@ def write_report(res, meta):
     lines = [
         f"# Benchmark results — {meta['date']}",
         "",
-        f"Machine: {meta['machine']}. Proxy alone on CPU {PROXY_CPU}, load generator (wrk, one thread) and origin "
-        f"(nginx static) on CPU {LOAD_CPU}. Medians of {meta['reps']} × {meta['seconds']} s, products interleaved. "
+        f"Machine: {meta['machine']}. Proxy alone on CPU {PROXY_CPU}, load generator (wrk, h2load or "
+        f"`openssl s_time`) and origin (nginx static) on CPU {LOAD_CPU}. Medians of {meta['reps']} × "
+        f"{meta['seconds']} s, products interleaved; the whole run took {meta.get('minutes')} minutes. "
         "Reproduce with `bench/run.sh`.",
         "",
-        "| measure | Stratus | nginx | Varnish | Stratus/nginx | Stratus/Varnish |",
-        "|---|---|---|---|---|---|",
+        "Each peer runs in its best tuning for the row (the last column says which): nginx with "
+        "`sendfile off` for small objects and `sendfile on` for 100 KiB and 1 MiB; "
+        "Traffic Server 9.2 with its RAM cache in front of a 256 MiB disk cache on tmpfs, one exec "
+        "thread, no logging; Varnish with `malloc` storage and one thread pool.",
+        "",
+        "| measure | Stratus | nginx | Varnish | Traffic Server | best other | Stratus/best | tuning |",
+        "|---|---|---|---|---|---|---|---|",
     ]
 
-    def row(name, get, spec, higher_better=True):
-        s, n, v = (get(p) for p in ("stratus", "nginx", "varnish"))
-        rn = ratio(s, n) if higher_better else ratio(n, s)
-        rv = ratio(s, v) if higher_better else ratio(v, s)
-        lines.append(f"| {name} | {fmt(s, spec)} | {fmt(n, spec)} | {fmt(v, spec)} | {rn} | {rv} |")
+    def row(name, get, spec, higher_better=True, note=""):
+        s = get("stratus")
+        others = {p: get(p) for p in PEERS}
+        have = {p: v for p, v in others.items() if isinstance(v, (int, float)) and v}
+        best = (max if higher_better else min)(have.values()) if have else None
+        r = ratio(s, best) if higher_better else ratio(best, s)
+        cells = " | ".join(fmt(others[p], spec) for p in PEERS)
+        lines.append(f"| {name} | {fmt(s, spec)} | {cells} | {fmt(best, spec)} | {r} | {note} |")
 
     def g(section, key):
         return lambda p: res.get(section, {}).get(p, {}).get(key)
 
-    row("1 KiB hits, req/s (wrk, 64 conns)", g("hit_1k", "rps"), ",.0f")
-    row("1 KiB hits, p50 ms", g("hit_1k", "p50_ms"), ".2f", higher_better=False)
-    row("1 KiB hits, p99 ms", g("hit_1k", "p99_ms"), ".2f", higher_better=False)
-    row("1 KiB hits, proxy CPU µs/req", g("hit_1k", "cpu_us_per_req"), ".1f", higher_better=False)
-    row("1 MiB hits, MiB/s (wrk, 16 conns)", g("hit_1m", "mib_s"), ",.0f")
-    row("1 MiB hits, proxy CPU ms per request", lambda p: (res.get("hit_1m", {}).get(p, {}).get("cpu_us_per_req") or 0) / 1e3 or None, ".2f", higher_better=False)
-    row(f"Zipf(1.0) hit ratio, {ZIPF_KEYS:,} keys, {ZIPF_CACHE_MIB} MiB cache", g("zipf", "hit_ratio"), ".3f")
+    small, large = TUNING_NOTE["small"], TUNING_NOTE["large"]
+    row("1 KiB hits, req/s (wrk, 64 conns)", g("hit_1k", "rps"), ",.0f", note=small)
+    row("1 KiB hits, p50 ms", g("hit_1k", "p50_ms"), ".2f", higher_better=False, note=small)
+    row("1 KiB hits, p99 ms", g("hit_1k", "p99_ms"), ".2f", higher_better=False, note=small)
+    row("1 KiB hits, proxy CPU µs/req", g("hit_1k", "cpu_us_per_req"), ".1f", higher_better=False, note=small)
+    static = res.get("hit_1k", {}).get("static", {})
+    if static:
+        lines.append(f"| 1 KiB, nginx serving the file itself: req/s, CPU µs/req | "
+                     f"{fmt(static.get('rps'), ',.0f')}, {fmt(static.get('cpu_us_per_req'), '.1f')} | | | | | | "
+                     "reference: a static file server, `sendfile off` |")
+    nolog = res.get("hit_1k", {}).get("stratus-nolog", {})
+    if nolog:
+        lines.append(f"| 1 KiB hits, access log off: req/s, CPU µs/req | {fmt(nolog.get('rps'), ',.0f')}, "
+                     f"{fmt(nolog.get('cpu_us_per_req'), '.1f')} | | | | | | Stratus rows above log every "
+                     "request (JSON lines to a file) |")
+    diskmem = res.get("diskmem", {})
+    if diskmem:
+        d, m = diskmem.get("stratus-disk", {}), diskmem.get("stratus-nolog", {})
+        lines.append(f"| 1 KiB memory hits with a disk tier configured: req/s, CPU µs/req | "
+                     f"{fmt(d.get('rps'), ',.0f')}, {fmt(d.get('cpu_us_per_req'), '.1f')} (without: "
+                     f"{fmt(m.get('rps'), ',.0f')}, {fmt(m.get('cpu_us_per_req'), '.1f')}) | | | | | | `--cache-dir` |")
+    row("100 KiB hits, MiB/s (wrk, 16 conns)", g("hit_100k", "mib_s"), ",.0f", note=large)
+    row("100 KiB hits, proxy CPU µs/req", g("hit_100k", "cpu_us_per_req"), ".1f", higher_better=False, note=large)
+    row("1 MiB hits, MiB/s (wrk, 16 conns)", g("hit_1m", "mib_s"), ",.0f", note=large)
+    row("1 MiB hits, proxy CPU ms per request", lambda p: (res.get("hit_1m", {}).get(p, {}).get("cpu_us_per_req") or 0) / 1e3 or None, ".2f", higher_better=False, note=large)
+    row("16 KiB text hits, gzip, req/s (wrk, 64 conns)", g("gzip", "rps"), ",.0f",
+        note="Stratus, Varnish: stored compressed; nginx: `gzip on` per response")
+    row("16 KiB text hits, gzip, proxy CPU µs/req", g("gzip", "cpu_us_per_req"), ".1f", higher_better=False)
+    row(f"Zipf(1.0) hit ratio, {ZIPF_KEYS:,} keys, {ZIPF_CACHE_MIB} MiB cache", g("zipf", "hit_ratio"), ".3f",
+        note=f"Traffic Server: {ZIPF_CACHE_MIB} MiB disk cache (tmpfs) + the same RAM cache")
     row("RSS MiB at the end of that Zipf run", g("zipf", "rss_mib"), ".0f", higher_better=False)
-    row("1 KiB hits over h2c, req/s (h2load, 16 conns × 16 streams)", g("h2c_1k", "rps"), ",.0f")
+    row("1 KiB hits over h2c, req/s (h2load, 16 conns × 16 streams)", g("h2c_1k", "rps"), ",.0f", note=small)
     row("1 KiB hits over h2c, proxy CPU µs/req", g("h2c_1k", "cpu_us_per_req"), ".1f", higher_better=False)
-    row("1 KiB hits over h2 + TLS, req/s (h2load, 16 conns × 16 streams)", g("h2_tls_1k", "rps"), ",.0f")
+    row("1 KiB hits over h2 + TLS, req/s (h2load, 16 conns × 16 streams)", g("h2_tls_1k", "rps"), ",.0f", note=small)
     row("1 KiB hits over h2 + TLS, proxy CPU µs/req", g("h2_tls_1k", "cpu_us_per_req"), ".1f", higher_better=False)
+    tls = "ECDSA P-256, TLS 1.3; nginx `ssl_session_cache shared:SSL:10m`"
+    row("TLS full handshakes/s (s_time -new ×4, one GET each)", g("tls_full", "rps"), ",.0f", note=tls)
+    row("TLS full handshake, proxy CPU µs each", g("tls_full", "cpu_us_per_req"), ".0f", higher_better=False)
+    row("TLS resumed handshakes/s (s_time -reuse ×4)", g("tls_resumed", "rps"), ",.0f", note=tls)
+    row("TLS resumed handshake, proxy CPU µs each", g("tls_resumed", "cpu_us_per_req"), ".0f", higher_better=False)
+    row("share of those really resumed", g("tls_resumed", "resumed_share"), ".2f")
+    row("1 KiB hits over HTTP/1.1 + TLS, req/s (wrk, 64 conns)", g("tls_1k", "rps"), ",.0f", note=small)
+    row("1 KiB hits over HTTP/1.1 + TLS, proxy CPU µs/req", g("tls_1k", "cpu_us_per_req"), ".1f", higher_better=False)
+    row("1 KiB hits over HTTP/1.1 + TLS, p99 ms", g("tls_1k", "p99_ms"), ".2f", higher_better=False)
     row("origin requests for 200 concurrent misses", g("coalescing", "origin_requests"), "d", higher_better=False)
     row("p99 ms of those 200 clients (origin takes 500 ms)", g("coalescing", "p99_ms"), ".0f", higher_better=False)
     row("peak RSS MiB (1 KiB hit run)", g("hit_1k", "peak_rss_mib"), ".0f", higher_better=False)
@@ -877,8 +1144,10 @@ def write_report(res, meta):
     row("disk tier: 1 MiB hits, 400 keys uniform, 16 MiB memory, MiB/s (16 conns)", d("hit_1m", "mib_s"), ",.0f")
     row(f"disk tier: Zipf(1.0) hit ratio, {ZIPF_KEYS:,} keys, 18 MiB memory (~10 % of keys)", d("zipf", "hit_ratio"), ".3f")
     row("disk tier: seconds to ready after a restart with 100k objects", d("restart", "ready_s"), ".2f", higher_better=False)
-    lines += ["", "Ratios are oriented so that above 1× means Stratus is better. RSS per cached object is the "
-              "growth while 20,000 more 1 KiB objects are cached, after 5,000 have warmed the proxy up; nginx "
+    lines += ["", "Ratios compare Stratus with the best of the others and are oriented so that above 1× means "
+              "Stratus is better. A dash: the peer cannot do it here (Varnish has no TLS; Traffic Server "
+              "is left out of the h2, TLS, gzip and memory rows). RSS per cached object is the growth "
+              "while 20,000 more 1 KiB objects are cached, after 5,000 have warmed the proxy up; nginx "
               "keeps cached bodies in files (on tmpfs here), outside its RSS.", ""]
     for extra in meta.get("notes", []):
         lines.append(f"- {extra}")
@@ -890,13 +1159,19 @@ def write_report(res, meta):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="one repetition of 5 s each")
-    ap.add_argument("--products", default="stratus,nginx,varnish")
-    ap.add_argument("--only", choices=["hits", "h2", "zipf", "coalescing", "memory", "profile", "accesslog", "disk"],
+    ap.add_argument("--seconds", type=int, help="length of each measurement (default 10, --quick 5)")
+    ap.add_argument("--products", default="stratus,nginx,varnish,ats")
+    ap.add_argument("--only", choices=["hits", "large", "h2", "tls", "gzip", "diskmem", "disk", "zipf", "coalescing", "memory",
+                                       "profile", "accesslog"],
                     help="run only this scenario (profile: perf of Stratus's hit path, never in a full run); "
                          "prints its figures, keeps bench/results.md")
     args = ap.parse_args()
     reps, seconds = (1, 5) if args.quick else (3, 10)
+    seconds = args.seconds or seconds
     products = args.products.split(",")
+    if "ats" in products and not shutil.which("traffic_server"):
+        log("traffic_server is not installed (bench/run.sh installs it): Traffic Server left out")
+        products.remove("ats")
     os.makedirs(OUT, exist_ok=True)
     work = tempfile.mkdtemp(prefix="stratus-bench-")
     os.chmod(work, 0o755)  # varnishd compiles the VCL as an unprivileged user
@@ -906,6 +1181,7 @@ def main():
         "reps": reps,
         "seconds": seconds,
         "loadavg_before": os.getloadavg(),
+        "started": time.time(),
     }
     res = {}
     origin = start_origin(work)
@@ -915,18 +1191,36 @@ def main():
             return args.only in (None, name)
 
         if runs("hits"):
-            res["hit_1k"] = scenario_hits(products, work, reps, seconds, "/1k", 64, "1k")
-            res["hit_1m"] = scenario_hits(products, work, reps, seconds, "/1m", 16, "1m")
+            # Stratus with its access log on (the default) and off, and nginx serving the file
+            # itself: the cost of a static file server answering the same request.
+            small = products + [p for p in ("stratus-nolog", "static") if "stratus" in products]
+            res["hit_1k"] = scenario_hits(small, work, reps, seconds, "/1k", 64, "1k", "small")
+        if runs("large"):
+            res["hit_100k"] = scenario_hits(products, work, reps, seconds, "/100k", 16, "100k", "large")
+            res["hit_1m"] = scenario_hits(products, work, reps, seconds, "/1m", 16, "1m", "large")
+        if runs("gzip"):
+            # 16 KiB of text to clients that accept gzip: Stratus and Varnish store it compressed
+            # once; nginx compresses each response. ATS (no compress plugin here) is left out.
+            zipped = [p for p in products if p in ("stratus", "nginx", "varnish")]
+            res["gzip"] = scenario_hits(zipped, work, reps, seconds, "/text", 64, "gzip", "small",
+                                        headers=("Accept-Encoding: gzip",))
+        if runs("diskmem"):
+            # Memory hits of an edge that also has a disk tier: the tier must cost them nothing.
+            # Both without an access log (start_stratus_disk runs with `--access-log off`).
+            res["diskmem"] = scenario_hits(["stratus-nolog", "stratus-disk"], work, reps, seconds, "/1k", 64,
+                                           "1k-disk")
         if runs("h2"):
             res.update(scenario_h2_hits(products, work, reps, seconds))
+        if runs("tls"):
+            res.update(scenario_tls(products, work, reps, seconds))
         if runs("zipf"):
             res["zipf"] = scenario_zipf(products, work, seconds * 2, seconds)
         if runs("coalescing"):
             res["coalescing"] = scenario_coalescing(products, work, slow)
         if runs("memory"):
-            res["memory"] = scenario_object_overhead(products, work)
+            res["memory"] = scenario_object_overhead([p for p in products if p != "ats"], work)
         if runs("disk"):
-            res["disk"] = scenario_disk(products, work, reps, seconds)
+            res["disk"] = scenario_disk([p for p in products if p != "ats"], work, reps, seconds)
         if args.only == "profile":
             res["profile"] = scenario_profile(work)
         if args.only == "accesslog":
@@ -942,6 +1236,8 @@ def main():
         origin.stop()
         slow.server.shutdown()
     meta["loadavg_after"] = os.getloadavg()
+    meta["minutes"] = round((time.time() - meta.pop("started")) / 60, 1)
+    log(f"done in {meta['minutes']} minutes")
     if args.only:
         with open(os.path.join(OUT, f"results-{args.only}.json"), "w") as f:
             json.dump({"meta": meta, "results": res}, f, indent=2)

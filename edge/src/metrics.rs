@@ -8,11 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics::{Counter, Gauge, Key, Label, Metadata, Recorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use crate::error::{Error, ProxyError};
 use crate::fleet::follow_target::EdgeStats;
+use crate::histogram::Histogram;
 use crate::proxy::status::CacheStatus;
 
 /// A label value with `\\`, `"` and newlines escaped, as the text format requires.
@@ -65,7 +66,7 @@ const CODES: [u16; 27] = [
 ];
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 /// Latency buckets: from a sub-millisecond hit to a slow origin.
-const LATENCY_BUCKETS: [f64; 14] =
+static LATENCY_BUCKETS: [f64; 14] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// The edge's metrics.
@@ -135,15 +136,9 @@ impl std::fmt::Debug for Metrics {
 static META: Metadata<'static> = Metadata::new("stratus_edge", metrics::Level::INFO, Some("stratus_edge"));
 
 impl Metrics {
-    /// Builds the recorder and registers every series.
-    /// The edge's metrics; `disk` adds the disk tier's series.
+    /// Builds the recorder and registers every series; `disk` adds the disk tier's series.
     pub fn new(disk: bool) -> Result<Self, Error> {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Full(LATENCY.to_owned()), &LATENCY_BUCKETS)
-            .map_err(|e| Error::Metrics(e.to_string()))?
-            .set_buckets_for_metric(Matcher::Full(ORIGIN_LATENCY.to_owned()), &LATENCY_BUCKETS)
-            .map_err(|e| Error::Metrics(e.to_string()))?
-            .build_recorder();
+        let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         let counter = |name: &'static str, labels: Vec<Label>, help: &'static str| {
             recorder.describe_counter(name.into(), None, help.into());
@@ -187,18 +182,8 @@ impl Metrics {
             "requests that waited on another request's origin fetch",
         );
         let evictions = counter("stratus_edge_cache_evictions_total", vec![], "entries evicted for room");
-        recorder.describe_histogram(
-            LATENCY.into(),
-            Some(metrics::Unit::Seconds),
-            "time to the response head".into(),
-        );
-        let latency = recorder.register_histogram(&Key::from_name(LATENCY), &META);
-        recorder.describe_histogram(
-            ORIGIN_LATENCY.into(),
-            Some(metrics::Unit::Seconds),
-            "time from sending a request to an origin to its response head".into(),
-        );
-        let origin_latency = recorder.register_histogram(&Key::from_name(ORIGIN_LATENCY), &META);
+        let latency = Histogram::new(&LATENCY_BUCKETS);
+        let origin_latency = Histogram::new(&LATENCY_BUCKETS);
         let fetched = counter(
             "stratus_edge_origin_fetched_bytes_total",
             vec![],
@@ -269,7 +254,7 @@ impl Metrics {
                 self.disk_hits.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.latency.record(elapsed.as_secs_f64());
+        self.latency.record(elapsed);
     }
 
     /// Records a response sent for `site` (a configured site's name; `""` when no site
@@ -301,7 +286,7 @@ impl Metrics {
 
     /// Records how long an origin took to send a response head.
     pub fn origin_duration(&self, d: Duration) {
-        self.origin_latency.record(d.as_secs_f64());
+        self.origin_latency.record(d);
     }
 
     /// Records response body bytes read from an origin.
@@ -365,6 +350,12 @@ impl Metrics {
             entries.set(d.entries as f64);
         }
         let mut out = self.handle.render();
+        self.latency.render(&mut out, LATENCY, "time to the response head");
+        self.origin_latency.render(
+            &mut out,
+            ORIGIN_LATENCY,
+            "time from sending a request to an origin to its response head",
+        );
         if let Some(d) = &snap.disk {
             disk_series(&mut out, d, self.counts().1, self.disk_hits());
         }
@@ -418,10 +409,5 @@ impl Metrics {
         let _ = writeln!(out, "stratus_edge_access_log_dropped_total {}", snap.access_log_dropped);
         stratus_config::observe::render_process_metrics(&mut out, "edge");
         out
-    }
-
-    /// Drains histogram samples into their buckets; call periodically.
-    pub fn upkeep(&self) {
-        self.handle.run_upkeep();
     }
 }

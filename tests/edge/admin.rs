@@ -216,6 +216,10 @@ async fn health_metrics_and_stats() {
     value("stratus_edge_coalesced_waiters_total");
     value("stratus_edge_errors_total{kind=\"connect\"}");
     assert!(metrics.contains("stratus_edge_request_duration_seconds_bucket{le=\"0.005\"}"), "{metrics}");
+    // Every request is in the latency histogram at once: no drain has to run first.
+    assert_eq!(value("stratus_edge_request_duration_seconds_count"), 2.0);
+    assert_eq!(value("stratus_edge_request_duration_seconds_bucket{le=\"+Inf\"}"), 2.0);
+    assert_eq!(value("stratus_edge_origin_duration_seconds_count"), 1.0);
 
     let stats: serde_json::Value =
         client().get(format!("{admin}/stats")).send().await.unwrap().json().await.unwrap();

@@ -56,6 +56,31 @@ async fn too_many_request_headers_get_431() {
     assert_eq!(origin.hits("/limits/headers"), 1);
 }
 
+/// The default limit (100) is left to hyper rather than named to it (cheaper per request,
+/// issue #23): it must still hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_default_header_limit_is_one_hundred() {
+    let origin = Origin::start().await;
+    origin.fixed("/limits/default-headers", Reply::ok("ok", &[("cache-control", "no-store")]));
+    let (edge, _dir) = edge_with_config(&origin, "[[edge.sites]]\nhosts = [\"*\"]\norigins = [\"ORIGIN\"]\n");
+    let addr = edge.addr("edge http");
+    let status = tokio::task::spawn_blocking(move || {
+        // `Host` and 90 more are within the limit (leaving the origin room for the headers
+        // the edge adds); `Host` and 100 more are one over it.
+        let mut tcp = TcpStream::connect(&addr).unwrap();
+        request(&mut tcp, "/limits/default-headers", 90);
+        let at = read_response(&mut tcp);
+        let mut tcp = TcpStream::connect(&addr).unwrap();
+        request(&mut tcp, "/limits/default-headers", 100);
+        (at, read_response(&mut tcp))
+    })
+    .await
+    .unwrap();
+    assert!(status.0.starts_with("HTTP/1.1 200"), "{}", status.0);
+    assert!(status.1.starts_with("HTTP/1.1 431"), "{}", status.1);
+    assert_eq!(origin.hits("/limits/default-headers"), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_connection_over_max_connections_waits_until_one_closes() {
     let origin = Origin::start().await;

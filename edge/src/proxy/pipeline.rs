@@ -201,18 +201,25 @@ async fn serve(
     if ctx.method == Method::GET || ctx.method == Method::HEAD {
         lookup(edge, &ctx).await
     } else {
-        crate::proxy::passthrough::forward(edge, &ctx, body).await
+        Box::pin(crate::proxy::passthrough::forward(edge, &ctx, body)).await
     }
 }
 
 /// Lookup: hit, stale, or miss → fetch.
+///
+/// Every path that goes to an origin is boxed (`Box::pin`): an async function's future is as
+/// large as its largest state, and the fill, coalescing and pass states made the whole
+/// request's future several kilobytes, which hyper moved (copied) on every request, hits
+/// included: a quarter of a hit's instructions were that `memcpy` (`docs/performance.md`).
+/// Boxed, a miss pays one allocation and a hit copies only the small states it uses.
 async fn lookup(edge: &Arc<Edge>, ctx: &Ctx) -> Served {
     let only_if_cached = ctx.cc.has("only-if-cached");
     if ctx.cc.has("no-store") {
         if only_if_cached {
             return Err(ProxyError::NotCached);
         }
-        return fetch_alone(edge, ctx, ctx.key.primary().clone(), Fwd::Bypass, Sharing::NoStore).await;
+        return Box::pin(fetch_alone(edge, ctx, ctx.key.primary().clone(), Fwd::Bypass, Sharing::NoStore))
+            .await;
     }
     for _ in 0..3 {
         let now = Instant::now();
@@ -244,20 +251,22 @@ async fn lookup(edge: &Arc<Edge>, ctx: &Ctx) -> Served {
                 Fwd::UriMiss
             }
             _ if only_if_cached => return Err(ProxyError::NotCached),
-            Found::HitForMiss => return fetch_alone(edge, ctx, slot, Fwd::Bypass, Sharing::HitForMiss).await,
+            Found::HitForMiss => {
+                return Box::pin(fetch_alone(edge, ctx, slot, Fwd::Bypass, Sharing::HitForMiss)).await;
+            }
             Found::UriMiss => Fwd::UriMiss,
             Found::VaryMiss => Fwd::VaryMiss,
         };
         // A response to a request with credentials is never handed to other waiters.
         if ctx.headers.contains_key(header::AUTHORIZATION) {
-            return fetch_alone(edge, ctx, slot, fwd, Sharing::Alone).await;
+            return Box::pin(fetch_alone(edge, ctx, slot, fwd, Sharing::Alone)).await;
         }
         // `None`: the fill we would have joined just stored its object; look again.
         if let Some(role) = edge.inflight.join(&slot, &ctx.headers, || edge.store.contains(&slot)) {
-            return coalesce(edge, ctx, role, slot, mode, fwd, None).await;
+            return Box::pin(coalesce(edge, ctx, role, slot, mode, fwd, None)).await;
         }
     }
-    fetch_alone(edge, ctx, ctx.key.primary().clone(), Fwd::UriMiss, Sharing::Alone).await
+    Box::pin(fetch_alone(edge, ctx, ctx.key.primary().clone(), Fwd::UriMiss, Sharing::Alone)).await
 }
 
 /// A stored entry: fresh hit, stale hit, or revalidation (see [`reuse`]).
@@ -282,7 +291,7 @@ async fn from_entry(edge: &Arc<Edge>, ctx: &Ctx, e: Arc<Entry>, slot: Arc<str>, 
         .inflight
         .join(&slot, &ctx.headers, || false)
         .ok_or_else(|| ProxyError::Internal("join without a fill".into()))?;
-    coalesce(edge, ctx, role, slot, Mode::Revalidate(e.clone()), fwd, Some(e)).await
+    Box::pin(coalesce(edge, ctx, role, slot, Mode::Revalidate(e.clone()), fwd, Some(e))).await
 }
 
 /// An answer from a stored entry, with its `Cache-Status`.

@@ -40,6 +40,9 @@ use crate::proxy::interim::InterimIo;
 use crate::proxy::preface::{self, Protocol};
 use crate::proxy::tls::Acceptor;
 
+/// hyper's HTTP/1 header-count limit when none is set (`DEFAULT_MAX_HEADERS` in hyper 1).
+const HYPER_MAX_HEADERS: usize = 100;
+
 /// How a listener's connections are served, per protocol.
 #[derive(Clone, Debug)]
 pub struct Protocols {
@@ -53,10 +56,13 @@ pub struct Protocols {
 pub fn builder(limits: &Limits) -> Protocols {
     let head = usize::try_from(limits.max_header_size.bytes()).unwrap_or(usize::MAX).max(8192);
     let mut h1 = http1::Builder::new();
-    h1.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout.get())
-        .max_buf_size(head)
-        .max_headers(limits.max_headers);
+    h1.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout.get()).max_buf_size(head);
+    // hyper's own limit is 100 headers. Naming a limit, even that one, makes hyper fill a
+    // 100-slot array on every request (`SmallVec::from_elem`, about 3 % of a hit's
+    // instructions, `docs/performance.md`); the default path uses an inline array.
+    if limits.max_headers != HYPER_MAX_HEADERS {
+        h1.max_headers(limits.max_headers);
+    }
     let mut h2 = h2::server::Builder::new();
     h2.max_header_list_size(u32::try_from(head).unwrap_or(u32::MAX))
         .max_concurrent_streams(128)
