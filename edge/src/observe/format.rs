@@ -2,12 +2,10 @@
 //! format. Both are written into a reused buffer; strings from the client are escaped so that
 //! no request can start a line of its own or break a field.
 
-use std::borrow::Cow;
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{HeaderValue, Version};
-use serde::Serialize;
 use stratus_config::observe::AccessLogFormat;
 
 use super::record::Record;
@@ -20,55 +18,121 @@ pub(super) fn write_line(buf: &mut Vec<u8>, r: &Record, edge: &str, format: Acce
     }
 }
 
-/// The fields of a JSON line, in the order they are written (documented in `docs/edge.md`).
-#[derive(Serialize)]
-struct Line<'a> {
-    time: &'a str,
-    edge: &'a str,
-    client: Option<String>,
-    method: &'a str,
-    scheme: &'a str,
-    host: Option<Cow<'a, str>>,
-    path: &'a str,
-    protocol: &'a str,
-    status: u16,
-    bytes: u64,
-    duration_ms: f64,
-    cache: &'a str,
-    cache_status: Option<Cow<'a, str>>,
-    tier: Option<&'a str>,
-    origin_status: Option<u16>,
-    origin_ms: Option<f64>,
-    user_agent: Option<Cow<'a, str>>,
-    referer: Option<Cow<'a, str>>,
+/// One JSON object per line, its fields in this order (documented in `docs/edge.md`): `time`,
+/// `edge`, `client`, `method`, `scheme`, `host`, `path`, `protocol`, `status`, `bytes`,
+/// `duration_ms`, `cache`, `cache_status`, `tier`, `origin_status`, `origin_ms`, `user_agent`,
+/// `referer`; absent values are `null`.
+///
+/// Written by hand rather than through `serde_json`: the line is formatted for every request,
+/// and serde's generic path (a `String` for the time, one for the address, a float printer and
+/// a UTF-8 check per field) cost about 13,000 instructions a line (`docs/performance.md`).
+fn json(buf: &mut Vec<u8>, r: &Record, edge: &str) {
+    buf.extend_from_slice(b"{\"time\":\"");
+    rfc3339_into(buf, r.time);
+    buf.extend_from_slice(b"\",\"edge\":");
+    json_str(buf, edge.as_bytes());
+    buf.extend_from_slice(b",\"client\":");
+    match r.client {
+        Some(c) => {
+            buf.push(b'"');
+            let _ = write!(buf, "{}", c.ip());
+            buf.push(b'"');
+        }
+        None => buf.extend_from_slice(b"null"),
+    }
+    buf.extend_from_slice(b",\"method\":");
+    json_str(buf, r.method.as_str().as_bytes());
+    buf.extend_from_slice(if r.tls { b",\"scheme\":\"https\"" } else { b",\"scheme\":\"http\"" });
+    buf.extend_from_slice(b",\"host\":");
+    json_opt(buf, r.host.as_ref().map(HeaderValue::as_bytes));
+    buf.extend_from_slice(b",\"path\":");
+    json_str(buf, r.uri.path_and_query().map_or(b"/", |p| p.as_str().as_bytes()));
+    buf.extend_from_slice(b",\"protocol\":\"");
+    buf.extend_from_slice(protocol(r.version).as_bytes());
+    buf.extend_from_slice(b"\",\"status\":");
+    buf.extend_from_slice(itoa::Buffer::new().format(r.status).as_bytes());
+    buf.extend_from_slice(b",\"bytes\":");
+    buf.extend_from_slice(itoa::Buffer::new().format(r.bytes).as_bytes());
+    buf.extend_from_slice(b",\"duration_ms\":");
+    millis_into(buf, r.duration);
+    buf.extend_from_slice(b",\"cache\":");
+    json_str(buf, r.cache.as_bytes());
+    buf.extend_from_slice(b",\"cache_status\":");
+    json_opt(buf, r.cache_status.as_ref().map(HeaderValue::as_bytes));
+    buf.extend_from_slice(b",\"tier\":");
+    json_opt(buf, r.tier.map(str::as_bytes));
+    buf.extend_from_slice(b",\"origin_status\":");
+    match r.origin_status {
+        Some(s) => buf.extend_from_slice(itoa::Buffer::new().format(s).as_bytes()),
+        None => buf.extend_from_slice(b"null"),
+    }
+    buf.extend_from_slice(b",\"origin_ms\":");
+    match r.origin_time {
+        Some(d) => millis_into(buf, d),
+        None => buf.extend_from_slice(b"null"),
+    }
+    buf.extend_from_slice(b",\"user_agent\":");
+    json_opt(buf, r.user_agent.as_ref().map(HeaderValue::as_bytes));
+    buf.extend_from_slice(b",\"referer\":");
+    json_opt(buf, r.referer.as_ref().map(HeaderValue::as_bytes));
+    buf.extend_from_slice(b"}\n");
 }
 
-fn json(buf: &mut Vec<u8>, r: &Record, edge: &str) {
-    let time = rfc3339(r.time);
-    let line = Line {
-        time: &time,
-        edge,
-        client: r.client.map(|c| c.ip().to_string()),
-        method: r.method.as_str(),
-        scheme: if r.tls { "https" } else { "http" },
-        host: r.host.as_ref().map(text),
-        path: r.uri.path_and_query().map_or("/", |p| p.as_str()),
-        protocol: protocol(r.version),
-        status: r.status,
-        bytes: r.bytes,
-        duration_ms: millis(r.duration),
-        cache: r.cache,
-        cache_status: r.cache_status.as_ref().map(text),
-        tier: r.tier,
-        origin_status: r.origin_status,
-        origin_ms: r.origin_time.map(millis),
-        user_agent: r.user_agent.as_ref().map(text),
-        referer: r.referer.as_ref().map(text),
-    };
-    // serde_json escapes control characters, so a line never holds a raw newline.
-    if serde_json::to_writer(&mut *buf, &line).is_ok() {
-        buf.push(b'\n');
+/// A JSON string, or `null`.
+fn json_opt(buf: &mut Vec<u8>, v: Option<&[u8]>) {
+    match v {
+        Some(v) => json_str(buf, v),
+        None => buf.extend_from_slice(b"null"),
     }
+}
+
+/// `bytes` as a JSON string: `"` and `\` escaped, control bytes as `\u00XX` (so no raw
+/// newline ever reaches the log), UTF-8 kept, and bytes that are not UTF-8 (header values may
+/// carry any octet) replaced by U+FFFD, as `String::from_utf8_lossy` does.
+fn json_str(buf: &mut Vec<u8>, bytes: &[u8]) {
+    if !bytes.is_ascii() && std::str::from_utf8(bytes).is_err() {
+        return json_str(buf, String::from_utf8_lossy(bytes).as_bytes());
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    buf.push(b'"');
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b >= 0x20 && b != b'"' && b != b'\\' {
+            continue;
+        }
+        buf.extend_from_slice(&bytes[run..i]);
+        run = i + 1;
+        match b {
+            b'"' => buf.extend_from_slice(b"\\\""),
+            b'\\' => buf.extend_from_slice(b"\\\\"),
+            b'\n' => buf.extend_from_slice(b"\\n"),
+            b'\r' => buf.extend_from_slice(b"\\r"),
+            b'\t' => buf.extend_from_slice(b"\\t"),
+            _ => buf.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 15)],
+            ]),
+        }
+    }
+    buf.extend_from_slice(&bytes[run..]);
+    buf.push(b'"');
+}
+
+/// A duration in milliseconds with microsecond precision, as a JSON number (`1.5` is `1.500`).
+fn millis_into(buf: &mut Vec<u8>, d: std::time::Duration) {
+    let micros = d.as_micros();
+    buf.extend_from_slice(itoa::Buffer::new().format(micros / 1000).as_bytes());
+    let frac = (micros % 1000) as u16;
+    buf.extend_from_slice(&[
+        b'.',
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
 }
 
 /// `client - - [10/Oct/2000:13:55:36 +0000] "GET /a?b HTTP/1.1" 200 2326 "referer" "agent"`
@@ -101,11 +165,6 @@ fn escape(buf: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
-/// A header value as text; bytes that are not UTF-8 become U+FFFD.
-fn text(v: &HeaderValue) -> Cow<'_, str> {
-    String::from_utf8_lossy(v.as_bytes())
-}
-
 fn protocol(v: Version) -> &'static str {
     match v {
         Version::HTTP_09 => "HTTP/0.9",
@@ -114,11 +173,6 @@ fn protocol(v: Version) -> &'static str {
         Version::HTTP_3 => "HTTP/3.0",
         _ => "HTTP/1.1",
     }
-}
-
-fn millis(d: std::time::Duration) -> f64 {
-    // Microsecond precision is plenty and keeps lines short.
-    (d.as_micros() as f64) / 1000.0
 }
 
 /// UTC calendar fields of a time: (year, month 1-12, day, hour, minute, second, millisecond).
@@ -139,10 +193,29 @@ fn civil(t: SystemTime) -> (i64, u32, u32, u32, u32, u32, u32) {
     (year, month, day, rem / 3600, rem / 60 % 60, rem % 60, d.subsec_millis())
 }
 
-/// `2026-12-06T02:21:20.123Z`
-fn rfc3339(t: SystemTime) -> String {
+/// Appends `2026-12-06T02:21:20.123Z`, digit by digit (no allocation, no formatter).
+fn rfc3339_into(buf: &mut Vec<u8>, t: SystemTime) {
     let (y, mo, d, h, mi, s, ms) = civil(t);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+    let digits = |buf: &mut Vec<u8>, v: u32, n: u32| {
+        for k in (0..n).rev() {
+            buf.push(b'0' + (v / 10u32.pow(k) % 10) as u8);
+        }
+    };
+    digits(buf, u32::try_from(y.clamp(0, 9999)).unwrap_or(0), 4);
+    for (sep, v) in [(b'-', mo), (b'-', d), (b'T', h), (b':', mi), (b':', s)] {
+        buf.push(sep);
+        digits(buf, v, 2);
+    }
+    buf.push(b'.');
+    digits(buf, ms, 3);
+    buf.push(b'Z');
+}
+
+#[cfg(test)]
+fn rfc3339(t: SystemTime) -> String {
+    let mut buf = Vec::new();
+    rfc3339_into(&mut buf, t);
+    String::from_utf8(buf).unwrap_or_default()
 }
 
 /// `06/Dec/2026:02:21:20 +0000`
@@ -215,7 +288,41 @@ mod tests {
         assert_eq!(v["user_agent"], "curl/8");
     }
 
+    #[test]
+    fn json_line_has_every_field_and_null_for_absent_ones() {
+        let mut r = record(b"curl/8");
+        r.origin_status = Some(200);
+        r.origin_time = Some(Duration::from_micros(12_345));
+        r.tier = None;
+        let mut buf = Vec::new();
+        write_line(&mut buf, &r, "edge-a", AccessLogFormat::Json);
+        let v: serde_json::Value = serde_json::from_slice(&buf).expect("json");
+        assert_eq!(v["method"], "GET");
+        assert_eq!(v["scheme"], "http");
+        assert_eq!(v["protocol"], "HTTP/1.1");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["bytes"], 2326);
+        assert_eq!(v["cache"], "hit");
+        assert_eq!(v["cache_status"], serde_json::Value::Null);
+        assert_eq!(v["tier"], serde_json::Value::Null);
+        assert_eq!(v["origin_status"], 200);
+        assert_eq!(v["origin_ms"], 12.345);
+        assert_eq!(v["referer"], "http://ref.example/");
+        assert_eq!(v.as_object().map(serde_json::Map::len), Some(18), "{v}");
+    }
+
     proptest! {
+        /// Any bytes at all become one JSON string that reads back as their lossy UTF-8 text,
+        /// with no raw control byte in the line.
+        #[test]
+        fn json_strings_escape_anything(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut buf = Vec::new();
+            json_str(&mut buf, &bytes);
+            prop_assert!(buf.iter().all(|b| *b >= 0x20));
+            let back: String = serde_json::from_slice(&buf).expect("a JSON string");
+            prop_assert_eq!(back, String::from_utf8_lossy(&bytes).into_owned());
+        }
+
         /// Whatever a client puts in its user agent, a line stays one line: JSON that reads
         /// back to the same text, or a combined line with exactly six quote marks.
         #[test]
