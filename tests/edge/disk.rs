@@ -386,3 +386,141 @@ async fn an_object_larger_than_the_memory_tier_lives_on_disk() {
     .await;
     assert_eq!(origin.hits("/disk/huge"), 1);
 }
+
+/// Two `Accept-Encoding` variants of one URL (gzip and identity), each larger than the memory
+/// tier: once memory let them go, each request gets its own variant's body from disk; after a
+/// restart too (the `Vary` marker is on disk); and a purge of the URL removes both for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_vary_variant_is_served_its_own_body_from_disk_and_after_a_restart() {
+    let origin = Origin::start().await;
+    let path = "/disk/vary/page";
+    let bodies = [("gzip", "G".repeat(2 << 20)), ("identity", "I".repeat(2 << 20))];
+    let answers = bodies.clone();
+    origin.route(path, move |seen, _| {
+        // What the edge forwards of `identity` may differ; only gzip names gzip.
+        let gzip = seen.header("accept-encoding").contains("gzip");
+        let body = &answers[usize::from(!gzip)].1;
+        Reply::ok(body, &[("cache-control", "max-age=300"), ("vary", "Accept-Encoding")])
+    });
+    let dir = tempdir();
+    let mut edge = disk_edge(&origin, dir.path(), "1MiB");
+    let url = format!("{}{path}", edge.url("edge http"));
+    for (enc, body) in &bodies {
+        let got = get(&url, &[("accept-encoding", enc)]).await;
+        assert!(got.text() == *body, "{enc}: {} bytes, {}", got.body.len(), got.cache());
+    }
+    // The marker and the two variants.
+    on_disk(dir.path(), 3).await;
+    // Memory lets each go at its next housekeeping (it is larger than the tier); from then on
+    // it comes from disk, found under the key the marker in memory gives.
+    for (enc, body) in &bodies {
+        until(&format!("{enc} from disk"), Duration::from_secs(20), || async {
+            let got = get(&url, &[("accept-encoding", enc)]).await;
+            assert!(got.text() == *body && got.hit(), "{enc}: {} bytes, {}", got.body.len(), got.cache());
+            from_disk(&got).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(origin.hits(path), 2);
+    edge.kill();
+    // After a restart nothing is in memory: the marker on disk leads to each variant.
+    let edge = disk_edge(&origin, dir.path(), "1MiB");
+    let url = format!("{}{path}", edge.url("edge http"));
+    for (enc, body) in bodies.iter().rev() {
+        let got = get(&url, &[("accept-encoding", enc)]).await;
+        assert!(got.text() == *body, "{enc} after a restart: {} bytes", got.body.len());
+        assert!(from_disk(&got), "{enc} after a restart: {}", got.cache());
+    }
+    assert_eq!(origin.hits(path), 2);
+    // A URL purge names every variant; the bans keep them gone after another restart.
+    purge(&edge, serde_json::json!({"files": [path]})).await;
+    let mut edge = edge;
+    edge.kill();
+    let edge = disk_edge(&origin, dir.path(), "1MiB");
+    let url = format!("{}{path}", edge.url("edge http"));
+    for (enc, body) in &bodies {
+        let got = get(&url, &[("accept-encoding", enc)]).await;
+        assert!(got.text() == *body && !got.hit(), "{enc} after the purge: {}", got.cache());
+    }
+    assert_eq!(origin.hits(path), 4);
+}
+
+/// A custom `Vary` header: two values, two variants, both on disk; after a restart each value
+/// gets its own body and a value never seen goes to the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn variants_of_a_custom_vary_header_come_back_from_disk_apart() {
+    let origin = Origin::start().await;
+    let path = "/disk/vary/tenant";
+    origin.route(path, |seen, _| {
+        let body = format!("for tenant {}", seen.header("x-tenant"));
+        Reply::ok(&body, &[("cache-control", "max-age=300"), ("vary", "X-Tenant")])
+    });
+    let dir = tempdir();
+    let mut edge = disk_edge(&origin, dir.path(), "16MiB");
+    let url = format!("{}{path}", edge.url("edge http"));
+    for t in ["a", "b"] {
+        assert_eq!(get(&url, &[("x-tenant", t)]).await.text(), format!("for tenant {t}"));
+    }
+    on_disk(dir.path(), 3).await;
+    edge.kill();
+    let edge = disk_edge(&origin, dir.path(), "16MiB");
+    let url = format!("{}{path}", edge.url("edge http"));
+    // Whitespace differences normalise to the same variant, as in memory.
+    for (sent, t) in [("b", "b"), (" a ", "a"), ("a", "a")] {
+        let got = get(&url, &[("x-tenant", sent)]).await;
+        assert_eq!(got.text(), format!("for tenant {t}"));
+        assert!(got.hit(), "{sent:?}: {}", got.cache());
+    }
+    assert_eq!(origin.hits(path), 2);
+    let got = get(&url, &[("x-tenant", "c")]).await;
+    assert_eq!((got.text(), got.hit()), ("for tenant c".to_owned(), false));
+    assert_eq!(origin.hits(path), 3);
+}
+
+/// A sliced object four times the memory tier: its slices go to disk, a second whole read
+/// comes from there with no origin request, and after a restart a range in the middle is
+/// served from disk, with no origin request and the right bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_range_of_a_sliced_object_is_served_from_disk_after_eviction_and_a_restart() {
+    use crate::support::edge::edge_with_config;
+    use crate::support::origin::RangeSupport;
+    use md5::{Digest, Md5};
+
+    let origin = Origin::start().await;
+    let path = "/disk/sliced.bin";
+    let body =
+        bytes::Bytes::from((0..4u32 << 20).map(|i| ((i * 7 + i / 65536) % 251) as u8).collect::<Vec<_>>());
+    let served = body.clone();
+    origin.route(path, move |seen, _| {
+        let headers = [("etag", "\"v1\""), ("cache-control", "max-age=300")];
+        Reply::ranged(seen, &served, &headers, RangeSupport::Honour)
+    });
+    let dir = tempdir();
+    let config = format!(
+        "[edge.cache]\nsize = \"1MiB\"\nslice_size = \"64KiB\"\n[edge.cache.disk]\npath = \"{}\"\nsize = \"64MiB\"\n\
+         [[edge.sites]]\nhosts = [\"*\"]\norigins = [\"ORIGIN\"]\nslice = true\n",
+        dir.path().display()
+    );
+    let (mut edge, _config) = edge_with_config(&origin, &config);
+    let url = format!("{}{path}", edge.url("edge http"));
+    let got = get(&url, &[]).await;
+    assert_eq!(Md5::digest(&got.body), Md5::digest(&body));
+    assert_eq!(origin.hits(path), 64);
+    on_disk(dir.path(), 64).await;
+    // 4 MiB cannot be in a 1 MiB memory tier: the rest is read back from disk.
+    let again = get(&url, &[]).await;
+    assert_eq!(Md5::digest(&again.body), Md5::digest(&body));
+    assert!(again.hit() && from_disk(&again), "{}", again.cache());
+    assert_eq!(origin.hits(path), 64);
+    edge.kill();
+
+    let (edge, _config) = edge_with_config(&origin, &config);
+    let url = format!("{}{path}", edge.url("edge http"));
+    let (a, b) = (2_000_000usize, 2_300_000usize);
+    let got = get(&url, &[("range", &format!("bytes={a}-{b}"))]).await;
+    assert_eq!(got.status, 206);
+    assert_eq!(got.header("content-range"), format!("bytes {a}-{b}/{}", body.len()));
+    assert_eq!(Md5::digest(&got.body), Md5::digest(&body[a..=b]));
+    assert!(got.hit() && from_disk(&got), "{}", got.cache());
+    assert_eq!(origin.hits(path), 64, "no origin request after the restart");
+}
