@@ -8,9 +8,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::support::edge::{edge, purge};
+use bytes::Bytes;
+use md5::{Digest, Md5};
+
+use crate::support::edge::{edge, edge_with_config, purge};
 use crate::support::http::{Got, client, get, metric};
-use crate::support::origin::{Origin, Reply};
+use crate::support::origin::{Origin, RangeSupport, Reply};
 use crate::support::poll::until;
 use crate::support::process::{Proc, tempdir};
 
@@ -482,25 +485,16 @@ async fn variants_of_a_custom_vary_header_come_back_from_disk_apart() {
 /// served from disk, with no origin request and the right bytes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_range_of_a_sliced_object_is_served_from_disk_after_eviction_and_a_restart() {
-    use crate::support::edge::edge_with_config;
-    use crate::support::origin::RangeSupport;
-    use md5::{Digest, Md5};
-
     let origin = Origin::start().await;
     let path = "/disk/sliced.bin";
-    let body =
-        bytes::Bytes::from((0..4u32 << 20).map(|i| ((i * 7 + i / 65536) % 251) as u8).collect::<Vec<_>>());
+    let body = Bytes::from((0..4u32 << 20).map(|i| ((i * 7 + i / 65536) % 251) as u8).collect::<Vec<_>>());
     let served = body.clone();
     origin.route(path, move |seen, _| {
         let headers = [("etag", "\"v1\""), ("cache-control", "max-age=300")];
         Reply::ranged(seen, &served, &headers, RangeSupport::Honour)
     });
     let dir = tempdir();
-    let config = format!(
-        "[edge.cache]\nsize = \"1MiB\"\nslice_size = \"64KiB\"\n[edge.cache.disk]\npath = \"{}\"\nsize = \"64MiB\"\n\
-         [[edge.sites]]\nhosts = [\"*\"]\norigins = [\"ORIGIN\"]\nslice = true\n",
-        dir.path().display()
-    );
+    let config = sliced_config(dir.path(), "1MiB");
     let (mut edge, _config) = edge_with_config(&origin, &config);
     let url = format!("{}{path}", edge.url("edge http"));
     let got = get(&url, &[]).await;
@@ -523,4 +517,62 @@ async fn a_range_of_a_sliced_object_is_served_from_disk_after_eviction_and_a_res
     assert_eq!(Md5::digest(&got.body), Md5::digest(&body[a..=b]));
     assert!(got.hit() && from_disk(&got), "{}", got.cache());
     assert_eq!(origin.hits(path), 64, "no origin request after the restart");
+}
+
+/// The config of an edge with `memory` of memory tier and a disk tier in `dir`, whose one site
+/// slices in 64 KiB slices.
+fn sliced_config(dir: &Path, memory: &str) -> String {
+    format!(
+        "[edge.cache]\nsize = \"{memory}\"\nslice_size = \"64KiB\"\n\
+         [edge.cache.disk]\npath = \"{}\"\nsize = \"64MiB\"\n\
+         [[edge.sites]]\nhosts = [\"*\"]\norigins = [\"ORIGIN\"]\nslice = true\n",
+        dir.display()
+    )
+}
+
+/// An object that changed at the origin while its slices were on disk: after a restart, the
+/// first slice fetched shows the new version, the old slices are dropped from disk as well as
+/// memory, and the answer is the new version throughout, never a mix; after another restart
+/// the new slices come from disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slices_on_disk_of_a_changed_object_are_dropped_not_mixed() {
+    const SLICE: usize = 64 * 1024;
+    let origin = Origin::start().await;
+    let path = "/disk/changing.bin";
+    let version =
+        |seed: u32| Bytes::from((0..1u32 << 20).map(|i| ((i * 7 + seed) % 251) as u8).collect::<Vec<_>>());
+    let (old, new) = (version(0), version(100));
+    let (o, n) = (old.clone(), new.clone());
+    origin.route(path, move |seen, count| {
+        // The first two requests get version 1, every later one version 2.
+        let (body, etag) = if count <= 2 { (&o, "\"v1\"") } else { (&n, "\"v2\"") };
+        Reply::ranged(seen, body, &[("etag", etag), ("cache-control", "max-age=3600")], RangeSupport::Honour)
+    });
+    let dir = tempdir();
+    let config = sliced_config(dir.path(), "16MiB");
+    let (mut edge, _config) = edge_with_config(&origin, &config);
+    let url = format!("{}{path}", edge.url("edge http"));
+    let got = get(&url, &[("range", &format!("bytes={}-{}", 3 * SLICE, 5 * SLICE - 1))]).await;
+    assert_eq!((got.status, got.header("etag")), (206, "\"v1\"".to_owned()));
+    on_disk(dir.path(), 2).await;
+    edge.kill();
+
+    // Slices 3 and 4 are on disk as v1; slice 5 comes back as v2.
+    let (mut edge, _config) = edge_with_config(&origin, &config);
+    let url = format!("{}{path}", edge.url("edge http"));
+    let want = new.slice(3 * SLICE..6 * SLICE);
+    let got = get(&url, &[("range", &format!("bytes={}-{}", 3 * SLICE, 6 * SLICE - 1))]).await;
+    assert_eq!((got.status, got.header("etag")), (206, "\"v2\"".to_owned()), "{}", edge.stderr());
+    assert!(got.body == want, "the answer mixes versions");
+    assert_eq!(origin.hits(path), 5, "slices 3, 4 (v1), then 5, 3, 4 (v2)");
+    edge.signal("TERM");
+    assert_eq!(edge.wait_exit(Duration::from_secs(20)), Some(0));
+
+    let (edge, _config) = edge_with_config(&origin, &config);
+    let url = format!("{}{path}", edge.url("edge http"));
+    let got = get(&url, &[("range", &format!("bytes={}-{}", 3 * SLICE, 6 * SLICE - 1))]).await;
+    assert!(got.body == want, "an old slice came back from disk");
+    assert!(got.hit() && from_disk(&got), "{}", got.cache());
+    assert_eq!(origin.hits(path), 5);
+    assert_eq!(Md5::digest(&got.body), Md5::digest(&want));
 }

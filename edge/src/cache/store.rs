@@ -571,6 +571,38 @@ mod tests {
         assert_eq!((found(&store, "/a"), found(&store, "/c")), ("object", "object"));
     }
 
+    /// Every object is handed to the disk tier under the key it is stored under — a variant
+    /// under its variant key, a slice under its slice key — when stored, and again when evicted
+    /// for room; one promoted from disk is not handed back.
+    #[test]
+    fn objects_spill_under_their_slot_keys() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let into = seen.clone();
+        let spill: Spill = Arc::new(move |k: &Arc<str>, _: &Arc<Entry>, fresh: bool| {
+            into.lock().unwrap().push((k.to_string(), fresh));
+        });
+        let store = Store::with_spill(1 << 20, Some(spill));
+        let mut headers = HeaderMap::new();
+        headers.insert("accept-encoding", "gzip".parse().unwrap());
+        let vary = [HeaderName::from_static("accept-encoding")];
+        let variant = store.insert(&entry("/v", 0), &vary, &headers);
+        assert_eq!(&*variant, "h/v\u{1f}\u{1f}accept-encoding:gzip");
+        let slice = crate::cache::slice::key("h/s", 2);
+        store.insert_at(&slice, &entry("/s", 0));
+        store.insert(&entry("/p", 0), &[], &HeaderMap::new());
+        store.promote(&Arc::from("h/d"), &entry("/d", 0), &[]);
+        let want = [(variant.to_string(), true), (slice.to_string(), true), ("h/p".to_owned(), true)];
+        assert_eq!(*seen.lock().unwrap(), want);
+        // A promoted variant brings its marker back: the next lookup finds it.
+        let promoted = entry("/w", 0);
+        let key = promoted.key.variant(&vary, &headers);
+        store.promote(&key, &promoted, &vary);
+        assert!(
+            matches!(store.lookup(&promoted.key, &headers, Instant::now()), (Found::Object(_), k) if k == key)
+        );
+        assert!(matches!(store.lookup(&promoted.key, &HeaderMap::new(), Instant::now()).0, Found::VaryMiss));
+    }
+
     /// A lookup that found an expired entry must not remove the fresh one stored meanwhile.
     #[test]
     fn removing_an_expired_slot_spares_its_replacement() {

@@ -650,6 +650,26 @@ mod tests {
         assert_eq!(variant_names(&slice::key("", 3)), None);
     }
 
+    proptest::proptest! {
+        /// Whatever the names and values, the names read back from a variant key are the ones
+        /// it was built from.
+        #[test]
+        fn variant_names_round_trip(
+            names in proptest::collection::btree_set("[a-z][a-z0-9-]{0,12}", 1..4),
+            value in "[ -~]{0,20}",
+        ) {
+            let names: Vec<HeaderName> = names.iter().map(|n| HeaderName::from_bytes(n.as_bytes()).unwrap()).collect();
+            let mut h = HeaderMap::new();
+            for n in &names {
+                h.insert(n.clone(), http::HeaderValue::from_str(&value).unwrap());
+            }
+            let rules = stratus_config::edge::KeyRules::default();
+            let key = CacheKey::new("h", &http::Uri::from_static("/p?q=1"), &rules, &HeaderMap::new());
+            let slot = key.variant(&names, &h);
+            proptest::prop_assert_eq!(variant_names(&slot[key.primary().len()..]), Some(names));
+        }
+    }
+
     #[test]
     fn file_names_round_trip_and_others_are_refused() {
         let p = object_path(Path::new("/o"), 0xab12_0000_0000_0001, 0x2f);
