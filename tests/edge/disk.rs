@@ -630,3 +630,42 @@ async fn decode(encoding: &str, body: &[u8]) -> Vec<u8> {
     };
     out
 }
+
+/// Purges apply to slices on disk as to whole objects: after a tag purge and a restart no
+/// slice of the purged object comes back from disk, while another object's slices do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tag_purge_keeps_slices_on_disk_from_coming_back() {
+    let origin = Origin::start().await;
+    let body = Bytes::from((0..256u32 * 1024).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+    for (path, tag) in [("/disk/slices/purged.bin", "videos"), ("/disk/slices/kept.bin", "other")] {
+        let served = body.clone();
+        origin.route(path, move |seen, _| {
+            let headers = [("etag", "\"v1\""), ("cache-control", "max-age=300"), ("surrogate-key", tag)];
+            Reply::ranged(seen, &served, &headers, RangeSupport::Honour)
+        });
+    }
+    let dir = tempdir();
+    let config = sliced_config(dir.path(), "16MiB");
+    let (mut edge, _config) = edge_with_config(&origin, &config);
+    for path in ["/disk/slices/purged.bin", "/disk/slices/kept.bin"] {
+        assert!(get(&format!("{}{path}", edge.url("edge http")), &[]).await.body == body);
+    }
+    on_disk(dir.path(), 8).await;
+    assert_eq!(purge(&edge, serde_json::json!({"tags": ["videos"]})).await, 4);
+    edge.kill();
+    let (edge, _config) = edge_with_config(&origin, &config);
+    let (a, b) = (100_000usize, 150_000usize);
+    let kept = get(
+        &format!("{}/disk/slices/kept.bin", edge.url("edge http")),
+        &[("range", &format!("bytes={a}-{b}"))],
+    )
+    .await;
+    assert!(kept.hit() && from_disk(&kept), "{}", kept.cache());
+    assert!(kept.body == body.slice(a..=b));
+    let url = format!("{}/disk/slices/purged.bin", edge.url("edge http"));
+    let purged = get(&url, &[("range", &format!("bytes={a}-{b}"))]).await;
+    assert!(!purged.hit(), "a purged slice came back from disk: {}", purged.cache());
+    assert!(purged.body == body.slice(a..=b));
+    assert_eq!(origin.hits("/disk/slices/purged.bin"), 4 + 2, "slices 1 and 2 fetched again");
+    assert_eq!(origin.hits("/disk/slices/kept.bin"), 4);
+}
