@@ -104,7 +104,9 @@ impl Edge {
             None => None,
         };
         let metrics = Metrics::new(disk.is_some())?;
-        let spill = disk.clone().map(|d| Arc::new(move |e: &Arc<_>, fresh| d.spill(e, fresh)) as Spill);
+        let spill = disk
+            .clone()
+            .map(|d| Arc::new(move |k: &Arc<str>, e: &Arc<_>, fresh| d.spill(k, e, fresh)) as Spill);
         Ok(Arc::new(Self {
             router: ArcSwap::from_pointee(Router::new(&config.sites, &outbound)?),
             sources: Sources::new(config),

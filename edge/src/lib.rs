@@ -16,7 +16,8 @@
 //! - `cache/` — what is stored and for how long: `store`, `entry`, `fields`, `key`,
 //!   `directives`, `freshness`, `reuse` (may a stored response answer?), `coalesce` (one
 //!   origin fetch for many waiters), `slice` (objects stored in slices), `disk/` (the disk
-//!   tier behind the memory store: `tier`, the object `file` format, persisted purge `bans`).
+//!   tier behind the memory store: `tier`, the object `file` format, file names and slot
+//!   keys in `slot`, persisted purge `bans`).
 //! - `proxy/` — the request path: `server` and `tls` accept, `conns` closes idle connections,
 //!   `pipeline` runs the phases of a GET or HEAD over a `ctx`, `passthrough` the other methods,
 //!   `fill` the origin fetch and store, `respond` and `range` answer from held responses,

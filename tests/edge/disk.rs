@@ -8,9 +8,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::support::edge::{edge, purge};
+use bytes::Bytes;
+use md5::{Digest, Md5};
+
+use crate::support::edge::{edge, edge_with_config, purge};
 use crate::support::http::{Got, client, get, metric};
-use crate::support::origin::{Origin, Reply};
+use crate::support::origin::{Origin, RangeSupport, Reply};
 use crate::support::poll::until;
 use crate::support::process::{Proc, tempdir};
 
@@ -385,4 +388,284 @@ async fn an_object_larger_than_the_memory_tier_lives_on_disk() {
     })
     .await;
     assert_eq!(origin.hits("/disk/huge"), 1);
+}
+
+/// Two `Accept-Encoding` variants of one URL (gzip and identity), each larger than the memory
+/// tier: once memory let them go, each request gets its own variant's body from disk; after a
+/// restart too (the `Vary` marker is on disk); and a purge of the URL removes both for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_vary_variant_is_served_its_own_body_from_disk_and_after_a_restart() {
+    let origin = Origin::start().await;
+    let path = "/disk/vary/page";
+    let bodies = [("gzip", "G".repeat(2 << 20)), ("identity", "I".repeat(2 << 20))];
+    let answers = bodies.clone();
+    origin.route(path, move |seen, _| {
+        // What the edge forwards of `identity` may differ; only gzip names gzip.
+        let gzip = seen.header("accept-encoding").contains("gzip");
+        let body = &answers[usize::from(!gzip)].1;
+        Reply::ok(body, &[("cache-control", "max-age=300"), ("vary", "Accept-Encoding")])
+    });
+    let dir = tempdir();
+    let mut edge = disk_edge(&origin, dir.path(), "1MiB");
+    let url = format!("{}{path}", edge.url("edge http"));
+    for (enc, body) in &bodies {
+        let got = get(&url, &[("accept-encoding", enc)]).await;
+        assert!(got.text() == *body, "{enc}: {} bytes, {}", got.body.len(), got.cache());
+    }
+    // The marker and the two variants.
+    on_disk(dir.path(), 3).await;
+    // Memory lets each go at its next housekeeping (it is larger than the tier); from then on
+    // it comes from disk, found under the key the marker in memory gives.
+    for (enc, body) in &bodies {
+        until(&format!("{enc} from disk"), Duration::from_secs(20), || async {
+            let got = get(&url, &[("accept-encoding", enc)]).await;
+            assert!(got.text() == *body && got.hit(), "{enc}: {} bytes, {}", got.body.len(), got.cache());
+            from_disk(&got).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(origin.hits(path), 2);
+    edge.kill();
+    // After a restart nothing is in memory: the marker on disk leads to each variant.
+    let edge = disk_edge(&origin, dir.path(), "1MiB");
+    let url = format!("{}{path}", edge.url("edge http"));
+    for (enc, body) in bodies.iter().rev() {
+        let got = get(&url, &[("accept-encoding", enc)]).await;
+        assert!(got.text() == *body, "{enc} after a restart: {} bytes", got.body.len());
+        assert!(from_disk(&got), "{enc} after a restart: {}", got.cache());
+    }
+    assert_eq!(origin.hits(path), 2);
+    // A URL purge names every variant; the bans keep them gone after another restart.
+    purge(&edge, serde_json::json!({"files": [path]})).await;
+    let mut edge = edge;
+    edge.kill();
+    let edge = disk_edge(&origin, dir.path(), "1MiB");
+    let url = format!("{}{path}", edge.url("edge http"));
+    for (enc, body) in &bodies {
+        let got = get(&url, &[("accept-encoding", enc)]).await;
+        assert!(got.text() == *body && !got.hit(), "{enc} after the purge: {}", got.cache());
+    }
+    assert_eq!(origin.hits(path), 4);
+}
+
+/// A custom `Vary` header: two values, two variants, both on disk; after a restart each value
+/// gets its own body and a value never seen goes to the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn variants_of_a_custom_vary_header_come_back_from_disk_apart() {
+    let origin = Origin::start().await;
+    let path = "/disk/vary/tenant";
+    origin.route(path, |seen, _| {
+        let body = format!("for tenant {}", seen.header("x-tenant"));
+        Reply::ok(&body, &[("cache-control", "max-age=300"), ("vary", "X-Tenant")])
+    });
+    let dir = tempdir();
+    let mut edge = disk_edge(&origin, dir.path(), "16MiB");
+    let url = format!("{}{path}", edge.url("edge http"));
+    for t in ["a", "b"] {
+        assert_eq!(get(&url, &[("x-tenant", t)]).await.text(), format!("for tenant {t}"));
+    }
+    on_disk(dir.path(), 3).await;
+    edge.kill();
+    let edge = disk_edge(&origin, dir.path(), "16MiB");
+    let url = format!("{}{path}", edge.url("edge http"));
+    // Whitespace differences normalise to the same variant, as in memory.
+    for (sent, t) in [("b", "b"), (" a ", "a"), ("a", "a")] {
+        let got = get(&url, &[("x-tenant", sent)]).await;
+        assert_eq!(got.text(), format!("for tenant {t}"));
+        assert!(got.hit(), "{sent:?}: {}", got.cache());
+    }
+    assert_eq!(origin.hits(path), 2);
+    let got = get(&url, &[("x-tenant", "c")]).await;
+    assert_eq!((got.text(), got.hit()), ("for tenant c".to_owned(), false));
+    assert_eq!(origin.hits(path), 3);
+}
+
+/// A sliced object four times the memory tier: its slices go to disk, a second whole read
+/// comes from there with no origin request, and after a restart a range in the middle is
+/// served from disk, with no origin request and the right bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_range_of_a_sliced_object_is_served_from_disk_after_eviction_and_a_restart() {
+    let origin = Origin::start().await;
+    let path = "/disk/sliced.bin";
+    let body = Bytes::from((0..4u32 << 20).map(|i| ((i * 7 + i / 65536) % 251) as u8).collect::<Vec<_>>());
+    let served = body.clone();
+    origin.route(path, move |seen, _| {
+        let headers = [("etag", "\"v1\""), ("cache-control", "max-age=300")];
+        Reply::ranged(seen, &served, &headers, RangeSupport::Honour)
+    });
+    let dir = tempdir();
+    let config = sliced_config(dir.path(), "1MiB");
+    let (mut edge, _config) = edge_with_config(&origin, &config);
+    let url = format!("{}{path}", edge.url("edge http"));
+    let got = get(&url, &[]).await;
+    assert_eq!(Md5::digest(&got.body), Md5::digest(&body));
+    assert_eq!(origin.hits(path), 64);
+    on_disk(dir.path(), 64).await;
+    // 4 MiB cannot be in a 1 MiB memory tier: the rest is read back from disk.
+    let again = get(&url, &[]).await;
+    assert_eq!(Md5::digest(&again.body), Md5::digest(&body));
+    assert!(again.hit() && from_disk(&again), "{}", again.cache());
+    assert_eq!(origin.hits(path), 64);
+    edge.kill();
+
+    let (edge, _config) = edge_with_config(&origin, &config);
+    let url = format!("{}{path}", edge.url("edge http"));
+    let (a, b) = (2_000_000usize, 2_300_000usize);
+    let got = get(&url, &[("range", &format!("bytes={a}-{b}"))]).await;
+    assert_eq!(got.status, 206);
+    assert_eq!(got.header("content-range"), format!("bytes {a}-{b}/{}", body.len()));
+    assert_eq!(Md5::digest(&got.body), Md5::digest(&body[a..=b]));
+    assert!(got.hit() && from_disk(&got), "{}", got.cache());
+    assert_eq!(origin.hits(path), 64, "no origin request after the restart");
+}
+
+/// The config of an edge with `memory` of memory tier and a disk tier in `dir`, whose one site
+/// slices in 64 KiB slices.
+fn sliced_config(dir: &Path, memory: &str) -> String {
+    format!(
+        "[edge.cache]\nsize = \"{memory}\"\nslice_size = \"64KiB\"\n\
+         [edge.cache.disk]\npath = \"{}\"\nsize = \"64MiB\"\n\
+         [[edge.sites]]\nhosts = [\"*\"]\norigins = [\"ORIGIN\"]\nslice = true\n",
+        dir.display()
+    )
+}
+
+/// An object that changed at the origin while its slices were on disk: after a restart, the
+/// first slice fetched shows the new version, the old slices are dropped from disk as well as
+/// memory, and the answer is the new version throughout, never a mix; after another restart
+/// the new slices come from disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slices_on_disk_of_a_changed_object_are_dropped_not_mixed() {
+    const SLICE: usize = 64 * 1024;
+    let origin = Origin::start().await;
+    let path = "/disk/changing.bin";
+    let version =
+        |seed: u32| Bytes::from((0..1u32 << 20).map(|i| ((i * 7 + seed) % 251) as u8).collect::<Vec<_>>());
+    let (old, new) = (version(0), version(100));
+    let (o, n) = (old.clone(), new.clone());
+    origin.route(path, move |seen, count| {
+        // The first two requests get version 1, every later one version 2.
+        let (body, etag) = if count <= 2 { (&o, "\"v1\"") } else { (&n, "\"v2\"") };
+        Reply::ranged(seen, body, &[("etag", etag), ("cache-control", "max-age=3600")], RangeSupport::Honour)
+    });
+    let dir = tempdir();
+    let config = sliced_config(dir.path(), "16MiB");
+    let (mut edge, _config) = edge_with_config(&origin, &config);
+    let url = format!("{}{path}", edge.url("edge http"));
+    let got = get(&url, &[("range", &format!("bytes={}-{}", 3 * SLICE, 5 * SLICE - 1))]).await;
+    assert_eq!((got.status, got.header("etag")), (206, "\"v1\"".to_owned()));
+    on_disk(dir.path(), 2).await;
+    edge.kill();
+
+    // Slices 3 and 4 are on disk as v1; slice 5 comes back as v2.
+    let (mut edge, _config) = edge_with_config(&origin, &config);
+    let url = format!("{}{path}", edge.url("edge http"));
+    let want = new.slice(3 * SLICE..6 * SLICE);
+    let got = get(&url, &[("range", &format!("bytes={}-{}", 3 * SLICE, 6 * SLICE - 1))]).await;
+    assert_eq!((got.status, got.header("etag")), (206, "\"v2\"".to_owned()), "{}", edge.stderr());
+    assert!(got.body == want, "the answer mixes versions");
+    assert_eq!(origin.hits(path), 5, "slices 3, 4 (v1), then 5, 3, 4 (v2)");
+    edge.signal("TERM");
+    assert_eq!(edge.wait_exit(Duration::from_secs(20)), Some(0));
+
+    let (edge, _config) = edge_with_config(&origin, &config);
+    let url = format!("{}{path}", edge.url("edge http"));
+    let got = get(&url, &[("range", &format!("bytes={}-{}", 3 * SLICE, 6 * SLICE - 1))]).await;
+    assert!(got.body == want, "an old slice came back from disk");
+    assert!(got.hit() && from_disk(&got), "{}", got.cache());
+    assert_eq!(origin.hits(path), 5);
+    assert_eq!(Md5::digest(&got.body), Md5::digest(&want));
+}
+
+/// Responses the edge compresses vary on `Accept-Encoding`: each encoding is kept on disk and
+/// comes back after a restart with its own bytes and `Content-Encoding`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn compressed_responses_come_back_from_disk_per_encoding() {
+    let origin = Origin::start().await;
+    let path = "/disk/app.css";
+    let css: String = (0..400).map(|i| format!(".c{i} {{ margin: {i}px; }}\n")).collect();
+    let headers = [("content-type", "text/css"), ("cache-control", "max-age=600"), ("etag", "\"c1\"")];
+    origin.fixed(path, Reply::ok(&css, &headers).sized());
+    let dir = tempdir();
+    let mut edge = disk_edge(&origin, dir.path(), "16MiB");
+    let url = format!("{}{path}", edge.url("edge http"));
+    let mut first = Vec::new();
+    for accept in ["gzip", "br", "identity"] {
+        let got = get(&url, &[("accept-encoding", accept)]).await;
+        first.push((accept, got.header("content-encoding"), got.body.clone()));
+    }
+    assert_eq!(first.iter().map(|f| f.1.as_str()).collect::<Vec<_>>(), ["gzip", "br", ""]);
+    assert_eq!(first[2].2, css.as_bytes());
+    // The marker and three variants.
+    on_disk(dir.path(), 4).await;
+    // Each encoding's first request is a Vary miss to the origin (docs/edge.md); none after.
+    assert_eq!(origin.hits(path), 3);
+    edge.kill();
+    let edge = disk_edge(&origin, dir.path(), "16MiB");
+    let url = format!("{}{path}", edge.url("edge http"));
+    for (accept, encoding, body) in first.iter().rev() {
+        let got = get(&url, &[("accept-encoding", accept)]).await;
+        assert!(from_disk(&got), "{accept}: {}", got.cache());
+        assert_eq!(&got.header("content-encoding"), encoding, "{accept}");
+        // The compressed bytes of a fill may differ from a stored copy's: compare what decodes.
+        assert_eq!(decode(encoding, &got.body).await, css.as_bytes(), "{accept}");
+        assert_eq!(decode(encoding, body).await, css.as_bytes(), "{accept}");
+    }
+    assert_eq!(origin.hits(path), 3);
+}
+
+/// `body` with `Content-Encoding: encoding` undone.
+async fn decode(encoding: &str, body: &[u8]) -> Vec<u8> {
+    use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder};
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    match encoding {
+        "br" => BrotliDecoder::new(body).read_to_end(&mut out).await.unwrap(),
+        "gzip" => GzipDecoder::new(body).read_to_end(&mut out).await.unwrap(),
+        "" => {
+            out.extend_from_slice(body);
+            0
+        }
+        other => panic!("unexpected content-encoding {other}"),
+    };
+    out
+}
+
+/// Purges apply to slices on disk as to whole objects: after a tag purge and a restart no
+/// slice of the purged object comes back from disk, while another object's slices do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tag_purge_keeps_slices_on_disk_from_coming_back() {
+    let origin = Origin::start().await;
+    let body = Bytes::from((0..256u32 * 1024).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+    for (path, tag) in [("/disk/slices/purged.bin", "videos"), ("/disk/slices/kept.bin", "other")] {
+        let served = body.clone();
+        origin.route(path, move |seen, _| {
+            let headers = [("etag", "\"v1\""), ("cache-control", "max-age=300"), ("surrogate-key", tag)];
+            Reply::ranged(seen, &served, &headers, RangeSupport::Honour)
+        });
+    }
+    let dir = tempdir();
+    let config = sliced_config(dir.path(), "16MiB");
+    let (mut edge, _config) = edge_with_config(&origin, &config);
+    for path in ["/disk/slices/purged.bin", "/disk/slices/kept.bin"] {
+        assert!(get(&format!("{}{path}", edge.url("edge http")), &[]).await.body == body);
+    }
+    on_disk(dir.path(), 8).await;
+    assert_eq!(purge(&edge, serde_json::json!({"tags": ["videos"]})).await, 4);
+    edge.kill();
+    let (edge, _config) = edge_with_config(&origin, &config);
+    let (a, b) = (100_000usize, 150_000usize);
+    let kept = get(
+        &format!("{}/disk/slices/kept.bin", edge.url("edge http")),
+        &[("range", &format!("bytes={a}-{b}"))],
+    )
+    .await;
+    assert!(kept.hit() && from_disk(&kept), "{}", kept.cache());
+    assert!(kept.body == body.slice(a..=b));
+    let url = format!("{}/disk/slices/purged.bin", edge.url("edge http"));
+    let purged = get(&url, &[("range", &format!("bytes={a}-{b}"))]).await;
+    assert!(!purged.hit(), "a purged slice came back from disk: {}", purged.cache());
+    assert!(purged.body == body.slice(a..=b));
+    assert_eq!(origin.hits("/disk/slices/purged.bin"), 4 + 2, "slices 1 and 2 fetched again");
+    assert_eq!(origin.hits("/disk/slices/kept.bin"), 4);
 }

@@ -4,7 +4,7 @@
 //! holding bytes `i * size ..= (i + 1) * size - 1` of the representation (the last one
 //! shorter). Each slice is an ordinary cache entry under its own key — the object's primary key,
 //! [`MARK`], then the index — so the store weighs, expires, evicts and purges it like any
-//! object, and a disk tier that keeps whatever the memory store holds keeps slices too. Every
+//! object, and the disk tier keeps slices under the same keys (`proxy/slice.rs` reads them back). Every
 //! slice carries the whole head of the `206` it came from, `Content-Range: bytes a-b/N`
 //! included, so any one slice tells the object's length and validator.
 //!

@@ -157,9 +157,10 @@ impl Index {
     }
 }
 
-/// Where objects go besides memory (the disk tier): called with every object stored (`true`)
-/// and every object evicted for room (`false`). It must not block.
-pub type Spill = Arc<dyn Fn(&Arc<Entry>, bool) + Send + Sync>;
+/// Where objects go besides memory (the disk tier): called with the slot key (primary,
+/// variant or slice key) of every object stored (`true`) and of every object evicted for room
+/// (`false`). It must not block.
+pub type Spill = Arc<dyn Fn(&Arc<str>, &Arc<Entry>, bool) + Send + Sync>;
 
 /// The cache and its purge indexes.
 #[derive(Clone)]
@@ -196,8 +197,8 @@ impl Store {
         Self::with_spill(capacity, None)
     }
 
-    /// A store holding at most `capacity` bytes that hands objects that do not vary to `spill`
-    /// when it stores them and when it evicts them for room.
+    /// A store holding at most `capacity` bytes that hands every object — whole, a `Vary`
+    /// variant or a slice — to `spill` when it stores it and when it evicts it for room.
     pub fn with_spill(capacity: u64, spill: Option<Spill>) -> Self {
         let index = Arc::new(Mutex::new(Index::default()));
         let evictions = Arc::new(AtomicU64::new(0));
@@ -208,10 +209,8 @@ impl Store {
             .eviction_listener(move |key: Arc<Arc<str>>, value: Slot, cause: RemovalCause| {
                 if cause == RemovalCause::Size {
                     ev.fetch_add(1, Ordering::Relaxed);
-                    if let (Slot::Object(e), Some(spill)) = (&value, &sp)
-                        && **key == **e.key.primary()
-                    {
-                        spill(e, false);
+                    if let (Slot::Object(e), Some(spill)) = (&value, &sp) {
+                        spill(&key, e, false);
                     }
                 }
                 // A replaced entry's key lives on under its successor, which `insert` indexes.
@@ -296,18 +295,22 @@ impl Store {
             self.cache.insert(entry.key.primary().clone(), Slot::Vary(Arc::new(marker)));
             entry.key.variant(vary, request_headers)
         };
-        if vary.is_empty()
-            && let Some(spill) = &self.spill
-        {
-            spill(entry, true);
+        if let Some(spill) = &self.spill {
+            spill(&key, entry, true);
         }
         self.put(&key, entry);
         key
     }
 
-    /// Stores an object read back from the disk tier (not handed to it again).
-    pub fn promote(&self, entry: &Arc<Entry>) {
-        self.put(entry.key.primary(), entry);
+    /// Stores an object read back from the disk tier under `key` (not handed to it again);
+    /// with `vary`, a variant, whose `Vary` marker goes back under the primary key too.
+    pub fn promote(&self, key: &Arc<str>, entry: &Arc<Entry>, vary: &[HeaderName]) {
+        if !vary.is_empty() {
+            let until = Moment::of(Instant::now()).after(entry.keep() + Duration::from_secs(60));
+            let marker = VaryMarker { names: vary.into(), until };
+            self.cache.insert(entry.key.primary().clone(), Slot::Vary(Arc::new(marker)));
+        }
+        self.put(key, entry);
     }
 
     fn put(&self, key: &Arc<str>, entry: &Arc<Entry>) {
@@ -332,11 +335,10 @@ impl Store {
     /// Stores `entry` under exactly `key` (a slice of its object), indexed for purges like any
     /// object: `key` starts with the object's primary key.
     pub fn insert_at(&self, key: &Arc<str>, entry: &Arc<Entry>) {
-        self.cache.insert(key.clone(), Slot::Object(entry.clone()));
-        lock(&self.index).add(key, entry);
-        if !self.cache.contains_key(&**key) {
-            lock(&self.index).remove(key, entry);
+        if let Some(spill) = &self.spill {
+            spill(key, entry, true);
         }
+        self.put(key, entry);
     }
 
     /// What is stored for a primary key (the cache inspection): the slot there, and when it
@@ -567,6 +569,38 @@ mod tests {
         store.run_pending_tasks();
         assert_eq!(store.entries(), 2);
         assert_eq!((found(&store, "/a"), found(&store, "/c")), ("object", "object"));
+    }
+
+    /// Every object is handed to the disk tier under the key it is stored under — a variant
+    /// under its variant key, a slice under its slice key — when stored, and again when evicted
+    /// for room; one promoted from disk is not handed back.
+    #[test]
+    fn objects_spill_under_their_slot_keys() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let into = seen.clone();
+        let spill: Spill = Arc::new(move |k: &Arc<str>, _: &Arc<Entry>, fresh: bool| {
+            into.lock().unwrap().push((k.to_string(), fresh));
+        });
+        let store = Store::with_spill(1 << 20, Some(spill));
+        let mut headers = HeaderMap::new();
+        headers.insert("accept-encoding", "gzip".parse().unwrap());
+        let vary = [HeaderName::from_static("accept-encoding")];
+        let variant = store.insert(&entry("/v", 0), &vary, &headers);
+        assert_eq!(&*variant, "h/v\u{1f}\u{1f}accept-encoding:gzip");
+        let slice = crate::cache::slice::key("h/s", 2);
+        store.insert_at(&slice, &entry("/s", 0));
+        store.insert(&entry("/p", 0), &[], &HeaderMap::new());
+        store.promote(&Arc::from("h/d"), &entry("/d", 0), &[]);
+        let want = [(variant.to_string(), true), (slice.to_string(), true), ("h/p".to_owned(), true)];
+        assert_eq!(*seen.lock().unwrap(), want);
+        // A promoted variant brings its marker back: the next lookup finds it.
+        let promoted = entry("/w", 0);
+        let key = promoted.key.variant(&vary, &headers);
+        store.promote(&key, &promoted, &vary);
+        assert!(
+            matches!(store.lookup(&promoted.key, &headers, Instant::now()), (Found::Object(_), k) if k == key)
+        );
+        assert!(matches!(store.lookup(&promoted.key, &HeaderMap::new(), Instant::now()).0, Found::VaryMiss));
     }
 
     /// A lookup that found an expired entry must not remove the fresh one stored meanwhile.

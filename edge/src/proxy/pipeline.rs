@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 
 use crate::body::{Body, BoxError, empty};
 use crate::cache::coalesce::{Collected, Fill, FillHead, Reader, Role};
+use crate::cache::disk::tier::Loaded;
 use crate::cache::entry::Entry;
 use crate::cache::key;
 use crate::cache::reuse::{Reuse, reuse};
@@ -224,11 +225,19 @@ async fn lookup(edge: &Arc<Edge>, ctx: &Ctx) -> Served {
     for _ in 0..3 {
         let now = Instant::now();
         let (found, slot) = edge.store.lookup(&ctx.key, &ctx.headers, now);
-        // Memory → disk → origin. An object read back is promoted to memory.
-        if let (Found::UriMiss, Some(disk)) = (&found, &edge.disk)
-            && let Some(e) = disk.load(&ctx.key).await
-        {
-            edge.store.promote(&e);
+        // Memory → disk → origin. An object read back is promoted to memory; a variant is
+        // looked for under the key memory's `Vary` marker gives, or under the disk's marker.
+        let loaded = match (&found, &edge.disk) {
+            (Found::UriMiss, Some(disk)) => disk.lookup(&ctx.key, &ctx.headers).await,
+            (Found::VaryMiss, Some(disk)) => disk.load_at(&ctx.key, &slot).await.map(|entry| Loaded {
+                slot: slot.clone(),
+                entry,
+                vary: Vec::new(),
+            }),
+            _ => None,
+        };
+        if let Some(Loaded { slot, entry: e, vary }) = loaded {
+            edge.store.promote(&slot, &e, &vary);
             let served = from_entry(edge, ctx, e, slot, Instant::now()).await;
             return served.map(|(res, mut status)| {
                 if matches!(status.outcome, Outcome::Hit | Outcome::StaleHit(_)) {

@@ -54,6 +54,9 @@ use crate::upstream::{Answered, OriginRequest, error_chain};
 /// How many slices a request checks in the store before answering (4 GiB of 1 MiB slices); it
 /// only decides `Cache-Status`, and bounds the work an origin's claimed length can cause.
 const MAX_PLANNED: u64 = 4096;
+/// How many slices of an object that changed are removed from the disk tier by name (64 GiB
+/// of 1 MiB slices); it bounds the work an origin's claimed length can cause.
+const MAX_DROPPED: u64 = 1 << 16;
 
 /// Whether a request is served from slices: its site slices and nothing makes the answer
 /// private to it (requests with credentials take the ordinary path, never shared).
@@ -104,12 +107,21 @@ pub(crate) async fn serve(
     let mut fetched = 0u64;
     let mut stored = false;
     let mut checked = false;
+    // Slices of the answer that are read from the disk tier (`detail=disk` on a hit).
+    let mut on_disk: u64;
     let (anchor, head, total, want, missing, needed) = loop {
-        let (anchor, from_store) = match s.stored(first, None) {
+        let in_memory = s.stored(first, None);
+        on_disk = u64::from(in_memory.is_none());
+        let anchor = match in_memory {
+            Some(e) => Some(e),
+            None => s.find(first, None).await,
+        };
+        let (anchor, from_store) = match anchor {
             Some(e) => (e, true),
             None if only_if_cached => return Ok(Err(ProxyError::NotCached)),
             None => match fetch_anchor(&s, ctx, first).await {
                 Ok(Fetched::Slice { entry, stored: kept, .. }) => {
+                    on_disk = 0;
                     fetched += 1;
                     stored |= kept;
                     (entry, false)
@@ -148,7 +160,14 @@ pub(crate) async fn serve(
         let count = (needed.end() - needed.start()).saturating_add(1).min(MAX_PLANNED);
         let mut missing: Vec<u64> = needed
             .take(MAX_PLANNED as usize)
-            .filter(|&i| i != first && s.stored(i, Some(&validator)).is_none())
+            .filter(|&i| {
+                if i == first || s.stored(i, Some(&validator)).is_some() {
+                    return false;
+                }
+                let disk = s.on_disk(i);
+                on_disk += u64::from(disk);
+                !disk
+            })
             .collect();
         if from_store && !missing.is_empty() {
             if only_if_cached {
@@ -164,7 +183,7 @@ pub(crate) async fn serve(
                         stored |= kept;
                         if slice::validator(&entry.headers().to_map(0)).as_deref() != Some(&validator) {
                             tracing::debug!(key = %s.key.primary(), "validator changed; stored slices dropped");
-                            s.drop_all();
+                            s.drop_all(total);
                             if kept {
                                 s.edge.store.insert_at(&s.slice_key(m), &entry);
                             }
@@ -176,12 +195,12 @@ pub(crate) async fn serve(
                     }
                     Ok(Fetched::NotSliceable(why)) => {
                         tracing::debug!(key = %s.key.primary(), why, "no longer sliced; stored slices dropped");
-                        s.drop_all();
+                        s.drop_all(total);
                         return Err(None);
                     }
                     Ok(Fetched::Whole(answer)) => {
                         tracing::debug!(key = %s.key.primary(), "no longer sliced; stored slices dropped");
-                        s.drop_all();
+                        s.drop_all(total);
                         return Err(Some(answer));
                     }
                     Err(e) => return Ok(Err(e)),
@@ -208,6 +227,9 @@ pub(crate) async fn serve(
     status.ttl = Some(anchor.ttl(now));
     if status.is_hit() {
         anchor.hit();
+        if on_disk > 0 {
+            status.detail = Some("disk");
+        }
     }
     Ok(Ok((respond(&s, ctx, anchor, head, total, want, first), status)))
 }
@@ -304,28 +326,58 @@ impl Slicer {
         slice::key(self.key.primary(), index)
     }
 
-    /// Slice `index` when it is stored, fresh enough for this request, and (when given) of
-    /// the version `validator`.
+    /// Slice `index` when it is in memory, fresh enough for this request, and (when given)
+    /// of the version `validator`.
     fn stored(&self, index: u64, validator: Option<&str>) -> Option<Arc<Entry>> {
-        let now = Instant::now();
-        let e = self.edge.store.object(&self.slice_key(index), now)?;
-        if !matches!(reuse(&e, &self.cc, self.no_cache, now), Reuse::Fresh) {
+        let e = self.edge.store.object(&self.slice_key(index), Instant::now())?;
+        self.usable(&e, validator).then_some(e)
+    }
+
+    /// Whether `e` is fresh enough for this request and (when given) of the version
+    /// `validator`.
+    fn usable(&self, e: &Entry, validator: Option<&str>) -> bool {
+        matches!(reuse(e, &self.cc, self.no_cache, Instant::now()), Reuse::Fresh)
+            && validator.is_none_or(|v| slice::validator(&e.headers().to_map(0)).as_deref() == Some(v))
+    }
+
+    /// [`Slicer::stored`], else from the disk tier (promoted to memory when usable; a slice of
+    /// another version is dropped from disk).
+    async fn find(&self, index: u64, validator: Option<&str>) -> Option<Arc<Entry>> {
+        if let Some(e) = self.stored(index, validator) {
+            return Some(e);
+        }
+        let disk = self.edge.disk.as_ref()?;
+        let key = self.slice_key(index);
+        let e = disk.load_at(&self.key, &key).await?;
+        if !self.usable(&e, validator) {
+            if validator.is_some_and(|v| slice::validator(&e.headers().to_map(0)).as_deref() != Some(v)) {
+                disk.remove(&key);
+            }
             return None;
         }
-        if let Some(v) = validator
-            && slice::validator(&e.headers().to_map(0)).as_deref() != Some(v)
-        {
-            return None;
-        }
+        self.edge.store.promote(&key, &e, &[]);
         Some(e)
     }
 
-    /// Removes every stored slice of the object (another version of it is at the origin).
-    fn drop_all(&self) {
+    /// Whether slice `index` has a file in the disk tier (read, and checked, when the body gets
+    /// to it; planning reads no file).
+    fn on_disk(&self, index: u64) -> bool {
+        self.edge.disk.as_ref().is_some_and(|d| d.contains(&self.slice_key(index)))
+    }
+
+    /// Removes every stored slice of the object of `total` bytes, from memory and disk
+    /// (another version of it is at the origin). On disk at most [`MAX_DROPPED`] slices are
+    /// removed by name; any left are of another version and dropped when read.
+    fn drop_all(&self, total: u64) {
         let primary = self.key.primary();
         let host = self.key.host();
         let prefix = format!("{}{}", &primary[host.len()..], slice::MARK);
         self.edge.store.purge(&Target::Prefix { host: Some(host.to_owned()), prefix }, false);
+        if let Some(disk) = &self.edge.disk {
+            for i in 0..total.div_ceil(self.size).min(MAX_DROPPED) {
+                disk.remove(&self.slice_key(i));
+            }
+        }
     }
 
     /// The body of slice `index` of the version `validator`, from the store or the origin.
@@ -335,7 +387,7 @@ impl Slicer {
         validator: &str,
         total: u64,
     ) -> Result<Bytes, ProxyError> {
-        if let Some(e) = self.stored(index, Some(validator)) {
+        if let Some(e) = self.find(index, Some(validator)).await {
             return Ok(e.body());
         }
         match self.fetch(index).await? {
@@ -346,7 +398,7 @@ impl Slicer {
                 Ok(entry.body())
             }
             _ => {
-                self.drop_all();
+                self.drop_all(total);
                 tracing::warn!(key = %self.key.primary(), index, "object changed while served in slices; response cut short");
                 Err(ProxyError::Upstream("the object changed while it was served in slices".into()))
             }

@@ -1,11 +1,18 @@
-//! One object file of the disk tier: a fixed header, the key, the stored header text, the body,
-//! and a CRC-32 (IEEE, `crc32fast`) of everything before it as a trailer.
+//! One file of the disk tier: a fixed header, the key, the stored header text, the body, and a
+//! CRC-32 (IEEE, `crc32fast`) of everything before it as a trailer.
 //!
 //! ```text
-//! magic "STRDSK01" | key_len u32 | key ends 3×u32 | text_len u32 | text ends 3×u32 |
+//! magic "STRDSK02" | key_len u32 | key ends 3×u32 | text_len u32 | text ends 3×u32 |
 //! body_len u64 | status u16 | flags u16 | lifetime, swr, sie 3×u32 | age_ms u64 |
-//! written_ms u64 | stored_ms u64 | key | text | body | crc32 u32
+//! written_ms u64 | stored_ms u64 | kind u16 | primary_len u32 | key | text | body | crc32 u32
 //! ```
+//!
+//! `key` is the whole slot key: the primary key (`key[..primary_len]`, whose host, path and
+//! query end at `key ends`), then what names the slot under it — nothing for the object itself,
+//! a `Vary` variant's `SEP SEP name:value`..., a slice's `SEP SEP @index`. `kind` 1 is a `Vary`
+//! marker: its text is the header names that select a variant, joined by `, `, and it has no
+//! body. Files of the first format (`STRDSK01`: no `kind`, no `primary_len`, the key is the
+//! primary key) are still read, as objects under their primary key.
 //!
 //! All integers are little endian. A file is written under a temporary name and renamed into
 //! place once complete, so a crash mid-write leaves only a temporary file (removed on start);
@@ -16,23 +23,41 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http::header::HeaderName;
 
 use crate::cache::entry::Persisted;
 use crate::cache::key::CacheKey;
 
-const MAGIC: &[u8; 8] = b"STRDSK01";
-/// Bytes before the key.
-const HEADER: usize = 8 + 4 + 12 + 4 + 12 + 8 + 2 + 2 + 12 + 8 + 8 + 8;
+const MAGIC: &[u8; 8] = b"STRDSK02";
+/// The first format, still read.
+const MAGIC_V1: &[u8; 8] = b"STRDSK01";
+/// Bytes before the key in the first format.
+const HEADER_V1: usize = 8 + 4 + 12 + 4 + 12 + 8 + 2 + 2 + 12 + 8 + 8 + 8;
+/// Bytes before the key: the first format's, then `kind` and `primary_len`.
+const HEADER: usize = HEADER_V1 + 2 + 4;
+const KIND_OBJECT: u16 = 0;
+const KIND_VARY: u16 = 1;
 /// Keys are bounded by request-head limits; anything longer is not ours.
 const MAX_KEY: usize = 64 << 10;
 
-/// An object as it is written and read back.
+/// What a file holds under its slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Content {
+    /// A stored response.
+    Object(Persisted),
+    /// A `Vary` marker: the resource varies on these request headers (lowercased, sorted).
+    Vary(Vec<HeaderName>),
+}
+
+/// A file as it is written and read back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
-    /// The cache key (primary: the disk tier holds objects that do not vary).
+    /// The object's primary cache key (what purges match on).
     pub key: CacheKey,
-    /// The entry.
-    pub entry: Persisted,
+    /// What follows the primary key in the slot's key (empty for the primary slot).
+    pub suffix: Arc<str>,
+    /// The object, or a `Vary` marker.
+    pub content: Content,
     /// Wall-clock milliseconds since the Unix epoch when the file was written (the entry's age
     /// then is `entry.age_ms`).
     pub written_ms: u64,
@@ -59,10 +84,30 @@ pub enum Corrupt {
 /// Writes `r` to `w`; returns the bytes written.
 pub fn encode(w: &mut impl Write, r: &Record) -> io::Result<u64> {
     let mut w = Crc { inner: w, crc: crc32fast::Hasher::new(), n: 0 };
-    let (key, key_ends) = r.key.parts();
-    let e = &r.entry;
+    let (primary, key_ends) = r.key.parts();
+    let marker;
+    let (e, kind) = match &r.content {
+        Content::Object(p) => (p, KIND_OBJECT),
+        Content::Vary(names) => {
+            let text = names.iter().map(HeaderName::as_str).collect::<Vec<_>>().join(", ");
+            let n = u32_len(text.len())?;
+            marker = Persisted {
+                text: Bytes::from(text),
+                ends: [n; 3],
+                body: Bytes::new(),
+                status: 0,
+                flags: 0,
+                lifetime: 0,
+                swr: 0,
+                sie: 0,
+                age_ms: 0,
+            };
+            (&marker, KIND_VARY)
+        }
+    };
+    let key_len = primary.len() + r.suffix.len();
     w.write_all(MAGIC)?;
-    w.write_all(&u32_len(key.len())?.to_le_bytes())?;
+    w.write_all(&u32_len(key_len)?.to_le_bytes())?;
     for n in key_ends {
         w.write_all(&n.to_le_bytes())?;
     }
@@ -79,7 +124,10 @@ pub fn encode(w: &mut impl Write, r: &Record) -> io::Result<u64> {
     for n in [e.age_ms, r.written_ms, r.stored_ms] {
         w.write_all(&n.to_le_bytes())?;
     }
-    w.write_all(key.as_bytes())?;
+    w.write_all(&kind.to_le_bytes())?;
+    w.write_all(&u32_len(primary.len())?.to_le_bytes())?;
+    w.write_all(primary.as_bytes())?;
+    w.write_all(r.suffix.as_bytes())?;
     w.write_all(&e.text)?;
     w.write_all(&e.body)?;
     let crc = w.crc.clone().finalize();
@@ -93,11 +141,17 @@ fn u32_len(n: usize) -> io::Result<u32> {
 
 /// Reads a whole file written by [`encode`].
 pub fn decode(file: &Bytes) -> Result<Record, Corrupt> {
-    if file.len() < HEADER + 4 {
+    if file.len() < HEADER_V1 + 4 {
         return Err(Corrupt::Short);
     }
-    if &file[..8] != MAGIC {
-        return Err(Corrupt::Magic);
+    let v1 = match &file[..8] {
+        m if m == MAGIC => false,
+        m if m == MAGIC_V1 => true,
+        _ => return Err(Corrupt::Magic),
+    };
+    let header = if v1 { HEADER_V1 } else { HEADER };
+    if file.len() < header + 4 {
+        return Err(Corrupt::Short);
     }
     let (content, trailer) = file.split_at(file.len() - 4);
     let mut r = Reader { buf: content, at: 8 };
@@ -110,22 +164,39 @@ pub fn decode(file: &Bytes) -> Result<Record, Corrupt> {
     let flags = r.u16();
     let [lifetime, swr, sie] = [r.u32(), r.u32(), r.u32()];
     let [age_ms, written_ms, stored_ms] = [r.u64(), r.u64(), r.u64()];
-    let want = (HEADER as u64)
+    let (kind, primary_len) = if v1 { (KIND_OBJECT, key_len) } else { (r.u16(), r.u32() as usize) };
+    let want = (header as u64)
         .checked_add(key_len as u64)
         .and_then(|n| n.checked_add(text_len as u64))
         .and_then(|n| n.checked_add(body_len));
-    if key_len > MAX_KEY || want != Some(content.len() as u64) {
+    if key_len > MAX_KEY || primary_len > key_len || want != Some(content.len() as u64) {
         return Err(Corrupt::Length);
     }
     let crc = u32::from_le_bytes(trailer.try_into().map_err(|_| Corrupt::Short)?);
     if crc32fast::hash(content) != crc {
         return Err(Corrupt::Checksum);
     }
-    let key_at = HEADER;
+    let key_at = header;
     let text_at = key_at + key_len;
     let body_at = text_at + text_len;
-    let key = std::str::from_utf8(&file[key_at..text_at]).map_err(|_| Corrupt::Malformed)?;
-    let key = CacheKey::from_parts(Arc::from(key), key_ends).ok_or(Corrupt::Malformed)?;
+    let whole = std::str::from_utf8(&file[key_at..text_at]).map_err(|_| Corrupt::Malformed)?;
+    let (primary, suffix) = whole.split_at_checked(primary_len).ok_or(Corrupt::Malformed)?;
+    let key = CacheKey::from_parts(Arc::from(primary), key_ends).ok_or(Corrupt::Malformed)?;
+    let suffix = Arc::from(suffix);
+    if kind == KIND_VARY {
+        let text = std::str::from_utf8(&file[text_at..body_at]).map_err(|_| Corrupt::Malformed)?;
+        let names = text
+            .split(", ")
+            .map(|n| HeaderName::from_bytes(n.as_bytes()).map_err(|_| Corrupt::Malformed))
+            .collect::<Result<Vec<_>, _>>()?;
+        if names.is_empty() || body_at != content.len() {
+            return Err(Corrupt::Malformed);
+        }
+        return Ok(Record { key, suffix, content: Content::Vary(names), written_ms, stored_ms });
+    }
+    if kind != KIND_OBJECT {
+        return Err(Corrupt::Malformed);
+    }
     let entry = Persisted {
         text: file.slice(text_at..body_at),
         ends,
@@ -137,7 +208,7 @@ pub fn decode(file: &Bytes) -> Result<Record, Corrupt> {
         sie,
         age_ms,
     };
-    Ok(Record { key, entry, written_ms, stored_ms })
+    Ok(Record { key, suffix, content: Content::Object(entry), written_ms, stored_ms })
 }
 
 /// A writer that checksums what passes through it.
@@ -193,7 +264,8 @@ mod tests {
         let key = CacheKey::new("h", &http::Uri::from_static("/a/b?x=1"), &rules, &http::HeaderMap::new());
         Record {
             key,
-            entry: Persisted {
+            suffix: Arc::from(""),
+            content: Content::Object(Persisted {
                 text: Bytes::from_static(b"\x91text/plain\ntag1\n"),
                 ends: [12, 12, 17],
                 body: Bytes::copy_from_slice(body),
@@ -203,7 +275,7 @@ mod tests {
                 swr: 1,
                 sie: 2,
                 age_ms: 1234,
-            },
+            }),
             written_ms: 1_700_000_000_000,
             stored_ms: 1_699_999_999_000,
         }
@@ -220,6 +292,30 @@ mod tests {
     fn a_record_reads_back_as_written() {
         let r = record(b"hello");
         assert_eq!(decode(&Bytes::from(bytes(&r))), Ok(r));
+    }
+
+    #[test]
+    fn variants_slices_and_markers_read_back_as_written() {
+        let variant = Record { suffix: Arc::from("\u{1f}\u{1f}accept-encoding:gzip"), ..record(b"v") };
+        let slice = Record { suffix: Arc::from("\u{1f}\u{1f}@7"), ..record(b"s") };
+        let names = vec![HeaderName::from_static("accept-encoding"), HeaderName::from_static("x-tenant")];
+        let marker = Record { content: Content::Vary(names), ..record(b"") };
+        for r in [variant, slice, marker] {
+            assert_eq!(decode(&Bytes::from(bytes(&r))), Ok(r));
+        }
+    }
+
+    /// A file of the first format (the key is the primary key, no kind) reads as an object.
+    #[test]
+    fn files_of_the_first_format_still_read() {
+        let r = record(b"old");
+        let mut v2 = bytes(&r);
+        v2.truncate(v2.len() - 4);
+        let mut v1 = MAGIC_V1.to_vec();
+        v1.extend_from_slice(&v2[8..HEADER_V1]);
+        v1.extend_from_slice(&v2[HEADER..]);
+        v1.extend_from_slice(&crc32fast::hash(&v1).to_le_bytes());
+        assert_eq!(decode(&Bytes::from(v1)), Ok(r));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The disk tier behind the memory store: the tier itself (`tier`: index, writer, reads),
-//! the object file format (`file`) and the persisted purges (`bans`). See `docs/edge.md`,
-//! "Disk tier".
+//! the object file format (`file`), file names and slot keys (`slot`) and the persisted
+//! purges (`bans`). See `docs/edge.md`, "Disk tier".
 
 pub(crate) mod bans;
 pub(crate) mod file;
+pub(crate) mod slot;
 pub(crate) mod tier;

@@ -20,20 +20,36 @@
 //! and make the edge memory-only for [`PAUSE`]; nothing on the request path fails for them.
 //!
 //! Purges are persisted as bans (`bans.rs`) and checked when an object is read back.
+//!
+//! Every object the memory store holds has a slot key that starts with its primary key
+//! (`cache/key.rs`), and the tier keeps it under that slot key: the object itself under the
+//! primary key, a `Vary` variant under its variant key, a slice under its slice key. As in the
+//! memory store, the primary slot of a resource that varies holds a `Vary` marker (a small file
+//! naming the request headers that select a variant), written by the writer thread before the
+//! first variant under it, so that a lookup that finds nothing in memory — after an eviction or
+//! a restart — computes the variant key from the request exactly as the memory store does
+//! (`CacheKey::variant`) and reads that file. Every file carries its whole slot key, so a read
+//! never serves another variant's or slice's body, even on a hash collision. Markers carry no
+//! freshness of their own: one whose variants are gone costs a miss, and a marker is replaced
+//! when the resource stops varying (an object under the primary key) or varies on other headers.
 
 use std::fs;
 use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use moka::notification::RemovalCause;
 
+use http::HeaderMap;
+use http::header::HeaderName;
+
 use crate::cache::disk::bans::{Ban, Bans, MAX_BANS, Verdict, What};
-use crate::cache::disk::file::{self, Record};
+use crate::cache::disk::file::{self, Content, Record};
+use crate::cache::disk::slot::{hash, now_ms, object_path, parse_name, variant_names};
 use crate::cache::entry::Entry;
 use crate::cache::key::CacheKey;
 
@@ -76,6 +92,26 @@ struct Counters {
 struct Meta {
     seq: u64,
     size: u64,
+    /// For a `Vary` marker this process wrote: the hash of its header names (so it is not
+    /// written again for every variant). `None` for objects and markers found on start.
+    vary: Option<u64>,
+}
+
+/// What a lookup found on disk.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The slot key it was stored under (the primary key, or a variant's key).
+    pub slot: Arc<str>,
+    pub entry: Arc<Entry>,
+    /// The headers its resource varies on (empty when it does not vary): the memory store
+    /// needs them to put the `Vary` marker back.
+    pub vary: Vec<HeaderName>,
+}
+
+/// What one slot's file held.
+enum Read {
+    Object(Entry),
+    Vary(Vec<HeaderName>),
 }
 
 /// What the writer thread and readers share.
@@ -95,7 +131,7 @@ struct Shared {
 /// The disk tier.
 pub struct Disk {
     shared: Arc<Shared>,
-    tx: SyncSender<Arc<Entry>>,
+    tx: SyncSender<(Arc<str>, Arc<Entry>)>,
     capacity: u64,
     /// Whether objects may be read back: held while an edge that follows a control plane has
     /// not yet applied the purges it missed while it was down.
@@ -150,11 +186,11 @@ impl Disk {
             // No object is older than any ban: the log has nothing left to say.
             lock(&shared.bans).reset()?;
         }
-        let (tx, rx) = mpsc::sync_channel::<Arc<Entry>>(QUEUE);
+        let (tx, rx) = mpsc::sync_channel::<(Arc<str>, Arc<Entry>)>(QUEUE);
         let writer = shared.clone();
         std::thread::Builder::new().name("stratus-disk-writer".into()).spawn(move || {
-            for entry in rx {
-                writer.write(&entry);
+            for (slot, entry) in rx {
+                writer.write(&slot, &entry);
                 writer.pending.fetch_sub(1, Ordering::Relaxed);
             }
         })?;
@@ -192,11 +228,12 @@ impl Disk {
         }
     }
 
-    /// Queues `entry` to be written, unless it is on disk already, too big, or the queue is
+    /// Queues `entry`, stored in memory under `slot` (its primary key, a variant's or a
+    /// slice's key), to be written, unless it is on disk already, too big, or the queue is
     /// full. Never blocks.
-    pub fn spill(&self, entry: &Arc<Entry>, fresh: bool) {
+    pub fn spill(&self, slot: &Arc<str>, entry: &Arc<Entry>, fresh: bool) {
         let s = &self.shared;
-        if !fresh && s.index.contains_key(&hash(entry.key.primary())) {
+        if !fresh && s.index.contains_key(&hash(slot)) {
             return;
         }
         let size = entry.weight() as u64;
@@ -211,7 +248,9 @@ impl Disk {
             return;
         }
         s.pending.fetch_add(1, Ordering::Relaxed);
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(entry.clone()) {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            self.tx.try_send((slot.clone(), entry.clone()))
+        {
             s.pending.fetch_sub(1, Ordering::Relaxed);
             s.queued_bytes.fetch_sub(size, Ordering::Relaxed);
             s.counters.dropped.fetch_add(1, Ordering::Relaxed);
@@ -227,25 +266,66 @@ impl Disk {
         }
     }
 
-    /// The object stored under `key`, read from disk, unless it is missing, corrupt, expired
-    /// or purged.
-    pub async fn load(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+    /// What serves a request with `headers` for `key` from disk, after the memory store
+    /// found nothing under the primary key: the object there, or, when a `Vary` marker is
+    /// there, the request's variant. `None` when missing, corrupt, expired or purged.
+    pub async fn lookup(&self, key: &CacheKey, headers: &HeaderMap) -> Option<Loaded> {
+        let primary = key.primary().clone();
+        let found = match self.read_slot(key, &primary).await {
+            Some(Read::Object(e)) => Some(Loaded { slot: primary, entry: Arc::new(e), vary: Vec::new() }),
+            Some(Read::Vary(names)) => {
+                let slot = key.variant(&names, headers);
+                match self.read_slot(key, &slot).await {
+                    Some(Read::Object(e)) => Some(Loaded { slot, entry: Arc::new(e), vary: names }),
+                    _ => None,
+                }
+            }
+            None => None,
+        };
+        self.count(found.is_some());
+        found
+    }
+
+    /// The object stored under exactly `slot` (a variant's key whose `Vary` marker is in
+    /// memory, or a slice's key) for the resource `key`, unless it is missing, corrupt,
+    /// expired or purged.
+    pub async fn load_at(&self, key: &CacheKey, slot: &Arc<str>) -> Option<Arc<Entry>> {
+        let found = match self.read_slot(key, slot).await {
+            Some(Read::Object(e)) => Some(Arc::new(e)),
+            _ => None,
+        };
+        self.count(found.is_some());
+        found
+    }
+
+    /// Whether a file is indexed under `slot` (it may still turn out unusable when read).
+    pub fn contains(&self, slot: &str) -> bool {
+        self.reads.load(Ordering::Relaxed) && self.shared.index.contains_key(&hash(slot))
+    }
+
+    /// Drops the file under `slot`, if any (a slice of a version the origin no longer has).
+    pub fn remove(&self, slot: &str) {
+        self.shared.index.invalidate(&hash(slot));
+    }
+
+    fn count(&self, hit: bool) {
+        let c = &self.shared.counters;
+        let n = if hit { &c.hits } else { &c.misses };
+        n.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads the file under `slot` of the resource `key`, off the async runtime.
+    async fn read_slot(&self, key: &CacheKey, slot: &Arc<str>) -> Option<Read> {
         if !self.reads.load(Ordering::Relaxed) {
             return None;
         }
-        let h = hash(key.primary());
+        let h = hash(slot);
+        let suffix = slot.strip_prefix(&**key.primary())?;
         if !self.shared.index.contains_key(&h) {
-            self.shared.counters.misses.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        let (shared, key) = (self.shared.clone(), key.clone());
-        let found = tokio::task::spawn_blocking(move || shared.read(h, &key)).await.ok().flatten();
-        let c = &self.shared.counters;
-        match found {
-            Some(_) => c.hits.fetch_add(1, Ordering::Relaxed),
-            None => c.misses.fetch_add(1, Ordering::Relaxed),
-        };
-        found.map(Arc::new)
+        let (shared, key, suffix) = (self.shared.clone(), key.clone(), Arc::<str>::from(suffix));
+        tokio::task::spawn_blocking(move || shared.read(h, &key, &suffix)).await.ok().flatten()
     }
 
     /// Records a purge so that it applies to objects on disk, now and after restarts; returns
@@ -328,7 +408,7 @@ impl Shared {
                         let _ = fs::remove_file(f.path());
                     }
                     _ => {
-                        self.index.insert(h, Meta { seq, size });
+                        self.index.insert(h, Meta { seq, size, vary: None });
                         found += 1;
                     }
                 }
@@ -361,29 +441,54 @@ impl Shared {
         *p = Some(Instant::now() + PAUSE);
     }
 
-    /// Writes one queued entry (the writer thread).
-    fn write(&self, entry: &Entry) {
+    /// Writes one queued entry, stored under `slot` (the writer thread); a variant's `Vary`
+    /// marker first, unless this process already wrote it.
+    fn write(&self, slot: &Arc<str>, entry: &Entry) {
         let size = entry.weight() as u64;
         self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
         let now = Instant::now();
         if self.is_paused() || entry.is_expired(now) {
             return;
         }
+        // Every slot key starts with its object's primary key; anything else is not ours.
+        let Some(suffix) = slot.strip_prefix(&**entry.key.primary()) else { return };
         let written_ms = now_ms();
         let resident = u64::try_from(entry.resident(now).as_millis()).unwrap_or(u64::MAX);
+        let stored_ms = written_ms.saturating_sub(resident);
+        if let Some(names) = variant_names(suffix) {
+            let primary = hash(entry.key.primary());
+            let names_hash = hash(&names.iter().map(HeaderName::as_str).collect::<Vec<_>>().join(","));
+            if self.index.get(&primary).and_then(|m| m.vary) != Some(names_hash) {
+                let marker = Record {
+                    key: entry.key.clone(),
+                    suffix: Arc::from(""),
+                    content: Content::Vary(names),
+                    written_ms,
+                    stored_ms,
+                };
+                if !self.put(primary, &marker, Some(names_hash)) {
+                    return;
+                }
+            }
+        }
         let record = Record {
             key: entry.key.clone(),
-            entry: entry.persist(now),
+            suffix: Arc::from(suffix),
+            content: Content::Object(entry.persist(now)),
             written_ms,
-            stored_ms: written_ms.saturating_sub(resident),
+            stored_ms,
         };
-        let h = hash(entry.key.primary());
+        self.put(hash(slot), &record, None);
+    }
+
+    /// Writes `record` as the file of hash `h`; false after an error (then counted).
+    fn put(&self, h: u64, record: &Record, vary: Option<u64>) -> bool {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let tmp = self.dir.join("tmp").join(format!("{seq:x}"));
         let dest = object_path(&self.dir.join("objects"), h, seq);
         let result = (|| {
             let mut w = BufWriter::with_capacity(256 << 10, fs::File::create(&tmp)?);
-            let n = file::encode(&mut w, &record)?;
+            let n = file::encode(&mut w, record)?;
             w.flush()?;
             drop(w);
             if let Some(parent) = dest.parent() {
@@ -394,18 +499,22 @@ impl Shared {
         })();
         match result {
             Ok(n) => {
-                self.index.insert(h, Meta { seq, size: n });
-                self.counters.writes.fetch_add(1, Ordering::Relaxed);
+                self.index.insert(h, Meta { seq, size: n, vary });
+                if vary.is_none() {
+                    self.counters.writes.fetch_add(1, Ordering::Relaxed);
+                }
+                true
             }
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
                 self.fail("write", &e);
+                false
             }
         }
     }
 
-    /// Reads the object under `key` (blocking).
-    fn read(&self, h: u64, key: &CacheKey) -> Option<Entry> {
+    /// Reads the file of hash `h` for slot `suffix` of the resource `key` (blocking).
+    fn read(&self, h: u64, key: &CacheKey, suffix: &str) -> Option<Read> {
         let meta = self.index.get(&h)?;
         let path = object_path(&self.dir.join("objects"), h, meta.seq);
         let data = match fs::read(&path) {
@@ -428,14 +537,20 @@ impl Shared {
             }
         };
         // A different key with the same hash: not ours, and not corrupt either.
-        if record.key != *key {
+        if record.key != *key || &*record.suffix != suffix {
             return None;
         }
+        let persisted = match record.content {
+            Content::Object(p) => p,
+            // Markers are not checked against bans: a purge that names the resource names its
+            // variants too, and they are checked when read.
+            Content::Vary(names) => return Some(Read::Vary(names)),
+        };
         let aged = Duration::from_millis(
-            record.entry.age_ms.saturating_add(now_ms().saturating_sub(record.written_ms)),
+            persisted.age_ms.saturating_add(now_ms().saturating_sub(record.written_ms)),
         );
         let now = Instant::now();
-        let Some(entry) = Entry::restore(record.entry, record.key, aged, now) else {
+        let Some(entry) = Entry::restore(persisted, record.key, aged, now) else {
             self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
             self.forget(h, meta.seq);
             return None;
@@ -452,7 +567,7 @@ impl Shared {
             Verdict::Stale => entry.invalidate(),
             Verdict::Keep => {}
         }
-        Some(entry)
+        Some(Read::Object(entry))
     }
 
     /// Drops the index entry for `h` if it still names file `seq` (its file goes with it).
@@ -475,43 +590,4 @@ impl Shared {
 
 fn lock(m: &Mutex<Bans>) -> MutexGuard<'_, Bans> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn hash(key: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(key.as_bytes())
-}
-
-fn object_path(objects: &Path, h: u64, seq: u64) -> PathBuf {
-    objects.join(format!("{:02x}", h >> 56)).join(format!("{h:016x}-{seq:x}"))
-}
-
-/// `(hash, seq)` from a file name written by [`object_path`].
-fn parse_name(name: &str) -> Option<(u64, u64)> {
-    let (h, seq) = name.split_once('-')?;
-    if h.len() != 16 {
-        return None;
-    }
-    Some((u64::from_str_radix(h, 16).ok()?, u64::from_str_radix(seq, 16).ok()?))
-}
-
-/// Wall-clock milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn file_names_round_trip_and_others_are_refused() {
-        let p = object_path(Path::new("/o"), 0xab12_0000_0000_0001, 0x2f);
-        assert_eq!(p, Path::new("/o/ab/ab12000000000001-2f"));
-        assert_eq!(parse_name("ab12000000000001-2f"), Some((0xab12_0000_0000_0001, 0x2f)));
-        for bad in ["", "x", "ab12-1", "ab1200000000000g-1", "ab12000000000001-", "ab12000000000001"] {
-            assert_eq!(parse_name(bad), None, "{bad}");
-        }
-    }
 }
