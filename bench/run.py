@@ -1138,7 +1138,7 @@ def write_report(res, meta):
     row("RSS bytes per cached 1 KiB object", g("memory", "bytes_per_object"), ",.0f", higher_better=False)
 
     def d(sub, key):
-        return lambda p: res.get("disk", {}).get(sub, {}).get(DISK_PRODUCTS[p], {}).get(key)
+        return lambda p: res.get("disk", {}).get(sub, {}).get(DISK_PRODUCTS.get(p), {}).get(key)
 
     row("disk tier: 1 KiB hits, 20,000 keys uniform, 2 MiB memory, req/s (64 conns)", d("hit_1k", "rps"), ",.0f")
     row("disk tier: 1 MiB hits, 400 keys uniform, 16 MiB memory, MiB/s (16 conns)", d("hit_1m", "mib_s"), ",.0f")

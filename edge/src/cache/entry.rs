@@ -453,12 +453,9 @@ mod tests {
         sie: u64,
     ) -> StoredHead {
         let policy = Policy {
-            storable: Ok(()),
-            lifetime: Duration::from_secs(lifetime),
             swr: Duration::from_secs(swr),
             sie: Duration::from_secs(sie),
-            no_cache: false,
-            must_revalidate: false,
+            ..Policy::fresh_for(Duration::from_secs(lifetime))
         };
         let tags = tags.iter().map(ToString::to_string).collect();
         StoredHead { status: StatusCode::OK, headers, targeted, tags, policy }

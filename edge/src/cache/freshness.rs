@@ -96,6 +96,21 @@ pub struct Policy {
     pub must_revalidate: bool,
 }
 
+#[cfg(test)]
+impl Policy {
+    /// For tests: storable, fresh for `lifetime`, no stale windows, no revalidation rules.
+    pub(crate) fn fresh_for(lifetime: Duration) -> Self {
+        Self {
+            storable: Ok(()),
+            lifetime,
+            swr: Duration::ZERO,
+            sie: Duration::ZERO,
+            no_cache: false,
+            must_revalidate: false,
+        }
+    }
+}
+
 /// The directives that apply to us and whether they came from a targeted field.
 pub fn response_directives(headers: &HeaderMap) -> (Directives, bool) {
     // CDN-Cache-Control counts when it parses to a non-empty dictionary, even if none of its

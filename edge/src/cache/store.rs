@@ -504,14 +504,7 @@ mod tests {
     /// An entry with a 10 s lifetime that arrived `ago` seconds ago (no validators, so it is
     /// kept one minute past its freshness).
     fn entry(path: &'static str, ago: u64) -> Arc<Entry> {
-        let policy = Policy {
-            storable: Ok(()),
-            lifetime: Duration::from_secs(10),
-            swr: Duration::ZERO,
-            sie: Duration::ZERO,
-            no_cache: false,
-            must_revalidate: false,
-        };
+        let policy = Policy::fresh_for(Duration::from_secs(10));
         let head = StoredHead {
             status: StatusCode::OK,
             headers: HeaderMap::new(),

@@ -153,14 +153,7 @@ mod tests {
     fn entry(host: &str, uri: &'static str, tags: &[&str]) -> Entry {
         let rules = stratus_config::edge::KeyRules::default();
         let key = CacheKey::new(host, &http::Uri::from_static(uri), &rules, &HeaderMap::new());
-        let policy = Policy {
-            storable: Ok(()),
-            lifetime: Duration::from_secs(60),
-            swr: Duration::ZERO,
-            sie: Duration::ZERO,
-            no_cache: false,
-            must_revalidate: false,
-        };
+        let policy = Policy::fresh_for(Duration::from_secs(60));
         let head = StoredHead {
             status: StatusCode::OK,
             headers: HeaderMap::new(),
