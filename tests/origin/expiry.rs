@@ -44,11 +44,12 @@ async fn an_incomplete_upload_past_its_age_is_unlisted_and_its_parts_deleted() {
         async move { listed(&url).await.is_empty().then_some(()) }
     })
     .await;
-    support::eventually("its directory is deleted", Duration::from_secs(30), || {
-        (!dir.exists()).then_some(())
-    });
+    // The upload's directory is first renamed aside (`.trash.…`), then removed: wait until
+    // nothing of it is left anywhere under `uploads/`.
     let uploads = origin.data.join("media").join("uploads");
-    assert!(files_under(&uploads).is_empty(), "no part is left: {:?}", files_under(&uploads));
+    support::eventually("its directory and every part are deleted", Duration::from_secs(30), || {
+        (!dir.exists() && files_under(&uploads).is_empty()).then_some(())
+    });
 
     let resp = send_signed(
         Method::PUT,
