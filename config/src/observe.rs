@@ -5,6 +5,8 @@
 use std::fmt::{self, Write as _};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -185,66 +187,103 @@ mod tests {
 }
 
 /// Bucket bounds, in seconds, of the durations the control plane and the origin count.
-const DURATION_BUCKETS: [f64; 13] =
+pub static DURATION_BUCKETS: [f64; 13] =
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-/// A Prometheus histogram of durations with fixed buckets, counted with plain atomics: cheap
-/// enough for every request, and the same bounds wherever Stratus measures time.
-#[derive(Debug, Default)]
-pub struct DurationHistogram {
-    buckets: [std::sync::atomic::AtomicU64; DURATION_BUCKETS.len()],
-    count: std::sync::atomic::AtomicU64,
-    /// Sum of the durations in microseconds.
-    sum_micros: std::sync::atomic::AtomicU64,
+// A latency histogram with fixed buckets, recorded with two atomic adds and read at scrape
+// time, shared by the edge, the control plane and the origin. `metrics-exporter-prometheus`
+// keeps every histogram sample in memory until an upkeep task drains them into buckets; the
+// drain ran on the edge's request thread and stalled the requests queued behind it. Counting
+// straight into the buckets costs less per request and needs no upkeep (issue #23,
+// `docs/performance.md`).
+
+/// Observations counted in buckets by upper bound (seconds), as Prometheus' `le`.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// One count per bound, then the `+Inf` bucket; not cumulative (summed when rendered).
+    counts: Box<[AtomicU64]>,
+    sum_nanos: AtomicU64,
 }
 
-impl DurationHistogram {
-    /// Counts one duration.
-    pub fn record(&self, took: std::time::Duration) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let secs = took.as_secs_f64();
-        if let Some(first) = DURATION_BUCKETS.iter().position(|le| secs <= *le) {
-            self.buckets[first].fetch_add(1, Relaxed);
+impl Histogram {
+    /// A histogram with these upper bounds, ascending.
+    pub fn new(bounds: &'static [f64]) -> Self {
+        debug_assert!(bounds.is_sorted(), "bucket bounds ascend");
+        Self {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_nanos: AtomicU64::new(0),
         }
-        self.count.fetch_add(1, Relaxed);
-        self.sum_micros.fetch_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Relaxed);
     }
 
-    /// Appends the family `name` (its HELP, TYPE, cumulative buckets, sum and count).
+    /// Counts one observation.
+    pub fn record(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        // The first bound at or above the value: Prometheus buckets count `value <= le`.
+        let slot = self.bounds.partition_point(|b| *b < secs);
+        self.counts[slot].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Appends the family in Prometheus text format: `_bucket` lines (cumulative), `_sum` in
+    /// seconds and `_count`.
     pub fn render(&self, out: &mut String, name: &str, help: &str) {
-        use std::sync::atomic::Ordering::Relaxed;
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (i, le) in DURATION_BUCKETS.iter().enumerate() {
-            cumulative += self.buckets[i].load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        let mut total = 0;
+        for (i, count) in self.counts.iter().enumerate() {
+            total += count.load(Ordering::Relaxed);
+            match self.bounds.get(i) {
+                Some(le) => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {total}");
+                }
+                None => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+                }
+            }
         }
-        let count = self.count.load(Relaxed);
-        let sum = self.sum_micros.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}");
+        let sum = Duration::from_nanos(self.sum_nanos.load(Ordering::Relaxed)).as_secs_f64();
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {total}");
     }
 }
 
 #[cfg(test)]
 mod histogram_tests {
-    use super::DurationHistogram;
-    use std::time::Duration;
+    use super::*;
+
+    fn rendered(h: &Histogram) -> Vec<String> {
+        let mut out = String::new();
+        h.render(&mut out, "t", "help");
+        out.lines().map(str::to_owned).collect()
+    }
 
     #[test]
-    fn buckets_are_cumulative_and_the_overflow_counts_only_in_inf() {
-        let h = DurationHistogram::default();
-        h.record(Duration::from_micros(500));
-        h.record(Duration::from_millis(30));
-        h.record(Duration::from_secs(60));
-        let mut out = String::new();
-        h.render(&mut out, "t_seconds", "test");
-        assert!(out.contains("t_seconds_bucket{le=\"0.001\"} 1\n"), "{out}");
-        assert!(out.contains("t_seconds_bucket{le=\"0.025\"} 1\n"), "{out}");
-        assert!(out.contains("t_seconds_bucket{le=\"0.05\"} 2\n"), "{out}");
-        assert!(out.contains("t_seconds_bucket{le=\"10\"} 2\n"), "{out}");
-        assert!(
-            out.contains("t_seconds_bucket{le=\"+Inf\"} 3\nt_seconds_sum 60.0305\nt_seconds_count 3\n"),
-            "{out}"
+    fn buckets_are_cumulative_and_count_values_at_their_bound() {
+        static BOUNDS: [f64; 3] = [0.001, 0.01, 1.0];
+        let h = Histogram::new(&BOUNDS);
+        for ms in [0, 1, 5, 10, 999, 5000] {
+            h.record(Duration::from_millis(ms));
+        }
+        assert_eq!(
+            rendered(&h),
+            [
+                "# HELP t help",
+                "# TYPE t histogram",
+                "t_bucket{le=\"0.001\"} 2",
+                "t_bucket{le=\"0.01\"} 4",
+                "t_bucket{le=\"1\"} 5",
+                "t_bucket{le=\"+Inf\"} 6",
+                "t_sum 6.015",
+                "t_count 6",
+            ]
         );
+    }
+
+    #[test]
+    fn an_empty_histogram_renders_zeros() {
+        static BOUNDS: [f64; 1] = [0.5];
+        let lines = rendered(&Histogram::new(&BOUNDS));
+        assert_eq!(lines[2..], ["t_bucket{le=\"0.5\"} 0", "t_bucket{le=\"+Inf\"} 0", "t_sum 0", "t_count 0"]);
     }
 }

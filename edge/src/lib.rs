@@ -29,7 +29,7 @@
 //!   the tier a fill asks first (the key's owner among the PoP's peers, then the site's parents).
 //! - `fleet/` — the admin API, purges, following the control plane, reloads.
 //! - `edge.rs` holds the shared state, `run.rs` starts listeners and housekeeping, `error.rs`
-//!   maps failures to responses, `body.rs` is the response body type, `metrics.rs` the metrics (latencies in `histogram.rs`).
+//!   maps failures to responses, `body.rs` is the response body type, `metrics.rs` the metrics (latency histograms: `stratus_config::observe::Histogram`).
 //! - `observe/` — the access log: records, their formats, the writer thread.
 //!
 //! Decisions where the RFCs leave room are written down in the module that makes them
@@ -40,7 +40,6 @@ mod cache;
 mod edge;
 mod error;
 mod fleet;
-mod histogram;
 mod metrics;
 mod observe;
 mod policy;

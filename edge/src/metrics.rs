@@ -13,8 +13,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, Prometheu
 
 use crate::error::{Error, ProxyError};
 use crate::fleet::follow_target::EdgeStats;
-use crate::histogram::Histogram;
 use crate::proxy::status::CacheStatus;
+use stratus_config::observe::Histogram;
 
 /// A label value with `\\`, `"` and newlines escaped, as the text format requires.
 /// The disk tier's series read at scrape time: hits by tier and the disk's own counters.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use http::{Method, header};
 use stratus_config::Secret;
-use stratus_config::observe::DurationHistogram;
+use stratus_config::observe::{DURATION_BUCKETS, Histogram};
 
 const METHODS: [&str; 6] = ["GET", "HEAD", "PUT", "POST", "DELETE", "other"];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -22,14 +22,14 @@ const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 #[derive(Debug)]
 pub struct Metrics {
     requests: [[AtomicU64; CLASSES.len()]; METHODS.len()],
-    duration: DurationHistogram,
+    duration: Histogram,
     token: Option<Secret>,
 }
 
 impl Metrics {
     /// Counters at zero; `token` (read-only) guards `/metrics` when set.
     pub fn new(token: Option<Secret>) -> Self {
-        Self { requests: Default::default(), duration: DurationHistogram::default(), token }
+        Self { requests: Default::default(), duration: Histogram::new(&DURATION_BUCKETS), token }
     }
 
     /// Whether `req` asks for the metrics rather than for S3.

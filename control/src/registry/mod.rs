@@ -26,7 +26,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
-use stratus_config::observe::DurationHistogram;
+use stratus_config::observe::{DURATION_BUCKETS, Histogram};
 use stratus_config::protocol::{
     EdgeProgress, EdgeState, EdgeStats, Failure, Heartbeat, MAX_ORIGIN_HEALTH, OriginHealth, Register,
 };
@@ -142,7 +142,7 @@ pub struct Registry {
     /// Edges changed here and not yet written for the other replicas (`None`: one replica).
     outbox: Option<Outbox>,
     /// From a log entry's API call to each edge's ack of it, for the acks this replica took.
-    propagation: DurationHistogram,
+    propagation: Histogram,
 }
 
 /// Edge ids whose record changed locally; bounded by the number of edges.
@@ -164,7 +164,7 @@ impl Registry {
             progress: watch::channel(()).0,
             timeout,
             outbox: None,
-            propagation: DurationHistogram::default(),
+            propagation: Histogram::new(&DURATION_BUCKETS),
         }
     }
 
@@ -274,7 +274,7 @@ impl Registry {
     }
 
     /// Time from purges' API calls to edges' acks, as seen by this replica.
-    pub fn propagation(&self) -> &DurationHistogram {
+    pub fn propagation(&self) -> &Histogram {
         &self.propagation
     }
 
