@@ -67,6 +67,30 @@ struct Edge {
     failures: VecDeque<Failure>,
 }
 
+impl Edge {
+    /// An edge known by its id only (no registration seen yet), last heard from at `seen`.
+    fn unknown(joined_after: u64, applied: u64, last_seen: Instant, seen: SystemTime) -> Self {
+        Self {
+            url: String::new(),
+            admin: None,
+            version: String::new(),
+            pop: None,
+            peer_url: None,
+            joined_after,
+            applied,
+            last_seen,
+            last_seen_at: seen,
+            last_heartbeat_at: None,
+            stats: EdgeStats::default(),
+            config: 0,
+            subscriptions: 0,
+            shown_subscriptions: (0, SystemTime::UNIX_EPOCH),
+            acks: VecDeque::new(),
+            failures: VecDeque::new(),
+        }
+    }
+}
+
 /// A recent entry whose application by each edge is timed.
 #[derive(Debug)]
 struct Tracked {
@@ -186,24 +210,10 @@ impl Registry {
     }
 
     fn touch<'a>(inner: &'a mut Inner, id: &str, head: u64) -> &'a mut Edge {
-        let edge = inner.edges.entry(id.to_owned()).or_insert_with(|| Edge {
-            url: String::new(),
-            admin: None,
-            version: String::new(),
-            pop: None,
-            peer_url: None,
-            joined_after: head,
-            applied: head,
-            last_seen: Instant::now(),
-            last_seen_at: SystemTime::now(),
-            last_heartbeat_at: None,
-            stats: EdgeStats::default(),
-            config: 0,
-            subscriptions: 0,
-            shown_subscriptions: (0, SystemTime::UNIX_EPOCH),
-            acks: VecDeque::new(),
-            failures: VecDeque::new(),
-        });
+        let edge = inner
+            .edges
+            .entry(id.to_owned())
+            .or_insert_with(|| Edge::unknown(head, head, Instant::now(), SystemTime::now()));
         edge.last_seen = Instant::now();
         edge.last_seen_at = SystemTime::now();
         edge
@@ -495,23 +505,8 @@ impl Registry {
     pub fn merge(&self, id: &str, r: &EdgeRecord) {
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let edge = inner.edges.entry(id.to_owned()).or_insert_with(|| Edge {
-            url: String::new(),
-            admin: None,
-            version: String::new(),
-            pop: None,
-            peer_url: None,
-            joined_after: r.joined_after,
-            applied: 0,
-            last_seen: instant(time(r.last_seen_ms)),
-            last_seen_at: time(r.last_seen_ms),
-            last_heartbeat_at: None,
-            stats: EdgeStats::default(),
-            config: 0,
-            subscriptions: 0,
-            shown_subscriptions: (0, SystemTime::UNIX_EPOCH),
-            acks: Default::default(),
-            failures: Default::default(),
+        let edge = inner.edges.entry(id.to_owned()).or_insert_with(|| {
+            Edge::unknown(r.joined_after, 0, instant(time(r.last_seen_ms)), time(r.last_seen_ms))
         });
         if !r.url.is_empty() {
             edge.url.clone_from(&r.url);
