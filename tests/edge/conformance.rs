@@ -29,6 +29,17 @@ fn connect(addr: &str) -> std::net::TcpStream {
     tcp
 }
 
+/// An origin that answers every request `102 Processing`, then `201 Created` ("created").
+pub(crate) async fn processing_origin() -> RawOrigin {
+    RawOrigin::start(|_, _| {
+        vec![
+            Piece::Bytes(b"HTTP/1.1 102 Processing\r\n\r\n".to_vec()),
+            Piece::Bytes(b"HTTP/1.1 201 Created\r\nContent-Length: 7\r\n\r\ncreated".to_vec()),
+        ]
+    })
+    .await
+}
+
 /// The origin answers the first request with `102`, `103` (with `Link`s) and then the 200;
 /// later requests with a plain 200.
 pub(crate) async fn early_hints_origin() -> RawOrigin {
@@ -91,13 +102,7 @@ async fn interim_responses_reach_http11_clients_first_and_are_not_stored() {
 /// A pass-through request (POST) gets the origin's `102 Processing` before its answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn interim_responses_reach_pass_through_requests() {
-    let origin = RawOrigin::start(|_, _| {
-        vec![
-            Piece::Bytes(b"HTTP/1.1 102 Processing\r\n\r\n".to_vec()),
-            Piece::Bytes(b"HTTP/1.1 201 Created\r\nContent-Length: 7\r\n\r\ncreated".to_vec()),
-        ]
-    })
-    .await;
+    let origin = processing_origin().await;
     let edge = edge_for(&origin.url);
     let addr = edge.addr("edge http");
     tokio::task::spawn_blocking(move || {

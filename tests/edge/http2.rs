@@ -17,10 +17,9 @@ use http::{HeaderMap, Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::conformance::early_hints_origin;
+use crate::conformance::{early_hints_origin, processing_origin};
 use crate::support::edge::{edge, edge_with_config};
 use crate::support::origin::{Origin, Reply};
-use crate::support::raw::{Piece, RawOrigin};
 use crate::support::{self, stratus};
 
 /// One exchange as an HTTP/2 client sees it.
@@ -127,13 +126,7 @@ async fn early_hints_reach_h2c_clients_before_the_final_response_and_are_not_sto
 /// A pass-through request (POST) over HTTP/2 gets the origin's `102 Processing` first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pass_through_requests_over_h2c_get_102_before_their_answer() {
-    let origin = RawOrigin::start(|_, _| {
-        vec![
-            Piece::Bytes(b"HTTP/1.1 102 Processing\r\n\r\n".to_vec()),
-            Piece::Bytes(b"HTTP/1.1 201 Created\r\nContent-Length: 7\r\n\r\ncreated".to_vec()),
-        ]
-    })
-    .await;
+    let origin = processing_origin().await;
     let edge = edge_for(&origin.url);
     let send = connect(TcpStream::connect(edge.addr("edge http")).await.unwrap()).await;
     let req = Request::post(format!("{}/jobs", edge.url("edge http"))).body(()).unwrap();
