@@ -240,6 +240,22 @@ async fn prewarm_makes_the_next_request_a_hit_on_both_edges() {
         (fleet.origin.full("/w/1") == 2 && fleet.origin.full("/w/2") == 2).then_some(())
     })
     .await;
+    // An edge stores an object once its body has arrived, a moment after the origin counted
+    // the request: wait until each edge's cache inspection shows both stored.
+    until("both edges stored both objects", Duration::from_secs(10), || async {
+        for edge in &fleet.edges {
+            for path in ["/w/1", "/w/2"] {
+                let url = format!("{}/cache?url=http%3A%2F%2Fcdn.example{path}", edge.url("edge admin"));
+                let res = fleet.api.http.get(url).bearer_auth(TOKEN).send().await.ok()?;
+                let v: serde_json::Value = res.json().await.ok()?;
+                if v["stored"] != true {
+                    return None;
+                }
+            }
+        }
+        Some(())
+    })
+    .await;
     assert_eq!(fleet.hits("cdn.example", "/w/1").await, [true, true]);
     assert_eq!(fleet.hits("cdn.example", "/w/2").await, [true, true]);
     assert_eq!(fleet.origin.full("/w/1"), 2, "served from the prewarmed copies");
