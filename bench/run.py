@@ -38,9 +38,10 @@ PROXY_CPU = "1" if NCPU > 1 else "0"
 
 ORIGIN_PORT = 18000
 SLOW_PORT = 18001
-PORTS = {"stratus": 18080, "nginx": 18082, "varnish": 18083, "stratus-nolog": 18087, "ats": 18094,
-         "static": 18092, "stratus-disk": 18093, "nginx-disk": 18089, "varnish-file": 18091}
-# admin ports: 18081 (stratus), 18088 (stratus-nolog), 18090 (stratus-disk)
+PORTS = {"stratus": 18080, "nginx": 18082, "varnish": 18083, "stratus-log": 18087, "ats": 18094,
+         "static": 18092, "stratus-disk": 18093, "nginx-disk": 18089, "varnish-file": 18091,
+         "nginx-log": 18095}
+# admin ports: 18081 (stratus), 18088 (stratus-log), 18090 (stratus-disk)
 STRATUS_ADMIN = 18081
 # HTTP/2 hit throughput (h2load): cleartext h2 with prior knowledge, and h2 over TLS by ALPN.
 # Stratus answers h2c on its usual port (HTTP/1.1 and h2c share it); nginx needs its own
@@ -306,14 +307,15 @@ class SlowOrigin:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-def start_stratus(work, cache_mib, origin_port, access_log=True):
-    """Stratus with its access log on (the default, JSON lines; here to a file on disk), or off
-    for the `accesslog` scenario, which compares the two."""
-    name = "stratus" if access_log else "stratus-nolog"
+def start_stratus(work, cache_mib, origin_port, access_log=False):
+    """Stratus without an access log, as every peer runs in the comparison rows, or with it on
+    (the default in production, JSON lines; here to a file on disk) as `stratus-log`, which the
+    `hits` scenario compares with nginx logging the same way (`nginx-log`)."""
+    name = "stratus-log" if access_log else "stratus"
     log = os.path.join(work, "access.log") if access_log else "off"
     p = Proc(name, ["taskset", "-c", PROXY_CPU, STRATUS, "edge",
                     "--listen", f"127.0.0.1:{PORTS[name]}",
-                    "--admin", f"127.0.0.1:{STRATUS_ADMIN + (0 if access_log else 7)}",
+                    "--admin", f"127.0.0.1:{STRATUS_ADMIN + (7 if access_log else 0)}",
                     "--origin", f"http://127.0.0.1:{origin_port}",
                     "--cache-size", f"{cache_mib}MiB",
                     "--access-log", log],
@@ -328,6 +330,7 @@ def start_stratus_h2(work, cache_mib, origin_port, tls):
     with open(conf, "w") as f:
         f.write(f"""
 [edge]
+access_log = "off"
 listeners = [{{ listen = "127.0.0.1:{PORTS['stratus']}" }}, {{ listen = "127.0.0.1:{H2_TLS_PORTS['stratus']}", tls = true }}]
 admin = {{ listen = "127.0.0.1:{STRATUS_ADMIN}" }}
 cache = {{ size = "{cache_mib}MiB" }}
@@ -342,21 +345,36 @@ tls = {{ cert = "{tls[0]}", key = "{tls[1]}" }}
     return p
 
 
-def start_nginx(work, cache_mib, origin_port, tls=None, sendfile=False):
+# The access log of the `hits` scenario's nginx-log: the fields of Stratus's JSON lines that
+# nginx has variables for, buffered as an operator would run it.
+NGINX_JSON_LOG = ("""'{"time":"$time_iso8601","client":"$remote_addr","method":"$request_method","""
+                  """"scheme":"$scheme","host":"$host","path":"$request_uri","protocol":"$server_protocol","""
+                  """"status":$status,"bytes":$body_bytes_sent,"duration_ms":$request_time,"""
+                  """"cache":"$upstream_cache_status","origin_status":"$upstream_status","""
+                  """"origin_ms":"$upstream_response_time","user_agent":"$http_user_agent","""
+                  """"referer":"$http_referer"}'""")
+
+
+def start_nginx(work, cache_mib, origin_port, tls=None, sendfile=False, access_log=False):
+    """nginx proxy_cache; with `access_log`, JSON lines to a file (`buffer=64k flush=1s`), as
+    the `nginx-log` product of the `hits` scenario."""
+    name = "nginx-log" if access_log else "nginx"
+    logging = (f"log_format json escape=json {NGINX_JSON_LOG};\n"
+               f"  access_log {work}/{name}-access.log json buffer=64k flush=1s;") if access_log else "access_log off;"
     cache_dir = tempfile.mkdtemp(prefix="nginx-cache-", dir="/dev/shm")
     # nginx's max_size is not a hard limit under load (it grew to 4-5x here), so the number of
     # objects is capped by the keys zone too: ~8,000 keys per MiB of zone.
     keys_zone = max(1, round(cache_mib * 1024 / 1.4 / 8000 * 1024))
-    conf = os.path.join(work, "nginx-proxy.conf")
+    conf = os.path.join(work, f"{name}-proxy.conf")
     with open(conf, "w") as f:
         f.write(f"""
 worker_processes 1;
 daemon off;
-pid {work}/nginx-proxy.pid;
-error_log {work}/nginx-proxy-error.log;
+pid {work}/{name}-proxy.pid;
+error_log {work}/{name}-proxy-error.log;
 events {{ worker_connections 4096; }}
 http {{
-  access_log off;
+  {logging}
   sendfile {"on" if sendfile else "off"};
   tcp_nopush off;  # with sendfile it stalled keep-alive responses here (see TUNING)
   keepalive_requests 1000000;
@@ -368,7 +386,7 @@ http {{
   proxy_cache_path {cache_dir} levels=1:2 keys_zone=bench:{keys_zone}k max_size={cache_mib}m inactive=1h use_temp_path=off;
   upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 64; }}
   server {{
-    listen 127.0.0.1:{PORTS['nginx']} backlog=4096;{nginx_h2(tls)}
+    listen 127.0.0.1:{PORTS[name]} backlog=4096;{nginx_h2(tls)}
     location / {{
       proxy_pass http://origin;
       proxy_http_version 1.1;
@@ -382,9 +400,9 @@ http {{
   }}
 }}
 """)
-    p = Proc("nginx", ["taskset", "-c", PROXY_CPU, "nginx", "-c", conf, "-p", work])
+    p = Proc(name, ["taskset", "-c", PROXY_CPU, "nginx", "-c", conf, "-p", work])
     p.cleanup = cache_dir
-    wait_port(PORTS["nginx"])
+    wait_port(PORTS[name])
     return p
 
 
@@ -489,13 +507,15 @@ def start_ats(work, cache_mib, origin_port, disk_mib=None):
 ATS_DISK_MIB = 256
 
 STARTERS = {"stratus": start_stratus, "nginx": start_nginx, "varnish": start_varnish, "ats": start_ats,
-            "stratus-nolog": lambda work, cache_mib, port: start_stratus(work, cache_mib, port, False),
+            "stratus-log": lambda work, cache_mib, port: start_stratus(work, cache_mib, port, True),
+            "nginx-log": lambda work, cache_mib, port, sendfile=False: start_nginx(work, cache_mib, port,
+                                                                                  sendfile=sendfile, access_log=True),
             "static": lambda work, cache_mib, port, sendfile=False: static_server(work, sendfile)}
 
 
 def start(product, work, cache_mib, origin_port=ORIGIN_PORT, tuning=None):
     tuning = tuning or TUNING["small"]
-    if product in ("nginx", "static"):
+    if product in ("nginx", "nginx-log", "static"):
         p = STARTERS[product](work, cache_mib, origin_port, sendfile=tuning["sendfile"])
     else:
         p = STARTERS[product](work, cache_mib, origin_port)
@@ -1070,7 +1090,9 @@ def write_report(res, meta):
         "Each peer runs in its best tuning for the row (the last column says which): nginx with "
         "`sendfile off` for small objects and `sendfile on` for 100 KiB and 1 MiB; "
         "Traffic Server 9.2 with its RAM cache in front of a 256 MiB disk cache on tmpfs, one exec "
-        "thread, no logging; Varnish with `malloc` storage and one thread pool.",
+        "thread, no logging; Varnish with `malloc` storage and one thread pool. No peer writes an "
+        "access log in the comparison rows (Varnish keeps only its in-memory log); the access-log "
+        "rows compare Stratus and nginx each writing JSON lines to a file.",
         "",
         "| measure | Stratus | nginx | Varnish | Traffic Server | best other | Stratus/best | tuning |",
         "|---|---|---|---|---|---|---|---|",
@@ -1098,14 +1120,24 @@ def write_report(res, meta):
         lines.append(f"| 1 KiB, nginx serving the file itself: req/s, CPU µs/req | "
                      f"{fmt(static.get('rps'), ',.0f')}, {fmt(static.get('cpu_us_per_req'), '.1f')} | | | | | | "
                      "reference: a static file server, `sendfile off` |")
-    nolog = res.get("hit_1k", {}).get("stratus-nolog", {})
-    if nolog:
-        lines.append(f"| 1 KiB hits, access log off: req/s, CPU µs/req | {fmt(nolog.get('rps'), ',.0f')}, "
-                     f"{fmt(nolog.get('cpu_us_per_req'), '.1f')} | | | | | | Stratus rows above log every "
-                     "request (JSON lines to a file) |")
+    # The access log: Stratus and nginx each writing JSON lines to a file, against themselves
+    # without (the rows above).
+    h1k = res.get("hit_1k", {})
+    if h1k.get("stratus-log") and h1k.get("nginx-log"):
+        for label, key, spec, better in (("req/s", "rps", ",.0f", True), ("proxy CPU µs/req", "cpu_us_per_req", ".1f", False)):
+            s_on, n_on = h1k["stratus-log"].get(key), h1k["nginx-log"].get(key)
+            s_off, n_off = h1k.get("stratus", {}).get(key), h1k.get("nginx", {}).get(key)
+            r = ratio(s_on, n_on) if better else ratio(n_on, s_on)
+            lines.append(f"| 1 KiB hits, access log on: {label} | {fmt(s_on, spec)} | {fmt(n_on, spec)} | | | "
+                         f"{fmt(n_on, spec)} | {r} | JSON lines to a file; nginx `buffer=64k flush=1s` |")
+        for label, p in (("Stratus", "stratus"), ("nginx", "nginx")):
+            on, off = h1k[f"{p}-log"], h1k.get(p, {})
+            lines.append(f"| {label}: access log on/off, req/s and CPU µs/req | "
+                         f"{ratio(on.get('rps'), off.get('rps'))}, {ratio(on.get('cpu_us_per_req'), off.get('cpu_us_per_req'))} "
+                         "| | | | | | the cost of logging each request |")
     diskmem = res.get("diskmem", {})
     if diskmem:
-        d, m = diskmem.get("stratus-disk", {}), diskmem.get("stratus-nolog", {})
+        d, m = diskmem.get("stratus-disk", {}), diskmem.get("stratus", {})
         lines.append(f"| 1 KiB memory hits with a disk tier configured: req/s, CPU µs/req | "
                      f"{fmt(d.get('rps'), ',.0f')}, {fmt(d.get('cpu_us_per_req'), '.1f')} (without: "
                      f"{fmt(m.get('rps'), ',.0f')}, {fmt(m.get('cpu_us_per_req'), '.1f')}) | | | | | | `--cache-dir` |")
@@ -1193,8 +1225,17 @@ def main():
         if runs("hits"):
             # Stratus with its access log on (the default) and off, and nginx serving the file
             # itself: the cost of a static file server answering the same request.
-            small = products + [p for p in ("stratus-nolog", "static") if "stratus" in products]
+            small = products + [p for p in ("stratus-log", "static") if "stratus" in products]
+            small += ["nginx-log"] if "nginx" in products else []
             res["hit_1k"] = scenario_hits(small, work, reps, seconds, "/1k", 64, "1k", "small")
+            # The access-log rows compare nothing unless both really wrote a line per request.
+            for name, file in (("stratus-log", "access.log"), ("nginx-log", "nginx-log-access.log")):
+                path = os.path.join(work, file)
+                if os.path.exists(path):
+                    with open(path, "rb") as f:
+                        n = sum(1 for _ in f)
+                    log(f"{name}: {n:,} access-log lines")
+                    meta.setdefault("notes", []).append(f"{name} wrote {n:,} access-log lines in the `hits` scenario.")
         if runs("large"):
             res["hit_100k"] = scenario_hits(products, work, reps, seconds, "/100k", 16, "100k", "large")
             res["hit_1m"] = scenario_hits(products, work, reps, seconds, "/1m", 16, "1m", "large")
@@ -1207,7 +1248,7 @@ def main():
         if runs("diskmem"):
             # Memory hits of an edge that also has a disk tier: the tier must cost them nothing.
             # Both without an access log (start_stratus_disk runs with `--access-log off`).
-            res["diskmem"] = scenario_hits(["stratus-nolog", "stratus-disk"], work, reps, seconds, "/1k", 64,
+            res["diskmem"] = scenario_hits(["stratus", "stratus-disk"], work, reps, seconds, "/1k", 64,
                                            "1k-disk")
         if runs("h2"):
             res.update(scenario_h2_hits(products, work, reps, seconds))
@@ -1226,9 +1267,9 @@ def main():
         if args.only == "accesslog":
             # Issue #20: the access log must not slow the hit path measurably. 1 KiB hits with
             # the log on (JSON lines to a file) against the same edge with `--access-log off`.
-            r = scenario_hits(["stratus", "stratus-nolog"], work, reps, seconds, "/1k", 64, "1k-log")
+            r = scenario_hits(["stratus-log", "stratus"], work, reps, seconds, "/1k", 64, "1k-log")
             res["access_log"] = r
-            on, off = r["stratus"], r["stratus-nolog"]
+            on, off = r["stratus-log"], r["stratus"]
             log(f"access log on: {on['rps']:.0f} req/s, {on.get('cpu_us_per_req', 0):.1f} CPU µs/req; "
                 f"off: {off['rps']:.0f} req/s, {off.get('cpu_us_per_req', 0):.1f} CPU µs/req; "
                 f"on/off throughput {on['rps'] / off['rps']:.3f}")

@@ -58,6 +58,9 @@ pub async fn run(
     if let Some(disk) = edge.disk.clone() {
         let _ = tokio::task::spawn_blocking(move || disk.drain(Duration::from_secs(10))).await;
     }
+    // The lines of the last requests, still in the writer's buffers.
+    let log = edge.access_log.clone();
+    let _ = tokio::task::spawn_blocking(move || log.flush()).await;
     tracing::info!("edge stopped");
     Ok(())
 }

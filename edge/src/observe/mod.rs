@@ -1,36 +1,35 @@
-//! Observe, the last phase of every request: the access log. One [`Record`] per request goes
-//! through a bounded channel to a writer thread (`writer.rs`) that formats it (`format.rs`)
-//! and writes it; the request path never waits for a disk or a pipe. When the channel is full
-//! the record is dropped and counted (`stratus_edge_access_log_dropped_total`).
+//! Observe, the last phase of every request: the access log. A request ends by formatting its
+//! [`Record`] (`format.rs`) into a buffer that a writer thread writes out in batches
+//! (`writer.rs`); the request path never waits for a disk or a pipe. When the writer is behind
+//! the line is dropped and counted (`stratus_edge_access_log_dropped_total`).
 
 mod format;
 mod record;
 mod writer;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, Ordering};
 use stratus_config::observe::{AccessLogFormat, AccessLogTarget};
 
 pub use self::record::Record;
-use self::writer::Msg;
+use self::writer::Lines;
 use crate::error::Error;
 
-/// Records waiting for the writer; beyond this they are dropped. The channel allocates its
-/// slots up front (about 400 bytes each, 1.6 MiB in all); the writer drains a burst in one go.
-const QUEUE: usize = 4096;
-
-/// The access log's sending side; cloning shares the writer.
+/// The access log; cloning shares the writer.
 #[derive(Clone, Debug)]
 pub struct AccessLog {
-    inner: Option<Arc<Inner>>,
+    inner: Option<Arc<Handle>>,
     dropped: Arc<AtomicU64>,
 }
 
+/// Stops the writer, after a last batch, when the last clone of the log is gone.
 #[derive(Debug)]
-struct Inner {
-    tx: SyncSender<Msg>,
-    reopen: Arc<AtomicBool>,
+struct Handle(Arc<Lines>);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 impl AccessLog {
@@ -41,11 +40,9 @@ impl AccessLog {
         let Some(out) = writer::Output::open(target).map_err(|e| Error::AccessLog(e.to_string()))? else {
             return Ok(Self { inner: None, dropped });
         };
-        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
-        let reopen = Arc::new(AtomicBool::new(false));
-        writer::spawn(rx, out, format, edge.to_owned(), reopen.clone())
+        let lines = Lines::start(out, format, edge.to_owned(), dropped.clone())
             .map_err(|e| Error::AccessLog(format!("cannot start the access log writer: {e}")))?;
-        Ok(Self { inner: Some(Arc::new(Inner { tx, reopen })), dropped })
+        Ok(Self { inner: Some(Arc::new(Handle(lines))), dropped })
     }
 
     /// Whether lines are written at all (`access_log = "off"` makes this false).
@@ -53,27 +50,29 @@ impl AccessLog {
         self.inner.is_some()
     }
 
-    /// Queues a record; drops and counts it when the writer is behind.
-    pub fn send(&self, record: Record) {
-        let Some(inner) = &self.inner else { return };
-        match inner.tx.try_send(Msg::Line(record)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+    /// Logs a finished request; drops and counts the line when the writer is behind.
+    pub fn send(&self, record: &Record) {
+        if let Some(inner) = &self.inner {
+            inner.0.push(record);
         }
     }
 
     /// Asks the writer to reopen its file (SIGUSR1, after logrotate moved it away).
     pub fn reopen(&self) {
         if let Some(inner) = &self.inner {
-            inner.reopen.store(true, Ordering::Relaxed);
-            // A full queue means the writer is awake and sees the flag before its next batch.
-            let _ = inner.tx.try_send(Msg::Reopen);
+            inner.0.reopen();
         }
     }
 
-    /// Records dropped because the writer was behind.
+    /// Writes every line logged so far, on the calling thread (it blocks: shutdown calls it
+    /// from the blocking pool, so that the last requests' lines are not lost).
+    pub fn flush(&self) {
+        if let Some(inner) = &self.inner {
+            inner.0.flush();
+        }
+    }
+
+    /// Lines dropped because the writer was behind.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -106,7 +105,7 @@ impl Drop for Pending {
     fn drop(&mut self) {
         if let Some(mut r) = self.record.take() {
             r.duration = self.started.elapsed();
-            self.log.send(*r);
+            self.log.send(&r);
         }
     }
 }

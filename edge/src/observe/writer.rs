@@ -1,19 +1,28 @@
-//! The access log's writer thread: formats records into one buffer and writes it when the
-//! queue runs dry (or the buffer is large), so a burst of requests costs one write, and an
-//! idle edge has nothing waiting in memory. After each batch it pauses for [`GATHER`] before
-//! draining again, so that under load records gather in the queue instead of each one waking
-//! the thread: waking it per record cost a futex call and a context switch on the request's
-//! core for every other request (issue #23, `docs/performance.md`). An idle writer blocks,
-//! and the first record after a pause wakes it at once. A file is reopened when asked (SIGUSR1), the way
-//! nginx does for logrotate: the old file is written up to that point, new lines go to a
+//! Where access-log lines wait and how they reach the file.
+//!
+//! A request formats its own line (`format.rs`) into one of [`SLOTS`] buffers, chosen by the
+//! thread it runs on, so threads rarely share one and a line costs the request no copy, no
+//! queue and no allocation beyond its buffer's growth. The first line after a batch wakes the
+//! writer thread, which lets lines gather for [`GATHER`], then swaps every buffer for an empty
+//! one and writes what they held: under load one wake-up and one `write` carry about a hundred
+//! lines, and an idle edge wakes nothing and keeps nothing waiting. Waking the writer per line
+//! cost a futex call and a context switch on the request's core for every other request
+//! (issue #23, `docs/performance.md`).
+//!
+//! As with nginx's per-worker buffers, lines from different threads may reach the file out of
+//! order by up to a batch (about a millisecond); each line carries its request's time. A
+//! buffer holds at most [`MAX_WAITING`]: when the writer cannot keep up (a stalled disk), more
+//! lines are dropped and counted rather than held. A file is reopened when asked (SIGUSR1), the
+//! way nginx does for logrotate: the old file is written up to that point, new lines go to a
 //! new file at the configured path.
 
+use std::cell::Cell;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::Thread;
 use std::time::Duration;
 
 use stratus_config::observe::{AccessLogFormat, AccessLogTarget};
@@ -21,35 +30,18 @@ use stratus_config::observe::{AccessLogFormat, AccessLogTarget};
 use super::format::write_line;
 use super::record::Record;
 
-/// What the writer receives.
-// Records travel by value: boxing them would cost an allocation on every request, the hit path
-// included; the queue's slots are allocated once.
-#[allow(clippy::large_enum_variant)]
-pub(super) enum Msg {
-    /// A record to write.
-    Line(Record),
-    /// Wakes the writer to reopen its file (the flag says so; this only wakes it).
-    Reopen,
-}
+/// Buffers lines are formatted into; a thread always uses the same one.
+const SLOTS: usize = 16;
 
-impl std::fmt::Debug for Msg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Line(_) => "Line",
-            Self::Reopen => "Reopen",
-        })
-    }
-}
+/// Bytes one buffer may hold before its lines are dropped (16 MiB over all buffers).
+const MAX_WAITING: usize = 1 << 20;
 
-/// Written out once this much is buffered, even if more records are waiting.
-const FLUSH_AT: usize = 64 * 1024;
+/// A buffer whose capacity grew beyond this during a burst is not kept for reuse.
+const KEEP_CAPACITY: usize = 256 * 1024;
 
-/// How long the writer lets records gather after a batch: nginx's `access_log … flush=` in
-/// spirit. Long enough that under load a wake-up serves about a hundred records instead of
-/// one; short enough that a batch (formatting and one write) takes the proxy's core for only
-/// about 0.1 ms at a time, which a 10 ms pause would stretch to a millisecond and into the p99
-/// of requests on the same core; and the queue (`super::QUEUE` records) holds what arrives
-/// meanwhile up to millions of requests a second.
+/// How long the writer lets lines gather after the first one wakes it: nginx's `access_log …
+/// flush=` in spirit. Long enough that under load a batch carries about a hundred lines;
+/// short enough that writing one takes the proxy's core for only a few microseconds at a time.
 const GATHER: Duration = Duration::from_millis(1);
 
 /// Where lines go.
@@ -103,46 +95,157 @@ fn append(path: &PathBuf) -> io::Result<File> {
         .map_err(|e| io::Error::new(e.kind(), format!("access log {}: {e}", path.display())))
 }
 
-/// Starts the writer thread; it ends when every sender is gone.
-pub(super) fn spawn(
-    rx: Receiver<Msg>,
-    mut out: Output,
+/// The buffers, the output and the writer thread's signals, shared by every request.
+pub(super) struct Lines {
+    slots: [Mutex<Vec<u8>>; SLOTS],
     format: AccessLogFormat,
     edge: String,
-    reopen: Arc<AtomicBool>,
-) -> io::Result<()> {
-    std::thread::Builder::new().name("access-log".into()).spawn(move || {
-        let mut buf = Vec::with_capacity(FLUSH_AT + 4096);
-        let mut failing = false;
-        while let Ok(first) = rx.recv() {
-            if reopen.swap(false, Ordering::Relaxed) {
-                out.reopen();
+    sink: Mutex<Sink>,
+    /// Set by the first line after a batch (which then wakes the writer), cleared by the writer
+    /// before it takes the buffers.
+    armed: AtomicBool,
+    reopen: AtomicBool,
+    closing: AtomicBool,
+    dropped: Arc<AtomicU64>,
+    writer: OnceLock<Thread>,
+}
+
+/// The output and the buffer swapped in for a full one.
+struct Sink {
+    out: Output,
+    spare: Vec<u8>,
+    /// Whether the last write failed: a run of failures is said once, not once per batch.
+    failing: bool,
+}
+
+impl std::fmt::Debug for Lines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lines").field("format", &self.format).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while formatting leaves at worst a partial line; the log goes on.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// This thread's buffer number.
+fn slot() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local!(static SLOT: Cell<usize> = const { Cell::new(usize::MAX) });
+    SLOT.with(|s| {
+        if s.get() == usize::MAX {
+            s.set(NEXT.fetch_add(1, Ordering::Relaxed) % SLOTS);
+        }
+        s.get()
+    })
+}
+
+impl Lines {
+    /// The shared state and its writer thread.
+    pub(super) fn start(
+        out: Output,
+        format: AccessLogFormat,
+        edge: String,
+        dropped: Arc<AtomicU64>,
+    ) -> io::Result<Arc<Self>> {
+        let lines = Arc::new(Self {
+            slots: std::array::from_fn(|_| Mutex::new(Vec::new())),
+            format,
+            edge,
+            sink: Mutex::new(Sink { out, spare: Vec::new(), failing: false }),
+            armed: AtomicBool::new(false),
+            reopen: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            dropped,
+            writer: OnceLock::new(),
+        });
+        let shared = lines.clone();
+        let handle = std::thread::Builder::new().name("access-log".into()).spawn(move || shared.run())?;
+        let _ = lines.writer.set(handle.thread().clone());
+        Ok(lines)
+    }
+
+    /// Formats `record` into this thread's buffer and makes sure the writer will see it.
+    pub(super) fn push(&self, record: &Record) {
+        {
+            let mut buf = lock(&self.slots[slot()]);
+            if buf.len() >= MAX_WAITING {
+                drop(buf);
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
             }
-            let mut next = Some(first);
-            while let Some(msg) = next {
-                if let Msg::Line(record) = msg {
-                    write_line(&mut buf, &record, &edge, format);
-                }
-                if buf.len() >= FLUSH_AT {
-                    break;
-                }
-                next = rx.try_recv().ok();
+            write_line(&mut buf, record, &self.edge, self.format);
+        }
+        // A plain load first: under load the writer is already armed, and the line costs no
+        // write to a shared cache line.
+        if !self.armed.load(Ordering::SeqCst) && !self.armed.swap(true, Ordering::SeqCst) {
+            self.wake();
+        }
+    }
+
+    /// Asks for the file to be reopened before the next batch.
+    pub(super) fn reopen(&self) {
+        self.reopen.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+
+    /// Stops the writer after a last batch.
+    pub(super) fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        if let Some(t) = self.writer.get() {
+            t.unpark();
+        }
+    }
+
+    /// The writer thread: sleeps until woken, gathers, writes; ends when closed.
+    fn run(&self) {
+        loop {
+            std::thread::park();
+            let closing = self.closing.load(Ordering::SeqCst);
+            if !closing {
+                std::thread::sleep(GATHER);
             }
-            match out.write(&buf) {
-                Ok(()) => failing = false,
-                // Said once per run of failures, not once per line (a full disk).
-                Err(e) if !failing => {
-                    failing = true;
+            self.flush();
+            if closing {
+                return;
+            }
+        }
+    }
+
+    /// Writes every line formatted so far (the writer's batch; also called at shutdown).
+    pub(super) fn flush(&self) {
+        let mut sink = lock(&self.sink);
+        // Cleared before the buffers are taken: a line added after this wakes the writer again.
+        self.armed.store(false, Ordering::SeqCst);
+        if self.reopen.swap(false, Ordering::SeqCst) {
+            sink.out.reopen();
+        }
+        let Sink { out, spare, failing } = &mut *sink;
+        for slot in &self.slots {
+            {
+                let mut buf = lock(slot);
+                if buf.is_empty() {
+                    continue;
+                }
+                std::mem::swap(&mut *buf, spare);
+            }
+            match out.write(spare) {
+                Ok(()) => *failing = false,
+                Err(e) if !*failing => {
+                    *failing = true;
                     tracing::error!(error = %e, "cannot write the access log; lines are lost");
                 }
                 Err(_) => {}
             }
-            // A full buffer means more is waiting: write on without pausing.
-            if buf.len() < FLUSH_AT {
-                std::thread::sleep(GATHER);
+            spare.clear();
+            if spare.capacity() > KEEP_CAPACITY {
+                *spare = Vec::new();
             }
-            buf.clear();
         }
-    })?;
-    Ok(())
+    }
 }

@@ -129,7 +129,7 @@ fn observe(
         if let Some(mut r) = record.take() {
             r.bytes = n;
             r.duration = elapsed;
-            edge.access_log.send(r);
+            edge.access_log.send(&r);
         }
         return res;
     }
