@@ -40,7 +40,7 @@ impl AccessLog {
         let Some(out) = writer::Output::open(target).map_err(|e| Error::AccessLog(e.to_string()))? else {
             return Ok(Self { inner: None, dropped });
         };
-        let lines = Lines::start(out, format, edge.to_owned(), dropped.clone())
+        let lines = Lines::start(out, format, edge, dropped.clone())
             .map_err(|e| Error::AccessLog(format!("cannot start the access log writer: {e}")))?;
         Ok(Self { inner: Some(Arc::new(Handle(lines))), dropped })
     }

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use stratus_config::observe::{AccessLogFormat, AccessLogTarget};
 
-use super::format::write_line;
+use super::format::{json_string, write_line};
 use super::record::Record;
 
 /// Buffers lines are formatted into; a thread always uses the same one.
@@ -99,7 +99,8 @@ fn append(path: &PathBuf) -> io::Result<File> {
 pub(super) struct Lines {
     slots: [Mutex<Vec<u8>>; SLOTS],
     format: AccessLogFormat,
-    edge: String,
+    /// The edge id as a JSON string.
+    edge: Vec<u8>,
     sink: Mutex<Sink>,
     /// Set by the first line after a batch (which then wakes the writer), cleared by the writer
     /// before it takes the buffers.
@@ -146,13 +147,13 @@ impl Lines {
     pub(super) fn start(
         out: Output,
         format: AccessLogFormat,
-        edge: String,
+        edge: &str,
         dropped: Arc<AtomicU64>,
     ) -> io::Result<Arc<Self>> {
         let lines = Arc::new(Self {
             slots: std::array::from_fn(|_| Mutex::new(Vec::new())),
             format,
-            edge,
+            edge: json_string(edge),
             sink: Mutex::new(Sink { out, spare: Vec::new(), failing: false }),
             armed: AtomicBool::new(false),
             reopen: AtomicBool::new(false),
