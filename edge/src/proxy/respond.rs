@@ -28,7 +28,7 @@ pub fn precondition(req: &HeaderMap, status: StatusCode, res: &HeaderMap) -> Pre
     }
     let etag = res.get(header::ETAG).and_then(|v| v.to_str().ok());
     // Parsed only when a date precondition asks: most requests carry none, and parsing the
-    // date was about 1.4 % of a hit's instructions (`docs/performance.md`, "Large objects").
+    // date was about 3 % of a hit's instructions (`docs/performance.md`, "Large objects").
     let last_modified = || crate::cache::freshness::date_header(res, &header::LAST_MODIFIED);
     if let Some(im) = text(req, &header::IF_MATCH) {
         if !list_matches(&im, etag, true) {
