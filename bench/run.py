@@ -54,14 +54,22 @@ H2_TLS_PORTS = {"stratus": 18085, "nginx": 18086}
 # from user space), on for large ones (no copy through user space). `tcp_nopush on` (TCP_CORK)
 # with sendfile stalled keep-alive responses here (100 KiB: 40 MiB/s instead of 1,000), so it
 # stays off.
+#
+# Large objects also get a fixed 256 KiB socket send buffer, for every peer that has the setting
+# (Stratus `limits.send_buffer`, nginx `listen … sndbuf=`, Traffic Server
+# `net.sock_send_buffer_size_in`; Varnish has none). On loopback the kernel's autotuned buffer
+# (up to 4 MiB here) lets one write push a whole 1 MiB response through the client's TCP receive
+# path on the proxy's own core, so each proxy was charged for its client's kernel work; with the
+# fixed buffer the client's ACKs drive most of that from the load generator's core
+# (docs/performance.md, "Large objects": Stratus 1 MiB 232 → 133 µs, nginx 295–351 → 110–116).
 TUNING = {
-    "small": {"sendfile": False},
-    "large": {"sendfile": True},
+    "small": {"sendfile": False, "sndbuf": None},
+    "large": {"sendfile": True, "sndbuf": 256 << 10},
 }
 # What the report says about each peer's set-up, per tuning.
 TUNING_NOTE = {
     "small": "nginx `sendfile off`",
-    "large": "nginx `sendfile on`",
+    "large": "nginx `sendfile on`; 256 KiB send buffers (not Varnish)",
 }
 # Peers that are not caching proxies but are shown for reference in the 1 KiB row: nginx serving
 # the file itself (the cost of a static file server answering the same request).
@@ -329,13 +337,27 @@ class SlowOrigin:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-def start_stratus(work, cache_mib, origin_port, access_log=False):
+def start_stratus(work, cache_mib, origin_port, access_log=False, sndbuf=None):
     """Stratus without an access log, as every peer runs in the comparison rows, or with it on
     (the default in production, JSON lines; here to a file on disk) as `stratus-log`, which the
-    `hits` scenario compares with nginx logging the same way (`nginx-log`)."""
+    `hits` scenario compares with nginx logging the same way (`nginx-log`); `sndbuf`:
+    `limits.send_buffer`."""
     name = "stratus-log" if access_log else "stratus"
     log = os.path.join(work, "access.log") if access_log else "off"
-    p = Proc(name, ["taskset", "-c", PROXY_CPU, STRATUS, "edge",
+    config = []
+    if sndbuf:
+        conf = os.path.join(work, f"{name}-limits.toml")
+        with open(conf, "w") as f:
+            f.write(f"""[edge]
+listeners = [{{ listen = "127.0.0.1:{PORTS[name]}" }}]
+[edge.limits]
+send_buffer = "{sndbuf >> 10}KiB"
+[[edge.sites]]
+hosts = ["*"]
+origins = ["http://127.0.0.1:{origin_port}"]
+""")
+        config = ["--config", conf]
+    p = Proc(name, ["taskset", "-c", PROXY_CPU, STRATUS, "edge", *config,
                     "--listen", f"127.0.0.1:{PORTS[name]}",
                     "--admin", f"127.0.0.1:{STRATUS_ADMIN + (7 if access_log else 0)}",
                     "--origin", f"http://127.0.0.1:{origin_port}",
@@ -377,7 +399,7 @@ NGINX_JSON_LOG = ("""'{"time":"$time_iso8601","client":"$remote_addr","method":"
                   """"referer":"$http_referer"}'""")
 
 
-def start_nginx(work, cache_mib, origin_port, tls=None, sendfile=False, access_log=False):
+def start_nginx(work, cache_mib, origin_port, tls=None, sendfile=False, access_log=False, sndbuf=None):
     """nginx proxy_cache; with `access_log`, JSON lines to a file (`buffer=64k flush=1s`), as
     the `nginx-log` product of the `hits` scenario."""
     name = "nginx-log" if access_log else "nginx"
@@ -408,7 +430,7 @@ http {{
   proxy_cache_path {cache_dir} levels=1:2 keys_zone=bench:{keys_zone}k max_size={cache_mib}m inactive=1h use_temp_path=off;
   upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 64; }}
   server {{
-    listen 127.0.0.1:{PORTS[name]} backlog=4096;{nginx_h2(tls)}
+    listen 127.0.0.1:{PORTS[name]} backlog=4096{f" sndbuf={sndbuf >> 10}k" if sndbuf else ""};{nginx_h2(tls)}
     location / {{
       proxy_pass http://origin;
       proxy_http_version 1.1;
@@ -462,7 +484,7 @@ sub vcl_backend_response {{
     return p
 
 
-def start_ats(work, cache_mib, origin_port, disk_mib=None):
+def start_ats(work, cache_mib, origin_port, disk_mib=None, sndbuf=None):
     """Apache Traffic Server 9.2 as a reverse proxy: its RAM cache (`cache_mib`) in front of a
     small disk cache (a file on tmpfs), one exec thread, no access log, no Via headers."""
     root = os.path.join(work, f"ats-{time.time_ns()}")
@@ -508,6 +530,8 @@ def start_ats(work, cache_mib, origin_port, disk_mib=None):
         "proxy.config.admin.user_id": ("STRING", "trafficserver"),
         "proxy.config.diags.debug.enabled": ("INT", 0),
     }
+    if sndbuf:
+        records["proxy.config.net.sock_send_buffer_size_in"] = ("INT", sndbuf)
     with open(os.path.join(etc, "records.config"), "w") as f:
         f.write("".join(f"CONFIG {k} {t} {v}\n" for k, (t, v) in records.items()))
     with open(os.path.join(etc, "storage.config"), "w") as f:
@@ -530,15 +554,17 @@ ATS_DISK_MIB = 256
 
 STARTERS = {"stratus": start_stratus, "nginx": start_nginx, "varnish": start_varnish, "ats": start_ats,
             "stratus-log": lambda work, cache_mib, port: start_stratus(work, cache_mib, port, True),
-            "nginx-log": lambda work, cache_mib, port, sendfile=False: start_nginx(work, cache_mib, port,
-                                                                                  sendfile=sendfile, access_log=True),
+            "nginx-log": lambda work, cache_mib, port, **kw: start_nginx(work, cache_mib, port, access_log=True, **kw),
             "static": lambda work, cache_mib, port, sendfile=False: static_server(work, sendfile)}
 
 
 def start(product, work, cache_mib, origin_port=ORIGIN_PORT, tuning=None):
     tuning = tuning or TUNING["small"]
     if product in ("nginx", "nginx-log", "static"):
-        p = STARTERS[product](work, cache_mib, origin_port, sendfile=tuning["sendfile"])
+        extra = {"sndbuf": tuning["sndbuf"]} if product != "static" and tuning.get("sndbuf") else {}
+        p = STARTERS[product](work, cache_mib, origin_port, sendfile=tuning["sendfile"], **extra)
+    elif product in ("stratus", "ats") and tuning.get("sndbuf"):
+        p = STARTERS[product](work, cache_mib, origin_port, sndbuf=tuning["sndbuf"])
     else:
         p = STARTERS[product](work, cache_mib, origin_port)
     time.sleep(0.3)

@@ -355,7 +355,18 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// On SIGTERM, in-flight responses get this long to finish.
     pub drain_timeout: Duration,
+    /// The send buffer of each client connection (`SO_SNDBUF`; nginx `listen … sndbuf=`,
+    /// HAProxy `tune.sndbuf.client`). Unset, the kernel sizes it (autotuning, up to
+    /// `net.ipv4.tcp_wmem`'s maximum). A fixed buffer caps one connection's throughput at
+    /// about `send_buffer / round-trip time` (`docs/performance.md`, "Large objects").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_buffer: Option<ByteSize>,
 }
+
+/// Bounds of `limits.send_buffer`: the kernel's own floor is about 4 KiB, and it takes the
+/// size as a C `int` that it doubles.
+const SEND_BUFFER_MIN: u64 = 4 << 10;
+const SEND_BUFFER_MAX: u64 = 1 << 30;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -367,6 +378,7 @@ impl Default for Limits {
             header_read_timeout: Duration::secs(10),
             idle_timeout: Duration::secs(60),
             drain_timeout: Duration::secs(30),
+            send_buffer: None,
         }
     }
 }
@@ -446,6 +458,11 @@ impl EdgeConfig {
                     "needs pop (--pop) and a control plane to follow (--control)",
                 ));
             }
+        }
+        if let Some(size) = self.limits.send_buffer
+            && !(SEND_BUFFER_MIN..=SEND_BUFFER_MAX).contains(&size.0)
+        {
+            return Err(Invalid::new("limits.send_buffer", "must be between 4KiB and 1GiB"));
         }
         if !self.health_path.is_empty() && !self.health_path.starts_with('/') {
             return Err(Invalid::new("health_path", "must start with / (or be \"\" for none)"));
@@ -572,6 +589,26 @@ mod tests {
             Err(e) => return Some(e.message().to_owned()),
         };
         validate_sites(&[site]).err().map(|e| e.to_string())
+    }
+
+    #[test]
+    fn send_buffer_is_a_size_within_bounds() {
+        let check = |value: &str| {
+            let text = format!(
+                "[edge]\nlisteners = [{{ listen = \"127.0.0.1:0\" }}]\n\
+                 [edge.limits]\nsend_buffer = {value}\n\
+                 [[edge.sites]]\nhosts = [\"*\"]\norigins = [\"http://127.0.0.1:9\"]\n"
+            );
+            crate::parse("edge.toml", &text)
+                .map(|c| c.edge.and_then(|e| e.limits.send_buffer))
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(check("\"256KiB\"").unwrap(), Some(ByteSize(256 << 10)));
+        for bad in ["\"1KiB\"", "\"2GiB\"", "0"] {
+            let err = check(bad).unwrap_err();
+            assert!(err.contains("edge.limits.send_buffer"), "{bad}: {err}");
+        }
+        assert!(check("\"lots\"").is_err());
     }
 
     #[test]

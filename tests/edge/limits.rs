@@ -134,3 +134,42 @@ async fn a_connection_over_max_connections_waits_until_one_closes() {
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
     assert_eq!(origin.hits("/limits/next"), 1);
 }
+
+/// With a small fixed send buffer (`limits.send_buffer`, issue #23) every large response leaves
+/// in many partial writes: a 3 MiB object still arrives whole, byte for byte, as a miss and then
+/// as hits, and the keep-alive connection carries each next response after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_small_send_buffer_delivers_large_hits_whole_on_keep_alive() {
+    let origin = Origin::start().await;
+    let body: Vec<u8> = (0..3u64 << 20).map(support::raw::pattern).collect();
+    origin.fixed(
+        "/limits/send-buffer",
+        Reply::ok("", &[("cache-control", "max-age=60")])
+            .parts(vec![Part::Data(bytes::Bytes::from(body.clone()))])
+            .sized(),
+    );
+    let (edge, _dir) = edge_with_config(
+        &origin,
+        "[edge.limits]\nsend_buffer = \"8KiB\"\n[[edge.sites]]\nhosts = [\"*\"]\norigins = [\"ORIGIN\"]\n",
+    );
+    let addr = edge.addr("edge http");
+    let requests = b"GET /limits/send-buffer HTTP/1.1\r\nHost: x.example\r\n\r\n".repeat(3);
+    let got = tokio::task::spawn_blocking(move || support::raw::exchange_framed(&addr, &requests, 3, false))
+        .await
+        .unwrap();
+    for (i, res) in got.iter().enumerate() {
+        assert_eq!(res.status, 200, "response {i}: {}", res.head);
+        assert_eq!(res.body.len(), body.len(), "response {i}");
+        assert!(res.body == body, "response {i}: the body differs");
+    }
+    let cache_status = |i: usize| {
+        got[i]
+            .head
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("cache-status:"))
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert!(cache_status(2).contains("hit"), "{}", cache_status(2));
+    assert_eq!(origin.hits("/limits/send-buffer"), 1);
+}

@@ -27,13 +27,15 @@ pub fn precondition(req: &HeaderMap, status: StatusCode, res: &HeaderMap) -> Pre
         return Precondition::Proceed;
     }
     let etag = res.get(header::ETAG).and_then(|v| v.to_str().ok());
-    let last_modified = crate::cache::freshness::date_header(res, &header::LAST_MODIFIED);
+    // Parsed only when a date precondition asks: most requests carry none, and parsing the
+    // date was about 3 % of a hit's instructions (`docs/performance.md`, "Large objects").
+    let last_modified = || crate::cache::freshness::date_header(res, &header::LAST_MODIFIED);
     if let Some(im) = text(req, &header::IF_MATCH) {
         if !list_matches(&im, etag, true) {
             return Precondition::Failed;
         }
     } else if let Some(ius) = crate::cache::freshness::date_header(req, &header::IF_UNMODIFIED_SINCE)
-        && last_modified.is_none_or(|lm| lm > ius)
+        && last_modified().is_none_or(|lm| lm > ius)
     {
         return Precondition::Failed;
     }
@@ -42,7 +44,7 @@ pub fn precondition(req: &HeaderMap, status: StatusCode, res: &HeaderMap) -> Pre
             return Precondition::NotModified;
         }
     } else if let Some(ims) = crate::cache::freshness::date_header(req, &header::IF_MODIFIED_SINCE)
-        && last_modified.is_some_and(|lm| lm <= ims)
+        && last_modified().is_some_and(|lm| lm <= ims)
     {
         return Precondition::NotModified;
     }

@@ -100,6 +100,8 @@ pub struct ConnLimits {
     pub idle: IdleLimits,
     /// On shutdown, how long responses in flight may take to finish.
     pub drain: Duration,
+    /// `SO_SNDBUF` of each connection; `None` leaves it to the kernel's autotuning.
+    pub send_buffer: Option<usize>,
 }
 
 impl ConnLimits {
@@ -112,6 +114,7 @@ impl ConnLimits {
                 between_requests: limits.idle_timeout.get(),
             },
             drain: limits.drain_timeout.get(),
+            send_buffer: limits.send_buffer.map(|b| usize::try_from(b.bytes()).unwrap_or(usize::MAX)),
         }
     }
 }
@@ -163,7 +166,7 @@ pub async fn serve<H, F>(
                 }
             }
         };
-        let _ = stream.set_nodelay(true);
+        tune(&stream, limits.send_buffer);
         let (h, builder, tls, conns, stop) =
             (handler.clone(), builder.clone(), tls.clone(), conns.clone(), shutdown.clone());
         tasks.spawn(async move {
@@ -193,6 +196,17 @@ pub async fn serve<H, F>(
     tasks.close();
     if tokio::time::timeout(limits.drain, tasks.wait()).await.is_err() {
         tracing::warn!(drain = ?limits.drain, "drain timeout; closing remaining connections");
+    }
+}
+
+/// Socket options of an accepted connection: no Nagle delay (a response's last segment goes
+/// out at once), and the send buffer when configured (`docs/performance.md`, "Large objects").
+fn tune(stream: &tokio::net::TcpStream, send_buffer: Option<usize>) {
+    let _ = stream.set_nodelay(true);
+    if let Some(size) = send_buffer
+        && let Err(e) = socket2::SockRef::from(stream).set_send_buffer_size(size)
+    {
+        tracing::debug!(error = %e, size, "cannot set the send buffer");
     }
 }
 
@@ -270,3 +284,23 @@ where
 /// How long a peer with nothing in flight gets to finish a graceful close (an HTTP/2 GOAWAY
 /// waits for the answer to a PING) before the connection is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The option reaches the accepted socket: Linux reports twice the size asked for (it
+    /// counts its own bookkeeping), so the buffer is at least the configured size and far
+    /// below the autotuned maximum.
+    #[tokio::test]
+    async fn the_send_buffer_is_set_on_accepted_connections() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (accepted, _) = listener.accept().await.expect("accept");
+        tune(&accepted, Some(64 << 10));
+        let size = socket2::SockRef::from(&accepted).send_buffer_size().expect("SO_SNDBUF");
+        assert!((64 << 10..=256 << 10).contains(&size), "SO_SNDBUF {size}");
+        assert!(accepted.nodelay().expect("TCP_NODELAY"));
+    }
+}
