@@ -522,7 +522,10 @@ fn serve_entry(e: &Entry, ctx: &Ctx, now: Instant) -> Response<Body> {
     if ctx.from_edge {
         add_edge_fields(&mut headers, e.targeted().iter(), e.tags(), Some(&TIER_TAGS));
     }
-    respond::complete(e.status, headers, &e.body(), &ctx.headers, ctx.head_only)
+    match e.file() {
+        Some(file) => respond::from_file(e.status, headers, file, &ctx.headers, ctx.head_only),
+        None => respond::complete(e.status, headers, &e.body(), &ctx.headers, ctx.head_only),
+    }
 }
 
 /// Respond from a fill whose body may still be arriving: `prefix` (already read), then the

@@ -13,7 +13,10 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 
+use std::sync::Arc;
+
 use crate::body::Body;
+use crate::cache::disk::blocks::FileBody;
 
 /// More parts than this (after coalescing) are ignored: the whole body is sent (200).
 pub const MAX_PARTS: usize = 16;
@@ -167,6 +170,40 @@ pub fn respond(
                 })
                 .collect(),
         )
+    };
+    let mut res = Response::new(body);
+    *res.status_mut() = StatusCode::PARTIAL_CONTENT;
+    *res.headers_mut() = headers;
+    Ok(res)
+}
+
+/// Builds the 206 response for `ranges` (as [`parse`] returns them) of a body in a file (a
+/// large object on disk), reading only the ranges' blocks as the client takes them; `Err` as
+/// for [`respond`].
+pub fn respond_file(
+    ranges: &[(u64, u64)],
+    file: &Arc<FileBody>,
+    mut headers: HeaderMap,
+    head_only: bool,
+) -> Result<Response<Body>, HeaderMap> {
+    use futures_util::StreamExt;
+    use http_body_util::BodyExt;
+    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let Some(layout) = layout(ranges, file.len(), ctype) else { return Err(headers) };
+    let (name, value) = layout.header;
+    set(&mut headers, name, &value);
+    set(&mut headers, header::CONTENT_LENGTH, &layout.size.to_string());
+    let body = if head_only {
+        crate::body::empty()
+    } else {
+        let file = file.clone();
+        let frames = futures_util::stream::iter(layout.pieces).flat_map(move |p| match p {
+            Piece::Head(h) => {
+                StreamExt::boxed(futures_util::stream::once(async move { Ok(hyper::body::Frame::data(h)) }))
+            }
+            Piece::Slice(a, b) => StreamExt::boxed(http_body_util::BodyStream::new(file.body(a, b + 1))),
+        });
+        http_body_util::StreamBody::new(frames).boxed_unsync()
     };
     let mut res = Response::new(body);
     *res.status_mut() = StatusCode::PARTIAL_CONTENT;
