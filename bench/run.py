@@ -1235,8 +1235,8 @@ def write_report(res, meta):
     row("disk tier: 1 MiB hits, 400 keys uniform, 16 MiB memory, MiB/s (16 conns)", d("hit_1m", "mib_s"), ",.0f")
     row(f"disk tier: Zipf(1.0) hit ratio, {ZIPF_KEYS:,} keys, 18 MiB memory (~10 % of keys)", d("zipf", "hit_ratio"), ".3f")
     row("disk tier: seconds to ready after a restart with 100k objects", d("restart", "ready_s"), ".2f", higher_better=False)
-    large_note = (f"{LARGE_GIB} GiB object, {LARGE_MEMORY_MIB} MiB memory tier; "
-                  "nginx proxy_cache, Varnish `-s file`")
+    large_note = (f"{LARGE_GIB} GiB object, {LARGE_MEMORY_MIB} MiB memory tier; nginx proxy_cache, "
+                  "Varnish `-s file` (mmap'd: its RSS counts the file pages it touched)")
     row(f"disk tier: peak RSS MiB while a {LARGE_GIB} GiB object streams through (fill, then disk hit)",
         d("large", "peak_rss_mib"), ".0f", higher_better=False, note=large_note)
     row(f"disk tier: {LARGE_GIB} GiB object, fill MiB/s (origin → disk and client)", d("large", "fill_mib_s"), ",.0f",
