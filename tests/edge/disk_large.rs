@@ -300,3 +300,35 @@ async fn a_flipped_byte_in_a_large_file_is_never_served() {
     assert_eq!(origin.hits("/disk/large/flip"), 2);
     assert_eq!(metric(&metrics(&edge).await, "stratus_edge_disk_corrupt_total"), 1.0);
 }
+
+/// A `Range` request that misses on a large object is answered 206 with the range cut from
+/// the body as it streams (never gathered in memory), while the whole object is written to
+/// disk; the next range is a disk hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_range_that_misses_on_a_large_object_streams_and_stores_it() {
+    let origin = Origin::start().await;
+    let len = 48 * MIB;
+    let body = object(len, 8);
+    let cc = [("cache-control", "max-age=300"), ("etag", "\"r\"")];
+    origin.fixed("/disk/large/ranged", Reply::ok("", &cc).parts(vec![Part::Data(body.clone())]).sized());
+    let dir = tempdir();
+    let (edge, _config) = large_edge(&origin, dir.path(), "8MiB");
+    let url = format!("{}/disk/large/ranged", edge.url("edge http"));
+    let idle = memory(edge.pid(), "VmRSS:");
+    let (a, b) = (40_000_000usize, 40_999_999usize);
+    let got = get(&url, &[("range", &format!("bytes={a}-{b}"))]).await;
+    assert_eq!(got.status, 206, "{}", got.cache());
+    assert_eq!(got.header("content-range"), format!("bytes {a}-{b}/{len}"));
+    assert!(got.body == body.slice(a..=b), "{} bytes, not the range", got.body.len());
+    let growth = memory(edge.pid(), "VmHWM:").saturating_sub(idle);
+    assert!(growth < len as u64 / 2, "peak RSS grew by {} MiB for a range of a miss", growth >> 20);
+    // The fill goes on to the end after the client's range has passed, and stores the object.
+    until("the object on disk", Duration::from_secs(30), || async {
+        (!object_files(dir.path(), "objects").is_empty()).then_some(())
+    })
+    .await;
+    let got = get(&url, &[("range", "bytes=-1000")]).await;
+    assert_eq!(got.status, 206);
+    assert!(got.body == body.slice(len - 1000..) && from_disk(&got), "{}", got.cache());
+    assert_eq!(origin.hits("/disk/large/ranged"), 1);
+}

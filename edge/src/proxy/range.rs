@@ -211,6 +211,41 @@ pub fn respond_file(
     Ok(res)
 }
 
+/// A whole body as it streams (a fill's, `proxy/pipeline.rs`).
+pub type ByteStream = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<Bytes, crate::error::ProxyError>> + Send + 'static>,
+>;
+
+/// Bytes `a..=b` of the body `whole` streams, cut as they pass: nothing before `a` is kept,
+/// and the stream is left (and so the fill's reader dropped) once `b` has gone by. A body
+/// that ends before `b` ends this one with an error.
+pub fn cut(whole: ByteStream, a: u64, b: u64) -> Body {
+    use futures_util::StreamExt;
+    use http_body_util::BodyExt;
+    let parts = futures_util::stream::unfold((whole, 0u64), move |(mut s, mut pos)| async move {
+        while pos <= b {
+            let chunk = match s.next().await {
+                Some(Ok(c)) => c,
+                Some(Err(e)) => return Some((Err(Box::new(e) as crate::body::BoxError), (s, u64::MAX))),
+                None => {
+                    let e = crate::error::ProxyError::Upstream("body ended before the range".into());
+                    return Some((Err(Box::new(e) as crate::body::BoxError), (s, u64::MAX)));
+                }
+            };
+            let (start, end) = (pos, pos + chunk.len() as u64);
+            pos = end;
+            if end <= a {
+                continue;
+            }
+            let from = usize::try_from(a.saturating_sub(start)).unwrap_or(0);
+            let to = usize::try_from((b + 1).min(end) - start).unwrap_or(0);
+            return Some((Ok(hyper::body::Frame::data(chunk.slice(from..to))), (s, pos)));
+        }
+        None
+    });
+    http_body_util::StreamBody::new(parts).boxed_unsync()
+}
+
 /// The 416 answer for a body of `len` bytes.
 pub fn unsatisfiable(len: u64, mut headers: HeaderMap) -> Response<Body> {
     headers.remove(header::CONTENT_TYPE);
