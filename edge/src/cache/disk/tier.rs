@@ -19,6 +19,12 @@
 //! tokio's blocking pool. Write and read errors (disk full, I/O errors) are counted and logged
 //! and make the edge memory-only for [`PAUSE`]; nothing on the request path fails for them.
 //!
+//! Large objects (bodies over an eighth of the memory tier, [`Disk::streams_above`]) take
+//! another way: the fill hands their body chunks to a writer task on the blocking pool as
+//! they arrive ([`Disk::begin_large`], format in `stream.rs`), and the file is indexed once the
+//! body is complete; they never pass through memory whole. Reading one back opens its file and
+//! checks its head only: the body is read block by block as it is served (`blocks.rs`).
+//!
 //! Purges are persisted as bans (`bans.rs`) and checked when an object is read back.
 //!
 //! Every object the memory store holds has a slot key that starts with its primary key
