@@ -254,6 +254,7 @@ async fn run(job: Job, fill: &Fill) {
                 entry: Arc::new(empty),
                 write: None,
                 began: false,
+                stored: None,
                 failed: false,
             })
         }
@@ -261,8 +262,12 @@ async fn run(job: Job, fill: &Fill) {
     };
     let end = stream_body(edge, &job, fill, body, content_length, request_time, &mut large).await;
     let mut stored = false;
-    if let (Ok(Some(size)), Some(w)) = (&end, large.and_then(|l| l.write)) {
-        stored = w.finish().await;
+    if let (Ok(Some(size)), Some(l)) = (&end, large.filter(|l| l.write.is_some() || l.stored.is_some())) {
+        stored = match (l.stored, l.write) {
+            (Some(stored), _) => stored,
+            (None, Some(w)) => w.finish().await,
+            (None, None) => false,
+        };
         if stored {
             // Stored on disk only: an older copy in memory must not answer in its place.
             edge.store.remove(&job.slot);
@@ -339,11 +344,14 @@ async fn stream_body(
                     edge.metrics.fetched(data.len() as u64);
                     if let Some(l) = large.as_mut()
                         && let Some(w) = &l.write
-                        && !w.push(data.clone()).await
                     {
-                        // The tier gave up on the file (an I/O error, or no room): the body
-                        // still streams to its readers, and is not stored.
-                        l.fail();
+                        if w.push(data.clone()).await {
+                            l.complete_if_last(size, content_length).await;
+                        } else {
+                            // The tier gave up on the file (an I/O error, or no room): the
+                            // body still streams to its readers, and is not stored.
+                            l.fail();
+                        }
                     }
                     fill.push(data);
                 }
@@ -358,7 +366,7 @@ async fn stream_body(
                     l.begin(edge, job, fill, content_length).await;
                 }
                 if l.began {
-                    streaming_to_disk = Some(l.write.is_some());
+                    streaming_to_disk = Some(l.write.is_some() || l.stored.is_some());
                 }
             }
         }
@@ -428,6 +436,8 @@ struct ToDisk {
     write: Option<LargeFill>,
     /// Whether the file was begun (the fill then keeps only what readers have yet to read).
     began: bool,
+    /// Set once the file was completed (on the body's last byte, when its length is known).
+    stored: Option<bool>,
     /// The disk tier could not take it: it takes the memory path (if it fits there), or is
     /// not stored.
     failed: bool,
@@ -442,16 +452,30 @@ impl ToDisk {
             self.failed = true;
             return;
         };
-        if !w.push(fill.whole().unwrap_or_default()).await {
+        let prefix = fill.whole().unwrap_or_default();
+        let size = prefix.len() as u64;
+        if !w.push(prefix).await {
             self.failed = true;
             return;
         }
         self.write = Some(w);
         self.began = true;
+        self.complete_if_last(size, length).await;
         if job.sharing.registered() {
             edge.inflight.remove(&job.slot, fill);
         }
         fill.stream_only();
+    }
+
+    /// Completes the file when `size` bytes are the whole body (`length`, when known), before
+    /// the fill hands the last chunk to its readers: a client that has all the bytes it was
+    /// promised and asks again finds the object on disk.
+    async fn complete_if_last(&mut self, size: u64, length: Option<u64>) {
+        if length == Some(size)
+            && let Some(w) = self.write.take()
+        {
+            self.stored = Some(w.finish().await);
+        }
     }
 
     /// Abandons the file (none is left).
