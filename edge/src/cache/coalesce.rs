@@ -273,13 +273,19 @@ impl Fill {
 
     /// The whole body, unless part of it was released.
     pub fn whole(&self) -> Option<Bytes> {
+        self.whole_and(None)
+    }
+
+    /// The whole body followed by `tail` (a last chunk not pushed yet), unless part of it was
+    /// released.
+    pub fn whole_and(&self, tail: Option<Bytes>) -> Option<Bytes> {
         let s = self.state.borrow();
         if s.first != 0 {
             return None;
         }
-        match s.chunks.as_slices() {
-            (all, []) => Some(concat(all)),
-            _ => Some(concat(&s.chunks.iter().cloned().collect::<Vec<_>>())),
+        match (s.chunks.as_slices(), tail) {
+            ((all, []), None) => Some(concat(all)),
+            (_, tail) => Some(concat(&s.chunks.iter().cloned().chain(tail).collect::<Vec<_>>())),
         }
     }
 

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -247,7 +248,7 @@ async fn run(job: Job, fill: &Fill) {
     // thread's to write), which stay on the memory path.
     let mut large = match &edge.disk {
         Some(disk) if storable && keep && encoding.is_none() && vary.as_deref() == Some(&[]) => {
-            let empty = Entry::new(head.clone(), bytes::Bytes::new(), job.key.clone(), &ex);
+            let empty = Entry::new(head.clone(), Bytes::new(), job.key.clone(), &ex);
             Some(ToDisk {
                 disk: disk.clone(),
                 above: Disk::streams_above(edge.store.capacity()),
@@ -260,7 +261,11 @@ async fn run(job: Job, fill: &Fill) {
         }
         _ => None,
     };
-    let end = stream_body(edge, &job, fill, body, content_length, request_time, &mut large).await;
+    // The last chunk of a body stored in memory as it came waits until it is stored (not one
+    // compressed for storage first: compressing would delay the end of every response).
+    let mut last = None;
+    let hold = (storable && keep && encoding.is_none()).then_some(&mut last);
+    let end = stream_body(edge, &job, fill, body, content_length, request_time, &mut large, hold).await;
     let mut stored = false;
     if let (Ok(Some(size)), Some(l)) = (&end, large.filter(|l| l.write.is_some() || l.stored.is_some())) {
         stored = match (l.stored, l.write) {
@@ -278,7 +283,7 @@ async fn run(job: Job, fill: &Fill) {
     }
     match &end {
         Ok(Some(size)) if storable && keep && *size <= edge.max_object => {
-            if let Some(mut body) = fill.whole() {
+            if let Some(mut body) = fill.whole_and(last.clone()) {
                 if let Some(enc) = encoding
                     && let Some(packed) = job.site.policy.store_body(enc, &body, &mut head.headers).await
                 {
@@ -308,6 +313,9 @@ async fn run(job: Job, fill: &Fill) {
         Ok(None) => Err(ProxyError::Internal("origin fetch stopped: nobody reads".into())),
         Err(e) => Err(e),
     };
+    if let Some(chunk) = last {
+        fill.push(chunk);
+    }
     fill.finish(end, stored);
 }
 
@@ -319,6 +327,9 @@ async fn run(job: Job, fill: &Fill) {
 /// are released, and the origin is read only while the slowest reader is within
 /// [`coalesce::WINDOW`] (readers that stay far behind are cut off, see [`coalesce::PATIENCE`]).
 /// So memory per fill stays near `max_object_size` + the window whatever the body's size.
+// The fill's parts and what the body turns into (a file, a held-back last chunk), all borrowed
+// from `run`, which acts on them once the body ended.
+#[allow(clippy::too_many_arguments)]
 async fn stream_body(
     edge: &Edge,
     job: &Job,
@@ -327,6 +338,7 @@ async fn stream_body(
     content_length: Option<u64>,
     request_time: SystemTime,
     large: &mut Option<ToDisk>,
+    mut last: Option<&mut Option<Bytes>>,
 ) -> Result<Option<u64>, ProxyError> {
     let spent = SystemTime::now().duration_since(request_time).unwrap_or_default();
     let left = job.site.upstream.timeouts.total.get().saturating_sub(spent);
@@ -353,7 +365,17 @@ async fn stream_body(
                             l.fail();
                         }
                     }
-                    fill.push(data);
+                    match last.as_deref_mut() {
+                        // The last chunk of a body of known length waits until the response
+                        // is stored (`run`): a client that has every byte it was promised and
+                        // asks again must find it stored, not the fill.
+                        Some(held)
+                            if content_length == Some(size) && stays_in_memory(large.as_ref(), size) =>
+                        {
+                            *held = Some(data);
+                        }
+                        _ => fill.push(data),
+                    }
                 }
             }
         }
@@ -423,6 +445,12 @@ async fn wait_for_room(
             return Err(ProxyError::Timeout("the response body"));
         }
     }
+}
+
+/// Whether a body of known length `len` takes the memory path, never a file (which must get
+/// every chunk, the last one included).
+fn stays_in_memory(large: Option<&ToDisk>, len: u64) -> bool {
+    large.is_none_or(|l| !l.began && (l.failed || len <= l.above))
 }
 
 /// A fill whose body may go to disk only, written as it arrives, once it is larger than
