@@ -974,16 +974,38 @@ def disk_dir(work, name):
     return d
 
 
-def start_stratus_disk(work, cache_mib, origin_port, cache_dir=None):
-    """Stratus with a `cache_mib` memory tier and a DISK_GIB disk tier in `cache_dir`."""
+def start_stratus_disk(work, cache_mib, origin_port, cache_dir=None, max_object_gib=None):
+    """Stratus with a `cache_mib` memory tier and a DISK_GIB disk tier in `cache_dir`; with
+    `max_object_gib`, objects up to that size are stored (the flags cap them at 64 MiB)."""
     cache_dir = cache_dir or disk_dir(work, "stratus-disk")
-    p = Proc("stratus-disk", ["taskset", "-c", PROXY_CPU, STRATUS, "edge",
-                              "--listen", f"127.0.0.1:{PORTS['stratus-disk']}",
-                              "--admin", f"127.0.0.1:{STRATUS_ADMIN + 9}",
-                              "--origin", f"http://127.0.0.1:{origin_port}",
-                              "--cache-size", f"{cache_mib}MiB",
-                              "--cache-dir", cache_dir, "--disk-size", f"{DISK_GIB}GiB",
-                              "--access-log", "off"],
+    if max_object_gib:
+        conf = os.path.join(work, "stratus-disk.toml")
+        with open(conf, "w") as f:
+            f.write(f"""[edge]
+access_log = "off"
+[edge.cache]
+size = "{cache_mib}MiB"
+max_object_size = "{max_object_gib}GiB"
+[edge.cache.disk]
+path = "{cache_dir}"
+size = "{DISK_GIB}GiB"
+[[edge.listeners]]
+listen = "127.0.0.1:{PORTS['stratus-disk']}"
+[edge.admin]
+listen = "127.0.0.1:{STRATUS_ADMIN + 9}"
+[[edge.sites]]
+hosts = ["*"]
+origins = ["http://127.0.0.1:{origin_port}"]
+""")
+        args = ["--config", conf]
+    else:
+        args = ["--listen", f"127.0.0.1:{PORTS['stratus-disk']}",
+                "--admin", f"127.0.0.1:{STRATUS_ADMIN + 9}",
+                "--origin", f"http://127.0.0.1:{origin_port}",
+                "--cache-size", f"{cache_mib}MiB",
+                "--cache-dir", cache_dir, "--disk-size", f"{DISK_GIB}GiB",
+                "--access-log", "off"]
+    p = Proc("stratus-disk", ["taskset", "-c", PROXY_CPU, STRATUS, "edge", *args],
              env={**os.environ, "RUST_LOG": "info"})
     p.cleanup = cache_dir
     wait_port(PORTS["stratus-disk"], limit=120)
@@ -1061,9 +1083,11 @@ def stratus_disk_metric(name):
 def scenario_disk(products, work, reps, seconds):
     """Issue #17: hits served from a disk tier (uniform keys over a working set far larger than
     Stratus's memory tier), Zipf(1.0) hit ratio with memory for ~10 % of the keys, and
-    Stratus's time to ready after a restart with 100k objects on disk."""
+    Stratus's time to ready after a restart with 100k objects on disk; and the RSS while a
+    2 GiB object streams through a 64 MiB memory tier (`scenario_disk_large`)."""
     names = [DISK_PRODUCTS[p] for p in products if p in DISK_PRODUCTS]
     out = {"hit_1k": {}, "hit_1m": {}, "zipf": {}, "restart": {}}
+    out["large"] = scenario_disk_large(names, work)
     cases = [("hit_1k", "/dk/", 20_000, 2, 64), ("hit_1m", "/m/", 400, 16, 16)]
     for key, prefix, n, memory_mib, conns in cases:
         script = os.path.join(work, f"uniform-{key}.lua")
@@ -1120,6 +1144,73 @@ def scenario_disk(products, work, reps, seconds):
         log(f"disk restart: {objects:.0f} objects, ready in {ready:.2f} s")
         proc.cleanup = cache_dir
         stop(proc)
+    return out
+
+
+# The large-object row: a 2 GiB object through a 64 MiB memory tier, twice (fill, then a hit
+# from disk). The origin serves it from a sparse file (made in no time, removed afterwards).
+LARGE_GIB = 2
+LARGE_MEMORY_MIB = 64
+
+
+def download(url):
+    """GETs `url` with curl on the load CPU, body discarded; (bytes, seconds, cache-status)."""
+    out = subprocess.run(["taskset", "-c", LOAD_CPU, "curl", "-s", "-o", "/dev/null", "-D", "-",
+                          "-w", "\n%{size_download} %{time_total}", url],
+                         capture_output=True, text=True, timeout=1800).stdout
+    lines = out.strip().splitlines()
+    size, secs = lines[-1].split()
+    status = next((l.split(":", 1)[1].strip() for l in lines if l.lower().startswith("cache-status:")), "")
+    return int(size), float(secs), status
+
+
+def reset_peak(pids):
+    """Resets VmHWM to the current RSS (Linux clear_refs), so the next peak is of what follows."""
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
+
+
+def scenario_disk_large(names, work):
+    """RSS and throughput while a LARGE_GIB object streams through a LARGE_MEMORY_MIB memory tier
+    with a disk tier on a real disk: the first GET fills (origin → disk and client), the second
+    is a hit served from disk. Peak RSS (VmHWM) of the proxy, per phase."""
+    big = os.path.join(work, "www", "big")
+    with open(big, "wb") as f:
+        f.truncate(LARGE_GIB << 30)  # sparse: no time, no disk space
+    out = {}
+    try:
+        for p in names:
+            if p == "stratus-disk":
+                proc = start_stratus_disk(work, LARGE_MEMORY_MIB, ORIGIN_PORT, max_object_gib=LARGE_GIB + 1)
+            else:
+                proc = start(p, work, LARGE_MEMORY_MIB)
+            try:
+                time.sleep(0.5)
+                url = f"http://127.0.0.1:{PORTS[p]}/big"
+                r = {"idle_rss_mib": rss_mib(proc.pids())}
+                before = origin_requests()
+                for phase in ("fill", "hit"):
+                    reset_peak(proc.pids())
+                    base = rss_mib(proc.pids())
+                    size, secs, status = download(url)
+                    r[f"{phase}_mib_s"] = size / (1 << 20) / secs if secs else None
+                    r[f"{phase}_peak_rss_mib"] = peak_rss_mib(proc.pids())
+                    r[f"{phase}_growth_mib"] = r[f"{phase}_peak_rss_mib"] - base
+                    r[f"{phase}_bytes"] = size
+                    r[f"{phase}_cache_status"] = status
+                    log(f"disk large {p} {phase}: {size >> 20} MiB at {r[f'{phase}_mib_s'] or 0:.0f} MiB/s, "
+                        f"peak RSS {r[f'{phase}_peak_rss_mib']:.0f} MiB ({status})")
+                r["origin_requests"] = origin_requests() - before - 1  # less the status request
+                r["peak_rss_mib"] = max(r["fill_peak_rss_mib"], r["hit_peak_rss_mib"])
+                out[p] = r
+            finally:
+                stop(proc)
+    finally:
+        os.remove(big)
     return out
 
 
@@ -1231,6 +1322,13 @@ def write_report(res, meta):
     row("disk tier: 1 MiB hits, 400 keys uniform, 16 MiB memory, MiB/s (16 conns)", d("hit_1m", "mib_s"), ",.0f")
     row(f"disk tier: Zipf(1.0) hit ratio, {ZIPF_KEYS:,} keys, 18 MiB memory (~10 % of keys)", d("zipf", "hit_ratio"), ".3f")
     row("disk tier: seconds to ready after a restart with 100k objects", d("restart", "ready_s"), ".2f", higher_better=False)
+    large_note = (f"{LARGE_GIB} GiB object, {LARGE_MEMORY_MIB} MiB memory tier; nginx proxy_cache, "
+                  "Varnish `-s file` (mmap'd: its RSS counts the file pages it touched)")
+    row(f"disk tier: peak RSS MiB while a {LARGE_GIB} GiB object streams through (fill, then disk hit)",
+        d("large", "peak_rss_mib"), ".0f", higher_better=False, note=large_note)
+    row(f"disk tier: {LARGE_GIB} GiB object, fill MiB/s (origin → disk and client)", d("large", "fill_mib_s"), ",.0f",
+        note=large_note)
+    row(f"disk tier: {LARGE_GIB} GiB object, hit from disk MiB/s", d("large", "hit_mib_s"), ",.0f", note=large_note)
     lines += ["", "Ratios compare Stratus with the best of the others and are oriented so that above 1× means "
               "Stratus is better. A dash: the peer cannot do it here (Varnish has no TLS; Traffic Server "
               "is left out of the h2, TLS, gzip and memory rows). Memory per cached object is the growth "
@@ -1249,7 +1347,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="one repetition of 5 s each")
     ap.add_argument("--seconds", type=int, help="length of each measurement (default 10, --quick 5)")
     ap.add_argument("--products", default="stratus,nginx,varnish,ats")
-    ap.add_argument("--only", choices=["hits", "large", "h2", "tls", "gzip", "diskmem", "disk", "zipf", "coalescing", "memory",
+    ap.add_argument("--only", choices=["hits", "large", "h2", "tls", "gzip", "diskmem", "disk", "disklarge", "zipf", "coalescing", "memory",
                                        "profile", "accesslog"],
                     help="run only this scenario (profile: perf of Stratus's hit path, never in a full run); "
                          "prints its figures, keeps bench/results.md")
@@ -1318,6 +1416,10 @@ def main():
             res["memory"] = scenario_object_overhead([p for p in products if p != "ats"], work)
         if runs("disk"):
             res["disk"] = scenario_disk([p for p in products if p != "ats"], work, reps, seconds)
+        if args.only == "disklarge":
+            # Only the large-object row of the disk scenario (a few minutes, not 25).
+            names = [DISK_PRODUCTS[p] for p in products if p in DISK_PRODUCTS]
+            res["disk"] = {"large": scenario_disk_large(names, work)}
         if args.only == "profile":
             res["profile"] = scenario_profile(work)
         if args.only == "accesslog":

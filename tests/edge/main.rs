@@ -13,6 +13,7 @@ mod conformance;
 mod core_path;
 mod discover;
 mod disk;
+mod disk_large;
 mod freshness;
 mod http2;
 mod idle;

@@ -17,7 +17,10 @@
 //!    the origin's response, followers fetch on their own and a hit-for-miss marker makes
 //!    later requests skip the queue), or `Failed`.
 //! 3. The task stores the entry (if it may) *before* it publishes the end and leaves the map,
-//!    so any request that does not find the fill finds the entry.
+//!    so any request that does not find the fill finds the entry. The last chunk of a body
+//!    of known length is held back until then too (`fill.rs`): a client that got every byte
+//!    it was promised can ask again before the end is published, and must find the entry
+//!    (or, for a large object, its file on disk).
 //! 4. A body that ends early publishes an error end: nothing is stored and every waiter's
 //!    response is aborted (its connection or stream reset), never presented as complete.
 //!
@@ -273,13 +276,19 @@ impl Fill {
 
     /// The whole body, unless part of it was released.
     pub fn whole(&self) -> Option<Bytes> {
+        self.whole_and(None)
+    }
+
+    /// The whole body followed by `tail` (a last chunk not pushed yet), unless part of it was
+    /// released.
+    pub fn whole_and(&self, tail: Option<Bytes>) -> Option<Bytes> {
         let s = self.state.borrow();
         if s.first != 0 {
             return None;
         }
-        match s.chunks.as_slices() {
-            (all, []) => Some(concat(all)),
-            _ => Some(concat(&s.chunks.iter().cloned().collect::<Vec<_>>())),
+        match (s.chunks.as_slices(), tail) {
+            ((all, []), None) => Some(concat(all)),
+            (_, tail) => Some(concat(&s.chunks.iter().cloned().chain(tail).collect::<Vec<_>>())),
         }
     }
 

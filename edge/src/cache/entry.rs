@@ -3,13 +3,14 @@
 //! §4.2.3 exactly: the corrected initial age is fixed when the response arrives and resident
 //! time is measured on the monotonic clock.
 
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode, header};
 
+use crate::cache::disk::blocks::FileBody;
 use crate::cache::fields::Fields;
 use crate::cache::freshness::{Policy, date_header};
 use crate::cache::key::CacheKey;
@@ -33,8 +34,9 @@ pub struct Entry {
     /// Header text, targeted-field text and tag lines (see [`Fields`]), then the body when it is
     /// small: `..headers_end`, `..targeted_end`, `..tags_end`, then the body.
     data: Bytes,
-    /// A large body, kept as it came; `None` when the body follows the text in `data`.
-    large_body: Option<Box<Bytes>>,
+    /// A large body, kept as it came, or the file on disk that holds it; `None` when the
+    /// body follows the text in `data`.
+    large_body: Option<Box<LargeBody>>,
     /// Host, path and query the entry was stored under (for purges).
     pub key: CacheKey,
     /// When the response arrived, less the sub-second part of its initial age.
@@ -63,6 +65,15 @@ const INVALIDATED: u16 = 4;
 const HIT: u16 = 8;
 /// Hits are counted up to this (shown as a lower bound by the cache inspection).
 pub const MAX_HITS: u16 = (u16::MAX - 7 * HIT) / HIT;
+
+/// Where a large body is.
+#[derive(Debug)]
+enum LargeBody {
+    /// In memory, as it came.
+    Memory(Bytes),
+    /// In its file in the disk tier, read block by block when served (`cache/disk/blocks.rs`).
+    File(Arc<FileBody>),
+}
 
 /// Times around an origin exchange, for §4.2.3.
 #[derive(Clone, Copy, Debug)]
@@ -105,7 +116,7 @@ pub fn age_value(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// A response head ready to be stored.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct StoredHead {
     /// Status.
     pub status: StatusCode,
@@ -135,7 +146,7 @@ impl Entry {
             if p.no_cache { NO_CACHE } else { 0 } | if p.must_revalidate { MUST_REVALIDATE } else { 0 };
         Self {
             data: packed.data,
-            large_body: packed.large_body.map(Box::new),
+            large_body: packed.large_body.map(|b| Box::new(LargeBody::Memory(b))),
             key,
             stored_at,
             headers_end: packed.ends[0],
@@ -168,12 +179,37 @@ impl Entry {
         std::str::from_utf8(text).unwrap_or_default().lines()
     }
 
-    /// The complete body.
+    /// The complete body, when it is in memory; empty for a body in a file (see
+    /// [`Entry::file`]).
     pub fn body(&self) -> Bytes {
-        match &self.large_body {
-            Some(body) => Bytes::clone(body),
+        match self.large_body.as_deref() {
+            Some(LargeBody::Memory(body)) => body.clone(),
+            Some(LargeBody::File(_)) => Bytes::new(),
             None => self.data.slice(self.tags_end as usize..),
         }
+    }
+
+    /// The file holding the body of a large object read back from the disk tier.
+    pub fn file(&self) -> Option<&Arc<FileBody>> {
+        match self.large_body.as_deref() {
+            Some(LargeBody::File(f)) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The body's length, wherever it is.
+    pub fn body_len(&self) -> u64 {
+        match self.large_body.as_deref() {
+            Some(LargeBody::Memory(body)) => body.len() as u64,
+            Some(LargeBody::File(f)) => f.len(),
+            None => self.data.len().saturating_sub(self.tags_end as usize) as u64,
+        }
+    }
+
+    /// This entry with its body in `file` (it was stored with an empty one).
+    pub fn with_file(mut self, file: Arc<FileBody>) -> Self {
+        self.large_body = Some(Box::new(LargeBody::File(file)));
+        self
     }
 
     /// Freshness lifetime (§4.2.1), after site rules.
@@ -274,7 +310,11 @@ impl Entry {
 
     /// Bytes this entry costs: body, header text, key and bookkeeping.
     pub fn weight(&self) -> usize {
-        let large = self.large_body.as_ref().map_or(0, |b| b.len());
+        // A body in a file costs no memory (its file is the disk tier's to count).
+        let large = match self.large_body.as_deref() {
+            Some(LargeBody::Memory(b)) => b.len(),
+            _ => 0,
+        };
         self.data.len() + large + self.key.primary().len() + ENTRY_OVERHEAD
     }
 }
@@ -332,7 +372,7 @@ impl Entry {
             buf.extend_from_slice(&p.body);
             (buf.freeze(), None)
         } else {
-            (p.text, Some(Box::new(p.body)))
+            (p.text, Some(Box::new(LargeBody::Memory(p.body))))
         };
         let subsec = Duration::from_nanos(aged.subsec_nanos().into());
         Some(Self {

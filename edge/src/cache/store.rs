@@ -304,7 +304,12 @@ impl Store {
 
     /// Stores an object read back from the disk tier under `key` (not handed to it again);
     /// with `vary`, a variant, whose `Vary` marker goes back under the primary key too.
+    /// A large object whose body is a file stays on disk only: memory would hold its open
+    /// file, which the disk tier's size no longer counts once it evicts it.
     pub fn promote(&self, key: &Arc<str>, entry: &Arc<Entry>, vary: &[HeaderName]) {
+        if entry.file().is_some() {
+            return;
+        }
         if !vary.is_empty() {
             let until = Moment::of(Instant::now()).after(entry.keep() + Duration::from_secs(60));
             let marker = VaryMarker { names: vary.into(), until };
@@ -375,6 +380,17 @@ impl Store {
             }
             _ => (None, primary.clone()),
         }
+    }
+
+    /// Drops whatever is stored under exactly `key` (a large object went to disk only, and an
+    /// older copy must not answer in its place).
+    pub fn remove(&self, key: &str) {
+        self.cache.invalidate(key);
+    }
+
+    /// The memory tier's size in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.cache.policy().max_capacity().unwrap_or(0)
     }
 
     /// Remembers that `key`'s last response was not storable.

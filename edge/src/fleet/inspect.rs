@@ -81,7 +81,7 @@ fn variant(key: &str, e: &Entry, now: Instant) -> Value {
         .iter()
         .map(|(n, v)| json!([n.as_str(), String::from_utf8_lossy(v.as_bytes())]))
         .collect();
-    let body = e.body().len();
+    let body = e.body_len();
     json!({
         "selected_by": selected,
         "status": e.status.as_u16(),

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -12,6 +13,7 @@ use tokio::sync::oneshot;
 
 use crate::cache::coalesce::{self, Fill, FillHead, Room, StreamHead};
 use crate::cache::directives::SURROGATE_CONTROL;
+use crate::cache::disk::tier::{Disk, LargeFill};
 use crate::cache::entry::{Entry, Exchange, StoredHead, initial_age};
 use crate::cache::freshness;
 use crate::cache::key::{CacheKey, vary_names};
@@ -241,11 +243,47 @@ async fn run(job: Job, fill: &Fill) {
         edge_fields,
     })));
 
-    let end = stream_body(edge, &job, fill, body, content_length, request_time).await;
+    // A large body goes to disk only, written as it arrives (`Disk::begin_large`): not a
+    // compressed copy made for storage, and not a variant (its `Vary` marker is the writer
+    // thread's to write), which stay on the memory path.
+    let mut large = match &edge.disk {
+        Some(disk) if storable && keep && encoding.is_none() && vary.as_deref() == Some(&[]) => {
+            let empty = Entry::new(head.clone(), Bytes::new(), job.key.clone(), &ex);
+            Some(ToDisk {
+                disk: disk.clone(),
+                above: Disk::streams_above(edge.store.capacity()),
+                entry: Arc::new(empty),
+                write: None,
+                began: false,
+                stored: None,
+                failed: false,
+            })
+        }
+        _ => None,
+    };
+    // The last chunk of a body stored in memory as it came waits until it is stored (not one
+    // compressed for storage first: compressing would delay the end of every response).
+    let mut last = None;
+    let hold = (storable && keep && encoding.is_none()).then_some(&mut last);
+    let end = stream_body(edge, &job, fill, body, content_length, request_time, &mut large, hold).await;
     let mut stored = false;
+    if let (Ok(Some(size)), Some(l)) = (&end, large.filter(|l| l.write.is_some() || l.stored.is_some())) {
+        stored = match (l.stored, l.write) {
+            (Some(stored), _) => stored,
+            (None, Some(w)) => w.finish().await,
+            (None, None) => false,
+        };
+        if stored {
+            // Stored on disk only: an older copy in memory must not answer in its place.
+            edge.store.remove(&job.slot);
+        }
+        tracing::debug!(key = %job.key.primary(), size, stored, "large object streamed to disk");
+        fill.finish(Ok(()), stored);
+        return;
+    }
     match &end {
         Ok(Some(size)) if storable && keep && *size <= edge.max_object => {
-            if let Some(mut body) = fill.whole() {
+            if let Some(mut body) = fill.whole_and(last.clone()) {
                 if let Some(enc) = encoding
                     && let Some(packed) = job.site.policy.store_body(enc, &body, &mut head.headers).await
                 {
@@ -275,6 +313,9 @@ async fn run(job: Job, fill: &Fill) {
         Ok(None) => Err(ProxyError::Internal("origin fetch stopped: nobody reads".into())),
         Err(e) => Err(e),
     };
+    if let Some(chunk) = last {
+        fill.push(chunk);
+    }
     fill.finish(end, stored);
 }
 
@@ -286,6 +327,9 @@ async fn run(job: Job, fill: &Fill) {
 /// are released, and the origin is read only while the slowest reader is within
 /// [`coalesce::WINDOW`] (readers that stay far behind are cut off, see [`coalesce::PATIENCE`]).
 /// So memory per fill stays near `max_object_size` + the window whatever the body's size.
+// The fill's parts and what the body turns into (a file, a held-back last chunk), all borrowed
+// from `run`, which acts on them once the body ended.
+#[allow(clippy::too_many_arguments)]
 async fn stream_body(
     edge: &Edge,
     job: &Job,
@@ -293,6 +337,8 @@ async fn stream_body(
     mut body: OriginBody,
     content_length: Option<u64>,
     request_time: SystemTime,
+    large: &mut Option<ToDisk>,
+    mut last: Option<&mut Option<Bytes>>,
 ) -> Result<Option<u64>, ProxyError> {
     let spent = SystemTime::now().duration_since(request_time).unwrap_or_default();
     let left = job.site.upstream.timeouts.total.get().saturating_sub(spent);
@@ -308,11 +354,52 @@ async fn stream_body(
                 if let Ok(data) = frame.into_data() {
                     size += data.len() as u64;
                     edge.metrics.fetched(data.len() as u64);
-                    fill.push(data);
+                    if let Some(l) = large.as_mut()
+                        && let Some(w) = &l.write
+                    {
+                        if w.push(data.clone()).await {
+                            l.complete_if_last(size, content_length).await;
+                        } else {
+                            // The tier gave up on the file (an I/O error, or no room): the
+                            // body still streams to its readers, and is not stored.
+                            l.fail();
+                        }
+                    }
+                    match last.as_deref_mut() {
+                        // The last chunk of a body of known length waits until the response
+                        // is stored (`run`): a client that has every byte it was promised and
+                        // asks again must find it stored, not the fill.
+                        Some(held)
+                            if content_length == Some(size) && stays_in_memory(large.as_ref(), size) =>
+                        {
+                            *held = Some(data);
+                        }
+                        _ => fill.push(data),
+                    }
                 }
             }
         }
-        if size > edge.max_object {
+        let mut streaming_to_disk = None;
+        if let Some(l) = large.as_mut() {
+            if size > edge.max_object {
+                l.fail();
+            } else {
+                if !l.began && !l.failed && content_length.unwrap_or(size) > l.above {
+                    l.begin(edge, job, fill, content_length).await;
+                }
+                if l.began {
+                    streaming_to_disk = Some(l.write.is_some() || l.stored.is_some());
+                }
+            }
+        }
+        if let Some(writing) = streaming_to_disk {
+            // Past the share of memory a body may take: read the origin as fast as the
+            // slowest reader takes it or, while the file is written and nobody reads any
+            // more, as fast as the disk does.
+            if !wait_for_room(fill, deadline, writing).await? {
+                return Ok(None);
+            }
+        } else if size > edge.max_object {
             if !overflowed {
                 // Too big to store after all (no Content-Length told us): the current waiters
                 // finish from this fill, but nobody new joins it; later requests go straight
@@ -325,19 +412,8 @@ async fn stream_body(
                 }
                 fill.stream_only();
             }
-            loop {
-                match fill.room(std::time::Instant::now()) {
-                    Room::Yes => break,
-                    Room::Nobody => return Ok(None),
-                    Room::No => {}
-                }
-                // Wake up now and then even if no reader moves, to cut off stalled ones.
-                let check = deadline.min(tokio::time::Instant::now() + coalesce::PATIENCE / 4);
-                if tokio::time::timeout_at(check, fill.moved()).await.is_err()
-                    && tokio::time::Instant::now() >= deadline
-                {
-                    return Err(ProxyError::Timeout("the response body"));
-                }
+            if !wait_for_room(fill, deadline, false).await? {
+                return Ok(None);
             }
         }
     }
@@ -346,6 +422,95 @@ async fn stream_body(
         return Err(ProxyError::Upstream("body length does not match Content-Length".into()));
     }
     Ok(Some(size))
+}
+
+/// Waits until the fill may read more of the origin's body (see [`coalesce::WINDOW`]); false
+/// when nobody reads any more, unless `unread` (the body goes to disk whoever reads it).
+async fn wait_for_room(
+    fill: &Fill,
+    deadline: tokio::time::Instant,
+    unread: bool,
+) -> Result<bool, ProxyError> {
+    loop {
+        match fill.room(std::time::Instant::now()) {
+            Room::Yes => return Ok(true),
+            Room::Nobody => return Ok(unread),
+            Room::No => {}
+        }
+        // Wake up now and then even if no reader moves, to cut off stalled ones.
+        let check = deadline.min(tokio::time::Instant::now() + coalesce::PATIENCE / 4);
+        if tokio::time::timeout_at(check, fill.moved()).await.is_err()
+            && tokio::time::Instant::now() >= deadline
+        {
+            return Err(ProxyError::Timeout("the response body"));
+        }
+    }
+}
+
+/// Whether a body of known length `len` takes the memory path, never a file (which must get
+/// every chunk, the last one included).
+fn stays_in_memory(large: Option<&ToDisk>, len: u64) -> bool {
+    large.is_none_or(|l| !l.began && (l.failed || len <= l.above))
+}
+
+/// A fill whose body may go to disk only, written as it arrives, once it is larger than
+/// `above` (a share of the memory tier; see `Disk::streams_above`).
+struct ToDisk {
+    disk: Arc<Disk>,
+    above: u64,
+    /// The object with an empty body: what the file's head is written from.
+    entry: Arc<Entry>,
+    /// The file being written, once begun.
+    write: Option<LargeFill>,
+    /// Whether the file was begun (the fill then keeps only what readers have yet to read).
+    began: bool,
+    /// Set once the file was completed (on the body's last byte, when its length is known).
+    stored: Option<bool>,
+    /// The disk tier could not take it: it takes the memory path (if it fits there), or is
+    /// not stored.
+    failed: bool,
+}
+
+impl ToDisk {
+    /// Starts the file with what the fill holds so far. From then on the fill keeps only what
+    /// some reader has yet to read, so it leaves the inflight map first: a request that comes
+    /// later cannot join from the first byte, and fetches on its own until the file is in.
+    async fn begin(&mut self, edge: &Edge, job: &Job, fill: &Fill, length: Option<u64>) {
+        let Some(w) = self.disk.begin_large(&job.slot, self.entry.clone(), length) else {
+            self.failed = true;
+            return;
+        };
+        let prefix = fill.whole().unwrap_or_default();
+        let size = prefix.len() as u64;
+        if !w.push(prefix).await {
+            self.failed = true;
+            return;
+        }
+        self.write = Some(w);
+        self.began = true;
+        self.complete_if_last(size, length).await;
+        if job.sharing.registered() {
+            edge.inflight.remove(&job.slot, fill);
+        }
+        fill.stream_only();
+    }
+
+    /// Completes the file when `size` bytes are the whole body (`length`, when known), before
+    /// the fill hands the last chunk to its readers: a client that has all the bytes it was
+    /// promised and asks again finds the object on disk.
+    async fn complete_if_last(&mut self, size: u64, length: Option<u64>) {
+        if length == Some(size)
+            && let Some(w) = self.write.take()
+        {
+            self.stored = Some(w.finish().await);
+        }
+    }
+
+    /// Abandons the file (none is left).
+    fn fail(&mut self) {
+        self.write = None;
+        self.failed = true;
+    }
 }
 
 const CACHE_STATUS: header::HeaderName = header::HeaderName::from_static("cache-status");
@@ -432,5 +597,10 @@ fn refresh(
     if !tags_sent {
         head.tags = old.tags().map(String::from).collect();
     }
-    Entry::new(head, old.body(), old.key.clone(), ex)
+    let refreshed = Entry::new(head, old.body(), old.key.clone(), ex);
+    // A large object on disk keeps its file (it is not written again: see `Disk::spill`).
+    match old.file() {
+        Some(file) => refreshed.with_file(file.clone()),
+        None => refreshed,
+    }
 }

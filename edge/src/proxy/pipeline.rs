@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use crate::body::{Body, BoxError, empty};
 use crate::cache::coalesce::{Collected, Fill, FillHead, Reader, Role};
-use crate::cache::disk::tier::Loaded;
+use crate::cache::disk::tier::{Disk, Loaded};
 use crate::cache::entry::Entry;
 use crate::cache::key;
 use crate::cache::reuse::{Reuse, reuse};
@@ -32,6 +32,7 @@ use crate::proxy::ctx::{Ctx, Purpose, Served, origin_request};
 use crate::proxy::fill::{self, Job, Mode, Sharing};
 use crate::proxy::headers::{TIER_TAGS, add_edge_fields, append_via, client_address, looped};
 use crate::proxy::interim::{self, InterimRx, InterimTx};
+use crate::proxy::range;
 use crate::proxy::respond::{self, Precondition};
 use crate::proxy::route::SiteState;
 use crate::proxy::server::Transport;
@@ -489,8 +490,15 @@ async fn follow(
             // clean error to answer with. Either waits for at most `max_object_size` bytes:
             // a longer body is not stored and streams whole (200).
             let (mut prefix, mut reader) = (Vec::new(), reader);
-            if stale.is_some() || (head.status == StatusCode::OK && respond::wants_range(&ctx.headers)) {
-                match reader.collect(edge.max_object).await {
+            let ranged = head.status == StatusCode::OK && respond::wants_range(&ctx.headers);
+            if stale.is_some() || ranged {
+                // With a disk tier, bodies larger than a share of memory stream to disk: they
+                // are not gathered here either (`max_object_size` may be GiBs).
+                let limit = match &edge.disk {
+                    Some(_) => edge.max_object.min(Disk::streams_above(edge.store.capacity())),
+                    None => edge.max_object,
+                };
+                match reader.collect(limit).await {
                     Ok(Collected::Whole(body, stored)) => {
                         status.stored = stored;
                         let res = respond::complete(head.status, headers, &body, &ctx.headers, ctx.head_only);
@@ -498,6 +506,16 @@ async fn follow(
                     }
                     Ok(Collected::Longer(read, rest)) => (prefix, reader) = (read, rest),
                     Err(e) => return stale_if_error(None).unwrap_or(Err(e)),
+                }
+                // A range of a long body whose length is known is cut from the stream.
+                if ranged
+                    && stale.is_none()
+                    && let Some(len) = head.length
+                    && let Some(r) = single_range(ctx, &headers, len)
+                {
+                    let whole =
+                        (!ctx.head_only).then(|| Box::pin(stream_of(prefix, reader)) as range::ByteStream);
+                    return Ok((partial(headers, r, len, whole), status));
                 }
             }
             // `stored` only when it is sure: the length is known to fit (a body then cut short
@@ -522,7 +540,49 @@ fn serve_entry(e: &Entry, ctx: &Ctx, now: Instant) -> Response<Body> {
     if ctx.from_edge {
         add_edge_fields(&mut headers, e.targeted().iter(), e.tags(), Some(&TIER_TAGS));
     }
-    respond::complete(e.status, headers, &e.body(), &ctx.headers, ctx.head_only)
+    match e.file() {
+        Some(file) => respond::from_file(e.status, headers, file, &ctx.headers, ctx.head_only),
+        None => respond::complete(e.status, headers, &e.body(), &ctx.headers, ctx.head_only),
+    }
+}
+
+/// A fill's body: `prefix` (already read), then the rest as it comes.
+fn stream_of(
+    prefix: Vec<Bytes>,
+    reader: Reader,
+) -> impl futures_util::Stream<Item = Result<Bytes, ProxyError>> + Send + 'static {
+    futures_util::stream::iter(prefix.into_iter().map(Ok)).chain(reader.into_body())
+}
+
+/// The one satisfiable range `ctx` asks of a body of `len` bytes that `headers` describe;
+/// `None` when `Range` does not apply, is unsatisfiable or names several parts.
+fn single_range(ctx: &Ctx, headers: &HeaderMap, len: u64) -> Option<(u64, u64)> {
+    let value = ctx.headers.get(header::RANGE)?.to_str().ok()?;
+    if !respond::if_range_holds(&ctx.headers, headers) {
+        return None;
+    }
+    match range::parse(value, len) {
+        range::Ranges::Parts(parts) if parts.len() == 1 => parts.first().copied(),
+        _ => None,
+    }
+}
+
+/// A 206 of bytes `a..=b` of a body of `len` bytes, cut from the whole body's stream.
+fn partial(
+    mut headers: HeaderMap,
+    (a, b): (u64, u64),
+    len: u64,
+    whole: Option<range::ByteStream>,
+) -> Response<Body> {
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(b - a + 1));
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes {a}-{b}/{len}")) {
+        headers.insert(header::CONTENT_RANGE, v);
+    }
+    let mut res = Response::new(whole.map_or_else(empty, |w| range::cut(w, a, b)));
+    *res.status_mut() = StatusCode::PARTIAL_CONTENT;
+    *res.headers_mut() = headers;
+    res
 }
 
 /// Respond from a fill whose body may still be arriving: `prefix` (already read), then the

@@ -13,7 +13,10 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 
+use std::sync::Arc;
+
 use crate::body::Body;
+use crate::cache::disk::blocks::FileBody;
 
 /// More parts than this (after coalescing) are ignored: the whole body is sent (200).
 pub const MAX_PARTS: usize = 16;
@@ -172,6 +175,75 @@ pub fn respond(
     *res.status_mut() = StatusCode::PARTIAL_CONTENT;
     *res.headers_mut() = headers;
     Ok(res)
+}
+
+/// Builds the 206 response for `ranges` (as [`parse`] returns them) of a body in a file (a
+/// large object on disk), reading only the ranges' blocks as the client takes them; `Err` as
+/// for [`respond`].
+pub fn respond_file(
+    ranges: &[(u64, u64)],
+    file: &Arc<FileBody>,
+    mut headers: HeaderMap,
+    head_only: bool,
+) -> Result<Response<Body>, HeaderMap> {
+    use futures_util::StreamExt;
+    use http_body_util::BodyExt;
+    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let Some(layout) = layout(ranges, file.len(), ctype) else { return Err(headers) };
+    let (name, value) = layout.header;
+    set(&mut headers, name, &value);
+    set(&mut headers, header::CONTENT_LENGTH, &layout.size.to_string());
+    let body = if head_only {
+        crate::body::empty()
+    } else {
+        let file = file.clone();
+        let frames = futures_util::stream::iter(layout.pieces).flat_map(move |p| match p {
+            Piece::Head(h) => {
+                StreamExt::boxed(futures_util::stream::once(async move { Ok(hyper::body::Frame::data(h)) }))
+            }
+            Piece::Slice(a, b) => StreamExt::boxed(http_body_util::BodyStream::new(file.body(a, b + 1))),
+        });
+        http_body_util::StreamBody::new(frames).boxed_unsync()
+    };
+    let mut res = Response::new(body);
+    *res.status_mut() = StatusCode::PARTIAL_CONTENT;
+    *res.headers_mut() = headers;
+    Ok(res)
+}
+
+/// A whole body as it streams (a fill's, `proxy/pipeline.rs`).
+pub type ByteStream = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<Bytes, crate::error::ProxyError>> + Send + 'static>,
+>;
+
+/// Bytes `a..=b` of the body `whole` streams, cut as they pass: nothing before `a` is kept,
+/// and the stream is left (and so the fill's reader dropped) once `b` has gone by. A body
+/// that ends before `b` ends this one with an error.
+pub fn cut(whole: ByteStream, a: u64, b: u64) -> Body {
+    use futures_util::StreamExt;
+    use http_body_util::BodyExt;
+    let parts = futures_util::stream::unfold((whole, 0u64), move |(mut s, mut pos)| async move {
+        while pos <= b {
+            let chunk = match s.next().await {
+                Some(Ok(c)) => c,
+                Some(Err(e)) => return Some((Err(Box::new(e) as crate::body::BoxError), (s, u64::MAX))),
+                None => {
+                    let e = crate::error::ProxyError::Upstream("body ended before the range".into());
+                    return Some((Err(Box::new(e) as crate::body::BoxError), (s, u64::MAX)));
+                }
+            };
+            let (start, end) = (pos, pos + chunk.len() as u64);
+            pos = end;
+            if end <= a {
+                continue;
+            }
+            let from = usize::try_from(a.saturating_sub(start)).unwrap_or(0);
+            let to = usize::try_from((b + 1).min(end) - start).unwrap_or(0);
+            return Some((Ok(hyper::body::Frame::data(chunk.slice(from..to))), (s, pos)));
+        }
+        None
+    });
+    http_body_util::StreamBody::new(parts).boxed_unsync()
 }
 
 /// The 416 answer for a body of `len` bytes.

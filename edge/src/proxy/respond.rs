@@ -2,11 +2,14 @@
 //! 412, byte ranges → 206/416, `HEAD` → headers only. Used for cache hits, for revalidated
 //! entries and for responses still streaming from a fill.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 
 use crate::body::{Body, empty, full};
+use crate::cache::disk::blocks::FileBody;
 use crate::proxy::range::{self, Ranges};
 
 /// What the client's conditional headers decide.
@@ -143,6 +146,42 @@ pub fn complete(
     }
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     let mut r = Response::new(if head_only { empty() } else { full(body.clone()) });
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    r
+}
+
+/// Answers from a body in a file (a large object on disk) as [`complete`] does from one in
+/// memory; only the bytes sent are read, block by block.
+pub fn from_file(
+    status: StatusCode,
+    mut headers: HeaderMap,
+    file: &Arc<FileBody>,
+    req: &HeaderMap,
+    head_only: bool,
+) -> Response<Body> {
+    match precondition(req, status, &headers) {
+        Precondition::NotModified => return not_modified(&headers),
+        Precondition::Failed => return precondition_failed(),
+        Precondition::Proceed => {}
+    }
+    let len = file.len();
+    if status == StatusCode::OK
+        && let Some(value) = req.get(header::RANGE).and_then(|v| v.to_str().ok())
+        && if_range_holds(req, &headers)
+    {
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        match range::parse(value, len) {
+            Ranges::Parts(parts) => match range::respond_file(&parts, file, headers, head_only) {
+                Ok(partial) => return partial,
+                Err(h) => headers = h,
+            },
+            Ranges::Unsatisfiable => return range::unsatisfiable(len, headers),
+            Ranges::Full => {}
+        }
+    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    let mut r = Response::new(if head_only { empty() } else { file.body(0, len) });
     *r.status_mut() = status;
     *r.headers_mut() = headers;
     r

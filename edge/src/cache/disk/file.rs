@@ -29,12 +29,14 @@ use crate::cache::entry::Persisted;
 use crate::cache::key::CacheKey;
 
 const MAGIC: &[u8; 8] = b"STRDSK02";
+/// A large object's file, written as its body streamed in (`stream.rs`).
+pub const MAGIC_STREAMED: &[u8; 8] = b"STRDSK03";
 /// The first format, still read.
 const MAGIC_V1: &[u8; 8] = b"STRDSK01";
 /// Bytes before the key in the first format.
 const HEADER_V1: usize = 8 + 4 + 12 + 4 + 12 + 8 + 2 + 2 + 12 + 8 + 8 + 8;
 /// Bytes before the key: the first format's, then `kind` and `primary_len`.
-const HEADER: usize = HEADER_V1 + 2 + 4;
+pub const HEADER: usize = HEADER_V1 + 2 + 4;
 const KIND_OBJECT: u16 = 0;
 const KIND_VARY: u16 = 1;
 /// Keys are bounded by request-head limits; anything longer is not ours.
@@ -84,6 +86,21 @@ pub enum Corrupt {
 /// Writes `r` to `w`; returns the bytes written.
 pub fn encode(w: &mut impl Write, r: &Record) -> io::Result<u64> {
     let mut w = Crc { inner: w, crc: crc32fast::Hasher::new(), n: 0 };
+    let body = write_head(&mut w, r, None, MAGIC)?;
+    w.write_all(&body)?;
+    let crc = w.crc.clone().finalize();
+    w.inner.write_all(&crc.to_le_bytes())?;
+    Ok(w.n + 4)
+}
+
+/// Writes the fixed header, the key and the header text of `r` under `magic`, announcing a
+/// body of `body_len` bytes (the record's own body when `None`); returns the record's body.
+pub fn write_head(
+    w: &mut impl Write,
+    r: &Record,
+    body_len: Option<u64>,
+    magic: &[u8; 8],
+) -> io::Result<Bytes> {
     let (primary, key_ends) = r.key.parts();
     let marker;
     let (e, kind) = match &r.content {
@@ -106,7 +123,7 @@ pub fn encode(w: &mut impl Write, r: &Record) -> io::Result<u64> {
         }
     };
     let key_len = primary.len() + r.suffix.len();
-    w.write_all(MAGIC)?;
+    w.write_all(magic)?;
     w.write_all(&u32_len(key_len)?.to_le_bytes())?;
     for n in key_ends {
         w.write_all(&n.to_le_bytes())?;
@@ -115,7 +132,7 @@ pub fn encode(w: &mut impl Write, r: &Record) -> io::Result<u64> {
     for n in e.ends {
         w.write_all(&n.to_le_bytes())?;
     }
-    w.write_all(&(e.body.len() as u64).to_le_bytes())?;
+    w.write_all(&body_len.unwrap_or(e.body.len() as u64).to_le_bytes())?;
     w.write_all(&e.status.to_le_bytes())?;
     w.write_all(&e.flags.to_le_bytes())?;
     for n in [e.lifetime, e.swr, e.sie] {
@@ -129,32 +146,48 @@ pub fn encode(w: &mut impl Write, r: &Record) -> io::Result<u64> {
     w.write_all(primary.as_bytes())?;
     w.write_all(r.suffix.as_bytes())?;
     w.write_all(&e.text)?;
-    w.write_all(&e.body)?;
-    let crc = w.crc.clone().finalize();
-    w.inner.write_all(&crc.to_le_bytes())?;
-    Ok(w.n + 4)
+    Ok(e.body.clone())
 }
 
 fn u32_len(n: usize) -> io::Result<u32> {
     u32::try_from(n).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "field too long"))
 }
 
-/// Reads a whole file written by [`encode`].
-pub fn decode(file: &Bytes) -> Result<Record, Corrupt> {
-    if file.len() < HEADER_V1 + 4 {
+/// The fixed header of a file, as read (lengths not yet checked against the file).
+#[derive(Debug)]
+pub struct Head {
+    /// Bytes of the fixed header (the key follows).
+    pub len: usize,
+    pub key_len: usize,
+    pub text_len: usize,
+    pub body_len: u64,
+    key_ends: [u32; 3],
+    ends: [u32; 3],
+    status: u16,
+    flags: u16,
+    lifetime: u32,
+    swr: u32,
+    sie: u32,
+    age_ms: u64,
+    written_ms: u64,
+    stored_ms: u64,
+    kind: u16,
+    primary_len: usize,
+}
+
+/// Parses the fixed header at the start of `buf`, written under one of `magics` (the first
+/// format's when `v1` is among them). Checks only what needs no other part of the file.
+pub fn parse_head(buf: &[u8], magics: &[&[u8; 8]]) -> Result<Head, Corrupt> {
+    if buf.len() < HEADER_V1 {
         return Err(Corrupt::Short);
     }
-    let v1 = match &file[..8] {
-        m if m == MAGIC => false,
-        m if m == MAGIC_V1 => true,
-        _ => return Err(Corrupt::Magic),
-    };
-    let header = if v1 { HEADER_V1 } else { HEADER };
-    if file.len() < header + 4 {
+    let magic = magics.iter().find(|m| buf[..8] == m[..]).ok_or(Corrupt::Magic)?;
+    let v1 = *magic == MAGIC_V1;
+    let len = if v1 { HEADER_V1 } else { HEADER };
+    if buf.len() < len {
         return Err(Corrupt::Short);
     }
-    let (content, trailer) = file.split_at(file.len() - 4);
-    let mut r = Reader { buf: content, at: 8 };
+    let mut r = Reader { buf, at: 8 };
     let key_len = r.u32() as usize;
     let key_ends = [r.u32(), r.u32(), r.u32()];
     let text_len = r.u32() as usize;
@@ -165,50 +198,88 @@ pub fn decode(file: &Bytes) -> Result<Record, Corrupt> {
     let [lifetime, swr, sie] = [r.u32(), r.u32(), r.u32()];
     let [age_ms, written_ms, stored_ms] = [r.u64(), r.u64(), r.u64()];
     let (kind, primary_len) = if v1 { (KIND_OBJECT, key_len) } else { (r.u16(), r.u32() as usize) };
-    let want = (header as u64)
-        .checked_add(key_len as u64)
-        .and_then(|n| n.checked_add(text_len as u64))
-        .and_then(|n| n.checked_add(body_len));
-    if key_len > MAX_KEY || primary_len > key_len || want != Some(content.len() as u64) {
+    if key_len > MAX_KEY || primary_len > key_len {
         return Err(Corrupt::Length);
     }
-    let crc = u32::from_le_bytes(trailer.try_into().map_err(|_| Corrupt::Short)?);
-    if crc32fast::hash(content) != crc {
-        return Err(Corrupt::Checksum);
-    }
-    let key_at = header;
-    let text_at = key_at + key_len;
-    let body_at = text_at + text_len;
-    let whole = std::str::from_utf8(&file[key_at..text_at]).map_err(|_| Corrupt::Malformed)?;
-    let (primary, suffix) = whole.split_at_checked(primary_len).ok_or(Corrupt::Malformed)?;
-    let key = CacheKey::from_parts(Arc::from(primary), key_ends).ok_or(Corrupt::Malformed)?;
-    let suffix = Arc::from(suffix);
-    if kind == KIND_VARY {
-        let text = std::str::from_utf8(&file[text_at..body_at]).map_err(|_| Corrupt::Malformed)?;
-        let names = text
-            .split(", ")
-            .map(|n| HeaderName::from_bytes(n.as_bytes()).map_err(|_| Corrupt::Malformed))
-            .collect::<Result<Vec<_>, _>>()?;
-        if names.is_empty() || body_at != content.len() {
-            return Err(Corrupt::Malformed);
-        }
-        return Ok(Record { key, suffix, content: Content::Vary(names), written_ms, stored_ms });
-    }
-    if kind != KIND_OBJECT {
-        return Err(Corrupt::Malformed);
-    }
-    let entry = Persisted {
-        text: file.slice(text_at..body_at),
+    Ok(Head {
+        len,
+        key_len,
+        text_len,
+        body_len,
+        key_ends,
         ends,
-        body: file.slice(body_at..content.len()),
         status,
         flags,
         lifetime,
         swr,
         sie,
         age_ms,
-    };
-    Ok(Record { key, suffix, content: Content::Object(entry), written_ms, stored_ms })
+        written_ms,
+        stored_ms,
+        kind,
+        primary_len,
+    })
+}
+
+impl Head {
+    /// The record this header describes, given its `key` bytes, header `text` and `body`
+    /// (all already checked against the checksum).
+    pub fn record(&self, key: &[u8], text: Bytes, body: Bytes) -> Result<Record, Corrupt> {
+        let whole = std::str::from_utf8(key).map_err(|_| Corrupt::Malformed)?;
+        let (primary, suffix) = whole.split_at_checked(self.primary_len).ok_or(Corrupt::Malformed)?;
+        let key = CacheKey::from_parts(Arc::from(primary), self.key_ends).ok_or(Corrupt::Malformed)?;
+        let suffix = Arc::from(suffix);
+        let (written_ms, stored_ms) = (self.written_ms, self.stored_ms);
+        if self.kind == KIND_VARY {
+            let text = std::str::from_utf8(&text).map_err(|_| Corrupt::Malformed)?;
+            let names = text
+                .split(", ")
+                .map(|n| HeaderName::from_bytes(n.as_bytes()).map_err(|_| Corrupt::Malformed))
+                .collect::<Result<Vec<_>, _>>()?;
+            if names.is_empty() || !body.is_empty() {
+                return Err(Corrupt::Malformed);
+            }
+            return Ok(Record { key, suffix, content: Content::Vary(names), written_ms, stored_ms });
+        }
+        if self.kind != KIND_OBJECT {
+            return Err(Corrupt::Malformed);
+        }
+        let entry = Persisted {
+            text,
+            ends: self.ends,
+            body,
+            status: self.status,
+            flags: self.flags,
+            lifetime: self.lifetime,
+            swr: self.swr,
+            sie: self.sie,
+            age_ms: self.age_ms,
+        };
+        Ok(Record { key, suffix, content: Content::Object(entry), written_ms, stored_ms })
+    }
+}
+
+/// Reads a whole file written by [`encode`].
+pub fn decode(file: &Bytes) -> Result<Record, Corrupt> {
+    if file.len() < HEADER_V1 + 4 {
+        return Err(Corrupt::Short);
+    }
+    let h = parse_head(&file[..file.len() - 4], &[MAGIC, MAGIC_V1])?;
+    let (content, trailer) = file.split_at(file.len() - 4);
+    let want = (h.len as u64)
+        .checked_add(h.key_len as u64)
+        .and_then(|n| n.checked_add(h.text_len as u64))
+        .and_then(|n| n.checked_add(h.body_len));
+    if want != Some(content.len() as u64) {
+        return Err(Corrupt::Length);
+    }
+    let crc = u32::from_le_bytes(trailer.try_into().map_err(|_| Corrupt::Short)?);
+    if crc32fast::hash(content) != crc {
+        return Err(Corrupt::Checksum);
+    }
+    let text_at = h.len + h.key_len;
+    let body_at = text_at + h.text_len;
+    h.record(&file[h.len..text_at], file.slice(text_at..body_at), file.slice(body_at..content.len()))
 }
 
 /// A writer that checksums what passes through it.

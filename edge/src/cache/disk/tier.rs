@@ -19,6 +19,12 @@
 //! tokio's blocking pool. Write and read errors (disk full, I/O errors) are counted and logged
 //! and make the edge memory-only for [`PAUSE`]; nothing on the request path fails for them.
 //!
+//! Large objects (bodies over an eighth of the memory tier, [`Disk::streams_above`]) take
+//! another way: the fill hands their body chunks to a writer task on the blocking pool as
+//! they arrive ([`Disk::begin_large`], format in `stream.rs`), and the file is indexed once the
+//! body is complete; they never pass through memory whole. Reading one back opens its file and
+//! checks its head only: the body is read block by block as it is served (`blocks.rs`).
+//!
 //! Purges are persisted as bans (`bans.rs`) and checked when an object is read back.
 //!
 //! Every object the memory store holds has a slot key that starts with its primary key
@@ -34,7 +40,8 @@
 //! when the resource stops varying (an object under the primary key) or varies on other headers.
 
 use std::fs;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read as _, Write};
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
@@ -48,8 +55,10 @@ use http::HeaderMap;
 use http::header::HeaderName;
 
 use crate::cache::disk::bans::{Ban, Bans, MAX_BANS, Verdict, What};
+use crate::cache::disk::blocks::FileBody;
 use crate::cache::disk::file::{self, Content, Record};
 use crate::cache::disk::slot::{hash, now_ms, object_path, parse_name, variant_names};
+use crate::cache::disk::stream::{self, StreamWriter};
 use crate::cache::entry::Entry;
 use crate::cache::key::CacheKey;
 
@@ -61,6 +70,11 @@ pub const PAUSE: Duration = Duration::from_secs(5);
 const QUEUE: usize = 1024;
 /// Body bytes waiting to be written, at most (one larger object may wait alone).
 const QUEUE_BYTES: u64 = 64 << 20;
+/// A body larger than the memory tier's size divided by this goes to disk only, written as it
+/// streams in (see [`Disk::begin_large`]).
+const MEMORY_SHARE: u64 = 8;
+/// Body chunks on their way to a large object's file, at most (the fill waits for room).
+const LARGE_QUEUE: usize = 16;
 
 /// Counters of the disk tier (`/metrics`, `/stats`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -106,6 +120,36 @@ pub struct Loaded {
     /// The headers its resource varies on (empty when it does not vary): the memory store
     /// needs them to put the `Vary` marker back.
     pub vary: Vec<HeaderName>,
+}
+
+/// A large object's file being written as its body arrives (see [`Disk::begin_large`]).
+/// Dropped without [`LargeFill::finish`] (a body cut short), it leaves no file.
+#[derive(Debug)]
+pub struct LargeFill {
+    tx: tokio::sync::mpsc::Sender<Part>,
+    done: tokio::task::JoinHandle<bool>,
+}
+
+/// What reaches a large object's writer.
+#[derive(Debug)]
+enum Part {
+    Chunk(Bytes),
+    /// The body is complete.
+    End,
+}
+
+impl LargeFill {
+    /// Hands over the next body chunk (waits while the writer is behind); false once the
+    /// file is abandoned (an I/O error, or the body outgrew the tier).
+    pub async fn push(&self, chunk: Bytes) -> bool {
+        self.tx.send(Part::Chunk(chunk)).await.is_ok()
+    }
+
+    /// Completes the file and puts it in the tier's index; whether it is stored.
+    pub async fn finish(self) -> bool {
+        let sent = self.tx.send(Part::End).await.is_ok();
+        self.done.await.unwrap_or(false) && sent
+    }
 }
 
 /// What one slot's file held.
@@ -233,7 +277,8 @@ impl Disk {
     /// full. Never blocks.
     pub fn spill(&self, slot: &Arc<str>, entry: &Arc<Entry>, fresh: bool) {
         let s = &self.shared;
-        if !fresh && s.index.contains_key(&hash(slot)) {
+        // A body in a file is on disk already (a refreshed large object keeps its file).
+        if entry.file().is_some() || (!fresh && s.index.contains_key(&hash(slot))) {
             return;
         }
         let size = entry.weight() as u64;
@@ -255,6 +300,29 @@ impl Disk {
             s.queued_bytes.fetch_sub(size, Ordering::Relaxed);
             s.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The body size above which a fill for a memory tier of `memory` bytes goes to disk
+    /// only: one eighth of the memory tier, so that no single object takes a large share of
+    /// it (`docs/edge.md`, "Disk tier").
+    pub fn streams_above(memory: u64) -> u64 {
+        memory / MEMORY_SHARE
+    }
+
+    /// Starts writing the large object `entry` (stored with an empty body) under `slot` as its
+    /// body arrives, `length` bytes when known; `None` when the tier cannot take it now (too
+    /// big, or paused after an error). Blocking work runs on tokio's blocking pool.
+    pub fn begin_large(&self, slot: &Arc<str>, entry: Arc<Entry>, length: Option<u64>) -> Option<LargeFill> {
+        let s = &self.shared;
+        if length.is_some_and(|n| n > self.capacity) || s.is_paused() {
+            s.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let suffix: Arc<str> = Arc::from(slot.strip_prefix(&**entry.key.primary())?);
+        let (tx, rx) = tokio::sync::mpsc::channel(LARGE_QUEUE);
+        let (shared, h, capacity) = (s.clone(), hash(slot), self.capacity);
+        let done = tokio::task::spawn_blocking(move || shared.write_large(h, &entry, &suffix, capacity, rx));
+        Some(LargeFill { tx, done })
     }
 
     /// Waits (blocking) up to `limit` for the queued objects to be written; on shutdown, so
@@ -481,6 +549,75 @@ impl Shared {
         self.put(hash(slot), &record, None);
     }
 
+    /// Writes a large object's file from the chunks `rx` brings (blocking); once complete,
+    /// renames it into place and indexes it under hash `h`. False when the body did not end
+    /// complete, outgrew `capacity` or an I/O error occurred: then no file is left.
+    fn write_large(
+        &self,
+        h: u64,
+        entry: &Entry,
+        suffix: &Arc<str>,
+        capacity: u64,
+        mut rx: tokio::sync::mpsc::Receiver<Part>,
+    ) -> bool {
+        let record = |now: Instant| {
+            let written_ms = now_ms();
+            let resident = u64::try_from(entry.resident(now).as_millis()).unwrap_or(u64::MAX);
+            Record {
+                key: entry.key.clone(),
+                suffix: suffix.clone(),
+                content: Content::Object(entry.persist(now)),
+                written_ms,
+                stored_ms: written_ms.saturating_sub(resident),
+            }
+        };
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.dir.join("tmp").join(format!("{seq:x}"));
+        let dest = object_path(&self.dir.join("objects"), h, seq);
+        let result = (|| {
+            let mut w = StreamWriter::create(&tmp, &record(Instant::now()))?;
+            loop {
+                match rx.blocking_recv() {
+                    Some(Part::Chunk(c)) => {
+                        w.write(&c)?;
+                        if w.body_len() > capacity {
+                            return Ok(None);
+                        }
+                    }
+                    Some(Part::End) => break,
+                    None => return Ok(None),
+                }
+            }
+            let now = Instant::now();
+            if entry.is_expired(now) {
+                return Ok(None);
+            }
+            let n = w.finish(&record(now))?;
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            fs::rename(&tmp, &dest)?;
+            Ok::<Option<u64>, io::Error>(Some(n))
+        })();
+        match result {
+            Ok(Some(n)) => {
+                self.index.insert(h, Meta { seq, size: n, vary: None });
+                self.counters.writes.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(key = %entry.key.primary(), bytes = n, "large object written to disk");
+                true
+            }
+            Ok(None) => {
+                let _ = fs::remove_file(&tmp);
+                false
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                self.fail("write", &e);
+                false
+            }
+        }
+    }
+
     /// Writes `record` as the file of hash `h`; false after an error (then counted).
     fn put(&self, h: u64, record: &Record, vary: Option<u64>) -> bool {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
@@ -513,12 +650,19 @@ impl Shared {
         }
     }
 
-    /// Reads the file of hash `h` for slot `suffix` of the resource `key` (blocking).
-    fn read(&self, h: u64, key: &CacheKey, suffix: &str) -> Option<Read> {
+    /// Reads the file of hash `h` for slot `suffix` of the resource `key` (blocking). A large
+    /// object's file is not read whole: its head is, and its body is read when served.
+    fn read(self: &Arc<Self>, h: u64, key: &CacheKey, suffix: &str) -> Option<Read> {
         let meta = self.index.get(&h)?;
         let path = object_path(&self.dir.join("objects"), h, meta.seq);
-        let data = match fs::read(&path) {
-            Ok(d) => Bytes::from(d),
+        let opened = fs::File::open(&path).and_then(|f| {
+            let len = f.metadata()?.len();
+            let mut magic = [0u8; 8];
+            let streamed = f.read_exact_at(&mut magic, 0).is_ok() && &magic == file::MAGIC_STREAMED;
+            Ok((f, len, streamed))
+        });
+        let (mut f, len, streamed) = match opened {
+            Ok(o) => o,
             Err(e) => {
                 if e.kind() != io::ErrorKind::NotFound {
                     self.fail("read", &e);
@@ -527,7 +671,18 @@ impl Shared {
                 return None;
             }
         };
-        let record = match file::decode(&data) {
+        let decoded = if streamed {
+            stream::open(&f, len).map(|o| (o.record, Some((o.at, o.len, o.crcs))))
+        } else {
+            let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+            if let Err(e) = f.read_to_end(&mut data) {
+                self.fail("read", &e);
+                self.forget(h, meta.seq);
+                return None;
+            }
+            file::decode(&Bytes::from(data)).map(|r| (r, None))
+        };
+        let (record, body) = match decoded {
             Ok(r) => r,
             Err(why) => {
                 self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
@@ -567,7 +722,15 @@ impl Shared {
             Verdict::Stale => entry.invalidate(),
             Verdict::Keep => {}
         }
-        Some(Read::Object(entry))
+        let Some((at, body_len, crcs)) = body else { return Some(Read::Object(entry)) };
+        let (tier, seq) = (Arc::downgrade(self), meta.seq);
+        let on_corrupt = Box::new(move || {
+            if let Some(tier) = tier.upgrade() {
+                tier.counters.corrupt.fetch_add(1, Ordering::Relaxed);
+                tier.forget(h, seq);
+            }
+        });
+        Some(Read::Object(entry.with_file(Arc::new(FileBody::new(f, at, body_len, crcs, on_corrupt)))))
     }
 
     /// Drops the index entry for `h` if it still names file `seq` (its file goes with it).
