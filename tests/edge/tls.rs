@@ -622,3 +622,56 @@ async fn openssl_s_client_resumes_a_saved_session() {
         assert!(again.contains("Reused, TLSv1.3"), "{again}");
     }
 }
+
+/// The edge's cipher order: AES-128-GCM for a client that prefers AES-256-GCM (as OpenSSL's
+/// clients do), ChaCha20-Poly1305 for one that lists it first (no AES instructions), and any
+/// suite the client offers alone still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_get_aes_128_unless_they_put_chacha20_first() {
+    use rustls::CipherSuite as S;
+    use rustls::crypto::aws_lc_rs::cipher_suite::{
+        TLS13_AES_128_GCM_SHA256, TLS13_AES_256_GCM_SHA384, TLS13_CHACHA20_POLY1305_SHA256,
+    };
+
+    let origin = Origin::start().await;
+    origin.fixed("/tls/suite", Reply::ok("suite", &[("cache-control", "max-age=60")]));
+    let pki = Pki::new();
+    pki.issue("a", &["a.test"]);
+    pki.issue("b", &["b.test"]);
+    let (edge, _dir) = edge(&origin, "", &two_sites(&pki, ""));
+    let addr = edge.addr("edge https");
+
+    let cases = [
+        (
+            vec![TLS13_AES_256_GCM_SHA384, TLS13_AES_128_GCM_SHA256, TLS13_CHACHA20_POLY1305_SHA256],
+            S::TLS13_AES_128_GCM_SHA256,
+        ),
+        (
+            vec![TLS13_CHACHA20_POLY1305_SHA256, TLS13_AES_256_GCM_SHA384, TLS13_AES_128_GCM_SHA256],
+            S::TLS13_CHACHA20_POLY1305_SHA256,
+        ),
+        (vec![TLS13_AES_256_GCM_SHA384], S::TLS13_AES_256_GCM_SHA384),
+    ];
+    for (offered, expected) in cases {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(pki.ca.der().clone()).unwrap();
+        let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+        provider.cipher_suites = offered.clone();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = TcpStream::connect(&addr).await.unwrap();
+        let name = ServerName::try_from("a.test").unwrap();
+        let mut tls = TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap();
+        let suites: Vec<_> = offered.iter().map(|s| s.suite()).collect();
+        assert_eq!(
+            tls.get_ref().1.negotiated_cipher_suite().map(|s| s.suite()),
+            Some(expected),
+            "{suites:?}"
+        );
+        let answer = get_close(&mut tls, "a.test", "/tls/suite").await;
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("suite"), "{answer}");
+    }
+}

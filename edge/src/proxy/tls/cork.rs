@@ -11,7 +11,8 @@
 //! flush included. [`Cork::release`] (called when the handshake is done) lets the held bytes
 //! go out in the same `writev` as the next write (the HTTP/1.1 response, or the HTTP/2
 //! SETTINGS), or at the next flush or shutdown. A connection dropped before any of those loses
-//! its tickets, which only means its client does a full handshake next time.
+//! its tickets, which only means its client does a full handshake next time; likewise the alert
+//! rustls writes when the client's Finished does not verify is dropped with the connection.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
