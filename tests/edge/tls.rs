@@ -526,3 +526,152 @@ async fn a_silent_tls_connection_and_an_idle_h2_connection_are_closed() {
     let closed = tokio::time::timeout(deadline, conn).await;
     assert!(closed.is_ok(), "an idle h2 connection is still open after {deadline:?}");
 }
+
+/// `GET path` with `Host: host` and `Connection: close` written straight onto `tls`; the whole
+/// answer as text. The stream stays the caller's, to look at the session afterwards.
+async fn get_close(tls: &mut TlsStream<TcpStream>, host: &str, path: &str) -> String {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    tls.write_all(req.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tls.read_to_end(&mut answer).await.unwrap();
+    String::from_utf8(answer).unwrap()
+}
+
+/// Resumption with a client that uses each ticket once (rustls, as RFC 8446 §C.4 asks): two
+/// tickets after the full handshake, then on every resumed connection one fresh ticket and the
+/// same cached answer, so the client goes on resuming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn returning_clients_resume_with_tickets_and_get_one_fresh_ticket_each_time() {
+    use rustls::HandshakeKind::{Full, Resumed};
+
+    let origin = Origin::start().await;
+    origin.fixed("/tls/resume", Reply::ok("resumed", &[("cache-control", "max-age=60")]));
+    let pki = Pki::new();
+    pki.issue("a", &["a.test"]);
+    pki.issue("b", &["b.test"]);
+    let (edge, _dir) = edge(&origin, "", &two_sites(&pki, ""));
+    let addr = edge.addr("edge https");
+    // One client configuration for every connection: its session store carries the tickets.
+    let client = TlsConnector::from(pki.client_config(&[H1], &[&rustls::version::TLS13]));
+
+    for (round, kind, tickets) in
+        [(1, Full, 2), (2, Resumed, 1), (3, Resumed, 1), (4, Resumed, 1), (5, Resumed, 1)]
+    {
+        let tcp = TcpStream::connect(&addr).await.unwrap();
+        let mut tls = client.connect(ServerName::try_from("a.test").unwrap(), tcp).await.unwrap();
+        let answer = get_close(&mut tls, "a.test", "/tls/resume").await;
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("resumed"), "round {round}: {answer}");
+        let session = tls.get_ref().1;
+        assert_eq!(session.handshake_kind(), Some(kind), "round {round}");
+        assert_eq!(session.tls13_tickets_received(), tickets, "round {round}");
+    }
+    assert_eq!(origin.hits("/tls/resume"), 1);
+}
+
+/// OpenSSL's client (what `openssl s_time -reuse` in bench/run.py measures with) saves the
+/// session of one connection and resumes it on the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn openssl_s_client_resumes_a_saved_session() {
+    let origin = Origin::start().await;
+    origin.fixed("/tls/s_client", Reply::ok("from s_client", &[("cache-control", "max-age=60")]));
+    let pki = Pki::new();
+    pki.issue("a", &["a.test"]);
+    pki.issue("b", &["b.test"]);
+    let (edge, _dir) = edge(&origin, "", &two_sites(&pki, ""));
+    let addr = edge.addr("edge https");
+    std::fs::write(pki.path("ca.pem"), pki.ca.pem()).unwrap();
+    let session = pki.path("session.pem");
+
+    let s_client = |sess: (&str, &std::path::Path)| {
+        let mut cmd = tokio::process::Command::new("openssl");
+        cmd.args([
+            "s_client",
+            "-connect",
+            &addr,
+            "-servername",
+            "a.test",
+            "-verify_return_error",
+            "-ign_eof",
+        ])
+        .arg("-CAfile")
+        .arg(pki.path("ca.pem"))
+        .arg(sess.0)
+        .arg(sess.1)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+        cmd
+    };
+    let run = |mut cmd: tokio::process::Command| async move {
+        let mut child = cmd.spawn().expect("openssl runs");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"GET /tls/s_client HTTP/1.0\r\nHost: a.test\r\n\r\n").await.unwrap();
+        // `-ign_eof`: s_client reads on until the edge closes after the HTTP/1.0 answer.
+        drop(stdin);
+        let out =
+            tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.unwrap().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(text.contains("from s_client"), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+        text
+    };
+    let first = run(s_client(("-sess_out", &session))).await;
+    assert!(first.contains("New, TLSv1.3"), "{first}");
+    for _ in 0..2 {
+        let again = run(s_client(("-sess_in", &session))).await;
+        assert!(again.contains("Reused, TLSv1.3"), "{again}");
+    }
+}
+
+/// The edge's cipher order: AES-128-GCM for a client that prefers AES-256-GCM (as OpenSSL's
+/// clients do), ChaCha20-Poly1305 for one that lists it first (no AES instructions), and any
+/// suite the client offers alone still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_get_aes_128_unless_they_put_chacha20_first() {
+    use rustls::CipherSuite as S;
+    use rustls::crypto::aws_lc_rs::cipher_suite::{
+        TLS13_AES_128_GCM_SHA256, TLS13_AES_256_GCM_SHA384, TLS13_CHACHA20_POLY1305_SHA256,
+    };
+
+    let origin = Origin::start().await;
+    origin.fixed("/tls/suite", Reply::ok("suite", &[("cache-control", "max-age=60")]));
+    let pki = Pki::new();
+    pki.issue("a", &["a.test"]);
+    pki.issue("b", &["b.test"]);
+    let (edge, _dir) = edge(&origin, "", &two_sites(&pki, ""));
+    let addr = edge.addr("edge https");
+
+    let cases = [
+        (
+            vec![TLS13_AES_256_GCM_SHA384, TLS13_AES_128_GCM_SHA256, TLS13_CHACHA20_POLY1305_SHA256],
+            S::TLS13_AES_128_GCM_SHA256,
+        ),
+        (
+            vec![TLS13_CHACHA20_POLY1305_SHA256, TLS13_AES_256_GCM_SHA384, TLS13_AES_128_GCM_SHA256],
+            S::TLS13_CHACHA20_POLY1305_SHA256,
+        ),
+        (vec![TLS13_AES_256_GCM_SHA384], S::TLS13_AES_256_GCM_SHA384),
+    ];
+    for (offered, expected) in cases {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(pki.ca.der().clone()).unwrap();
+        let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+        provider.cipher_suites = offered.clone();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = TcpStream::connect(&addr).await.unwrap();
+        let name = ServerName::try_from("a.test").unwrap();
+        let mut tls = TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap();
+        let suites: Vec<_> = offered.iter().map(|s| s.suite()).collect();
+        assert_eq!(
+            tls.get_ref().1.negotiated_cipher_suite().map(|s| s.suite()),
+            Some(expected),
+            "{suites:?}"
+        );
+        let answer = get_close(&mut tls, "a.test", "/tls/suite").await;
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("suite"), "{answer}");
+    }
+}

@@ -169,7 +169,10 @@ pub async fn serve<H, F>(
         tune(&stream, limits.send_buffer);
         let (h, builder, tls, conns, stop) =
             (handler.clone(), builder.clone(), tls.clone(), conns.clone(), shutdown.clone());
-        tasks.spawn(async move {
+        // Boxed: the connection's state machine (TLS, hyper or h2) is about 10 KB, and tokio
+        // moves a task's future by value several times between spawn and completion; a box
+        // moves once (docs/performance.md, TLS).
+        tasks.spawn(Box::pin(async move {
             let result = match tls {
                 None => {
                     let conn = conns.open();
@@ -190,7 +193,7 @@ pub async fn serve<H, F>(
                 tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
             }
             drop(permit);
-        });
+        }));
     }
     drop(listener);
     tasks.close();

@@ -17,15 +17,24 @@
 //! start): all or nothing, so a SIGHUP also re-reads every certificate file. Open connections keep the session they negotiated; only new handshakes see
 //! a new certificate.
 //!
+//! Handshakes are tuned for cost (measured in `docs/performance.md`, TLS): our cipher order
+//! with AES-128-GCM first (see [`suite_rank`]), unless the client lists ChaCha20 first; two
+//! session tickets after a full handshake and one after a resumption offer (`hello.rs` reads
+//! the offer from the ClientHello's bytes); and the TLS 1.3 tickets sent in the same write as
+//! the first response rather than alone (`cork.rs`).
+//!
 //! ```text
 //! accept ─► Acceptor::accept: read ClientHello ─► known SNI? ─ no ─► alert unrecognized_name
-//!                                                     └─ yes ─► handshake (resolver: CertStore)
+//!                                                     └─ yes ─► settings for the hello
+//!                                                               ─► handshake (resolver: CertStore)
 //! ```
 
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime};
 
 use rustls::ServerConfig;
@@ -36,12 +45,18 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use stratus_config::EdgeConfig;
 use stratus_config::edge::{Certificate, Listener, Site};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
+use tokio_rustls::{LazyConfigAcceptor, StartHandshake};
 
 use crate::error::Error;
+
+mod cork;
+mod hello;
+mod hkdf;
+
+pub use cork::Cork;
 
 /// How often certificate files are checked for changes.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -238,7 +253,9 @@ impl ResolvesServerCert for Resolver {
 /// Accepts TLS connections for one listener.
 #[derive(Debug)]
 pub struct Acceptor {
-    config: Arc<ServerConfig>,
+    /// The handshake settings by what the ClientHello asks for: `[chacha_first][resuming]`
+    /// (see [`Acceptor::config_for`]). All four share one ticketer and one certificate store.
+    configs: [[Arc<ServerConfig>; 2]; 2],
     store: Arc<CertStore>,
     listener: usize,
     handshake_timeout: Duration,
@@ -248,32 +265,56 @@ impl Acceptor {
     /// An acceptor for listener number `listener` (its index in the configuration); a
     /// handshake must complete within `handshake_timeout`.
     pub fn new(store: Arc<CertStore>, listener: usize, handshake_timeout: Duration) -> Result<Self, Error> {
-        let mut config = ServerConfig::builder_with_provider(store.provider.clone())
+        let mut provider = (*store.provider).clone();
+        provider.cipher_suites.sort_by_key(|s| suite_rank(s.suite()));
+        for suite in &mut provider.cipher_suites {
+            *suite = hkdf::prepared(*suite);
+        }
+        let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| Error::Tls(e.to_string()))?
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(Resolver { store: store.clone(), listener }));
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        // Stateless resumption tickets as well as the default in-memory session cache, so
-        // returning clients skip the full handshake on any of our worker threads.
+        // Stateless resumption tickets (TLS 1.3 and 1.2), so returning clients skip the full
+        // handshake on any of our worker threads. rustls' ticketer encrypts them with a key
+        // it replaces every 6 hours, and accepts the previous key's tickets for 6 more.
         config.ticketer =
             rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| Error::Tls(e.to_string()))?;
-        Ok(Self { config: Arc::new(config), store, listener, handshake_timeout })
+        // Our cipher order (AES-128-GCM first), as BoringSSL and Cloudflare do; see
+        // `suite_rank` and docs/performance.md, TLS.
+        config.ignore_client_order = true;
+        // Two tickets after a full handshake (rustls' and OpenSSL's default), so a client can
+        // open two resumed connections at once; one after a resumption, as OpenSSL does, so a
+        // client that uses each ticket once (RFC 8446 §C.4) always holds a fresh one. Making
+        // and encrypting a ticket is a fixed cost of every handshake (docs/performance.md, TLS).
+        config.send_tls13_tickets = TICKETS_FULL;
+        let with = |client_order: bool, tickets: usize| {
+            let mut c = config.clone();
+            c.ignore_client_order = !client_order;
+            c.send_tls13_tickets = tickets;
+            Arc::new(c)
+        };
+        let configs = [
+            [with(false, TICKETS_FULL), with(false, TICKETS_RESUMED)],
+            [with(true, TICKETS_FULL), with(true, TICKETS_RESUMED)],
+        ];
+        Ok(Self { configs, store, listener, handshake_timeout })
     }
 
     /// Runs the handshake on `tcp`. An unknown server name gets an `unrecognized_name` alert.
-    pub async fn accept(&self, tcp: TcpStream) -> io::Result<TlsStream<TcpStream>> {
+    pub async fn accept(&self, tcp: TcpStream) -> io::Result<TlsStream<Cork<TcpStream>>> {
         tokio::time::timeout(self.handshake_timeout, self.handshake(tcp))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "tls handshake timed out"))?
     }
 
-    async fn handshake(&self, tcp: TcpStream) -> io::Result<TlsStream<TcpStream>> {
-        let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
+    async fn handshake(&self, tcp: TcpStream) -> io::Result<TlsStream<Cork<TcpStream>>> {
+        let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), Recorder::new(tcp)).await?;
         let hello = start.client_hello();
         if self.store.resolve(hello.server_name(), self.listener).is_none() {
             let name = hello.server_name().unwrap_or("").to_owned();
-            let mut io = start.io;
+            let mut io = start.io.inner;
             // The peer is told why; whether the alert arrives changes nothing for us.
             let _ = io.write_all(&UNRECOGNIZED_NAME).await;
             let _ = io.shutdown().await;
@@ -282,7 +323,104 @@ impl Acceptor {
                 format!("no certificate for server name {name:?}"),
             ));
         }
-        start.into_stream(self.config.clone()).await
+        let config = self.config_for(&hello, &start.io.seen).clone();
+        let StartHandshake { accepted, io: Recorder { inner, .. }, .. } = start;
+        let mut tls = StartHandshake::from_parts(accepted, Cork::new(inner)).into_stream(config).await?;
+        tls.get_mut().0.release();
+        Ok(tls)
+    }
+
+    /// The settings for a client: the client's cipher order if it lists ChaCha20-Poly1305
+    /// before the AES-GCM suites (as clients without AES instructions do; BoringSSL honours
+    /// that too), ours otherwise; fewer tickets when the ClientHello (`raw`, its records)
+    /// offers a session to resume.
+    fn config_for(&self, hello: &ClientHello<'_>, raw: &[u8]) -> &Arc<ServerConfig> {
+        let chacha_first = hello
+            .cipher_suites()
+            .iter()
+            .find(|s| suite_rank(**s) < u8::MAX)
+            .is_some_and(|s| suite_rank(*s) == CHACHA);
+        let resuming = hello::offers_psk(raw) == Some(true);
+        &self.configs[usize::from(chacha_first)][usize::from(resuming)]
+    }
+}
+
+/// Our preference among the AEAD suites we offer, best first; `u8::MAX` for any other.
+///
+/// AES-128-GCM first: with AES and carry-less multiply instructions it is the cheapest AEAD,
+/// and its suites hash the handshake with SHA-256, which SHA instructions run at about four
+/// times SHA-384's speed (a resumed handshake is mostly that key schedule). Its security level
+/// (128 bits) is that of the X25519 and P-256 key exchange and the P-256 certificate that
+/// protect the same session, so AES-256 adds nothing there. TLS 1.3 requires every
+/// implementation to support it (RFC 8446 §9.1), and BoringSSL, Google's and Cloudflare's
+/// servers put it first.
+fn suite_rank(suite: rustls::CipherSuite) -> u8 {
+    use rustls::CipherSuite as S;
+    match suite {
+        S::TLS13_AES_128_GCM_SHA256
+        | S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+        | S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => 0,
+        S::TLS13_AES_256_GCM_SHA384
+        | S::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+        | S::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => 1,
+        S::TLS13_CHACHA20_POLY1305_SHA256
+        | S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+        | S::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => CHACHA,
+        _ => u8::MAX,
+    }
+}
+
+/// [`suite_rank`] of the ChaCha20-Poly1305 suites.
+const CHACHA: u8 = 2;
+
+/// How many TLS 1.3 tickets a handshake sends: after a full one, after a resumption offer.
+const TICKETS_FULL: usize = 2;
+const TICKETS_RESUMED: usize = 1;
+
+/// The most of a connection's first bytes kept for [`hello::offers_psk`]: a ClientHello of
+/// four full records. A longer one is handshaken like one that offers no session.
+const HELLO_BYTES: usize = 4 * (5 + (1 << 14));
+
+/// The TCP stream while rustls reads the ClientHello, keeping a copy of what it read.
+struct Recorder {
+    inner: TcpStream,
+    seen: Vec<u8>,
+}
+
+impl Recorder {
+    fn new(inner: TcpStream) -> Self {
+        Self { inner, seen: Vec::new() }
+    }
+}
+
+impl AsyncRead for Recorder {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        let read = &buf.filled()[before..];
+        let room = HELLO_BYTES.saturating_sub(this.seen.len());
+        this.seen.extend_from_slice(&read[..read.len().min(room)]);
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Writes are the acceptor's alerts, straight to the socket.
+impl AsyncWrite for Recorder {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
