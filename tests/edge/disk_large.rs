@@ -332,3 +332,55 @@ async fn a_range_that_misses_on_a_large_object_streams_and_stores_it() {
     assert!(got.body == body.slice(len - 1000..) && from_disk(&got), "{}", got.cache());
     assert_eq!(origin.hits("/disk/large/ranged"), 1);
 }
+
+/// Requests that come while a large object is being written to disk cannot follow the fill
+/// from its first byte (that part left memory): they wait for the file and are served from it,
+/// so the origin is asked once however many clients want the object (nginx's
+/// `proxy_cache_lock`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_during_a_streaming_fill_wait_for_the_file_and_the_origin_is_asked_once() {
+    let origin = Origin::start().await;
+    let body = object(16 * MIB, 11);
+    let gate = Arc::new(Semaphore::new(0));
+    let (served, held) = (body.clone(), gate.clone());
+    origin.route("/disk/large/herd", move |_, _| {
+        // Half the body, then the rest once the test opens the gate (chunked: the edge switches
+        // to disk once the body outgrows the memory tier's share).
+        let half = served.len() / 2;
+        Reply::ok("", &[("cache-control", "max-age=300")]).parts(vec![
+            Part::Data(served.slice(..half)),
+            Part::Gate(held.clone()),
+            Part::Data(served.slice(half..)),
+        ])
+    });
+    let dir = tempdir();
+    let (edge, _config) = large_edge(&origin, dir.path(), "8MiB");
+    let url = format!("{}/disk/large/herd", edge.url("edge http"));
+    let mut first = client().get(&url).send().await.unwrap();
+    let mut got = 0;
+    while got < 2 * MIB {
+        got += first.chunk().await.unwrap().unwrap().len();
+    }
+    // Three more clients while the fill is half way: each waits on it.
+    let late: Vec<_> = (0..3).map(|_| tokio::spawn(get_owned(url.clone()))).collect();
+    until("three requests wait on the fill", Duration::from_secs(20), || async {
+        (metric(&metrics(&edge).await, "stratus_edge_coalesced_waiters_total") >= 3.0).then_some(())
+    })
+    .await;
+    gate.add_permits(1);
+    let mut rest = Vec::new();
+    while let Some(chunk) = first.chunk().await.unwrap() {
+        rest.extend_from_slice(&chunk);
+    }
+    assert_eq!(got + rest.len(), body.len());
+    for waiter in late {
+        let got = waiter.await.unwrap();
+        assert!(got.body == body, "{} bytes", got.body.len());
+        assert!(from_disk(&got), "{}", got.cache());
+    }
+    assert_eq!(origin.hits("/disk/large/herd"), 1, "one origin request for four clients");
+}
+
+async fn get_owned(url: String) -> Got {
+    get(&url, &[]).await
+}

@@ -29,7 +29,9 @@
 //! after that — and is then only streamed: chunks every reader has read are released, the
 //! origin is read while the slowest reader is within [`WINDOW`], and a reader that stays far
 //! behind the others for [`PATIENCE`] is cut off. A body of any size costs at most about
-//! `max_object_size` + [`WINDOW`].
+//! `max_object_size` + [`WINDOW`]. A large object written to the disk tier as it streams
+//! (`fill.rs`) is only streamed in the same way but stays in the map: a request that comes
+//! later waits for it to end and is served from disk ([`Role::Wait`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -257,6 +259,12 @@ impl Fill {
         });
     }
 
+    /// Waits until the fill ended; whether its response was stored.
+    pub async fn ended(&self) -> bool {
+        let mut rx = self.state.subscribe();
+        rx.wait_for(|s| s.end.is_some()).await.is_ok_and(|s| s.stored)
+    }
+
     /// Ends the fill as failed unless it already ended: whatever happens to the task, no
     /// waiter waits forever.
     pub fn abandon(&self) {
@@ -452,13 +460,18 @@ pub fn concat(chunks: &[Bytes]) -> Bytes {
 }
 
 /// Whether this request waits on a fill it started or on someone else's; either way it holds
-/// a [`Reader`] made under the map lock, before the body can outgrow the store.
+/// a [`Reader`] made under the map lock, before the body can outgrow the store. Or, for a fill
+/// that can no longer be followed from its first byte, that it waits for the fill to end.
 #[derive(Debug)]
 pub enum Role {
     /// Started the fill (and must start its task).
     Leader(Reader),
     /// Joined a running fill.
     Follower(Reader),
+    /// The fill writes a large object to disk as it streams and keeps only what its readers
+    /// have yet to read: wait until it ends ([`Fill::ended`]), then look again, as nginx's
+    /// `proxy_cache_lock` makes requests wait for the response being cached.
+    Wait(Arc<Fill>),
 }
 
 /// The fills in flight, by cache key.
@@ -478,6 +491,9 @@ impl Inflight {
     ) -> Option<Role> {
         let mut fills = self.fills.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(f) = fills.get(key) {
+            if f.state.borrow().streaming_only {
+                return Some(Role::Wait(f.clone()));
+            }
             return Some(Role::Follower(f.reader()));
         }
         if cached() {

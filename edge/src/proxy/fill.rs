@@ -385,7 +385,7 @@ async fn stream_body(
                 l.fail();
             } else {
                 if !l.began && !l.failed && content_length.unwrap_or(size) > l.above {
-                    l.begin(edge, job, fill, content_length).await;
+                    l.begin(job, fill, content_length).await;
                 }
                 if l.began {
                     streaming_to_disk = Some(l.write.is_some() || l.stored.is_some());
@@ -473,9 +473,10 @@ struct ToDisk {
 
 impl ToDisk {
     /// Starts the file with what the fill holds so far. From then on the fill keeps only what
-    /// some reader has yet to read, so it leaves the inflight map first: a request that comes
-    /// later cannot join from the first byte, and fetches on its own until the file is in.
-    async fn begin(&mut self, edge: &Edge, job: &Job, fill: &Fill, length: Option<u64>) {
+    /// some reader has yet to read: a request that comes later cannot follow it from the first
+    /// byte, so it waits until the file is in and is served from it (`Role::Wait`), and the
+    /// origin is still asked once.
+    async fn begin(&mut self, job: &Job, fill: &Fill, length: Option<u64>) {
         let Some(w) = self.disk.begin_large(&job.slot, self.entry.clone(), length) else {
             self.failed = true;
             return;
@@ -489,9 +490,6 @@ impl ToDisk {
         self.write = Some(w);
         self.began = true;
         self.complete_if_last(size, length).await;
-        if job.sharing.registered() {
-            edge.inflight.remove(&job.slot, fill);
-        }
         fill.stream_only();
     }
 

@@ -334,6 +334,16 @@ async fn coalesce(
             status.collapsed = true;
             follow(edge, ctx, reader, None, None, status, stale).await
         }
+        // A large object on its way to disk: served from there once it is in, else fetched
+        // alone (the fill failed or could not store it).
+        Role::Wait(fill) => {
+            edge.metrics.coalesced();
+            if fill.ended().await {
+                Box::pin(lookup(edge, ctx)).await
+            } else {
+                Box::pin(fetch_alone(edge, ctx, slot, fwd, Sharing::Alone)).await
+            }
+        }
     }
 }
 
