@@ -32,7 +32,7 @@ use crate::proxy::ctx::{Ctx, Purpose, Served, origin_request};
 use crate::proxy::fill::{self, Job, Mode, Sharing};
 use crate::proxy::headers::{TIER_TAGS, add_edge_fields, append_via, client_address, looped};
 use crate::proxy::interim::{self, InterimRx, InterimTx};
-use crate::proxy::range;
+use crate::proxy::range::{self, Stored};
 use crate::proxy::respond::{self, Precondition};
 use crate::proxy::route::SiteState;
 use crate::proxy::server::Transport;
@@ -511,7 +511,13 @@ async fn follow(
                 match reader.collect(limit).await {
                     Ok(Collected::Whole(body, stored)) => {
                         status.stored = stored;
-                        let res = respond::complete(head.status, headers, &body, &ctx.headers, ctx.head_only);
+                        let res = respond::complete(
+                            head.status,
+                            headers,
+                            Stored::Memory(&body),
+                            &ctx.headers,
+                            ctx.head_only,
+                        );
                         return Ok((res, status));
                     }
                     Ok(Collected::Longer(read, rest)) => (prefix, reader) = (read, rest),
@@ -551,8 +557,8 @@ fn serve_entry(e: &Entry, ctx: &Ctx, now: Instant) -> Response<Body> {
         add_edge_fields(&mut headers, e.targeted().iter(), e.tags(), Some(&TIER_TAGS));
     }
     match e.file() {
-        Some(file) => respond::from_file(e.status, headers, file, &ctx.headers, ctx.head_only),
-        None => respond::complete(e.status, headers, &e.body(), &ctx.headers, ctx.head_only),
+        Some(file) => respond::complete(e.status, headers, Stored::File(file), &ctx.headers, ctx.head_only),
+        None => respond::complete(e.status, headers, Stored::Memory(&e.body()), &ctx.headers, ctx.head_only),
     }
 }
 

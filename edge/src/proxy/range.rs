@@ -144,67 +144,75 @@ fn layout(ranges: &[(u64, u64)], len: u64, content_type: Option<&str>) -> Option
     Some(Layout { pieces, size, header: (header::CONTENT_TYPE, ctype) })
 }
 
+/// A stored body that answers are cut from: in memory, or in a file (a large object on disk,
+/// read only as the client takes the bytes sent).
+#[derive(Clone, Copy, Debug)]
+pub enum Stored<'a> {
+    Memory(&'a Bytes),
+    File(&'a Arc<FileBody>),
+}
+
+impl Stored<'_> {
+    /// The body's length.
+    pub fn len(self) -> u64 {
+        match self {
+            Self::Memory(b) => b.len() as u64,
+            Self::File(f) => f.len(),
+        }
+    }
+
+    /// The whole body.
+    pub fn whole(self) -> Body {
+        match self {
+            Self::Memory(b) => crate::body::full(b.clone()),
+            Self::File(f) => f.body(0, f.len()),
+        }
+    }
+
+    /// The pieces of a 206 in order: part heads as they are, the ranges' bytes from the body.
+    fn pieces(self, pieces: Vec<Piece>) -> Body {
+        match self {
+            Self::Memory(body) => chunks(
+                pieces
+                    .into_iter()
+                    .map(|p| match p {
+                        Piece::Head(h) => h,
+                        Piece::Slice(a, b) => body.slice(a as usize..=b as usize),
+                    })
+                    .collect(),
+            ),
+            Self::File(file) => {
+                use futures_util::StreamExt;
+                use http_body_util::BodyExt;
+                let file = file.clone();
+                let frames = futures_util::stream::iter(pieces).flat_map(move |p| match p {
+                    Piece::Head(h) => StreamExt::boxed(futures_util::stream::once(async move {
+                        Ok(hyper::body::Frame::data(h))
+                    })),
+                    Piece::Slice(a, b) => {
+                        StreamExt::boxed(http_body_util::BodyStream::new(file.body(a, b + 1)))
+                    }
+                });
+                http_body_util::StreamBody::new(frames).boxed_unsync()
+            }
+        }
+    }
+}
+
 /// Builds the 206 response for `ranges` (as [`parse`] returns them) of `body`; `headers` are
 /// the full response's. `Err` gives the headers back when the whole body is the better answer.
 pub fn respond(
     ranges: &[(u64, u64)],
-    body: &Bytes,
+    body: Stored<'_>,
     mut headers: HeaderMap,
     head_only: bool,
 ) -> Result<Response<Body>, HeaderMap> {
     let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let Some(layout) = layout(ranges, body.len() as u64, ctype) else { return Err(headers) };
+    let Some(layout) = layout(ranges, body.len(), ctype) else { return Err(headers) };
     let (name, value) = layout.header;
     set(&mut headers, name, &value);
     set(&mut headers, header::CONTENT_LENGTH, &layout.size.to_string());
-    let body = if head_only {
-        crate::body::empty()
-    } else {
-        chunks(
-            layout
-                .pieces
-                .into_iter()
-                .map(|p| match p {
-                    Piece::Head(h) => h,
-                    Piece::Slice(a, b) => body.slice(a as usize..=b as usize),
-                })
-                .collect(),
-        )
-    };
-    let mut res = Response::new(body);
-    *res.status_mut() = StatusCode::PARTIAL_CONTENT;
-    *res.headers_mut() = headers;
-    Ok(res)
-}
-
-/// Builds the 206 response for `ranges` (as [`parse`] returns them) of a body in a file (a
-/// large object on disk), reading only the ranges' blocks as the client takes them; `Err` as
-/// for [`respond`].
-pub fn respond_file(
-    ranges: &[(u64, u64)],
-    file: &Arc<FileBody>,
-    mut headers: HeaderMap,
-    head_only: bool,
-) -> Result<Response<Body>, HeaderMap> {
-    use futures_util::StreamExt;
-    use http_body_util::BodyExt;
-    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let Some(layout) = layout(ranges, file.len(), ctype) else { return Err(headers) };
-    let (name, value) = layout.header;
-    set(&mut headers, name, &value);
-    set(&mut headers, header::CONTENT_LENGTH, &layout.size.to_string());
-    let body = if head_only {
-        crate::body::empty()
-    } else {
-        let file = file.clone();
-        let frames = futures_util::stream::iter(layout.pieces).flat_map(move |p| match p {
-            Piece::Head(h) => {
-                StreamExt::boxed(futures_util::stream::once(async move { Ok(hyper::body::Frame::data(h)) }))
-            }
-            Piece::Slice(a, b) => StreamExt::boxed(http_body_util::BodyStream::new(file.body(a, b + 1))),
-        });
-        http_body_util::StreamBody::new(frames).boxed_unsync()
-    };
+    let body = if head_only { crate::body::empty() } else { body.pieces(layout.pieces) };
     let mut res = Response::new(body);
     *res.status_mut() = StatusCode::PARTIAL_CONTENT;
     *res.headers_mut() = headers;
@@ -342,7 +350,7 @@ mod tests {
                     assert!(w[0].1 + MERGE_GAP < w[1].0, "{parts:?}");
                 }
                 assert!(parts.iter().all(|&(a, b)| a <= b && b < len as u64), "{parts:?}");
-                match respond(&parts, &body, headers, false) {
+                match respond(&parts, Stored::Memory(&body), headers, false) {
                     Ok(res) => {
                         let n: u64 = res.headers()[header::CONTENT_LENGTH].to_str().unwrap().parse().unwrap();
                         // The parts are ready slices: collecting never waits.

@@ -2,15 +2,11 @@
 //! 412, byte ranges → 206/416, `HEAD` → headers only. Used for cache hits, for revalidated
 //! entries and for responses still streaming from a fill.
 
-use std::sync::Arc;
-
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 
-use crate::body::{Body, empty, full};
-use crate::cache::disk::blocks::FileBody;
-use crate::proxy::range::{self, Ranges};
+use crate::body::{Body, empty};
+use crate::proxy::range::{self, Ranges, Stored};
 
 /// What the client's conditional headers decide.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,11 +112,12 @@ pub fn precondition_failed() -> Response<Body> {
     r
 }
 
-/// Answers from a complete body: preconditions, then `Range`, then the whole thing.
+/// Answers from a complete body, in memory or in a file: preconditions, then `Range`, then the
+/// whole thing.
 pub fn complete(
     status: StatusCode,
     mut headers: HeaderMap,
-    body: &Bytes,
+    body: Stored<'_>,
     req: &HeaderMap,
     head_only: bool,
 ) -> Response<Body> {
@@ -129,51 +126,16 @@ pub fn complete(
         Precondition::Failed => return precondition_failed(),
         Precondition::Proceed => {}
     }
-    if status == StatusCode::OK
-        && let Some(value) = req.get(header::RANGE).and_then(|v| v.to_str().ok())
-        && if_range_holds(req, &headers)
-    {
-        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-        match range::parse(value, body.len() as u64) {
-            Ranges::Parts(parts) => match range::respond(&parts, body, headers, head_only) {
-                Ok(partial) => return partial,
-                // A multipart answer would outweigh the whole body: send the body.
-                Err(h) => headers = h,
-            },
-            Ranges::Unsatisfiable => return range::unsatisfiable(body.len() as u64, headers),
-            Ranges::Full => {}
-        }
-    }
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    let mut r = Response::new(if head_only { empty() } else { full(body.clone()) });
-    *r.status_mut() = status;
-    *r.headers_mut() = headers;
-    r
-}
-
-/// Answers from a body in a file (a large object on disk) as [`complete`] does from one in
-/// memory; only the bytes sent are read, block by block.
-pub fn from_file(
-    status: StatusCode,
-    mut headers: HeaderMap,
-    file: &Arc<FileBody>,
-    req: &HeaderMap,
-    head_only: bool,
-) -> Response<Body> {
-    match precondition(req, status, &headers) {
-        Precondition::NotModified => return not_modified(&headers),
-        Precondition::Failed => return precondition_failed(),
-        Precondition::Proceed => {}
-    }
-    let len = file.len();
+    let len = body.len();
     if status == StatusCode::OK
         && let Some(value) = req.get(header::RANGE).and_then(|v| v.to_str().ok())
         && if_range_holds(req, &headers)
     {
         headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         match range::parse(value, len) {
-            Ranges::Parts(parts) => match range::respond_file(&parts, file, headers, head_only) {
+            Ranges::Parts(parts) => match range::respond(&parts, body, headers, head_only) {
                 Ok(partial) => return partial,
+                // A multipart answer would outweigh the whole body: send the body.
                 Err(h) => headers = h,
             },
             Ranges::Unsatisfiable => return range::unsatisfiable(len, headers),
@@ -181,7 +143,7 @@ pub fn from_file(
         }
     }
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    let mut r = Response::new(if head_only { empty() } else { file.body(0, len) });
+    let mut r = Response::new(if head_only { empty() } else { body.whole() });
     *r.status_mut() = status;
     *r.headers_mut() = headers;
     r
