@@ -340,44 +340,30 @@ async fn stream_body(
     large: &mut Option<ToDisk>,
     mut last: Option<&mut Option<Bytes>>,
 ) -> Result<Option<u64>, ProxyError> {
-    let spent = SystemTime::now().duration_since(request_time).unwrap_or_default();
-    let left = job.site.upstream.timeouts.total.get().saturating_sub(spent);
-    let deadline = tokio::time::Instant::now() + left;
+    let deadline = body_deadline(&job.site, request_time);
     let mut size: u64 = 0;
     let mut overflowed = false;
-    loop {
-        match tokio::time::timeout_at(deadline, body.frame()).await {
-            Err(_) => return Err(ProxyError::Timeout("the response body")),
-            Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(ProxyError::Upstream(error_chain(&e))),
-            Ok(Some(Ok(frame))) => {
-                if let Ok(data) = frame.into_data() {
-                    size += data.len() as u64;
-                    edge.metrics.fetched(data.len() as u64);
-                    if let Some(l) = large.as_mut()
-                        && let Some(w) = &l.write
-                    {
-                        if w.push(data.clone()).await {
-                            l.complete_if_last(size, content_length).await;
-                        } else {
-                            // The tier gave up on the file (an I/O error, or no room): the
-                            // body still streams to its readers, and is not stored.
-                            l.fail();
-                        }
-                    }
-                    match last.as_deref_mut() {
-                        // The last chunk of a body of known length waits until the response
-                        // is stored (`run`): a client that has every byte it was promised and
-                        // asks again must find it stored, not the fill.
-                        Some(held)
-                            if content_length == Some(size) && stays_in_memory(large.as_ref(), size) =>
-                        {
-                            *held = Some(data);
-                        }
-                        _ => fill.push(data),
-                    }
-                }
+    while let Some(data) = next_data(edge, &mut body, deadline).await? {
+        size += data.len() as u64;
+        if let Some(l) = large.as_mut()
+            && let Some(w) = &l.write
+        {
+            if w.push(data.clone()).await {
+                l.complete_if_last(size, content_length).await;
+            } else {
+                // The tier gave up on the file (an I/O error, or no room): the body still
+                // streams to its readers, and is not stored.
+                l.fail();
             }
+        }
+        match last.as_deref_mut() {
+            // The last chunk of a body of known length waits until the response is stored
+            // (`run`): a client that has every byte it was promised and asks again must find
+            // it stored, not the fill.
+            Some(held) if content_length == Some(size) && stays_in_memory(large.as_ref(), size) => {
+                *held = Some(data);
+            }
+            _ => fill.push(data),
         }
         let mut streaming_to_disk = None;
         if let Some(l) = large.as_mut() {
@@ -422,6 +408,35 @@ async fn stream_body(
         return Err(ProxyError::Upstream("body length does not match Content-Length".into()));
     }
     Ok(Some(size))
+}
+
+/// When an origin's body must have arrived whole: the site's `timeouts.total`, counted from
+/// the request to the origin.
+pub fn body_deadline(site: &SiteState, request_time: SystemTime) -> tokio::time::Instant {
+    let spent = SystemTime::now().duration_since(request_time).unwrap_or_default();
+    tokio::time::Instant::now() + site.upstream.timeouts.total.get().saturating_sub(spent)
+}
+
+/// The next data of an origin's body, counted as fetched (trailers are skipped); `None` at
+/// its end. A body that fails or is not in by `deadline` is an error.
+pub async fn next_data(
+    edge: &Edge,
+    body: &mut OriginBody,
+    deadline: tokio::time::Instant,
+) -> Result<Option<Bytes>, ProxyError> {
+    loop {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(ProxyError::Timeout("the response body")),
+            Ok(None) => return Ok(None),
+            Ok(Some(Err(e))) => return Err(ProxyError::Upstream(error_chain(&e))),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    edge.metrics.fetched(data.len() as u64);
+                    return Ok(Some(data));
+                }
+            }
+        }
+    }
 }
 
 /// Waits until the fill may read more of the origin's body (see [`coalesce::WINDOW`]); false

@@ -42,14 +42,14 @@ use crate::cache::store::Target;
 use crate::edge::Edge;
 use crate::error::ProxyError;
 use crate::proxy::ctx::{Ctx, Purpose, Served, origin_request};
-use crate::proxy::fill::prepare;
+use crate::proxy::fill::{body_deadline, next_data, prepare};
 use crate::proxy::headers::{TIER_TAGS, add_edge_fields};
 use crate::proxy::interim::{self, InterimTx};
 use crate::proxy::range::{self, Ranges};
 use crate::proxy::respond::{self, Precondition};
 use crate::proxy::route::SiteState;
 use crate::proxy::status::{CacheStatus, Fwd, Outcome};
-use crate::upstream::{Answered, OriginRequest, error_chain};
+use crate::upstream::{Answered, OriginRequest};
 
 /// How many slices a request checks in the store before answering (4 GiB of 1 MiB slices); it
 /// only decides `Cache-Status`, and bounds the work an origin's claimed length can cause.
@@ -501,27 +501,13 @@ impl Slicer {
             return Ok(Fetched::NotSliceable("not-storable"));
         }
         let want = range.last - range.first + 1;
-        let spent = SystemTime::now().duration_since(request_time).unwrap_or_default();
-        let deadline =
-            tokio::time::Instant::now() + self.site.upstream.timeouts.total.get().saturating_sub(spent);
+        let deadline = body_deadline(&self.site, request_time);
         let mut buf = BytesMut::with_capacity(usize::try_from(want).unwrap_or(0));
-        loop {
-            match tokio::time::timeout_at(deadline, body.frame()).await {
-                Err(_) => return Err(ProxyError::Timeout("the response body")),
-                Ok(None) => break,
-                Ok(Some(Err(e))) => return Err(ProxyError::Upstream(error_chain(&e))),
-                Ok(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        edge.metrics.fetched(data.len() as u64);
-                        if (buf.len() + data.len()) as u64 > want {
-                            return Err(ProxyError::Upstream(
-                                "slice body longer than its Content-Range".into(),
-                            ));
-                        }
-                        buf.extend_from_slice(&data);
-                    }
-                }
+        while let Some(data) = next_data(edge, &mut body, deadline).await? {
+            if (buf.len() + data.len()) as u64 > want {
+                return Err(ProxyError::Upstream("slice body longer than its Content-Range".into()));
             }
+            buf.extend_from_slice(&data);
         }
         if buf.len() as u64 != want {
             return Err(ProxyError::Upstream("slice body shorter than its Content-Range".into()));
