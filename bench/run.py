@@ -215,6 +215,25 @@ class Proc:
         self.log.close()
 
 
+def start_nginx_conf(work, name, http, port, cpu=PROXY_CPU, cleanup=None):
+    """Writes `{name}.conf`, one nginx worker whose `http` block holds `http`, and starts it on
+    `cpu`; returns the process once `port` answers."""
+    conf = os.path.join(work, f"{name}.conf")
+    with open(conf, "w") as f:
+        f.write(f"""
+worker_processes 1;
+daemon off;
+pid {work}/{name}.pid;
+error_log {work}/{name}-error.log;
+events {{ worker_connections 4096; }}
+http {{{http}}}
+""")
+    p = Proc(name, ["taskset", "-c", cpu, "nginx", "-c", conf, "-p", work])
+    p.cleanup = cleanup
+    wait_port(port)
+    return p
+
+
 def start_origin(work):
     """nginx serving static files on CPU 0: /1k, /1m, /k/N (any N) → the same 1 KiB body,
     /dk/N → the same 1 KiB body as application/octet-stream and /m/N → the same 1 MiB body."""
@@ -228,15 +247,7 @@ def start_origin(work):
         f.write(os.urandom(100 << 10))
     with open(os.path.join(docroot, "text"), "wb") as f:
         f.write(compressible_text(16 << 10))
-    conf = os.path.join(work, "origin.conf")
-    with open(conf, "w") as f:
-        f.write(f"""
-worker_processes 1;
-daemon off;
-pid {work}/origin.pid;
-error_log {work}/origin-error.log;
-events {{ worker_connections 4096; }}
-http {{
+    return start_nginx_conf(work, "origin", f"""
   access_log off;
   sendfile on;
   keepalive_requests 1000000;
@@ -253,11 +264,7 @@ http {{
     location = /text {{ default_type text/plain; }}
     location = /nginx_status {{ stub_status; }}
   }}
-}}
-""")
-    p = Proc("origin", ["taskset", "-c", LOAD_CPU, "nginx", "-c", conf, "-p", work])
-    wait_port(ORIGIN_PORT)
-    return p
+""", ORIGIN_PORT, cpu=LOAD_CPU)
 
 
 def compressible_text(size):
@@ -273,15 +280,7 @@ def compressible_text(size):
 
 def static_server(work, sendfile=False):
     """nginx serving the origin's files itself on the proxy CPU: what a hit is measured against."""
-    conf = os.path.join(work, "static.conf")
-    with open(conf, "w") as f:
-        f.write(f"""
-worker_processes 1;
-daemon off;
-pid {work}/static.pid;
-error_log {work}/static-error.log;
-events {{ worker_connections 4096; }}
-http {{
+    return start_nginx_conf(work, "static", f"""
   access_log off;
   sendfile {"on" if sendfile else "off"};
   keepalive_requests 1000000;
@@ -291,11 +290,7 @@ http {{
     root {work}/www;
     add_header Cache-Control "public, max-age=3600";
   }}
-}}
-""")
-    p = Proc("static", ["taskset", "-c", PROXY_CPU, "nginx", "-c", conf, "-p", work])
-    wait_port(PORTS["static"])
-    return p
+""", PORTS["static"])
 
 
 def origin_requests():
@@ -409,15 +404,7 @@ def start_nginx(work, cache_mib, origin_port, tls=None, sendfile=False, access_l
     # nginx's max_size is not a hard limit under load (it grew to 4-5x here), so the number of
     # objects is capped by the keys zone too: ~8,000 keys per MiB of zone.
     keys_zone = max(1, round(cache_mib * 1024 / 1.4 / 8000 * 1024))
-    conf = os.path.join(work, f"{name}-proxy.conf")
-    with open(conf, "w") as f:
-        f.write(f"""
-worker_processes 1;
-daemon off;
-pid {work}/{name}-proxy.pid;
-error_log {work}/{name}-proxy-error.log;
-events {{ worker_connections 4096; }}
-http {{
+    return start_nginx_conf(work, name, f"""
   {logging}
   sendfile {"on" if sendfile else "off"};
   tcp_nopush off;  # with sendfile it stalled keep-alive responses here (see TUNING)
@@ -442,12 +429,7 @@ http {{
       add_header X-Cache $upstream_cache_status;
     }}
   }}
-}}
-""")
-    p = Proc(name, ["taskset", "-c", PROXY_CPU, "nginx", "-c", conf, "-p", work])
-    p.cleanup = cache_dir
-    wait_port(PORTS[name])
-    return p
+""", PORTS[name], cleanup=cache_dir)
 
 
 def nginx_h2(tls):
@@ -1021,15 +1003,7 @@ def start_nginx_disk(work, cache_mib, origin_port):
     """nginx proxy_cache on a real disk directory; `cache_mib` is unused (nginx's memory tier
     is the page cache)."""
     cache_dir = disk_dir(work, "nginx-disk")
-    conf = os.path.join(work, "nginx-disk.conf")
-    with open(conf, "w") as f:
-        f.write(f"""
-worker_processes 1;
-daemon off;
-pid {work}/nginx-disk.pid;
-error_log {work}/nginx-disk-error.log;
-events {{ worker_connections 4096; }}
-http {{
+    return start_nginx_conf(work, "nginx-disk", f"""
   access_log off;
   keepalive_requests 1000000;
   proxy_cache_path {cache_dir} levels=1:2 keys_zone=disk:64m max_size={DISK_GIB}g inactive=1h use_temp_path=off;
@@ -1045,12 +1019,7 @@ http {{
       proxy_cache_valid 200 1h;
     }}
   }}
-}}
-""")
-    p = Proc("nginx-disk", ["taskset", "-c", PROXY_CPU, "nginx", "-c", conf, "-p", work])
-    p.cleanup = cache_dir
-    wait_port(PORTS["nginx-disk"])
-    return p
+""", PORTS["nginx-disk"], cleanup=cache_dir)
 
 
 def start_varnish_file(work, cache_mib, origin_port):
