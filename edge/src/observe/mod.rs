@@ -8,7 +8,6 @@ mod record;
 mod writer;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use stratus_config::observe::{AccessLogFormat, AccessLogTarget};
 
 pub use self::record::Record;
@@ -19,7 +18,6 @@ use crate::error::Error;
 #[derive(Clone, Debug)]
 pub struct AccessLog {
     inner: Option<Arc<Handle>>,
-    dropped: Arc<AtomicU64>,
 }
 
 /// Stops the writer, after a last batch, when the last clone of the log is gone.
@@ -36,13 +34,12 @@ impl AccessLog {
     /// Opens `target` (a file is created or appended to) and starts the writer thread.
     /// `edge` is the edge id written on every line.
     pub fn open(target: &AccessLogTarget, format: AccessLogFormat, edge: &str) -> Result<Self, Error> {
-        let dropped = Arc::new(AtomicU64::new(0));
         let Some(out) = writer::Output::open(target).map_err(|e| Error::AccessLog(e.to_string()))? else {
-            return Ok(Self { inner: None, dropped });
+            return Ok(Self { inner: None });
         };
-        let lines = Lines::start(out, format, edge, dropped.clone())
+        let lines = Lines::start(out, format, edge)
             .map_err(|e| Error::AccessLog(format!("cannot start the access log writer: {e}")))?;
-        Ok(Self { inner: Some(Arc::new(Handle(lines))), dropped })
+        Ok(Self { inner: Some(Arc::new(Handle(lines))) })
     }
 
     /// Whether lines are written at all (`access_log = "off"` makes this false).
@@ -74,7 +71,7 @@ impl AccessLog {
 
     /// Lines dropped because the writer was behind.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.inner.as_ref().map_or(0, |inner| inner.0.dropped())
     }
 }
 

@@ -107,7 +107,8 @@ pub(super) struct Lines {
     armed: AtomicBool,
     reopen: AtomicBool,
     closing: AtomicBool,
-    dropped: Arc<AtomicU64>,
+    /// Lines dropped because their buffer was full.
+    dropped: AtomicU64,
     writer: OnceLock<Thread>,
 }
 
@@ -144,12 +145,7 @@ fn slot() -> usize {
 
 impl Lines {
     /// The shared state and its writer thread.
-    pub(super) fn start(
-        out: Output,
-        format: AccessLogFormat,
-        edge: &str,
-        dropped: Arc<AtomicU64>,
-    ) -> io::Result<Arc<Self>> {
+    pub(super) fn start(out: Output, format: AccessLogFormat, edge: &str) -> io::Result<Arc<Self>> {
         let lines = Arc::new(Self {
             slots: std::array::from_fn(|_| Mutex::new(Vec::new())),
             format,
@@ -158,7 +154,7 @@ impl Lines {
             armed: AtomicBool::new(false),
             reopen: AtomicBool::new(false),
             closing: AtomicBool::new(false),
-            dropped,
+            dropped: AtomicU64::new(0),
             writer: OnceLock::new(),
         });
         let shared = lines.clone();
@@ -183,6 +179,11 @@ impl Lines {
         if !self.armed.load(Ordering::SeqCst) && !self.armed.swap(true, Ordering::SeqCst) {
             self.wake();
         }
+    }
+
+    /// Lines dropped because their buffer was full.
+    pub(super) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Asks for the file to be reopened before the next batch.
