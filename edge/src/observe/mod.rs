@@ -1,16 +1,22 @@
-//! Observe, the last phase of every request: the access log. A request ends by formatting its
-//! [`Record`] (`format.rs`) into a buffer that a writer thread writes out in batches
-//! (`writer.rs`); the request path never waits for a disk or a pipe. When the writer is behind
-//! the line is dropped and counted (`stratus_edge_access_log_dropped_total`).
+//! Observe, the last phase of every request: the access log. A request formats its side of
+//! its line as it arrives ([`Record`]) and ends by adding its answer's ([`Answer`]) into a
+//! buffer that a writer thread writes out in batches (`format.rs`, `writer.rs`); the request
+//! path never waits for a disk or a pipe. When the writer is behind the line is dropped and
+//! counted (`stratus_edge_access_log_dropped_total`).
 
 mod format;
 mod record;
 mod writer;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use http::{HeaderValue, Request};
 use stratus_config::observe::{AccessLogFormat, AccessLogTarget};
 
-pub use self::record::Record;
+use self::format::Arrival;
+pub use self::record::{Answer, Record};
 use self::writer::Lines;
 use crate::error::Error;
 
@@ -42,15 +48,16 @@ impl AccessLog {
         Ok(Self { inner: Some(Arc::new(Handle(lines))) })
     }
 
-    /// Whether lines are written at all (`access_log = "off"` makes this false).
-    pub fn enabled(&self) -> bool {
-        self.inner.is_some()
+    /// The request's side of its line, or `None` when the log is off (`access_log = "off"`).
+    pub fn begin<B>(&self, req: &Request<B>, client: Option<SocketAddr>, tls: bool) -> Option<Record> {
+        let inner = self.inner.as_ref()?;
+        Some(inner.0.begin(&Arrival { req, client, tls, time: SystemTime::now() }))
     }
 
     /// Logs a finished request; drops and counts the line when the writer is behind.
-    pub fn send(&self, record: &Record) {
+    pub fn send(&self, record: &Record, answer: &Answer<'_>) {
         if let Some(inner) = &self.inner {
-            inner.0.push(record);
+            inner.0.push(record, answer);
         }
     }
 
@@ -75,34 +82,59 @@ impl AccessLog {
     }
 }
 
-/// Sends its record when dropped: kept by a streamed response body, so that the line has the
+/// Sends its line when dropped: kept by a streamed response body, so that the line has the
 /// bytes really sent and the time the body ended (or was abandoned).
 #[derive(Debug)]
 pub struct Pending {
-    record: Option<Box<Record>>,
-    started: std::time::Instant,
+    record: Record,
+    /// The answer's fields known when the head went out.
+    status: u16,
+    cache: &'static str,
+    cache_status: Option<HeaderValue>,
+    tier: Option<&'static str>,
+    origin_status: Option<u16>,
+    origin_time: Option<Duration>,
+    bytes: u64,
+    started: Instant,
     log: AccessLog,
 }
 
 impl Pending {
-    /// A record to finish when the body is dropped.
-    pub fn new(record: Record, started: std::time::Instant, log: AccessLog) -> Self {
-        Self { record: Some(Box::new(record)), started, log }
+    /// A line to finish when the body is dropped, from what `answer` says now (its `bytes`
+    /// and `duration` are counted from here on).
+    pub fn new(record: Record, answer: &Answer<'_>, started: Instant, log: AccessLog) -> Self {
+        Self {
+            record,
+            status: answer.status,
+            cache: answer.cache,
+            cache_status: answer.cache_status.cloned(),
+            tier: answer.tier,
+            origin_status: answer.origin_status,
+            origin_time: answer.origin_time,
+            bytes: 0,
+            started,
+            log,
+        }
     }
 
     /// Counts body bytes sent.
     pub fn sent(&mut self, n: u64) {
-        if let Some(r) = &mut self.record {
-            r.bytes += n;
-        }
+        self.bytes += n;
     }
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        if let Some(mut r) = self.record.take() {
-            r.duration = self.started.elapsed();
-            self.log.send(&r);
-        }
+        let answer = Answer {
+            status: self.status,
+            bytes: self.bytes,
+            duration: self.started.elapsed(),
+            cache: self.cache,
+            cache_status: self.cache_status.as_ref(),
+            tier: self.tier,
+            origin_status: self.origin_status,
+            origin_time: self.origin_time,
+        };
+        self.log.send(&self.record, &answer);
     }
 }

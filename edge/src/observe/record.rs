@@ -1,27 +1,27 @@
-//! One request as the access log sees it.
+//! One request as the access log sees it: the request's side of its line, formatted when the
+//! request arrives, and the answer's side, known when it ends.
 
-use std::net::SocketAddr;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use http::{HeaderValue, Method, Uri, Version, header};
+use http::HeaderValue;
 
-/// Everything one access-log line says about a request.
+/// The request's side of one access-log line, formatted as the request arrives
+/// ([`super::AccessLog::begin`]): the text before the answer's fields and the text after them.
+///
+/// Formatting then, rather than keeping the request's fields until the line is written, costs
+/// the request no copies of its URI and header values (shared-byte clones, and their release at
+/// the end) and keeps what the pipeline carries through its phases to one buffer.
 #[derive(Debug)]
 pub struct Record {
-    /// When the request arrived.
-    pub time: SystemTime,
-    /// The peer's address.
-    pub client: Option<SocketAddr>,
-    /// Request method.
-    pub method: Method,
-    /// Whether it came over TLS.
-    pub tls: bool,
-    /// The `Host` field (or HTTP/2 `:authority`).
-    pub host: Option<HeaderValue>,
-    /// Request target: path and query.
-    pub uri: Uri,
-    /// HTTP version.
-    pub version: Version,
+    /// The line's text around the answer's fields: `text[..split]` comes before them,
+    /// `text[split..]` (newline included) after them.
+    pub(super) text: Vec<u8>,
+    pub(super) split: usize,
+}
+
+/// The answer's side of an access-log line.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
     /// Response status.
     pub status: u16,
     /// Body bytes sent.
@@ -31,46 +31,11 @@ pub struct Record {
     /// The cache outcome label (`hit`, `miss`, ...).
     pub cache: &'static str,
     /// The response's `Cache-Status` field.
-    pub cache_status: Option<HeaderValue>,
+    pub cache_status: Option<&'a HeaderValue>,
     /// The cache tier that answered, when the cache did.
     pub tier: Option<&'static str>,
     /// The origin's status, when the origin was asked.
     pub origin_status: Option<u16>,
     /// How long the origin took to answer with a response head, when it was asked.
     pub origin_time: Option<Duration>,
-    /// `User-Agent`.
-    pub user_agent: Option<HeaderValue>,
-    /// `Referer`.
-    pub referer: Option<HeaderValue>,
-}
-
-impl Record {
-    /// The parts of a request the log needs, taken before the pipeline consumes it (cheap:
-    /// header values and the URI share their bytes with the request).
-    pub fn begin<B>(req: &http::Request<B>, client: Option<SocketAddr>, tls: bool) -> Self {
-        let headers = req.headers();
-        let host = headers
-            .get(header::HOST)
-            .cloned()
-            .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
-        Self {
-            time: SystemTime::now(),
-            client,
-            method: req.method().clone(),
-            tls,
-            host,
-            uri: req.uri().clone(),
-            version: req.version(),
-            status: 0,
-            bytes: 0,
-            duration: Duration::ZERO,
-            cache: "",
-            cache_status: None,
-            tier: None,
-            origin_status: None,
-            origin_time: None,
-            user_agent: headers.get(header::USER_AGENT).cloned(),
-            referer: headers.get(header::REFERER).cloned(),
-        }
-    }
 }

@@ -2,15 +2,15 @@
 //!
 //! A request formats its own line (`format.rs`) into one of [`SLOTS`] buffers, chosen by the
 //! thread it runs on, so threads rarely share one and a line costs the request no copy, no
-//! queue and no allocation beyond its buffer's growth. The first line after a batch wakes the
-//! writer thread, which lets lines gather for [`GATHER`], then swaps every buffer for an empty
-//! one and writes what they held: under load one wake-up and one `write` carry about a hundred
-//! lines, and an idle edge wakes nothing and keeps nothing waiting. Waking the writer per line
-//! cost a futex call and a context switch on the request's core for every other request
-//! (issue #23, `docs/performance.md`).
+//! queue and no allocation beyond its buffer's growth. The writer thread wakes every [`GATHER`]
+//! while lines keep coming, swaps every buffer for an empty one and writes what they held; when
+//! a batch finds nothing it sleeps until the next line wakes it. Under load, then, no request
+//! wakes anything, and one wake-up and one `write` carry a thousand lines; an idle edge wakes
+//! nothing and keeps nothing waiting. Each wake-up of the writer is a context switch on the
+//! proxy's core (about 15 µs here, `docs/performance.md`), which is why they are rare.
 //!
 //! As with nginx's per-worker buffers, lines from different threads may reach the file out of
-//! order by up to a batch (about a millisecond); each line carries its request's time. A
+//! order by up to a batch (about [`GATHER`]); each line carries its request's time. A
 //! buffer holds at most [`MAX_WAITING`]: when the writer cannot keep up (a stalled disk), more
 //! lines are dropped and counted rather than held. A file is reopened when asked (SIGUSR1), the
 //! way nginx does for logrotate: the old file is written up to that point, new lines go to a
@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use stratus_config::observe::{AccessLogFormat, AccessLogTarget};
 
-use super::format::{json_string, write_line};
-use super::record::Record;
+use super::format::{Arrival, begin, json_string, write_line};
+use super::record::{Answer, Record};
 
 /// Buffers lines are formatted into; a thread always uses the same one.
 const SLOTS: usize = 16;
@@ -36,13 +36,15 @@ const SLOTS: usize = 16;
 /// Bytes one buffer may hold before its lines are dropped (16 MiB over all buffers).
 const MAX_WAITING: usize = 1 << 20;
 
-/// A buffer whose capacity grew beyond this during a burst is not kept for reuse.
-const KEEP_CAPACITY: usize = 256 * 1024;
+/// A buffer whose capacity grew beyond this during a burst is not kept for reuse (a batch
+/// under load is a few hundred KiB: those are kept, so that they do not grow again each time).
+const KEEP_CAPACITY: usize = 2 * MAX_WAITING;
 
-/// How long the writer lets lines gather after the first one wakes it: nginx's `access_log …
-/// flush=` in spirit. Long enough that under load a batch carries about a hundred lines;
-/// short enough that writing one takes the proxy's core for only a few microseconds at a time.
-const GATHER: Duration = Duration::from_millis(1);
+/// How long lines gather between batches: nginx's `access_log … flush=` in spirit, but short,
+/// so that a line reaches the file within about this. Long enough that at 100,000 requests a
+/// second a batch carries a thousand lines (one wake-up and one `write` for all); short enough
+/// that writing a batch (about 300 KiB) takes the proxy's core for well under a millisecond.
+const GATHER: Duration = Duration::from_millis(10);
 
 /// Where lines go.
 pub(super) enum Output {
@@ -102,9 +104,10 @@ pub(super) struct Lines {
     /// The edge id as a JSON string.
     edge: Vec<u8>,
     sink: Mutex<Sink>,
-    /// Set by the first line after a batch (which then wakes the writer), cleared by the writer
-    /// before it takes the buffers.
-    armed: AtomicBool,
+    /// Whether the writer will look at the buffers again without being woken: set by the first
+    /// line after the writer went to sleep (which then wakes it), cleared by the writer when a
+    /// batch found nothing.
+    awake: AtomicBool,
     reopen: AtomicBool,
     closing: AtomicBool,
     /// Lines dropped because their buffer was full.
@@ -151,7 +154,7 @@ impl Lines {
             format,
             edge: json_string(edge),
             sink: Mutex::new(Sink { out, spare: Vec::new(), failing: false }),
-            armed: AtomicBool::new(false),
+            awake: AtomicBool::new(false),
             reopen: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
@@ -163,8 +166,14 @@ impl Lines {
         Ok(lines)
     }
 
-    /// Formats `record` into this thread's buffer and makes sure the writer will see it.
-    pub(super) fn push(&self, record: &Record) {
+    /// The request's side of its line.
+    pub(super) fn begin<B>(&self, arrival: &Arrival<'_, B>) -> Record {
+        begin(arrival, &self.edge, self.format)
+    }
+
+    /// Formats the line of `record` and `answer` into this thread's buffer and makes sure the
+    /// writer will see it.
+    pub(super) fn push(&self, record: &Record, answer: &Answer<'_>) {
         {
             let mut buf = lock(&self.slots[slot()]);
             if buf.len() >= MAX_WAITING {
@@ -172,11 +181,11 @@ impl Lines {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            write_line(&mut buf, record, &self.edge, self.format);
+            write_line(&mut buf, record, answer, self.format);
         }
-        // A plain load first: under load the writer is already armed, and the line costs no
-        // write to a shared cache line.
-        if !self.armed.load(Ordering::SeqCst) && !self.armed.swap(true, Ordering::SeqCst) {
+        // A plain load first: under load the writer is awake, and the line costs no write to a
+        // shared cache line.
+        if !self.awake.load(Ordering::SeqCst) && !self.awake.swap(true, Ordering::SeqCst) {
             self.wake();
         }
     }
@@ -204,30 +213,47 @@ impl Lines {
         }
     }
 
-    /// The writer thread: sleeps until woken, gathers, writes; ends when closed.
+    /// The writer thread: sleeps until a line wakes it, then writes a batch every [`GATHER`]
+    /// until one finds nothing; ends when closed.
     fn run(&self) {
         loop {
             std::thread::park();
-            let closing = self.closing.load(Ordering::SeqCst);
-            if !closing {
-                std::thread::sleep(GATHER);
-            }
-            self.flush();
-            if closing {
-                return;
+            loop {
+                if !self.closing.load(Ordering::SeqCst) {
+                    // Woken early by a reopen or by closing.
+                    std::thread::park_timeout(GATHER);
+                }
+                let wrote = self.flush();
+                if self.closing.load(Ordering::SeqCst) {
+                    return;
+                }
+                if !wrote && self.idle() {
+                    break;
+                }
             }
         }
     }
 
-    /// Writes every line formatted so far (the writer's batch; also called at shutdown).
-    pub(super) fn flush(&self) {
+    /// After a batch found nothing: whether the writer may sleep until woken. A line that came
+    /// in while `awake` was still set did not wake it; such a line keeps it awake.
+    fn idle(&self) -> bool {
+        self.awake.store(false, Ordering::SeqCst);
+        if self.slots.iter().all(|slot| lock(slot).is_empty()) {
+            return true;
+        }
+        self.awake.store(true, Ordering::SeqCst);
+        false
+    }
+
+    /// Writes every line formatted so far (the writer's batch; also called at shutdown);
+    /// whether there was any.
+    pub(super) fn flush(&self) -> bool {
         let mut sink = lock(&self.sink);
-        // Cleared before the buffers are taken: a line added after this wakes the writer again.
-        self.armed.store(false, Ordering::SeqCst);
         if self.reopen.swap(false, Ordering::SeqCst) {
             sink.out.reopen();
         }
         let Sink { out, spare, failing } = &mut *sink;
+        let mut wrote = false;
         for slot in &self.slots {
             {
                 let mut buf = lock(slot);
@@ -236,6 +262,7 @@ impl Lines {
                 }
                 std::mem::swap(&mut *buf, spare);
             }
+            wrote = true;
             match out.write(spare) {
                 Ok(()) => *failing = false,
                 Err(e) if !*failing => {
@@ -249,5 +276,6 @@ impl Lines {
                 *spare = Vec::new();
             }
         }
+        wrote
     }
 }

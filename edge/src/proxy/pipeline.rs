@@ -26,7 +26,7 @@ use crate::cache::reuse::{Reuse, reuse};
 use crate::cache::store::Found;
 use crate::edge::Edge;
 use crate::error::{ProxyError, rescue};
-use crate::observe::{Pending, Record};
+use crate::observe::{Answer, Pending, Record};
 use crate::policy::Encoding;
 use crate::proxy::ctx::{Ctx, Purpose, Served, origin_request};
 use crate::proxy::fill::{self, Job, Mode, Sharing};
@@ -54,7 +54,7 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Body>, client: Option<SocketAd
     if !edge.health_path.is_empty() && req.uri().path() == edge.health_path {
         return crate::proxy::respond::health();
     }
-    let record = edge.access_log.enabled().then(|| Record::begin(&req, client, tls));
+    let record = edge.access_log.begin(&req, client, tls);
     let version = req.version();
     // Set once the site is known, for error responses as much as for the others.
     let mut routed = Routed::default();
@@ -109,33 +109,38 @@ fn observe(
 ) -> Response<Body> {
     // A response from another tier keeps its members; ours goes last.
     let cache_status = chained(res.headers().get("cache-status"), status.header(&edge.name));
-    let mut record = record.map(|mut r| {
-        r.status = res.status().as_u16();
-        r.cache = status.label();
-        r.cache_status = Some(cache_status.clone());
-        r.tier = status.tier();
-        r.origin_status = status.fwd_status;
-        r.origin_time = status.origin_time;
-        r
-    });
-    res.headers_mut().insert(header::HeaderName::from_static("cache-status"), cache_status);
-    append_via(res.headers_mut(), version);
     let elapsed = started.elapsed();
+    let code = res.status().as_u16();
     edge.metrics.request(status, elapsed);
-    edge.metrics.response(res.status().as_u16(), site.unwrap_or(""));
+    edge.metrics.response(code, site.unwrap_or(""));
+    let answer = |bytes, cache_status| Answer {
+        status: code,
+        bytes,
+        duration: elapsed,
+        cache: status.label(),
+        cache_status: Some(cache_status),
+        tier: status.tier(),
+        origin_status: status.fwd_status,
+        origin_time: status.origin_time,
+    };
     // Bodies of known size (hits, errors) are counted and logged at once; streams as their
     // frames go out, and logged when the body ends.
-    if let Some(n) = res.body().size_hint().exact() {
-        edge.metrics.served(n);
-        if let Some(mut r) = record.take() {
-            r.bytes = n;
-            r.duration = elapsed;
-            edge.access_log.send(&r);
+    let exact = res.body().size_hint().exact();
+    let mut pending = match (record, exact) {
+        (Some(r), Some(n)) => {
+            edge.access_log.send(&r, &answer(n, &cache_status));
+            None
         }
+        (Some(r), None) => Some(Pending::new(r, &answer(0, &cache_status), started, edge.access_log.clone())),
+        (None, _) => None,
+    };
+    res.headers_mut().insert(header::HeaderName::from_static("cache-status"), cache_status);
+    append_via(res.headers_mut(), version);
+    if let Some(n) = exact {
+        edge.metrics.served(n);
         return res;
     }
     let counter = edge.clone();
-    let mut pending = record.map(|r| Pending::new(r, started, edge.access_log.clone()));
     res.map(move |body| {
         body.map_frame(move |f| {
             if let Some(d) = f.data_ref() {
