@@ -4,43 +4,21 @@
 
 use std::cell::Cell;
 use std::io::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::{HeaderValue, Request, Version, header};
+use http::Version;
 use stratus_config::observe::AccessLogFormat;
 
-use super::record::{Answer, Record};
+use super::record::Line;
 
-/// What a request says about itself on its line, as it arrives.
-pub(super) struct Arrival<'a, B> {
-    pub req: &'a Request<B>,
-    pub client: Option<SocketAddr>,
-    pub tls: bool,
-    pub time: SystemTime,
-}
-
-/// The request's side of its line; `edge` is the edge id as a JSON string ([`json_string`]),
-/// made once rather than escaped on every line.
-pub(super) fn begin<B>(a: &Arrival<'_, B>, edge: &[u8], format: AccessLogFormat) -> Record {
-    let mut text = Vec::with_capacity(256);
-    let split = match format {
-        AccessLogFormat::Json => json_begin(&mut text, a, edge),
-        AccessLogFormat::Combined => combined_begin(&mut text, a),
-    };
-    Record { text, split }
-}
-
-/// Appends the whole line (newline included) of a request and its answer to `buf`.
-pub(super) fn write_line(buf: &mut Vec<u8>, r: &Record, a: &Answer<'_>, format: AccessLogFormat) {
-    let (before, after) = r.text.split_at(r.split.min(r.text.len()));
-    buf.reserve(r.text.len() + 192);
-    buf.extend_from_slice(before);
+/// Appends one line for `l` (newline included) to `buf`; `edge` is the edge id as a JSON
+/// string ([`json_string`]), made once rather than escaped on every line.
+pub(super) fn write_line(buf: &mut Vec<u8>, l: &Line<'_>, edge: &[u8], format: AccessLogFormat) {
     match format {
-        AccessLogFormat::Json => json_answer(buf, a),
-        AccessLogFormat::Combined => combined_answer(buf, a),
+        AccessLogFormat::Json => json(buf, l, edge),
+        AccessLogFormat::Combined => combined(buf, l),
     }
-    buf.extend_from_slice(after);
 }
 
 /// One JSON object per line, its fields in this order (documented in `docs/edge.md`): `time`,
@@ -48,79 +26,64 @@ pub(super) fn write_line(buf: &mut Vec<u8>, r: &Record, a: &Answer<'_>, format: 
 /// `duration_ms`, `cache`, `cache_status`, `tier`, `origin_status`, `origin_ms`, `user_agent`,
 /// `referer`; absent values are `null`.
 ///
-/// Written by hand rather than through `serde_json`: the line is formatted for every request,
-/// and serde's generic path (a `String` for the time, one for the address, a float printer and
-/// a UTF-8 check per field) cost about 13,000 instructions a line (`docs/performance.md`).
-/// Returns where the answer's fields go.
-fn json_begin<B>(buf: &mut Vec<u8>, a: &Arrival<'_, B>, edge: &[u8]) -> usize {
+/// Written by hand rather than through `serde_json`: serde's generic path (a `String` for the
+/// time, one for the address, a float printer and a UTF-8 check per field) cost about 13,000
+/// instructions a line (`docs/performance.md`).
+fn json(buf: &mut Vec<u8>, l: &Line<'_>, edge: &[u8]) {
     buf.extend_from_slice(b"{\"time\":\"");
-    rfc3339_into(buf, a.time);
+    rfc3339_into(buf, l.time);
     buf.extend_from_slice(b"\",\"edge\":");
     buf.extend_from_slice(edge);
     buf.extend_from_slice(b",\"client\":");
-    match a.client {
-        Some(c) => {
+    match l.client {
+        Some(ip) => {
             buf.push(b'"');
-            ip_into(buf, c.ip());
+            ip_into(buf, ip);
             buf.push(b'"');
         }
         None => buf.extend_from_slice(b"null"),
     }
-    // A method is a token (the parser took nothing else): no byte of it needs escaping.
-    buf.extend_from_slice(b",\"method\":\"");
-    buf.extend_from_slice(a.req.method().as_str().as_bytes());
-    buf.extend_from_slice(if a.tls { b"\",\"scheme\":\"https\"" } else { b"\",\"scheme\":\"http\"" });
+    // The method is a token (the parsers took nothing else): no byte of it needs escaping.
+    buf.extend_from_slice(b",\"method\":");
+    quote(buf, l.method);
+    buf.extend_from_slice(if l.tls { b",\"scheme\":\"https\"" } else { b",\"scheme\":\"http\"" });
     buf.extend_from_slice(b",\"host\":");
-    let headers = a.req.headers();
-    match headers.get(header::HOST) {
-        Some(h) => json_str(buf, h.as_bytes()),
-        None => json_opt(buf, a.req.uri().authority().map(|h| h.as_str().as_bytes())),
-    }
+    json_opt(buf, l.host);
     buf.extend_from_slice(b",\"path\":");
-    json_str(buf, a.req.uri().path_and_query().map_or(b"/", |p| p.as_str().as_bytes()));
+    json_str(buf, l.path);
     buf.extend_from_slice(b",\"protocol\":\"");
-    buf.extend_from_slice(protocol(a.req.version()).as_bytes());
-    buf.push(b'"');
-    let split = buf.len();
-    buf.extend_from_slice(b",\"user_agent\":");
-    json_opt(buf, headers.get(header::USER_AGENT).map(HeaderValue::as_bytes));
-    buf.extend_from_slice(b",\"referer\":");
-    json_opt(buf, headers.get(header::REFERER).map(HeaderValue::as_bytes));
-    buf.extend_from_slice(b"}\n");
-    split
-}
-
-/// The answer's fields of a JSON line, between the request's.
-fn json_answer(buf: &mut Vec<u8>, a: &Answer<'_>) {
-    buf.extend_from_slice(b",\"status\":");
-    buf.extend_from_slice(itoa::Buffer::new().format(a.status).as_bytes());
+    buf.extend_from_slice(protocol(l.version).as_bytes());
+    buf.extend_from_slice(b"\",\"status\":");
+    buf.extend_from_slice(itoa::Buffer::new().format(l.status).as_bytes());
     buf.extend_from_slice(b",\"bytes\":");
-    buf.extend_from_slice(itoa::Buffer::new().format(a.bytes).as_bytes());
+    buf.extend_from_slice(itoa::Buffer::new().format(l.bytes).as_bytes());
     buf.extend_from_slice(b",\"duration_ms\":");
-    millis_into(buf, a.duration);
+    millis_into(buf, l.duration);
     // The outcome and tier labels are ours, plain words.
-    buf.extend_from_slice(b",\"cache\":\"");
-    buf.extend_from_slice(a.cache.as_bytes());
-    buf.extend_from_slice(b"\",\"cache_status\":");
-    json_opt(buf, a.cache_status.map(HeaderValue::as_bytes));
-    match a.tier {
-        Some(tier) => {
-            buf.extend_from_slice(b",\"tier\":\"");
-            buf.extend_from_slice(tier.as_bytes());
-            buf.push(b'"');
-        }
-        None => buf.extend_from_slice(b",\"tier\":null"),
+    buf.extend_from_slice(b",\"cache\":");
+    quote(buf, l.cache);
+    buf.extend_from_slice(b",\"cache_status\":");
+    json_opt(buf, l.cache_status);
+    buf.extend_from_slice(b",\"tier\":");
+    match l.tier {
+        Some(tier) => quote(buf, tier),
+        None => buf.extend_from_slice(b"null"),
     }
     buf.extend_from_slice(b",\"origin_status\":");
-    match a.origin_status {
+    match l.origin_status {
         Some(s) => buf.extend_from_slice(itoa::Buffer::new().format(s).as_bytes()),
         None => buf.extend_from_slice(b"null"),
     }
     buf.extend_from_slice(b",\"origin_ms\":");
-    match a.origin_time {
+    match l.origin_time {
         Some(d) => millis_into(buf, d),
         None => buf.extend_from_slice(b"null"),
     }
+    buf.extend_from_slice(b",\"user_agent\":");
+    json_opt(buf, l.user_agent);
+    buf.extend_from_slice(b",\"referer\":");
+    json_opt(buf, l.referer);
+    buf.extend_from_slice(b"}\n");
 }
 
 /// `text` as a JSON string, quotes included.
@@ -128,6 +91,13 @@ pub(super) fn json_string(text: &str) -> Vec<u8> {
     let mut buf = Vec::with_capacity(text.len() + 2);
     json_str(&mut buf, text.as_bytes());
     buf
+}
+
+/// `bytes` in quotes, as they are: for values that cannot hold a byte needing escape.
+fn quote(buf: &mut Vec<u8>, bytes: &[u8]) {
+    buf.push(b'"');
+    buf.extend_from_slice(bytes);
+    buf.push(b'"');
 }
 
 /// A JSON string, or `null`.
@@ -261,30 +231,23 @@ fn millis_into(buf: &mut Vec<u8>, d: std::time::Duration) {
     ]);
 }
 
-/// `client - - [10/Oct/2000:13:55:36 +0000] "GET /a?b HTTP/1.1" 200 2326 "referer" "agent"`;
-/// returns where the status and size go.
-fn combined_begin<B>(buf: &mut Vec<u8>, a: &Arrival<'_, B>) -> usize {
-    let client = a.client.map_or_else(|| "-".to_owned(), |c| c.ip().to_string());
-    let _ = write!(buf, "{client} - - [{}] \"{} ", clf_time(a.time), a.req.method().as_str());
-    escape(buf, a.req.uri().path_and_query().map_or(b"/", |p| p.as_str().as_bytes()));
-    let _ = write!(buf, " {}\"", protocol(a.req.version()));
-    let split = buf.len();
-    buf.extend_from_slice(b" \"");
-    quoted(buf, a.req.headers().get(header::REFERER));
+/// `client - - [10/Oct/2000:13:55:36 +0000] "GET /a?b HTTP/1.1" 200 2326 "referer" "agent"`
+fn combined(buf: &mut Vec<u8>, l: &Line<'_>) {
+    let client = l.client.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
+    let _ = write!(buf, "{client} - - [{}] \"", clf_time(l.time));
+    escape(buf, l.method);
+    buf.push(b' ');
+    escape(buf, l.path);
+    let _ = write!(buf, " {}\" {} {} \"", protocol(l.version), l.status, l.bytes);
+    quoted(buf, l.referer);
     buf.extend_from_slice(b"\" \"");
-    quoted(buf, a.req.headers().get(header::USER_AGENT));
+    quoted(buf, l.user_agent);
     buf.extend_from_slice(b"\"\n");
-    split
 }
 
-/// ` 200 2326`
-fn combined_answer(buf: &mut Vec<u8>, a: &Answer<'_>) {
-    let _ = write!(buf, " {} {}", a.status, a.bytes);
-}
-
-fn quoted(buf: &mut Vec<u8>, v: Option<&HeaderValue>) {
+fn quoted(buf: &mut Vec<u8>, v: Option<&[u8]>) {
     match v {
-        Some(v) if !v.is_empty() => escape(buf, v.as_bytes()),
+        Some(v) if !v.is_empty() => escape(buf, v),
         _ => buf.push(b'-'),
     }
 }
@@ -383,6 +346,8 @@ mod tests {
     // Named from the crate root, not `super`: `tests/cli/house.rs` reads `super` from this file
     // as the `observe` module.
     use crate::observe::format::*;
+    use crate::observe::record::{Answer, Entries, Record, pack};
+    use http::HeaderValue;
 
     /// The line of a `GET /a/b?x=1&y=2` from `192.0.2.7` with user agent `ua`, answered
     /// with `answer` (or a 200 hit of 2,326 bytes in 1.5 ms).
@@ -394,15 +359,15 @@ mod tests {
             .header("referer", "http://ref.example/")
             .body(())
             .expect("request");
-        let arrival = Arrival {
-            req: &req,
-            client: Some("192.0.2.7:5555".parse().expect("addr")),
-            tls: false,
-            time: UNIX_EPOCH + Duration::from_millis(971_186_136_789),
-        };
-        let record = begin(&arrival, &json_string("edge-a"), format);
+        let client = Some("192.0.2.7:5555".parse().expect("addr"));
+        let time = UNIX_EPOCH + Duration::from_millis(971_186_136_789);
+        let record = Record::begin(&req, client, false, time);
+        let mut packed = Vec::new();
+        pack(&mut packed, &record, &answer.unwrap_or(hit()));
         let mut buf = Vec::new();
-        write_line(&mut buf, &record, &answer.unwrap_or(hit()), format);
+        for l in Entries::new(&packed) {
+            write_line(&mut buf, &l, &json_string("edge-a"), format);
+        }
         buf
     }
 

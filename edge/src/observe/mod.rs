@@ -1,7 +1,7 @@
-//! Observe, the last phase of every request: the access log. A request formats its side of
-//! its line as it arrives ([`Record`]) and ends by adding its answer's ([`Answer`]) into a
-//! buffer that a writer thread writes out in batches (`format.rs`, `writer.rs`); the request
-//! path never waits for a disk or a pipe. When the writer is behind the line is dropped and
+//! Observe, the last phase of every request: the access log. A request packs its side of its
+//! line as it arrives ([`Record`]) and ends by adding its answer's ([`Answer`]) into a buffer
+//! that a writer thread formats and writes out in batches (`record.rs`, `format.rs`,
+//! `writer.rs`); the request path never formats a line and never waits for a disk or a pipe. When the writer is behind the line is dropped and
 //! counted (`stratus_edge_access_log_dropped_total`).
 
 mod format;
@@ -15,7 +15,6 @@ use std::time::{Duration, Instant, SystemTime};
 use http::{HeaderValue, Request};
 use stratus_config::observe::{AccessLogFormat, AccessLogTarget};
 
-use self::format::Arrival;
 pub use self::record::{Answer, Record};
 use self::writer::Lines;
 use crate::error::Error;
@@ -50,8 +49,8 @@ impl AccessLog {
 
     /// The request's side of its line, or `None` when the log is off (`access_log = "off"`).
     pub fn begin<B>(&self, req: &Request<B>, client: Option<SocketAddr>, tls: bool) -> Option<Record> {
-        let inner = self.inner.as_ref()?;
-        Some(inner.0.begin(&Arrival { req, client, tls, time: SystemTime::now() }))
+        self.inner.as_ref()?;
+        Some(Record::begin(req, client, tls, SystemTime::now()))
     }
 
     /// Logs a finished request; drops and counts the line when the writer is behind.

@@ -1,12 +1,12 @@
 //! Where access-log lines wait and how they reach the file.
 //!
-//! A request formats its own line (`format.rs`) into one of [`SLOTS`] buffers, chosen by the
-//! thread it runs on, so threads rarely share one and a line costs the request no copy, no
-//! queue and no allocation beyond its buffer's growth. The writer thread wakes every [`GATHER`]
-//! while lines keep coming, swaps every buffer for an empty one and writes what they held; when
-//! a batch finds nothing it sleeps until the next line wakes it. Under load, then, no request
-//! wakes anything, and one wake-up and one `write` carry a thousand lines; an idle edge wakes
-//! nothing and keeps nothing waiting. Each wake-up of the writer is a context switch on the
+//! A request packs its line's fields (`record.rs`) into one of [`SLOTS`] buffers, chosen by the
+//! thread it runs on, so threads rarely share one and a line costs the request no queue and no
+//! allocation beyond its buffer's growth. The writer thread wakes every [`GATHER`] while lines
+//! keep coming, swaps every buffer for an empty one, formats what they held (`format.rs`) and
+//! writes it; when a batch finds nothing it sleeps until the next line wakes it. Under load,
+//! then, no request wakes anything, and one wake-up and one `write` carry a thousand lines; an
+//! idle edge wakes nothing and keeps nothing waiting. Each wake-up of the writer is a context switch on the
 //! proxy's core (about 15 µs here, `docs/performance.md`), which is why they are rare.
 //!
 //! As with nginx's per-worker buffers, lines from different threads may reach the file out of
@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use stratus_config::observe::{AccessLogFormat, AccessLogTarget};
 
-use super::format::{Arrival, begin, json_string, write_line};
-use super::record::{Answer, Record};
+use super::format::{json_string, write_line};
+use super::record::{Answer, Entries, Record, pack};
 
 /// Buffers lines are formatted into; a thread always uses the same one.
 const SLOTS: usize = 16;
@@ -115,10 +115,11 @@ pub(super) struct Lines {
     writer: OnceLock<Thread>,
 }
 
-/// The output and the buffer swapped in for a full one.
+/// The output, the buffer swapped in for a full one, and the text formatted from it.
 struct Sink {
     out: Output,
     spare: Vec<u8>,
+    text: Vec<u8>,
     /// Whether the last write failed: a run of failures is said once, not once per batch.
     failing: bool,
 }
@@ -153,7 +154,7 @@ impl Lines {
             slots: std::array::from_fn(|_| Mutex::new(Vec::new())),
             format,
             edge: json_string(edge),
-            sink: Mutex::new(Sink { out, spare: Vec::new(), failing: false }),
+            sink: Mutex::new(Sink { out, spare: Vec::new(), text: Vec::new(), failing: false }),
             awake: AtomicBool::new(false),
             reopen: AtomicBool::new(false),
             closing: AtomicBool::new(false),
@@ -166,12 +167,7 @@ impl Lines {
         Ok(lines)
     }
 
-    /// The request's side of its line.
-    pub(super) fn begin<B>(&self, arrival: &Arrival<'_, B>) -> Record {
-        begin(arrival, &self.edge, self.format)
-    }
-
-    /// Formats the line of `record` and `answer` into this thread's buffer and makes sure the
+    /// Packs the entry of `record` and `answer` into this thread's buffer and makes sure the
     /// writer will see it.
     pub(super) fn push(&self, record: &Record, answer: &Answer<'_>) {
         {
@@ -181,7 +177,7 @@ impl Lines {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            write_line(&mut buf, record, answer, self.format);
+            pack(&mut buf, record, answer);
         }
         // A plain load first: under load the writer is awake, and the line costs no write to a
         // shared cache line.
@@ -252,7 +248,7 @@ impl Lines {
         if self.reopen.swap(false, Ordering::SeqCst) {
             sink.out.reopen();
         }
-        let Sink { out, spare, failing } = &mut *sink;
+        let Sink { out, spare, text, failing } = &mut *sink;
         let mut wrote = false;
         for slot in &self.slots {
             {
@@ -263,7 +259,10 @@ impl Lines {
                 std::mem::swap(&mut *buf, spare);
             }
             wrote = true;
-            match out.write(spare) {
+            for line in Entries::new(spare) {
+                write_line(text, &line, &self.edge, self.format);
+            }
+            match out.write(text) {
                 Ok(()) => *failing = false,
                 Err(e) if !*failing => {
                     *failing = true;
@@ -271,9 +270,11 @@ impl Lines {
                 }
                 Err(_) => {}
             }
-            spare.clear();
-            if spare.capacity() > KEEP_CAPACITY {
-                *spare = Vec::new();
+            for buf in [&mut *spare, &mut *text] {
+                buf.clear();
+                if buf.capacity() > KEEP_CAPACITY {
+                    *buf = Vec::new();
+                }
             }
         }
         wrote
