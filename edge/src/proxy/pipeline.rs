@@ -32,11 +32,12 @@ use crate::proxy::ctx::{Ctx, Purpose, Served, origin_request};
 use crate::proxy::fill::{self, Job, Mode, Sharing};
 use crate::proxy::headers::{TIER_TAGS, add_edge_fields, append_via, client_address, looped};
 use crate::proxy::interim::{self, InterimRx, InterimTx};
+use crate::proxy::numbers::number;
 use crate::proxy::range::{self, Stored};
 use crate::proxy::respond::{self, Precondition};
 use crate::proxy::route::SiteState;
 use crate::proxy::server::Transport;
-use crate::proxy::status::{CacheStatus, Fwd, Outcome, StaleWhy, chained};
+use crate::proxy::status::{CACHE_STATUS, CacheStatus, Fwd, Outcome, StaleWhy, chained};
 use crate::upstream::{OriginBody, OriginRequest};
 
 /// A routed site whose policy rewrites responses, and what it needs to.
@@ -108,7 +109,7 @@ fn observe(
     record: Option<Record>,
 ) -> Response<Body> {
     // A response from another tier keeps its members; ours goes last.
-    let cache_status = chained(res.headers().get("cache-status"), status.header(&edge.name));
+    let cache_status = chained(res.headers().get(CACHE_STATUS), status.header(&edge.name));
     let mut record = record.map(|mut r| {
         r.status = res.status().as_u16();
         r.cache = status.label();
@@ -118,7 +119,7 @@ fn observe(
         r.origin_time = status.origin_time;
         r
     });
-    res.headers_mut().insert(header::HeaderName::from_static("cache-status"), cache_status);
+    res.headers_mut().insert(CACHE_STATUS, cache_status);
     append_via(res.headers_mut(), version);
     let elapsed = started.elapsed();
     edge.metrics.request(status, elapsed);
@@ -552,7 +553,7 @@ fn same_variant(vary: &[header::HeaderName], a: &HeaderMap, b: &HeaderMap) -> bo
 fn serve_entry(e: &Entry, ctx: &Ctx, now: Instant) -> Response<Body> {
     // Room for Age, Cache-Status, Content-Length and Accept-Ranges.
     let mut headers = e.headers().to_map(4);
-    headers.insert(header::AGE, HeaderValue::from(e.age(now).as_secs()));
+    headers.insert(header::AGE, number(e.age(now).as_secs()));
     if ctx.from_edge {
         add_edge_fields(&mut headers, e.targeted().iter(), e.tags(), Some(&TIER_TAGS));
     }
