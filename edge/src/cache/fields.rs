@@ -107,6 +107,11 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// The stored text.
+    pub fn text(&self) -> &'a [u8] {
+        self.text
+    }
+
     /// Every field in order: its name and where its value is in `text`.
     fn raw(&self) -> Lines<'a> {
         Lines { text: self.text, at: 0 }
