@@ -13,14 +13,16 @@
 //! ```
 //!
 //! Folders by concern:
-//! - `cache/` — what is stored and for how long: `store`, `entry`, `fields`, `key`,
+//! - `cache/` — what is stored and for how long: `store`, `entry`, `fields` (and `heads`,
+//!   ready-made header maps of the entries a thread hits most), `key`,
 //!   `directives`, `freshness`, `reuse` (may a stored response answer?), `coalesce` (one
 //!   origin fetch for many waiters), `slice` (objects stored in slices), `disk/` (the disk
 //!   tier behind the memory store: `tier`, the object `file` format, file names and slot
 //!   keys in `slot`, persisted purge `bans`).
 //! - `proxy/` — the request path: `server` and `tls` accept, `conns` closes idle connections,
 //!   `pipeline` runs the phases of a GET or HEAD over a `ctx`, `passthrough` the other methods,
-//!   `fill` the origin fetch and store, `respond` and `range` answer from held responses,
+//!   `fill` the origin fetch and store, `respond` and `range` answer from held responses
+//!   (`numbers`: number-valued fields without an allocation),
 //!   `slice` serves sites with `slice = true` slice by slice,
 //!   `status` is the one source of `Cache-Status` and request metrics.
 //! - `policy/` — per-site rules on requests (address lists, rate limits, signed-URL tokens)

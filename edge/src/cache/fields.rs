@@ -72,6 +72,8 @@ fn code(name: &HeaderName) -> Option<u8> {
 pub struct Fields<'a> {
     /// The buffer the text is a slice of, so values can share it.
     buf: &'a Bytes,
+    /// Where the text starts in `buf`.
+    start: usize,
     /// The lines.
     text: &'a [u8],
 }
@@ -99,47 +101,57 @@ impl<'a> Fields<'a> {
 
     /// The fields [`Fields::encode`] wrote at `buf[range]`.
     pub fn new(buf: &'a Bytes, range: std::ops::Range<usize>) -> Self {
-        Self { buf, text: buf.get(range).unwrap_or_default() }
+        match buf.get(range.clone()) {
+            Some(text) => Self { buf, start: range.start, text },
+            None => Self { buf, start: 0, text: &[] },
+        }
     }
 
-    /// Every field in order: its name and the raw bytes of its value.
-    fn raw(&self) -> impl Iterator<Item = (Name<'a>, &'a [u8])> + use<'a> {
-        self.text.split(|b| *b == b'\n').filter_map(|line| match *line.first()? {
-            c if c >= CODED => Some((Name::Coded(usize::from(c - CODED)), &line[1..])),
-            _ => {
-                let colon = line.iter().position(|b| *b == b':')?;
-                Some((Name::Spelled(&line[..colon]), &line[colon + 1..]))
-            }
-        })
+    /// The stored text.
+    pub fn text(&self) -> &'a [u8] {
+        self.text
+    }
+
+    /// Every field in order: its name and where its value is in `text`.
+    fn raw(&self) -> Lines<'a> {
+        Lines { text: self.text, at: 0 }
+    }
+
+    /// The value at `at` in the text, sharing the stored buffer. It was a valid value when
+    /// encoded; a value that somehow is not gives `None`.
+    fn value(&self, at: std::ops::Range<usize>) -> Option<HeaderValue> {
+        if at.is_empty() {
+            return Some(HeaderValue::from_static(""));
+        }
+        HeaderValue::from_maybe_shared(self.buf.slice(self.start + at.start..self.start + at.end)).ok()
     }
 
     /// Every field in order. Values share the stored buffer.
     pub fn iter(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> + use<'a> {
-        let buf = self.buf;
-        self.raw().filter_map(move |(name, value)| {
-            // Both were valid when encoded; a field that somehow is not is left out.
-            let name = match name {
-                Name::Coded(i) => NAMES.get(i)?.clone(),
-                Name::Spelled(s) => HeaderName::from_bytes(s).ok()?,
-            };
-            let value = HeaderValue::from_maybe_shared(buf.slice_ref(value)).ok()?;
-            Some((name, value))
-        })
+        let this = *self;
+        self.raw().filter_map(move |(name, at)| Some((name.header_name()?, this.value(at)?)))
     }
 
     /// A `HeaderMap` holding these fields, with room for `extra` more.
+    ///
+    /// Every hit builds one, so this is the hit's largest cost of our own
+    /// (`docs/performance.md`, "Instructions per hit"): lines are found with `memchr`,
+    /// common names come from [`NAMES`] without parsing, values are slices of the stored
+    /// buffer (checked, not copied), and the map is allocated once at its final size.
     pub fn to_map(self, extra: usize) -> HeaderMap {
         let mut map = HeaderMap::with_capacity(self.len() + extra);
-        for (name, value) in self.iter() {
-            map.append(name, value);
+        for (name, at) in self.raw() {
+            if let (Some(name), Some(value)) = (name.header_name(), self.value(at)) {
+                map.append(name, value);
+            }
         }
         map
     }
 
     /// The first value of `name`.
     pub fn get(&self, name: &HeaderName) -> Option<HeaderValue> {
-        let (_, value) = self.raw().find(|(n, _)| n.is(name))?;
-        HeaderValue::from_maybe_shared(self.buf.slice_ref(value)).ok()
+        let (_, at) = self.raw().find(|(n, _)| n.is(name))?;
+        self.value(at)
     }
 
     /// Whether a field `name` is present.
@@ -149,13 +161,41 @@ impl<'a> Fields<'a> {
 
     /// Number of fields.
     pub fn len(&self) -> usize {
-        self.text.iter().filter(|b| **b == b'\n').count()
+        memchr::memchr_iter(b'\n', self.text).count()
     }
 
     /// Whether there are none.
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.text.is_empty()
+    }
+}
+
+/// The lines of stored text: each field's name and the range of its value. A line without
+/// its `\n` (text cut short) or a spelled name without `:` is skipped.
+struct Lines<'a> {
+    text: &'a [u8],
+    /// Where the next line starts.
+    at: usize,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = (Name<'a>, std::ops::Range<usize>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let start = self.at;
+            let line = self.text.get(start..)?;
+            let end = start + memchr::memchr(b'\n', line)?;
+            self.at = end + 1;
+            match *line.first()? {
+                c if c >= CODED => return Some((Name::Coded(usize::from(c - CODED)), start + 1..end)),
+                _ => {
+                    let Some(colon) = memchr::memchr(b':', &line[..end - start]) else { continue };
+                    return Some((Name::Spelled(&line[..colon]), start + colon + 1..end));
+                }
+            }
+        }
     }
 }
 
@@ -168,6 +208,14 @@ enum Name<'a> {
 }
 
 impl Name<'_> {
+    /// The name as a `HeaderName`: from the table, or parsed when spelled out.
+    fn header_name(&self) -> Option<HeaderName> {
+        match self {
+            Self::Coded(i) => NAMES.get(*i).cloned(),
+            Self::Spelled(s) => HeaderName::from_bytes(s).ok(),
+        }
+    }
+
     fn is(&self, name: &HeaderName) -> bool {
         match self {
             Self::Coded(i) => NAMES.get(*i) == Some(name),
@@ -208,6 +256,54 @@ mod tests {
         assert!(f.contains(&header::VARY));
         assert!(!f.contains(&header::LAST_MODIFIED));
         assert!(Fields::new(&buf, len..len).is_empty());
+    }
+
+    proptest::proptest! {
+        /// Any map survives storing: every field, in order, repeats kept, whether its name is
+        /// coded or spelled and whatever bytes its value holds; `get`, `contains` and `len`
+        /// agree with the map.
+        #[test]
+        fn any_fields_survive_storing(
+            fields in proptest::collection::vec(
+                (0..NAMES.len() + 3, proptest::collection::vec(proptest::prop_oneof![
+                    0x20u8..0x7f, 0x80u8..=0xff, proptest::strategy::Just(b'\t')
+                ], 0..40)),
+                0..12,
+            )
+        ) {
+            let spelled = ["x-a", "x-b-c", "server-timing"];
+            let mut h = HeaderMap::new();
+            for (n, v) in &fields {
+                let name = NAMES.get(*n).cloned().unwrap_or_else(|| HeaderName::from_static(spelled[n - NAMES.len()]));
+                h.append(name, HeaderValue::from_bytes(v).unwrap());
+            }
+            let mut buf = BytesMut::new();
+            buf.put_slice(b"before");
+            Fields::encode(&h, &mut buf);
+            let end = buf.len();
+            proptest::prop_assert_eq!(end - 6, Fields::encoded_len(&h));
+            buf.put_slice(b"after\n");
+            let buf = buf.freeze();
+            let f = Fields::new(&buf, 6..end);
+            proptest::prop_assert_eq!(&f.to_map(0), &h);
+            proptest::prop_assert_eq!(f.iter().collect::<HeaderMap>(), h.clone());
+            proptest::prop_assert_eq!(f.len(), h.len());
+            for name in h.keys() {
+                proptest::prop_assert!(f.contains(name));
+                proptest::prop_assert_eq!(f.get(name), h.get(name).cloned());
+            }
+        }
+
+        /// Text that was never encoded (a corrupt buffer) reads as some fields or none, and
+        /// never panics.
+        #[test]
+        fn any_text_reads_without_panicking(text in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let buf = Bytes::from(text);
+            let f = Fields::new(&buf, 0..buf.len());
+            let map = f.to_map(1);
+            proptest::prop_assert!(map.len() <= f.len());
+            let _ = f.get(&header::CONTENT_TYPE);
+        }
     }
 
     #[test]

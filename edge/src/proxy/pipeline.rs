@@ -21,6 +21,7 @@ use crate::body::{Body, BoxError, empty};
 use crate::cache::coalesce::{Collected, Fill, FillHead, Reader, Role};
 use crate::cache::disk::tier::{Disk, Loaded};
 use crate::cache::entry::Entry;
+use crate::cache::heads;
 use crate::cache::key;
 use crate::cache::reuse::{Reuse, reuse};
 use crate::cache::store::Found;
@@ -32,11 +33,12 @@ use crate::proxy::ctx::{Ctx, Purpose, Served, origin_request};
 use crate::proxy::fill::{self, Job, Mode, Sharing};
 use crate::proxy::headers::{TIER_TAGS, add_edge_fields, append_via, client_address, looped};
 use crate::proxy::interim::{self, InterimRx, InterimTx};
+use crate::proxy::numbers::number;
 use crate::proxy::range::{self, Stored};
 use crate::proxy::respond::{self, Precondition};
 use crate::proxy::route::SiteState;
 use crate::proxy::server::Transport;
-use crate::proxy::status::{CacheStatus, Fwd, Outcome, StaleWhy, chained};
+use crate::proxy::status::{CACHE_STATUS, CacheStatus, Fwd, Outcome, StaleWhy, chained};
 use crate::upstream::{OriginBody, OriginRequest};
 
 /// A routed site whose policy rewrites responses, and what it needs to.
@@ -108,7 +110,7 @@ fn observe(
     record: Option<Record>,
 ) -> Response<Body> {
     // A response from another tier keeps its members; ours goes last.
-    let cache_status = chained(res.headers().get("cache-status"), status.header(&edge.name));
+    let cache_status = chained(res.headers().get(CACHE_STATUS), status.header(&edge.name));
     let elapsed = started.elapsed();
     let code = res.status().as_u16();
     edge.metrics.request(status, elapsed);
@@ -134,7 +136,7 @@ fn observe(
         (Some(r), None) => Some(Pending::new(r, &answer(0, &cache_status), started, edge.access_log.clone())),
         (None, _) => None,
     };
-    res.headers_mut().insert(header::HeaderName::from_static("cache-status"), cache_status);
+    res.headers_mut().insert(CACHE_STATUS, cache_status);
     append_via(res.headers_mut(), version);
     if let Some(n) = exact {
         edge.metrics.served(n);
@@ -218,7 +220,9 @@ async fn serve(
 /// large as its largest state, and the fill, coalescing and pass states made the whole
 /// request's future several kilobytes, which hyper moved (copied) on every request, hits
 /// included: a quarter of a hit's instructions were that `memcpy` (`docs/performance.md`).
-/// Boxed, a miss pays one allocation and a hit copies only the small states it uses.
+/// Boxed, a miss pays one allocation and a hit copies only the small states it uses. The
+/// disk tier's reads and the slice path are boxed for the same reason: a memory hit never
+/// enters them.
 async fn lookup(edge: &Arc<Edge>, ctx: &Ctx) -> Served {
     let only_if_cached = ctx.cc.has("only-if-cached");
     if ctx.cc.has("no-store") {
@@ -234,12 +238,10 @@ async fn lookup(edge: &Arc<Edge>, ctx: &Ctx) -> Served {
         // Memory → disk → origin. An object read back is promoted to memory; a variant is
         // looked for under the key memory's `Vary` marker gives, or under the disk's marker.
         let loaded = match (&found, &edge.disk) {
-            (Found::UriMiss, Some(disk)) => disk.lookup(&ctx.key, &ctx.headers).await,
-            (Found::VaryMiss, Some(disk)) => disk.load_at(&ctx.key, &slot).await.map(|entry| Loaded {
-                slot: slot.clone(),
-                entry,
-                vary: Vec::new(),
-            }),
+            (Found::UriMiss, Some(disk)) => Box::pin(disk.lookup(&ctx.key, &ctx.headers)).await,
+            (Found::VaryMiss, Some(disk)) => Box::pin(disk.load_at(&ctx.key, &slot))
+                .await
+                .map(|entry| Loaded { slot: slot.clone(), entry, vary: Vec::new() }),
             _ => None,
         };
         if let Some(Loaded { slot, entry: e, vary }) = loaded {
@@ -258,7 +260,7 @@ async fn lookup(edge: &Arc<Edge>, ctx: &Ctx) -> Served {
             Found::Object(e) => return from_entry(edge, ctx, e, slot, now).await,
             // Nothing under the object's key: a sliced site looks for its slices.
             Found::UriMiss if crate::proxy::slice::applies(ctx) => {
-                match crate::proxy::slice::serve(edge, ctx, only_if_cached).await {
+                match Box::pin(crate::proxy::slice::serve(edge, ctx, only_if_cached)).await {
                     Ok(served) => return served,
                     Err(_) if only_if_cached => return Err(ProxyError::NotCached),
                     Err(answer) => mode = answer.map_or(Mode::Fetch, Mode::Answered),
@@ -310,7 +312,7 @@ async fn from_entry(edge: &Arc<Edge>, ctx: &Ctx, e: Arc<Entry>, slot: Arc<str>, 
 }
 
 /// An answer from a stored entry, with its `Cache-Status`.
-fn hit(e: &Entry, ctx: &Ctx, now: Instant, outcome: Outcome) -> (Response<Body>, CacheStatus) {
+fn hit(e: &Arc<Entry>, ctx: &Ctx, now: Instant, outcome: Outcome) -> (Response<Body>, CacheStatus) {
     e.hit();
     let mut status = CacheStatus::new(outcome);
     status.ttl = Some(e.ttl(now));
@@ -554,10 +556,9 @@ fn same_variant(vary: &[header::HeaderName], a: &HeaderMap, b: &HeaderMap) -> bo
 }
 
 /// Respond from a stored entry.
-fn serve_entry(e: &Entry, ctx: &Ctx, now: Instant) -> Response<Body> {
-    // Room for Age, Cache-Status, Content-Length and Accept-Ranges.
-    let mut headers = e.headers().to_map(4);
-    headers.insert(header::AGE, HeaderValue::from(e.age(now).as_secs()));
+fn serve_entry(e: &Arc<Entry>, ctx: &Ctx, now: Instant) -> Response<Body> {
+    let mut headers = heads::headers(e);
+    headers.insert(header::AGE, number(e.age(now).as_secs()));
     if ctx.from_edge {
         add_edge_fields(&mut headers, e.targeted().iter(), e.tags(), Some(&TIER_TAGS));
     }

@@ -6,6 +6,7 @@ use http::header::{self, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 
 use crate::body::{Body, empty};
+use crate::proxy::numbers::number;
 use crate::proxy::range::{self, Ranges, Stored};
 
 /// What the client's conditional headers decide.
@@ -22,7 +23,7 @@ pub enum Precondition {
 /// Evaluates `If-Match`, `If-Unmodified-Since`, `If-None-Match` and `If-Modified-Since`, in
 /// the order §13.2.2 fixes, against a GET/HEAD response. Only 2xx responses are conditional.
 pub fn precondition(req: &HeaderMap, status: StatusCode, res: &HeaderMap) -> Precondition {
-    if !status.is_success() {
+    if !status.is_success() || !asks(req).conditional {
         return Precondition::Proceed;
     }
     let etag = res.get(header::ETAG).and_then(|v| v.to_str().ok());
@@ -48,6 +49,34 @@ pub fn precondition(req: &HeaderMap, status: StatusCode, res: &HeaderMap) -> Pre
         return Precondition::NotModified;
     }
     Precondition::Proceed
+}
+
+/// Which fields of a request that change an answer from a held response it carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Asks {
+    /// `If-Match`, `If-None-Match`, `If-Modified-Since` or `If-Unmodified-Since`.
+    conditional: bool,
+    /// `Range`.
+    range: bool,
+}
+
+/// Looks for them in one pass over the request's names: most requests carry none, and five
+/// lookups by name cost more than comparing the few names a request has.
+fn asks(req: &HeaderMap) -> Asks {
+    let mut asks = Asks::default();
+    for name in req.keys() {
+        match *name {
+            header::IF_MATCH
+            | header::IF_NONE_MATCH
+            | header::IF_MODIFIED_SINCE
+            | header::IF_UNMODIFIED_SINCE => {
+                asks.conditional = true;
+            }
+            header::RANGE => asks.range = true,
+            _ => {}
+        }
+    }
+    asks
 }
 
 fn text(h: &HeaderMap, name: &header::HeaderName) -> Option<String> {
@@ -121,13 +150,17 @@ pub fn complete(
     req: &HeaderMap,
     head_only: bool,
 ) -> Response<Body> {
-    match precondition(req, status, &headers) {
-        Precondition::NotModified => return not_modified(&headers),
-        Precondition::Failed => return precondition_failed(),
-        Precondition::Proceed => {}
+    let asks = asks(req);
+    if asks.conditional {
+        match precondition(req, status, &headers) {
+            Precondition::NotModified => return not_modified(&headers),
+            Precondition::Failed => return precondition_failed(),
+            Precondition::Proceed => {}
+        }
     }
     let len = body.len();
-    if status == StatusCode::OK
+    if asks.range
+        && status == StatusCode::OK
         && let Some(value) = req.get(header::RANGE).and_then(|v| v.to_str().ok())
         && if_range_holds(req, &headers)
     {
@@ -142,7 +175,7 @@ pub fn complete(
             Ranges::Full => {}
         }
     }
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    headers.insert(header::CONTENT_LENGTH, number(len));
     let mut r = Response::new(if head_only { empty() } else { body.whole() });
     *r.status_mut() = status;
     *r.headers_mut() = headers;

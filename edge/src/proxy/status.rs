@@ -1,8 +1,6 @@
 //! What the cache did for one request. Both the `Cache-Status` header (RFC 9211) and the
 //! request metrics are derived from this one value, never assembled elsewhere.
 
-use std::fmt::Write as _;
-
 use http::HeaderValue;
 
 /// How the response was produced.
@@ -132,29 +130,33 @@ impl CacheStatus {
     }
 
     /// The `Cache-Status` field value, e.g. `stratus; fwd=uri-miss; fwd-status=200; stored; ttl=60`.
+    /// Written with `itoa` rather than the formatter: every response carries one.
     pub fn header(&self, cache: &str) -> HeaderValue {
-        let mut s = String::with_capacity(64);
-        s.push_str(cache);
+        let mut s = Vec::with_capacity(cache.len() + 64);
+        s.extend_from_slice(cache.as_bytes());
+        let mut num = itoa::Buffer::new();
         match self.outcome {
-            Outcome::Hit => s.push_str("; hit"),
-            Outcome::StaleHit(_) => s.push_str("; hit"),
+            Outcome::Hit | Outcome::StaleHit(_) => s.extend_from_slice(b"; hit"),
             Outcome::Forward(fwd) => {
-                let _ = write!(s, "; fwd={}", fwd.as_str());
+                s.extend_from_slice(b"; fwd=");
+                s.extend_from_slice(fwd.as_str().as_bytes());
             }
-            Outcome::StaleIfError => s.push_str("; fwd=stale"),
+            Outcome::StaleIfError => s.extend_from_slice(b"; fwd=stale"),
             Outcome::Unsatisfied | Outcome::Error | Outcome::Redirect => {}
         }
         if let Some(code) = self.fwd_status {
-            let _ = write!(s, "; fwd-status={code}");
+            s.extend_from_slice(b"; fwd-status=");
+            s.extend_from_slice(num.format(code).as_bytes());
         }
         if self.stored {
-            s.push_str("; stored");
+            s.extend_from_slice(b"; stored");
         }
         if self.collapsed {
-            s.push_str("; collapsed");
+            s.extend_from_slice(b"; collapsed");
         }
         if let Some(ttl) = self.ttl {
-            let _ = write!(s, "; ttl={ttl}");
+            s.extend_from_slice(b"; ttl=");
+            s.extend_from_slice(num.format(ttl).as_bytes());
         }
         let detail = match self.outcome {
             Outcome::StaleIfError => Some("stale-if-error"),
@@ -164,14 +166,18 @@ impl CacheStatus {
             _ => self.detail,
         };
         if let Some(d) = detail {
-            let _ = write!(s, "; detail={d}");
+            s.extend_from_slice(b"; detail=");
+            s.extend_from_slice(d.as_bytes());
         }
         // The cache name is a checked token and the rest is ours, so this never fails; the
-        // string's buffer becomes the header value without another copy.
+        // buffer becomes the header value without another copy.
         HeaderValue::from_maybe_shared(bytes::Bytes::from(s))
             .unwrap_or_else(|_| HeaderValue::from_static("stratus"))
     }
 }
+
+/// The `Cache-Status` field's name (RFC 9211).
+pub const CACHE_STATUS: http::HeaderName = http::HeaderName::from_static("cache-status");
 
 /// `Cache-Status` with our member appended to the members of the caches closer to the origin
 /// (RFC 9211 §2: each cache appends its own and keeps the others).
