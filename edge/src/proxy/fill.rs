@@ -496,11 +496,14 @@ impl ToDisk {
             self.failed = true;
             return;
         };
-        let prefix = fill.whole().unwrap_or_default();
-        let size = prefix.len() as u64;
-        if !w.push(prefix).await {
-            self.failed = true;
-            return;
+        // What arrived so far, chunk by chunk: not copied into one piece first.
+        let prefix = fill.chunks().unwrap_or_default();
+        let size = prefix.iter().map(|c| c.len() as u64).sum();
+        for chunk in prefix {
+            if !w.push(chunk).await {
+                self.failed = true;
+                return;
+            }
         }
         self.write = Some(w);
         self.began = true;
