@@ -26,6 +26,11 @@ use crate::cache::disk::file::{Content, Corrupt, HEADER, MAGIC_STREAMED, Record,
 /// Header text longer than this is not ours (request and response heads are far smaller).
 const MAX_TEXT: usize = 16 << 20;
 
+/// Body bytes per write. One vectored write of a whole batch (1 MiB and more) cost twice the
+/// CPU per GiB here, most of it in the kernel's copy into the page cache
+/// (`docs/performance.md`, "Large objects through the disk tier").
+const WRITE: usize = 256 << 10;
+
 /// A large object's file being written. The body is written as it is handed over, a batch of
 /// chunks at a time in one vectored write (no copy into a buffer of ours); its block checksums
 /// are computed on the way.
@@ -40,7 +45,7 @@ pub struct StreamWriter {
 }
 
 impl StreamWriter {
-    /// Creates `path` and writes the head of `record` (its body comes through [`Self::write`]).
+    /// Creates `path` and writes the head of `record` (its body comes through [`Self::write_chunks`]).
     pub fn create(path: &Path, record: &Record) -> io::Result<Self> {
         let mut head = Vec::new();
         write_head(&mut head, record, Some(0), MAGIC_STREAMED)?;
@@ -61,19 +66,36 @@ impl StreamWriter {
         self.body_len
     }
 
-    /// Appends body bytes.
-    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        self.checksum(data);
-        write_all_vectored(&mut self.out, &mut [IoSlice::new(data)])
+    /// Appends the body bytes of `chunks`, in order, straight from them: a vectored write per
+    /// [`WRITE`] bytes, checksummed right after the kernel copied them, while they are still
+    /// in the CPU's cache.
+    pub fn write_chunks(&mut self, chunks: &[Bytes]) -> io::Result<()> {
+        let mut group: Vec<&[u8]> = Vec::new();
+        let mut in_group = 0;
+        for chunk in chunks {
+            let mut rest: &[u8] = chunk;
+            while !rest.is_empty() {
+                let (now, later) = rest.split_at((WRITE - in_group).min(rest.len()));
+                group.push(now);
+                in_group += now.len();
+                rest = later;
+                if in_group == WRITE {
+                    self.write_group(&group)?;
+                    group.clear();
+                    in_group = 0;
+                }
+            }
+        }
+        self.write_group(&group)
     }
 
-    /// Appends the body bytes of `chunks`, in order, in as few writes as the kernel allows.
-    pub fn write_chunks(&mut self, chunks: &[Bytes]) -> io::Result<()> {
-        for c in chunks {
-            self.checksum(c);
+    fn write_group(&mut self, group: &[&[u8]]) -> io::Result<()> {
+        let mut slices: Vec<IoSlice<'_>> = group.iter().map(|p| IoSlice::new(p)).collect();
+        write_all_vectored(&mut self.out, &mut slices)?;
+        for piece in group {
+            self.checksum(piece);
         }
-        let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
-        write_all_vectored(&mut self.out, &mut slices)
+        Ok(())
     }
 
     /// Counts `data` into the body's length and its blocks' checksums.
@@ -224,16 +246,11 @@ mod tests {
         let path = dir.join("obj");
         let mut w = StreamWriter::create(&path, &record(0)).unwrap();
         let parts = body.chunks(body.len().div_ceil(pieces).max(1));
-        if pieces % 2 == 0 {
-            for part in parts {
-                w.write(part).unwrap();
-            }
-        } else {
-            // In batches of chunks, as the hand-off brings them.
-            let chunks: Vec<Bytes> = parts.map(Bytes::copy_from_slice).collect();
-            for batch in chunks.chunks(chunks.len().div_ceil(3)) {
-                w.write_chunks(batch).unwrap();
-            }
+        // One chunk per write, or in batches of chunks.
+        let chunks: Vec<Bytes> = parts.map(Bytes::copy_from_slice).collect();
+        let per_write = if pieces.is_multiple_of(2) { 1 } else { chunks.len().div_ceil(3) };
+        for batch in chunks.chunks(per_write) {
+            w.write_chunks(batch).unwrap();
         }
         let n = w.finish(&record(5000)).unwrap();
         (path, n)
