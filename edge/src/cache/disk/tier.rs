@@ -22,8 +22,9 @@
 //! Large objects (bodies over an eighth of the memory tier, [`Disk::streams_above`]) take
 //! another way: the fill hands their body chunks to a writer task on the blocking pool as
 //! they arrive, in batches bounded in bytes ([`Disk::begin_large`], `handoff.rs`; format in
-//! `stream.rs`), and the file is indexed once the body is complete; they never pass through memory whole. Reading one back opens its file and
-//! checks its head only: the body is read block by block as it is served (`blocks.rs`).
+//! `stream.rs`), and the file is indexed once the body is complete; they never pass through
+//! memory whole. Reading one back opens its file and checks its head only: the body is read
+//! block by block as it is served (`blocks.rs`).
 //!
 //! Purges are persisted as bans (`bans.rs`) and checked when an object is read back.
 //!
