@@ -4,9 +4,9 @@
 //! A chunk-per-message channel costs a wake-up of the writer per origin read (several per MiB)
 //! and bounds memory only in chunks, whose size the origin decides. Here the fill appends
 //! chunks to a shared queue and the writer is woken only once [`BATCH`] bytes wait (or the
-//! body ended), then takes everything queued and writes it in one vectored write. The fill
-//! waits only while more than [`LIMIT`] bytes wait: a slow disk holds the fill (and so the
-//! origin) back instead of growing memory. Small chunks (a chunked origin may send them a few
+//! body ended), then takes everything queued and writes it (`stream.rs`: 256 KiB per
+//! vectored write, straight from the chunks). The fill waits only while more than [`LIMIT`]
+//! bytes wait: a slow disk holds the fill (and so the origin) back instead of growing memory. Small chunks (a chunked origin may send them a few
 //! bytes at a time) are copied together into one of at least [`SMALL`] bytes first, so the
 //! queue's length and the writes' vector stay bounded whatever the origin sends, and tiny
 //! slices never keep whole read buffers alive.

@@ -31,9 +31,9 @@ const MAX_TEXT: usize = 16 << 20;
 /// (`docs/performance.md`, "Large objects through the disk tier").
 const WRITE: usize = 256 << 10;
 
-/// A large object's file being written. The body is written as it is handed over, a batch of
-/// chunks at a time in one vectored write (no copy into a buffer of ours); its block checksums
-/// are computed on the way.
+/// A large object's file being written. The body is written as it is handed over, straight
+/// from its chunks in vectored writes of `WRITE` bytes (no copy into a buffer of ours); its
+/// block checksums are computed on the way.
 pub struct StreamWriter {
     out: File,
     /// Bytes of the header, key and text.
@@ -67,7 +67,7 @@ impl StreamWriter {
     }
 
     /// Appends the body bytes of `chunks`, in order, straight from them: a vectored write per
-    /// [`WRITE`] bytes, checksummed right after the kernel copied them, while they are still
+    /// `WRITE` bytes, checksummed right after the kernel copied them, while they are still
     /// in the CPU's cache.
     pub fn write_chunks(&mut self, chunks: &[Bytes]) -> io::Result<()> {
         let mut group: Vec<&[u8]> = Vec::new();
