@@ -143,7 +143,22 @@ impl Compressor {
         if !self.enabled || status != StatusCode::OK || h.contains_key(header::CONTENT_RANGE) {
             return false;
         }
+        // The type first: it turns away most responses that are not for compressing (this runs
+        // on every hit), and it is compared in place, without a lowercased copy.
+        let Some(ct) = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+        let media = ct.split(';').next().unwrap_or("").trim();
+        let top = media.split('/').next().unwrap_or("");
+        let typed = self.types.iter().any(|t| match t.strip_suffix("/*") {
+            Some(want) => top.eq_ignore_ascii_case(want),
+            None => media.eq_ignore_ascii_case(t),
+        });
+        if !typed {
+            return false;
+        }
         if h.get(header::CONTENT_ENCODING).is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity")) {
+            return false;
+        }
+        if length(h).is_some_and(|n| n < self.min_size || n > MAX_STORED as u64) {
             return false;
         }
         let no_transform = h
@@ -152,18 +167,7 @@ impl Compressor {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|d| d.trim().eq_ignore_ascii_case("no-transform"));
-        if no_transform {
-            return false;
-        }
-        if length(h).is_some_and(|n| n < self.min_size || n > MAX_STORED as u64) {
-            return false;
-        }
-        let Some(ct) = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
-        let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        self.types.iter().any(|t| match t.strip_suffix("/*") {
-            Some(top) => media.split('/').next() == Some(top),
-            None => *t == media,
-        })
+        !no_transform
     }
 
     /// Store side: adds `Vary: Accept-Encoding` to a compressible response about to be stored
