@@ -17,7 +17,7 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 
 use crate::body::{Body, BoxError};
-use crate::cache::disk::load;
+use crate::cache::disk::pread;
 
 /// Bytes per checksummed block of a large object's body.
 pub const BLOCK: u64 = 256 << 10;
@@ -82,7 +82,7 @@ impl FileBody {
     fn blocks(&self, first: u64, n: u64) -> Result<Bytes, BlockError> {
         let start = first * BLOCK;
         let want = (n * BLOCK).min(self.len.saturating_sub(start));
-        let mut buf = load::read_at(&self.file, self.at + start, usize::try_from(want).unwrap_or(0))?;
+        let mut buf = pread::read_at(&self.file, self.at + start, usize::try_from(want).unwrap_or(0))?;
         if buf.len() as u64 != want {
             // The file is shorter than its header said (it was checked when opened).
             return Err(BlockError::Io(std::io::ErrorKind::UnexpectedEof.into()));

@@ -22,6 +22,7 @@ use bytes::Bytes;
 use rustix::io::{Errno, ReadWriteFlags};
 
 use crate::cache::disk::file::MAGIC_STREAMED;
+use crate::cache::disk::pread;
 
 /// Files up to this size are read on the runtime thread when the page cache holds them whole.
 /// A 1 KiB object's file is about 1.5 KiB; at 64 KiB, a page-cache copy still costs a few µs.
@@ -76,25 +77,8 @@ pub fn blocking(path: &Path, size: u64) -> io::Result<Contents> {
             return Ok(Contents::Streamed(f, len));
         }
     }
-    let buf = read_at(&f, 0, usize::try_from(size).unwrap_or(0))?;
+    let buf = pread::read_at(&f, 0, usize::try_from(size).unwrap_or(0))?;
     contents(f, buf)
-}
-
-/// Up to `n` bytes of `f` from `at`, fewer at its end, in a buffer filled by the kernel
-/// without being zeroed first.
-pub fn read_at(f: &File, at: u64, n: usize) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::with_capacity(n);
-    while buf.len() < n {
-        let offset = at + buf.len() as u64;
-        // The read goes into the room left before the capacity, exactly `n`.
-        match rustix::io::pread(f, rustix::buffer::spare_capacity(&mut buf), offset) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(buf)
 }
 
 fn contents(f: File, buf: Vec<u8>) -> io::Result<Contents> {
