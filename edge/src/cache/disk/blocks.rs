@@ -1,6 +1,7 @@
 //! The body of a large object served from its file on disk: read in checksummed blocks on the
-//! blocking pool, up to [`READ_AHEAD`] blocks per read, so that serving it costs at most that
-//! much memory per response, whatever the object's size (`docs/edge.md`, "Disk tier").
+//! blocking pool, up to [`READ_AHEAD`] blocks per read with the next read under way while one
+//! is sent, so that serving it costs at most two reads' worth of memory per response, whatever
+//! the object's size (`docs/edge.md`, "Disk tier").
 //!
 //! Every block of [`BLOCK`] bytes carries its own CRC-32 in the file (`stream.rs`), checked
 //! before any of its bytes are sent: a range reads only the blocks it overlaps, and a flipped
@@ -104,37 +105,74 @@ impl FileBody {
     }
 
     /// Bytes `start..end` of the body as a response body, read off the async runtime as the
-    /// client takes them, up to [`READ_AHEAD`] blocks per read.
+    /// client takes them, up to [`READ_AHEAD`] blocks per read. The next read starts as soon
+    /// as one is handed out, so the disk (or page cache) is read while hyper writes to the
+    /// socket: at most two reads' worth of the body is in memory per response.
     pub fn body(self: &Arc<Self>, start: u64, end: u64) -> Body {
         let end = end.min(self.len);
-        let stream = futures_util::stream::unfold((self.clone(), start), move |(f, pos)| async move {
-            if pos >= end {
-                return None;
+        let state = Ahead { file: self.clone(), pos: start, end, next: None };
+        let stream = futures_util::stream::unfold(state, |mut s| async move {
+            let chunk = s.step().await?;
+            if chunk.is_err() {
+                s.pos = s.end;
             }
-            let i = pos / BLOCK;
-            let n = ((end - 1) / BLOCK + 1 - i).min(READ_AHEAD);
-            let reader = f.clone();
-            let read = tokio::task::spawn_blocking(move || reader.blocks(i, n)).await;
-            let batch = match read {
-                Ok(Ok(b)) => b,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "cached object body unreadable; response aborted");
-                    return Some((Err(Box::new(e) as BoxError), (f, end)));
-                }
-                Err(e) => return Some((Err(Box::new(e) as BoxError), (f, end))),
-            };
-            let batch_start = i * BLOCK;
-            let from = usize::try_from(pos - batch_start).unwrap_or(0);
-            let to = usize::try_from(end.min(batch_start + batch.len() as u64) - batch_start).unwrap_or(0);
-            if from >= to {
-                // Cannot happen (the batch holds the block `pos` is in), but a stream that
-                // did not move on would never end.
-                let e = BlockError::Io(std::io::ErrorKind::UnexpectedEof.into());
-                return Some((Err(Box::new(e) as BoxError), (f, end)));
-            }
-            Some((Ok(batch.slice(from..to)), (f, batch_start + to as u64)))
+            Some((chunk, s))
         });
         http_body_util::StreamBody::new(stream.map(|r| r.map(Frame::data))).boxed_unsync()
+    }
+
+    /// Starts reading the blocks from the one that holds `pos`, as far as `end` needs and at
+    /// most [`READ_AHEAD`].
+    fn start(self: &Arc<Self>, pos: u64, end: u64) -> Pending {
+        let i = pos / BLOCK;
+        let n = ((end - 1) / BLOCK + 1 - i).min(READ_AHEAD);
+        let reader = self.clone();
+        (i, tokio::task::spawn_blocking(move || reader.blocks(i, n)))
+    }
+}
+
+/// A read under way: its first block and its task.
+type Pending = (u64, tokio::task::JoinHandle<Result<Bytes, BlockError>>);
+
+/// A body being served: where it is, and the read that will serve what comes next.
+struct Ahead {
+    file: Arc<FileBody>,
+    pos: u64,
+    end: u64,
+    next: Option<Pending>,
+}
+
+impl Ahead {
+    /// The next chunk (`None` at the end), and the read after it started.
+    async fn step(&mut self) -> Option<Result<Bytes, BoxError>> {
+        if self.pos >= self.end {
+            return None;
+        }
+        let (i, task) = match self.next.take() {
+            Some((i, task)) if i == self.pos / BLOCK => (i, task),
+            _ => self.file.start(self.pos, self.end),
+        };
+        let batch = match task.await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cached object body unreadable; response aborted");
+                return Some(Err(Box::new(e)));
+            }
+            Err(e) => return Some(Err(Box::new(e))),
+        };
+        let batch_start = i * BLOCK;
+        let from = usize::try_from(self.pos - batch_start).unwrap_or(0);
+        let to = usize::try_from(self.end.min(batch_start + batch.len() as u64) - batch_start).unwrap_or(0);
+        if from >= to {
+            // Cannot happen (the batch holds the block `pos` is in), but a stream that did
+            // not move on would never end.
+            return Some(Err(Box::new(BlockError::Io(std::io::ErrorKind::UnexpectedEof.into()))));
+        }
+        self.pos = batch_start + to as u64;
+        if self.pos < self.end {
+            self.next = Some(self.file.start(self.pos, self.end));
+        }
+        Some(Ok(batch.slice(from..to)))
     }
 }
 
