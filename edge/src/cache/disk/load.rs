@@ -2,23 +2,24 @@
 //! tier"; measured in `docs/performance.md`, "Disk tier hits").
 //!
 //! A small file the page cache holds is read on the runtime thread, as nginx reads its cache
-//! files: `preadv2` with `RWF_NOWAIT` copies it if every byte is in memory and refuses (rather
-//! than waits) otherwise, so a cold file, or a kernel or file system without `RWF_NOWAIT`, costs
-//! one refused call and then goes to tokio's blocking pool like every larger file. Handing a
-//! read to the blocking pool costs two thread wake-ups, far more than copying a few KiB from
-//! the page cache. What is left on the runtime thread for a cold file is `open` (a directory
-//! lookup, which the kernel caches for a hot cache directory).
+//! files, but without ever waiting: `openat2` with `RESOLVE_CACHED` opens it only if the path
+//! resolves from the kernel's directory cache, and `preadv2` with `RWF_NOWAIT` copies it only
+//! if every byte is in memory; either refuses rather than waits, and a refused file (or a
+//! kernel or file system without them) goes to tokio's blocking pool like every larger file.
+//! Handing a read to the blocking pool costs two thread wake-ups, far more than copying a few
+//! KiB from the page cache. Files are opened with `O_NOATIME`, so a read never writes.
 //!
 //! Every read trusts the index's size only as far as the file agrees: a file shorter or longer
 //! than that fails its checksum or length checks when decoded (`file.rs`, `stream.rs`).
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, IoSliceMut};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
+use rustix::fs::{CWD, Mode, OFlags, ResolveFlags};
 use rustix::io::{Errno, ReadWriteFlags};
 
 use crate::cache::disk::file::MAGIC_STREAMED;
@@ -28,8 +29,8 @@ use crate::cache::disk::pread;
 /// A 1 KiB object's file is about 1.5 KiB; at 64 KiB, a page-cache copy still costs a few µs.
 pub const INLINE_MAX: u64 = 64 << 10;
 
-/// Cleared the first time the kernel or file system refuses `RWF_NOWAIT`, so that such a
-/// system pays the refusal once rather than on every read.
+/// Cleared the first time the kernel or file system refuses `RWF_NOWAIT` or
+/// `RESOLVE_CACHED`, so that such a system pays the refusal once rather than on every read.
 static NOWAIT: AtomicBool = AtomicBool::new(true);
 
 /// An object's file, read.
@@ -49,7 +50,7 @@ pub fn cached(path: &Path, size: u64) -> io::Result<Option<Contents>> {
     if size > INLINE_MAX || !NOWAIT.load(Ordering::Relaxed) {
         return Ok(None);
     }
-    let f = File::open(path)?;
+    let Some(f) = open_cached(path)? else { return Ok(None) };
     let mut buf = vec![0u8; usize::try_from(size).unwrap_or(0)];
     match rustix::io::preadv2(&f, &mut [IoSliceMut::new(&mut buf)], 0, ReadWriteFlags::NOWAIT) {
         // A short read: part is not in memory, or the file is shorter than the index says
@@ -66,10 +67,42 @@ pub fn cached(path: &Path, size: u64) -> io::Result<Option<Contents>> {
     }
 }
 
+/// Opens `path` for reading without waiting: `openat2` with `RESOLVE_CACHED` resolves it only
+/// from the kernel's directory cache and refuses (`Ok(None)`) when that would mean reading a
+/// directory from disk or waiting for a writer's lock on it (an open that waited 2–4 ms stalled
+/// every connection of the runtime thread, `docs/performance.md`). `O_NOATIME`: a read must not
+/// write an inode (the tier owns its files).
+fn open_cached(path: &Path) -> io::Result<Option<File>> {
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOATIME;
+    match rustix::fs::openat2(CWD, path, flags, Mode::empty(), ResolveFlags::CACHED) {
+        Ok(fd) => Ok(Some(File::from(fd))),
+        Err(Errno::AGAIN) => Ok(None),
+        // No `openat2`, no `RESOLVE_CACHED` (before Linux 5.12), or files this process does
+        // not own (`O_NOATIME`): every read goes to the blocking pool.
+        Err(Errno::NOSYS | Errno::INVAL | Errno::PERM | Errno::OPNOTSUPP) => {
+            NOWAIT.store(false, Ordering::Relaxed);
+            tracing::info!(
+                "openat2(RESOLVE_CACHED) unavailable here: every disk-tier read goes to the blocking pool"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Opens `path` for reading, without updating its access time where the tier owns it.
+fn open(path: &Path) -> io::Result<File> {
+    let noatime = OpenOptions::new().read(true).custom_flags(OFlags::NOATIME.bits() as i32).open(path);
+    match noatime {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => File::open(path),
+        other => other,
+    }
+}
+
 /// Reads the file at `path`, `size` bytes by the index (blocking): a whole file in one read
 /// into a buffer that is not zeroed first; a large object's file only as far as its magic.
 pub fn blocking(path: &Path, size: u64) -> io::Result<Contents> {
-    let f = File::open(path)?;
+    let f = open(path)?;
     if size > INLINE_MAX {
         let mut magic = [0u8; 8];
         if f.read_exact_at(&mut magic, 0).is_ok() && &magic == MAGIC_STREAMED {
