@@ -15,8 +15,9 @@
 //!
 //! Writes never block a request: the memory store hands every object it stores (and every
 //! object it evicts for room that is not on disk yet) to a bounded queue that one writer
-//! thread drains; when the queue is full the object is not written (counted). Reads run on
-//! tokio's blocking pool. Write and read errors (disk full, I/O errors) are counted and logged
+//! thread drains; when the queue is full the object is not written (counted). A small file
+//! the page cache holds is read on the runtime thread, anything else on tokio's blocking pool
+//! (`load.rs`). Write and read errors (disk full, I/O errors) are counted and logged
 //! and make the edge memory-only for [`PAUSE`]; nothing on the request path fails for them.
 //!
 //! Large objects (bodies over an eighth of the memory tier, [`Disk::streams_above`]) take
@@ -41,9 +42,8 @@
 //! when the resource stops varying (an object under the primary key) or varies on other headers.
 
 use std::fs;
-use std::io::{self, BufWriter, Read as _, Write};
-use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -59,6 +59,7 @@ use crate::cache::disk::bans::{Ban, Bans, MAX_BANS, Verdict, What};
 use crate::cache::disk::blocks::FileBody;
 use crate::cache::disk::file::{self, Content, Record};
 use crate::cache::disk::handoff::{self, Batch};
+use crate::cache::disk::load::{self, Contents};
 use crate::cache::disk::slot::{hash, now_ms, object_path, parse_name, variant_names};
 use crate::cache::disk::stream::{self, StreamWriter};
 use crate::cache::entry::Entry;
@@ -375,18 +376,31 @@ impl Disk {
         n.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Reads the file under `slot` of the resource `key`, off the async runtime.
+    /// Reads the file under `slot` of the resource `key`: on the runtime thread when it is
+    /// small and the page cache holds it (`load.rs`), else on tokio's blocking pool.
     async fn read_slot(&self, key: &CacheKey, slot: &Arc<str>) -> Option<Read> {
         if !self.reads.load(Ordering::Relaxed) {
             return None;
         }
         let h = hash(slot);
         let suffix = slot.strip_prefix(&**key.primary())?;
-        if !self.shared.index.contains_key(&h) {
-            return None;
-        }
-        let (shared, key, suffix) = (self.shared.clone(), key.clone(), Arc::<str>::from(suffix));
-        tokio::task::spawn_blocking(move || shared.read(h, &key, &suffix)).await.ok().flatten()
+        let meta = self.shared.index.get(&h)?;
+        let path = object_path(&self.shared.dir.join("objects"), h, meta.seq);
+        let loaded = match load::cached(&path, meta.size) {
+            Ok(Some(contents)) => Ok(contents),
+            Err(e) => Err(e),
+            Ok(None) => {
+                let (shared, key, suffix) = (self.shared.clone(), key.clone(), Arc::<str>::from(suffix));
+                return tokio::task::spawn_blocking(move || {
+                    let loaded = load::blocking(&path, meta.size);
+                    shared.read(h, meta.seq, &path, loaded, &key, &suffix)
+                })
+                .await
+                .ok()
+                .flatten();
+            }
+        };
+        self.shared.read(h, meta.seq, &path, loaded, key, suffix)
     }
 
     /// Records a purge so that it applies to objects on disk, now and after restarts; returns
@@ -645,44 +659,37 @@ impl Shared {
         }
     }
 
-    /// Reads the file of hash `h` for slot `suffix` of the resource `key` (blocking). A large
+    /// Makes what [`load`] read of the file `path` (hash `h`, written `seq`-th) into slot
+    /// `suffix` of the resource `key`: checks it, restores its entry, applies bans. A large
     /// object's file is not read whole: its head is, and its body is read when served.
-    fn read(self: &Arc<Self>, h: u64, key: &CacheKey, suffix: &str) -> Option<Read> {
-        let meta = self.index.get(&h)?;
-        let path = object_path(&self.dir.join("objects"), h, meta.seq);
-        let opened = fs::File::open(&path).and_then(|f| {
-            let len = f.metadata()?.len();
-            let mut magic = [0u8; 8];
-            let streamed = f.read_exact_at(&mut magic, 0).is_ok() && &magic == file::MAGIC_STREAMED;
-            Ok((f, len, streamed))
-        });
-        let (mut f, len, streamed) = match opened {
-            Ok(o) => o,
+    fn read(
+        self: &Arc<Self>,
+        h: u64,
+        seq: u64,
+        path: &Path,
+        loaded: io::Result<Contents>,
+        key: &CacheKey,
+        suffix: &str,
+    ) -> Option<Read> {
+        let decoded = match loaded {
+            Ok(Contents::Whole(data)) => file::decode(&data).map(|r| (r, None)),
+            Ok(Contents::Streamed(f, len)) => {
+                stream::open(&f, len).map(|o| (o.record, Some((f, o.at, o.len, o.crcs))))
+            }
             Err(e) => {
                 if e.kind() != io::ErrorKind::NotFound {
                     self.fail("read", &e);
                 }
-                self.forget(h, meta.seq);
+                self.forget(h, seq);
                 return None;
             }
-        };
-        let decoded = if streamed {
-            stream::open(&f, len).map(|o| (o.record, Some((o.at, o.len, o.crcs))))
-        } else {
-            let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-            if let Err(e) = f.read_to_end(&mut data) {
-                self.fail("read", &e);
-                self.forget(h, meta.seq);
-                return None;
-            }
-            file::decode(&Bytes::from(data)).map(|r| (r, None))
         };
         let (record, body) = match decoded {
             Ok(r) => r,
             Err(why) => {
                 self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(file = %path.display(), %why, "corrupt object file dropped");
-                self.forget(h, meta.seq);
+                self.forget(h, seq);
                 return None;
             }
         };
@@ -702,23 +709,23 @@ impl Shared {
         let now = Instant::now();
         let Some(entry) = Entry::restore(persisted, record.key, aged, now) else {
             self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
-            self.forget(h, meta.seq);
+            self.forget(h, seq);
             return None;
         };
         if entry.is_expired(now) {
-            self.forget(h, meta.seq);
+            self.forget(h, seq);
             return None;
         }
         match lock(&self.bans).verdict(&entry, record.stored_ms) {
             Verdict::Drop => {
-                self.forget(h, meta.seq);
+                self.forget(h, seq);
                 return None;
             }
             Verdict::Stale => entry.invalidate(),
             Verdict::Keep => {}
         }
-        let Some((at, body_len, crcs)) = body else { return Some(Read::Object(entry)) };
-        let (tier, seq) = (Arc::downgrade(self), meta.seq);
+        let Some((f, at, body_len, crcs)) = body else { return Some(Read::Object(entry)) };
+        let tier = Arc::downgrade(self);
         let on_corrupt = Box::new(move || {
             if let Some(tier) = tier.upgrade() {
                 tier.counters.corrupt.fetch_add(1, Ordering::Relaxed);
