@@ -282,9 +282,10 @@ impl Fill {
         });
     }
 
-    /// The whole body, unless part of it was released.
-    pub fn whole(&self) -> Option<Bytes> {
-        self.whole_and(None)
+    /// The body's chunks so far (shared, not copied), unless part of it was released.
+    pub fn chunks(&self) -> Option<Vec<Bytes>> {
+        let s = self.state.borrow();
+        (s.first == 0).then(|| s.chunks.iter().cloned().collect())
     }
 
     /// The whole body followed by `tail` (a last chunk not pushed yet), unless part of it was
@@ -659,7 +660,7 @@ mod tests {
         assert_eq!(held(&fill), 400);
         fill.stream_only();
         assert_eq!(held(&fill), 300, "the chunk both have read is released");
-        assert!(fill.whole().is_none());
+        assert!(fill.chunks().is_none());
         // A reader made now would miss the start: it is cut off at once.
         assert!(fill.reader().next().await.unwrap().is_err());
         drop(slow);

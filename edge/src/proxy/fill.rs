@@ -346,7 +346,7 @@ async fn stream_body(
     while let Some(data) = next_data(edge, &mut body, deadline).await? {
         size += data.len() as u64;
         if let Some(l) = large.as_mut()
-            && let Some(w) = &l.write
+            && let Some(w) = l.write.as_mut()
         {
             if w.push(data.clone()).await {
                 l.complete_if_last(size, content_length).await;
@@ -492,15 +492,18 @@ impl ToDisk {
     /// byte, so it waits until the file is in and is served from it (`Role::Wait`), and the
     /// origin is still asked once.
     async fn begin(&mut self, job: &Job, fill: &Fill, length: Option<u64>) {
-        let Some(w) = self.disk.begin_large(&job.slot, self.entry.clone(), length) else {
+        let Some(mut w) = self.disk.begin_large(&job.slot, self.entry.clone(), length) else {
             self.failed = true;
             return;
         };
-        let prefix = fill.whole().unwrap_or_default();
-        let size = prefix.len() as u64;
-        if !w.push(prefix).await {
-            self.failed = true;
-            return;
+        // What arrived so far, chunk by chunk: not copied into one piece first.
+        let prefix = fill.chunks().unwrap_or_default();
+        let size = prefix.iter().map(|c| c.len() as u64).sum();
+        for chunk in prefix {
+            if !w.push(chunk).await {
+                self.failed = true;
+                return;
+            }
         }
         self.write = Some(w);
         self.began = true;

@@ -1,11 +1,13 @@
 //! The disk tier behind the memory store: the tier itself (`tier`: index, writer, reads),
 //! the object file format (`file`), reading a file back (`load`, `pread`), large objects' files
-//! written as they stream in (`stream`) and served block by block (`blocks`), file names and
-//! slot keys (`slot`) and the persisted purges (`bans`). See `docs/edge.md`, "Disk tier".
+//! written as they stream in (`stream`, their bodies handed over by the fill in batches:
+//! `handoff`) and served block by block (`blocks`), file names and slot keys (`slot`) and the
+//! persisted purges (`bans`). See `docs/edge.md`, "Disk tier".
 
 pub(crate) mod bans;
 pub(crate) mod blocks;
 pub(crate) mod file;
+pub(crate) mod handoff;
 pub(crate) mod load;
 pub(crate) mod pread;
 pub(crate) mod slot;

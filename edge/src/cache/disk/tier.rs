@@ -22,9 +22,10 @@
 //!
 //! Large objects (bodies over an eighth of the memory tier, [`Disk::streams_above`]) take
 //! another way: the fill hands their body chunks to a writer task on the blocking pool as
-//! they arrive ([`Disk::begin_large`], format in `stream.rs`), and the file is indexed once the
-//! body is complete; they never pass through memory whole. Reading one back opens its file and
-//! checks its head only: the body is read block by block as it is served (`blocks.rs`).
+//! they arrive, in batches bounded in bytes ([`Disk::begin_large`], `handoff.rs`; format in
+//! `stream.rs`), and the file is indexed once the body is complete; they never pass through
+//! memory whole. Reading one back opens its file and checks its head only: the body is read
+//! block by block as it is served (`blocks.rs`).
 //!
 //! Purges are persisted as bans (`bans.rs`) and checked when an object is read back.
 //!
@@ -57,6 +58,7 @@ use http::header::HeaderName;
 use crate::cache::disk::bans::{Ban, Bans, MAX_BANS, Verdict, What};
 use crate::cache::disk::blocks::FileBody;
 use crate::cache::disk::file::{self, Content, Record};
+use crate::cache::disk::handoff::{self, Batch};
 use crate::cache::disk::load::{self, Contents};
 use crate::cache::disk::slot::{hash, now_ms, object_path, parse_name, variant_names};
 use crate::cache::disk::stream::{self, StreamWriter};
@@ -74,8 +76,6 @@ const QUEUE_BYTES: u64 = 64 << 20;
 /// A body larger than the memory tier's size divided by this goes to disk only, written as it
 /// streams in (see [`Disk::begin_large`]).
 const MEMORY_SHARE: u64 = 8;
-/// Body chunks on their way to a large object's file, at most (the fill waits for room).
-const LARGE_QUEUE: usize = 16;
 
 /// Counters of the disk tier (`/metrics`, `/stats`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -127,28 +127,21 @@ pub struct Loaded {
 /// Dropped without [`LargeFill::finish`] (a body cut short), it leaves no file.
 #[derive(Debug)]
 pub struct LargeFill {
-    tx: tokio::sync::mpsc::Sender<Part>,
+    tx: handoff::Sender,
     done: tokio::task::JoinHandle<bool>,
 }
 
-/// What reaches a large object's writer.
-#[derive(Debug)]
-enum Part {
-    Chunk(Bytes),
-    /// The body is complete.
-    End,
-}
-
 impl LargeFill {
-    /// Hands over the next body chunk (waits while the writer is behind); false once the
-    /// file is abandoned (an I/O error, or the body outgrew the tier).
-    pub async fn push(&self, chunk: Bytes) -> bool {
-        self.tx.send(Part::Chunk(chunk)).await.is_ok()
+    /// Hands over the next body chunk (waits while the writer is more than
+    /// [`handoff::LIMIT`] behind); false once the file is abandoned (an I/O error, or the
+    /// body outgrew the tier).
+    pub async fn push(&mut self, chunk: Bytes) -> bool {
+        self.tx.push(chunk).await
     }
 
     /// Completes the file and puts it in the tier's index; whether it is stored.
-    pub async fn finish(self) -> bool {
-        let sent = self.tx.send(Part::End).await.is_ok();
+    pub async fn finish(mut self) -> bool {
+        let sent = self.tx.end();
         self.done.await.unwrap_or(false) && sent
     }
 }
@@ -320,7 +313,7 @@ impl Disk {
             return None;
         }
         let suffix: Arc<str> = Arc::from(slot.strip_prefix(&**entry.key.primary())?);
-        let (tx, rx) = tokio::sync::mpsc::channel(LARGE_QUEUE);
+        let (tx, rx) = handoff::pipe();
         let (shared, h, capacity) = (s.clone(), hash(slot), self.capacity);
         let done = tokio::task::spawn_blocking(move || shared.write_large(h, &entry, &suffix, capacity, rx));
         Some(LargeFill { tx, done })
@@ -572,7 +565,7 @@ impl Shared {
         entry: &Entry,
         suffix: &Arc<str>,
         capacity: u64,
-        mut rx: tokio::sync::mpsc::Receiver<Part>,
+        mut rx: handoff::Receiver,
     ) -> bool {
         let record = |now: Instant| {
             let written_ms = now_ms();
@@ -590,16 +583,18 @@ impl Shared {
         let dest = object_path(&self.dir.join("objects"), h, seq);
         let result = (|| {
             let mut w = StreamWriter::create(&tmp, &record(Instant::now()))?;
+            let mut batch = Vec::new();
             loop {
-                match rx.blocking_recv() {
-                    Some(Part::Chunk(c)) => {
-                        w.write(&c)?;
+                match rx.take(&mut batch) {
+                    Batch::Data => {
+                        w.write_chunks(&batch)?;
+                        batch.clear();
                         if w.body_len() > capacity {
                             return Ok(None);
                         }
                     }
-                    Some(Part::End) => break,
-                    None => return Ok(None),
+                    Batch::End => break,
+                    Batch::Abandoned => return Ok(None),
                 }
             }
             let now = Instant::now();
