@@ -81,7 +81,7 @@ async fn objects_beyond_the_memory_tier_are_served_from_disk_without_the_origin(
 }
 
 /// Restarts on the same directory, after SIGTERM and after SIGKILL, serve what is on disk as
-/// hits; a hit from disk is promoted, so the next one comes from memory.
+/// hits; an object read from disk twice is promoted, so the next hit comes from memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn objects_on_disk_survive_sigterm_and_sigkill() {
     let origin = Origin::start().await;
@@ -106,6 +106,10 @@ async fn objects_on_disk_survive_sigterm_and_sigkill() {
             let got = get(&format!("{base}/disk/warm/{i}"), &[]).await;
             assert_eq!(got.text(), format!("warm {i}"));
             assert!(from_disk(&got), "after {how}: {}", got.cache());
+            // Read from disk twice in a row, an object is promoted on the second read (the first
+            // read alone does not promote: `docs/edge.md`, "Disk tier").
+            let second = get(&format!("{base}/disk/warm/{i}"), &[]).await;
+            assert!(from_disk(&second), "promoted on its first read from disk: {}", second.cache());
             let again = get(&format!("{base}/disk/warm/{i}"), &[]).await;
             assert!(again.hit() && !from_disk(&again), "promoted to memory: {}", again.cache());
             assert_eq!(origin.hits(&format!("/disk/warm/{i}")), 1);

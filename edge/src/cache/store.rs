@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 use http::header::HeaderName;
 use moka::notification::RemovalCause;
 
+use crate::cache::disk::promote::Doorkeeper;
+use crate::cache::disk::slot::hash;
 use crate::cache::entry::{Entry, Moment};
 use crate::cache::key::{CacheKey, host_and_path, is_for_path};
 
@@ -169,6 +171,8 @@ pub struct Store {
     index: Arc<Mutex<Index>>,
     evictions: Arc<AtomicU64>,
     spill: Option<Spill>,
+    /// Which objects read back from disk are promoted (`disk/promote.rs`).
+    doorkeeper: Arc<Doorkeeper>,
 }
 
 impl std::fmt::Debug for Store {
@@ -219,7 +223,7 @@ impl Store {
                 }
             })
             .build();
-        Self { cache, index, evictions, spill }
+        Self { cache, index, evictions, spill, doorkeeper: Arc::new(Doorkeeper::for_memory(capacity)) }
     }
 
     /// Finds what serves a request with `headers` for `key` at `now` (slots expired by then are
@@ -302,20 +306,26 @@ impl Store {
         key
     }
 
-    /// Stores an object read back from the disk tier under `key` (not handed to it again);
-    /// with `vary`, a variant, whose `Vary` marker goes back under the primary key too.
+    /// Offers an object read back from the disk tier under `key` to memory: it is stored there
+    /// (and not handed to the disk tier again) on its second read from disk within a while
+    /// (`disk/promote.rs`); whether it was. With `vary`, a variant, whose `Vary` marker goes
+    /// back under the primary key in any case, so that the next lookup reads one file, not two.
     /// A large object whose body is a file stays on disk only: memory would hold its open
     /// file, which the disk tier's size no longer counts once it evicts it.
-    pub fn promote(&self, key: &Arc<str>, entry: &Arc<Entry>, vary: &[HeaderName]) {
+    pub fn promote(&self, key: &Arc<str>, entry: &Arc<Entry>, vary: &[HeaderName]) -> bool {
         if entry.file().is_some() {
-            return;
+            return false;
         }
         if !vary.is_empty() {
             let until = Moment::of(Instant::now()).after(entry.keep() + Duration::from_secs(60));
             let marker = VaryMarker { names: vary.into(), until };
             self.cache.insert(entry.key.primary().clone(), Slot::Vary(Arc::new(marker)));
         }
+        if !self.doorkeeper.admit(hash(key)) {
+            return false;
+        }
         self.put(key, entry);
+        true
     }
 
     fn put(&self, key: &Arc<str>, entry: &Arc<Entry>) {
@@ -599,12 +609,16 @@ mod tests {
         let slice = crate::cache::slice::key("h/s", 2);
         store.insert_at(&slice, &entry("/s", 0));
         store.insert(&entry("/p", 0), &[], &HeaderMap::new());
-        store.promote(&Arc::from("h/d"), &entry("/d", 0), &[]);
+        let (read, promoted) = (Arc::from("h/d"), entry("/d", 0));
+        assert!(!store.promote(&read, &promoted, &[]), "promoted on its first read from disk");
+        assert!(store.promote(&read, &promoted, &[]), "not promoted on its second read");
+        assert!(store.contains(&read));
         let want = [(variant.to_string(), true), (slice.to_string(), true), ("h/p".to_owned(), true)];
         assert_eq!(*seen.lock().unwrap(), want);
         // A promoted variant brings its marker back: the next lookup finds it.
         let promoted = entry("/w", 0);
         let key = promoted.key.variant(&vary, &headers);
+        store.promote(&key, &promoted, &vary);
         store.promote(&key, &promoted, &vary);
         assert!(
             matches!(store.lookup(&promoted.key, &headers, Instant::now()), (Found::Object(_), k) if k == key)

@@ -1,8 +1,9 @@
 //! The disk tier behind the memory store: the tier itself (`tier`: index, writer, reads),
 //! the object file format (`file`), reading a file back (`load`, `pread`), large objects' files
 //! written as they stream in (`stream`, their bodies handed over by the fill in batches:
-//! `handoff`) and served block by block (`blocks`), file names and slot keys (`slot`) and the
-//! persisted purges (`bans`). See `docs/edge.md`, "Disk tier".
+//! `handoff`) and served block by block (`blocks`), file names and slot keys (`slot`), the
+//! persisted purges (`bans`) and which objects read back go into memory (`promote`). See
+//! `docs/edge.md`, "Disk tier".
 
 pub(crate) mod bans;
 pub(crate) mod blocks;
@@ -10,6 +11,7 @@ pub(crate) mod file;
 pub(crate) mod handoff;
 pub(crate) mod load;
 pub(crate) mod pread;
+pub(crate) mod promote;
 pub(crate) mod slot;
 pub(crate) mod stream;
 pub(crate) mod tier;

@@ -30,7 +30,41 @@ pub fn hash(key: &str) -> u64 {
 
 /// The file of the slot hashed `h`, written `seq`-th: `objects/xx/<hash>-<seq>`.
 pub fn object_path(objects: &Path, h: u64, seq: u64) -> PathBuf {
-    objects.join(format!("{:02x}", h >> 56)).join(format!("{h:016x}-{seq:x}"))
+    objects.join(ObjectName::new(h, seq).as_str())
+}
+
+/// The name of an object's file under `objects/`, `xx/<hash>-<seq>` in lowercase hex, written
+/// on the stack: every disk hit opens a file by it, and `format!` cost more than the read.
+#[derive(Clone, Copy)]
+pub struct ObjectName {
+    buf: [u8; 2 + 1 + 16 + 1 + 16],
+    len: usize,
+}
+
+impl ObjectName {
+    pub fn new(h: u64, seq: u64) -> Self {
+        let mut buf = [0u8; 36];
+        hex(&mut buf[..2], h >> 56);
+        buf[2] = b'/';
+        hex(&mut buf[3..19], h);
+        buf[19] = b'-';
+        let digits = (16 - seq.leading_zeros() as usize / 4).max(1);
+        hex(&mut buf[20..20 + digits], seq);
+        Self { buf, len: 20 + digits }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits, `/` and `-` are ever written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+/// Writes the low `out.len()` hex digits of `n` into `out`, most significant first.
+fn hex(out: &mut [u8], mut n: u64) {
+    for b in out.iter_mut().rev() {
+        *b = b"0123456789abcdef"[(n & 0xf) as usize];
+        n >>= 4;
+    }
 }
 
 /// `(hash, seq)` from a file name written by [`object_path`].
@@ -92,10 +126,22 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// The name written on the stack is the one `format!` writes, and reads back.
+        #[test]
+        fn object_names_are_what_format_writes(h: u64, seq: u64) {
+            let name = ObjectName::new(h, seq);
+            proptest::prop_assert_eq!(name.as_str(), format!("{:02x}/{h:016x}-{seq:x}", h >> 56));
+            proptest::prop_assert_eq!(parse_name(&name.as_str()[3..]), Some((h, seq)));
+        }
+    }
+
     #[test]
     fn file_names_round_trip_and_others_are_refused() {
         let p = object_path(Path::new("/o"), 0xab12_0000_0000_0001, 0x2f);
         assert_eq!(p, Path::new("/o/ab/ab12000000000001-2f"));
+        assert_eq!(ObjectName::new(0, 0).as_str(), "00/0000000000000000-0");
+        assert_eq!(ObjectName::new(u64::MAX, u64::MAX).as_str(), "ff/ffffffffffffffff-ffffffffffffffff");
         assert_eq!(parse_name("ab12000000000001-2f"), Some((0xab12_0000_0000_0001, 0x2f)));
         for bad in ["", "x", "ab12-1", "ab1200000000000g-1", "ab12000000000001-", "ab12000000000001"] {
             assert_eq!(parse_name(bad), None, "{bad}");

@@ -43,6 +43,7 @@
 
 use std::fs;
 use std::io::{self, BufWriter, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
@@ -60,7 +61,7 @@ use crate::cache::disk::blocks::FileBody;
 use crate::cache::disk::file::{self, Content, Record};
 use crate::cache::disk::handoff::{self, Batch};
 use crate::cache::disk::load::{self, Contents};
-use crate::cache::disk::slot::{hash, now_ms, object_path, parse_name, variant_names};
+use crate::cache::disk::slot::{ObjectName, hash, now_ms, object_path, parse_name, variant_names};
 use crate::cache::disk::stream::{self, StreamWriter};
 use crate::cache::entry::Entry;
 use crate::cache::key::CacheKey;
@@ -155,6 +156,10 @@ enum Read {
 /// What the writer thread and readers share.
 struct Shared {
     dir: PathBuf,
+    /// `dir/objects`, and that directory held open: reads open files by their name under it
+    /// (`load::cached`), so the kernel walks two path components, not the whole path.
+    objects: PathBuf,
+    objects_dir: OwnedFd,
     /// Objects queued and not yet written (or skipped).
     pending: AtomicU64,
     index: moka::sync::Cache<u64, Meta>,
@@ -206,7 +211,13 @@ impl Disk {
             })
             .build();
         let (bans, intact) = Bans::open(&dir.join("bans.log"))?;
+        let objects = dir.join("objects");
+        let dir_flags =
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
+        let objects_dir = rustix::fs::open(&objects, dir_flags, rustix::fs::Mode::empty())?;
         let shared = Arc::new(Shared {
+            objects,
+            objects_dir,
             pending: AtomicU64::new(0),
             index,
             seq: AtomicU64::new(0),
@@ -385,11 +396,12 @@ impl Disk {
         let h = hash(slot);
         let suffix = slot.strip_prefix(&**key.primary())?;
         let meta = self.shared.index.get(&h)?;
-        let path = object_path(&self.shared.dir.join("objects"), h, meta.seq);
-        let loaded = match load::cached(&path, meta.size) {
+        let name = ObjectName::new(h, meta.seq);
+        let loaded = match load::cached(self.shared.objects_dir.as_fd(), name.as_str(), meta.size) {
             Ok(Some(contents)) => Ok(contents),
             Err(e) => Err(e),
             Ok(None) => {
+                let path = self.shared.objects.join(name.as_str());
                 let (shared, key, suffix) = (self.shared.clone(), key.clone(), Arc::<str>::from(suffix));
                 return tokio::task::spawn_blocking(move || {
                     let loaded = load::blocking(&path, meta.size);
@@ -400,7 +412,7 @@ impl Disk {
                 .flatten();
             }
         };
-        self.shared.read(h, meta.seq, &path, loaded, key, suffix)
+        self.shared.read(h, meta.seq, Path::new(name.as_str()), loaded, key, suffix)
     }
 
     /// Records a purge so that it applies to objects on disk, now and after restarts; returns
@@ -659,9 +671,10 @@ impl Shared {
         }
     }
 
-    /// Makes what [`load`] read of the file `path` (hash `h`, written `seq`-th) into slot
-    /// `suffix` of the resource `key`: checks it, restores its entry, applies bans. A large
-    /// object's file is not read whole: its head is, and its body is read when served.
+    /// Makes what [`load`] read of the file `path` (under `objects/`, or whole; hash `h`,
+    /// written `seq`-th) into slot `suffix` of the resource `key`: checks it, restores its
+    /// entry, applies bans. A large object's file is not read whole: its head is, and its body
+    /// is read when served.
     fn read(
         self: &Arc<Self>,
         h: u64,
@@ -688,7 +701,7 @@ impl Shared {
             Ok(r) => r,
             Err(why) => {
                 self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(file = %path.display(), %why, "corrupt object file dropped");
+                tracing::warn!(file = %self.objects.join(path).display(), %why, "corrupt object file dropped");
                 self.forget(h, seq);
                 return None;
             }
