@@ -443,6 +443,11 @@ def nginx_h2(tls):
     ssl_certificate_key {tls[1]};
     ssl_session_cache shared:SSL:10m;
     ssl_session_tickets on;
+    # nginx before 1.23.4 (Debian's is 1.22) leaves TLS 1.3 out of its default `ssl_protocols`:
+    # without this line every TLS row compared its TLS 1.2 with Stratus's TLS 1.3, and its
+    # "resumed" handshakes were TLS 1.2 abbreviated ones, which skip the ECDHE that TLS 1.3
+    # resumption runs (docs/performance.md, TLS). `tls_resumed12` measures that case on both.
+    ssl_protocols TLSv1.2 TLSv1.3;
     # The cipher order Stratus uses (AES-128-GCM first, `edge/src/proxy/tls.rs`): nginx otherwise
     # follows the client's order, and OpenSSL clients (s_time, h2load, wrk) list AES-256-GCM with
     # SHA-384 first, whose key schedule costs several times more here.
@@ -778,7 +783,15 @@ def scenario_h2_hits(products, work, reps, seconds, clients=16, streams=16):
     return {m: {p: median_of(rs) for p, rs in by.items()} for m, by in results.items()}
 
 
-def s_time(port, seconds, reuse, procs=4):
+def tls_version(port):
+    """The protocol version a default OpenSSL client negotiates with the server on `port`."""
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}"], input="",
+                       capture_output=True, text=True, timeout=10)
+    m = re.search(r"(?:New|Reused), (TLSv[\d.]+)", r.stdout)
+    return m.group(1) if m else None
+
+
+def s_time(port, seconds, reuse, procs=4, args=()):
     """Handshakes per second with `openssl s_time` (`procs` sequential clients in parallel, one
     HTTP/1.0 GET of /1k per connection): full handshakes (`-new`) or resumed ones (`-reuse`).
     Counts the connections that really resumed (s_time prints `r` for each)."""
@@ -786,7 +799,7 @@ def s_time(port, seconds, reuse, procs=4):
     # `Host` with 400, so the path carries one (the last header's value gets " HTTP/1.0").
     path = "/1k HTTP/1.0\r\nHost: 127.0.0.1\r\nX-Bench: s_time"
     argv = ["taskset", "-c", LOAD_CPU, "openssl", "s_time", "-connect", f"127.0.0.1:{port}",
-            "-new" if not reuse else "-reuse", "-time", str(seconds), "-www", path]
+            "-new" if not reuse else "-reuse", *args, "-time", str(seconds), "-www", path]
     runs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
             for _ in range(procs)]
     out = {"requests": 0, "rps": 0.0, "resumed": 0}
@@ -815,7 +828,7 @@ def scenario_tls(products, work, reps, seconds):
     products = [p for p in products if p in ("stratus", "nginx")]
     tls = self_signed(work)
     starters = {"stratus": start_stratus_h2, "nginx": start_nginx}
-    results = {m: {p: [] for p in products} for m in ("tls_full", "tls_resumed", "tls_1k")}
+    results = {m: {p: [] for p in products} for m in ("tls_full", "tls_resumed", "tls_resumed12", "tls_1k")}
     procs = {}
     try:
         for p in products:
@@ -823,16 +836,21 @@ def scenario_tls(products, work, reps, seconds):
             time.sleep(0.3)
         for p in products:
             wrk(f"https://127.0.0.1:{H2_TLS_PORTS[p]}/1k", 1, 1)
+            # The rows compare TLS 1.3 with TLS 1.3 (see `nginx_h2`).
+            version = tls_version(H2_TLS_PORTS[p])
+            if version != "TLSv1.3":
+                raise SystemExit(f"{p} negotiated {version} with a default client, not TLSv1.3")
         for rep in range(reps):
             for p in products:
                 port = H2_TLS_PORTS[p]
                 for mode, fn in (("tls_full", lambda: s_time(port, seconds, False)),
                                  ("tls_resumed", lambda: s_time(port, seconds, True)),
+                                 ("tls_resumed12", lambda: s_time(port, seconds, True, args=("-tls1_2",))),
                                  ("tls_1k", lambda: wrk(f"https://127.0.0.1:{port}/1k", seconds, 64))):
                     r = measured(procs[p], fn)
                     log(f"{mode} {p} rep {rep + 1}: {r['rps']:.0f}/s, {r.get('cpu_us_per_req', 0):.1f} CPU µs each, "
                         f"{r.get('errors', 0)} errors"
-                        + (f", {r.get('resumed_share', 0):.2f} resumed" if mode == "tls_resumed" else ""))
+                        + (f", {r.get('resumed_share', 0):.2f} resumed" if mode.startswith("tls_resumed") else ""))
                     results[mode][p].append(r)
     finally:
         for p in procs.values():
@@ -1315,6 +1333,10 @@ def write_report(res, meta):
     row("TLS resumed handshakes/s (s_time -reuse ×4)", g("tls_resumed", "rps"), ",.0f", note=tls)
     row("TLS resumed handshake, proxy CPU µs each", g("tls_resumed", "cpu_us_per_req"), ".0f", higher_better=False)
     row("share of those really resumed", g("tls_resumed", "resumed_share"), ".2f")
+    tls12 = "TLS 1.2 clients (`s_time -tls1_2`): an abbreviated handshake, no ECDHE"
+    row("TLS 1.2 resumed handshakes/s (s_time -reuse -tls1_2 ×4)", g("tls_resumed12", "rps"), ",.0f", note=tls12)
+    row("TLS 1.2 resumed handshake, proxy CPU µs each", g("tls_resumed12", "cpu_us_per_req"), ".0f",
+        higher_better=False)
     row("1 KiB hits over HTTP/1.1 + TLS, req/s (wrk, 64 conns)", g("tls_1k", "rps"), ",.0f", note=small)
     row("1 KiB hits over HTTP/1.1 + TLS, proxy CPU µs/req", g("tls_1k", "cpu_us_per_req"), ".1f", higher_better=False)
     row("1 KiB hits over HTTP/1.1 + TLS, p99 ms", g("tls_1k", "p99_ms"), ".2f", higher_better=False)

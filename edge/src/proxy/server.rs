@@ -138,6 +138,7 @@ pub async fn serve<H, F>(
     let builder = Arc::new(builder);
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let conns = Conns::new(limits.idle);
+    tune(&listener, limits.send_buffer);
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -166,7 +167,6 @@ pub async fn serve<H, F>(
                 }
             }
         };
-        tune(&stream, limits.send_buffer);
         let (h, builder, tls, conns, stop) =
             (handler.clone(), builder.clone(), tls.clone(), conns.clone(), shutdown.clone());
         // Boxed: the connection's state machine (TLS, hyper or h2) is about 10 KB, and tokio
@@ -202,14 +202,20 @@ pub async fn serve<H, F>(
     }
 }
 
-/// Socket options of an accepted connection: no Nagle delay (a response's last segment goes
-/// out at once), and the send buffer when configured (`docs/performance.md`, "Large objects").
-fn tune(stream: &tokio::net::TcpStream, send_buffer: Option<usize>) {
-    let _ = stream.set_nodelay(true);
+/// Socket options of the listener's connections: no Nagle delay (a response's last segment
+/// goes out at once), and the send buffer when configured (`docs/performance.md`, "Large
+/// objects"). Set once on the listening socket, whose options Linux copies into every
+/// connection it accepts, rather than with one `setsockopt` per connection (`docs/performance.md`,
+/// TLS); the test below checks that accepted connections have them.
+fn tune(listener: &TcpListener, send_buffer: Option<usize>) {
+    let socket = socket2::SockRef::from(listener);
+    if let Err(e) = socket.set_tcp_nodelay(true) {
+        tracing::warn!(error = %e, "cannot set TCP_NODELAY on the listener");
+    }
     if let Some(size) = send_buffer
-        && let Err(e) = socket2::SockRef::from(stream).set_send_buffer_size(size)
+        && let Err(e) = socket.set_send_buffer_size(size)
     {
-        tracing::debug!(error = %e, size, "cannot set the send buffer");
+        tracing::warn!(error = %e, size, "cannot set the send buffer");
     }
 }
 
@@ -292,18 +298,22 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 mod tests {
     use super::*;
 
-    /// The option reaches the accepted socket: Linux reports twice the size asked for (it
-    /// counts its own bookkeeping), so the buffer is at least the configured size and far
-    /// below the autotuned maximum.
+    /// The options set on the listener reach the sockets it accepts: Linux reports twice the
+    /// size asked for (it counts its own bookkeeping), so the buffer is at least the configured
+    /// size and far below the autotuned maximum.
     #[tokio::test]
-    async fn the_send_buffer_is_set_on_accepted_connections() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let (accepted, _) = listener.accept().await.expect("accept");
-        tune(&accepted, Some(64 << 10));
-        let size = socket2::SockRef::from(&accepted).send_buffer_size().expect("SO_SNDBUF");
-        assert!((64 << 10..=256 << 10).contains(&size), "SO_SNDBUF {size}");
-        assert!(accepted.nodelay().expect("TCP_NODELAY"));
+    async fn the_listeners_socket_options_reach_accepted_connections() {
+        for send_buffer in [Some(64 << 10), None] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            tune(&listener, send_buffer);
+            let addr = listener.local_addr().expect("address");
+            let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let (accepted, _) = listener.accept().await.expect("accept");
+            assert!(accepted.nodelay().expect("TCP_NODELAY"), "send buffer {send_buffer:?}");
+            let size = socket2::SockRef::from(&accepted).send_buffer_size().expect("SO_SNDBUF");
+            if send_buffer.is_some() {
+                assert!((64 << 10..=256 << 10).contains(&size), "SO_SNDBUF {size}");
+            }
+        }
     }
 }

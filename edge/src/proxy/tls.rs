@@ -20,8 +20,9 @@
 //! Handshakes are tuned for cost (measured in `docs/performance.md`, TLS): our cipher order
 //! with AES-128-GCM first (see [`suite_rank`]), unless the client lists ChaCha20 first; two
 //! session tickets after a full handshake and one after a resumption offer (`hello.rs` reads
-//! the offer from the ClientHello's bytes); and the TLS 1.3 tickets sent in the same write as
-//! the first response rather than alone (`cork.rs`).
+//! the offer from the ClientHello's bytes); the TLS 1.3 tickets sent in the same write as
+//! the first response rather than alone (`cork.rs`); and tickets sealed in one AES-GCM pass
+//! (`ticket.rs`).
 //!
 //! ```text
 //! accept ─► Acceptor::accept: read ClientHello ─► known SNI? ─ no ─► alert unrecognized_name
@@ -55,6 +56,7 @@ use crate::error::Error;
 mod cork;
 mod hello;
 mod hkdf;
+mod ticket;
 
 pub use cork::Cork;
 
@@ -277,10 +279,12 @@ impl Acceptor {
             .with_cert_resolver(Arc::new(Resolver { store: store.clone(), listener }));
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         // Stateless resumption tickets (TLS 1.3 and 1.2), so returning clients skip the full
-        // handshake on any of our worker threads. rustls' ticketer encrypts them with a key
-        // it replaces every 6 hours, and accepts the previous key's tickets for 6 more.
-        config.ticketer =
-            rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| Error::Tls(e.to_string()))?;
+        // handshake on any of our worker threads. Sealed with AES-256-GCM under a key replaced
+        // every 6 hours, the previous key's tickets accepted for 6 more (`ticket.rs`).
+        config.ticketer = Arc::new(
+            ticket::Ticketer::new()
+                .ok_or_else(|| Error::Tls("no randomness for session ticket keys".into()))?,
+        );
         // Our cipher order (AES-128-GCM first), as BoringSSL and Cloudflare do; see
         // `suite_rank` and docs/performance.md, TLS.
         config.ignore_client_order = true;

@@ -160,12 +160,19 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Cork<S> {
         Pin::new(&mut this.inner).poll_flush(cx)
     }
 
+    /// Writes what is held and flushes, but leaves the FIN to the close that follows: rustls
+    /// has just written its close_notify, and the connection task drops the stream as soon as
+    /// hyper's or h2's connection ends with this shutdown, so `close(2)` sends the same FIN a
+    /// moment later, without the `shutdown(2)` call every connection paid for it
+    /// (`docs/performance.md`, TLS). A connection never lingers half-closed after a shutdown:
+    /// no reader of ours waits for the peer's FIN, and unread data from the peer turns the
+    /// close into a reset either way.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if matches!(this.state, State::Hold | State::Release) {
             ready!(this.poll_release(cx, &[]))?;
         }
-        Pin::new(&mut this.inner).poll_shutdown(cx)
+        Pin::new(&mut this.inner).poll_flush(cx)
     }
 }
 
@@ -242,6 +249,23 @@ mod tests {
             }
             assert_eq!(pending_bytes(&mut peer).await, b"tickets");
         }
+    }
+
+    /// Shutdown writes what rustls gave it (the close_notify) but leaves the FIN to the drop
+    /// that follows it on every connection: the peer reads everything, then end of stream.
+    #[tokio::test]
+    async fn shutdown_sends_everything_and_the_drop_ends_the_stream() {
+        let (ours, mut peer) = duplex(1 << 16);
+        let mut cork = Cork::new(ours);
+        cork.release();
+        cork.write_all(b"response").await.unwrap();
+        cork.write_all(b"+close_notify").await.unwrap();
+        cork.shutdown().await.unwrap();
+        assert_eq!(pending_bytes(&mut peer).await, b"response+close_notify");
+        drop(cork);
+        let mut rest = Vec::new();
+        peer.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"");
     }
 
     #[tokio::test]
