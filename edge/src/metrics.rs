@@ -13,6 +13,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, Prometheu
 
 use crate::error::{Error, ProxyError};
 use crate::fleet::follow_target::EdgeStats;
+use crate::proxy::route::SiteState;
 use crate::proxy::status::CacheStatus;
 use stratus_config::observe::Histogram;
 
@@ -257,18 +258,13 @@ impl Metrics {
         self.latency.record(elapsed);
     }
 
-    /// Records a response sent for `site` (a configured site's name; `""` when no site
-    /// matched the host).
-    pub fn response(&self, code: u16, site: &str) {
-        if code >= 500 {
-            self.server_errors.fetch_add(1, Ordering::Relaxed);
-        }
-        let slot = code_slot(code);
+    /// The response counters of `site` (a configured site's name; `""` when no site matched
+    /// the host), registered on first use.
+    fn site_counters(&self, site: &str) -> Arc<[Counter]> {
         if let Ok(map) = self.responses.read()
             && let Some(counters) = map.get(site)
         {
-            counters[slot].increment(1);
-            return;
+            return counters.clone();
         }
         // First response of this site: register its counters (sites come from configuration,
         // so this happens once per site).
@@ -278,9 +274,29 @@ impl Metrics {
                 self.recorder.register_counter(&Key::from_parts(RESPONSES, labels), &META)
             })
             .collect();
-        counters[slot].increment(1);
-        if let Ok(mut map) = self.responses.write() {
-            map.entry(site.to_owned()).or_insert(counters);
+        match self.responses.write() {
+            Ok(mut map) => map.entry(site.to_owned()).or_insert(counters).clone(),
+            Err(_) => counters,
+        }
+    }
+
+    /// Records a response sent when no site matched the host.
+    pub fn response(&self, code: u16) {
+        self.count(code, &self.site_counters(""));
+    }
+
+    /// Records a response sent for `site`. The site keeps its counters, so after its first
+    /// response this takes no lock and hashes no name.
+    pub fn response_of(&self, code: u16, site: &SiteState) {
+        self.count(code, site.responses.get_or_init(|| self.site_counters(&site.name)));
+    }
+
+    fn count(&self, code: u16, counters: &[Counter]) {
+        if code >= 500 {
+            self.server_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(c) = counters.get(code_slot(code)) {
+            c.increment(1);
         }
     }
 

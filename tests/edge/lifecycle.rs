@@ -244,3 +244,46 @@ async fn a_download_longer_than_the_drain_timeout_is_cut_and_the_edge_still_exit
     assert!(cut, "a cut download must fail, not look complete (got {rest} more bytes)");
     gate.add_permits(1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn responses_are_counted_per_site_across_a_reload() {
+    let a = Origin::start().await;
+    let b = Origin::start().await;
+    a.fixed("/life/count", Reply::ok("a", &[("cache-control", "max-age=3600")]));
+    b.fixed("/life/count", Reply::ok("b", &[("cache-control", "max-age=3600")]));
+    let (edge, _dir, path) =
+        start(&edge_file(&format!("{}{}", site("a.example", &a.url), site("b.example", &b.url))));
+    let url = format!("{}/life/count", edge.url("edge http"));
+    let scrape = || async {
+        let admin = edge.url("edge admin");
+        client().get(format!("{admin}/metrics")).send().await.unwrap().text().await.unwrap()
+    };
+    let a_200 = "stratus_edge_responses_total{code=\"200\",site=\"a.example\"}";
+    let b_200 = "stratus_edge_responses_total{code=\"200\",site=\"b.example\"}";
+    let unknown_421 = "stratus_edge_responses_total{code=\"421\",site=\"\"}";
+
+    // A miss and a hit for a, one for b, one for a host no site names.
+    for host in ["a.example", "a.example", "b.example"] {
+        assert_eq!(get(&url, &[("host", host)]).await.status, 200);
+    }
+    assert_eq!(get(&url, &[("host", "other.example")]).await.status, 421);
+    let m = scrape().await;
+    assert_eq!((support::http::metric(&m, a_200), support::http::metric(&m, b_200)), (2.0, 1.0), "{m}");
+    assert_eq!(support::http::metric(&m, unknown_421), 1.0, "{m}");
+
+    // Site a changes (a second host; its name stays its first host), b does not: both keep
+    // counting in their own series, none restarts from zero or appears twice.
+    let changed = format!("{}{}", site("a.example", &a.url), site("b.example", &b.url))
+        .replace("hosts = [\"a.example\"]", "hosts = [\"a.example\", \"a2.example\"]");
+    std::fs::write(&path, edge_file(&changed)).unwrap();
+    edge.signal("HUP");
+    until("the changed site is served after SIGHUP", Duration::from_secs(20), || async {
+        (get(&url, &[("host", "a2.example")]).await.status == 200).then_some(())
+    })
+    .await;
+    assert_eq!(get(&url, &[("host", "a.example")]).await.status, 200);
+    assert_eq!(get(&url, &[("host", "b.example")]).await.status, 200);
+    let m = scrape().await;
+    assert_eq!((support::http::metric(&m, a_200), support::http::metric(&m, b_200)), (4.0, 2.0), "{m}");
+    assert_eq!(m.matches(a_200).count(), 1, "{m}");
+}

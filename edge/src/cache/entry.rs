@@ -244,9 +244,12 @@ impl Entry {
 
     /// Remaining freshness in seconds; negative once stale (for `Cache-Status: ttl`).
     pub fn ttl(&self, now: Instant) -> i64 {
-        let life = self.lifetime().as_secs_f64();
-        let age = self.age(now).as_secs_f64();
-        (life - age).floor() as i64
+        self.ttl_at(self.age(now))
+    }
+
+    /// [`Entry::ttl`] when the entry's age is `age`.
+    pub fn ttl_at(&self, age: Duration) -> i64 {
+        (self.lifetime().as_secs_f64() - age.as_secs_f64()).floor() as i64
     }
 
     /// How long past its freshness the entry is (zero when fresh).
@@ -256,7 +259,12 @@ impl Entry {
 
     /// Fresh: within its lifetime and not soft-purged.
     pub fn is_fresh(&self, now: Instant) -> bool {
-        !self.is_invalidated() && self.age(now) < self.lifetime()
+        self.fresh_at(self.age(now))
+    }
+
+    /// [`Entry::is_fresh`] when the entry's age is `age`.
+    pub fn fresh_at(&self, age: Duration) -> bool {
+        !self.is_invalidated() && age < self.lifetime()
     }
 
     /// Whether a soft purge marked it stale.

@@ -6,9 +6,12 @@
 //! `Accept-Encoding` also ignore order, case and q-value spelling, see `accept.rs`) so trivial
 //! differences share a variant.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::sync::Arc;
 
-use http::header::HeaderName;
+use http::header::{HeaderName, HeaderValue};
+use http::uri::Authority;
 use http::{HeaderMap, Uri};
 use stratus_config::edge::{KeyRules, QueryMode};
 
@@ -37,26 +40,28 @@ impl CacheKey {
     /// Builds the key for a request to `host` for `uri` under the site's `rules`.
     pub fn new(host: &str, uri: &Uri, rules: &KeyRules, headers: &HeaderMap) -> Self {
         let path = uri.path();
-        let query = uri.query().and_then(|q| normalize_query(q, rules));
-        let mut primary = String::with_capacity(host.len() + path.len() + 16);
-        primary.push_str(host);
-        primary.push_str(path);
-        let path_end = primary.len();
-        if let Some(q) = &query {
-            primary.push('?');
-            primary.push_str(q);
-        }
-        let query_end = primary.len();
-        for name in &rules.headers {
-            primary.push(SEP);
-            primary.push_str(&name.to_ascii_lowercase());
-            primary.push(':');
-            primary.push_str(&header_value(headers, name.as_str()));
-        }
+        let query = uri.query().and_then(|q| select_params(q, rules, rules.query));
+        let (mut path_end, mut query_end) = (0, 0);
+        let primary = shared(|key| {
+            key.push_str(host);
+            key.push_str(path);
+            path_end = key.len();
+            if let Some(q) = &query {
+                key.push('?');
+                key.push_str(q);
+            }
+            query_end = key.len();
+            for name in &rules.headers {
+                key.push(SEP);
+                key.extend(name.chars().map(|c| c.to_ascii_lowercase()));
+                key.push(':');
+                push_header_value(key, headers, name.as_str());
+            }
+        });
         // Request heads are limited to far less than 4 GiB, so the offsets fit.
         let offset = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         Self {
-            primary: Arc::from(primary),
+            primary,
             host_end: offset(host.len()),
             path_end: offset(path_end),
             query_end: offset(query_end),
@@ -108,21 +113,44 @@ impl CacheKey {
         if vary.is_empty() {
             return self.primary.clone();
         }
-        let mut key = String::from(&*self.primary);
-        for name in vary {
-            key.push(SEP);
-            key.push(SEP);
-            key.push_str(name.as_str());
-            key.push(':');
-            key.push_str(&header_value(headers, name.as_str()));
-        }
-        Arc::from(key)
+        shared(|key| {
+            key.push_str(&self.primary);
+            for name in vary {
+                key.push(SEP);
+                key.push(SEP);
+                key.push_str(name.as_str());
+                key.push(':');
+                push_header_value(key, headers, name.as_str());
+            }
+        })
     }
+}
+
+thread_local! {
+    /// Where a key is put together before it is copied into its shared string, so that a
+    /// key costs one allocation (not a growing `String` and then its copy).
+    static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// A thread's scratch space is given back when a key made it larger than this.
+const SCRATCH_KEEP: usize = 4096;
+
+/// The string `build` writes, as a shared string.
+fn shared(build: impl FnOnce(&mut String)) -> Arc<str> {
+    SCRATCH.with_borrow_mut(|key| {
+        key.clear();
+        build(key);
+        let out = Arc::from(key.as_str());
+        if key.capacity() > SCRATCH_KEEP {
+            *key = String::new();
+        }
+        out
+    })
 }
 
 /// The host and path of a stored key (of a primary key or any of its variants).
 pub fn host_and_path(key: &str) -> (&str, &str) {
-    // A host has no `/` (see `request_host`) and a path starts with one; the path ends at the
+    // A host has no `/` (see `HostFields::host`) and a path starts with one; the path ends at the
     // query or at the first separator.
     let (host, rest) = key.split_at(key.find('/').unwrap_or(key.len()));
     let end = rest.find(['?', SEP]).unwrap_or(rest.len());
@@ -136,24 +164,24 @@ pub fn is_for_path(key: &str, host_path: &str) -> bool {
 
 /// The query as the site's rules make it part of the key.
 pub fn normalize_query(query: &str, rules: &KeyRules) -> Option<String> {
-    select_params(query, rules, rules.query)
+    select_params(query, rules, rules.query).map(Cow::into_owned)
 }
 
 /// The query sent to the origin for a GET or HEAD: the client's, without the parameters the
 /// key ignores (`ignore_params`, or all of them with `query = "drop"`), in the client's order.
 pub fn upstream_query(query: &str, rules: &KeyRules) -> Option<String> {
     let mode = if rules.query == QueryMode::Sort { QueryMode::Keep } else { rules.query };
-    select_params(query, rules, mode)
+    select_params(query, rules, mode).map(Cow::into_owned)
 }
 
 /// `query` without `rules.ignore_params`, sorted by name with `mode = Sort`, nothing with
-/// `Drop`; `None` when nothing is left.
-fn select_params(query: &str, rules: &KeyRules, mode: QueryMode) -> Option<String> {
+/// `Drop`; `None` when nothing is left. Borrowed when the query is kept as it is.
+fn select_params<'a>(query: &'a str, rules: &KeyRules, mode: QueryMode) -> Option<Cow<'a, str>> {
     if mode == QueryMode::Drop {
         return None;
     }
     if mode == QueryMode::Keep && rules.ignore_params.is_empty() {
-        return (!query.is_empty()).then(|| query.to_owned());
+        return (!query.is_empty()).then_some(Cow::Borrowed(query));
     }
     let mut pairs: Vec<&str> = query
         .split('&')
@@ -167,33 +195,42 @@ fn select_params(query: &str, rules: &KeyRules, mode: QueryMode) -> Option<Strin
         // Stable sort by name keeps repeated parameters (`a=2&a=1`) in their meaningful order.
         pairs.sort_by_key(|p| p.split_once('=').map_or(*p, |(n, _)| n));
     }
-    (!pairs.is_empty()).then(|| pairs.join("&"))
+    (!pairs.is_empty()).then(|| Cow::Owned(pairs.join("&")))
 }
 
 /// All values of `name`, whitespace-normalized and joined with ", "; `Accept-Language` and
 /// `Accept-Encoding` in their normal form (`accept.rs`: order, case and q-value spelling do
 /// not matter).
 pub fn header_value(headers: &HeaderMap, name: &str) -> String {
+    let mut out = String::new();
+    push_header_value(&mut out, headers, name);
+    out
+}
+
+/// [`header_value`], appended to `out`.
+fn push_header_value(out: &mut String, headers: &HeaderMap, name: &str) {
     if accept::normalised(name) {
         let texts: Vec<std::borrow::Cow<'_, str>> =
             headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes())).collect();
-        return accept::normal_form(texts.iter().flat_map(|t| t.split(',')));
+        out.push_str(&accept::normal_form(texts.iter().flat_map(|t| t.split(','))));
+        return;
     }
-    let mut out = String::new();
+    let start = out.len();
     for v in headers.get_all(name) {
         let text = String::from_utf8_lossy(v.as_bytes());
         for item in text.split(',') {
-            let item = item.split_whitespace().collect::<Vec<_>>().join(" ");
-            if item.is_empty() {
-                continue;
-            }
-            if !out.is_empty() {
+            let mut words = item.split_whitespace();
+            let Some(first) = words.next() else { continue };
+            if out.len() > start {
                 out.push_str(", ");
             }
-            out.push_str(&item);
+            out.push_str(first);
+            for word in words {
+                out.push(' ');
+                out.push_str(word);
+            }
         }
     }
-    out
 }
 
 /// The header names listed by `Vary` (lowercased, deduplicated, sorted); `None` for `Vary: *`.
@@ -215,27 +252,52 @@ pub fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
     Some(names)
 }
 
-/// The host of a request: HTTP/2 `:authority` or absolute-form URI, else `Host`, normalized
-/// by [`normalize_host`]. The cache key and the `Host` the origin receives both come from this
-/// one value, so no client can have one host's answer stored under another's name.
-///
-/// Refused (the request is answered 400): no host; two `Host` fields (RFC 9112 §3.2); a target
-/// authority and a `Host` that name different hosts (RFC 9113 §8.3.1 says so for h2; for
-/// HTTP/1.1 absolute-form RFC 9112 §3.2.2 lets a server ignore `Host`, but a disagreement is
-/// what a poisoning attempt looks like); userinfo; an invalid port; a host with characters no
-/// host name or IP literal has (a host is part of every cache key, so one with `/` could make a
-/// key that names another host's object: `a.example/x` + `/p` = `a.example` + `/x/p`).
-pub fn request_host(uri: &Uri, headers: &HeaderMap) -> Result<String, &'static str> {
-    let mut fields = headers.get_all(http::header::HOST).iter();
+/// A request's target authority and `Host` fields, held apart from the request (the clones
+/// share its bytes; nothing is copied), so that the host read from them can stay borrowed
+/// while a site's policy rewrites the request.
+#[derive(Debug)]
+pub struct HostFields {
+    authority: Option<Authority>,
+    /// The first two `Host` fields: a second one is refused.
+    fields: [Option<HeaderValue>; 2],
+}
+
+impl HostFields {
+    /// The fields of a request.
+    pub fn of(uri: &Uri, headers: &HeaderMap) -> Self {
+        let mut fields = headers.get_all(http::header::HOST).iter();
+        Self { authority: uri.authority().cloned(), fields: [fields.next().cloned(), fields.next().cloned()] }
+    }
+
+    /// The host of the request: HTTP/2 `:authority` or absolute-form URI, else `Host`, normalized
+    /// by [`normalize_host`]. The cache key and the `Host` the origin receives both come from this
+    /// one value, so no client can have one host's answer stored under another's name.
+    ///
+    /// Refused (the request is answered 400): no host; two `Host` fields (RFC 9112 §3.2); a target
+    /// authority and a `Host` that name different hosts (RFC 9113 §8.3.1 says so for h2; for
+    /// HTTP/1.1 absolute-form RFC 9112 §3.2.2 lets a server ignore `Host`, but a disagreement is
+    /// what a poisoning attempt looks like); userinfo; an invalid port; a host with characters no
+    /// host name or IP literal has (a host is part of every cache key, so one with `/` could make a
+    /// key that names another host's object: `a.example/x` + `/p` = `a.example` + `/x/p`).
+    pub fn host(&self) -> Result<Cow<'_, str>, &'static str> {
+        host_of(self.authority.as_ref().map(Authority::as_str), self.fields.iter().flatten())
+    }
+}
+
+/// [`HostFields::host`] from the target's authority and the `Host` fields.
+fn host_of<'a>(
+    authority: Option<&'a str>,
+    mut fields: impl Iterator<Item = &'a HeaderValue>,
+) -> Result<Cow<'a, str>, &'static str> {
     let field = fields.next();
     if fields.next().is_some() {
         return Err("more than one Host field");
     }
     let field = field.map(|v| v.to_str().map_err(|_| "invalid Host field")).transpose()?;
-    let from_field = field.map(normalize_host).transpose()?;
-    match uri.authority() {
+    let from_field = field.map(normal_host).transpose()?;
+    match authority {
         Some(authority) => {
-            let host = normalize_host(authority.as_str())?;
+            let host = normal_host(authority)?;
             if from_field.as_ref().is_some_and(|f| *f != host) {
                 return Err("Host does not match the request target");
             }
@@ -249,6 +311,47 @@ pub fn request_host(uri: &Uri, headers: &HeaderMap) -> Result<String, &'static s
 /// IPv6 brackets or a trailing dot (`Example.COM.:8080` → `example.com`). Purges normalize
 /// their hosts the same way.
 pub fn normalize_host(hostport: &str) -> Result<String, &'static str> {
+    normal_host(hostport).map(Cow::into_owned)
+}
+
+/// [`normalize_host`], borrowing from `hostport` unless it has upper-case letters (a request's
+/// host is normalized on every request; most arrive in lower case).
+fn normal_host(hostport: &str) -> Result<Cow<'_, str>, &'static str> {
+    match plain_host(hostport) {
+        Some(host) => Ok(Cow::Borrowed(host)),
+        None => any_host(hostport),
+    }
+}
+
+/// The host of the common `Host` field in one pass — a lower-case name or IPv4 address with
+/// an optional port of at most five digits — exactly as [`any_host`] reads it; `None` for
+/// anything else, which `any_host` then reads (or refuses).
+fn plain_host(hostport: &str) -> Option<&str> {
+    let bytes = hostport.as_bytes();
+    let mut end = bytes.len();
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {}
+            b':' => {
+                end = i;
+                break;
+            }
+            _ => return None,
+        }
+    }
+    let port = bytes.get(end + 1..).unwrap_or_default();
+    let port_ok = port.len() < 5 || (port.len() == 5 && port <= b"65535".as_slice());
+    if !(port_ok && port.iter().all(u8::is_ascii_digit)) {
+        return None;
+    }
+    let host = &hostport[..end];
+    let host = host.strip_suffix('.').unwrap_or(host);
+    (!host.is_empty()).then_some(host)
+}
+
+/// [`normal_host`] for any text: surrounding whitespace, IPv6 literals, upper case, and every
+/// refusal.
+fn any_host(hostport: &str) -> Result<Cow<'_, str>, &'static str> {
     let hostport = hostport.trim();
     if hostport.contains('@') {
         return Err("userinfo in the authority");
@@ -274,9 +377,16 @@ pub fn normalize_host(hostport: &str) -> Result<String, &'static str> {
     {
         return Err("invalid port");
     }
-    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    let host = host.strip_suffix('.').unwrap_or(host);
     let valid = !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
-    if valid { Ok(host) } else { Err("invalid host") }
+    if !valid {
+        return Err("invalid host");
+    }
+    Ok(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    })
 }
 
 /// A purge's or admin's host as keys hold it ([`normalize_host`]), leniently: an entry that
@@ -369,12 +479,30 @@ mod tests {
             ("http://victim.example/x", &["evil.example"], Err("Host does not match the request target")),
         ];
         for (target, fields, want) in cases {
-            let got = request_host(&target.parse::<Uri>().unwrap(), &hosts(fields));
-            assert_eq!(got.as_ref().map(String::as_str).map_err(|e| *e), *want, "{target} {fields:?}");
+            let h = hosts(fields);
+            let fields = HostFields::of(&target.parse::<Uri>().unwrap(), &h);
+            let got = fields.host();
+            assert_eq!(got.as_deref().map_err(|e| *e), *want, "{target} {fields:?}");
         }
     }
 
     proptest::proptest! {
+        /// The one-pass reading of common hosts is the general one's, for anything a `Host`
+        /// field may hold (and for the common shapes, which random text seldom hits).
+        #[test]
+        fn plain_hosts_read_as_any_other(
+            text in "[ -~]{0,24}",
+            shaped in "[a-z0-9._-]{0,12}(\\.)?(:[0-9]{0,6})?(:[0-9]{0,3})?",
+        ) {
+            for hostport in [&text, &shaped] {
+                if let Some(host) = plain_host(hostport) {
+                    proptest::prop_assert_eq!(any_host(hostport), Ok(Cow::Borrowed(host)));
+                }
+            }
+            // Of these shapes, what the general reading accepts is exactly what the one pass does.
+            proptest::prop_assert_eq!(plain_host(&shaped).is_some(), any_host(&shaped).is_ok(), "{}", shaped);
+        }
+
         /// Whatever the client sends, a host that is accepted cannot name another key's path
         /// or query, and normalizing it again changes nothing.
         #[test]
@@ -398,6 +526,96 @@ mod tests {
                 proptest::prop_assert_eq!(key.host(), h.as_str());
             }
         }
+    }
+
+    /// The key as it was built before it was put together in a per-thread buffer: a `String`
+    /// grown part by part, each header's value in a `String` of its own.
+    fn key_as_before(host: &str, uri: &Uri, rules: &KeyRules, headers: &HeaderMap) -> String {
+        let mut primary = host.to_owned();
+        primary.push_str(uri.path());
+        if let Some(q) = uri.query().and_then(|q| normalize_query(q, rules)) {
+            primary.push('?');
+            primary.push_str(&q);
+        }
+        for name in &rules.headers {
+            primary.push(SEP);
+            primary.push_str(&name.to_ascii_lowercase());
+            primary.push(':');
+            let mut out = String::new();
+            for v in headers.get_all(name.as_str()) {
+                for item in String::from_utf8_lossy(v.as_bytes()).split(',') {
+                    let item = item.split_whitespace().collect::<Vec<_>>().join(" ");
+                    if item.is_empty() {
+                        continue;
+                    }
+                    if !out.is_empty() {
+                        out.push_str(", ");
+                    }
+                    out.push_str(&item);
+                }
+            }
+            primary.push_str(&out);
+        }
+        primary
+    }
+
+    proptest::proptest! {
+        /// Keys (and so every stored object's name) are byte for byte what they were, for any
+        /// query rules, key headers and values, and a key never depends on the one built
+        /// before it on the same thread.
+        #[test]
+        fn keys_are_built_as_before(
+            host in "[a-z0-9.-]{1,20}",
+            path in "/[a-zA-Z0-9/._~%-]{0,30}",
+            query in proptest::option::of("[a-z0-9=&]{0,20}"),
+            mode in 0..3u8,
+            ignore in proptest::collection::vec("[a-z]{1,3}", 0..3),
+            names in proptest::collection::vec("X-[A-Za-z]{1,4}", 0..3),
+            values in proptest::collection::vec(("x-[a-z]{1,4}", "[ -~]{0,20}"), 0..4),
+            long in 0..6000usize,
+        ) {
+            let mode = [QueryMode::Keep, QueryMode::Sort, QueryMode::Drop][usize::from(mode)];
+            let rules = KeyRules { query: mode, ignore_params: ignore, headers: names };
+            let mut headers = HeaderMap::new();
+            for (name, value) in &values {
+                if let Ok(v) = HeaderValue::from_str(value) {
+                    headers.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), v);
+                }
+            }
+            // A long key first, to leave the thread's buffer large and full of other bytes.
+            let long_path = format!("/{}", "l".repeat(long));
+            let _ = CacheKey::new("other.example", &long_path.parse::<Uri>().unwrap(), &rules, &headers);
+            let target = match &query { Some(q) => format!("{path}?{q}"), None => path.clone() };
+            let uri: Uri = target.parse().unwrap();
+            let key = CacheKey::new(&host, &uri, &rules, &headers);
+            let before = key_as_before(&host, &uri, &rules, &headers);
+            proptest::prop_assert_eq!(&**key.primary(), before.as_str());
+            proptest::prop_assert_eq!(key.host(), host.as_str());
+            proptest::prop_assert_eq!(key.path(), path.as_str());
+            // A variant's key: the primary key, then each `Vary` name and the request's value.
+            let vary: Vec<HeaderName> =
+                values.iter().map(|(n, _)| HeaderName::from_bytes(n.as_bytes()).unwrap()).collect();
+            let mut want = before.clone();
+            if !vary.is_empty() {
+                for name in &vary {
+                    want.push_str(&format!("{SEP}{SEP}{}:{}", name.as_str(), header_value(&headers, name.as_str())));
+                }
+            }
+            proptest::prop_assert_eq!(&*key.variant(&vary, &headers), want.as_str());
+        }
+    }
+
+    #[test]
+    fn hosts_are_borrowed_unless_lowercased() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(http::header::HOST, v.parse().unwrap());
+            m
+        };
+        let uri = Uri::from_static("/x");
+        let (plain, upper) = (h("a.example:80"), h("A.example"));
+        assert!(matches!(HostFields::of(&uri, &plain).host(), Ok(Cow::Borrowed("a.example"))));
+        assert!(matches!(HostFields::of(&uri, &upper).host(), Ok(Cow::Owned(h)) if h == "a.example"));
     }
 
     #[test]

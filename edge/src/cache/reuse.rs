@@ -24,8 +24,13 @@ pub(crate) enum Reuse {
 /// Decides whether `e` may answer a request with directives `req` at `now`. `no_cache` is the
 /// request's `no-cache`, or `Pragma: no-cache` without `Cache-Control` (RFC 9111 §5.4).
 pub(crate) fn reuse(e: &Entry, req: &Directives, no_cache: bool, now: Instant) -> Reuse {
-    let age = e.age(now);
-    if e.is_fresh(now) {
+    reuse_aged(e, req, no_cache, e.age(now))
+}
+
+/// [`reuse`] for an entry whose current age is `age` (`Entry::age`): a hit computes the age
+/// once for this decision, `Age` and `Cache-Status`.
+pub(crate) fn reuse_aged(e: &Entry, req: &Directives, no_cache: bool, age: Duration) -> Reuse {
+    if e.fresh_at(age) {
         let remaining = e.lifetime().saturating_sub(age);
         let accepted = !no_cache
             && match req.seconds("max-age") {
@@ -43,7 +48,7 @@ pub(crate) fn reuse(e: &Entry, req: &Directives, no_cache: bool, now: Instant) -
     // revalidation (it may still serve for `stale-if-error`, decided after the fetch).
     let may_serve_stale = !no_cache && !e.is_invalidated() && !e.must_revalidate() && !e.no_cache();
     if may_serve_stale {
-        let staleness = e.staleness(now);
+        let staleness = age.saturating_sub(e.lifetime());
         if req.max_stale().is_some_and(|max| staleness.as_secs() <= max) {
             return Reuse::Stale(StaleWhy::MaxStale);
         }

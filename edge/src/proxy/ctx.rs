@@ -18,7 +18,7 @@ use crate::proxy::headers::{append_via, set_forwarding, strip_hop_by_hop, strip_
 use crate::proxy::interim::Interim;
 use crate::proxy::route::SiteState;
 use crate::proxy::status::CacheStatus;
-use crate::upstream::{FROM_PEER, OriginRequest, STRATUS_HOP};
+use crate::upstream::{CDN_LOOP, FROM_PEER, OriginRequest, STRATUS_HOP};
 
 pub(crate) type Served = Result<(Response<Body>, CacheStatus), ProxyError>;
 
@@ -52,23 +52,26 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    /// Keys a routed request.
+    /// The context of a routed request and its `key`; `present` says which of the fields it
+    /// reads the request has.
     pub(crate) fn new(
         site: Arc<SiteState>,
-        host: &str,
+        key: CacheKey,
         parts: Parts,
+        present: Present,
         client: Option<SocketAddr>,
         tls: bool,
         trusted: bool,
     ) -> Self {
-        let key = CacheKey::new(host, &parts.uri, &site.cfg.key, &parts.headers);
         // A site that does not let clients decide what reaches the origin reads no request
         // directives at all (`client_cache_control = "ignore"`, `docs/edge.md`).
-        let (cc, no_cache) = if site.cfg.client_cache_control == ClientCacheControl::Ignore {
+        let (cc, no_cache) = if site.cfg.client_cache_control == ClientCacheControl::Ignore
+            || !(present.cache_control || present.pragma)
+        {
             (Directives::default(), false)
         } else {
             let cc = Directives::from_headers(&parts.headers, &header::CACHE_CONTROL).unwrap_or_default();
-            let pragma = !parts.headers.contains_key(header::CACHE_CONTROL)
+            let pragma = !present.cache_control
                 && parts
                     .headers
                     .get_all(header::PRAGMA)
@@ -77,7 +80,7 @@ impl Ctx {
             let no_cache = cc.has("no-cache") || pragma;
             (cc, no_cache)
         };
-        let hop = parts.headers.get(STRATUS_HOP);
+        let hop = if present.hop { parts.headers.get(STRATUS_HOP) } else { None };
         let (from_edge, from_peer) = (hop.is_some(), hop == Some(&FROM_PEER));
         let interim = parts.extensions.get::<Interim>().cloned();
         Self {
@@ -97,6 +100,38 @@ impl Ctx {
             tls,
             trusted,
         }
+    }
+}
+
+/// Which of the fields the pipeline reads before the lookup a request carries, from one walk
+/// over its names: a request has a few fields, and each lookup by name hashes the name and
+/// probes the map, mostly for fields that are not there.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Present {
+    pub(crate) cache_control: bool,
+    pub(crate) pragma: bool,
+    /// `Stratus-Hop`.
+    pub(crate) hop: bool,
+    /// `CDN-Loop`.
+    pub(crate) cdn_loop: bool,
+}
+
+impl Present {
+    /// The fields of `headers`.
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
+        let mut p = Self::default();
+        for name in headers.keys() {
+            if name == header::CACHE_CONTROL {
+                p.cache_control = true;
+            } else if name == header::PRAGMA {
+                p.pragma = true;
+            } else if name == STRATUS_HOP {
+                p.hop = true;
+            } else if name == CDN_LOOP {
+                p.cdn_loop = true;
+            }
+        }
+        p
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -23,13 +23,13 @@ use crate::cache::disk::tier::{Disk, Loaded};
 use crate::cache::entry::Entry;
 use crate::cache::heads;
 use crate::cache::key;
-use crate::cache::reuse::{Reuse, reuse};
+use crate::cache::reuse::{Reuse, reuse_aged};
 use crate::cache::store::Found;
 use crate::edge::Edge;
 use crate::error::{ProxyError, rescue};
 use crate::observe::{Answer, Pending, Record};
 use crate::policy::Encoding;
-use crate::proxy::ctx::{Ctx, Purpose, Served, origin_request};
+use crate::proxy::ctx::{Ctx, Present, Purpose, Served, origin_request};
 use crate::proxy::fill::{self, Job, Mode, Sharing};
 use crate::proxy::headers::{TIER_TAGS, add_edge_fields, append_via, client_address, looped};
 use crate::proxy::interim::{self, InterimRx, InterimTx};
@@ -93,7 +93,7 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Body>, client: Option<SocketAd
 #[derive(Default)]
 struct Routed {
     hsts: Option<HeaderValue>,
-    site: Option<Arc<str>>,
+    site: Option<Arc<SiteState>>,
     rewrite: Option<Rewrite>,
     /// The cache key and request headers, on sites with `debug_header`.
     debug: Option<(key::CacheKey, HeaderMap)>,
@@ -106,7 +106,7 @@ fn observe(
     status: &CacheStatus,
     started: Instant,
     version: Version,
-    site: Option<&str>,
+    site: Option<&SiteState>,
     record: Option<Record>,
 ) -> Response<Body> {
     // A response from another tier keeps its members; ours goes last.
@@ -114,7 +114,10 @@ fn observe(
     let elapsed = started.elapsed();
     let code = res.status().as_u16();
     edge.metrics.request(status, elapsed);
-    edge.metrics.response(code, site.unwrap_or(""));
+    match site {
+        Some(site) => edge.metrics.response_of(code, site),
+        None => edge.metrics.response(code),
+    }
     let answer = |bytes, cache_status| Answer {
         status: code,
         bytes,
@@ -167,15 +170,21 @@ async fn serve(
     if req.method() == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed);
     }
+    let present = Present::of(req.headers());
     // Tiers configured in a circle: refuse rather than forward forever.
-    if looped(req.headers(), &edge.instance) {
+    if present.cdn_loop && looped(req.headers(), &edge.instance) {
         return Err(ProxyError::LoopDetected);
     }
-    // Route.
+    // Route. The host stays borrowed from the request's bytes (`HostFields`), copied only
+    // when it has upper-case letters.
     let (mut parts, body) = req.into_parts();
-    let host = key::request_host(&parts.uri, &parts.headers).map_err(ProxyError::BadRequest)?;
-    let site = edge.router().route(&host).ok_or_else(|| ProxyError::UnknownHost(host.clone()))?.clone();
-    routed.site = Some(site.name.clone());
+    let fields = key::HostFields::of(&parts.uri, &parts.headers);
+    let host = fields.host().map_err(ProxyError::BadRequest)?;
+    let site = match edge.router().route(&host) {
+        Some(site) => site.clone(),
+        None => return Err(ProxyError::UnknownHost(host.into_owned())),
+    };
+    routed.site = Some(site.clone());
     let tls = parts.extensions.get::<Transport>() == Some(&Transport::Tls);
     if !tls && site.cfg.https_redirect {
         return Ok((
@@ -203,7 +212,11 @@ async fn serve(
             r.encoding = encoding;
         }
     }
-    let ctx = Ctx::new(site, &host, parts, client, tls, trusted);
+    let key = key::CacheKey::new(&host, &parts.uri, &site.cfg.key, &parts.headers);
+    // Not kept in the request's future across the lookup.
+    drop(host);
+    drop(fields);
+    let ctx = Ctx::new(site, key, parts, present, client, tls, trusted);
     if ctx.site.cfg.debug_header {
         routed.debug = Some((ctx.key.clone(), ctx.headers.clone()));
     }
@@ -288,8 +301,10 @@ async fn lookup(edge: &Arc<Edge>, ctx: &Ctx) -> Served {
 
 /// A stored entry: fresh hit, stale hit, or revalidation (see [`reuse`]).
 async fn from_entry(edge: &Arc<Edge>, ctx: &Ctx, e: Arc<Entry>, slot: Arc<str>, now: Instant) -> Served {
-    let fwd = match reuse(&e, &ctx.cc, ctx.no_cache, now) {
-        Reuse::Fresh => return Ok(hit(&e, ctx, now, Outcome::Hit)),
+    // One age for the decision, `Age` and `Cache-Status`.
+    let age = e.age(now);
+    let fwd = match reuse_aged(&e, &ctx.cc, ctx.no_cache, age) {
+        Reuse::Fresh => return Ok(hit(&e, ctx, age, Outcome::Hit)),
         Reuse::Stale(why) => {
             if why == StaleWhy::WhileRevalidate
                 && let Some(fill) = edge.inflight.start_if_idle(&slot, &ctx.headers)
@@ -297,7 +312,7 @@ async fn from_entry(edge: &Arc<Edge>, ctx: &Ctx, e: Arc<Entry>, slot: Arc<str>, 
                 // Nobody waits for a background revalidation's response.
                 drop(start(edge, ctx, &fill, slot, Mode::Revalidate(e.clone()), None));
             }
-            return Ok(hit(&e, ctx, now, Outcome::StaleHit(why)));
+            return Ok(hit(&e, ctx, age, Outcome::StaleHit(why)));
         }
         Reuse::Revalidate(fwd) => fwd,
     };
@@ -311,12 +326,12 @@ async fn from_entry(edge: &Arc<Edge>, ctx: &Ctx, e: Arc<Entry>, slot: Arc<str>, 
     Box::pin(coalesce(edge, ctx, role, slot, Mode::Revalidate(e.clone()), fwd, Some(e))).await
 }
 
-/// An answer from a stored entry, with its `Cache-Status`.
-fn hit(e: &Arc<Entry>, ctx: &Ctx, now: Instant, outcome: Outcome) -> (Response<Body>, CacheStatus) {
+/// An answer from a stored entry of age `age`, with its `Cache-Status`.
+fn hit(e: &Arc<Entry>, ctx: &Ctx, age: Duration, outcome: Outcome) -> (Response<Body>, CacheStatus) {
     e.hit();
     let mut status = CacheStatus::new(outcome);
-    status.ttl = Some(e.ttl(now));
-    (serve_entry(e, ctx, now), status)
+    status.ttl = Some(e.ttl_at(age));
+    (serve_entry(e, ctx, age), status)
 }
 
 /// Leads a coalesced fill (starting it) or follows one another request leads.
@@ -439,7 +454,7 @@ async fn follow(
         let mut st = CacheStatus::new(Outcome::StaleIfError);
         st.fwd_status = code;
         st.ttl = Some(e.ttl(n));
-        Some(Ok((serve_entry(e, ctx, n), st)))
+        Some(Ok((serve_entry(e, ctx, e.age(n)), st)))
     };
     let head = wait_head(&fill, ctx, interim).await;
     status.origin_time = Some(asked.elapsed());
@@ -449,7 +464,7 @@ async fn follow(
             status.fwd_status = Some(304);
             status.stored = true;
             status.ttl = Some(e.ttl(now()));
-            Ok((serve_entry(&e, ctx, now()), status))
+            Ok((serve_entry(&e, ctx, e.age(now())), status))
         }
         FillHead::Pass(reason) => match pass {
             Some(rx) => {
@@ -555,10 +570,10 @@ fn same_variant(vary: &[header::HeaderName], a: &HeaderMap, b: &HeaderMap) -> bo
     vary.iter().all(|n| key::header_value(a, n.as_str()) == key::header_value(b, n.as_str()))
 }
 
-/// Respond from a stored entry.
-fn serve_entry(e: &Arc<Entry>, ctx: &Ctx, now: Instant) -> Response<Body> {
+/// Respond from a stored entry of age `age`.
+fn serve_entry(e: &Arc<Entry>, ctx: &Ctx, age: Duration) -> Response<Body> {
     let mut headers = heads::headers(e);
-    headers.insert(header::AGE, number(e.age(now).as_secs()));
+    headers.insert(header::AGE, number(age.as_secs()));
     if ctx.from_edge {
         add_edge_fields(&mut headers, e.targeted().iter(), e.tags(), Some(&TIER_TAGS));
     }

@@ -2,7 +2,7 @@
 //! site names is refused (421), never sent to some default origin by accident.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use stratus_config::edge::{Site, TtlRule};
 
@@ -24,6 +24,9 @@ pub struct SiteState {
     pub(crate) policy: Policy,
     /// The site's name in metrics labels: its first host (`*` for the catch-all site).
     pub name: Arc<str>,
+    /// Its `stratus_edge_responses_total` counters, one per code label, taken from the edge's
+    /// metrics by its first response (`Metrics::response_of`).
+    pub(crate) responses: OnceLock<Arc<[::metrics::Counter]>>,
 }
 
 impl SiteState {
@@ -84,6 +87,7 @@ impl Router {
                         ttl,
                         policy: Policy::new(site),
                         name: site.hosts.first().map_or("", String::as_str).into(),
+                        responses: OnceLock::new(),
                     })
                 }
             };

@@ -1,6 +1,8 @@
 //! What the cache did for one request. Both the `Cache-Status` header (RFC 9211) and the
 //! request metrics are derived from this one value, never assembled elsewhere.
 
+use std::cell::RefCell;
+
 use http::HeaderValue;
 
 /// How the response was produced.
@@ -132,7 +134,11 @@ impl CacheStatus {
     /// The `Cache-Status` field value, e.g. `stratus; fwd=uri-miss; fwd-status=200; stored; ttl=60`.
     /// Written with `itoa` rather than the formatter: every response carries one.
     pub fn header(&self, cache: &str) -> HeaderValue {
-        let mut s = Vec::with_capacity(cache.len() + 64);
+        TEXT.with_borrow_mut(|s| self.header_in(s, cache))
+    }
+
+    fn header_in(&self, s: &mut Vec<u8>, cache: &str) -> HeaderValue {
+        s.clear();
         s.extend_from_slice(cache.as_bytes());
         let mut num = itoa::Buffer::new();
         match self.outcome {
@@ -169,11 +175,17 @@ impl CacheStatus {
             s.extend_from_slice(b"; detail=");
             s.extend_from_slice(d.as_bytes());
         }
-        // The cache name is a checked token and the rest is ours, so this never fails; the
-        // buffer becomes the header value without another copy.
-        HeaderValue::from_maybe_shared(bytes::Bytes::from(s))
+        // The cache name is a checked token and the rest is ours, so this never fails. The
+        // text is copied out of the thread's buffer into a value of its exact size: one
+        // allocation (a `Vec` with room to spare becomes `Bytes` with a second one).
+        HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(s))
             .unwrap_or_else(|_| HeaderValue::from_static("stratus"))
     }
+}
+
+thread_local! {
+    /// Where `Cache-Status` values are written (one per response); a few dozen bytes.
+    static TEXT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The `Cache-Status` field's name (RFC 9211).
