@@ -190,8 +190,8 @@ pub type Spill = Arc<dyn Fn(&Arc<str>, &Arc<Entry>, bool) + Send + Sync>;
 /// How the store hashes keys. Keys are the client's host, path and query, so the hash must be
 /// keyed with secrets an attacker cannot learn, or chosen keys would all land in one bucket:
 /// aHash, keyed from the operating system's random source per process and per store, which
-/// holds DoS resistance as a goal (SipHash-1-3, moka's default, did the same at about four
-/// times the cost; `docs/performance.md`, "The store's lookup and the site policy").
+/// holds DoS resistance as a goal (SipHash-1-3, moka's default, did the same for about 150
+/// instructions more a lookup; `docs/performance.md`, "The store's lookup and the site policy").
 type Hasher = ahash::RandomState;
 
 /// The cache and its purge indexes.
