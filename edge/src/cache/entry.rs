@@ -304,8 +304,14 @@ impl Entry {
     /// Whether the store should have let it go by `now`: past its freshness and the longest
     /// window in which a stale copy is still of use.
     pub fn is_expired(&self, now: Instant) -> bool {
+        self.expired_at(self.age(now))
+    }
+
+    /// [`Entry::is_expired`] when the entry's age is `age`: a hit computes the age once, for
+    /// the store's expiry check and then the freshness decision, `Age` and `Cache-Status`.
+    pub fn expired_at(&self, age: Duration) -> bool {
         // Every lookup asks this: a fresh entry answers without scanning its headers.
-        let stale_for = self.staleness(now);
+        let stale_for = age.saturating_sub(self.lifetime());
         !stale_for.is_zero() && stale_for >= self.stale_window()
     }
 

@@ -51,6 +51,20 @@ impl Slot {
         }
     }
 
+    /// The slot as read at `now`, or itself back once it has expired. An object comes with
+    /// its age then, computed once for the expiry check and handed on to the hit.
+    fn read(self, now: Instant) -> Result<Read, Self> {
+        match self {
+            Self::Object(e) => {
+                let age = e.age(now);
+                if e.expired_at(age) { Err(Self::Object(e)) } else { Ok(Read::Object(e, age)) }
+            }
+            Self::Vary(v) if v.until > Moment::of(now) => Ok(Read::Vary(v)),
+            Self::HitForMiss(until) if until > Moment::of(now) => Ok(Read::HitForMiss),
+            expired => Err(expired),
+        }
+    }
+
     /// Whether both are the very same slot (not just equal).
     fn is(&self, other: &Self) -> bool {
         match (self, other) {
@@ -81,14 +95,23 @@ pub struct VaryMarker {
     until: Moment,
 }
 
+/// A slot that has not expired, as a lookup reads it.
+enum Read {
+    /// An object and its age at the lookup.
+    Object(Arc<Entry>, Duration),
+    Vary(Arc<VaryMarker>),
+    HitForMiss,
+}
+
 /// Stored variants of a resource, each with its key.
 pub type Variants = Vec<(Arc<str>, Arc<Entry>)>;
 
 /// The result of a lookup.
 #[derive(Debug)]
 pub enum Found {
-    /// A stored response for this request's variant.
-    Object(Arc<Entry>),
+    /// A stored response for this request's variant, and its age (`Entry::age`) at the
+    /// lookup's `now`.
+    Object(Arc<Entry>, Duration),
     /// Nothing storable lately: go to the origin directly.
     HitForMiss,
     /// Nothing under the primary key.
@@ -164,10 +187,17 @@ impl Index {
 /// (`false`). It must not block.
 pub type Spill = Arc<dyn Fn(&Arc<str>, &Arc<Entry>, bool) + Send + Sync>;
 
+/// How the store hashes keys. Keys are the client's host, path and query, so the hash must be
+/// keyed with secrets an attacker cannot learn, or chosen keys would all land in one bucket:
+/// aHash, keyed from the operating system's random source per process and per store, which
+/// holds DoS resistance as a goal (SipHash-1-3, moka's default, did the same for about 150
+/// instructions more a lookup; `docs/performance.md`, "The store's lookup and the site policy").
+type Hasher = ahash::RandomState;
+
 /// The cache and its purge indexes.
 #[derive(Clone)]
 pub struct Store {
-    cache: moka::sync::Cache<Arc<str>, Slot>,
+    cache: moka::sync::Cache<Arc<str>, Slot, Hasher>,
     index: Arc<Mutex<Index>>,
     evictions: Arc<AtomicU64>,
     spill: Option<Spill>,
@@ -222,7 +252,7 @@ impl Store {
                     lock(&idx).remove(&key, e);
                 }
             })
-            .build();
+            .build_with_hasher(Hasher::new());
         Self { cache, index, evictions, spill, doorkeeper: Arc::new(Doorkeeper::for_memory(capacity)) }
     }
 
@@ -233,13 +263,13 @@ impl Store {
         let primary = key.primary();
         match self.get(primary, now) {
             None => (Found::UriMiss, primary.clone()),
-            Some(Slot::Object(e)) => (Found::Object(e), primary.clone()),
-            Some(Slot::HitForMiss(_)) => (Found::HitForMiss, primary.clone()),
-            Some(Slot::Vary(v)) => {
+            Some(Read::Object(e, age)) => (Found::Object(e, age), primary.clone()),
+            Some(Read::HitForMiss) => (Found::HitForMiss, primary.clone()),
+            Some(Read::Vary(v)) => {
                 let vk = key.variant(&v.names, headers);
                 match self.get(&vk, now) {
-                    Some(Slot::Object(e)) => (Found::Object(e), vk),
-                    Some(Slot::HitForMiss(_)) => (Found::HitForMiss, vk),
+                    Some(Read::Object(e, age)) => (Found::Object(e, age), vk),
+                    Some(Read::HitForMiss) => (Found::HitForMiss, vk),
                     _ => (Found::VaryMiss, vk),
                 }
             }
@@ -247,13 +277,14 @@ impl Store {
     }
 
     /// The slot under `key` unless it has expired (then it is removed).
-    fn get(&self, key: &Arc<str>, now: Instant) -> Option<Slot> {
-        let slot = self.cache.get(&**key)?;
-        if slot.is_expired(now) {
-            self.remove_slot(key, &slot);
-            return None;
+    fn get(&self, key: &Arc<str>, now: Instant) -> Option<Read> {
+        match self.cache.get(&**key)?.read(now) {
+            Ok(read) => Some(read),
+            Err(expired) => {
+                self.remove_slot(key, &expired);
+                None
+            }
         }
-        Some(slot)
     }
 
     /// Removes `slot` from under `key`, unless something else has replaced it meanwhile.
@@ -342,7 +373,7 @@ impl Store {
     /// expired (then it is removed).
     pub fn object(&self, key: &Arc<str>, now: Instant) -> Option<Arc<Entry>> {
         match self.get(key, now)? {
-            Slot::Object(e) => Some(e),
+            Read::Object(e, _) => Some(e),
             _ => None,
         }
     }
@@ -548,7 +579,7 @@ mod tests {
 
     fn found(store: &Store, path: &'static str) -> &'static str {
         match store.lookup(&key(path), &HeaderMap::new(), Instant::now()).0 {
-            Found::Object(_) => "object",
+            Found::Object(..) => "object",
             Found::HitForMiss => "hit-for-miss",
             Found::UriMiss => "miss",
             Found::VaryMiss => "vary-miss",
@@ -565,6 +596,28 @@ mod tests {
         assert!(!store.contains("h/gone"), "the lookup removed it");
         store.run_pending_tasks();
         assert_eq!(store.purge(&Target::Host("h".into()), false), 1, "only /stale is left to purge");
+    }
+
+    /// A hit comes with the age its expiry check computed (the pipeline uses it for the
+    /// freshness decision, `Age` and `Cache-Status`), also for a variant.
+    #[test]
+    fn a_hit_comes_with_its_age() {
+        let store = Store::new(1 << 20);
+        let e = entry("/a", 30);
+        store.insert(&e, &[], &HeaderMap::new());
+        let now = Instant::now();
+        let Found::Object(got, age) = store.lookup(&key("/a"), &HeaderMap::new(), now).0 else {
+            panic!("a miss")
+        };
+        assert!(Arc::ptr_eq(&got, &e));
+        assert_eq!(age, e.age(now));
+        assert!(age >= Duration::from_secs(30) && age < Duration::from_secs(31), "{age:?}");
+        let mut headers = HeaderMap::new();
+        headers.insert("accept-encoding", "br".parse().unwrap());
+        let v = entry("/v", 5);
+        store.insert(&v, &[HeaderName::from_static("accept-encoding")], &headers);
+        let Found::Object(_, age) = store.lookup(&key("/v"), &headers, now).0 else { panic!("a miss") };
+        assert_eq!(age, v.age(now));
     }
 
     #[test]
@@ -621,7 +674,7 @@ mod tests {
         store.promote(&key, &promoted, &vary);
         store.promote(&key, &promoted, &vary);
         assert!(
-            matches!(store.lookup(&promoted.key, &headers, Instant::now()), (Found::Object(_), k) if k == key)
+            matches!(store.lookup(&promoted.key, &headers, Instant::now()), (Found::Object(..), k) if k == key)
         );
         assert!(matches!(store.lookup(&promoted.key, &HeaderMap::new(), Instant::now()).0, Found::VaryMiss));
     }

@@ -67,25 +67,37 @@ impl Encoding {
 /// The best encoding a request's `Accept-Encoding` accepts: `br` > `zstd` > `gzip` >
 /// identity. `q=0` refuses a coding; `*` accepts the ones not named.
 pub(crate) fn negotiate(h: &HeaderMap) -> Encoding {
+    negotiate_values(h.get_all(header::ACCEPT_ENCODING).iter())
+}
+
+/// [`negotiate`] over the values of `Accept-Encoding`. Codings are compared in place, without
+/// a lower-cased copy of each (every request with compression on is negotiated).
+fn negotiate_values<'a>(values: impl Iterator<Item = &'a HeaderValue>) -> Encoding {
     let mut accepted = [None::<bool>; 3];
     let mut star = None::<bool>;
-    for value in h.get_all(header::ACCEPT_ENCODING) {
+    for value in values {
+        // `to_str` admits only tab and visible ASCII, so the ASCII trims below trim what
+        // `str::trim` would, without decoding characters.
         let Ok(value) = value.to_str() else { continue };
         for item in value.split(',') {
             let mut params = item.split(';');
-            let coding = params.next().unwrap_or("").trim().to_ascii_lowercase();
-            let refused = params.any(|p| {
-                let p = p.trim();
-                let q = p.strip_prefix("q=").or_else(|| p.strip_prefix("Q="));
-                q.is_some_and(|q| q.trim().parse::<f32>().map_or(true, |q| q <= 0.0))
-            });
-            let slot = match coding.as_str() {
-                "br" => &mut accepted[0],
-                "zstd" => &mut accepted[1],
-                "gzip" | "x-gzip" => &mut accepted[2],
-                "*" => &mut star,
-                _ => continue,
+            let coding = params.next().unwrap_or("").trim_ascii();
+            let slot = if coding.eq_ignore_ascii_case("br") {
+                &mut accepted[0]
+            } else if coding.eq_ignore_ascii_case("zstd") {
+                &mut accepted[1]
+            } else if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                &mut accepted[2]
+            } else if coding == "*" {
+                &mut star
+            } else {
+                continue;
             };
+            let refused = params.any(|p| {
+                let p = p.trim_ascii();
+                let q = p.strip_prefix("q=").or_else(|| p.strip_prefix("Q="));
+                q.is_some_and(|q| q.trim_ascii().parse::<f32>().map_or(true, |q| q <= 0.0))
+            });
             *slot = Some(!refused);
         }
     }
@@ -101,7 +113,9 @@ pub(crate) fn negotiate(h: &HeaderMap) -> Encoding {
 #[derive(Debug)]
 pub(super) struct Compressor {
     enabled: bool,
+    /// Configured types, lower-cased: whole media types, and top-level types (`text/*`).
     types: Vec<String>,
+    tops: Vec<String>,
     min_size: u64,
 }
 
@@ -109,7 +123,11 @@ impl Compressor {
     pub(super) fn new(cfg: &Compression) -> Self {
         Self {
             enabled: cfg.enabled,
-            types: cfg.types.iter().map(|t| t.trim().to_ascii_lowercase()).collect(),
+            types: lowered(&cfg.types, |t| !t.ends_with("/*")),
+            tops: lowered(&cfg.types, |t| t.ends_with("/*"))
+                .into_iter()
+                .map(|t| t[..t.len() - 2].to_owned())
+                .collect(),
             min_size: cfg.min_size.bytes(),
         }
     }
@@ -124,9 +142,20 @@ impl Compressor {
     }
 
     /// Replaces the request's `Accept-Encoding` by its negotiated encoding (or removes it).
+    /// A request without the field, or with exactly the one token it would be replaced by
+    /// (a request from another edge, or a client that sends one coding), is left as it is:
+    /// one lookup, no rewrite.
     pub(super) fn normalize(&self, h: &mut HeaderMap) -> Encoding {
-        let enc = negotiate(h);
+        let (enc, kept) = {
+            let all = h.get_all(header::ACCEPT_ENCODING);
+            let mut values = all.iter();
+            let Some(first) = values.next() else { return Encoding::Identity };
+            let single = values.next().is_none();
+            let enc = negotiate_values(all.iter());
+            (enc, single && enc.token().is_some_and(|t| first.as_bytes() == t.as_bytes()))
+        };
         match enc.token() {
+            _ if kept => {}
             Some(t) => {
                 h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(t));
             }
@@ -140,19 +169,18 @@ impl Compressor {
     /// Whether a response with this head is one the edge compresses (its length aside when
     /// unknown).
     pub(super) fn compressible(&self, status: StatusCode, h: &HeaderMap) -> bool {
-        if !self.enabled || status != StatusCode::OK || h.contains_key(header::CONTENT_RANGE) {
+        if !self.enabled || status != StatusCode::OK {
             return false;
         }
-        // The type first: it turns away most responses that are not for compressing (this runs
-        // on every hit), and it is compared in place, without a lowercased copy.
+        // The type first: it turns away most responses that are not for compressing with one
+        // lookup (this runs on every hit), and it is compared in place, without a lowercased
+        // copy, against types split by kind once, when the site is loaded.
         let Some(ct) = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
         let media = ct.split(';').next().unwrap_or("").trim();
         let top = media.split('/').next().unwrap_or("");
-        let typed = self.types.iter().any(|t| match t.strip_suffix("/*") {
-            Some(want) => top.eq_ignore_ascii_case(want),
-            None => media.eq_ignore_ascii_case(t),
-        });
-        if !typed {
+        let typed = self.types.iter().any(|t| media.eq_ignore_ascii_case(t))
+            || self.tops.iter().any(|t| top.eq_ignore_ascii_case(t));
+        if !typed || h.contains_key(header::CONTENT_RANGE) {
             return false;
         }
         if h.get(header::CONTENT_ENCODING).is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity")) {
@@ -211,6 +239,11 @@ impl Compressor {
             StreamBody::new(out).boxed_unsync()
         })
     }
+}
+
+/// The configured types that `pick` selects, trimmed and lower-cased.
+fn lowered(types: &[String], pick: impl Fn(&str) -> bool) -> Vec<String> {
+    types.iter().map(|t| t.trim().to_ascii_lowercase()).filter(|t| pick(t)).collect()
 }
 
 /// Compresses a whole body for storing, and fixes the head to describe it.
@@ -329,6 +362,14 @@ mod tests {
         ));
         assert!(!c.compressible(StatusCode::NOT_FOUND, &head(&[("content-type", "text/html")])));
         assert!(!c.compressible(ok, &head(&[])), "no type, no guess");
+        assert!(c.compressible(ok, &head(&[("content-type", "Text/Plain")])), "text/* in any case");
+        assert!(c.compressible(ok, &head(&[("content-type", "application/JSON; charset=utf-8")])));
+        assert!(!c.compressible(ok, &head(&[("content-type", "textual/plain")])));
+        assert!(!c.compressible(ok, &head(&[("content-type", "application/json+x")])));
+        assert!(
+            !c.compressible(ok, &head(&[("content-type", "text/plain"), ("content-range", "bytes 0-1/9")])),
+            "a part is cut from the identity body"
+        );
     }
 
     #[tokio::test]
@@ -353,7 +394,96 @@ mod tests {
         }
     }
 
+    /// The negotiation as it was written first (a lower-cased copy of every coding), to check
+    /// the in-place comparison against.
+    fn negotiate_by_copy(h: &HeaderMap) -> Encoding {
+        let mut accepted = [None::<bool>; 3];
+        let mut star = None::<bool>;
+        for value in h.get_all(header::ACCEPT_ENCODING) {
+            let Ok(value) = value.to_str() else { continue };
+            for item in value.split(',') {
+                let mut params = item.split(';');
+                let coding = params.next().unwrap_or("").trim().to_ascii_lowercase();
+                let refused = params.any(|p| {
+                    let p = p.trim();
+                    let q = p.strip_prefix("q=").or_else(|| p.strip_prefix("Q="));
+                    q.is_some_and(|q| q.trim().parse::<f32>().map_or(true, |q| q <= 0.0))
+                });
+                let slot = match coding.as_str() {
+                    "br" => &mut accepted[0],
+                    "zstd" => &mut accepted[1],
+                    "gzip" | "x-gzip" => &mut accepted[2],
+                    "*" => &mut star,
+                    _ => continue,
+                };
+                *slot = Some(!refused);
+            }
+        }
+        let order = [Encoding::Br, Encoding::Zstd, Encoding::Gzip];
+        order
+            .into_iter()
+            .zip(accepted)
+            .find(|(_, a)| a.or(star).unwrap_or(false))
+            .map_or(Encoding::Identity, |(e, _)| e)
+    }
+
+    fn accept(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            if let Ok(v) = HeaderValue::from_str(v) {
+                h.append(header::ACCEPT_ENCODING, v);
+            }
+        }
+        h.insert(header::USER_AGENT, HeaderValue::from_static("t"));
+        h
+    }
+
+    /// What `normalize` leaves: the one token of the negotiated encoding, or no field at all;
+    /// the other fields untouched; and normalizing again changes nothing.
+    fn check_normalized(values: &[&str]) -> Result<(), TestCaseError> {
+        let c = Compressor::new(&Compression::default());
+        let mut h = accept(values);
+        let want = negotiate_by_copy(&h);
+        let enc = c.normalize(&mut h);
+        prop_assert_eq!(enc, want, "{:?}", values);
+        let left: Vec<_> = h.get_all(header::ACCEPT_ENCODING).iter().map(|v| v.as_bytes().to_vec()).collect();
+        let expected: Vec<Vec<u8>> = enc.token().map(|t| t.as_bytes().to_vec()).into_iter().collect();
+        prop_assert_eq!(left, expected, "{:?}", values);
+        prop_assert_eq!(h.get(header::USER_AGENT).map(HeaderValue::as_bytes), Some(&b"t"[..]));
+        let before = h.clone();
+        prop_assert_eq!(c.normalize(&mut h), enc);
+        prop_assert_eq!(h, before);
+        Ok(())
+    }
+
+    #[test]
+    fn normalization_table() {
+        for values in [
+            &[][..],
+            &["gzip"],
+            &["br"],
+            &["zstd"],
+            &["GZIP"],
+            &["gzip", "gzip"],
+            &["br", "gzip"],
+            &["gzip, deflate, br, zstd"],
+            &["identity"],
+            &["gzip;q=0"],
+            &["br;q=0", "br"],
+            &["Br"],
+        ] {
+            check_normalized(values).unwrap();
+        }
+    }
+
     proptest! {
+        #[test]
+        fn negotiation_is_as_by_copy(values in proptest::collection::vec("(?i)[ \t]?(br|zstd|x?gzip|identity|\\*|[a-z*;=0-9., \t]{0,12})[ \t]?(;[ \t]?q=[ \t]?[01](\\.[0-9])?[ \t]?)?(,[ \t]?(br|zstd|gzip|\\*|[A-Za-z;=0-9 \t]{0,8}))*", 0..3)) {
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            prop_assert_eq!(negotiate(&accept(&values)), negotiate_by_copy(&accept(&values)), "{:?}", values);
+            check_normalized(&values)?;
+        }
+
         #[test]
         fn negotiation_never_picks_a_refused_coding(value in "[a-z*;=0-9., ]{0,40}") {
             let mut h = HeaderMap::new();

@@ -259,7 +259,8 @@ async fn lookup(edge: &Arc<Edge>, ctx: &Ctx) -> Served {
         };
         if let Some(Loaded { slot, entry: e, vary }) = loaded {
             edge.store.promote(&slot, &e, &vary);
-            let served = from_entry(edge, ctx, e, slot, Instant::now()).await;
+            let age = e.age(Instant::now());
+            let served = from_entry(edge, ctx, e, slot, age).await;
             return served.map(|(res, mut status)| {
                 if matches!(status.outcome, Outcome::Hit | Outcome::StaleHit(_)) {
                     status.detail = status.detail.or(Some("disk"));
@@ -270,7 +271,7 @@ async fn lookup(edge: &Arc<Edge>, ctx: &Ctx) -> Served {
         // How a miss fetches: as usual, or with the answer a slice request already got.
         let mut mode = Mode::Fetch;
         let fwd = match found {
-            Found::Object(e) => return from_entry(edge, ctx, e, slot, now).await,
+            Found::Object(e, age) => return from_entry(edge, ctx, e, slot, age).await,
             // Nothing under the object's key: a sliced site looks for its slices.
             Found::UriMiss if crate::proxy::slice::applies(ctx) => {
                 match Box::pin(crate::proxy::slice::serve(edge, ctx, only_if_cached)).await {
@@ -299,10 +300,9 @@ async fn lookup(edge: &Arc<Edge>, ctx: &Ctx) -> Served {
     Box::pin(fetch_alone(edge, ctx, ctx.key.primary().clone(), Fwd::UriMiss, Sharing::Alone)).await
 }
 
-/// A stored entry: fresh hit, stale hit, or revalidation (see [`reuse`]).
-async fn from_entry(edge: &Arc<Edge>, ctx: &Ctx, e: Arc<Entry>, slot: Arc<str>, now: Instant) -> Served {
-    // One age for the decision, `Age` and `Cache-Status`.
-    let age = e.age(now);
+/// A stored entry, `age` old: fresh hit, stale hit, or revalidation (see [`reuse`]). One age
+/// for the store's expiry check, the decision, `Age` and `Cache-Status`.
+async fn from_entry(edge: &Arc<Edge>, ctx: &Ctx, e: Arc<Entry>, slot: Arc<str>, age: Duration) -> Served {
     let fwd = match reuse_aged(&e, &ctx.cc, ctx.no_cache, age) {
         Reuse::Fresh => return Ok(hit(&e, ctx, age, Outcome::Hit)),
         Reuse::Stale(why) => {
