@@ -5,7 +5,8 @@
 //! (`conns.rs`), and graceful shutdown (stop accepting, let in-flight responses finish within
 //! the drain timeout).
 //!
-//! Every request carries a [`Transport`] extension saying whether it arrived over TLS.
+//! Every request carries one [`Downstream`] extension: whether it arrived over TLS and its
+//! 1xx handle.
 //!
 //! HTTP/2 limits, chosen like nginx's and Cloudflare's defaults: 128 concurrent streams per
 //! connection (nginx `http2_max_concurrent_streams`); receive windows of 1 MiB per stream and
@@ -34,7 +35,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::body::{Body, BoxError};
-use crate::proxy::conns::{Conn, Conns, IdleLimits, Tracked};
+use crate::proxy::conns::{Closing, Conn, Conns, IdleLimits, Tracked};
+use crate::proxy::downstream::{Downstream, Transport};
 use crate::proxy::http2;
 use crate::proxy::interim::InterimIo;
 use crate::proxy::preface::{self, Protocol};
@@ -80,15 +82,6 @@ pub fn builder(limits: &Limits) -> Protocols {
             keep_alive_timeout: Duration::from_secs(20),
         },
     }
-}
-
-/// How a request reached us; an extension on every request [`serve`] hands to its handler.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    /// Cleartext HTTP/1.1 or h2c.
-    Plain,
-    /// HTTP/1.1 or h2 inside TLS.
-    Tls,
 }
 
 /// What [`serve`] enforces on a listener's connections.
@@ -235,16 +228,20 @@ where
     H: Fn(Request<Body>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    // A client that sends nothing is closed like any idle connection.
+    // One watch for the whole connection: a client that sends nothing is closed like any
+    // idle connection.
+    let mut close = conn.close_requested(shutdown);
     let (protocol, io) = tokio::select! {
         sniffed = preface::sniff(io) => sniffed?,
-        () = conn.close_requested(shutdown) => return Ok(()),
+        () = &mut close => return Ok(()),
     };
     match protocol {
         Protocol::Http2 => {
-            http2::serve(io, &protocols.http2, handler, peer, transport, conn, shutdown, CLOSE_GRACE).await
+            http2::serve(io, &protocols.http2, handler, peer, transport, conn, &mut close, CLOSE_GRACE).await
         }
-        Protocol::Http1 => serve_http1(io, &protocols.http1, handler, peer, transport, conn, shutdown).await,
+        Protocol::Http1 => {
+            serve_http1(io, &protocols.http1, handler, peer, transport, conn, &mut close).await
+        }
     }
 }
 
@@ -258,7 +255,7 @@ async fn serve_http1<I, H, F>(
     peer: SocketAddr,
     transport: Transport,
     conn: &Conn,
-    shutdown: &CancellationToken,
+    close: &mut Closing<'_>,
 ) -> Result<(), BoxError>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -269,11 +266,9 @@ where
     let io = TokioIo::new(io);
     let service = hyper::service::service_fn(|mut req: Request<Incoming>| {
         let busy = conn.busy();
-        req.extensions_mut().insert(transport);
         // RFC 9110 §15.2: no 1xx to HTTP/1.0 clients.
-        if req.version() == http::Version::HTTP_11 {
-            req.extensions_mut().insert(interim.clone());
-        }
+        let interim = (req.version() == http::Version::HTTP_11).then(|| interim.clone());
+        req.extensions_mut().insert(Downstream { transport, interim });
         let fut = handler(req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()), peer);
         async move { Ok::<_, Infallible>(fut.await.map(|b| Tracked::new(b, busy))) }
     });
@@ -281,7 +276,7 @@ where
     tokio::pin!(served);
     tokio::select! {
         done = served.as_mut() => return done.map_err(Into::into),
-        () = conn.close_requested(shutdown) => {}
+        () = close => {}
     }
     served.as_mut().graceful_shutdown();
     tokio::select! {
