@@ -64,6 +64,8 @@ struct ConnState {
     idle_since: AtomicU64,
     /// Cancelled when the accept loop sheds this connection.
     shed: CancellationToken,
+    /// An HTTP/1.x connection: the wait for each request head is cut at the shorter limit.
+    http1: AtomicBool,
 }
 
 impl Conns {
@@ -96,6 +98,7 @@ impl Conns {
             requests: AtomicU64::new(0),
             idle_since: AtomicU64::new(self.now_ns()),
             shed: CancellationToken::new(),
+            http1: AtomicBool::new(false),
         });
         self.lock().insert(id, state.clone());
         Conn { conns: self.clone(), id, state }
@@ -170,6 +173,18 @@ impl Conn {
         Busy { conns: self.conns.clone(), state: self.state.clone() }
     }
 
+    /// Whether any request has begun on the connection.
+    pub fn served_any(&self) -> bool {
+        self.state.requests.load(Ordering::Relaxed) > 0
+    }
+
+    /// The connection speaks HTTP/1.x: between requests it is closed after the shorter of the
+    /// two limits, since the wait for a request head is also the header-read timeout (the
+    /// slowloris defence; hyper's own timer is off, `server.rs`).
+    pub fn http1(&self) {
+        self.state.http1.store(true, Ordering::Relaxed);
+    }
+
     /// Resolves when the connection should close (see the module docs): it has been idle for
     /// its limit, it was shed, or the edge shuts down. The counters are read when the watcher
     /// wakes, at the idle deadline or at most one step (the shorter limit) after it last
@@ -191,6 +206,8 @@ impl Conn {
             let now = Instant::now();
             let limit = if state.requests.load(Ordering::Relaxed) == 0 {
                 conns.limits.first_request
+            } else if state.http1.load(Ordering::Relaxed) {
+                step
             } else {
                 conns.limits.between_requests
             };
@@ -398,6 +415,16 @@ mod tests {
         shutdown.cancel();
         assert!(tokio::time::timeout(CLOSES, &mut close).await.is_ok(), "shutdown closes");
         assert!(tokio::time::timeout(CLOSES, &mut close).await.is_ok(), "and stays resolved");
+    }
+
+    /// On HTTP/1.x the wait for the next request head is the header-read timeout too.
+    #[tokio::test]
+    async fn http1_connections_wait_for_a_next_head_no_longer_than_the_header_timeout() {
+        let conns = conns(Duration::from_millis(100), Duration::from_secs(600));
+        let c = conns.open();
+        c.http1();
+        drop(c.busy());
+        assert!(closes_within(&c, CLOSES).await);
     }
 
     #[tokio::test]

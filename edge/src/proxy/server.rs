@@ -27,7 +27,7 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use stratus_config::edge::Limits;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -58,7 +58,12 @@ pub struct Protocols {
 pub fn builder(limits: &Limits) -> Protocols {
     let head = usize::try_from(limits.max_header_size.bytes()).unwrap_or(usize::MAX).max(8192);
     let mut h1 = http1::Builder::new();
-    h1.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout.get()).max_buf_size(head);
+    // No header-read timer in hyper: hyper 1 boxes a new timer and puts it in tokio's wheel for
+    // every keep-alive request (about 600 instructions and an allocation a hit,
+    // `docs/performance.md`). The connection's watch (`conns.rs`) cuts an HTTP/1.1 head that is
+    // not complete within `header_read_timeout` of the connection's start or its last response
+    // instead. `None` explicitly: hyper's default would be 30 s.
+    h1.header_read_timeout(None).max_buf_size(head);
     // hyper's own limit is 100 headers. Naming a limit, even that one, makes hyper fill a
     // 100-slot array on every request (`SmallVec::from_elem`, about 3 % of a hit's
     // instructions, `docs/performance.md`); the default path uses an inline array.
@@ -262,6 +267,7 @@ where
     H: Fn(Request<Body>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
+    conn.http1();
     let (io, interim) = InterimIo::new(io);
     let io = TokioIo::new(io);
     let service = hyper::service::service_fn(|mut req: Request<Incoming>| {
@@ -277,6 +283,11 @@ where
     tokio::select! {
         done = served.as_mut() => return done.map_err(Into::into),
         () = close => {}
+    }
+    // No request yet: nothing to finish. hyper's graceful close would wait for a first head
+    // that is still arriving (a slowloris), so the connection is dropped at once.
+    if !conn.served_any() {
+        return Ok(());
     }
     served.as_mut().graceful_shutdown();
     tokio::select! {
