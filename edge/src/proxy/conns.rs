@@ -20,13 +20,15 @@
 //! flight is never cut.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio_util::sync::CancellationToken;
 
@@ -62,6 +64,8 @@ struct ConnState {
     idle_since: AtomicU64,
     /// Cancelled when the accept loop sheds this connection.
     shed: CancellationToken,
+    /// An HTTP/1.x connection: the wait for each request head is cut at the shorter limit.
+    http1: AtomicBool,
 }
 
 impl Conns {
@@ -94,6 +98,7 @@ impl Conns {
             requests: AtomicU64::new(0),
             idle_since: AtomicU64::new(self.now_ns()),
             shed: CancellationToken::new(),
+            http1: AtomicBool::new(false),
         });
         self.lock().insert(id, state.clone());
         Conn { conns: self.clone(), id, state }
@@ -168,18 +173,41 @@ impl Conn {
         Busy { conns: self.conns.clone(), state: self.state.clone() }
     }
 
+    /// Whether any request has begun on the connection.
+    pub fn served_any(&self) -> bool {
+        self.state.requests.load(Ordering::Relaxed) > 0
+    }
+
+    /// The connection speaks HTTP/1.x: between requests it is closed after the shorter of the
+    /// two limits, since the wait for a request head is also the header-read timeout (the
+    /// slowloris defence; hyper's own timer is off, `server.rs`).
+    pub fn http1(&self) {
+        self.state.http1.store(true, Ordering::Relaxed);
+    }
+
     /// Resolves when the connection should close (see the module docs): it has been idle for
     /// its limit, it was shed, or the edge shuts down. The counters are read when the watcher
     /// wakes, at the idle deadline or at most one step (the shorter limit) after it last
     /// looked, so an idle connection closes between one limit and one limit plus a step after
     /// it turned idle, and a first request's end is noticed under the shorter limit too.
-    pub async fn close_requested(&self, shutdown: &CancellationToken) {
+    ///
+    /// The connection's task selects this beside the connection, so it is polled every time
+    /// the connection makes progress; [`Closing`] looks at the watch only when one of the
+    /// watch's own wake-ups (its timer, shutdown, shedding) fired.
+    pub fn close_requested<'a>(&'a self, shutdown: &'a CancellationToken) -> Closing<'a> {
+        let gate = Arc::new(Gate { woken: AtomicBool::new(true), task: AtomicWaker::new() });
+        Closing { watch: Box::pin(self.watch(shutdown)), waker: Waker::from(gate.clone()), gate, done: false }
+    }
+
+    async fn watch(&self, shutdown: &CancellationToken) {
         let (conns, state) = (&self.conns, &self.state);
         let step = conns.limits.first_request.min(conns.limits.between_requests);
         loop {
             let now = Instant::now();
             let limit = if state.requests.load(Ordering::Relaxed) == 0 {
                 conns.limits.first_request
+            } else if state.http1.load(Ordering::Relaxed) {
+                step
             } else {
                 conns.limits.between_requests
             };
@@ -219,6 +247,63 @@ impl Conn {
             };
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+/// Resolves when the connection should close; see [`Conn::close_requested`].
+///
+/// Polling the watch itself costs two cancellation-token checks (each takes a lock) and a
+/// timer poll, about 600 instructions, on every poll of the connection's task, that is on
+/// every request (`docs/performance.md`, "The connection's own work"). Here a poll costs an
+/// atomic swap and a waker comparison unless the watch was woken since it was last polled.
+pub struct Closing<'a> {
+    watch: Pin<Box<dyn Future<Output = ()> + Send + 'a>>,
+    gate: Arc<Gate>,
+    /// Wakes `gate`; handed to the watch so that its wake-ups are recorded there.
+    waker: Waker,
+    /// The watch has resolved (and must not be polled again).
+    done: bool,
+}
+
+/// Where the watch's wake-ups are recorded, and the connection's task to pass them on to.
+struct Gate {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for Gate {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl Future for Closing<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.done {
+            return Poll::Ready(());
+        }
+        // Register first: a wake-up after the swap below then reaches this task.
+        self.gate.task.register(cx.waker());
+        if !self.gate.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        let this = &mut *self;
+        let polled = this.watch.as_mut().poll(&mut Context::from_waker(&this.waker));
+        this.done = polled.is_ready();
+        polled
+    }
+}
+
+impl std::fmt::Debug for Closing<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Closing").field("woken", &self.gate.woken.load(Ordering::Relaxed)).finish()
     }
 }
 
@@ -307,6 +392,38 @@ mod tests {
         let busy = c.busy();
         assert!(!closes_within(&c, STAYS).await, "a request in flight keeps it open");
         drop(busy);
+        assert!(closes_within(&c, CLOSES).await);
+    }
+
+    /// The connection's task polls the watch on every request; polls that its own wake-ups
+    /// did not cause must not lose one that comes later (shutdown here).
+    #[tokio::test]
+    async fn a_shutdown_reaches_a_watch_polled_for_other_reasons() {
+        let long = Duration::from_secs(600);
+        let conns = conns(long, long);
+        let c = conns.open();
+        let shutdown = CancellationToken::new();
+        let mut close = c.close_requested(&shutdown);
+        for _ in 0..3 {
+            let other = tokio::time::sleep(Duration::from_millis(10));
+            tokio::select! {
+                () = &mut close => panic!("closed without a reason"),
+                () = other => {}
+            }
+            drop(c.busy());
+        }
+        shutdown.cancel();
+        assert!(tokio::time::timeout(CLOSES, &mut close).await.is_ok(), "shutdown closes");
+        assert!(tokio::time::timeout(CLOSES, &mut close).await.is_ok(), "and stays resolved");
+    }
+
+    /// On HTTP/1.x the wait for the next request head is the header-read timeout too.
+    #[tokio::test]
+    async fn http1_connections_wait_for_a_next_head_no_longer_than_the_header_timeout() {
+        let conns = conns(Duration::from_millis(100), Duration::from_secs(600));
+        let c = conns.open();
+        c.http1();
+        drop(c.busy());
         assert!(closes_within(&c, CLOSES).await);
     }
 

@@ -14,6 +14,7 @@ use crate::cache::directives::Directives;
 use crate::cache::entry::Entry;
 use crate::cache::key::{CacheKey, upstream_query};
 use crate::error::ProxyError;
+use crate::proxy::downstream::Downstream;
 use crate::proxy::headers::{append_via, set_forwarding, strip_hop_by_hop, strip_method_override};
 use crate::proxy::interim::Interim;
 use crate::proxy::route::SiteState;
@@ -82,7 +83,7 @@ impl Ctx {
         };
         let hop = if present.hop { parts.headers.get(STRATUS_HOP) } else { None };
         let (from_edge, from_peer) = (hop.is_some(), hop == Some(&FROM_PEER));
-        let interim = parts.extensions.get::<Interim>().cloned();
+        let interim = Downstream::interim(&parts.extensions);
         Self {
             from_edge,
             from_peer,

@@ -30,6 +30,7 @@ use crate::error::{ProxyError, rescue};
 use crate::observe::{Answer, Pending, Record};
 use crate::policy::Encoding;
 use crate::proxy::ctx::{Ctx, Present, Purpose, Served, origin_request};
+use crate::proxy::downstream::Downstream;
 use crate::proxy::fill::{self, Job, Mode, Sharing};
 use crate::proxy::headers::{TIER_TAGS, add_edge_fields, append_via, client_address, looped};
 use crate::proxy::interim::{self, InterimRx, InterimTx};
@@ -37,7 +38,6 @@ use crate::proxy::numbers::number;
 use crate::proxy::range::{self, Stored};
 use crate::proxy::respond::{self, Precondition};
 use crate::proxy::route::SiteState;
-use crate::proxy::server::Transport;
 use crate::proxy::status::{CACHE_STATUS, CacheStatus, Fwd, Outcome, StaleWhy, chained};
 use crate::upstream::{OriginBody, OriginRequest};
 
@@ -52,7 +52,7 @@ struct Rewrite {
 /// Serves one client request. Never fails.
 pub async fn handle(edge: Arc<Edge>, req: Request<Body>, client: Option<SocketAddr>) -> Response<Body> {
     let started = Instant::now();
-    let tls = req.extensions().get::<Transport>() == Some(&Transport::Tls);
+    let tls = Downstream::tls(req.extensions());
     if !edge.health_path.is_empty() && req.uri().path() == edge.health_path {
         return crate::proxy::respond::health();
     }
@@ -185,7 +185,7 @@ async fn serve(
         None => return Err(ProxyError::UnknownHost(host.into_owned())),
     };
     routed.site = Some(site.clone());
-    let tls = parts.extensions.get::<Transport>() == Some(&Transport::Tls);
+    let tls = Downstream::tls(&parts.extensions);
     if !tls && site.cfg.https_redirect {
         return Ok((
             crate::proxy::https::redirect(&parts.method, &host, edge.https_port, &parts.uri),

@@ -5,7 +5,8 @@
 //! (`conns.rs`), and graceful shutdown (stop accepting, let in-flight responses finish within
 //! the drain timeout).
 //!
-//! Every request carries a [`Transport`] extension saying whether it arrived over TLS.
+//! Every request carries one [`Downstream`] extension: whether it arrived over TLS and its
+//! 1xx handle.
 //!
 //! HTTP/2 limits, chosen like nginx's and Cloudflare's defaults: 128 concurrent streams per
 //! connection (nginx `http2_max_concurrent_streams`); receive windows of 1 MiB per stream and
@@ -26,7 +27,7 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use stratus_config::edge::Limits;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -34,7 +35,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::body::{Body, BoxError};
-use crate::proxy::conns::{Conn, Conns, IdleLimits, Tracked};
+use crate::proxy::conns::{Closing, Conn, Conns, IdleLimits, Tracked};
+use crate::proxy::downstream::{Downstream, Transport};
 use crate::proxy::http2;
 use crate::proxy::interim::InterimIo;
 use crate::proxy::preface::{self, Protocol};
@@ -56,7 +58,12 @@ pub struct Protocols {
 pub fn builder(limits: &Limits) -> Protocols {
     let head = usize::try_from(limits.max_header_size.bytes()).unwrap_or(usize::MAX).max(8192);
     let mut h1 = http1::Builder::new();
-    h1.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout.get()).max_buf_size(head);
+    // No header-read timer in hyper: hyper 1 boxes a new timer and puts it in tokio's wheel for
+    // every keep-alive request (about 600 instructions and an allocation a hit,
+    // `docs/performance.md`). The connection's watch (`conns.rs`) cuts an HTTP/1.1 head that is
+    // not complete within `header_read_timeout` of the connection's start or its last response
+    // instead. `None` explicitly: hyper's default would be 30 s.
+    h1.header_read_timeout(None).max_buf_size(head);
     // hyper's own limit is 100 headers. Naming a limit, even that one, makes hyper fill a
     // 100-slot array on every request (`SmallVec::from_elem`, about 3 % of a hit's
     // instructions, `docs/performance.md`); the default path uses an inline array.
@@ -80,15 +87,6 @@ pub fn builder(limits: &Limits) -> Protocols {
             keep_alive_timeout: Duration::from_secs(20),
         },
     }
-}
-
-/// How a request reached us; an extension on every request [`serve`] hands to its handler.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    /// Cleartext HTTP/1.1 or h2c.
-    Plain,
-    /// HTTP/1.1 or h2 inside TLS.
-    Tls,
 }
 
 /// What [`serve`] enforces on a listener's connections.
@@ -235,16 +233,20 @@ where
     H: Fn(Request<Body>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    // A client that sends nothing is closed like any idle connection.
+    // One watch for the whole connection: a client that sends nothing is closed like any
+    // idle connection.
+    let mut close = conn.close_requested(shutdown);
     let (protocol, io) = tokio::select! {
         sniffed = preface::sniff(io) => sniffed?,
-        () = conn.close_requested(shutdown) => return Ok(()),
+        () = &mut close => return Ok(()),
     };
     match protocol {
         Protocol::Http2 => {
-            http2::serve(io, &protocols.http2, handler, peer, transport, conn, shutdown, CLOSE_GRACE).await
+            http2::serve(io, &protocols.http2, handler, peer, transport, conn, &mut close, CLOSE_GRACE).await
         }
-        Protocol::Http1 => serve_http1(io, &protocols.http1, handler, peer, transport, conn, shutdown).await,
+        Protocol::Http1 => {
+            serve_http1(io, &protocols.http1, handler, peer, transport, conn, &mut close).await
+        }
     }
 }
 
@@ -258,22 +260,21 @@ async fn serve_http1<I, H, F>(
     peer: SocketAddr,
     transport: Transport,
     conn: &Conn,
-    shutdown: &CancellationToken,
+    close: &mut Closing<'_>,
 ) -> Result<(), BoxError>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<Body>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
+    conn.http1();
     let (io, interim) = InterimIo::new(io);
     let io = TokioIo::new(io);
     let service = hyper::service::service_fn(|mut req: Request<Incoming>| {
         let busy = conn.busy();
-        req.extensions_mut().insert(transport);
         // RFC 9110 §15.2: no 1xx to HTTP/1.0 clients.
-        if req.version() == http::Version::HTTP_11 {
-            req.extensions_mut().insert(interim.clone());
-        }
+        let interim = (req.version() == http::Version::HTTP_11).then(|| interim.clone());
+        req.extensions_mut().insert(Downstream { transport, interim });
         let fut = handler(req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()), peer);
         async move { Ok::<_, Infallible>(fut.await.map(|b| Tracked::new(b, busy))) }
     });
@@ -281,7 +282,12 @@ where
     tokio::pin!(served);
     tokio::select! {
         done = served.as_mut() => return done.map_err(Into::into),
-        () = conn.close_requested(shutdown) => {}
+        () = close => {}
+    }
+    // No request yet: nothing to finish. hyper's graceful close would wait for a first head
+    // that is still arriving (a slowloris), so the connection is dropped at once.
+    if !conn.served_any() {
+        return Ok(());
     }
     served.as_mut().graceful_shutdown();
     tokio::select! {

@@ -27,10 +27,10 @@ use h2::server::Builder;
 use h2::{Ping, PingPong};
 use http::{Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::sync::CancellationToken;
 
 use crate::body::{Body, BoxError};
-use crate::proxy::conns::Conn;
+use crate::proxy::conns::{Closing, Conn};
+use crate::proxy::downstream::Transport;
 
 /// How HTTP/2 connections are served.
 #[derive(Clone, Debug)]
@@ -43,37 +43,34 @@ pub struct Settings {
     pub keep_alive_timeout: Duration,
 }
 
-/// Serves one HTTP/2 connection until it closes; closes it gracefully once `conn` asks for it
+/// Serves one HTTP/2 connection until it closes; closes it gracefully once `close` resolves
 /// (idle, shed, shutdown), giving a peer with nothing in flight `grace` to finish the close.
-/// Every request carries `transport` as an extension (the server's `Transport`; generic so
-/// that this module needs nothing from the one that calls it).
+/// Every request carries `transport` in its [`Downstream`](crate::proxy::downstream::Downstream)
+/// extension.
 #[allow(clippy::too_many_arguments)]
-pub async fn serve<I, H, F, T>(
+pub async fn serve<I, H, F>(
     io: I,
     settings: &Settings,
     handler: H,
     peer: SocketAddr,
-    transport: T,
+    transport: Transport,
     conn: &Conn,
-    shutdown: &CancellationToken,
+    close: &mut Closing<'_>,
     grace: Duration,
 ) -> Result<(), BoxError>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<Body>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
-    T: Clone + Send + Sync + 'static,
 {
-    let close = conn.close_requested(shutdown);
-    tokio::pin!(close);
     let mut h2 = tokio::select! {
         done = settings.builder.handshake::<_, Bytes>(io) => done?,
-        () = &mut close => return Ok(()),
+        () = &mut *close => return Ok(()),
     };
     let alive = keep_alive(h2.ping_pong(), settings.keep_alive_interval, settings.keep_alive_timeout);
     tokio::pin!(alive);
     let accept = |(req, reply): (Request<h2::RecvStream>, h2::server::SendResponse<Bytes>)| {
-        tokio::spawn(stream::serve(req, reply, handler.clone(), peer, transport.clone(), conn.busy()));
+        tokio::spawn(stream::serve(req, reply, handler.clone(), peer, transport, conn.busy()));
     };
     loop {
         tokio::select! {
@@ -82,7 +79,7 @@ where
                 Some(Err(e)) => return Err(e.into()),
                 None => return Ok(()),
             },
-            () = &mut close => break,
+            () = &mut *close => break,
             () = &mut alive => return Err("http2 keep-alive ping not answered".into()),
         }
     }

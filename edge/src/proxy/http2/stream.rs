@@ -27,6 +27,7 @@ use hyper::body::Body as _;
 
 use crate::body::Body;
 use crate::proxy::conns::Busy;
+use crate::proxy::downstream::{Downstream, Transport};
 use crate::proxy::http2::recv::RecvBody;
 use crate::proxy::interim::{Interim, lock_reply};
 
@@ -40,24 +41,22 @@ const CONNECTION_SPECIFIC: [HeaderName; 5] = [
 ];
 
 /// Serves one request: runs `handler` and sends its response on the stream. The request
-/// carries `transport` as an extension; `busy` keeps the connection busy until the response
+/// carries a [`Downstream`] extension (`transport` and its 1xx handle); `busy` keeps the connection busy until the response
 /// has been sent or the stream is gone.
-pub async fn serve<H, F, T>(
+pub async fn serve<H, F>(
     req: Request<RecvStream>,
     reply: SendResponse<Bytes>,
     handler: H,
     peer: SocketAddr,
-    transport: T,
+    transport: Transport,
     busy: Busy,
 ) where
     H: Fn(Request<Body>, SocketAddr) -> F,
     F: Future<Output = Response<Body>>,
-    T: Clone + Send + Sync + 'static,
 {
     let reply = Arc::new(Mutex::new(reply));
     let (mut parts, recv) = req.into_parts();
-    parts.extensions.insert(transport);
-    parts.extensions.insert(Interim::http2(reply.clone()));
+    parts.extensions.insert(Downstream { transport, interim: Some(Interim::http2(reply.clone())) });
     let body = RecvBody::new(recv, &parts.headers).map_err(Into::into).boxed_unsync();
     let handling = handler(Request::from_parts(parts, body), peer);
     tokio::pin!(handling);
