@@ -101,6 +101,12 @@ fn negotiate_values<'a>(values: impl Iterator<Item = &'a HeaderValue>) -> Encodi
             *slot = Some(!refused);
         }
     }
+    preferred(accepted, star)
+}
+
+/// The first of `br`, `zstd`, `gzip` that is accepted (`accepted` in that order; a coding not
+/// named takes `star`'s answer), else identity.
+fn preferred(accepted: [Option<bool>; 3], star: Option<bool>) -> Encoding {
     let order = [Encoding::Br, Encoding::Zstd, Encoding::Gzip];
     order
         .into_iter()
@@ -419,12 +425,7 @@ mod tests {
                 *slot = Some(!refused);
             }
         }
-        let order = [Encoding::Br, Encoding::Zstd, Encoding::Gzip];
-        order
-            .into_iter()
-            .zip(accepted)
-            .find(|(_, a)| a.or(star).unwrap_or(false))
-            .map_or(Encoding::Identity, |(e, _)| e)
+        preferred(accepted, star)
     }
 
     fn accept(values: &[&str]) -> HeaderMap {
