@@ -252,9 +252,9 @@ impl Entry {
         (self.lifetime().as_secs_f64() - age.as_secs_f64()).floor() as i64
     }
 
-    /// How long past its freshness the entry is (zero when fresh).
-    pub fn staleness(&self, now: Instant) -> Duration {
-        self.age(now).saturating_sub(self.lifetime())
+    /// How long past its freshness the entry is at age `age` (zero when fresh).
+    pub fn staleness_at(&self, age: Duration) -> Duration {
+        age.saturating_sub(self.lifetime())
     }
 
     /// Fresh: within its lifetime and not soft-purged.
@@ -311,7 +311,7 @@ impl Entry {
     /// the store's expiry check and then the freshness decision, `Age` and `Cache-Status`.
     pub fn expired_at(&self, age: Duration) -> bool {
         // Every lookup asks this: a fresh entry answers without scanning its headers.
-        let stale_for = age.saturating_sub(self.lifetime());
+        let stale_for = self.staleness_at(age);
         !stale_for.is_zero() && stale_for >= self.stale_window()
     }
 

@@ -48,7 +48,7 @@ pub(crate) fn reuse_aged(e: &Entry, req: &Directives, no_cache: bool, age: Durat
     // revalidation (it may still serve for `stale-if-error`, decided after the fetch).
     let may_serve_stale = !no_cache && !e.is_invalidated() && !e.must_revalidate() && !e.no_cache();
     if may_serve_stale {
-        let staleness = age.saturating_sub(e.lifetime());
+        let staleness = e.staleness_at(age);
         if req.max_stale().is_some_and(|max| staleness.as_secs() <= max) {
             return Reuse::Stale(StaleWhy::MaxStale);
         }

@@ -59,9 +59,9 @@ impl Slot {
                 let age = e.age(now);
                 if e.expired_at(age) { Err(Self::Object(e)) } else { Ok(Read::Object(e, age)) }
             }
-            Self::Vary(v) if v.until > Moment::of(now) => Ok(Read::Vary(v)),
-            Self::HitForMiss(until) if until > Moment::of(now) => Ok(Read::HitForMiss),
-            expired => Err(expired),
+            expired if expired.is_expired(now) => Err(expired),
+            Self::Vary(v) => Ok(Read::Vary(v)),
+            Self::HitForMiss(_) => Ok(Read::HitForMiss),
         }
     }
 

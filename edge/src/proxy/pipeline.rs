@@ -444,17 +444,16 @@ async fn follow(
     let leader = pass.is_some();
     let fill = reader.fill().clone();
     let asked = Instant::now();
-    let now = || Instant::now();
     let stale_if_error = |code: Option<u16>| -> Option<Served> {
         let e = stale.as_ref()?;
-        let n = now();
-        if e.sie().is_zero() || e.staleness(n) > e.sie() {
+        let age = e.age(Instant::now());
+        if e.sie().is_zero() || e.staleness_at(age) > e.sie() {
             return None;
         }
         let mut st = CacheStatus::new(Outcome::StaleIfError);
         st.fwd_status = code;
-        st.ttl = Some(e.ttl(n));
-        Some(Ok((serve_entry(e, ctx, e.age(n)), st)))
+        st.ttl = Some(e.ttl_at(age));
+        Some(Ok((serve_entry(e, ctx, age), st)))
     };
     let head = wait_head(&fill, ctx, interim).await;
     status.origin_time = Some(asked.elapsed());
@@ -463,8 +462,9 @@ async fn follow(
         FillHead::Entry(e) => {
             status.fwd_status = Some(304);
             status.stored = true;
-            status.ttl = Some(e.ttl(now()));
-            Ok((serve_entry(&e, ctx, e.age(now())), status))
+            let age = e.age(Instant::now());
+            status.ttl = Some(e.ttl_at(age));
+            Ok((serve_entry(&e, ctx, age), status))
         }
         FillHead::Pass(reason) => match pass {
             Some(rx) => {
