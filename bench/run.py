@@ -119,16 +119,18 @@ def descendants(pid):
     return out
 
 
-def cpu_seconds(pids):
-    total = 0
+def cpu_split(pids):
+    """User and system CPU seconds of pids (processes: their threads included)."""
+    user = system = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime + stime
+            user += int(fields[11])
+            system += int(fields[12])
         except (OSError, IndexError, ValueError):
             pass
-    return total / CLK_TCK
+    return user / CLK_TCK, system / CLK_TCK
 
 
 def status_mib(pids, field):
@@ -637,12 +639,15 @@ def wrk(url, seconds, connections, script=None, headers=()):
 def measured(proc, fn):
     """Runs fn() and adds the proxy's CPU µs per request and peak RSS to its result."""
     pids = proc.pids()
-    before = cpu_seconds(pids)
+    user0, sys0 = cpu_split(pids)
     res = fn()
-    cpu = cpu_seconds(pids) - before
+    user1, sys1 = cpu_split(pids)
+    cpu = (user1 - user0) + (sys1 - sys0)
     res["cpu_s"] = cpu
     if res.get("requests"):
         res["cpu_us_per_req"] = cpu / res["requests"] * 1e6
+        # The kernel's share (sockets, files) apart from the proxy's own code.
+        res["sys_us_per_req"] = (sys1 - sys0) / res["requests"] * 1e6
     res["peak_rss_mib"] = peak_rss_mib(pids)
     return res
 
@@ -704,7 +709,8 @@ def scenario_hits(products, work, reps, seconds, path, conns, key, tuning="small
                 url = f"http://127.0.0.1:{PORTS[p]}{path}"
                 r = measured(procs[p], lambda: wrk(url, seconds, conns, headers=headers))
                 log(f"{key} {p} rep {rep + 1}: {r['rps']:.0f} req/s, {r.get('mib_s', 0):.0f} MiB/s, "
-                    f"p99 {r.get('p99_ms')} ms, {r.get('cpu_us_per_req', 0):.1f} CPU µs/req, {r.get('errors')} errors")
+                    f"p99 {r.get('p99_ms')} ms, {r.get('cpu_us_per_req', 0):.1f} CPU µs/req "
+                    f"({r.get('sys_us_per_req', 0):.1f} in the kernel), {r.get('errors')} errors")
                 results[p].append(r)
         if headers:
             # Each product must really have answered compressed, or the row compares nothing.
@@ -714,6 +720,45 @@ def scenario_hits(products, work, reps, seconds, path, conns, key, tuning="small
                 log(f"{key} {p}: Content-Encoding {encoding}, {len(body)} bytes")
                 for r in results[p]:
                     r["encoded"] = 1 if encoding else 0
+    finally:
+        for p in procs.values():
+            stop(p)
+    return {p: median_of(rs) for p, rs in results.items()}
+
+
+TAIL_RATE = 50_000
+
+
+def loadtest_at(url, rate, seconds, connections=64):
+    """`stratus loadtest` at a constant `rate`: latency from each request's intended send time
+    (coordinated omission corrected, as wrk2), so a stall counts for every request it delayed.
+    wrk measures from the actual send, and at saturation its p99 is the queue, not the server."""
+    argv = ["taskset", "-c", LOAD_CPU, STRATUS, "loadtest", "--rate", str(rate), f"-c{connections}",
+            "-d", f"{seconds}s", "--warmup", "1s", "--json", url]
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    j = json.loads(res.stdout)
+    lat = j.get("latency_ms") or {}
+    return {"requests": j.get("requests"), "rps": j.get("rps"), "p50_ms": lat.get("p50"),
+            "p99_ms": lat.get("p99"), "p999_ms": lat.get("p99_9"), "errors": (j.get("errors") or {}).get("total")}
+
+
+def scenario_tail(products, work, reps, seconds):
+    """1 KiB hits at a constant 50,000 req/s, below every peer's capacity: the tail a client
+    sees when the proxy is not the bottleneck (stalls, housekeeping), products interleaved."""
+    results = {p: [] for p in products}
+    procs = {}
+    try:
+        for p in products:
+            procs[p] = start(p, work, MAIN_CACHE_MIB, tuning=TUNING["small"])
+        for p in products:
+            for _ in range(3):
+                http_get(f"http://127.0.0.1:{PORTS[p]}/1k")
+        for rep in range(reps):
+            for p in products:
+                r = measured(procs[p], lambda: loadtest_at(f"http://127.0.0.1:{PORTS[p]}/1k", TAIL_RATE, seconds))
+                log(f"tail {p} rep {rep + 1}: p50 {r['p50_ms']} p99 {r['p99_ms']} p99.9 {r['p999_ms']} ms "
+                    f"at {r['rps']:.0f} req/s, {r.get('errors')} errors")
+                results[p].append(r)
     finally:
         for p in procs.values():
             stop(p)
@@ -1094,7 +1139,8 @@ def scenario_disk(products, work, reps, seconds):
                 r = median_of(runs)
                 if p == "stratus-disk":
                     r["disk_hits"] = stratus_disk_metric('stratus_edge_cache_hits_total{tier="disk"}')
-                log(f"disk {key} {p}: {r['rps']:.0f} req/s, p99 {r.get('p99_ms')} ms")
+                log(f"disk {key} {p}: {r['rps']:.0f} req/s, p99 {r.get('p99_ms')} ms, "
+                    f"{r.get('cpu_us_per_req', 0):.1f} CPU µs/req of which {r.get('sys_us_per_req', 0):.1f} in the kernel")
                 out[key][p] = r
             finally:
                 stop(proc)
@@ -1290,6 +1336,10 @@ def write_report(res, meta):
     row("1 KiB hits, p50 ms", g("hit_1k", "p50_ms"), ".2f", higher_better=False, note=small)
     row("1 KiB hits, p99 ms", g("hit_1k", "p99_ms"), ".2f", higher_better=False, note=small)
     row("1 KiB hits, proxy CPU µs/req", g("hit_1k", "cpu_us_per_req"), ".1f", higher_better=False, note=small)
+    row(f"1 KiB hits at a constant {TAIL_RATE:,} req/s, p99 ms (stratus loadtest, 64 conns)",
+        g("tail_1k", "p99_ms"), ".2f", higher_better=False, note=small + "; latency from the intended send time (wrk2's correction)")
+    row(f"1 KiB hits at a constant {TAIL_RATE:,} req/s, p99.9 ms", g("tail_1k", "p999_ms"), ".2f",
+        higher_better=False, note=small)
     static = res.get("hit_1k", {}).get("static", {})
     if static:
         lines.append(f"| 1 KiB, nginx serving the file itself: req/s, CPU µs/req | "
@@ -1384,7 +1434,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="one repetition of 5 s each")
     ap.add_argument("--seconds", type=int, help="length of each measurement (default 10, --quick 5)")
     ap.add_argument("--products", default="stratus,nginx,varnish,ats")
-    ap.add_argument("--only", choices=["hits", "large", "h2", "tls", "gzip", "diskmem", "disk", "disklarge", "zipf", "coalescing", "memory",
+    ap.add_argument("--only", choices=["hits", "tail", "large", "h2", "tls", "gzip", "diskmem", "disk", "disklarge", "zipf", "coalescing", "memory",
                                        "profile", "accesslog"],
                     help="run only this scenario (profile: perf of Stratus's hit path, never in a full run); "
                          "prints its figures, keeps bench/results.md")
@@ -1427,6 +1477,8 @@ def main():
                         n = sum(1 for _ in f)
                     log(f"{name}: {n:,} access-log lines")
                     meta.setdefault("notes", []).append(f"{name} wrote {n:,} access-log lines in the `hits` scenario.")
+        if runs("tail"):
+            res["tail_1k"] = scenario_tail(products, work, reps, seconds)
         if runs("large"):
             res["hit_100k"] = scenario_hits(products, work, reps, seconds, "/100k", 16, "100k", "large")
             res["hit_1m"] = scenario_hits(products, work, reps, seconds, "/1m", 16, "1m", "large")
