@@ -736,7 +736,11 @@ def loadtest_at(url, rate, seconds, connections=64):
     argv = ["taskset", "-c", LOAD_CPU, STRATUS, "loadtest", "--rate", str(rate), f"-c{connections}",
             "-d", f"{seconds}s", "--warmup", "1s", "--json", url]
     res = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
-    j = json.loads(res.stdout)
+    try:
+        j = json.loads(res.stdout)
+    except ValueError:
+        log(f"loadtest gave no report (exit {res.returncode}): {res.stderr.strip()[-300:]}")
+        return {}
     lat = j.get("latency_ms") or {}
     return {"requests": j.get("requests"), "rps": j.get("rps"), "p50_ms": lat.get("p50"),
             "p99_ms": lat.get("p99"), "p999_ms": lat.get("p99_9"), "errors": (j.get("errors") or {}).get("total")}
@@ -756,8 +760,8 @@ def scenario_tail(products, work, reps, seconds):
         for rep in range(reps):
             for p in products:
                 r = measured(procs[p], lambda: loadtest_at(f"http://127.0.0.1:{PORTS[p]}/1k", TAIL_RATE, seconds))
-                log(f"tail {p} rep {rep + 1}: p50 {r['p50_ms']} p99 {r['p99_ms']} p99.9 {r['p999_ms']} ms "
-                    f"at {r['rps']:.0f} req/s, {r.get('errors')} errors")
+                log(f"tail {p} rep {rep + 1}: p50 {r.get('p50_ms')} p99 {r.get('p99_ms')} p99.9 {r.get('p999_ms')} ms "
+                    f"at {r.get('rps') or 0:.0f} req/s, {r.get('errors')} errors")
                 results[p].append(r)
     finally:
         for p in procs.values():
