@@ -694,8 +694,10 @@ async def burst(port, path, n):
 
 # ---------------------------------------------------------------- scenarios
 
-def scenario_hits(products, work, reps, seconds, path, conns, key, tuning="small", headers=()):
-    """Hits on `path` from wrk with `conns` connections, products interleaved, `reps` times."""
+def scenario_hits(products, work, reps, seconds, path, conns, key, tuning="small", headers=(), load=None):
+    """Hits on `path` from wrk with `conns` connections (or from `load(url)`), products
+    interleaved, `reps` times."""
+    load = load or (lambda url: wrk(url, seconds, conns, headers=headers))
     results = {p: [] for p in products}
     procs = {}
     try:
@@ -707,9 +709,10 @@ def scenario_hits(products, work, reps, seconds, path, conns, key, tuning="small
         for rep in range(reps):
             for p in products:
                 url = f"http://127.0.0.1:{PORTS[p]}{path}"
-                r = measured(procs[p], lambda: wrk(url, seconds, conns, headers=headers))
-                log(f"{key} {p} rep {rep + 1}: {r['rps']:.0f} req/s, {r.get('mib_s', 0):.0f} MiB/s, "
-                    f"p99 {r.get('p99_ms')} ms, {r.get('cpu_us_per_req', 0):.1f} CPU µs/req "
+                r = measured(procs[p], lambda: load(url))
+                tail = f", p99.9 {r['p999_ms']} ms" if "p999_ms" in r else ""
+                log(f"{key} {p} rep {rep + 1}: {r.get('rps') or 0:.0f} req/s, {r.get('mib_s', 0):.0f} MiB/s, "
+                    f"p50 {r.get('p50_ms')} ms, p99 {r.get('p99_ms')} ms{tail}, {r.get('cpu_us_per_req', 0):.1f} CPU µs/req "
                     f"({r.get('sys_us_per_req', 0):.1f} in the kernel), {r.get('errors')} errors")
                 results[p].append(r)
         if headers:
@@ -744,29 +747,6 @@ def loadtest_at(url, rate, seconds, connections=64):
     lat = j.get("latency_ms") or {}
     return {"requests": j.get("requests"), "rps": j.get("rps"), "p50_ms": lat.get("p50"),
             "p99_ms": lat.get("p99"), "p999_ms": lat.get("p99_9"), "errors": (j.get("errors") or {}).get("total")}
-
-
-def scenario_tail(products, work, reps, seconds):
-    """1 KiB hits at a constant 50,000 req/s, below every peer's capacity: the tail a client
-    sees when the proxy is not the bottleneck (stalls, housekeeping), products interleaved."""
-    results = {p: [] for p in products}
-    procs = {}
-    try:
-        for p in products:
-            procs[p] = start(p, work, MAIN_CACHE_MIB, tuning=TUNING["small"])
-        for p in products:
-            for _ in range(3):
-                http_get(f"http://127.0.0.1:{PORTS[p]}/1k")
-        for rep in range(reps):
-            for p in products:
-                r = measured(procs[p], lambda: loadtest_at(f"http://127.0.0.1:{PORTS[p]}/1k", TAIL_RATE, seconds))
-                log(f"tail {p} rep {rep + 1}: p50 {r.get('p50_ms')} p99 {r.get('p99_ms')} p99.9 {r.get('p999_ms')} ms "
-                    f"at {r.get('rps') or 0:.0f} req/s, {r.get('errors')} errors")
-                results[p].append(r)
-    finally:
-        for p in procs.values():
-            stop(p)
-    return {p: median_of(rs) for p, rs in results.items()}
 
 
 def scenario_profile(work, seconds=10):
@@ -1482,7 +1462,10 @@ def main():
                     log(f"{name}: {n:,} access-log lines")
                     meta.setdefault("notes", []).append(f"{name} wrote {n:,} access-log lines in the `hits` scenario.")
         if runs("tail"):
-            res["tail_1k"] = scenario_tail(products, work, reps, seconds)
+            # 1 KiB hits at a constant rate, below every peer's capacity: the tail a client sees
+            # when the proxy is not the bottleneck (stalls, housekeeping).
+            res["tail_1k"] = scenario_hits(products, work, reps, seconds, "/1k", 64, "tail", "small",
+                                           load=lambda url: loadtest_at(url, TAIL_RATE, seconds))
         if runs("large"):
             res["hit_100k"] = scenario_hits(products, work, reps, seconds, "/100k", 16, "100k", "large")
             res["hit_1m"] = scenario_hits(products, work, reps, seconds, "/1m", 16, "1m", "large")
