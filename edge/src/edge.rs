@@ -98,7 +98,7 @@ impl Edge {
         );
         let disk = match &config.cache.disk {
             Some(d) => Some(Arc::new(
-                Disk::open(d, config.control.is_some())
+                Disk::open(d, config.cache.max_object_size.bytes(), config.control.is_some())
                     .map_err(|source| Error::CacheDir { path: d.path.clone(), source })?,
             )),
             None => None,

@@ -163,12 +163,9 @@ fn housekeeping(
                     // of misses, and a sweep that walks the whole cache, would hold up every
                     // request queued behind them (the p99 of issue #23).
                     n += 1;
-                    let (store, disk, sweep) = (e.store.clone(), e.disk.clone(), n.is_multiple_of(60));
+                    let (store, sweep) = (e.store.clone(), n.is_multiple_of(60));
                     let _ = tokio::task::spawn_blocking(move || {
                         store.run_pending_tasks();
-                        if let Some(disk) = disk {
-                            disk.run_pending_tasks();
-                        }
                         if sweep {
                             store.sweep();
                         }

@@ -8,10 +8,10 @@
 //! place complete; each carries its key and a checksum (`file.rs`), so a torn or corrupted
 //! file and a hash collision are misses, never garbage.
 //!
-//! The index is a moka cache from key hash to file, weighed by file size: moka's TinyLFU
-//! admission and LRU eviction keep the directory within its size, and its eviction listener
-//! deletes the files of evicted entries. On start the index is rebuilt from file names and
-//! sizes alone (no file is opened), so an edge with many objects is ready quickly.
+//! The index (`index.rs`) maps key hashes to files, weighed by file size: its clock keeps
+//! the directory within its size, and the files of entries it drops are deleted. On start the
+//! index is rebuilt from file names and sizes alone (no file is opened), so an edge with many
+//! objects is ready quickly.
 //!
 //! Writes never block a request: the memory store hands every object it stores (and every
 //! object it evicts for room that is not on disk yet) to a bounded queue that one writer
@@ -51,7 +51,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use moka::notification::RemovalCause;
 
 use http::HeaderMap;
 use http::header::HeaderName;
@@ -60,6 +59,7 @@ use crate::cache::disk::bans::{Ban, Bans, MAX_BANS, Verdict, What};
 use crate::cache::disk::blocks::FileBody;
 use crate::cache::disk::file::{self, Content, Record};
 use crate::cache::disk::handoff::{self, Batch};
+use crate::cache::disk::index::{Index, Meta};
 use crate::cache::disk::load::{self, Contents};
 use crate::cache::disk::slot::{ObjectName, hash, now_ms, object_path, parse_name, variant_names};
 use crate::cache::disk::stream::{self, StreamWriter};
@@ -96,21 +96,10 @@ pub struct DiskStats {
 struct Counters {
     hits: AtomicU64,
     misses: AtomicU64,
-    evictions: AtomicU64,
     writes: AtomicU64,
     errors: AtomicU64,
     corrupt: AtomicU64,
     dropped: AtomicU64,
-}
-
-/// Where an object's file is.
-#[derive(Clone, Copy, Debug)]
-struct Meta {
-    seq: u64,
-    size: u64,
-    /// For a `Vary` marker this process wrote: the hash of its header names (so it is not
-    /// written again for every variant). `None` for objects and markers found on start.
-    vary: Option<u64>,
 }
 
 /// What a lookup found on disk.
@@ -162,7 +151,7 @@ struct Shared {
     objects_dir: OwnedFd,
     /// Objects queued and not yet written (or skipped).
     pending: AtomicU64,
-    index: moka::sync::Cache<u64, Meta>,
+    index: Index,
     seq: AtomicU64,
     queued_bytes: AtomicU64,
     bans: Mutex<Bans>,
@@ -191,7 +180,7 @@ impl Disk {
     /// Opens the tier in `cfg.path` (created when missing), rebuilds its index from the files
     /// there and starts the writer thread. With `hold_reads`, nothing is read back until
     /// [`Disk::open_reads`].
-    pub fn open(cfg: &stratus_config::edge::Disk, hold_reads: bool) -> io::Result<Self> {
+    pub fn open(cfg: &stratus_config::edge::Disk, largest: u64, hold_reads: bool) -> io::Result<Self> {
         let started = Instant::now();
         let dir = cfg.path.clone();
         fs::create_dir_all(dir.join("objects"))?;
@@ -199,22 +188,12 @@ impl Disk {
         let _ = fs::remove_dir_all(dir.join("tmp"));
         fs::create_dir_all(dir.join("tmp"))?;
         let counters = Arc::new(Counters::default());
-        let (objects, ev) = (dir.join("objects"), counters.clone());
-        let index = moka::sync::Cache::builder()
-            .max_capacity(cfg.size.bytes())
-            .weigher(|_: &u64, m: &Meta| u32::try_from(m.size).unwrap_or(u32::MAX))
-            .eviction_listener(move |hash: Arc<u64>, m: Meta, cause: RemovalCause| {
-                if cause == RemovalCause::Size {
-                    ev.evictions.fetch_add(1, Ordering::Relaxed);
-                }
-                let _ = fs::remove_file(object_path(&objects, *hash, m.seq));
-            })
-            .build();
         let (bans, intact) = Bans::open(&dir.join("bans.log"))?;
         let objects = dir.join("objects");
         let dir_flags =
             rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
         let objects_dir = rustix::fs::open(&objects, dir_flags, rustix::fs::Mode::empty())?;
+        let index = Index::new(objects_dir.try_clone()?, cfg.size.bytes(), largest);
         let shared = Arc::new(Shared {
             objects,
             objects_dir,
@@ -231,7 +210,7 @@ impl Disk {
         if !intact {
             tracing::warn!(dir = %shared.dir.display(), "ban log unreadable: emptying the disk cache");
             shared.clear();
-        } else if shared.index.entry_count() == 0 {
+        } else if shared.index.len() == 0 {
             // No object is older than any ban: the log has nothing left to say.
             lock(&shared.bans).reset()?;
         }
@@ -246,7 +225,7 @@ impl Disk {
         tracing::info!(
             dir = %shared.dir.display(),
             objects = found,
-            bytes = shared.index.weighted_size(),
+            bytes = shared.index.bytes(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "disk cache ready"
         );
@@ -283,7 +262,7 @@ impl Disk {
     pub fn spill(&self, slot: &Arc<str>, entry: &Arc<Entry>, fresh: bool) {
         let s = &self.shared;
         // A body in a file is on disk already (a refreshed large object keeps its file).
-        if entry.file().is_some() || (!fresh && s.index.contains_key(&hash(slot))) {
+        if entry.file().is_some() || (!fresh && s.index.contains(hash(slot))) {
             return;
         }
         let size = entry.weight() as u64;
@@ -373,12 +352,12 @@ impl Disk {
 
     /// Whether a file is indexed under `slot` (it may still turn out unusable when read).
     pub fn contains(&self, slot: &str) -> bool {
-        self.reads.load(Ordering::Relaxed) && self.shared.index.contains_key(&hash(slot))
+        self.reads.load(Ordering::Relaxed) && self.shared.index.contains(hash(slot))
     }
 
     /// Drops the file under `slot`, if any (a slice of a version the origin no longer has).
     pub fn remove(&self, slot: &str) {
-        self.shared.index.invalidate(&hash(slot));
+        self.shared.index.remove(hash(slot));
     }
 
     fn count(&self, hit: bool) {
@@ -395,7 +374,7 @@ impl Disk {
         }
         let h = hash(slot);
         let suffix = slot.strip_prefix(&**key.primary())?;
-        let meta = self.shared.index.get(&h)?;
+        let meta = self.shared.index.get(h)?;
         let name = ObjectName::new(h, meta.seq);
         let loaded = match load::cached(self.shared.objects_dir.as_fd(), name.as_str(), meta.size) {
             Ok(Some(contents)) => Ok(contents),
@@ -447,22 +426,16 @@ impl Disk {
         self.shared.clear();
     }
 
-    /// Runs the index's housekeeping (evictions, file deletions).
-    pub fn run_pending_tasks(&self) {
-        self.shared.index.run_pending_tasks();
-    }
-
     /// The tier's counters.
     pub fn stats(&self) -> DiskStats {
         let (s, c) = (&self.shared, &self.shared.counters);
-        s.index.run_pending_tasks();
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         DiskStats {
-            entries: s.index.entry_count(),
-            bytes: s.index.weighted_size(),
+            entries: s.index.len(),
+            bytes: s.index.bytes(),
             hits: get(&c.hits),
             misses: get(&c.misses),
-            evictions: get(&c.evictions),
+            evictions: s.index.evictions(),
             writes: get(&c.writes),
             errors: get(&c.errors),
             corrupt: get(&c.corrupt),
@@ -489,7 +462,7 @@ impl Shared {
                     continue;
                 };
                 max_seq = max_seq.max(seq);
-                match self.index.get(&h) {
+                match self.index.peek(h) {
                     // An older copy of the same key: the newer one wins.
                     Some(m) if m.seq > seq => {
                         let _ = fs::remove_file(f.path());
@@ -502,7 +475,6 @@ impl Shared {
             }
         }
         self.seq.store(max_seq + 1, Ordering::Relaxed);
-        self.index.run_pending_tasks();
         Ok(found)
     }
 
@@ -545,7 +517,7 @@ impl Shared {
         if let Some(names) = variant_names(suffix) {
             let primary = hash(entry.key.primary());
             let names_hash = hash(&names.iter().map(HeaderName::as_str).collect::<Vec<_>>().join(","));
-            if self.index.get(&primary).and_then(|m| m.vary) != Some(names_hash) {
+            if self.index.peek(primary).and_then(|m| m.vary) != Some(names_hash) {
                 let marker = Record {
                     key: entry.key.clone(),
                     suffix: Arc::from(""),
@@ -750,16 +722,12 @@ impl Shared {
 
     /// Drops the index entry for `h` if it still names file `seq` (its file goes with it).
     fn forget(&self, h: u64, seq: u64) {
-        self.index.entry(h).and_compute_with(|cur| match cur {
-            Some(c) if c.value().seq == seq => moka::ops::compute::Op::Remove,
-            _ => moka::ops::compute::Op::Nop,
-        });
+        self.index.forget(h, seq);
     }
 
-    /// Empties the tier: the index (whose listener deletes the files) and the ban log.
+    /// Empties the tier: the index (which deletes the files) and the ban log.
     fn clear(&self) {
-        self.index.invalidate_all();
-        self.index.run_pending_tasks();
+        self.index.clear();
         if let Err(error) = lock(&self.bans).reset() {
             tracing::warn!(%error, "cannot reset the ban log");
         }
