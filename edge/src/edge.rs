@@ -110,7 +110,11 @@ impl Edge {
         Ok(Arc::new(Self {
             router: ArcSwap::from_pointee(Router::new(&config.sites, &outbound)?),
             sources: Sources::new(config),
-            store: Store::with_spill(config.cache.size.bytes(), spill),
+            store: Store::with_spill(
+                config.cache.size.bytes(),
+                config.cache.max_object_size.bytes().min(config.cache.size.bytes()),
+                spill,
+            ),
             disk,
             inflight: Inflight::default(),
             slices: SliceFlights::default(),
@@ -192,8 +196,6 @@ impl Edge {
     /// Counters for heartbeats and `/stats`.
     pub fn stats(&self) -> EdgeStats {
         let (requests, hits) = self.metrics.counts();
-        // moka updates its size and count in housekeeping; settle it so the numbers are current.
-        self.store.run_pending_tasks();
         let (served_bytes, server_errors) = self.metrics.traffic();
         EdgeStats {
             requests,

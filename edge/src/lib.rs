@@ -8,7 +8,7 @@
 //! ```text
 //! client ─► proxy/server ─► proxy/pipeline: route → key → lookup ─┬─ hit (cache/reuse) ─► proxy/respond
 //!                                                                 └─ miss/stale ─► cache/coalesce ◄─ proxy/fill ─► upstream/ ─► origin
-//!                                                                                       │ cache/store (moka + purge indexes)
+//!                                                                                       │ cache/store (quick_cache + purge indexes)
 //! admin ─► fleet/admin (purge, metrics, stats)     control ─► fleet/follow ─► fleet/target
 //! ```
 //!

@@ -142,8 +142,11 @@ async fn listen_admin(
     Ok(Some(url))
 }
 
-/// Work off the request path: moka's eviction work, a sweep for expired entries every 30 s,
-/// and certificate files replaced on disk. (Metrics need no upkeep: `histogram.rs`.)
+/// Work off the request path: a sweep for expired entries every 30 s, and certificate files
+/// replaced on disk. (Metrics need no upkeep: `histogram.rs`.)
+/// How often expired entries nobody asked for are swept out of the memory tier.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
 fn housekeeping(
     edge: &Arc<Edge>,
     config: &EdgeConfig,
@@ -152,25 +155,18 @@ fn housekeeping(
 ) {
     let (e, stop) = (edge.clone(), shutdown.clone());
     tasks.spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut n: u64 = 0;
+        tick.tick().await;
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
                 _ = tick.tick() => {
-                    // On a blocking-pool thread, not the runtime's: eviction work after a burst
-                    // of misses, and a sweep that walks the whole cache, would hold up every
-                    // request queued behind them (the p99 of issue #23).
-                    n += 1;
-                    let (store, sweep) = (e.store.clone(), n.is_multiple_of(60));
-                    let _ = tokio::task::spawn_blocking(move || {
-                        store.run_pending_tasks();
-                        if sweep {
-                            store.sweep();
-                        }
-                    })
-                    .await;
+                    // On a blocking-pool thread, not the runtime's: a sweep walks the whole
+                    // cache and would hold up every request queued behind it (the p99 of
+                    // issue #23).
+                    let store = e.store.clone();
+                    let _ = tokio::task::spawn_blocking(move || store.sweep()).await;
                 }
             }
         }

@@ -21,11 +21,13 @@ const REVALIDATION_KEEP: Duration = Duration::from_secs(600);
 /// How long other entries are kept once stale, for clients that accept stale (`max-stale`).
 const STALE_KEEP: Duration = Duration::from_secs(60);
 /// Per-entry memory beyond the body, the header text and the key, for the weigher: the entry,
-/// moka's nodes and hash-table links, the purge-index slot and allocator slack. Calibrated
-/// against the RSS growth per cached object that `bench/run.py --only memory` measures (1,832 B
-/// for a 1 KiB body with seven stored headers, 2026-11-25), so that `--cache-size` bounds real
-/// memory, not an optimistic estimate.
-const ENTRY_OVERHEAD: usize = 650;
+/// the cache map's slot and hash-table link, the purge-index slot, allocator slack and a share
+/// of the map's list of evicted keys (its ghosts). Calibrated against the RSS growth per cached
+/// object that `bench/run.py --only memory` measures (1,606 B for a 1 KiB body with seven
+/// stored headers, 2026-12-06, after the store moved from moka to quick_cache: it was 1,832 B
+/// and this constant 650), so that `--cache-size` bounds real memory, not an optimistic
+/// estimate.
+const ENTRY_OVERHEAD: usize = 450;
 
 /// One cached response. It is laid out for size: a small object's headers and body share one
 /// allocation, and freshness is kept in whole seconds, the resolution of `max-age` and `Age`.

@@ -1,19 +1,29 @@
-//! The memory store: a moka cache weighed in bytes, plus the indexes purges need (host + path
-//! → keys, tag → keys).
+//! The memory store: a `quick_cache` map weighed in bytes, plus the indexes purges need (host
+//! + path → keys, tag → keys).
+//!
+//! Eviction is quick_cache's CLOCK-Pro: a new object is *cold* and goes when the clock reaches
+//! it unless it was asked for again meanwhile; an object asked for again becomes *hot* (most
+//! of the room); a key evicted lately (a *ghost*, remembered by its hash) comes back hot. This
+//! keeps one-hit wonders from pushing out the popular objects, as moka's TinyLFU admission
+//! did, at a fraction of moka's cost: a read is one hash-table probe under a shard's read lock
+//! and a reference bit, where moka queued every read and replayed it on its linked lists, and
+//! an entry costs about 60 bytes of bookkeeping where moka's cost about 250
+//! (`docs/performance.md`, "Both tiers on quick_cache").
 //!
 //! Slots expire by their own deadlines, checked where they are read: a lookup that finds an
 //! expired slot removes it and reports a miss, and [`Store::sweep`] removes the ones nobody
-//! asked for. moka's per-entry expiry would do the same with a timer-wheel node per entry,
-//! 48 bytes that a small object cannot afford (see `bench/results.md`). Expired slots are
-//! weighed like the others until they go, so the cache never holds more than its size.
+//! asked for. Per-entry expiry in the cache would need a timer-wheel node per entry, 48 bytes
+//! that a small object cannot afford. Expired slots are weighed like the others until they
+//! go, so the cache never holds more than its size.
 //!
 //! Slots under one key are objects, `Vary` markers (the primary key of a varying resource
 //! points to the header names that pick a variant) or hit-for-miss markers (the last response
 //! was not storable, so requests go to the origin at once instead of queueing behind a fill).
 //!
 //! Index entries carry the entry's [`id`], so a late eviction notice for an old entry can never
-//! remove the index entry of a newer one under the same key. The index lock is never held
-//! while calling into moka, whose eviction listener takes the same lock.
+//! remove the index entry of a newer one under the same key. Evicted objects are handed to the
+//! disk tier and dropped from the index after the cache has let go of its shard's lock
+//! ([`Evicted`]), and the index lock is never held while calling into the cache.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,12 +31,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use http::header::HeaderName;
-use moka::notification::RemovalCause;
+use quick_cache::sync::Cache;
+use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
 
 use crate::cache::disk::promote::Doorkeeper;
 use crate::cache::disk::slot::hash;
 use crate::cache::entry::{Entry, Moment};
 use crate::cache::key::{CacheKey, host_and_path, is_for_path};
+use crate::cache::shards;
 
 /// How long a hit-for-miss marker lasts (Varnish's default is 120 s).
 const HIT_FOR_MISS: Duration = Duration::from_secs(60);
@@ -85,8 +97,8 @@ impl Slot {
     }
 }
 
-/// What a `Vary` marker holds (behind an `Arc`, so that every slot stays two words: moka keeps
-/// a slot in each of its entries).
+/// What a `Vary` marker holds (behind an `Arc`, so that every slot stays two words: the cache
+/// keeps a slot in each of its entries).
 #[derive(Debug)]
 pub struct VaryMarker {
     /// The request headers that select a variant.
@@ -190,14 +202,17 @@ pub type Spill = Arc<dyn Fn(&Arc<str>, &Arc<Entry>, bool) + Send + Sync>;
 /// How the store hashes keys. Keys are the client's host, path and query, so the hash must be
 /// keyed with secrets an attacker cannot learn, or chosen keys would all land in one bucket:
 /// aHash, keyed from the operating system's random source per process and per store, which
-/// holds DoS resistance as a goal (SipHash-1-3, moka's default, did the same for about 150
-/// instructions more a lookup; `docs/performance.md`, "The store's lookup and the site policy").
+/// holds DoS resistance as a goal (SipHash-1-3 did the same for about 150 instructions more a
+/// lookup; `docs/performance.md`, "The store's lookup and the site policy").
 type Hasher = ahash::RandomState;
+
+/// The size of a typical object, for sizing the cache's tables and its list of ghosts.
+const TYPICAL_OBJECT: u64 = 2 << 10;
 
 /// The cache and its purge indexes.
 #[derive(Clone)]
 pub struct Store {
-    cache: moka::sync::Cache<Arc<str>, Slot, Hasher>,
+    cache: Arc<Cache<Arc<str>, Slot, ByWeight, Hasher, Evictor>>,
     index: Arc<Mutex<Index>>,
     evictions: Arc<AtomicU64>,
     spill: Option<Spill>,
@@ -207,7 +222,7 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("entries", &self.cache.entry_count()).finish_non_exhaustive()
+        f.debug_struct("Store").field("entries", &self.cache.len()).finish_non_exhaustive()
     }
 }
 
@@ -228,31 +243,23 @@ impl Store {
     /// A store holding at most `capacity` bytes.
     #[cfg(test)]
     pub fn new(capacity: u64) -> Self {
-        Self::with_spill(capacity, None)
+        Self::with_spill(capacity, capacity, None)
     }
 
-    /// A store holding at most `capacity` bytes that hands every object — whole, a `Vary`
-    /// variant or a slice — to `spill` when it stores it and when it evicts it for room.
-    pub fn with_spill(capacity: u64, spill: Option<Spill>) -> Self {
+    /// A store holding at most `capacity` bytes, in objects of at most `largest` bytes, that
+    /// hands every object — whole, a `Vary` variant or a slice — to `spill` when it stores it
+    /// and when it evicts it for room.
+    pub fn with_spill(capacity: u64, largest: u64, spill: Option<Spill>) -> Self {
         let index = Arc::new(Mutex::new(Index::default()));
         let evictions = Arc::new(AtomicU64::new(0));
-        let (idx, ev, sp) = (index.clone(), evictions.clone(), spill.clone());
-        let cache = moka::sync::Cache::builder()
-            .max_capacity(capacity)
-            .weigher(|_k: &Arc<str>, v: &Slot| v.weight())
-            .eviction_listener(move |key: Arc<Arc<str>>, value: Slot, cause: RemovalCause| {
-                if cause == RemovalCause::Size {
-                    ev.fetch_add(1, Ordering::Relaxed);
-                    if let (Slot::Object(e), Some(spill)) = (&value, &sp) {
-                        spill(&key, e, false);
-                    }
-                }
-                // A replaced entry's key lives on under its successor, which `insert` indexes.
-                if let (Slot::Object(e), true) = (&value, cause != RemovalCause::Replaced) {
-                    lock(&idx).remove(&key, e);
-                }
-            })
-            .build_with_hasher(Hasher::new());
+        let evictor = Evictor { index: index.clone(), evictions: evictions.clone(), spill: spill.clone() };
+        let options = OptionsBuilder::new()
+            .shards(shards::for_largest(capacity, largest))
+            .weight_capacity(capacity)
+            .estimated_items_capacity(usize::try_from(capacity / TYPICAL_OBJECT).unwrap_or(usize::MAX))
+            .build()
+            .expect("every option is set");
+        let cache = Arc::new(Cache::with_options(options, ByWeight, Hasher::new(), evictor));
         Self { cache, index, evictions, spill, doorkeeper: Arc::new(Doorkeeper::for_memory(capacity)) }
     }
 
@@ -289,10 +296,23 @@ impl Store {
 
     /// Removes `slot` from under `key`, unless something else has replaced it meanwhile.
     fn remove_slot(&self, key: &Arc<str>, slot: &Slot) {
-        self.cache.entry(key.clone()).and_compute_with(|current| match current {
-            Some(c) if c.value().is(slot) => moka::ops::compute::Op::Remove,
-            _ => moka::ops::compute::Op::Nop,
-        });
+        if let Some((key, slot)) = self.cache.remove_if(&**key, |current| current.is(slot)) {
+            self.unindex(&key, &slot);
+        }
+    }
+
+    /// Drops whatever is under `key`, and its index entries.
+    fn invalidate(&self, key: &str) {
+        if let Some((key, slot)) = self.cache.remove(key) {
+            self.unindex(&key, &slot);
+        }
+    }
+
+    /// Drops the index entries of `slot`, removed from under `key`.
+    fn unindex(&self, key: &Arc<str>, slot: &Slot) {
+        if let Slot::Object(e) = slot {
+            lock(&self.index).remove(key, e);
+        }
     }
 
     /// Removes every expired slot; returns how many. It walks the whole cache (reading
@@ -308,9 +328,8 @@ impl Store {
     }
 
     /// Whether anything is stored under `key` (used to close the lookup/fill race). Unlike a
-    /// lookup it does not count as an access: TinyLFU admits objects by how often they are
-    /// asked for, and a miss that counted three times (lookup, this check, the check after
-    /// storing) would push out objects asked for twice as often.
+    /// lookup it does not count as an access: an object found by this check alone is not
+    /// made hot.
     pub fn contains(&self, key: &str) -> bool {
         self.cache.contains_key(key)
     }
@@ -362,8 +381,8 @@ impl Store {
     fn put(&self, key: &Arc<str>, entry: &Arc<Entry>) {
         self.cache.insert(key.clone(), Slot::Object(entry.clone()));
         lock(&self.index).add(key, entry);
-        // If moka already dropped it, undo the index entry so it cannot leak. (A refusal by
-        // the admission policy comes later, through the eviction listener.)
+        // If the cache already dropped it (evicted at once: larger than it takes), undo the
+        // index entry so it cannot leak.
         if !self.cache.contains_key(key) {
             lock(&self.index).remove(key, entry);
         }
@@ -426,12 +445,12 @@ impl Store {
     /// Drops whatever is stored under exactly `key` (a large object went to disk only, and an
     /// older copy must not answer in its place).
     pub fn remove(&self, key: &str) {
-        self.cache.invalidate(key);
+        self.invalidate(key);
     }
 
     /// The memory tier's size in bytes.
     pub fn capacity(&self) -> u64 {
-        self.cache.policy().max_capacity().unwrap_or(0)
+        self.cache.capacity()
     }
 
     /// Remembers that `key`'s last response was not storable.
@@ -480,7 +499,7 @@ impl Store {
             if soft {
                 e.invalidate();
             } else {
-                self.cache.invalidate(&key);
+                self.invalidate(&key);
                 // A URL, prefix or host purge removes every variant of the path, so the Vary
                 // marker goes too and the next request is a plain miss. (A tag may name only
                 // some variants; then the marker must stay.)
@@ -488,7 +507,7 @@ impl Store {
                     && key != *e.key.primary()
                     && let Some(Slot::Vary(..)) = self.cache.get(&**e.key.primary())
                 {
-                    self.cache.invalidate(&**e.key.primary());
+                    self.invalidate(e.key.primary());
                 }
             }
         }
@@ -507,7 +526,7 @@ impl Store {
             }
         }
         if !soft {
-            self.cache.invalidate_all();
+            self.cache.clear();
             let mut index = lock(&self.index);
             index.keys.clear();
             index.tags.clear();
@@ -515,24 +534,71 @@ impl Store {
         n
     }
 
-    /// Runs moka's housekeeping (expiry, eviction, listener calls) off the request path.
-    pub fn run_pending_tasks(&self) {
-        self.cache.run_pending_tasks();
-    }
-
     /// Bytes held (weighted size).
     pub fn bytes(&self) -> u64 {
-        self.cache.weighted_size()
+        self.cache.weight()
     }
 
     /// Slots held.
     pub fn entries(&self) -> u64 {
-        self.cache.entry_count()
+        self.cache.len() as u64
     }
 
     /// Entries evicted for room so far.
     pub fn evictions(&self) -> u64 {
         self.evictions.load(Ordering::Relaxed)
+    }
+}
+
+/// A slot weighs [`Slot::weight`].
+#[derive(Clone)]
+struct ByWeight;
+
+impl Weighter<Arc<str>, Slot> for ByWeight {
+    fn weight(&self, _: &Arc<str>, slot: &Slot) -> u64 {
+        u64::from(slot.weight())
+    }
+}
+
+/// What the cache calls when it evicts for room.
+#[derive(Clone)]
+struct Evictor {
+    index: Arc<Mutex<Index>>,
+    evictions: Arc<AtomicU64>,
+    spill: Option<Spill>,
+}
+
+impl Lifecycle<Arc<str>, Slot> for Evictor {
+    type RequestState = Evicted;
+
+    fn on_evict(&self, evicted: &mut Evicted, key: Arc<str>, slot: Slot) {
+        self.evictions.fetch_add(1, Ordering::Relaxed);
+        if let Slot::Object(e) = slot {
+            evicted.by.get_or_insert_with(|| self.clone());
+            evicted.objects.push((key, e));
+        }
+    }
+}
+
+/// The objects one call into the cache evicted, handed to the disk tier and dropped from the
+/// index when the call is done, after the cache has let go of its shard's lock (quick_cache
+/// drops this after the call): the index's lock is never taken under it, and the requests
+/// reading that shard are not held up by this work.
+#[derive(Default)]
+pub struct Evicted {
+    by: Option<Evictor>,
+    objects: Vec<(Arc<str>, Arc<Entry>)>,
+}
+
+impl Drop for Evicted {
+    fn drop(&mut self) {
+        let Some(by) = &self.by else { return };
+        for (key, e) in self.objects.drain(..) {
+            if let Some(spill) = &by.spill {
+                spill(&key, &e, false);
+            }
+            lock(&by.index).remove(&key, &e);
+        }
     }
 }
 
@@ -594,7 +660,6 @@ mod tests {
         assert_eq!(found(&store, "/stale"), "object", "stale but within its stale window");
         assert_eq!(found(&store, "/gone"), "miss", "10 s fresh + 60 s stale window are over");
         assert!(!store.contains("h/gone"), "the lookup removed it");
-        store.run_pending_tasks();
         assert_eq!(store.purge(&Target::Host("h".into()), false), 1, "only /stale is left to purge");
     }
 
@@ -638,7 +703,6 @@ mod tests {
             store.insert(&entry(path, ago), &[], &HeaderMap::new());
         }
         assert_eq!(store.sweep(), 2);
-        store.run_pending_tasks();
         assert_eq!(store.entries(), 2);
         assert_eq!((found(&store, "/a"), found(&store, "/c")), ("object", "object"));
     }
@@ -653,7 +717,7 @@ mod tests {
         let spill: Spill = Arc::new(move |k: &Arc<str>, _: &Arc<Entry>, fresh: bool| {
             into.lock().unwrap().push((k.to_string(), fresh));
         });
-        let store = Store::with_spill(1 << 20, Some(spill));
+        let store = Store::with_spill(1 << 20, 1 << 20, Some(spill));
         let mut headers = HeaderMap::new();
         headers.insert("accept-encoding", "gzip".parse().unwrap());
         let vary = [HeaderName::from_static("accept-encoding")];
@@ -677,6 +741,45 @@ mod tests {
             matches!(store.lookup(&promoted.key, &headers, Instant::now()), (Found::Object(..), k) if k == key)
         );
         assert!(matches!(store.lookup(&promoted.key, &HeaderMap::new(), Instant::now()).0, Found::VaryMiss));
+    }
+
+    /// Objects evicted for room are handed to the disk tier and leave the purge index with
+    /// them; objects asked for again outlast a stream of objects asked for once; the store
+    /// stays within its size.
+    #[test]
+    fn evictions_spill_unindex_and_spare_what_is_asked_for_again() {
+        let spilled = Arc::new(Mutex::new(Vec::new()));
+        let into = spilled.clone();
+        let spill: Spill = Arc::new(move |k: &Arc<str>, _: &Arc<Entry>, fresh: bool| {
+            if !fresh {
+                into.lock().unwrap().push(k.to_string());
+            }
+        });
+        let capacity = 64 << 10;
+        let store = Store::with_spill(capacity, 4 << 10, Some(spill));
+        let paths: Vec<&'static str> =
+            (0..2_000).map(|i| &*Box::leak(format!("/k{i}").into_boxed_str())).collect();
+        let popular = &paths[..8];
+        for p in popular {
+            store.insert(&entry(p, 0), &[], &HeaderMap::new());
+        }
+        for (i, p) in paths[8..].iter().enumerate() {
+            for q in popular {
+                assert_eq!(found(&store, q), "object", "{q} evicted after {i} one-time objects");
+            }
+            store.insert(&entry(p, 0), &[], &HeaderMap::new());
+            assert!(store.bytes() <= capacity, "{} bytes held", store.bytes());
+        }
+        let spilled = spilled.lock().unwrap();
+        assert!(spilled.len() as u64 >= 1_992 - store.entries(), "{} spilled", spilled.len());
+        assert!(spilled.iter().all(|k| !store.contains(k)), "a spilled object is still in memory");
+        assert_eq!(store.evictions(), spilled.len() as u64);
+        // The purge index holds exactly what the store holds.
+        let held = store.entries();
+        assert_eq!(lock(&store.index).keys.len() as u64, held);
+        assert_eq!(store.purge(&Target::Host("h".into()), false) as u64, held);
+        assert_eq!(store.entries(), 0);
+        assert_eq!(lock(&store.index).keys.len(), 0);
     }
 
     /// A lookup that found an expired entry must not remove the fresh one stored meanwhile.

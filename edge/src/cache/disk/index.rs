@@ -30,13 +30,12 @@ use quick_cache::sync::{Cache, EntryAction, EntryResult};
 use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, Weighter};
 
 use crate::cache::disk::slot::ObjectName;
+use crate::cache::shards;
 
 /// The share of the tier's bytes kept for files not read since they were written.
 const COLD_SHARE: f64 = 0.5;
 /// The typical file size the index is sized for (its ghost list holds half as many keys).
 const TYPICAL_FILE: u64 = 16 << 10;
-/// At most this many shards (each its own lock and clock).
-const MAX_SHARDS: u64 = 8;
 
 /// Where an object's file is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,7 +67,7 @@ impl Index {
     pub fn new(objects: OwnedFd, capacity: u64, largest: u64) -> Self {
         let unlink = Unlink { objects: Arc::new(objects), evictions: Arc::new(AtomicU64::new(0)) };
         let options = OptionsBuilder::new()
-            .shards(shards(capacity, largest))
+            .shards(shards::for_largest(capacity, largest))
             .weight_capacity(capacity)
             .estimated_items_capacity(
                 usize::try_from(capacity / TYPICAL_FILE).unwrap_or(usize::MAX).max(1024),
@@ -154,14 +153,6 @@ impl Index {
     }
 }
 
-/// How many shards: as many as keep every shard at least twice the largest file, since a
-/// shard is a fixed share of the capacity and a file larger than its shard cannot be kept.
-fn shards(capacity: u64, largest: u64) -> usize {
-    let fit = capacity / largest.saturating_mul(2).max(1);
-    let n = if fit == 0 { 1 } else { 1 << fit.ilog2() };
-    usize::try_from(n.min(MAX_SHARDS)).unwrap_or(1)
-}
-
 /// A file weighs its size (at least 1: quick_cache never evicts what weighs 0).
 #[derive(Clone)]
 struct BySize;
@@ -240,15 +231,6 @@ mod tests {
 
     fn exists(d: &Path, h: u64, seq: u64) -> bool {
         d.join(ObjectName::new(h, seq).as_str()).exists()
-    }
-
-    #[test]
-    fn shards_keep_the_largest_file() {
-        assert_eq!(shards(4 << 30, 2 << 30), 1);
-        assert_eq!(shards(4 << 30, 1 << 30), 2);
-        assert_eq!(shards(10 << 30, 64 << 20), 8);
-        assert_eq!(shards(1 << 20, 4 << 20), 1);
-        assert_eq!(shards(100, 0), 8);
     }
 
     /// A replaced file is deleted, the new one kept; a removed or forgotten one is deleted,
