@@ -1,10 +1,12 @@
-//! How many shards a `quick_cache` map of the memory tier or of the disk index gets.
+//! How a `quick_cache` map of the memory tier or of the disk index is laid out: its shards and
+//! the share of each kept for hot items.
 //!
 //! A shard is a fixed share of the capacity, with its own lock and clock, and quick_cache
-//! refuses an item heavier than its shard's hot part: the memory tier's share is 97 %, the
-//! disk index's 50 %, so a shard at least twice the largest item keeps every item either may
-//! be given. More shards than that only split the clock; two runtime threads and one writer
-//! need no more than [`MAX`].
+//! refuses an item heavier than its shard's hot part (the memory tier wants 97 % hot, the disk
+//! index 50 %). So a map gets as many shards as keep each at least twice the largest item it
+//! may be given, and where even one shard is not that large (an object allowed to be most of
+//! the tier's size), its hot part grows until that item fits. More shards than that only split
+//! the clock; two runtime threads and one writer need no more than [`MAX`].
 
 /// At most this many shards.
 const MAX: u64 = 8;
@@ -15,6 +17,16 @@ pub fn for_largest(capacity: u64, largest: u64) -> usize {
     let fit = capacity / largest.saturating_mul(2).max(1);
     let n = if fit == 0 { 1 } else { 1 << fit.ilog2() };
     usize::try_from(n.min(MAX)).unwrap_or(1)
+}
+
+/// Shards (as [`for_largest`]) and the hot share for `capacity` bytes of items of at most
+/// `largest` bytes, where `hot` is the share wanted: raised, up to all of a shard, as far as
+/// the largest item needs (with 1 % to spare for rounding).
+pub fn layout(capacity: u64, largest: u64, hot: f64) -> (usize, f64) {
+    let n = for_largest(capacity, largest);
+    let shard = (capacity / n as u64).max(1);
+    let needed = largest as f64 / shard as f64 * 1.01;
+    (n, hot.max(needed).min(1.0))
 }
 
 #[cfg(test)]
@@ -33,5 +45,22 @@ mod tests {
             let n = for_largest(capacity, largest) as u64;
             assert!(n == 1 || capacity / n >= 2 * largest, "{capacity} {largest} {n}");
         }
+    }
+
+    /// The hot part of a shard always holds the largest item, and is the share wanted when
+    /// a shard is twice the largest item or more.
+    #[test]
+    fn the_hot_part_holds_the_largest_item() {
+        for (capacity, largest) in
+            [(4u64 << 30, 3u64 << 30), (4 << 30, 2 << 30), (1 << 20, 1 << 20), (10 << 30, 64 << 20)]
+        {
+            for want in [0.5, 0.97] {
+                let (n, hot) = layout(capacity, largest, want);
+                assert!((capacity / n as u64) as f64 * hot >= largest as f64, "{capacity} {largest} {want}");
+                assert!((want..=1.0).contains(&hot));
+            }
+        }
+        assert_eq!(layout(10 << 30, 64 << 20, 0.97), (8, 0.97));
+        assert_eq!(layout(4 << 30, 1 << 30, 0.97), (2, 0.97));
     }
 }

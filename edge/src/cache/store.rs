@@ -8,7 +8,7 @@
 //! did, at a fraction of moka's cost: a read is one hash-table probe under a shard's read lock
 //! and a reference bit, where moka queued every read and replayed it on its linked lists, and
 //! an entry costs about 60 bytes of bookkeeping where moka's cost about 250
-//! (`docs/performance.md`, "Both tiers on quick_cache").
+//! (`docs/performance.md`, "Disk tier hits, fourth look: both tiers on quick_cache").
 //!
 //! Slots expire by their own deadlines, checked where they are read: a lookup that finds an
 //! expired slot removes it and reports a miss, and [`Store::sweep`] removes the ones nobody
@@ -206,6 +206,9 @@ pub type Spill = Arc<dyn Fn(&Arc<str>, &Arc<Entry>, bool) + Send + Sync>;
 /// lookup; `docs/performance.md`, "The store's lookup and the site policy").
 type Hasher = ahash::RandomState;
 
+/// The share of the memory tier kept for objects asked for more than once (quick_cache's
+/// default).
+const HOT_SHARE: f64 = 0.97;
 /// The size of a typical object, for sizing the cache's tables and its list of ghosts.
 const TYPICAL_OBJECT: u64 = 2 << 10;
 
@@ -253,8 +256,11 @@ impl Store {
         let index = Arc::new(Mutex::new(Index::default()));
         let evictions = Arc::new(AtomicU64::new(0));
         let evictor = Evictor { index: index.clone(), evictions: evictions.clone(), spill: spill.clone() };
+        // An object weighs its body, its head and its key, plus the bookkeeping constant.
+        let (shards, hot) = shards::layout(capacity, largest.saturating_add(64 << 10), HOT_SHARE);
         let options = OptionsBuilder::new()
-            .shards(shards::for_largest(capacity, largest))
+            .shards(shards)
+            .hot_allocation(hot)
             .weight_capacity(capacity)
             .estimated_items_capacity(usize::try_from(capacity / TYPICAL_OBJECT).unwrap_or(usize::MAX))
             .build()

@@ -11,8 +11,8 @@
 //! Cached objects are not purged: an object cached for a host whose origin changed stays until
 //! it expires or is purged, as in Varnish after a VCL reload.
 //!
-//! **What needs a restart**: listeners, the admin listener, the cache section (moka's capacity
-//! is fixed when it is built), limits (baked into the accept loops), `id`, `control` and
+//! **What needs a restart**: listeners, the admin listener, the cache section (the memory
+//! tier's capacity and shards are fixed when it is built), limits (baked into the accept loops), `id`, `control` and
 //! `token`. When a reloaded file changes one of them a warning names it and the running value
 //! stays.
 //!

@@ -2,7 +2,7 @@
 //! see `coalesce.rs` / `fill.rs`) → respond → observe. Observe always runs, errors included,
 //! and the service never fails: every error becomes a response in [`rescue`].
 //!
-//! The hit path is: one moka `get` (no lock held across an await), a header-map clone, and a
+//! The hit path is: one cache-map `get` (no lock held across an await), a header-map clone, and a
 //! body that is a reference to the stored `Bytes`.
 
 use std::net::SocketAddr;

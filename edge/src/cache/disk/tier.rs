@@ -66,6 +66,9 @@ use crate::cache::disk::stream::{self, StreamWriter};
 use crate::cache::entry::Entry;
 use crate::cache::key::CacheKey;
 
+/// Room for a file's head (key, header fields, tags) beyond its body, when sizing the index.
+const FILE_HEAD_MAX: u64 = 64 << 10;
+
 /// The file holding the last control-plane entry applied.
 const APPLIED: &str = "applied.seq";
 /// How long the tier stays memory-only after a write error.
@@ -193,7 +196,9 @@ impl Disk {
         let dir_flags =
             rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
         let objects_dir = rustix::fs::open(&objects, dir_flags, rustix::fs::Mode::empty())?;
-        let index = Index::new(objects_dir.try_clone()?, cfg.size.bytes(), largest);
+        // A file holds its object's body, a CRC per 256 KiB of it, and its head.
+        let largest_file = largest.saturating_add(largest / 65_536).saturating_add(FILE_HEAD_MAX);
+        let index = Index::new(objects_dir.try_clone()?, cfg.size.bytes(), largest_file);
         let shared = Arc::new(Shared {
             objects,
             objects_dir,
