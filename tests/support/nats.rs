@@ -89,9 +89,25 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
 }
 
+/// Attempts at starting a cluster: its ports are found free and then released for the
+/// servers to take, so another test's process can take one in between; a node that finds its
+/// port taken exits at once, and the cluster is started again on other ports.
+const ATTEMPTS: usize = 3;
+
 impl Cluster {
     /// Starts three nodes and waits until the cluster elected a JetStream meta leader.
     pub fn start() -> Self {
+        for attempt in 1..=ATTEMPTS {
+            match Self::try_start() {
+                Some(cluster) => return cluster,
+                None => eprintln!("nats cluster, attempt {attempt}: a node exited at start (port taken?)"),
+            }
+        }
+        panic!("no nats cluster started in {ATTEMPTS} attempts");
+    }
+
+    /// Starts three nodes and waits for the leader; `None` when a node exits first.
+    fn try_start() -> Option<Self> {
         let bin = binary();
         let dir = process::tempdir();
         let ports: Vec<(u16, u16, u16)> = (0..3).map(|_| (free_port(), free_port(), free_port())).collect();
@@ -127,23 +143,26 @@ impl Cluster {
                 log,
             });
         }
-        let cluster = Self { nodes, _dir: dir };
-        cluster.wait_for_leader();
-        cluster
+        let mut cluster = Self { nodes, _dir: dir };
+        let started =
+            eventually("the nats cluster elects a jetstream meta leader", Duration::from_secs(30), || {
+                if cluster
+                    .nodes
+                    .iter_mut()
+                    .any(|n| n.child.as_mut().is_some_and(|c| !matches!(c.try_wait(), Ok(None))))
+                {
+                    return Some(false);
+                }
+                cluster.has_leader().then_some(true)
+            });
+        started.then_some(cluster)
     }
 
-    /// Waits until every live node knows the JetStream meta leader.
-    pub fn wait_for_leader(&self) {
-        eventually("the nats cluster elects a jetstream meta leader", Duration::from_secs(30), || {
-            self.nodes
-                .iter()
-                .filter(|n| n.child.is_some())
-                .all(|n| {
-                    n.jsz()
-                        .is_some_and(|j| j["meta_cluster"]["leader"].as_str().is_some_and(|l| !l.is_empty()))
-                })
-                .then_some(())
-        });
+    /// Whether every live node knows the JetStream meta leader.
+    fn has_leader(&self) -> bool {
+        self.nodes.iter().filter(|n| n.child.is_some()).all(|n| {
+            n.jsz().is_some_and(|j| j["meta_cluster"]["leader"].as_str().is_some_and(|l| !l.is_empty()))
+        })
     }
 
     /// `nats://a,b,c`: every node, for `--log`.
