@@ -2,11 +2,12 @@
 //! the share of each kept for hot items.
 //!
 //! A shard is a fixed share of the capacity, with its own lock and clock, and quick_cache
-//! refuses an item heavier than its shard's hot part (the memory tier wants 97 % hot, the disk
+//! refuses an item heavier than its shard's hot part (the memory tier keeps 97 % hot, the disk
 //! index 50 %). So a map gets as many shards as keep each at least twice the largest item it
-//! may be given, and where even one shard is not that large (an object allowed to be most of
-//! the tier's size), its hot part grows until that item fits. More shards than that only split
-//! the clock; two runtime threads and one writer need no more than [`MAX`].
+//! may be given. Where even one shard is not that large, the disk index's hot part grows until
+//! its largest file fits ([`layout`]: `max_object_size` may be most of the disk); the memory
+//! tier keeps its share and does not hold an object over 97 % of itself. More shards than that
+//! only split the clock; two runtime threads and one writer need no more than [`MAX`].
 
 /// At most this many shards.
 const MAX: u64 = 8;

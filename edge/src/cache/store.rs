@@ -256,11 +256,13 @@ impl Store {
         let index = Arc::new(Mutex::new(Index::default()));
         let evictions = Arc::new(AtomicU64::new(0));
         let evictor = Evictor { index: index.clone(), evictions: evictions.clone(), spill: spill.clone() };
-        // An object weighs its body, its head and its key, plus the bookkeeping constant.
-        let (shards, hot) = shards::layout(capacity, largest.saturating_add(64 << 10), HOT_SHARE);
+        // The hot share stays 97 % even where one shard is all there is: an object heavier than
+        // that (only when `max_object_size` is nearly the whole tier) is not kept in memory; it
+        // goes to the disk tier, if any. Growing the hot part for it would leave the clock no
+        // cold part for every other object.
         let options = OptionsBuilder::new()
-            .shards(shards)
-            .hot_allocation(hot)
+            .shards(shards::for_largest(capacity, largest))
+            .hot_allocation(HOT_SHARE)
             .weight_capacity(capacity)
             .estimated_items_capacity(usize::try_from(capacity / TYPICAL_OBJECT).unwrap_or(usize::MAX))
             .build()
