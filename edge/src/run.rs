@@ -142,11 +142,11 @@ async fn listen_admin(
     Ok(Some(url))
 }
 
-/// Work off the request path: a sweep for expired entries every 30 s, and certificate files
-/// replaced on disk. (Metrics need no upkeep: `histogram.rs`.)
 /// How often expired entries nobody asked for are swept out of the memory tier.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
+/// Work off the request path: a sweep for expired entries every [`SWEEP_EVERY`], and
+/// certificate files replaced on disk. (Metrics need no upkeep: `histogram.rs`.)
 fn housekeeping(
     edge: &Arc<Edge>,
     config: &EdgeConfig,

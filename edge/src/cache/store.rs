@@ -87,13 +87,13 @@ impl Slot {
         }
     }
 
-    fn weight(&self) -> u32 {
+    fn weight(&self) -> u64 {
         let w = match self {
             Self::Object(e) => e.weight(),
             Self::Vary(v) => 256 + v.names.iter().map(|n| n.as_str().len()).sum::<usize>(),
             Self::HitForMiss(_) => 128,
         };
-        u32::try_from(w).unwrap_or(u32::MAX)
+        w as u64
     }
 }
 
@@ -309,13 +309,6 @@ impl Store {
         }
     }
 
-    /// Drops whatever is under `key`, and its index entries.
-    fn invalidate(&self, key: &str) {
-        if let Some((key, slot)) = self.cache.remove(key) {
-            self.unindex(&key, &slot);
-        }
-    }
-
     /// Drops the index entries of `slot`, removed from under `key`.
     fn unindex(&self, key: &Arc<str>, slot: &Slot) {
         if let Slot::Object(e) = slot {
@@ -453,7 +446,9 @@ impl Store {
     /// Drops whatever is stored under exactly `key` (a large object went to disk only, and an
     /// older copy must not answer in its place).
     pub fn remove(&self, key: &str) {
-        self.invalidate(key);
+        if let Some((key, slot)) = self.cache.remove(key) {
+            self.unindex(&key, &slot);
+        }
     }
 
     /// The memory tier's size in bytes.
@@ -507,7 +502,7 @@ impl Store {
             if soft {
                 e.invalidate();
             } else {
-                self.invalidate(&key);
+                self.remove(&key);
                 // A URL, prefix or host purge removes every variant of the path, so the Vary
                 // marker goes too and the next request is a plain miss. (A tag may name only
                 // some variants; then the marker must stay.)
@@ -515,7 +510,7 @@ impl Store {
                     && key != *e.key.primary()
                     && let Some(Slot::Vary(..)) = self.cache.get(&**e.key.primary())
                 {
-                    self.invalidate(e.key.primary());
+                    self.remove(e.key.primary());
                 }
             }
         }
@@ -564,7 +559,7 @@ struct ByWeight;
 
 impl Weighter<Arc<str>, Slot> for ByWeight {
     fn weight(&self, _: &Arc<str>, slot: &Slot) -> u64 {
-        u64::from(slot.weight())
+        slot.weight()
     }
 }
 

@@ -174,13 +174,9 @@ struct Unlink {
 
 impl Unlink {
     fn delete(&self, h: u64, seq: u64) {
-        delete(&self.objects, h, seq);
+        let name = ObjectName::new(h, seq);
+        let _ = rustix::fs::unlinkat(&*self.objects, name.as_str(), rustix::fs::AtFlags::empty());
     }
-}
-
-fn delete(objects: &OwnedFd, h: u64, seq: u64) {
-    let name = ObjectName::new(h, seq);
-    let _ = rustix::fs::unlinkat(objects, name.as_str(), rustix::fs::AtFlags::empty());
 }
 
 impl Lifecycle<u64, Meta> for Unlink {
@@ -188,7 +184,8 @@ impl Lifecycle<u64, Meta> for Unlink {
 
     fn on_evict(&self, evicted: &mut Evicted, h: u64, m: Meta) {
         self.evictions.fetch_add(1, Ordering::Relaxed);
-        evicted.0.push((self.objects.clone(), h, m.seq));
+        evicted.by.get_or_insert_with(|| self.clone());
+        evicted.files.push((h, m.seq));
     }
 }
 
@@ -196,12 +193,16 @@ impl Lifecycle<u64, Meta> for Unlink {
 /// of the shard's lock, so that a slow `unlink` never holds up a reader of the shard (a request
 /// on a runtime thread).
 #[derive(Default)]
-pub struct Evicted(Vec<(Arc<OwnedFd>, u64, u64)>);
+pub struct Evicted {
+    by: Option<Unlink>,
+    files: Vec<(u64, u64)>,
+}
 
 impl Drop for Evicted {
     fn drop(&mut self) {
-        for (objects, h, seq) in self.0.drain(..) {
-            delete(&objects, h, seq);
+        let Some(by) = &self.by else { return };
+        for (h, seq) in self.files.drain(..) {
+            by.delete(h, seq);
         }
     }
 }

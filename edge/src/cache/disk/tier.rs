@@ -670,7 +670,7 @@ impl Shared {
                 if e.kind() != io::ErrorKind::NotFound {
                     self.fail("read", &e);
                 }
-                self.forget(h, seq);
+                self.index.forget(h, seq);
                 return None;
             }
         };
@@ -679,7 +679,7 @@ impl Shared {
             Err(why) => {
                 self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(file = %self.objects.join(path).display(), %why, "corrupt object file dropped");
-                self.forget(h, seq);
+                self.index.forget(h, seq);
                 return None;
             }
         };
@@ -699,16 +699,16 @@ impl Shared {
         let now = Instant::now();
         let Some(entry) = Entry::restore(persisted, record.key, aged, now) else {
             self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
-            self.forget(h, seq);
+            self.index.forget(h, seq);
             return None;
         };
         if entry.is_expired(now) {
-            self.forget(h, seq);
+            self.index.forget(h, seq);
             return None;
         }
         match lock(&self.bans).verdict(&entry, record.stored_ms) {
             Verdict::Drop => {
-                self.forget(h, seq);
+                self.index.forget(h, seq);
                 return None;
             }
             Verdict::Stale => entry.invalidate(),
@@ -719,15 +719,10 @@ impl Shared {
         let on_corrupt = Box::new(move || {
             if let Some(tier) = tier.upgrade() {
                 tier.counters.corrupt.fetch_add(1, Ordering::Relaxed);
-                tier.forget(h, seq);
+                tier.index.forget(h, seq);
             }
         });
         Some(Read::Object(entry.with_file(Arc::new(FileBody::new(f, at, body_len, crcs, on_corrupt)))))
-    }
-
-    /// Drops the index entry for `h` if it still names file `seq` (its file goes with it).
-    fn forget(&self, h: u64, seq: u64) {
-        self.index.forget(h, seq);
     }
 
     /// Empties the tier: the index (which deletes the files) and the ban log.
