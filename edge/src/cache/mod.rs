@@ -1,7 +1,8 @@
 //! The cache: what is stored (`store`, `entry`, `fields`; `heads`: ready-made header maps of hot entries, per thread), under which name (`key`, with `accept` for `Vary` on `Accept-*`), for how
 //! long (`directives`, `freshness`), whether a stored response may answer a request (`reuse`),
 //! how concurrent misses share one origin fetch (`coalesce`), how large objects are cut
-//! into slices stored one by one (`slice`), how the cache maps are sharded (`shards`), and the disk tier behind the memory store (`disk`).
+//! into slices stored one by one (`slice`), how the cache maps are sharded (`shards`), and the
+//! disk tier behind the memory store (`disk`).
 
 pub(crate) mod accept;
 pub(crate) mod coalesce;

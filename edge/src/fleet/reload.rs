@@ -12,9 +12,9 @@
 //! it expires or is purged, as in Varnish after a VCL reload.
 //!
 //! **What needs a restart**: listeners, the admin listener, the cache section (the memory
-//! tier's capacity and shards are fixed when it is built), limits (baked into the accept loops), `id`, `control` and
-//! `token`. When a reloaded file changes one of them a warning names it and the running value
-//! stays.
+//! tier's capacity and shards are fixed when it is built), limits (baked into the accept
+//! loops), `id`, `control` and `token`. When a reloaded file changes one of them a warning
+//! names it and the running value stays.
 //!
 //! **Precedence**: once the control plane has pushed a site configuration, its sites are in
 //! force and a SIGHUP'd file's sites are checked and remembered but not applied; the file still
