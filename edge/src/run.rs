@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::edge::Edge;
 use crate::error::Error;
 use crate::fleet::{admin, follow, follow_target, reload, target};
+use crate::proxy::downstream::Downstream;
 use crate::proxy::{pipeline, server, tls};
 
 /// Runs the edge until `shutdown` is cancelled. Every configuration sent on `reloads` is
@@ -93,7 +94,7 @@ async fn listen_clients(
         tracing::info!(%url, "edge listening");
         first_url.get_or_insert(url);
         let e = edge.clone();
-        let handler = move |req, peer: SocketAddr| pipeline::handle(e.clone(), req, Some(peer));
+        let handler = move |req, from: Downstream| pipeline::handle(e.clone(), req, Some(from));
         tasks.spawn(server::serve(
             listener,
             server::builder(&config.limits),
@@ -126,7 +127,7 @@ async fn listen_admin(
         read: config.admin.as_ref().and_then(|a| a.metrics_token.clone()),
     };
     let e = edge.clone();
-    let handler = move |req, _peer: SocketAddr| admin::handle(e.clone(), tokens.clone(), req);
+    let handler = move |req, _from: Downstream| admin::handle(e.clone(), tokens.clone(), req);
     tasks.spawn(server::serve(
         listener,
         server::builder(&config.limits),

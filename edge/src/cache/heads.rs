@@ -34,8 +34,13 @@ const SLOTS: usize = 64;
 const HOT: u16 = 2;
 /// How many requests for other entries a slot's entry outlasts; each hit on it earns one back.
 const CREDIT: u8 = 3;
-/// Fields a response adds to the stored ones (Age, Content-Length, Cache-Status, Via).
-pub const ADDED: usize = 4;
+/// Fields a response adds to the stored ones (Age, Content-Length, Cache-Status, Via), and
+/// room for two more (`Vary` of a compressible one, `Accept-Ranges` and `Content-Range` of a
+/// range).
+pub const ADDED: usize = 6;
+/// `Cache-Status` (RFC 9211), named here rather than taken from the proxy, which uses this
+/// module.
+const CACHE_STATUS: header::HeaderName = header::HeaderName::from_static("cache-status");
 
 struct Slot {
     entry: Weak<Entry>,
@@ -47,8 +52,8 @@ thread_local! {
     static SLOTS_OF_THREAD: RefCell<Vec<Option<Slot>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The response headers `e` stores, with `Age` and `Content-Length` present (to be set by
-/// the caller) and room for [`ADDED`] fields.
+/// The response headers `e` stores, with `Age`, `Content-Length`, `Cache-Status` and `Via`
+/// present as placeholders (to be set by the caller; [`with_placeholders`]).
 pub fn headers(e: &Arc<Entry>) -> HeaderMap {
     if e.hits() < HOT {
         return fresh(e);
@@ -101,12 +106,22 @@ fn template(e: &Entry) -> HeaderMap {
     with_placeholders(Fields::new(&text, 0..text.len()).to_map(ADDED))
 }
 
-/// `Age` and `Content-Length` are set on every response from an entry; present in the
-/// template, setting them replaces a value instead of growing the clone.
+/// `Age` and `Content-Length` are set on every response from an entry, `Cache-Status` and
+/// `Via` on every response; present in the map, setting them replaces a value instead of
+/// adding a field, which would grow the clone (a clone has no spare room: its first new
+/// field reallocated the map's entries on every hit, about 400 instructions). The
+/// `Cache-Status` and `Via` placeholders are empty, which the pipeline reads as absent: an
+/// entry never stores an upstream `Cache-Status` (`proxy/fill.rs`), and our `Via` replaces
+/// an empty one instead of following it (`proxy/headers.rs`, `append_via`).
 fn with_placeholders(mut map: HeaderMap) -> HeaderMap {
     for name in [header::AGE, header::CONTENT_LENGTH] {
         if !map.contains_key(&name) {
             map.insert(name, HeaderValue::from_static("0"));
+        }
+    }
+    for name in [CACHE_STATUS, header::VIA] {
+        if !map.contains_key(&name) {
+            map.insert(name, HeaderValue::from_static(""));
         }
     }
     map
@@ -151,7 +166,7 @@ mod tests {
     }
 
     /// Whatever the table holds, every entry gets exactly its own fields, in order, with the
-    /// two fields every response sets.
+    /// four fields every response sets.
     #[test]
     fn every_entry_gets_its_own_fields_whatever_the_table_holds() {
         // More live entries than slots, so that they share slots and take them from each other.
@@ -162,11 +177,23 @@ mod tests {
                 let map = headers(e);
                 assert_eq!(which(&map), format!("e{i}"), "round {round}");
                 let names: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
-                assert_eq!(names, ["cache-control", "x-which", "set-cookie", "age", "content-length"]);
+                assert_eq!(
+                    names,
+                    [
+                        "cache-control",
+                        "x-which",
+                        "set-cookie",
+                        "age",
+                        "content-length",
+                        "cache-status",
+                        "via"
+                    ]
+                );
                 assert_eq!(map.get_all(header::SET_COOKIE).iter().count(), 2);
                 let mut without = map.clone();
-                without.remove(header::AGE);
-                without.remove(header::CONTENT_LENGTH);
+                for name in [header::AGE, header::CONTENT_LENGTH, CACHE_STATUS, header::VIA] {
+                    without.remove(name);
+                }
                 assert_eq!(without, e.headers().to_map(0));
             }
         }

@@ -60,8 +60,7 @@ impl Ctx {
         key: CacheKey,
         parts: Parts,
         present: Present,
-        client: Option<SocketAddr>,
-        tls: bool,
+        from: Option<Downstream>,
         trusted: bool,
     ) -> Self {
         // A site that does not let clients decide what reaches the origin reads no request
@@ -83,7 +82,8 @@ impl Ctx {
         };
         let hop = if present.hop { parts.headers.get(STRATUS_HOP) } else { None };
         let (from_edge, from_peer) = (hop.is_some(), hop == Some(&FROM_PEER));
-        let interim = Downstream::interim(&parts.extensions);
+        let tls = Downstream::tls(from.as_ref());
+        let (client, interim) = from.map_or((None, None), |d| (Some(d.peer), d.interim));
         Self {
             from_edge,
             from_peer,

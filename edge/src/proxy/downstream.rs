@@ -1,10 +1,13 @@
-//! What the accepting side knows about a request's client connection, handed to the pipeline
-//! as the request's one extension ([`Downstream`]): whether it came over TLS, and the handle
-//! that sends 1xx heads ahead of the response.
+//! What the accepting side knows about a request's client connection, handed to the handler
+//! beside the request ([`Downstream`]): the peer's address, whether it came over TLS, and the
+//! handle that sends 1xx heads ahead of the response.
 //!
-//! One extension rather than one per value: `http::Extensions` boxes its map on the first
-//! insert and every value in its own box, so each further extension is an allocation and a
-//! hash per request (`docs/performance.md`, "The connection's own work").
+//! An argument rather than a request extension: `http::Extensions` boxes its map on the
+//! first insert and each value in its own box, so one extension cost every request two
+//! allocations, a hashed insert and a lookup, about 650 instructions of a 1 KiB hit's 17,000
+//! (`docs/performance.md`, "The connection's own work" and "Session 14").
+
+use std::net::SocketAddr;
 
 use crate::proxy::interim::Interim;
 
@@ -17,9 +20,11 @@ pub enum Transport {
     Tls,
 }
 
-/// The extension every request from a client listener carries.
+/// The client connection a request came over.
 #[derive(Clone, Debug)]
 pub struct Downstream {
+    /// The peer's address (the client, or a proxy in front of the edge).
+    pub peer: SocketAddr,
     /// How the request arrived.
     pub transport: Transport,
     /// Sends interim (1xx) heads to the client; `None` for HTTP/1.0 (RFC 9110 §15.2: no 1xx
@@ -28,14 +33,8 @@ pub struct Downstream {
 }
 
 impl Downstream {
-    /// Whether the request in `extensions` arrived over TLS; `false` for a request without
-    /// the extension (one the edge made itself).
-    pub fn tls(extensions: &http::Extensions) -> bool {
-        extensions.get::<Self>().is_some_and(|d| d.transport == Transport::Tls)
-    }
-
-    /// The request's 1xx handle, if its client can take interim heads.
-    pub fn interim(extensions: &http::Extensions) -> Option<Interim> {
-        extensions.get::<Self>().and_then(|d| d.interim.clone())
+    /// Whether the request came over TLS; `false` for a request the edge made itself (`None`).
+    pub fn tls(from: Option<&Self>) -> bool {
+        from.is_some_and(|d| d.transport == Transport::Tls)
     }
 }

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{self, HeaderName};
+use http::header::{self, Entry, HeaderName};
 use http::{HeaderMap, HeaderValue, Version};
 
 use crate::cache::directives::SURROGATE_CONTROL;
@@ -44,14 +44,28 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-/// Appends our `Via` entry (RFC 9110 §7.6.3).
+/// Appends our `Via` entry (RFC 9110 §7.6.3). A lone empty `Via` (the placeholder a hit's
+/// head carries, `cache/heads.rs`; an empty list from anyone else says nothing either) is
+/// replaced, so that the map gets no new field.
 pub fn append_via(h: &mut HeaderMap, version: Version) {
-    let v = match version {
+    let v = HeaderValue::from_static(match version {
         Version::HTTP_2 => "2 stratus",
         Version::HTTP_10 => "1.0 stratus",
         _ => "1.1 stratus",
-    };
-    h.append(header::VIA, HeaderValue::from_static(v));
+    });
+    match h.entry(header::VIA) {
+        Entry::Occupied(mut e) => {
+            let mut values = e.iter();
+            if values.next().is_some_and(HeaderValue::is_empty) && values.next().is_none() {
+                e.insert(v);
+            } else {
+                e.append(v);
+            }
+        }
+        Entry::Vacant(e) => {
+            e.insert(v);
+        }
+    }
 }
 
 /// Fields through which a proxy tells the origin who the client is and what it asked for.
@@ -211,6 +225,23 @@ pub fn strip_targeted(h: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Our `Via` follows the upstream's; it takes the place of a hit's empty placeholder.
+    #[test]
+    fn via_is_appended_or_fills_the_placeholder() {
+        let via = |values: &[&'static str], version| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(header::VIA, HeaderValue::from_static(v));
+            }
+            append_via(&mut h, version);
+            h.get_all(header::VIA).iter().map(|v| v.to_str().unwrap().to_owned()).collect::<Vec<_>>()
+        };
+        assert_eq!(via(&[], Version::HTTP_11), ["1.1 stratus"]);
+        assert_eq!(via(&[""], Version::HTTP_2), ["2 stratus"]);
+        assert_eq!(via(&["1.1 parent"], Version::HTTP_10), ["1.1 parent", "1.0 stratus"]);
+        assert_eq!(via(&["", "1.1 x"], Version::HTTP_11), ["", "1.1 x", "1.1 stratus"]);
+    }
 
     #[test]
     fn connection_named_fields_go() {

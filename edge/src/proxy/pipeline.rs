@@ -5,7 +5,6 @@
 //! The hit path is: one cache-map `get` (no lock held across an await), a header-map clone, and a
 //! body that is a reference to the stored `Bytes`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,10 +48,12 @@ struct Rewrite {
     head_only: bool,
 }
 
-/// Serves one client request. Never fails.
-pub async fn handle(edge: Arc<Edge>, req: Request<Body>, client: Option<SocketAddr>) -> Response<Body> {
+/// Serves one request, from a client connection (`from`) or made by the edge itself (`None`:
+/// prewarming and purge targets). Never fails.
+pub async fn handle(edge: Arc<Edge>, req: Request<Body>, from: Option<Downstream>) -> Response<Body> {
     let started = Instant::now();
-    let tls = Downstream::tls(req.extensions());
+    let tls = Downstream::tls(from.as_ref());
+    let client = from.as_ref().map(|d| d.peer);
     if !edge.health_path.is_empty() && req.uri().path() == edge.health_path {
         return crate::proxy::respond::health();
     }
@@ -60,7 +61,7 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Body>, client: Option<SocketAd
     let version = req.version();
     // Set once the site is known, for error responses as much as for the others.
     let mut routed = Routed::default();
-    let (mut res, status) = match serve(&edge, req, client, &mut routed).await {
+    let (mut res, status) = match serve(&edge, req, from, &mut routed).await {
         Ok(pair) => pair,
         Err(e) => {
             edge.metrics.error(&e);
@@ -163,7 +164,7 @@ fn observe(
 async fn serve(
     edge: &Arc<Edge>,
     req: Request<Body>,
-    client: Option<SocketAddr>,
+    from: Option<Downstream>,
     routed: &mut Routed,
 ) -> Served {
     // A reverse proxy opens no tunnels: CONNECT is answered here, never forwarded.
@@ -185,7 +186,8 @@ async fn serve(
         None => return Err(ProxyError::UnknownHost(host.into_owned())),
     };
     routed.site = Some(site.clone());
-    let tls = Downstream::tls(&parts.extensions);
+    let tls = Downstream::tls(from.as_ref());
+    let client = from.as_ref().map(|d| d.peer);
     if !tls && site.cfg.https_redirect {
         return Ok((
             crate::proxy::https::redirect(&parts.method, &host, edge.https_port, &parts.uri),
@@ -216,7 +218,7 @@ async fn serve(
     // Not kept in the request's future across the lookup.
     drop(host);
     drop(fields);
-    let ctx = Ctx::new(site, key, parts, present, client, tls, trusted);
+    let ctx = Ctx::new(site, key, parts, present, from, trusted);
     if ctx.site.cfg.debug_header {
         routed.debug = Some((ctx.key.clone(), ctx.headers.clone()));
     }

@@ -5,8 +5,8 @@
 //! (`conns.rs`), and graceful shutdown (stop accepting, let in-flight responses finish within
 //! the drain timeout).
 //!
-//! Every request carries one [`Downstream`] extension: whether it arrived over TLS and its
-//! 1xx handle.
+//! The handler gets every request with its [`Downstream`]: the peer, whether it arrived over
+//! TLS, and its 1xx handle.
 //!
 //! HTTP/2 limits, chosen like nginx's and Cloudflare's defaults: 128 concurrent streams per
 //! connection (nginx `http2_max_concurrent_streams`); receive windows of 1 MiB per stream and
@@ -129,7 +129,7 @@ pub async fn serve<H, F>(
     limits: ConnLimits,
     shutdown: CancellationToken,
 ) where
-    H: Fn(Request<Body>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Body>, Downstream) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let tasks = TaskTracker::new();
@@ -230,7 +230,7 @@ async fn connection<I, H, F>(
 ) -> Result<(), BoxError>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    H: Fn(Request<Body>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Body>, Downstream) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     // One watch for the whole connection: a client that sends nothing is closed like any
@@ -264,18 +264,18 @@ async fn serve_http1<I, H, F>(
 ) -> Result<(), BoxError>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    H: Fn(Request<Body>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Body>, Downstream) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     conn.http1();
     let (io, interim) = InterimIo::new(io);
     let io = TokioIo::new(io);
-    let service = hyper::service::service_fn(|mut req: Request<Incoming>| {
+    let service = hyper::service::service_fn(|req: Request<Incoming>| {
         let busy = conn.busy();
         // RFC 9110 §15.2: no 1xx to HTTP/1.0 clients.
         let interim = (req.version() == http::Version::HTTP_11).then(|| interim.clone());
-        req.extensions_mut().insert(Downstream { transport, interim });
-        let fut = handler(req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()), peer);
+        let from = Downstream { peer, transport, interim };
+        let fut = handler(req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()), from);
         async move { Ok::<_, Infallible>(fut.await.map(|b| Tracked::new(b, busy))) }
     });
     let served = builder.serve_connection(io, service);

@@ -30,7 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::body::{Body, BoxError};
 use crate::proxy::conns::{Closing, Conn};
-use crate::proxy::downstream::Transport;
+use crate::proxy::downstream::{Downstream, Transport};
 
 /// How HTTP/2 connections are served.
 #[derive(Clone, Debug)]
@@ -45,8 +45,8 @@ pub struct Settings {
 
 /// Serves one HTTP/2 connection until it closes; closes it gracefully once `close` resolves
 /// (idle, shed, shutdown), giving a peer with nothing in flight `grace` to finish the close.
-/// Every request carries `transport` in its [`Downstream`](crate::proxy::downstream::Downstream)
-/// extension.
+/// The handler gets every request with its [`Downstream`] (`peer`, `transport`, its 1xx
+/// handle).
 #[allow(clippy::too_many_arguments)]
 pub async fn serve<I, H, F>(
     io: I,
@@ -60,7 +60,7 @@ pub async fn serve<I, H, F>(
 ) -> Result<(), BoxError>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    H: Fn(Request<Body>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Body>, Downstream) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let mut h2 = tokio::select! {

@@ -40,9 +40,9 @@ const CONNECTION_SPECIFIC: [HeaderName; 5] = [
     HeaderName::from_static("keep-alive"),
 ];
 
-/// Serves one request: runs `handler` and sends its response on the stream. The request
-/// carries a [`Downstream`] extension (`transport` and its 1xx handle); `busy` keeps the connection busy until the response
-/// has been sent or the stream is gone.
+/// Serves one request: runs `handler` with the request and its [`Downstream`] (`peer`,
+/// `transport` and the stream's 1xx handle) and sends its response on the stream; `busy`
+/// keeps the connection busy until the response has been sent or the stream is gone.
 pub async fn serve<H, F>(
     req: Request<RecvStream>,
     reply: SendResponse<Bytes>,
@@ -51,14 +51,14 @@ pub async fn serve<H, F>(
     transport: Transport,
     busy: Busy,
 ) where
-    H: Fn(Request<Body>, SocketAddr) -> F,
+    H: Fn(Request<Body>, Downstream) -> F,
     F: Future<Output = Response<Body>>,
 {
     let reply = Arc::new(Mutex::new(reply));
-    let (mut parts, recv) = req.into_parts();
-    parts.extensions.insert(Downstream { transport, interim: Some(Interim::http2(reply.clone())) });
+    let (parts, recv) = req.into_parts();
+    let from = Downstream { peer, transport, interim: Some(Interim::http2(reply.clone())) };
     let body = RecvBody::new(recv, &parts.headers).map_err(Into::into).boxed_unsync();
-    let handling = handler(Request::from_parts(parts, body), peer);
+    let handling = handler(Request::from_parts(parts, body), from);
     tokio::pin!(handling);
     let res = poll_fn(|cx| {
         if let Poll::Ready(res) = handling.as_mut().poll(cx) {
