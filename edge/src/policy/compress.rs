@@ -125,6 +125,12 @@ fn media_type(value: &[u8]) -> (&[u8], &[u8]) {
     (media, top)
 }
 
+/// The bit of [`Compressor::type_lengths`] for a length; every length from 63 on shares the
+/// top bit.
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
+}
+
 /// A site's compression settings.
 #[derive(Debug)]
 pub(super) struct Compressor {
@@ -132,14 +138,20 @@ pub(super) struct Compressor {
     /// Configured types, lower-cased: whole media types, and top-level types (`text/*`).
     types: Vec<String>,
     tops: Vec<String>,
+    /// Bit `n` set when a configured whole type is `n` bytes long (`n` < 64): most responses'
+    /// types (images, video, `application/octet-stream`) are turned away by their length,
+    /// without a comparison.
+    type_lengths: u64,
     min_size: u64,
 }
 
 impl Compressor {
     pub(super) fn new(cfg: &Compression) -> Self {
+        let types = lowered(&cfg.types, |t| !t.ends_with("/*"));
         Self {
             enabled: cfg.enabled,
-            types: lowered(&cfg.types, |t| !t.ends_with("/*")),
+            type_lengths: types.iter().fold(0, |mask, t| mask | length_bit(t.len())),
+            types,
             tops: lowered(&cfg.types, |t| t.ends_with("/*"))
                 .into_iter()
                 .map(|t| t[..t.len() - 2].to_owned())
@@ -194,7 +206,8 @@ impl Compressor {
         // so no other bytes match), against types split by kind once, when the site is loaded.
         let Some(ct) = h.get(header::CONTENT_TYPE) else { return false };
         let (media, top) = media_type(ct.as_bytes());
-        let typed = self.types.iter().any(|t| media.eq_ignore_ascii_case(t.as_bytes()))
+        let typed = (self.type_lengths & length_bit(media.len()) != 0
+            && self.types.iter().any(|t| media.eq_ignore_ascii_case(t.as_bytes())))
             || self.tops.iter().any(|t| top.eq_ignore_ascii_case(t.as_bytes()));
         if !typed || h.contains_key(header::CONTENT_RANGE) {
             return false;
@@ -381,6 +394,15 @@ mod tests {
         assert!(c.compressible(ok, &head(&[("content-type", "Text/Plain")])), "text/* in any case");
         assert!(c.compressible(ok, &head(&[("content-type", "application/JSON; charset=utf-8")])));
         assert!(!c.compressible(ok, &head(&[("content-type", "textual/plain")])));
+        // Every configured type matches in any case, whatever its length (the length filter).
+        for t in Compression::default().types.iter().filter(|t| !t.ends_with("/*")) {
+            assert!(c.compressible(ok, &head(&[("content-type", &t.to_uppercase())])), "{t}");
+        }
+        let long = "application/vnd.example.a-media-type-name-longer-than-sixty-three-bytes+json";
+        let c_long = Compressor::new(&Compression { types: vec![long.into()], ..Compression::default() });
+        assert!(c_long.compressible(ok, &head(&[("content-type", long)])));
+        assert!(!c_long.compressible(ok, &head(&[("content-type", &format!("{long}x"))])));
+        assert!(!c_long.compressible(ok, &head(&[("content-type", "application/json")])));
         assert!(!c.compressible(ok, &head(&[("content-type", "application/json+x")])));
         assert!(
             !c.compressible(ok, &head(&[("content-type", "text/plain"), ("content-range", "bytes 0-1/9")])),
