@@ -117,7 +117,8 @@ fn preferred(accepted: [Option<bool>; 3], star: Option<bool>) -> Encoding {
 
 /// The media type of a `Content-Type` value (before any parameter, without surrounding
 /// whitespace) and its top-level type (before the `/`). Byte scans: `str::split` by a
-/// `char` cost a hit about 300 instructions here (`docs/performance.md`, "Session 14").
+/// `char` cost a hit about 300 instructions here (`docs/performance.md`, "The hit's own
+/// work, fifth round").
 fn media_type(value: &[u8]) -> (&[u8], &[u8]) {
     let end = value.iter().position(|&b| b == b';').unwrap_or(value.len());
     let media = value[..end].trim_ascii();
