@@ -35,12 +35,12 @@ const HOT: u16 = 2;
 /// How many requests for other entries a slot's entry outlasts; each hit on it earns one back.
 const CREDIT: u8 = 3;
 /// Fields a response adds to the stored ones (Age, Content-Length, Cache-Status, Via), and
-/// room for two more (`Vary` of a compressible one, `Accept-Ranges` and `Content-Range` of a
-/// range).
+/// room for two of those some responses add (`Vary` on a compressible one, `Accept-Ranges`
+/// and `Content-Range` on a range).
 pub const ADDED: usize = 6;
-/// `Cache-Status` (RFC 9211), named here rather than taken from the proxy, which uses this
-/// module.
-const CACHE_STATUS: header::HeaderName = header::HeaderName::from_static("cache-status");
+/// The `Cache-Status` field's name (RFC 9211). Defined here, in the cache, because a hit's
+/// head carries it; the proxy, which writes its value, uses this one.
+pub const CACHE_STATUS: header::HeaderName = header::HeaderName::from_static("cache-status");
 
 struct Slot {
     entry: Weak<Entry>,
@@ -114,15 +114,10 @@ fn template(e: &Entry) -> HeaderMap {
 /// entry never stores an upstream `Cache-Status` (`proxy/fill.rs`), and our `Via` replaces
 /// an empty one instead of following it (`proxy/headers.rs`, `append_via`).
 fn with_placeholders(mut map: HeaderMap) -> HeaderMap {
-    for name in [header::AGE, header::CONTENT_LENGTH] {
-        if !map.contains_key(&name) {
-            map.insert(name, HeaderValue::from_static("0"));
-        }
-    }
-    for name in [CACHE_STATUS, header::VIA] {
-        if !map.contains_key(&name) {
-            map.insert(name, HeaderValue::from_static(""));
-        }
+    for (name, placeholder) in
+        [(header::AGE, "0"), (header::CONTENT_LENGTH, "0"), (CACHE_STATUS, ""), (header::VIA, "")]
+    {
+        map.entry(name).or_insert(HeaderValue::from_static(placeholder));
     }
     map
 }

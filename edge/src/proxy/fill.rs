@@ -16,6 +16,7 @@ use crate::cache::directives::SURROGATE_CONTROL;
 use crate::cache::disk::tier::{Disk, LargeFill};
 use crate::cache::entry::{Entry, Exchange, StoredHead, initial_age};
 use crate::cache::freshness;
+use crate::cache::heads::CACHE_STATUS;
 use crate::cache::key::{CacheKey, vary_names};
 use crate::cache::slice::Answer;
 use crate::edge::Edge;
@@ -528,8 +529,6 @@ impl ToDisk {
         self.failed = true;
     }
 }
-
-const CACHE_STATUS: header::HeaderName = header::HeaderName::from_static("cache-status");
 
 /// Takes the `Cache-Status` members of the upstream caches out of `headers`, as one value.
 fn upstream_cache_status(headers: &mut HeaderMap) -> Option<HeaderValue> {

@@ -5,6 +5,9 @@ use std::cell::RefCell;
 
 use http::HeaderValue;
 
+/// The `Cache-Status` field's name (RFC 9211).
+pub use crate::cache::heads::CACHE_STATUS;
+
 /// How the response was produced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -187,9 +190,6 @@ thread_local! {
     /// Where `Cache-Status` values are written (one per response); a few dozen bytes.
     static TEXT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
-
-/// The `Cache-Status` field's name (RFC 9211).
-pub const CACHE_STATUS: http::HeaderName = http::HeaderName::from_static("cache-status");
 
 /// `Cache-Status` with our member appended to the members of the caches closer to the origin
 /// (RFC 9211 §2: each cache appends its own and keeps the others).
