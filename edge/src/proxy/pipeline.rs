@@ -507,7 +507,7 @@ async fn follow(
             status.ttl = head.ttl;
             let mut headers = head.headers.clone();
             if let Some(upstream) = &head.upstream_status {
-                headers.insert(header::HeaderName::from_static("cache-status"), upstream.clone());
+                headers.insert(CACHE_STATUS, upstream.clone());
             }
             if ctx.from_edge {
                 headers.extend(head.edge_fields.clone());

@@ -48,7 +48,7 @@ use crate::proxy::interim::{self, InterimTx};
 use crate::proxy::range::{self, Ranges};
 use crate::proxy::respond::{self, Precondition};
 use crate::proxy::route::SiteState;
-use crate::proxy::status::{CacheStatus, Fwd, Outcome};
+use crate::proxy::status::{CACHE_STATUS, CacheStatus, Fwd, Outcome};
 use crate::upstream::{Answered, OriginRequest};
 
 /// How many slices a request checks in the store before answering (4 GiB of 1 MiB slices); it
@@ -487,7 +487,7 @@ impl Slicer {
         if range.first != first || range.last != last.min(range.complete - 1) {
             return Ok(Fetched::NotSliceable("content-range"));
         }
-        parts.headers.remove(header::HeaderName::from_static("cache-status"));
+        parts.headers.remove(CACHE_STATUS);
         // Freshness is the representation's: computed as for its 200.
         let mut head = prepare(edge, &self.site, &self.key, StatusCode::OK, parts.headers, &ex, false);
         head.status = StatusCode::PARTIAL_CONTENT;
